@@ -25,8 +25,8 @@ const (
 	defaultAlign  = 32      // general.alignment when the key is absent
 	alignmentKey  = "general.alignment"
 	magic         = "GGUF"
-	minKVSize     = 8 + 1 + 4 + 1         // key length, one key byte, value type, one value byte
-	minTensorSize = 8 + 1 + 4 + 8 + 4 + 8 // name length, one name byte, n_dims, one dim, type, offset
+	minKVSize     = 8 + 4 + 1     // key length, value type, one value byte
+	minTensorSize = 8 + 4 + 4 + 8 // name length, n_dims, type, offset
 )
 
 // parser reads the header, metadata and tensor infos of a GGUF file from memory.

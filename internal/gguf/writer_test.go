@@ -18,7 +18,7 @@ import (
 
 // allTypesKV is metadata of every value type, including arrays of strings and
 // nested arrays, in the order it is set.
-func allTypesKV(t *testing.T) []KV {
+func allTypesKV(t testing.TB) []KV {
 	t.Helper()
 	inner1, err := ValueOf([]int32{1, -2, 3})
 	require.NoError(t, err)
@@ -83,7 +83,7 @@ type testTensor struct {
 }
 
 // testTensors returns tensors of several types with random bytes.
-func testTensors(t *testing.T, seed uint64) []testTensor {
+func testTensors(t testing.TB, seed uint64) []testTensor {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 1))
 	specs := []testTensor{
