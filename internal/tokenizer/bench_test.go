@@ -38,3 +38,32 @@ func BenchmarkEncodeSPM32K(b *testing.B) {
 		tok.Encode(text, true, false)
 	}
 }
+
+func BenchmarkEncodeBPE4K(b *testing.B) {
+	tok, err := New(bpeVocab("llama-bpe", trainedMerges(b)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	text := englishPrompt(4096)
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	for b.Loop() {
+		tok.Encode(text, true, false)
+	}
+}
+
+func BenchmarkDecoder(b *testing.B) {
+	tok, err := New(bpeVocab("llama-bpe", trainedMerges(b)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := tok.Encode(englishPrompt(4096)+"日本語 🦙", false, false)
+	b.ReportAllocs()
+	for b.Loop() {
+		d := tok.NewDecoder()
+		for _, id := range ids {
+			d.Next(id)
+		}
+		d.Flush()
+	}
+}

@@ -103,26 +103,27 @@ func (t *Tokenizer) NewDecoder() *Decoder { return &Decoder{t: t} }
 // characters only. Bytes that can never form a valid character come out as
 // U+FFFD (one per byte); the bytes of a character still incomplete are held.
 func (d *Decoder) Next(id int) string {
-	if id < 0 || id >= len(d.t.pieces) || d.t.pieces[id] == "" {
+	if id < 0 || id >= len(d.t.pieces) {
 		return ""
 	}
-	d.held = append(d.held, d.t.pieces[id]...)
-	var b strings.Builder
+	p := d.t.pieces[id]
+	if len(d.held) == 0 && utf8.ValidString(p) {
+		return p // the common case: whole characters, nothing held
+	}
+	d.held = append(d.held, p...)
+	var out []byte
 	i := 0
-	for i < len(d.held) {
-		if !utf8.FullRune(d.held[i:]) {
-			break
-		}
+	for i < len(d.held) && utf8.FullRune(d.held[i:]) {
 		r, n := utf8.DecodeRune(d.held[i:])
 		if r == utf8.RuneError && n == 1 {
-			b.WriteRune(utf8.RuneError)
+			out = utf8.AppendRune(out, utf8.RuneError)
 		} else {
-			b.Write(d.held[i : i+n])
+			out = append(out, d.held[i:i+n]...)
 		}
 		i += n
 	}
 	d.held = append(d.held[:0], d.held[i:]...)
-	return b.String()
+	return string(out)
 }
 
 // Flush returns the held bytes, each as U+FFFD since they end inside a
