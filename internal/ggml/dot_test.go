@@ -58,6 +58,8 @@ func TestVecDotMatchesDequantized(t *testing.T) {
 					want, mag := exactDot(wf, xf)
 					got := VecDot(typ, n, w, x)
 					assert.InDelta(t, want, float64(got), 2e-6*mag+1e-30, "seed %d", seed)
+					generic := dotFunc(typ)(n, w, x)
+					assert.InDelta(t, want, float64(generic), 2e-6*mag+1e-30, "generic, seed %d", seed)
 				}
 			})
 		}

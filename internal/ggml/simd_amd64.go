@@ -1,10 +1,120 @@
 package ggml
 
+import "math"
+
+// Assembly kernels (gemv_amd64.s). Each computes out[r] for r < rows over rows
+// of weights stride bytes apart against one activation vector x, looping over
+// the rows itself. Block kernels take the number of blocks per row (≥ 1);
+// float kernels the number of 32-element chunks (≥ 1) and leave the tail to
+// the caller. The Go code checks every bound before calling them.
+
+//go:noescape
+func gemvQ4KAVX2(w *byte, stride int, x *byte, nb int, out *float32, rows int)
+
+//go:noescape
+func gemvQ5KAVX2(w *byte, stride int, x *byte, nb int, out *float32, rows int)
+
+//go:noescape
+func gemvQ6KAVX2(w *byte, stride int, x *byte, nb int, out *float32, rows int)
+
+//go:noescape
+func gemvQ8_0AVX2(w *byte, stride int, x *byte, nb int, out *float32, rows int)
+
+//go:noescape
+func gemvQ4_0AVX2(w *byte, stride int, x *byte, nb int, out *float32, rows int)
+
+//go:noescape
+func gemvF16AVX2(w *byte, stride int, x *byte, nb int, out *float32, rows int)
+
+//go:noescape
+func gemvBF16AVX2(w *byte, stride int, x *byte, nb int, out *float32, rows int)
+
+//go:noescape
+func gemvF32AVX2(w *byte, stride int, x *byte, nb int, out *float32, rows int)
+
 // gemvSIMD runs Gemv with the assembly kernels when the CPU has them and the
-// type has one, and reports whether it did.
+// type has one, and reports whether it did. It checks the slice bounds the
+// kernels rely on (panicking like a slice expression when they are short).
 func gemvSIMD(t Type, n int, w []byte, stride int, x []byte, out []float32) bool {
 	if !useAVX2 {
 		return false
 	}
-	return false
+	rows := len(out)
+	var chunk, chunkBytes int // elements and weight bytes per kernel step
+	switch t {
+	case Q4_K, Q5_K, Q6_K, Q8_0, Q4_0:
+		chunk, chunkBytes = t.BlockSize(), t.TypeSize()
+	case F16, BF16:
+		chunk, chunkBytes = 32, 64
+	case F32:
+		chunk, chunkBytes = 32, 128
+	default:
+		return false
+	}
+	steps := n / chunk
+	if steps < 1 {
+		return false
+	}
+	rowBytes := steps * chunkBytes // what the kernel reads
+	if t.BlockSize() == 1 {
+		rowBytes = n * t.TypeSize() // float rows: the tail too
+	}
+	if rows > 1 && stride < rowBytes {
+		return false
+	}
+	// Index expressions check against len (a reslice would only check cap).
+	xt := VecDotType(t)
+	_ = w[(rows-1)*stride+rowBytes-1]
+	_ = x[rowBytes/t.TypeSize()*t.BlockSize()/xt.BlockSize()*xt.TypeSize()-1]
+	wp, xp, op := &w[0], &x[0], &out[0]
+	switch t {
+	case Q4_K:
+		gemvQ4KAVX2(wp, stride, xp, steps, op, rows)
+	case Q5_K:
+		gemvQ5KAVX2(wp, stride, xp, steps, op, rows)
+	case Q6_K:
+		gemvQ6KAVX2(wp, stride, xp, steps, op, rows)
+	case Q8_0:
+		gemvQ8_0AVX2(wp, stride, xp, steps, op, rows)
+	case Q4_0:
+		gemvQ4_0AVX2(wp, stride, xp, steps, op, rows)
+	case F16, BF16, F32:
+		switch t {
+		case F16:
+			gemvF16AVX2(wp, stride, xp, steps, op, rows)
+		case BF16:
+			gemvBF16AVX2(wp, stride, xp, steps, op, rows)
+		default:
+			gemvF32AVX2(wp, stride, xp, steps, op, rows)
+		}
+		if tail := n - steps*chunk; tail > 0 {
+			addFloatTails(t, n, tail, w, stride, x, out)
+		}
+	}
+	return true
+}
+
+// addFloatTails adds to each out[r] the products of the last tail elements of
+// row r and x, in float64 as ggml's float dot products do.
+func addFloatTails(t Type, n, tail int, w []byte, stride int, x []byte, out []float32) {
+	start := n - tail
+	for r := range out {
+		row := w[r*stride:]
+		sum := float64(out[r])
+		for i := start; i < n; i++ {
+			sum += float64(floatAt(t, row, i) * floatAt(t, x, i))
+		}
+		out[r] = float32(sum)
+	}
+}
+
+// floatAt reads element i of a float vector of type t (F32, F16 or BF16).
+func floatAt(t Type, b []byte, i int) float32 {
+	switch t {
+	case F16:
+		return F16ToF32(le16(b[2*i:]))
+	case BF16:
+		return BF16ToF32(le16(b[2*i:]))
+	}
+	return math.Float32frombits(le32(b[4*i:]))
 }

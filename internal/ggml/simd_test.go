@@ -1,0 +1,79 @@
+package ggml
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSIMDMatchesGeneric runs the assembly kernels (through Gemv) and the
+// portable Go kernels on the same data, many shapes, random blocks with every
+// bit pattern in the quants as well as realistic quantized rows.
+func TestSIMDMatchesGeneric(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no SIMD kernels on this machine")
+	}
+	for _, typ := range weightTypes {
+		for _, n := range dotSizes(typ) {
+			for _, rows := range []int{1, 3, 8} {
+				for _, pad := range []int{0, 13} {
+					name := fmt.Sprintf("%s/n=%d/rows=%d/pad=%d", typ, n, rows, pad)
+					t.Run(name, func(t *testing.T) {
+						checkSIMD(t, typ, n, rows, pad)
+					})
+				}
+			}
+		}
+	}
+}
+
+func checkSIMD(t *testing.T, typ Type, n, rows, pad int) {
+	rowSize := typ.RowSize(n)
+	stride := rowSize + pad
+	seed := uint64(n*31 + rows*7 + pad)
+	for _, realistic := range []bool{false, true} {
+		w := make([]byte, (rows-1)*stride+rowSize)
+		for r := 0; r < rows; r++ {
+			var enc []byte
+			if realistic {
+				var err error
+				enc, err = Quantize(typ, randFloats(seed+uint64(r), n, 0.05))
+				require.NoError(t, err)
+			} else {
+				enc = randomWeights(typ, n, 1, seed+uint64(r))
+			}
+			copy(w[r*stride:], enc)
+		}
+		xf := randFloats(seed+99, n, 1)
+		x, err := Quantize(VecDotType(typ), xf)
+		require.NoError(t, err)
+
+		got := make([]float32, rows)
+		Gemv(typ, n, w, stride, x, got)
+		want := make([]float32, rows)
+		gemvGeneric(typ, n, w, stride, x, want)
+
+		xd := make([]float32, n)
+		require.NoError(t, Dequantize(VecDotType(typ), x, xd))
+		wd := make([]float32, n)
+		for r := 0; r < rows; r++ {
+			require.NoError(t, Dequantize(typ, w[r*stride:], wd))
+			_, mag := exactDot(wd, xd)
+			assert.InDelta(t, want[r], got[r], 2e-6*mag+1e-30, "row %d realistic=%v", r, realistic)
+		}
+	}
+}
+
+func TestSIMDBoundsPanic(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no SIMD kernels on this machine")
+	}
+	w := make([]byte, 2*144-1) // two Q4_K rows, one byte short
+	x := make([]byte, 292)
+	assert.Panics(t, func() { Gemv(Q4_K, 256, w, 144, x, make([]float32, 2)) })
+	assert.Panics(t, func() { Gemv(Q4_K, 256, w, 144, x[:291], make([]float32, 1)) })
+	assert.Panics(t, func() { Gemv(F16, 40, make([]byte, 79), 80, make([]byte, 80), make([]float32, 1)) })
+	assert.NotPanics(t, func() { Gemv(Q4_K, 256, w, 144, x, make([]float32, 1)) })
+}
