@@ -64,6 +64,7 @@ func TestParseErrors(t *testing.T) {
 		{"short non-GGUF", []byte("{}"), ErrNotGGUF, `magic "{}"`},
 		{"empty", nil, ErrTruncated, "reading the magic"},
 		{"v1", (&raw{b: []byte("GGUF")}).u32(1).u32(0).u32(0).b, ErrVersion, "version 1 (GGUF v1 uses 32-bit counts"},
+		{"v0", (&raw{b: []byte("GGUF")}).u32(0).u64(0).u64(0).b, ErrVersion, "version 0 (only versions 2 and 3"},
 		{"v4", (&raw{b: []byte("GGUF")}).u32(4).u64(0).u64(0).b, ErrVersion, "version 4"},
 		{"big-endian", append([]byte("GGUF\x00\x00\x00\x03"), make([]byte, 16)...), ErrVersion, "big-endian"},
 		{"huge tensor count", append(header(1<<60, 0).b, make([]byte, 16)...), ErrCorrupt, "tensor count 1152921504606846976 is absurd"},
@@ -86,7 +87,8 @@ func TestParseErrors(t *testing.T) {
 			}
 			return r.u32(uint32(Uint8)).u64(0).b
 		}(), ErrCorrupt, "nested deeper than 8"},
-		{"alignment 48", header(0, 1).kvU32(alignmentKey, 48).b, ErrCorrupt, "general.alignment 48 is not a power of two"},
+		{"alignment 48", header(0, 2).kvU32("a", 1).kvU32(alignmentKey, 48).b, ErrCorrupt,
+			"corrupt at byte 41: general.alignment 48 is not a power of two"},
 		{"alignment 0", header(0, 1).kvU32(alignmentKey, 0).b, ErrCorrupt, "general.alignment 0 is not a power of two"},
 		{"alignment string", header(0, 1).str(alignmentKey).u32(uint32(String)).str("32").b, ErrCorrupt, "not an unsigned integer"},
 		{"unknown tensor type", header(1, 0).tensor("w", ggml.Type(99), 0, 4).data(16), ErrUnknownType, `tensor info 0 ("w"): tensor type 99`},

@@ -114,7 +114,7 @@ func parse(data []byte, path string) (*File, error) {
 	case version == 2 || version == 3:
 	case version == 1:
 		return nil, p.fail(4, ErrVersion, "version 1 (GGUF v1 uses 32-bit counts; only versions 2 and 3 are read)")
-	case version&0xffff == 0 && bits.ReverseBytes32(version) <= 3:
+	case version&0xffff == 0 && bits.ReverseBytes32(version) >= 1 && bits.ReverseBytes32(version) <= 3:
 		return nil, p.fail(4, ErrVersion, "version reads as %#x: a big-endian GGUF file (version %d); only little-endian files are read",
 			version, bits.ReverseBytes32(version))
 	default:
@@ -143,6 +143,7 @@ func parse(data []byte, path string) (*File, error) {
 	// Metadata.
 	f.KV = make([]KV, 0, nKV)
 	f.kvIndex = make(map[string]int, nKV)
+	alignOff := 0 // where general.alignment is, for errors
 	for i := range int(nKV) {
 		start := p.off
 		kb, err := p.strBytes(func() string { return fmt.Sprintf("metadata key %d", i) })
@@ -153,6 +154,9 @@ func parse(data []byte, path string) (*File, error) {
 			return nil, p.fail(start, ErrCorrupt, "metadata key %d (%q) is empty or not UTF-8", i, kb)
 		}
 		key := string(kb)
+		if key == alignmentKey {
+			alignOff = start
+		}
 		if j, dup := f.kvIndex[key]; dup {
 			return nil, p.fail(start, ErrCorrupt, "metadata key %d (%q) repeats key %d", i, key, j)
 		}
@@ -175,7 +179,7 @@ func parse(data []byte, path string) (*File, error) {
 	if v, ok := f.Get(alignmentKey); ok {
 		a, err := alignmentOf(v)
 		if err != nil {
-			return nil, p.fail(0, ErrCorrupt, "%s", err)
+			return nil, p.fail(alignOff, ErrCorrupt, "%s", err)
 		}
 		f.Alignment = a
 	}
