@@ -104,7 +104,8 @@ func (w *Writer) AddTensorFunc(name string, typ ggml.Type, shape []uint64, write
 }
 
 // AddTensorF32 adds a tensor given as float32 values (as many as the shape has
-// elements), encoding them in type typ now. F32, F16 and BF16 are supported.
+// elements), encoding them in type typ now with [ggml.Quantize] (F32, F16,
+// BF16, Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, Q8_K). Only the encoded bytes are kept.
 func (w *Writer) AddTensorF32(name string, typ ggml.Type, shape []uint64, values []float32) error {
 	info, err := w.newTensor(name, typ, shape)
 	if err != nil {
@@ -114,38 +115,15 @@ func (w *Writer) AddTensorF32(name string, typ ggml.Type, shape []uint64, values
 		return fmt.Errorf("gguf: tensor %q: %d values for a %v tensor of %d elements",
 			name, len(values), shape, info.Elements())
 	}
-	data, err := encodeF32(typ, values)
+	data, err := ggml.Quantize(typ, values)
 	if err != nil {
 		return fmt.Errorf("gguf: tensor %q: %w", name, err)
 	}
+	if int64(len(data)) != info.Size {
+		return fmt.Errorf("gguf: tensor %q: encoding gave %d bytes, want %d", name, len(data), info.Size)
+	}
 	w.addTensor(wtensor{info: info, data: data})
 	return nil
-}
-
-// encodeF32 encodes values in type typ.
-func encodeF32(typ ggml.Type, values []float32) ([]byte, error) {
-	le := binary.LittleEndian
-	switch typ {
-	case ggml.F32:
-		b := make([]byte, 4*len(values))
-		for i, v := range values {
-			le.PutUint32(b[4*i:], math.Float32bits(v))
-		}
-		return b, nil
-	case ggml.F16:
-		b := make([]byte, 2*len(values))
-		for i, v := range values {
-			le.PutUint16(b[2*i:], ggml.F32ToF16(v))
-		}
-		return b, nil
-	case ggml.BF16:
-		b := make([]byte, 2*len(values))
-		for i, v := range values {
-			le.PutUint16(b[2*i:], ggml.F32ToBF16(v))
-		}
-		return b, nil
-	}
-	return nil, fmt.Errorf("encoding float32 values as %s is not implemented", typ)
 }
 
 // newTensor validates a tensor's name, type and shape and returns its info.

@@ -421,37 +421,27 @@ func TestWriterAlignmentFromKey(t *testing.T) {
 }
 
 func TestAddTensorF32(t *testing.T) {
-	values := []float32{1, -2.5, 0.1, 65504, 1e-8, float32(math.Inf(-1))}
+	r := rand.New(rand.NewPCG(3, 4))
+	values := make([]float32, 256*2)
+	for i := range values {
+		values[i] = r.Float32()*2 - 1
+	}
+	values[5] = 1e-8
 	cases := []struct {
-		typ    ggml.Type
-		decode func([]byte) []float32
+		typ ggml.Type
+		tol float32 // largest error after decoding, for values in [-1, 1]
 	}{
-		{ggml.F32, func(b []byte) []float32 {
-			out := make([]float32, len(b)/4)
-			for i := range out {
-				out[i] = math.Float32frombits(uint32(b[4*i]) | uint32(b[4*i+1])<<8 | uint32(b[4*i+2])<<16 | uint32(b[4*i+3])<<24)
-			}
-			return out
-		}},
-		{ggml.F16, func(b []byte) []float32 {
-			out := make([]float32, len(b)/2)
-			for i := range out {
-				out[i] = ggml.F16ToF32(uint16(b[2*i]) | uint16(b[2*i+1])<<8)
-			}
-			return out
-		}},
-		{ggml.BF16, func(b []byte) []float32 {
-			out := make([]float32, len(b)/2)
-			for i := range out {
-				out[i] = ggml.BF16ToF32(uint16(b[2*i]) | uint16(b[2*i+1])<<8)
-			}
-			return out
-		}},
+		{ggml.F32, 0},
+		{ggml.F16, 1.0 / 2048},
+		{ggml.BF16, 1.0 / 128},
+		{ggml.Q8_0, 1.0 / 127},
+		{ggml.Q6_K, 1.0 / 16},
+		{ggml.Q4_K, 1.0 / 4},
 	}
 	for _, tc := range cases {
 		t.Run(tc.typ.String(), func(t *testing.T) {
 			w := &Writer{}
-			require.NoError(t, w.AddTensorF32("x", tc.typ, []uint64{3, 2}, values))
+			require.NoError(t, w.AddTensorF32("x", tc.typ, []uint64{256, 2}, values))
 			var buf bytes.Buffer
 			_, err := w.WriteTo(&buf)
 			require.NoError(t, err)
@@ -459,20 +449,21 @@ func TestAddTensorF32(t *testing.T) {
 			require.NoError(t, err)
 			ti, ok := f.Tensor("x")
 			require.True(t, ok)
-			got := tc.decode(f.TensorData(ti))
-			require.Len(t, got, len(values))
+			assert.Equal(t, tc.typ, ti.Type)
+			want, err := ggml.Quantize(tc.typ, values)
+			require.NoError(t, err)
+			assert.Equal(t, want, f.TensorData(ti))
+
+			got := make([]float32, len(values))
+			require.NoError(t, ggml.Dequantize(tc.typ, f.TensorData(ti), got))
 			for i, v := range values {
-				switch tc.typ {
-				case ggml.F32:
-					assert.Equal(t, v, got[i])
-				case ggml.F16:
-					assert.Equal(t, ggml.F16ToF32(ggml.F32ToF16(v)), got[i])
-				case ggml.BF16:
-					assert.Equal(t, ggml.BF16ToF32(ggml.F32ToBF16(v)), got[i])
-				}
+				assert.InDelta(t, v, got[i], float64(tc.tol)+1e-9, "element %d", i)
 			}
 		})
 	}
+	w := &Writer{}
+	assert.Error(t, w.AddTensorF32("iq", ggml.IQ2_XXS, []uint64{256}, values[:256]), "no encoder for IQ2_XXS")
+	assert.Empty(t, w.tensors)
 }
 
 func TestWriteFile(t *testing.T) {
