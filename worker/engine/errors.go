@@ -1,0 +1,19 @@
+package engine
+
+import "errors"
+
+// Errors the engine returns, wrapped with details; test with errors.Is.
+var (
+	// ErrInvalidModel: the file is a GGUF file but not a usable model (missing
+	// or inconsistent metadata, tensors of the wrong shape).
+	ErrInvalidModel = errors.New("invalid model")
+	// ErrUnsupported: the model uses something the engine does not implement
+	// (an architecture, a tensor type, a rope scaling).
+	ErrUnsupported = errors.New("unsupported model")
+	// ErrContextFull: the prompt and the tokens to generate do not fit the context.
+	ErrContextFull = errors.New("context full")
+	// ErrInvalidRequest: a generation parameter is out of range.
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrClosed: the model was closed.
+	ErrClosed = errors.New("model closed")
+)

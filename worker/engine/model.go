@@ -1,0 +1,315 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"rbee/internal/ggml"
+	"rbee/internal/gguf"
+	"rbee/internal/tokenizer"
+)
+
+// Options configure Load. The zero value is ready to use.
+type Options struct {
+	// Threads is the number of goroutines a forward pass uses; 0 means one per CPU.
+	Threads int
+	// ContextSize is the number of positions a session's KV cache holds; 0 means
+	// the model's training context, capped at DefaultContextSize.
+	ContextSize int
+	// BatchSize is the number of prompt tokens evaluated together; 0 means 256.
+	BatchSize int
+	// Progress, when set, is called as layers are loaded (from the goroutine that
+	// called Load).
+	Progress func(LoadProgress)
+}
+
+// DefaultContextSize caps the context when Options.ContextSize is 0, so that a
+// model trained on 128k positions does not reserve gigabytes of KV cache.
+const DefaultContextSize = 4096
+
+// LoadProgress reports the loading of a model, one call per layer.
+type LoadProgress struct {
+	LayersLoaded int   // layers whose weights are in memory
+	LayersTotal  int   // blocks plus one for the embedding and output tensors
+	BytesLoaded  int64 // bytes of tensor data in memory
+	BytesTotal   int64
+}
+
+// Model is a loaded GGUF model: its weights, memory-mapped from the file and
+// used in place, its tokenizer, and a pool of goroutines for the forward pass.
+// A Model is safe for concurrent use by several Sessions; their forward passes
+// take turns.
+type Model struct {
+	cfg      Config
+	file     *gguf.File
+	tok      *tokenizer.Tokenizer
+	info     gguf.ModelInfo
+	ctxSize  int
+	batch    int
+	threads  int
+	loadTime time.Duration
+
+	embed      matrix
+	output     matrix
+	outputNorm []float32
+	ropeFreqs  []float32 // per-pair frequency divisors (Llama 3.1's rope_freqs), or nil
+	layers     []layer
+
+	mu     sync.Mutex // serializes forward passes (they share the pool)
+	pool   *pool
+	closed bool
+}
+
+// matrix is a weight matrix in the file's encoding: rows of cols elements.
+type matrix struct {
+	name   string
+	typ    ggml.Type
+	rows   int
+	cols   int
+	stride int // bytes per row
+	data   []byte
+}
+
+type layer struct {
+	attnNorm, ffnNorm []float32
+	wq, wk, wv, wo    matrix
+	wgate, wup, wdown matrix
+}
+
+// Load opens the GGUF model at path and makes it ready to generate. The file is
+// memory-mapped: its tensors are read in place, not copied to the heap, and the
+// pages are brought in layer by layer so that Progress can report them.
+// Load stops early, returning ctx.Err(), when ctx ends.
+func Load(ctx context.Context, path string, opts Options) (*Model, error) {
+	start := time.Now()
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newModel(f, opts)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := m.touch(ctx, opts.Progress); err != nil {
+		m.Close()
+		return nil, err
+	}
+	m.pool = newPool(m.threads)
+	m.loadTime = time.Since(start)
+	return m, nil
+}
+
+func newModel(f *gguf.File, opts Options) (*Model, error) {
+	cfg, err := readConfig(f)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: tokenizer: %w", ErrInvalidModel, err)
+	}
+	if tok.VocabSize() != cfg.VocabSize {
+		return nil, fmt.Errorf("%w: the tokenizer has %d tokens, the model %d", ErrInvalidModel, tok.VocabSize(), cfg.VocabSize)
+	}
+	m := &Model{cfg: cfg, file: f, tok: tok, info: f.ModelInfo()}
+	m.threads = opts.Threads
+	if m.threads <= 0 {
+		m.threads = runtime.NumCPU()
+	}
+	m.ctxSize = opts.ContextSize
+	if m.ctxSize <= 0 {
+		m.ctxSize = min(cfg.TrainContext, DefaultContextSize)
+	}
+	if m.ctxSize > 1<<20 {
+		return nil, fmt.Errorf("%w: context size %d is too large", ErrInvalidRequest, m.ctxSize)
+	}
+	m.batch = opts.BatchSize
+	if m.batch <= 0 {
+		m.batch = 256
+	}
+	m.batch = min(m.batch, m.ctxSize)
+	if err := m.bind(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// bind finds every tensor the forward pass needs and checks its type and shape.
+func (m *Model) bind() error {
+	c := m.cfg
+	var err error
+	mat := func(name string, rows, cols int) matrix {
+		if err != nil {
+			return matrix{}
+		}
+		var w matrix
+		w, err = m.matrix(name, rows, cols)
+		return w
+	}
+	vec := func(name string, n int) []float32 {
+		if err != nil {
+			return nil
+		}
+		var v []float32
+		v, err = m.vector(name, n)
+		return v
+	}
+	m.embed = mat("token_embd.weight", c.VocabSize, c.Embedding)
+	m.outputNorm = vec("output_norm.weight", c.Embedding)
+	if err != nil {
+		return err
+	}
+	if _, ok := m.file.Tensor("output.weight"); ok {
+		m.output = mat("output.weight", c.VocabSize, c.Embedding)
+	} else {
+		m.output = m.embed // tied embeddings
+	}
+	if _, ok := m.file.Tensor("rope_freqs.weight"); ok {
+		m.ropeFreqs = vec("rope_freqs.weight", c.RopeDims/2)
+	}
+	qDim, kvDim := c.Heads*c.HeadDim, c.HeadsKV*c.HeadDim
+	m.layers = make([]layer, c.Layers)
+	for i := range m.layers {
+		p := fmt.Sprintf("blk.%d.", i)
+		m.layers[i] = layer{
+			attnNorm: vec(p+"attn_norm.weight", c.Embedding),
+			ffnNorm:  vec(p+"ffn_norm.weight", c.Embedding),
+			wq:       mat(p+"attn_q.weight", qDim, c.Embedding),
+			wk:       mat(p+"attn_k.weight", kvDim, c.Embedding),
+			wv:       mat(p+"attn_v.weight", kvDim, c.Embedding),
+			wo:       mat(p+"attn_output.weight", c.Embedding, qDim),
+			wgate:    mat(p+"ffn_gate.weight", c.FeedForward, c.Embedding),
+			wup:      mat(p+"ffn_up.weight", c.FeedForward, c.Embedding),
+			wdown:    mat(p+"ffn_down.weight", c.Embedding, c.FeedForward),
+		}
+	}
+	return err
+}
+
+func (m *Model) tensor(name string) (*gguf.TensorInfo, error) {
+	t, ok := m.file.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: tensor %s is missing", ErrInvalidModel, name)
+	}
+	if !t.Type.Supported() {
+		return nil, fmt.Errorf("%w: tensor %s has type %s (the engine computes with F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q5_K and Q6_K)", ErrUnsupported, name, t.Type)
+	}
+	return t, nil
+}
+
+func (m *Model) matrix(name string, rows, cols int) (matrix, error) {
+	t, err := m.tensor(name)
+	if err != nil {
+		return matrix{}, err
+	}
+	if len(t.Shape) != 2 || t.Shape[0] != uint64(cols) || t.Shape[1] != uint64(rows) {
+		return matrix{}, fmt.Errorf("%w: tensor %s has shape %v, want [%d %d]", ErrInvalidModel, name, t.Shape, cols, rows)
+	}
+	return matrix{name: name, typ: t.Type, rows: rows, cols: cols, stride: t.Type.RowSize(cols), data: m.file.TensorData(t)}, nil
+}
+
+func (m *Model) vector(name string, n int) ([]float32, error) {
+	t, err := m.tensor(name)
+	if err != nil {
+		return nil, err
+	}
+	if t.Elements() != int64(n) {
+		return nil, fmt.Errorf("%w: tensor %s has shape %v, want [%d]", ErrInvalidModel, name, t.Shape, n)
+	}
+	v := make([]float32, n)
+	if err := ggml.Dequantize(t.Type, m.file.TensorData(t), v); err != nil {
+		return nil, fmt.Errorf("%w: tensor %s: %w", ErrInvalidModel, name, err)
+	}
+	return v, nil
+}
+
+// touch brings the mapped weights into memory, a layer at a time, reporting
+// progress. Reading one byte per page is enough: the kernel reads the rest.
+func (m *Model) touch(ctx context.Context, progress func(LoadProgress)) error {
+	groups := make([][][]byte, 0, len(m.layers)+1)
+	for _, l := range m.layers {
+		groups = append(groups, [][]byte{l.wq.data, l.wk.data, l.wv.data, l.wo.data, l.wgate.data, l.wup.data, l.wdown.data})
+	}
+	last := [][]byte{m.embed.data}
+	if &m.output.data[0] != &m.embed.data[0] {
+		last = append(last, m.output.data)
+	}
+	groups = append(groups, last)
+	var total, done int64
+	for _, g := range groups {
+		for _, b := range g {
+			total += int64(len(b))
+		}
+	}
+	pageSize := os.Getpagesize()
+	var sink byte
+	for i, g := range groups {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, b := range g {
+			for off := 0; off < len(b); off += pageSize {
+				sink ^= b[off]
+			}
+			done += int64(len(b))
+		}
+		if progress != nil {
+			progress(LoadProgress{LayersLoaded: i + 1, LayersTotal: len(groups), BytesLoaded: done, BytesTotal: total})
+		}
+	}
+	touchSink = sink
+	return nil
+}
+
+// touchSink keeps the page-touching loop from being optimized away.
+var touchSink byte
+
+// Close releases the model's memory map and goroutines. Sessions of a closed
+// model return ErrClosed.
+func (m *Model) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	if m.pool != nil {
+		m.pool.stop()
+	}
+	return m.file.Close()
+}
+
+// Config returns the model's hyperparameters.
+func (m *Model) Config() Config { return m.cfg }
+
+// Info returns the model's GGUF metadata summary.
+func (m *Model) Info() gguf.ModelInfo { return m.info }
+
+// Tokenizer returns the model's tokenizer.
+func (m *Model) Tokenizer() *tokenizer.Tokenizer { return m.tok }
+
+// ContextSize is the number of positions one session holds.
+func (m *Model) ContextSize() int { return m.ctxSize }
+
+// Threads is the number of goroutines a forward pass uses.
+func (m *Model) Threads() int { return m.threads }
+
+// LoadDuration is how long Load took.
+func (m *Model) LoadDuration() time.Duration { return m.loadTime }
+
+// FileSize is the size of the mapped model file in bytes.
+func (m *Model) FileSize() int64 { return m.file.Size }
+
+// KVCacheBytes is the memory one session's KV cache takes (F16 keys and values
+// for every layer and position).
+func (m *Model) KVCacheBytes() int64 {
+	return int64(m.cfg.Layers) * 2 * int64(m.ctxSize) * int64(m.cfg.HeadsKV*m.cfg.HeadDim) * 2
+}
+
+var errNotLoaded = errors.New("engine: model not loaded")

@@ -1,0 +1,163 @@
+package engine
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// Sampling chooses the next token from the logits. The zero value is greedy
+// decoding with nothing else enabled.
+//
+// The filters run in llama.cpp's order: repetition penalty, top-k, top-p,
+// min-p, then temperature and a draw from what is left. Temperature 0 means
+// greedy (the highest logit after the penalty).
+type Sampling struct {
+	Temperature   float32 // 0 = greedy; up to 2
+	TopK          int     // keep the K most likely tokens; 0 = off
+	TopP          float32 // keep the smallest set whose probability reaches P; 0 or 1 = off
+	MinP          float32 // drop tokens less likely than MinP × the most likely; 0 = off
+	RepeatPenalty float32 // divide positive (multiply negative) logits of recent tokens; 0 or 1 = off
+	RepeatLastN   int     // how many recent tokens the penalty looks at; 0 = 64
+	Seed          uint64  // the random stream; the same seed and request give the same tokens
+}
+
+// DefaultSampling is what llama.cpp's tools use by default.
+func DefaultSampling() Sampling {
+	return Sampling{Temperature: 0.8, TopK: 40, TopP: 0.95, MinP: 0.05, RepeatPenalty: 1, RepeatLastN: 64}
+}
+
+type candidate struct {
+	id    int
+	logit float32
+	p     float32
+}
+
+// sampler holds the random stream and scratch space for one generation.
+type sampler struct {
+	cfg   Sampling
+	rng   *rand.Rand
+	cands []candidate
+}
+
+func newSampler(cfg Sampling) *sampler {
+	return &sampler{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
+}
+
+// sample picks a token from logits (which it may modify) given the recent
+// history for the repetition penalty.
+func (s *sampler) sample(logits []float32, history []int) int {
+	c := s.cfg
+	if c.RepeatPenalty > 0 && c.RepeatPenalty != 1 {
+		n := c.RepeatLastN
+		if n <= 0 {
+			n = 64
+		}
+		recent := history[max(0, len(history)-n):]
+		seen := make(map[int]bool, len(recent))
+		for _, id := range recent {
+			if seen[id] || id < 0 || id >= len(logits) {
+				continue
+			}
+			seen[id] = true
+			if logits[id] > 0 {
+				logits[id] /= c.RepeatPenalty
+			} else {
+				logits[id] *= c.RepeatPenalty
+			}
+		}
+	}
+	if c.Temperature <= 0 {
+		return argmax(logits)
+	}
+
+	cands := s.cands[:0]
+	for id, l := range logits {
+		cands = append(cands, candidate{id: id, logit: l})
+	}
+	s.cands = cands
+	sorted := false
+	if c.TopK > 0 && c.TopK < len(cands) {
+		slices.SortFunc(cands, byLogitDesc)
+		sorted = true
+		cands = cands[:c.TopK]
+	}
+	if c.TopP > 0 && c.TopP < 1 {
+		if !sorted {
+			slices.SortFunc(cands, byLogitDesc)
+			sorted = true
+		}
+		softmaxCands(cands, 1)
+		var cum float32
+		keep := len(cands)
+		for i := range cands {
+			cum += cands[i].p
+			if cum >= c.TopP {
+				keep = i + 1
+				break
+			}
+		}
+		cands = cands[:keep]
+	}
+	if c.MinP > 0 {
+		top := cands[0].logit
+		for _, k := range cands {
+			top = max(top, k.logit)
+		}
+		// p_i ≥ minP·p_max  ⇔  logit_i ≥ logit_max + ln(minP)
+		floor := top + float32(math.Log(float64(c.MinP)))
+		kept := cands[:0]
+		for _, k := range cands {
+			if k.logit >= floor {
+				kept = append(kept, k)
+			}
+		}
+		cands = kept
+	}
+	softmaxCands(cands, c.Temperature)
+	r := s.rng.Float32()
+	var cum float32
+	for _, k := range cands {
+		cum += k.p
+		if r < cum {
+			return k.id
+		}
+	}
+	return cands[len(cands)-1].id
+}
+
+func byLogitDesc(a, b candidate) int {
+	switch {
+	case a.logit > b.logit:
+		return -1
+	case a.logit < b.logit:
+		return 1
+	}
+	return a.id - b.id
+}
+
+func softmaxCands(cands []candidate, temp float32) {
+	maxl := float32(math.Inf(-1))
+	for _, k := range cands {
+		maxl = max(maxl, k.logit)
+	}
+	var sum float64
+	for i := range cands {
+		e := math.Exp(float64((cands[i].logit - maxl) / temp))
+		cands[i].p = float32(e)
+		sum += e
+	}
+	for i := range cands {
+		cands[i].p = float32(float64(cands[i].p) / sum)
+	}
+}
+
+func argmax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
