@@ -118,3 +118,31 @@ func floatAt(t Type, b []byte, i int) float32 {
 	}
 	return math.Float32frombits(le32(b[4*i:]))
 }
+
+//go:noescape
+func affineSumsAVX2(d *fitData, iscales *float32, nc int, nmax int32, out *float32)
+
+//go:noescape
+func symSumsAVX2(d *fitData, iscales *float32, nc int, lo, hi int32, out *float32)
+
+// affineSums computes the candidate sums of fitScaleMin (see affineSumsGo);
+// out holds 3 floats per inverse scale.
+func affineSums(d *fitData, iscales []float32, nmax int32, out []float32) {
+	if !useAVX2 || len(iscales) == 0 {
+		affineSumsGo(d, iscales, nmax, out)
+		return
+	}
+	_ = out[3*len(iscales)-1]
+	affineSumsAVX2(d, &iscales[0], len(iscales), nmax, &out[0])
+}
+
+// symSums computes the candidate sums of fitSymmetric (see symSumsGo); out
+// holds 2 floats per inverse scale.
+func symSums(d *fitData, iscales []float32, lo, hi int32, out []float32) {
+	if !useAVX2 || len(iscales) == 0 {
+		symSumsGo(d, iscales, lo, hi, out)
+		return
+	}
+	_ = out[2*len(iscales)-1]
+	symSumsAVX2(d, &iscales[0], len(iscales), lo, hi, &out[0])
+}

@@ -4,3 +4,11 @@ package ggml
 
 // gemvSIMD reports false: there are no assembly kernels for this architecture.
 func gemvSIMD(t Type, n int, w []byte, stride int, x []byte, out []float32) bool { return false }
+
+func affineSums(d *fitData, iscales []float32, nmax int32, out []float32) {
+	affineSumsGo(d, iscales, nmax, out)
+}
+
+func symSums(d *fitData, iscales []float32, lo, hi int32, out []float32) {
+	symSumsGo(d, iscales, lo, hi, out)
+}

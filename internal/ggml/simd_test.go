@@ -2,6 +2,7 @@ package ggml
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -76,4 +77,67 @@ func TestSIMDBoundsPanic(t *testing.T) {
 	assert.Panics(t, func() { Gemv(Q4_K, 256, w, 144, x[:291], make([]float32, 1)) })
 	assert.Panics(t, func() { Gemv(F16, 40, make([]byte, 79), 80, make([]byte, 80), make([]float32, 1)) })
 	assert.NotPanics(t, func() { Gemv(Q4_K, 256, w, 144, x, make([]float32, 1)) })
+}
+
+// withoutSIMD runs f with the assembly kernels switched off.
+func withoutSIMD(f func()) {
+	saved := useAVX2
+	useAVX2 = false
+	defer func() { useAVX2 = saved }()
+	f()
+}
+
+func TestFitSumsSIMDBitIdentical(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no SIMD kernels on this machine")
+	}
+	for seed := uint64(1); seed <= 50; seed++ {
+		x := randFloats(seed, 32, float32(seed))
+		if seed%5 == 0 {
+			x[3] = float32(math.NaN())
+		}
+		var d fitData
+		for i, v := range x {
+			d.x[i] = abs32(v)
+			d.w[i] = 1 + abs32(v)
+			d.wx[i] = d.w[i] * v
+		}
+		iscales := []float32{0.1, 1, 3.3, 7.5 / float32(seed), 15, 31.7, 1e9}
+		got := make([]float32, 3*len(iscales))
+		want := make([]float32, 3*len(iscales))
+		affineSums(&d, iscales, 15, got)
+		affineSumsGo(&d, iscales, 15, want)
+		requireSameBits(t, want, got, "affine seed %d", seed)
+
+		sym := []float32{-32, 32, -31.1, 33.3, 5.5, -1e10}
+		got, want = got[:2*len(sym)], want[:2*len(sym)]
+		symSums(&d, sym, -32, 31, got)
+		symSumsGo(&d, sym, -32, 31, want)
+		requireSameBits(t, want, got, "symmetric seed %d", seed)
+	}
+}
+
+func requireSameBits(t *testing.T, want, got []float32, msg string, args ...any) {
+	t.Helper()
+	for i := range want {
+		require.Equal(t, math.Float32bits(want[i]), math.Float32bits(got[i]), "%s: index %d: %v vs %v", fmt.Sprintf(msg, args...), i, want[i], got[i])
+	}
+}
+
+func TestQuantizeSameWithoutSIMD(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no SIMD kernels on this machine")
+	}
+	x := randFloats(77, 4096, 0.3)
+	for i := 0; i < len(x); i += 97 {
+		x[i] *= 40 // outliers
+	}
+	for _, typ := range []Type{Q4_K, Q5_K, Q6_K} {
+		simd, err := Quantize(typ, x)
+		require.NoError(t, err)
+		var generic []byte
+		withoutSIMD(func() { generic, err = Quantize(typ, x) })
+		require.NoError(t, err)
+		assert.Equal(t, generic, simd, typ.String())
+	}
 }
