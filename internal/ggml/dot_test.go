@@ -256,3 +256,19 @@ func BenchmarkQuantize(b *testing.B) {
 		})
 	}
 }
+
+func TestHotPathsDoNotAllocate(t *testing.T) {
+	for _, typ := range weightTypes {
+		n := dotSizes(typ)[2]
+		w, x, _, _ := encodePair(t, typ, n, 5)
+		out := make([]float32, 1)
+		xf := randFloats(6, n, 1)
+		xq := make([]byte, VecDotType(typ).RowSize(n))
+		allocs := testing.AllocsPerRun(20, func() {
+			_ = VecDot(typ, n, w, x)
+			Gemv(typ, n, w, len(w), x, out)
+			_ = QuantizeInto(VecDotType(typ), xq, xf)
+		})
+		assert.Zero(t, allocs, typ.String())
+	}
+}
