@@ -78,18 +78,15 @@ func gemvSIMD(t Type, n int, w []byte, stride int, x []byte, out []float32) bool
 		gemvQ8_0AVX2(wp, stride, xp, steps, op, rows)
 	case Q4_0:
 		gemvQ4_0AVX2(wp, stride, xp, steps, op, rows)
-	case F16, BF16, F32:
-		switch t {
-		case F16:
-			gemvF16AVX2(wp, stride, xp, steps, op, rows)
-		case BF16:
-			gemvBF16AVX2(wp, stride, xp, steps, op, rows)
-		default:
-			gemvF32AVX2(wp, stride, xp, steps, op, rows)
-		}
-		if tail := n - steps*chunk; tail > 0 {
-			addFloatTails(t, n, tail, w, stride, x, out)
-		}
+	case F16:
+		gemvF16AVX2(wp, stride, xp, steps, op, rows)
+	case BF16:
+		gemvBF16AVX2(wp, stride, xp, steps, op, rows)
+	case F32:
+		gemvF32AVX2(wp, stride, xp, steps, op, rows)
+	}
+	if tail := n - steps*chunk; tail > 0 && t.BlockSize() == 1 {
+		addFloatTails(t, n, tail, w, stride, x, out)
 	}
 	return true
 }
