@@ -281,3 +281,14 @@ func TestSPMWordSplitMatchesWhole(t *testing.T) {
 		require.Equal(t, whole.Encode(text, true, true), tok.Encode(text, true, true), "case %d: %q", i, text)
 	}
 }
+
+func TestSPMBrokenCharacterSwallowsSpace(t *testing.T) {
+	tok := llamaTokenizer(t)
+	// "\xd0" announces two bytes, so the symbol is D0 plus the first byte of
+	// the "▁" that replaced the space; all of it falls back to bytes, and the
+	// space decodes as the three bytes of "▁". This is llama.cpp's behaviour.
+	ids := tok.Encode("C\xd0 0", false, false)
+	b := tok.byteTok
+	assert.Equal(t, []int{315 /* ▁C */, b[0xD0], b[0xE2], b[0x96], b[0x81], 29900}, ids)
+	assert.Equal(t, " C\xd0▁0", tok.Decode(ids))
+}
