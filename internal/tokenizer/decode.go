@@ -69,7 +69,8 @@ func (t *Tokenizer) Piece(id int) []byte {
 }
 
 // Decode returns the concatenated pieces of ids. Ids out of range add
-// nothing. The result may hold invalid UTF-8 when the ids end inside a
+// nothing. The space a SentencePiece vocabulary put before the text is kept
+// (" Hello" for "Hello"). The result may hold invalid UTF-8 when the ids end inside a
 // character; use a [Decoder] to stream text.
 func (t *Tokenizer) Decode(ids []int) string {
 	n := 0
