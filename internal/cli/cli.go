@@ -14,6 +14,11 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"rbee/internal/cliutil"
+	"rbee/orchestrator"
+	"rbee/pool"
+	"rbee/worker"
 )
 
 // Exit codes.
@@ -47,6 +52,12 @@ func commands() []*command {
 	return []*command{
 		{name: "generate", args: "--model PATH --prompt TEXT [flags]", summary: "generate text from a GGUF model file in this process", run: runGenerate},
 		{name: "bench", args: "[--model PATH]... [--threads 1,2] [flags]", summary: "measure prompt and decode speed and peak memory", run: runBench},
+		{name: "infer", args: "--node NAME --model REF --prompt TEXT [flags]", summary: "run an inference on a node through the queen (starts one if none runs)", run: runInfer},
+		{name: "workers", args: "list | health --node NAME | shutdown --id ID", summary: "list, check or stop workers across nodes", run: runWorkers},
+		{name: "setup", args: "list-nodes | remove-node --name NAME", summary: "manage the queen's registry of nodes", run: runSetup},
+		{name: "queen", args: "[--port 8080] [flags]", summary: "run the orchestrator daemon", run: daemonCommand(orchestrator.Main)},
+		{name: "hive", args: "[--port 9200] [flags]", summary: "run a node's pool daemon", run: daemonCommand(pool.Main)},
+		{name: "worker", args: "--model PATH --port PORT [flags]", summary: "run a worker serving one model (started by a hive)", hidden: true, run: daemonCommand(worker.Main)},
 		{name: "synth-model", args: "--out PATH [--preset tinyllama|tiny] [--quant Q4_K_M]", summary: "write a llama model with random weights (for tests and benchmarks)", run: runSynth},
 	}
 }
@@ -114,12 +125,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nRun 'rbee help COMMAND' or 'rbee COMMAND --help' for a command's flags.")
 }
 
-// usageError is a mistake on the command line: exit code 2.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+func usagef(format string, a ...any) error { return cliutil.Usagef(format, a...) }
 
 // hinted errors carry a line of advice printed after the message.
 type hinted struct {
@@ -132,19 +138,16 @@ func (h *hinted) Unwrap() error { return h.err }
 
 func withHint(err error, hint string) error { return &hinted{err, hint} }
 
-// errHelp is returned by flag parsing when the user asked for --help.
-var errHelp = errors.New("help requested")
-
 func report(env *Env, c *command, err error, ctx context.Context) int {
 	if err == nil {
 		return ExitOK
 	}
-	if errors.Is(err, errHelp) {
+	if errors.Is(err, cliutil.ErrHelp) {
 		return ExitOK
 	}
-	var ue *usageError
+	var ue *cliutil.UsageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(env.Stderr, "rbee %s: %s\nusage: rbee %s %s (see 'rbee %s --help')\n", c.name, ue.msg, c.name, c.args, c.name)
+		fmt.Fprintf(env.Stderr, "rbee %s: %s\nusage: rbee %s %s (see 'rbee %s --help')\n", c.name, ue.Msg, c.name, c.args, c.name)
 		return ExitUsage
 	}
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, ctx.Err())) {
@@ -161,29 +164,17 @@ func report(env *Env, c *command, err error, ctx context.Context) int {
 
 func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ") }
 
-// newFlags makes a flag set for a command whose parse errors become usage
-// errors and whose --help prints the flags to stdout.
-func newFlags(env *Env, c string) *flag.FlagSet {
-	fs := flag.NewFlagSet(c, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	return fs
-}
+// newFlags makes a flag set for a command; parseFlags reports its errors as
+// usage errors and prints --help to stdout.
+func newFlags(env *Env, c string) *flag.FlagSet { return cliutil.NewFlagSet(c) }
 
 func parseFlags(env *Env, fs *flag.FlagSet, args []string) error {
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		c := find(fs.Name())
-		fmt.Fprintf(env.Stdout, "usage: rbee %s %s\n  %s\n\nFlags:\n", c.name, c.args, c.summary)
-		fs.SetOutput(env.Stdout)
-		fs.PrintDefaults()
-		return errHelp
-	}
-	if err != nil {
-		return usagef("%s", strings.TrimPrefix(err.Error(), "flag: "))
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	return nil
+	c := find(fs.Name())
+	return cliutil.Parse(fs, args, env.Stdout, c.args, c.summary)
+}
+
+// daemonCommand runs a daemon's Main: its flags are its own, it runs until
+// the context ends (SIGINT/SIGTERM) or it is told to shut down.
+func daemonCommand(main func(ctx context.Context, args []string, stderr io.Writer) error) func(context.Context, *Env, []string) error {
+	return func(ctx context.Context, env *Env, args []string) error { return main(ctx, args, env.Stderr) }
 }

@@ -1,0 +1,217 @@
+package api
+
+import "time"
+
+// Health is the body of the queen's GET /health and the worker's GET /v1/health.
+type Health struct {
+	Status  string `json:"status"` // "ok"
+	Version string `json:"version"`
+	State   string `json:"state,omitempty"` // worker: loading, idle, busy
+}
+
+// HiveHealth is the body of the hive's GET /v1/health.
+type HiveHealth struct {
+	Status     string `json:"status"` // "alive"
+	Version    string `json:"version"`
+	APIVersion string `json:"api_version"`
+}
+
+// Worker states.
+const (
+	StateLoading  = "loading"
+	StateIdle     = "idle"
+	StateBusy     = "busy"
+	StateStopping = "stopping"
+	StateFailed   = "failed"
+)
+
+// Backends.
+const (
+	BackendCPU   = "cpu"
+	BackendCUDA  = "cuda"
+	BackendMetal = "metal"
+)
+
+// TaskRequest is the body of the queen's POST /v2/tasks: one inference on a
+// node. Nil sampling fields take the defaults (DefaultTemperature, …).
+type TaskRequest struct {
+	Node          string   `json:"node"`
+	Model         string   `json:"model"`
+	Prompt        string   `json:"prompt"`
+	MaxTokens     int      `json:"max_tokens,omitempty"` // 0 means DefaultMaxTokens
+	Temperature   *float64 `json:"temperature,omitempty"`
+	TopP          *float64 `json:"top_p,omitempty"`
+	TopK          *int     `json:"top_k,omitempty"`
+	MinP          *float64 `json:"min_p,omitempty"`
+	RepeatPenalty *float64 `json:"repeat_penalty,omitempty"`
+	Seed          *uint64  `json:"seed,omitempty"`
+	Stop          []string `json:"stop,omitempty"`
+	Backend       string   `json:"backend,omitempty"` // "" means cpu
+	Device        *int     `json:"device,omitempty"`  // nil means 0
+}
+
+// Sampling defaults (llama.cpp's).
+const (
+	DefaultMaxTokens   = 128
+	DefaultTemperature = 0.8
+	DefaultTopP        = 0.95
+	DefaultTopK        = 40
+	DefaultMinP        = 0.05
+)
+
+// InferenceRequest is the body of the worker's POST /v1/inference.
+type InferenceRequest struct {
+	Prompt        string   `json:"prompt"`
+	MaxTokens     int      `json:"max_tokens,omitempty"`
+	Temperature   *float64 `json:"temperature,omitempty"`
+	TopP          *float64 `json:"top_p,omitempty"`
+	TopK          *int     `json:"top_k,omitempty"`
+	MinP          *float64 `json:"min_p,omitempty"`
+	RepeatPenalty *float64 `json:"repeat_penalty,omitempty"`
+	Seed          *uint64  `json:"seed,omitempty"`
+	Stop          []string `json:"stop,omitempty"`
+	Stream        *bool    `json:"stream,omitempty"` // nil or true: SSE; false: one JSON InferenceResult
+}
+
+// InferenceResult is the worker's answer to a non-streaming inference.
+type InferenceResult struct {
+	Text string `json:"text"`
+	Done
+}
+
+// Inference returns the worker request that carries t's generation parameters.
+func (t *TaskRequest) Inference() InferenceRequest {
+	return InferenceRequest{Prompt: t.Prompt, MaxTokens: t.MaxTokens, Temperature: t.Temperature, TopP: t.TopP,
+		TopK: t.TopK, MinP: t.MinP, RepeatPenalty: t.RepeatPenalty, Seed: t.Seed, Stop: t.Stop}
+}
+
+// SpawnRequest is the body of the hive's POST /v1/workers/spawn.
+type SpawnRequest struct {
+	ModelRef string `json:"model_ref"`
+	Backend  string `json:"backend"`
+	Device   int    `json:"device"`
+}
+
+// SpawnResponse answers a spawn: the worker is loading.
+type SpawnResponse struct {
+	WorkerID string `json:"worker_id"`
+	URL      string `json:"url"`
+	State    string `json:"state"` // "loading"
+}
+
+// ReadyCallback is the body of the hive's POST /v1/workers/ready, sent by a
+// worker when its model is loaded.
+type ReadyCallback struct {
+	WorkerID string `json:"worker_id"`
+	URL      string `json:"url"`
+	ModelRef string `json:"model_ref"`
+	Backend  string `json:"backend"`
+	Device   int    `json:"device"`
+}
+
+// WorkerInfo is one entry of a hive's (or, with Node, the queen's) worker list.
+type WorkerInfo struct {
+	ID             string    `json:"id"`
+	Node           string    `json:"node,omitempty"`
+	URL            string    `json:"url"`
+	ModelRef       string    `json:"model_ref"`
+	Backend        string    `json:"backend"`
+	Device         int       `json:"device"`
+	State          string    `json:"state"`
+	SlotsTotal     int       `json:"slots_total"`
+	SlotsAvailable int       `json:"slots_available"`
+	LastActivity   time.Time `json:"last_activity"`
+	PID            int       `json:"pid,omitempty"`
+}
+
+// WorkerList is the body of GET /v1/workers/list (hive) and /v2/workers/list (queen).
+type WorkerList struct {
+	Workers []WorkerInfo `json:"workers"`
+}
+
+// WorkerShutdownRequest is the body of POST /v1/workers/shutdown and /v2/workers/shutdown.
+type WorkerShutdownRequest struct {
+	WorkerID string `json:"worker_id"`
+}
+
+// NodeHealth is the body of the queen's GET /v2/workers/health?node=.
+type NodeHealth struct {
+	Node    string       `json:"node"`
+	Hive    HiveHealth   `json:"hive"`
+	HiveURL string       `json:"hive_url"`
+	Workers []WorkerInfo `json:"workers"`
+}
+
+// ReadyResponse is the body of the worker's GET /v1/ready.
+type ReadyResponse struct {
+	Ready       bool   `json:"ready"`
+	State       string `json:"state"`
+	ProgressURL string `json:"progress_url,omitempty"`
+	ModelLoaded bool   `json:"model_loaded"`
+	// While loading: how far it got.
+	LayersLoaded int `json:"layers_loaded,omitempty"`
+	LayersTotal  int `json:"layers_total,omitempty"`
+}
+
+// ModelEntry is a row of a hive's model catalog (GET /v1/models).
+type ModelEntry struct {
+	ID               string `json:"id"`
+	Provider         string `json:"provider"` // "hf" or "file"
+	Reference        string `json:"reference"`
+	LocalPath        string `json:"local_path"`
+	SizeBytes        int64  `json:"size_bytes"`
+	SHA256           string `json:"sha256,omitempty"`
+	DownloadedAtUnix int64  `json:"downloaded_at_unix"`
+}
+
+// ModelList is the body of the hive's GET /v1/models.
+type ModelList struct {
+	Models []ModelEntry `json:"models"`
+}
+
+// Node statuses in the queen's registry.
+const (
+	NodeUnknown     = "unknown"
+	NodeReachable   = "reachable"
+	NodeUnreachable = "unreachable"
+)
+
+// Node is a row of the queen's node registry (table beehives).
+type Node struct {
+	Name              string `json:"node_name"`
+	SSHHost           string `json:"ssh_host"`
+	SSHPort           int    `json:"ssh_port"`
+	SSHUser           string `json:"ssh_user"`
+	SSHKeyPath        string `json:"ssh_key_path"`
+	GitRepoURL        string `json:"git_repo_url"`
+	GitBranch         string `json:"git_branch"`
+	InstallPath       string `json:"install_path"`
+	HivePort          int    `json:"hive_port"`
+	LastConnectedUnix int64  `json:"last_connected_unix"`
+	LastError         string `json:"last_error,omitempty"`
+	Status            string `json:"status"`
+}
+
+// NodeList is the body of GET /v2/registry/beehives/list.
+type NodeList struct {
+	Nodes []Node `json:"nodes"`
+}
+
+// AddNodeRequest is the body of POST /v2/registry/beehives/add.
+type AddNodeRequest struct {
+	Name             string `json:"node_name"`
+	SSHHost          string `json:"ssh_host"`
+	SSHPort          int    `json:"ssh_port,omitempty"` // 22
+	SSHUser          string `json:"ssh_user"`
+	SSHKeyPath       string `json:"ssh_key_path"`
+	GitRepoURL       string `json:"git_repo_url,omitempty"`
+	GitBranch        string `json:"git_branch,omitempty"` // main
+	InstallPath      string `json:"install_path"`
+	HivePort         int    `json:"hive_port,omitempty"` // 9200
+	AcceptNewHostKey bool   `json:"accept_new_host_key,omitempty"`
+}
+
+// NodeRequest names a node (POST /v2/registry/beehives/remove and /install).
+type NodeRequest struct {
+	Name string `json:"node_name"`
+}
