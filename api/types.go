@@ -9,6 +9,19 @@ type Health struct {
 	State   string `json:"state,omitempty"` // worker: loading, idle, busy
 }
 
+// WorkerHealth is the body of the worker's GET /v1/health (public): what the
+// hive's monitor and registry read.
+type WorkerHealth struct {
+	Status       string    `json:"status"` // "ok"
+	Version      string    `json:"version"`
+	WorkerID     string    `json:"worker_id"`
+	ModelRef     string    `json:"model_ref"`
+	State        string    `json:"state"` // loading, idle, busy, stopping
+	SlotsTotal   int       `json:"slots_total"`
+	SlotsBusy    int       `json:"slots_busy"`
+	LastActivity time.Time `json:"last_activity"` // the end of the last inference (start of the worker before any)
+}
+
 // HiveHealth is the body of the hive's GET /v1/health.
 type HiveHealth struct {
 	Status     string `json:"status"` // "alive"
@@ -97,6 +110,9 @@ type SpawnResponse struct {
 	WorkerID string `json:"worker_id"`
 	URL      string `json:"url"`
 	State    string `json:"state"` // "loading"
+	// APIKey is the worker's bearer token, for the queen only (never shown to
+	// keepers or logged).
+	APIKey string `json:"api_key,omitempty"`
 }
 
 // ReadyCallback is the body of the hive's POST /v1/workers/ready, sent by a
@@ -122,6 +138,9 @@ type WorkerInfo struct {
 	SlotsAvailable int       `json:"slots_available"`
 	LastActivity   time.Time `json:"last_activity"`
 	PID            int       `json:"pid,omitempty"`
+	// APIKey is the worker's bearer token: in the hive's answers to the
+	// queen, stripped from the queen's answers.
+	APIKey string `json:"api_key,omitempty"`
 }
 
 // WorkerList is the body of GET /v1/workers/list (hive) and /v2/workers/list (queen).
