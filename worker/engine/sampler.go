@@ -71,16 +71,17 @@ func (s *sampler) sample(logits []float32, history []int) int {
 		return argmax(logits)
 	}
 
-	cands := s.cands[:0]
-	for id, l := range logits {
-		cands = append(cands, candidate{id: id, logit: l})
-	}
-	s.cands = cands
+	var cands []candidate
 	sorted := false
-	if c.TopK > 0 && c.TopK < len(cands) {
-		slices.SortFunc(cands, byLogitDesc)
+	if c.TopK > 0 && c.TopK < len(logits) {
+		cands = s.topK(logits, c.TopK)
 		sorted = true
-		cands = cands[:c.TopK]
+	} else {
+		cands = s.cands[:0]
+		for id, l := range logits {
+			cands = append(cands, candidate{id: id, logit: l})
+		}
+		s.cands = cands
 	}
 	if c.TopP > 0 && c.TopP < 1 {
 		if !sorted {
@@ -124,6 +125,52 @@ func (s *sampler) sample(logits []float32, history []int) int {
 		}
 	}
 	return cands[len(cands)-1].id
+}
+
+// topK returns the k highest logits, best first, in O(n log k): a min-heap of
+// the best k seen so far, whose root is the one to beat.
+func (s *sampler) topK(logits []float32, k int) []candidate {
+	h := s.cands[:0]
+	// worse reports whether a ranks below b (lower logit; on ties the higher id).
+	worse := func(a, b candidate) bool { return a.logit < b.logit || a.logit == b.logit && a.id > b.id }
+	down := func(i int) {
+		for {
+			l, m := 2*i+1, i
+			if l < len(h) && worse(h[l], h[m]) {
+				m = l
+			}
+			if r := l + 1; r < len(h) && worse(h[r], h[m]) {
+				m = r
+			}
+			if m == i {
+				return
+			}
+			h[i], h[m] = h[m], h[i]
+			i = m
+		}
+	}
+	for id, l := range logits {
+		c := candidate{id: id, logit: l}
+		if len(h) < k {
+			h = append(h, c)
+			for i := len(h) - 1; i > 0; {
+				p := (i - 1) / 2
+				if !worse(h[i], h[p]) {
+					break
+				}
+				h[i], h[p] = h[p], h[i]
+				i = p
+			}
+			continue
+		}
+		if worse(h[0], c) {
+			h[0] = c
+			down(0)
+		}
+	}
+	s.cands = h
+	slices.SortFunc(h, byLogitDesc)
+	return h
 }
 
 func byLogitDesc(a, b candidate) int {

@@ -3,6 +3,7 @@ package engine
 import (
 	"math"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -60,4 +61,36 @@ func TestSamplerFilters(t *testing.T) {
 		assert.Equal(t, float32(0.75), l[0], "positive logits are divided once per distinct token")
 		assert.Equal(t, float32(-4), l[2], "negative logits are multiplied")
 	})
+}
+
+func TestTopKSelection(t *testing.T) {
+	rng := newSampler(Sampling{Seed: 9}).rng
+	logits := make([]float32, 5000)
+	for i := range logits {
+		logits[i] = float32(rng.IntN(300)) / 10 // many ties
+	}
+	s := newSampler(Sampling{})
+	for _, k := range []int{1, 2, 40, 4999} {
+		got := s.topK(logits, k)
+		all := make([]candidate, len(logits))
+		for i, l := range logits {
+			all[i] = candidate{id: i, logit: l}
+		}
+		slices.SortFunc(all, byLogitDesc)
+		assert.Equal(t, all[:k], got, "k=%d", k)
+	}
+}
+
+func BenchmarkSampleDefault(b *testing.B) {
+	rng := newSampler(Sampling{Seed: 1}).rng
+	logits := make([]float32, 32000)
+	for i := range logits {
+		logits[i] = float32(rng.NormFloat64() * 3)
+	}
+	s := newSampler(DefaultSampling())
+	buf := make([]float32, len(logits))
+	for b.Loop() {
+		copy(buf, logits)
+		s.sample(buf, nil)
+	}
 }
