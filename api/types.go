@@ -181,6 +181,9 @@ type ModelEntry struct {
 	SizeBytes        int64  `json:"size_bytes"`
 	SHA256           string `json:"sha256,omitempty"`
 	DownloadedAtUnix int64  `json:"downloaded_at_unix"`
+	// Meta is read from the file's GGUF header when the hive lists its
+	// models; nil when the file is missing or unreadable.
+	Meta *ModelMeta `json:"meta,omitempty"`
 }
 
 // ModelList is the body of the hive's GET /v1/models.

@@ -1,0 +1,15 @@
+package api
+
+// ModelMeta is what a GGUF file's header says about its model (DESIGN §5):
+// read by the hive from the file itself, never guessed from its name.
+type ModelMeta struct {
+	Architecture  string `json:"architecture"`
+	Name          string `json:"name,omitempty"`
+	Quantization  string `json:"quantization"` // e.g. "Q4_K_M"; "" when the file neither says nor shows it
+	VocabSize     int    `json:"vocab_size"`
+	BOSTokenID    int    `json:"bos_token_id"` // -1 when the file has none
+	EOSTokenID    int    `json:"eos_token_id"` // -1 when the file has none
+	ContextLength int    `json:"context_length"`
+	BlockCount    int    `json:"block_count"`
+	Parameters    int64  `json:"parameters"`
+}
