@@ -95,6 +95,10 @@ func gemvSIMD(t Type, n int, w []byte, stride int, x []byte, out []float32) bool
 // row r and x, in float64 as ggml's float dot products do.
 func addFloatTails(t Type, n, tail int, w []byte, stride int, x []byte, out []float32) {
 	start := n - tail
+	if t == F16 {
+		addF16Tails(start, n, w, stride, x, out)
+		return
+	}
 	for r := range out {
 		row := w[r*stride:]
 		sum := float64(out[r])
@@ -102,6 +106,39 @@ func addFloatTails(t Type, n, tail int, w []byte, stride int, x []byte, out []fl
 			sum += float64(floatAt(t, row, i) * floatAt(t, x, i))
 		}
 		out[r] = float32(sum)
+	}
+}
+
+// addF16Tails is addFloatTails for F16, four rows at a time: each row's sum
+// is still taken in order, but the four chains of float64 additions overlap.
+func addF16Tails(start, n int, w []byte, stride int, x []byte, out []float32) {
+	var xf [32]float32 // a tail is shorter than one 32-element chunk
+	tail := xf[:min(n-start, len(xf))]
+	for i := range tail {
+		tail[i] = f16Table[le16(x[2*(start+i):])]
+	}
+	r := 0
+	for ; r+4 <= len(out); r += 4 {
+		b0 := w[r*stride+2*start:][:2*len(tail)]
+		b1 := w[(r+1)*stride+2*start:][:2*len(tail)]
+		b2 := w[(r+2)*stride+2*start:][:2*len(tail)]
+		b3 := w[(r+3)*stride+2*start:][:2*len(tail)]
+		s0, s1, s2, s3 := float64(out[r]), float64(out[r+1]), float64(out[r+2]), float64(out[r+3])
+		for i, xv := range tail {
+			s0 += float64(f16Table[le16(b0[2*i:])] * xv)
+			s1 += float64(f16Table[le16(b1[2*i:])] * xv)
+			s2 += float64(f16Table[le16(b2[2*i:])] * xv)
+			s3 += float64(f16Table[le16(b3[2*i:])] * xv)
+		}
+		out[r], out[r+1], out[r+2], out[r+3] = float32(s0), float32(s1), float32(s2), float32(s3)
+	}
+	for ; r < len(out); r++ {
+		b := w[r*stride+2*start:][:2*len(tail)]
+		s := float64(out[r])
+		for i, xv := range tail {
+			s += float64(f16Table[le16(b[2*i:])] * xv)
+		}
+		out[r] = float32(s)
 	}
 }
 

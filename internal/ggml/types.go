@@ -66,7 +66,9 @@ type typeInfo struct {
 	supported bool
 }
 
-var types = map[Type]typeInfo{
+// types is indexed by Type (a table, not a map: BlockSize and TypeSize sit on
+// hot paths); entries with blockSize 0 are unknown numbers.
+var types = [...]typeInfo{
 	F32:     {"F32", 1, 4, true},
 	F16:     {"F16", 1, 2, true},
 	Q4_0:    {"Q4_0", QK, 2 + QK/2, true},
@@ -103,29 +105,38 @@ var types = map[Type]typeInfo{
 
 // Known reports whether t is an encoding this package can describe (its block
 // size and byte size are known), whether or not it can compute with it.
-func (t Type) Known() bool { _, ok := types[t]; return ok }
+func (t Type) Known() bool { _, ok := t.info(); return ok }
+
+// info returns t's entry in the table and whether t is known.
+func (t Type) info() (typeInfo, bool) {
+	if int64(t) >= int64(len(types)) {
+		return typeInfo{}, false
+	}
+	ti := types[t]
+	return ti, ti.blockSize != 0
+}
 
 // Supported reports whether rbee's engine can compute with tensors of type t.
-func (t Type) Supported() bool { return types[t].supported }
+func (t Type) Supported() bool { ti, _ := t.info(); return ti.supported }
 
 // String returns ggml's name for t ("Q4_K"), or "type(N)" for an unknown number.
 func (t Type) String() string {
-	if ti, ok := types[t]; ok {
+	if ti, ok := t.info(); ok {
 		return ti.name
 	}
 	return fmt.Sprintf("type(%d)", uint32(t))
 }
 
 // BlockSize is the number of elements one block of t encodes (0 if t is unknown).
-func (t Type) BlockSize() int { return types[t].blockSize }
+func (t Type) BlockSize() int { ti, _ := t.info(); return ti.blockSize }
 
 // TypeSize is the number of bytes one block of t occupies (0 if t is unknown).
-func (t Type) TypeSize() int { return types[t].typeSize }
+func (t Type) TypeSize() int { ti, _ := t.info(); return ti.typeSize }
 
 // RowSize is the number of bytes n elements of t occupy. n must be a multiple of
 // the block size; RowSize returns -1 when it is not, or when t is unknown.
 func (t Type) RowSize(n int) int {
-	ti, ok := types[t]
+	ti, ok := t.info()
 	if !ok || n < 0 || n%ti.blockSize != 0 {
 		return -1
 	}
@@ -135,8 +146,8 @@ func (t Type) RowSize(n int) int {
 // ParseType returns the type named s (as [Type.String] spells it).
 func ParseType(s string) (Type, bool) {
 	for t, ti := range types {
-		if ti.name == s {
-			return t, true
+		if ti.blockSize != 0 && ti.name == s {
+			return Type(t), true
 		}
 	}
 	return 0, false
