@@ -3,14 +3,21 @@ package ggml
 import "golang.org/x/sys/cpu"
 
 // CPU features the assembly kernels need, read once at start-up. DisableSIMD
-// forces the portable Go kernels, which compute the same results.
+// forces the portable Go kernels, which compute the same results. useVNNI
+// adds the AVX-512 VNNI Gemm kernels (8-row tiles with VPDPBUSD on 256-bit
+// vectors), which need AVX-512 F, VL and VNNI on top of AVX2.
 var (
 	useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasAVX
+	useVNNI = useAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VNNI
 )
 
-// SIMD names the instruction set the kernels use on this machine ("avx2" or "generic").
+// SIMD names the instruction set the kernels use on this machine
+// ("avx2+avx512vnni", "avx2" or "generic").
 func SIMD() string {
-	if useAVX2 {
+	switch {
+	case useVNNI:
+		return "avx2+avx512vnni"
+	case useAVX2:
 		return "avx2"
 	}
 	return "generic"
@@ -19,4 +26,4 @@ func SIMD() string {
 // DisableSIMD makes every kernel use the portable Go code from now on. It is
 // meant for tests and benchmarks that compare the two, and must be called before
 // any concurrent use of the package.
-func DisableSIMD() { useAVX2 = false }
+func DisableSIMD() { useAVX2, useVNNI = false, false }

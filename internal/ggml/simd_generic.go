@@ -12,3 +12,8 @@ func affineSums(d *fitData, iscales []float32, nmax int32, out []float32) {
 func symSums(d *fitData, iscales []float32, lo, hi int32, out []float32) {
 	symSumsGo(d, iscales, lo, hi, out)
 }
+
+// gemmSIMD reports false: there are no assembly kernels for this architecture.
+func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int) bool {
+	return false
+}

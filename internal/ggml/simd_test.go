@@ -81,9 +81,17 @@ func TestSIMDBoundsPanic(t *testing.T) {
 
 // withoutSIMD runs f with the assembly kernels switched off.
 func withoutSIMD(f func()) {
-	saved := useAVX2
-	useAVX2 = false
-	defer func() { useAVX2 = saved }()
+	savedAVX2, savedVNNI := useAVX2, useVNNI
+	useAVX2, useVNNI = false, false
+	defer func() { useAVX2, useVNNI = savedAVX2, savedVNNI }()
+	f()
+}
+
+// withoutVNNI runs f with the AVX-512 VNNI kernels switched off (AVX2 only).
+func withoutVNNI(f func()) {
+	saved := useVNNI
+	useVNNI = false
+	defer func() { useVNNI = saved }()
 	f()
 }
 
