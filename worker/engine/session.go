@@ -255,20 +255,24 @@ func (s *Session) matmul(w matrix, out []float32) {
 		r0 := task * band
 		r1 := min(r0+band, w.rows)
 		wb := w.data[r0*w.stride:]
-		for t := 0; t < T; t++ {
-			ggml.Gemv(w.typ, w.cols, wb, w.stride, xq[t*rs:(t+1)*rs], out[t*w.rows+r0:t*w.rows+r1])
+		if T == 1 {
+			ggml.Gemv(w.typ, w.cols, wb, w.stride, xq[:rs], out[r0:r1])
+			return
 		}
+		ggml.Gemm(w.typ, w.cols, wb, w.stride, r1-r0, xq, rs, T, out[r0:], w.rows)
 	})
 }
 
 // bandRows picks how many rows one task of a matrix multiply covers: for a
-// single token enough tasks to balance the threads, for a batch a band small
-// enough to stay in cache while every token passes over it.
+// single token enough tasks to balance the threads; for a batch a multiple of
+// the Gemm kernels' 8-row tiles, with enough tasks that a worker slowed by the
+// rest of the machine does not hold up the others. (Gemm keeps the weights it
+// works on in L1 itself, so the band need not fit in cache.)
 func bandRows(rows, tokens, threads int) int {
 	if tokens == 1 {
 		return max(16, rows/(threads*8))
 	}
-	return 16
+	return max(8, (rows/(threads*8))&^7)
 }
 
 // activations holds the input of the next matrix multiplies as floats and,

@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// The benchmarks below time the forward pass on the TinyLlama-shaped models
+// that `rbee bench` measures, when they are present (RBEE_BENCH_DIR, default
+// /work/bench); without them they skip. They mirror rbee bench: a prompt of
+// 128 random tokens evaluated as one batch, and single-token decode steps.
+
+const benchPromptTokens = 128
+
+func benchModel(b *testing.B, file string, threads int) *Model {
+	b.Helper()
+	dir := os.Getenv("RBEE_BENCH_DIR")
+	if dir == "" {
+		dir = "/work/bench"
+	}
+	path := filepath.Join(dir, file)
+	if _, err := os.Stat(path); err != nil {
+		b.Skipf("no benchmark model at %s", path)
+	}
+	m, err := Load(context.Background(), path, Options{Threads: threads, ContextSize: 2 * benchPromptTokens, BatchSize: benchPromptTokens})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	return m
+}
+
+func benchPrompt(m *Model) []int {
+	rng := rand.New(rand.NewPCG(1, 2))
+	prompt := make([]int, benchPromptTokens)
+	for i := range prompt {
+		prompt[i] = 3 + rng.IntN(m.Config().VocabSize-3)
+	}
+	return prompt
+}
+
+func benchmarkPrompt(b *testing.B, file string) {
+	m := benchModel(b, file, 2)
+	prompt := benchPrompt(m)
+	s := m.NewSession()
+	ctx := context.Background()
+	if _, err := s.Eval(ctx, prompt[:8]); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		s.Reset()
+		if _, err := s.Eval(ctx, prompt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(prompt))/b.Elapsed().Seconds(), "tok/s")
+}
+
+func benchmarkDecode(b *testing.B, file string) {
+	m := benchModel(b, file, 2)
+	prompt := benchPrompt(m)
+	s := m.NewSession()
+	ctx := context.Background()
+	if _, err := s.Eval(ctx, prompt[:16]); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		if s.Len() >= m.ContextSize()-1 {
+			s.Truncate(16)
+		}
+		if _, err := s.Eval(ctx, prompt[i%len(prompt):i%len(prompt)+1]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+}
+
+func BenchmarkPromptQ8_0(b *testing.B)   { benchmarkPrompt(b, "tinyllama-synthetic-Q8_0.gguf") }
+func BenchmarkPromptQ4_K_M(b *testing.B) { benchmarkPrompt(b, "tinyllama-synthetic-Q4_K_M.gguf") }
+func BenchmarkDecodeQ8_0(b *testing.B)   { benchmarkDecode(b, "tinyllama-synthetic-Q8_0.gguf") }
+func BenchmarkDecodeQ4_K_M(b *testing.B) { benchmarkDecode(b, "tinyllama-synthetic-Q4_K_M.gguf") }
