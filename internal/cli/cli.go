@@ -159,6 +159,12 @@ func report(env *Env, c *command, err error, ctx context.Context) int {
 	if errors.As(err, &h) && h.hint != "" {
 		fmt.Fprintf(env.Stderr, "hint: %s\n", h.hint)
 	}
+	// Errors may choose their exit status (a worker whose port is taken
+	// exits 3, so that its hive retries on the next port).
+	var coded interface{ ExitCode() int }
+	if errors.As(err, &coded) && coded.ExitCode() > 0 {
+		return coded.ExitCode()
+	}
 	return ExitFailure
 }
 
