@@ -1,0 +1,126 @@
+package rbee
+
+import (
+	"rbee/api"
+	"rbee/internal/sse"
+)
+
+// Version is the rbee release this library is. Keepers and hives must share
+// its major.minor.
+const Version = api.Version
+
+// LocalNode is the node that needs no registration: the queen runs its hive
+// as a child process on its own machine.
+const LocalNode = api.LocalNode
+
+// The wire types, so that programs import only "rbee". They are aliases of
+// the types in package rbee/api that client and daemons share.
+type (
+	// TaskRequest is one inference on a node: the body of POST /v2/tasks.
+	// Nil sampling fields take llama.cpp's defaults.
+	TaskRequest = api.TaskRequest
+	// Event is one event of an inference stream. Exactly one of its
+	// pointers (Narration, Progress, Token, Done) matches Kind.
+	Event = api.Event
+	// EventKind names an event: narration, progress, token, done or error.
+	EventKind = api.EventKind
+	// Narration is a sentence for people about what a daemon is doing.
+	Narration = api.Narration
+	// Progress reports a model download or a model load.
+	Progress = api.Progress
+	// Token is one piece of generated text.
+	Token = api.Token
+	// Done ends an inference: token count, duration and stop reason.
+	Done = api.Done
+	// Health is the queen's answer to GET /health.
+	Health = api.Health
+	// WorkerInfo is one worker of a node, as the queen lists them.
+	WorkerInfo = api.WorkerInfo
+	// NodeHealth is a node's hive health and its workers.
+	NodeHealth = api.NodeHealth
+	// HiveHealth is a hive's answer to its health check.
+	HiveHealth = api.HiveHealth
+	// Node is a row of the queen's node registry.
+	Node = api.Node
+	// Error is rbee's error: a code, a message for people and details for
+	// programs. Every failure the queen reports is an *Error; match it with
+	// errors.Is against the sentinels below or read it with errors.As.
+	Error = api.Error
+	// Code is an error's machine-readable code ("NODE_NOT_FOUND").
+	Code = api.Code
+)
+
+// The kinds of events.
+const (
+	KindNarration = api.KindNarration
+	KindProgress  = api.KindProgress
+	KindToken     = api.KindToken
+	KindDone      = api.KindDone
+	KindError     = api.KindError
+)
+
+// Stop reasons of a [Done] event.
+const (
+	StopMaxTokens = api.StopMaxTokens
+	StopEOS       = api.StopEOS
+	StopString    = api.StopString
+	StopCancelled = api.StopCancelled
+)
+
+// Progress stages.
+const (
+	StageDownloading = api.StageDownloading
+	StageComplete    = api.StageComplete
+	StageLoading     = api.StageLoading
+	StageReady       = api.StageReady
+)
+
+// Worker states.
+const (
+	StateLoading  = api.StateLoading
+	StateIdle     = api.StateIdle
+	StateBusy     = api.StateBusy
+	StateStopping = api.StateStopping
+)
+
+// ActionTaskStart is the action of the narration that opens every inference
+// stream [Client.Infer] yields; its RequestID is the task's id.
+const ActionTaskStart = "task_start"
+
+// Sentinel errors, one per code, for errors.Is. They match any *[Error] with
+// the same code, whatever its message.
+var (
+	ErrInvalidRequest      = api.ErrInvalidRequest
+	ErrMissingAPIKey       = api.ErrMissingAPIKey
+	ErrInvalidAPIKey       = api.ErrInvalidAPIKey
+	ErrNodeNotFound        = api.ErrNodeNotFound
+	ErrWorkerNotFound      = api.ErrWorkerNotFound
+	ErrModelNotFound       = api.ErrModelNotFound
+	ErrRequestTimeout      = api.ErrRequestTimeout
+	ErrNodeAlreadyExists   = api.ErrNodeAlreadyExists
+	ErrVersionMismatch     = api.ErrVersionMismatch
+	ErrPayloadTooLarge     = api.ErrPayloadTooLarge
+	ErrRateLimited         = api.ErrRateLimited
+	ErrInferenceFailed     = api.ErrInferenceFailed
+	ErrInternal            = api.ErrInternal
+	ErrSSHConnectionFailed = api.ErrSSHConnectionFailed
+	ErrSSHAuthFailed       = api.ErrSSHAuthFailed
+	ErrHostKeyMismatch     = api.ErrHostKeyMismatch
+	ErrDownloadFailed      = api.ErrDownloadFailed
+	ErrChecksumMismatch    = api.ErrChecksumMismatch
+	ErrWorkerCrashed       = api.ErrWorkerCrashed
+	ErrAllSlotsBusy        = api.ErrAllSlotsBusy
+	ErrShuttingDown        = api.ErrShuttingDown
+	ErrConnectionTimeout   = api.ErrConnectionTimeout
+	ErrDownloadTimeout     = api.ErrDownloadTimeout
+	ErrLoadingTimeout      = api.ErrLoadingTimeout
+	ErrInsufficientRAM     = api.ErrInsufficientRAM
+	ErrVRAMExhausted       = api.ErrVRAMExhausted
+	ErrInsufficientDisk    = api.ErrInsufficientDisk
+	ErrBackendUnavailable  = api.ErrBackendUnavailable
+)
+
+// ErrStreamClosed means an inference stream ended without its end marker:
+// the queen (or the connection to it) went away mid-stream. [Client.Infer]
+// yields it wrapped, so test for it with errors.Is.
+var ErrStreamClosed = sse.ErrStreamClosed
