@@ -93,9 +93,9 @@ func TestClientJSONCalls(t *testing.T) {
 			want: &rbee.Health{Status: "ok", Version: "0.1.0"},
 		},
 		{
-			name:   "workers",
-			call:   func(ctx context.Context, c *rbee.Client) (any, error) { return c.Workers(ctx) },
-			answer: api.WorkerList{Workers: []api.WorkerInfo{{ID: "w-1", Node: "local", State: "idle", SlotsTotal: 1, SlotsAvailable: 1, LastActivity: now}}},
+			name:       "workers",
+			call:       func(ctx context.Context, c *rbee.Client) (any, error) { return c.Workers(ctx) },
+			answer:     api.WorkerList{Workers: []api.WorkerInfo{{ID: "w-1", Node: "local", State: "idle", SlotsTotal: 1, SlotsAvailable: 1, LastActivity: now}}},
 			wantMethod: "GET", wantPath: "/v2/workers/list",
 			want: []rbee.WorkerInfo{{ID: "w-1", Node: "local", State: "idle", SlotsTotal: 1, SlotsAvailable: 1, LastActivity: now}},
 		},
