@@ -11,6 +11,23 @@ package ggml
 //	offset 256  8 int32: 128 · Σ quants of each row (undoes the kernel's
 //	            unsigned view of the activations)
 //	offset 288  8 float32: the rows' block scales
+//
+// K-quant layout (Q4_K, Q5_K, Q6_K), one 2880-byte record per super-block of
+// 8 rows, the quants unpacked to bytes:
+//
+//	offset 0     64 vectors: vector m holds quants 4m…4m+3 of rows 0…7
+//	             (unsigned: Q6_K's are stored +32)
+//	offset 2048  16 vectors of int32 group scales S_g: Q4_K and Q5_K use 8
+//	             (groups of 32), Q6_K 16 (groups of 16)
+//	offset 2560  8 vectors of int16 pairs M_p, dotted with the activation's
+//	             bsum pairs (b_2p, b_2p+1): Q4_K/Q5_K (m_p, m_p), Q6_K
+//	             (sc_2p, sc_2p+1)
+//	offset 2816  8 float32 dA: d
+//	offset 2848  8 float32 dB: dmin (Q4_K, Q5_K; Q6_K's −32 offset is
+//	             subtracted in int32 instead)
+//
+// A row's dot product is d8·(dA·Σ_g S_g·Σ q·x − dB·Σ_p M_p·b_p) per
+// super-block, the integer sums exact as in ggml.
 
 //go:noescape
 func repackQ8_0x8(w *byte, stride int, nb int, dst *byte)
@@ -19,11 +36,28 @@ func repackQ8_0x8(w *byte, stride int, nb int, dst *byte)
 func repackQ4_0x8(w *byte, stride int, nb int, dst *byte)
 
 //go:noescape
+func repackQ4Kx8(w *byte, stride int, nb int, dst *byte)
+
+//go:noescape
+func repackQ5Kx8(w *byte, stride int, nb int, dst *byte)
+
+//go:noescape
+func repackQ6Kx8(w *byte, stride int, nb int, dst *byte)
+
+//go:noescape
+func gemmK32x8VNNI(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
+
+//go:noescape
+func gemmK16x8VNNI(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
+
+//go:noescape
 func gemmQ8x8VNNI(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
 
 const (
-	gemmRecQ8  = 320 // bytes per repacked block of 8 rows (block-32 types)
-	gemmBlocks = 16  // blocks repacked at a time (a 5 KiB buffer for block-32 types)
+	gemmRecQ8  = 320  // bytes per repacked block of 8 rows (block-32 types)
+	gemmBlocks = 16   // blocks repacked at a time (a 5 KiB buffer for block-32 types)
+	gemmRecK   = 2880 // bytes per repacked super-block of 8 rows (K-quants)
+	gemmSuper  = 4    // super-blocks repacked at a time (11.25 KiB)
 )
 
 // gemmSIMD runs Gemm with the VNNI kernels when the CPU has them and the type
@@ -33,33 +67,52 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 	if !useVNNI || rows < 8 || stride < 0 || xStride < 0 || outStride < 0 {
 		return false
 	}
-	if t != Q8_0 && t != Q4_0 {
+	var chunk int // blocks repacked at a time
+	switch t {
+	case Q8_0, Q4_0:
+		chunk = gemmBlocks
+	case Q4_K, Q5_K, Q6_K:
+		chunk = gemmSuper
+	default:
 		return false
 	}
-	nb := n / QK
-	if nb < 1 || n%QK != 0 {
+	bs := t.BlockSize()
+	nb := n / bs
+	if nb < 1 || n%bs != 0 {
 		return false
 	}
-	ts := t.TypeSize()
+	ts, xs := t.TypeSize(), VecDotType(t).TypeSize()
 	groups := rows / 8
 	// Index expressions check against len (a reslice would only check cap).
 	_ = w[(groups*8-1)*stride+nb*ts-1]
-	_ = x[(cols-1)*xStride+nb*q8_0Size-1]
+	_ = x[(cols-1)*xStride+nb*xs-1]
 	_ = out[(cols-1)*outStride+groups*8-1]
-	var buf [gemmBlocks * gemmRecQ8]byte
+	var buf [gemmSuper * gemmRecK]byte
 	for g := 0; g < groups; g++ {
-		for b0 := 0; b0 < nb; b0 += gemmBlocks {
-			kb := min(gemmBlocks, nb-b0)
-			if t == Q8_0 {
-				repackQ8_0x8(&w[g*8*stride+b0*ts], stride, kb, &buf[0])
-			} else {
-				repackQ4_0x8(&w[g*8*stride+b0*ts], stride, kb, &buf[0])
-			}
+		for b0 := 0; b0 < nb; b0 += chunk {
+			kb := min(chunk, nb-b0)
+			wp, xp, op, p := &w[g*8*stride+b0*ts], &x[b0*xs], &out[g*8], &buf[0]
 			acc := 0
 			if b0 > 0 {
 				acc = 1
 			}
-			gemmQ8x8VNNI(&buf[0], kb, &x[b0*q8_0Size], xStride, cols, &out[g*8], outStride, acc)
+			switch t {
+			case Q8_0:
+				repackQ8_0x8(wp, stride, kb, p)
+				gemmQ8x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+			case Q4_0:
+				repackQ4_0x8(wp, stride, kb, p)
+				gemmQ8x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+			case Q4_K:
+				repackQ4Kx8(wp, stride, kb, p)
+				gemmK32x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+			case Q5_K:
+				repackQ5Kx8(wp, stride, kb, p)
+				gemmK32x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+			case Q6_K:
+				repackQ6Kx8(wp, stride, kb, p)
+				gemmK16x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+			}
 		}
 	}
 	if r0 := groups * 8; r0 < rows {
