@@ -19,6 +19,7 @@ type progress struct {
 	tty   bool
 	last  time.Time
 	drawn bool
+	note  string // shown after the counts ("12.5 MB/s"), when set
 }
 
 func newProgress(w io.Writer, label string) *progress {
@@ -46,6 +47,9 @@ func (p *progress) update(done, total int64, unit string) {
 	filled := int(int64(width) * done / total)
 	fmt.Fprintf(p.w, "\r%s %s%s %3d%% %d/%d %s", p.label, strings.Repeat("█", filled), strings.Repeat("░", width-filled),
 		100*done/total, done, total, unit)
+	if p.note != "" {
+		fmt.Fprintf(p.w, " %s\033[K", p.note)
+	}
 	p.drawn = true
 }
 
