@@ -1,0 +1,235 @@
+package orchestrator
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver "sqlite"
+
+	"rbee/api"
+)
+
+// store is the queen's node registry: the beehives table of DESIGN §4 in
+// <home>/beehives.db. The node "local" never has a row. Every method is safe
+// for concurrent use (database/sql pools connections; SQLite serialises
+// writers, and the busy timeout makes them wait instead of failing).
+type store struct {
+	db   *sql.DB
+	path string
+}
+
+// schema creates the table. It is idempotent: it runs on every open.
+const schema = `
+CREATE TABLE IF NOT EXISTS beehives (
+	node_name           TEXT PRIMARY KEY NOT NULL,
+	ssh_host            TEXT NOT NULL DEFAULT '',
+	ssh_port            INTEGER NOT NULL DEFAULT 22,
+	ssh_user            TEXT NOT NULL DEFAULT '',
+	ssh_key_path        TEXT NOT NULL DEFAULT '',
+	git_repo_url        TEXT NOT NULL DEFAULT '',
+	git_branch          TEXT NOT NULL DEFAULT 'main',
+	install_path        TEXT NOT NULL DEFAULT '',
+	hive_port           INTEGER NOT NULL DEFAULT 9200,
+	last_connected_unix INTEGER NOT NULL DEFAULT 0,
+	last_error          TEXT NOT NULL DEFAULT '',
+	status              TEXT NOT NULL DEFAULT 'unknown'
+	                    CHECK (status IN ('unknown', 'reachable', 'unreachable'))
+);`
+
+// schemaVersion is recorded in PRAGMA user_version; a newer file is refused.
+const schemaVersion = 1
+
+// openStore opens (creating if needed) the registry at path. A file that is
+// not a SQLite database, or one written by a newer rbee, is an error: it is
+// never silently recreated.
+func openStore(ctx context.Context, path string) (*store, error) {
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("node registry %s: the path must not contain '?' or '#'", path)
+	}
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+	if err != nil {
+		return nil, fmt.Errorf("node registry %s: %w", path, err)
+	}
+	s := &store{db: db, path: path}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("node registry %s: %w", path, err)
+	}
+	// The registry names hosts, users and key paths: keep it private.
+	_ = os.Chmod(path, 0o600)
+	return s, nil
+}
+
+func (s *store) migrate(ctx context.Context) error {
+	var v int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("reading the schema version (is it a SQLite database?): %w", err)
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("written by a newer rbee (schema %d, this rbee knows %d)", v, schemaVersion)
+	}
+	if _, err := s.db.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("creating the beehives table: %w", err)
+	}
+	if v < schemaVersion {
+		if _, err := s.db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+			return fmt.Errorf("recording the schema version: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *store) Close() error { return s.db.Close() }
+
+const nodeColumns = `node_name, ssh_host, ssh_port, ssh_user, ssh_key_path, git_repo_url, git_branch,
+	install_path, hive_port, last_connected_unix, last_error, status`
+
+func scanNode(row interface{ Scan(...any) error }) (api.Node, error) {
+	var n api.Node
+	err := row.Scan(&n.Name, &n.SSHHost, &n.SSHPort, &n.SSHUser, &n.SSHKeyPath, &n.GitRepoURL, &n.GitBranch,
+		&n.InstallPath, &n.HivePort, &n.LastConnectedUnix, &n.LastError, &n.Status)
+	return n, err
+}
+
+// Add inserts a node. Empty fields take their defaults (ssh_port 22,
+// git_branch main, hive_port 9200, status unknown). A node with the same
+// name is NODE_ALREADY_EXISTS; "local" and invalid names are INVALID_REQUEST.
+func (s *store) Add(ctx context.Context, n api.Node) error {
+	if err := validateNodeField("node_name", n.Name); err != nil {
+		return err
+	}
+	if n.Name == api.LocalNode {
+		return api.InvalidField("node_name", "%q is the built-in local node; it needs no registration", api.LocalNode)
+	}
+	if n.SSHPort == 0 {
+		n.SSHPort = 22
+	}
+	if n.GitBranch == "" {
+		n.GitBranch = "main"
+	}
+	if n.HivePort == 0 {
+		n.HivePort = api.DefaultHivePort
+	}
+	if n.Status == "" {
+		n.Status = api.NodeUnknown
+	}
+	if n.SSHPort < 1 || n.SSHPort > 65535 {
+		return api.InvalidField("ssh_port", "a port is between 1 and 65535")
+	}
+	if n.HivePort < 1 || n.HivePort > 65535 {
+		return api.InvalidField("hive_port", "a port is between 1 and 65535")
+	}
+	if !validStatus(n.Status) {
+		return api.InvalidField("status", "status is unknown, reachable or unreachable")
+	}
+	// One statement, no read-then-write transaction: in WAL mode a deferred
+	// transaction that upgrades to a write fails at once under contention.
+	res, err := s.db.ExecContext(ctx, `INSERT INTO beehives (`+nodeColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (node_name) DO NOTHING`,
+		n.Name, n.SSHHost, n.SSHPort, n.SSHUser, n.SSHKeyPath, n.GitRepoURL, n.GitBranch,
+		n.InstallPath, n.HivePort, n.LastConnectedUnix, n.LastError, n.Status)
+	if err != nil {
+		return fmt.Errorf("node registry: adding %s: %w", n.Name, err)
+	}
+	if added, err := res.RowsAffected(); err == nil && added == 0 {
+		return api.Errorf(api.CodeNodeAlreadyExists, "node %s is already registered", n.Name).
+			With("node", n.Name).WithHint("remove it first: rbee setup remove-node --name " + n.Name)
+	}
+	return nil
+}
+
+// Get returns the node, or NODE_NOT_FOUND with the add-node hint.
+func (s *store) Get(ctx context.Context, name string) (api.Node, error) {
+	n, err := scanNode(s.db.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM beehives WHERE node_name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return api.Node{}, nodeNotFound(name)
+	}
+	if err != nil {
+		return api.Node{}, fmt.Errorf("node registry: reading %s: %w", name, err)
+	}
+	return n, nil
+}
+
+// List returns every node, by name (never nil).
+func (s *store) List(ctx context.Context) ([]api.Node, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+nodeColumns+` FROM beehives ORDER BY node_name`)
+	if err != nil {
+		return nil, fmt.Errorf("node registry: %w", err)
+	}
+	defer rows.Close()
+	nodes := []api.Node{}
+	for rows.Next() {
+		n, err := scanNode(rows)
+		if err != nil {
+			return nil, fmt.Errorf("node registry: %w", err)
+		}
+		nodes = append(nodes, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("node registry: %w", err)
+	}
+	return nodes, nil
+}
+
+// Remove deletes the node, or returns NODE_NOT_FOUND.
+func (s *store) Remove(ctx context.Context, name string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM beehives WHERE node_name = ?`, name)
+	if err != nil {
+		return fmt.Errorf("node registry: removing %s: %w", name, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return nodeNotFound(name)
+	}
+	return nil
+}
+
+// SetStatus records the outcome of reaching a node: status, and when it was
+// reached (a zero time keeps the previous last_connected_unix) and the last
+// error ("" clears it).
+func (s *store) SetStatus(ctx context.Context, name, status string, connected time.Time, lastError string) error {
+	if !validStatus(status) {
+		return api.InvalidField("status", "status is unknown, reachable or unreachable")
+	}
+	var at any
+	if !connected.IsZero() {
+		at = connected.Unix()
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE beehives SET status = ?, last_error = ?,
+		last_connected_unix = COALESCE(?, last_connected_unix) WHERE node_name = ?`, status, lastError, at, name)
+	if err != nil {
+		return fmt.Errorf("node registry: updating %s: %w", name, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return nodeNotFound(name)
+	}
+	return nil
+}
+
+func validStatus(s string) bool {
+	return s == api.NodeUnknown || s == api.NodeReachable || s == api.NodeUnreachable
+}
+
+// nodeNotFound is the NODE_NOT_FOUND error with the add-node hint.
+func nodeNotFound(name string) *api.Error {
+	return api.Errorf(api.CodeNodeNotFound, "node %s is not in the registry", name).With("node", name).
+		WithHint(fmt.Sprintf("add it first: rbee setup add-node --name %s --ssh-host HOST --ssh-user USER --install-path PATH", name))
+}
+
+// validateNodeField checks a node name arriving in a field other than "node".
+func validateNodeField(field, name string) *api.Error {
+	e := api.ValidateNodeName(name)
+	if e == nil {
+		return nil
+	}
+	if field == "node" {
+		return e
+	}
+	msg, _ := strings.CutPrefix(e.Message, "invalid node: ")
+	return api.InvalidField(field, "%s", msg)
+}
