@@ -1,4 +1,37 @@
 // Package worker is the worker daemon: it serves one loaded model over HTTP
 // (DESIGN §3), streaming tokens as Server-Sent Events. The inference engine
-// it serves is package rbee/worker/engine.
+// it serves is package rbee/worker/engine; this package adds the slots, the
+// API and the lifecycle around it.
+//
+// # Lifecycle
+//
+// A hive starts `rbee worker` (Main) as a child process. The worker binds its
+// port first (a taken port ends it with a *PortInUseError, exit status 3),
+// then loads the model in the background while it already answers:
+//
+//   - GET /v1/health (public): state loading, idle, busy or stopping, slots,
+//     last_activity (the end of the last inference);
+//   - GET /v1/ready: ready or not, with the loading progress;
+//   - GET /v1/loading/progress: an SSE stream of per-layer progress, then
+//     {"stage":"ready"} and [DONE], to any number of subscribers (a late one
+//     first gets the current state);
+//
+// and once loaded it calls the hive back (POST api.ReadyCallback to
+// --callback-url with its own token, retried with backoff for up to 30 s)
+// and serves:
+//
+//   - POST /v1/inference: a narration, token events and a done event, or
+//     one JSON api.InferenceResult with "stream": false; 503 ALL_SLOTS_BUSY
+//     when every slot is in use (or the model is still loading);
+//   - DELETE /v1/inference/{id}: cancels that request's generation (its
+//     stream ends with done stop_reason "cancelled"), 204 always;
+//   - POST /v1/admin/shutdown: 202, then the running inferences end, the
+//     model is closed and Run returns nil (as when its context ends).
+//
+// Each slot is an engine Session with its own KV cache; a request takes the
+// free slot whose cache shares the longest prefix with its prompt. The engine
+// serializes the forward passes of concurrent slots.
+//
+// In a Go program, New(Config) and Run(ctx) run the same worker without a
+// process.
 package worker

@@ -2,11 +2,107 @@ package worker
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"rbee/api"
+	"rbee/internal/cliutil"
 )
 
-// Main runs the daemon from its command line until ctx ends (being written, issue 3).
+// APIKeyEnv is the environment variable a worker reads its token from when no
+// --api-key-file is given.
+const APIKeyEnv = "RBEE_API_KEY"
+
+const (
+	usageLine = "--model PATH --port PORT [flags]"
+	summary   = "run a worker serving one model (started by a hive)"
+)
+
+// Main runs `rbee worker` from its command line (flags as in the hive's spawn
+// command) until ctx ends or it is told to shut down; it returns nil after a
+// clean shutdown. Logs go to stderr. The token comes from --api-key-file (a
+// file of mode 0600 or narrower) or RBEE_API_KEY, never from an argument. A
+// taken port is a *PortInUseError (exit status ExitPortInUse).
 func Main(ctx context.Context, args []string, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := cliutil.NewFlagSet("worker")
+	var cfg Config
+	fs.StringVar(&cfg.ModelPath, "model", "", "GGUF model `file` to serve (required)")
+	fs.StringVar(&cfg.ModelRef, "model-ref", "", "the model's reference in the hive's catalog (default file:PATH)")
+	fs.StringVar(&cfg.Backend, "backend", api.BackendCPU, "compute backend (only cpu in this build)")
+	fs.IntVar(&cfg.Device, "device", 0, "device index on the backend")
+	fs.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on")
+	fs.IntVar(&cfg.Port, "port", api.DefaultWorkerPort, "port to listen on")
+	fs.StringVar(&cfg.CallbackURL, "callback-url", "", "the hive's ready endpoint, called once the model is loaded")
+	fs.StringVar(&cfg.WorkerID, "worker-id", "", "the worker's id (default a new one)")
+	keyFile := fs.String("api-key-file", "", "file holding the API key (mode 0600); default $"+APIKeyEnv)
+	fs.IntVar(&cfg.Slots, "slots", 1, "inferences served at once")
+	fs.IntVar(&cfg.Threads, "threads", 0, "threads per forward pass (0: one per CPU)")
+	fs.IntVar(&cfg.ContextSize, "ctx-size", 0, "context size in tokens per slot (0: the model's, at most 4096)")
+	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
+	if err := cliutil.Parse(fs, args, stderr, usageLine, summary); err != nil {
+		return err
+	}
+
+	if cfg.ModelPath == "" {
+		return cliutil.Usagef("--model is required")
+	}
+	if cfg.Port < 1 || cfg.Port > 65535 {
+		return cliutil.Usagef("--port must be between 1 and 65535")
+	}
+	if cfg.Slots < 1 || cfg.Slots > MaxSlots {
+		return cliutil.Usagef("--slots must be between 1 and %d", MaxSlots)
+	}
+	if cfg.Threads < 0 {
+		return cliutil.Usagef("--threads must not be negative")
+	}
+	if cfg.ContextSize < 0 {
+		return cliutil.Usagef("--ctx-size must not be negative")
+	}
+	level := hclog.LevelFromString(*logLevel)
+	if level == hclog.NoLevel {
+		return cliutil.Usagef("--log-level %q: use trace, debug, info, warn or error", *logLevel)
+	}
+	key, err := readAPIKey(*keyFile, os.Getenv(APIKeyEnv))
+	if err != nil {
+		return err
+	}
+	cfg.APIKey = key
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "rbee-worker", Level: level, Output: stderr})
+
+	srv, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}
+
+// readAPIKey reads the token from file (refused when other users may read
+// it: mode wider than 0600) or else takes env.
+func readAPIKey(file, env string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(env), nil
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return "", fmt.Errorf("API key file: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("API key file %s is not a regular file", file)
+	}
+	if perm := st.Mode().Perm(); perm&^0o600 != 0 {
+		return "", fmt.Errorf("API key file %s has mode %04o; it must not be readable by others (chmod 600 %s)", file, perm, file)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("API key file: %w", err)
+	}
+	key := strings.TrimSpace(string(b))
+	if key == "" {
+		return "", fmt.Errorf("API key file %s is empty", file)
+	}
+	return key, nil
 }

@@ -1,0 +1,288 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"rbee/api"
+	"rbee/internal/httpx"
+	"rbee/internal/sse"
+	"rbee/worker/engine"
+)
+
+// slot is one inference slot: an engine session (its KV cache outlives the
+// request, so a later prompt with the same prefix skips re-evaluating it).
+type slot struct {
+	id   int
+	sess *engine.Session
+	busy bool
+}
+
+// generation is a running inference: DELETE /v1/inference/{id} cancels it
+// and waits for done.
+type generation struct {
+	cancel  context.CancelFunc
+	done    chan struct{}
+	release func() // frees the slot once
+}
+
+// unavailableLocked says why the worker cannot take an inference now, or nil.
+// s.mu is held.
+func (s *Server) unavailableLocked() *api.Error {
+	switch s.phase {
+	case phaseLoading:
+		return api.Errorf(api.CodeAllSlotsBusy, "the model is still loading").With("state", api.StateLoading).
+			WithHint("follow GET /v1/loading/progress and retry once the model is ready")
+	case phaseStopping:
+		return api.Errorf(api.CodeShuttingDown, "the worker is shutting down")
+	case phaseFailed:
+		return api.Errorf(api.CodeInferenceFailed, "the model failed to load").With("state", api.StateFailed)
+	}
+	return nil
+}
+
+// acquire takes a free slot for the request, preferring the one whose cache
+// shares the longest prefix with the prompt, and registers the generation
+// under the request id.
+func (s *Server) acquire(requestID string, prompt []int, cancel context.CancelFunc) (*slot, *generation, *api.Error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.unavailableLocked(); e != nil {
+		return nil, nil, e
+	}
+	if _, dup := s.active[requestID]; dup {
+		return nil, nil, api.Errorf(api.CodeInvalidRequest, "request id %s is already running on this worker", requestID).
+			With("field", httpx.RequestIDHeader)
+	}
+	var best *slot
+	bestLen, busy := -1, 0
+	for _, sl := range s.slots {
+		if sl.busy {
+			busy++
+			continue
+		}
+		if n := commonPrefix(sl.sess.Tokens(), prompt); n > bestLen {
+			best, bestLen = sl, n
+		}
+	}
+	if best == nil {
+		return nil, nil, api.Errorf(api.CodeAllSlotsBusy, "all %d inference slots of worker %s are busy", len(s.slots), s.cfg.WorkerID).
+			With("slots_total", len(s.slots)).With("slots_busy", busy)
+	}
+	best.busy = true
+	g := &generation{cancel: cancel, done: make(chan struct{})}
+	g.release = sync.OnceFunc(func() {
+		s.mu.Lock()
+		best.busy = false
+		delete(s.active, requestID)
+		s.lastActivity = time.Now()
+		s.mu.Unlock()
+		close(g.done)
+		s.gens.Done()
+	})
+	s.active[requestID] = g
+	s.gens.Add(1)
+	return best, g, nil
+}
+
+func commonPrefix(a, b []int) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+// handleInference serves POST /v1/inference: an SSE stream of narration,
+// tokens and done (or one JSON result with "stream": false).
+func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
+	var req api.InferenceRequest
+	if e := httpx.DecodeJSON(w, r, &req); e != nil {
+		httpx.WriteError(w, r, e)
+		return
+	}
+	s.mu.Lock()
+	e := s.unavailableLocked()
+	m := s.model
+	s.mu.Unlock()
+	if e != nil {
+		httpx.WriteError(w, r, e)
+		return
+	}
+	smp, e := req.Validate(m.ContextSize())
+	if e != nil {
+		httpx.WriteError(w, r, e)
+		return
+	}
+	prompt := m.Tokenizer().Encode(req.Prompt, true, true)
+	if len(prompt) >= m.ContextSize() {
+		httpx.WriteError(w, r, api.InvalidField("prompt", "the prompt has %d tokens; the context holds %d", len(prompt), m.ContextSize()))
+		return
+	}
+
+	requestID := httpx.RequestID(r)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	sl, g, e := s.acquire(requestID, prompt, cancel)
+	if e != nil {
+		httpx.WriteError(w, r, e)
+		return
+	}
+	defer g.release()
+
+	seed := rand.Uint64()
+	if smp.Seed != nil {
+		seed = *smp.Seed
+	}
+	ereq := engine.Request{PromptTokens: prompt, MaxTokens: smp.MaxTokens, Stop: smp.Stop, Sampling: engine.Sampling{
+		Temperature: float32(smp.Temperature), TopK: smp.TopK, TopP: float32(smp.TopP), MinP: float32(smp.MinP),
+		RepeatPenalty: float32(smp.RepeatPenalty), Seed: seed,
+	}}
+	log := s.log.With("request_id", requestID, "slot", sl.id)
+	log.Info("inference started", "prompt_tokens", len(prompt), "max_tokens", smp.MaxTokens)
+
+	run := &inference{s: s, sl: sl, g: g, req: ereq, requestID: requestID, start: time.Now()}
+	if req.Stream != nil && !*req.Stream {
+		run.json(ctx, w, r)
+	} else {
+		run.stream(ctx, w, r)
+	}
+	log.Info("inference ended", "stop_reason", run.done.StopReason, "tokens", run.done.TotalTokens,
+		"duration_ms", run.done.DurationMs, "error", run.err)
+}
+
+// inference is one request's generation on a slot.
+type inference struct {
+	s         *Server
+	sl        *slot
+	g         *generation
+	req       engine.Request
+	requestID string
+	start     time.Time
+
+	firstToken time.Duration
+	done       api.Done
+	err        error
+}
+
+// generate runs the engine, calling emit for every non-empty piece of text;
+// it frees the slot before returning, so that a client that reads the done
+// event finds the worker idle.
+func (in *inference) generate(ctx context.Context, emit func(text string) error) (engine.Result, error) {
+	emitted := 0
+	res, err := in.sl.sess.Generate(ctx, in.req, func(t engine.Token) error {
+		if in.firstToken == 0 && t.ID >= 0 {
+			in.firstToken = max(time.Since(in.start), time.Microsecond)
+		}
+		if t.Text == "" {
+			return nil
+		}
+		if err := emit(t.Text); err != nil {
+			return err
+		}
+		if h := in.s.cfg.tokenHook; h != nil {
+			h(ctx, in.requestID, emitted)
+		}
+		emitted++
+		return nil
+	})
+	elapsed := time.Since(in.start)
+	in.g.release()
+	reason := res.StopReason
+	if ctx.Err() != nil {
+		reason = engine.StopCancelled
+	}
+	tps := res.DecodeTokensPerSecond()
+	if tps == 0 && res.Tokens > 0 && elapsed > 0 {
+		tps = float64(res.Tokens) / elapsed.Seconds()
+	}
+	in.done = api.Done{Done: true, TotalTokens: res.Tokens, DurationMs: elapsed.Milliseconds(), StopReason: reason,
+		PromptTokens: res.PromptTokens, TokensPerSecond: tps, FirstTokenMs: in.firstToken.Milliseconds(),
+		RequestID: in.requestID, WorkerID: in.s.cfg.WorkerID}
+	in.err = err
+	return res, err
+}
+
+// failed turns a generation error into the error to report, or nil when the
+// generation was cancelled (which ends normally, with stop reason cancelled).
+func (in *inference) failed(ctx context.Context, err error) *api.Error {
+	if err == nil || ctx.Err() != nil {
+		return nil
+	}
+	e := api.Errorf(api.CodeInferenceFailed, "inference failed: %v", err)
+	if errors.Is(err, engine.ErrContextFull) {
+		e = e.WithHint("use a shorter prompt or fewer max_tokens")
+	}
+	e.RequestID = in.requestID
+	return e
+}
+
+func (in *inference) stream(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	sw := sse.NewWriter(w)
+	s := in.s
+	human := fmt.Sprintf("Generating up to %d tokens from a %d-token prompt on slot %d of worker %s",
+		in.req.MaxTokens, len(in.req.PromptTokens), in.sl.id, s.cfg.WorkerID)
+	start := api.Event{Kind: api.KindNarration, Narration: &api.Narration{Actor: api.ActorWorker, Action: "inference_start",
+		Human: human, WorkerID: s.cfg.WorkerID, RequestID: in.requestID}}
+	if err := sw.Send(start); err != nil {
+		in.g.release()
+		return
+	}
+	index := 0
+	_, err := in.generate(ctx, func(text string) error {
+		if err := sw.Send(api.Event{Kind: api.KindToken, Token: &api.Token{Token: text, Index: index}}); err != nil {
+			return fmt.Errorf("client gone: %w", err)
+		}
+		index++
+		return nil
+	})
+	if r.Context().Err() != nil {
+		return // the client went away: nobody to tell
+	}
+	if e := in.failed(ctx, err); e != nil {
+		_ = sw.Error(e)
+		return
+	}
+	d := in.done
+	if sw.Send(api.Event{Kind: api.KindDone, Done: &d}) == nil {
+		_ = sw.Close()
+	}
+}
+
+func (in *inference) json(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	res, err := in.generate(ctx, func(string) error { return nil })
+	if r.Context().Err() != nil {
+		return
+	}
+	if e := in.failed(ctx, err); e != nil {
+		httpx.WriteError(w, r, e)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, api.InferenceResult{Text: res.Text, Done: in.done})
+}
+
+// handleCancel serves DELETE /v1/inference/{id}: it cancels the generation
+// (if any), waits briefly for its slot to be free, and answers 204.
+func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s.mu.Lock()
+	g := s.active[id]
+	s.mu.Unlock()
+	if g != nil {
+		s.log.Info("cancelling inference", "request_id", id)
+		g.cancel()
+		t := time.NewTimer(s.cfg.ShutdownGrace)
+		select {
+		case <-g.done:
+		case <-t.C:
+		case <-r.Context().Done():
+		}
+		t.Stop()
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
