@@ -115,7 +115,7 @@ func (c *Client) Infer(ctx context.Context, req TaskRequest) iter.Seq2[Event, er
 			if first {
 				first = false
 				if ev.Kind != KindNarration || ev.Narration.Action != ActionTaskStart {
-					start := api.NarrationEvent(api.ActorQueen, ActionTaskStart, "Task "+taskID+" started")
+					start := api.NarrationEvent(api.ActorKeeper, ActionTaskStart, "Task "+taskID+" accepted by the queen")
 					start.Narration.RequestID = taskID
 					if !yield(start, nil) {
 						return

@@ -1,0 +1,259 @@
+package rbee
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"rbee/api"
+	"rbee/internal/httpx"
+	"rbee/orchestrator"
+)
+
+// DefaultAddr is where an [Orchestrator] with no Addr listens.
+const DefaultAddr = orchestrator.DefaultAddr
+
+// ErrOrchestratorClosed is returned by [Orchestrator.Start] after
+// [Orchestrator.Close].
+var ErrOrchestratorClosed = errors.New("rbee: the orchestrator is closed")
+
+// Orchestrator is a queen embedded in a Go program: the same daemon as
+// `rbee queen`, modelled on tsnet.Server. Set its fields, then call
+// [Orchestrator.Start] to serve on Addr, or use [Orchestrator.Handler] or
+// [Orchestrator.Client] without listening at all. [Orchestrator.Close]
+// stops it, and with it the local hive it started and that hive's workers.
+//
+// The queen starts the local node's hive as a child process of Binary, and
+// the hive starts its workers the same way. By default Binary is the running
+// program, which must then call [HandleChildProcess] at the start of main;
+// or set Binary to an installed rbee command.
+//
+// The fields must be set before the first method call and not changed
+// after. The zero value is a queen on [DefaultAddr] with its state in
+// $RBEE_HOME (or ~/.rbee).
+type Orchestrator struct {
+	// Addr is the host:port Start listens on (default "127.0.0.1:8080").
+	// Port 0 picks a free port; [Orchestrator.URL] then says which. An
+	// address that is not loopback needs a Token.
+	Addr string
+	// Token is the bearer token every endpoint but GET /health requires;
+	// empty disables authentication (loopback addresses only).
+	// [Orchestrator.Client] sends it.
+	Token string
+	// Home is rbee's state directory: the node registry, logs and the local
+	// hive's models (default $RBEE_HOME, else ~/.rbee).
+	Home string
+	// Binary is the program the local hive and its workers run as (default
+	// the running program, see [HandleChildProcess]).
+	Binary string
+	// LocalHivePort is the port of the local hive on 127.0.0.1 (default
+	// 9200); LocalWorkerPortStart is the first port it tries for workers
+	// (default 8001).
+	LocalHivePort        int
+	LocalWorkerPortStart int
+	// LoadingTimeout bounds how long a task waits for a worker to load its
+	// model (default 5 minutes).
+	LoadingTimeout time.Duration
+	// Logger receives the queen's logs (default: discarded). Secrets are
+	// logged only as fingerprints.
+	Logger hclog.Logger
+
+	initOnce sync.Once
+	queen    *orchestrator.Queen
+	initErr  error
+	client   *Client
+
+	mu       sync.Mutex
+	started  bool
+	startErr error
+	closed   bool
+	url      string
+	srv      *http.Server
+	done     chan struct{} // closed when the server stops
+	runErr   error
+}
+
+// init makes the queen once: New opens the registry but starts nothing.
+func (o *Orchestrator) init() error {
+	o.initOnce.Do(func() {
+		o.queen, o.initErr = orchestrator.New(orchestrator.Config{
+			Token:                o.Token,
+			Home:                 o.Home,
+			Binary:               o.Binary,
+			LocalHivePort:        o.LocalHivePort,
+			LocalWorkerPortStart: o.LocalWorkerPortStart,
+			LoadingTimeout:       o.LoadingTimeout,
+			Logger:               o.Logger,
+		})
+		if o.initErr != nil {
+			o.initErr = fmt.Errorf("rbee: %w", o.initErr)
+		}
+	})
+	return o.initErr
+}
+
+// Start makes the queen and serves its API on Addr in the background. It
+// returns once the address is bound (ctx bounds only that); the queen runs
+// until [Orchestrator.Close]. Calling Start again returns the first call's
+// result.
+func (o *Orchestrator) Start(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return ErrOrchestratorClosed
+	}
+	if o.started {
+		return o.startErr
+	}
+	o.started = true
+	o.startErr = o.start(ctx)
+	return o.startErr
+}
+
+func (o *Orchestrator) start(ctx context.Context) error {
+	addr := o.Addr
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	if err := httpx.CheckBind(addr, o.Token); err != nil {
+		return fmt.Errorf("rbee: %w", err)
+	}
+	if err := o.init(); err != nil {
+		return err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("rbee: orchestrator: %w", err)
+	}
+	o.url = "http://" + ln.Addr().String()
+	if o.Logger != nil {
+		o.Logger.Named("queen").Info("orchestrator listening", "url", o.url, "version", Version, "api_key", httpx.Fingerprint(o.Token))
+	}
+	o.srv = &http.Server{Handler: o.queen.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	o.done = make(chan struct{})
+	go func() {
+		defer close(o.done)
+		if err := o.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			o.runErr = fmt.Errorf("rbee: orchestrator: %w", err)
+		}
+	}()
+	return nil
+}
+
+// Up starts the orchestrator if it is not running and waits until it
+// answers its health check, or ctx ends.
+func (o *Orchestrator) Up(ctx context.Context) error {
+	if err := o.Start(ctx); err != nil {
+		return err
+	}
+	c := &Client{BaseURL: o.URL()}
+	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		if _, err := c.Health(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-o.done:
+			if o.runErr != nil {
+				return o.runErr
+			}
+			return ErrOrchestratorClosed
+		case <-time.After(delay):
+		}
+	}
+}
+
+// URL is the address the orchestrator serves on ("http://127.0.0.1:8080"),
+// once Start succeeded; "" before.
+func (o *Orchestrator) URL() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.startErr != nil {
+		return ""
+	}
+	return o.url
+}
+
+// Handler returns the queen's HTTP API, to mount in a server of your own
+// (it works without Start). If the queen cannot be made (its Home is not
+// writable, say) every request gets an INTERNAL error saying why.
+func (o *Orchestrator) Handler() http.Handler {
+	if err := o.init(); err != nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			httpx.WriteError(w, r, &Error{Code: api.CodeInternal, Message: err.Error()})
+		})
+	}
+	return o.queen.Handler()
+}
+
+// Client returns a [Client] of this queen that serves its requests in
+// process through [Orchestrator.Handler]: no sockets, streams included. It
+// works whether or not the orchestrator was started, and returns the same
+// Client every time.
+func (o *Orchestrator) Client() *Client {
+	h := o.Handler()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.client == nil {
+		o.client = &Client{
+			BaseURL:    "http://rbee-orchestrator.in-process",
+			Token:      o.Token,
+			HTTPClient: &http.Client{Transport: &handlerTransport{handler: h}},
+		}
+	}
+	return o.client
+}
+
+// Close stops the orchestrator: it stops accepting requests, running tasks
+// end (their streams get a SHUTTING_DOWN error), and the local hive it
+// started is shut down with its workers (this can take up to 30 s while
+// workers finish). It returns the first error of the server or of the
+// shutdown. Closing twice is safe.
+func (o *Orchestrator) Close() error {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return nil
+	}
+	o.closed = true
+	srv, done := o.srv, o.done
+	o.mu.Unlock()
+
+	var shutdown chan struct{}
+	if srv != nil {
+		// The listener closes at once; connections get a grace period,
+		// during which closing the queen ends the streams that hold them.
+		shutdown = make(chan struct{})
+		go func() {
+			defer close(shutdown)
+			ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+			defer cancel()
+			if srv.Shutdown(ctx) != nil {
+				_ = srv.Close()
+			}
+		}()
+	}
+	var err error
+	if o.initOnce.Do(func() {}); o.queen != nil {
+		err = o.queen.Close()
+	}
+	if srv != nil {
+		<-shutdown
+		<-done
+		if o.runErr != nil {
+			err = o.runErr
+		}
+	}
+	return err
+}
+
+// closeGrace is how long Close lets requests in flight finish.
+const closeGrace = 5 * time.Second

@@ -1,0 +1,118 @@
+package rbee_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"rbee"
+)
+
+func TestOrchestratorLifecycle(t *testing.T) {
+	o := &rbee.Orchestrator{Addr: "127.0.0.1:0", Home: t.TempDir()}
+	assert.Empty(t, o.URL(), "no URL before Start")
+	require.NoError(t, o.Start(t.Context()))
+	url := o.URL()
+	require.NotEmpty(t, url)
+	require.NoError(t, o.Start(t.Context()), "Start is safe to call twice")
+	assert.Equal(t, url, o.URL())
+	require.NoError(t, o.Up(t.Context()))
+
+	// Over the network and in process, the same queen answers.
+	net := &rbee.Client{BaseURL: url}
+	h, err := net.Health(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, "ok", h.Status)
+	assert.Equal(t, rbee.Version, h.Version)
+	nodes, err := o.Client().Nodes(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, nodes)
+	assert.Same(t, o.Client(), o.Client())
+
+	require.NoError(t, o.Close())
+	require.NoError(t, o.Close(), "Close is safe to call twice")
+	assert.ErrorIs(t, o.Start(t.Context()), rbee.ErrOrchestratorClosed)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	_, err = net.Health(ctx)
+	assert.Error(t, err, "nothing serves after Close")
+}
+
+func TestOrchestratorWithoutStart(t *testing.T) {
+	o := &rbee.Orchestrator{Home: t.TempDir()}
+	defer o.Close()
+	c := o.Client()
+	h, err := c.Health(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, "ok", h.Status)
+	assert.Empty(t, o.URL())
+
+	err = c.RemoveNode(t.Context(), "nowhere")
+	assert.ErrorIs(t, err, rbee.ErrNodeNotFound)
+
+	rec := &recorder{header: http.Header{}}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "/health", nil)
+	o.Handler().ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusOK, rec.status)
+}
+
+type recorder struct {
+	header http.Header
+	status int
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = 200
+	}
+	return len(p), nil
+}
+func (r *recorder) WriteHeader(code int) { r.status = code }
+
+func TestOrchestratorToken(t *testing.T) {
+	const token = "orchestrator-token-0123456789"
+	o := &rbee.Orchestrator{Addr: "127.0.0.1:0", Home: t.TempDir(), Token: token}
+	require.NoError(t, o.Up(t.Context()))
+	defer o.Close()
+
+	_, err := (&rbee.Client{BaseURL: o.URL()}).Workers(t.Context())
+	assert.ErrorIs(t, err, rbee.ErrMissingAPIKey)
+	_, err = (&rbee.Client{BaseURL: o.URL(), Token: "wrong-token-0123456789"}).Workers(t.Context())
+	assert.ErrorIs(t, err, rbee.ErrInvalidAPIKey)
+	_, err = (&rbee.Client{BaseURL: o.URL(), Token: token}).Nodes(t.Context())
+	assert.NoError(t, err)
+	_, err = o.Client().Nodes(t.Context())
+	assert.NoError(t, err, "the in-process client carries the token")
+}
+
+func TestOrchestratorStartErrors(t *testing.T) {
+	busy := &rbee.Orchestrator{Addr: "127.0.0.1:0", Home: t.TempDir()}
+	require.NoError(t, busy.Start(t.Context()))
+	defer busy.Close()
+	taken := busy.URL()[len("http://"):]
+
+	tests := []struct {
+		name string
+		o    *rbee.Orchestrator
+		want string
+	}{
+		{"public address without a token", &rbee.Orchestrator{Addr: "0.0.0.0:0", Home: t.TempDir()}, "API key"},
+		{"port in use", &rbee.Orchestrator{Addr: taken, Home: t.TempDir()}, "address already in use"},
+		{"bad port", &rbee.Orchestrator{Addr: "127.0.0.1:0", Home: t.TempDir(), LocalHivePort: 70000}, "LocalHivePort"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			defer tc.o.Close()
+			err := tc.o.Start(t.Context())
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Equal(t, err, tc.o.Start(t.Context()), "a second Start returns the first result")
+			assert.Empty(t, tc.o.URL())
+		})
+	}
+}
