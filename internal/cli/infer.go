@@ -212,9 +212,6 @@ func (p *inferPrinter) show(ev rbee.Event) {
 	case rbee.KindNarration:
 		p.clearBar()
 		p.endLine()
-		if ev.Narration.Action == rbee.ActionTaskStart && strings.HasPrefix(ev.Narration.Human, "Task ") {
-			return // the client's stand-in for a queen that does not narrate it
-		}
 		fmt.Fprintf(p.env.Stderr, "[%s] %s\n", actorName(ev.Narration.Actor), ev.Narration.Human)
 	case rbee.KindProgress:
 		p.showProgress(ev.Progress)
