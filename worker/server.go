@@ -79,7 +79,9 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the worker's HTTP API, the handler Run serves.
+// Handler returns the worker's HTTP API: the handler Run serves. It answers
+// as a loading worker until Run has loaded the model, so a program that
+// mounts it elsewhere still calls Run (with a Listener) to load and stop.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // WorkerID returns the worker's id.
@@ -122,6 +124,7 @@ func (s *Server) Run(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	serveErr := make(chan error, 1)
@@ -243,15 +246,18 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 func (s *Server) loadModel(ctx context.Context) error {
 	start := time.Now()
 	fail := func(err error) error {
+		if ctx.Err() != nil {
+			// Cut short by shutdown (Run is stopping the worker).
+			s.load.update(func(st *loadStatus) {
+				st.err = api.Errorf(api.CodeShuttingDown, "the worker is shutting down")
+			})
+			return nil
+		}
 		s.mu.Lock()
-		stopping := s.phase == phaseStopping
-		if !stopping {
+		if s.phase == phaseLoading {
 			s.phase = phaseFailed
 		}
 		s.mu.Unlock()
-		if stopping && ctx.Err() != nil {
-			return nil
-		}
 		e := api.Errorf(api.CodeInferenceFailed, "loading the model failed: %v", err)
 		s.load.update(func(st *loadStatus) { st.err = e })
 		return fmt.Errorf("loading model %s: %w", s.cfg.ModelPath, err)
