@@ -3,10 +3,191 @@ package orchestrator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"rbee/internal/cliutil"
 )
 
-// Main runs the daemon from its command line until ctx ends (being written, issue 3).
+const (
+	usageLine = "[--host 127.0.0.1] [--port 8080] [--api-key-file F] [--home DIR] [--binary PATH] [--local-hive-port 9200] [flags]"
+	summary   = "run the orchestrator daemon (the queen)"
+)
+
+// Main runs `rbee queen` with its command line until ctx ends (SIGINT or
+// SIGTERM), then shuts down (stopping the local hive it started and that
+// hive's workers) and returns nil. Its token comes from --api-key-file or
+// the RBEE_API_KEY environment variable; without one it serves on loopback
+// only. Logs go to stderr.
 func Main(ctx context.Context, args []string, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	cfg, level, err := parseArgs(args, stderr, os.Getenv)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "rbee", Level: level, Output: stderr})
+	q, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return q.Run(ctx)
+}
+
+// parseArgs turns the command line into a Config and a log level.
+func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config, hclog.Level, error) {
+	var cfg Config
+	hidden := map[string]*string{"hive-retry-delays": new(string), "busy-retry-delays": new(string), "hive-start-timeout": new(string)}
+	args, err := extractHidden(args, hidden)
+	if err != nil {
+		return cfg, 0, err
+	}
+	fs := cliutil.NewFlagSet("queen")
+	host := fs.String("host", "127.0.0.1", "address to listen on (anything but loopback needs an API key)")
+	port := fs.Int("port", 8080, "port to listen on")
+	keyFile := fs.String("api-key-file", "", "file holding the API key (mode 0600); default $RBEE_API_KEY")
+	fs.StringVar(&cfg.Home, "home", "", "state directory (default $RBEE_HOME or ~/.rbee)")
+	fs.StringVar(&cfg.Binary, "binary", "", "rbee binary the local hive is started from (default this executable)")
+	fs.IntVar(&cfg.LocalHivePort, "local-hive-port", 9200, "port of the local node's hive")
+	fs.IntVar(&cfg.LocalWorkerPortStart, "local-worker-port-start", 8001, "first port the local hive tries for workers")
+	fs.DurationVar(&cfg.LoadingTimeout, "loading-timeout", DefaultLoadingTimeout, "how long a worker may take to load its model")
+	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
+	if err := cliutil.Parse(fs, args, out, usageLine, summary); err != nil {
+		return cfg, 0, err
+	}
+	if *port < 0 || *port > 65535 {
+		return cfg, 0, cliutil.Usagef("--port %d: a port is between 0 and 65535", *port)
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"--local-hive-port", cfg.LocalHivePort}, {"--local-worker-port-start", cfg.LocalWorkerPortStart}} {
+		if p.v < 1 || p.v > 65535 {
+			return cfg, 0, cliutil.Usagef("%s %d: a port is between 1 and 65535", p.name, p.v)
+		}
+	}
+	if *port == cfg.LocalHivePort {
+		return cfg, 0, cliutil.Usagef("--port and --local-hive-port are both %d; they must differ", *port)
+	}
+	if cfg.LoadingTimeout <= 0 {
+		return cfg, 0, cliutil.Usagef("--loading-timeout must be positive")
+	}
+	if *host == "" {
+		return cfg, 0, cliutil.Usagef("--host must not be empty")
+	}
+	level := hclog.LevelFromString(*logLevel)
+	if level == hclog.NoLevel {
+		return cfg, 0, cliutil.Usagef("--log-level %q: use trace, debug, info, warn or error", *logLevel)
+	}
+	cfg.Addr = net.JoinHostPort(*host, strconv.Itoa(*port))
+	if v := *hidden["hive-retry-delays"]; v != "" {
+		if cfg.HiveRetryDelays, err = parseDelays("--hive-retry-delays", v); err != nil {
+			return cfg, 0, err
+		}
+		if len(cfg.HiveRetryDelays) == 0 {
+			return cfg, 0, cliutil.Usagef("--hive-retry-delays needs at least one delay (the first attempt's)")
+		}
+	}
+	if v := *hidden["busy-retry-delays"]; v != "" {
+		if cfg.BusyRetryDelays, err = parseDelays("--busy-retry-delays", v); err != nil {
+			return cfg, 0, err
+		}
+	}
+	if v := *hidden["hive-start-timeout"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return cfg, 0, cliutil.Usagef("--hive-start-timeout %q: a positive duration like 60s", v)
+		}
+		cfg.HiveStartTimeout = d
+	}
+	if *keyFile != "" {
+		if cfg.Token, err = readTokenFile(*keyFile); err != nil {
+			return cfg, 0, err
+		}
+	} else {
+		cfg.Token = strings.TrimSpace(getenv("RBEE_API_KEY"))
+	}
+	return cfg, level, nil
+}
+
+// extractHidden takes the test-only flags (not shown by --help) out of args.
+// An empty value ("--busy-retry-delays=") is recorded as "none".
+func extractHidden(args []string, hidden map[string]*string) ([]string, error) {
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(rest, args[i:]...), nil
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		dst, ok := hidden[name]
+		if !ok || !strings.HasPrefix(a, "-") {
+			rest = append(rest, a)
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return nil, cliutil.Usagef("flag needs an argument: --%s", name)
+			}
+			i++
+			value = args[i]
+		}
+		if value == "" {
+			value = "none"
+		}
+		*dst = value
+	}
+	return rest, nil
+}
+
+// parseDelays parses "0s,200ms,400ms" ("none" is an empty list).
+func parseDelays(flag, v string) ([]time.Duration, error) {
+	out := []time.Duration{}
+	if v == "none" {
+		return out, nil
+	}
+	for _, s := range strings.Split(v, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil || d < 0 {
+			return nil, cliutil.Usagef("%s %q: a comma-separated list of durations like 0s,200ms,400ms", flag, v)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// readTokenFile reads an API key from a file that only its owner can read.
+func readTokenFile(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("API key file: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("API key file %s is not a regular file", path)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("API key file %s has mode %04o; it must not be readable by others (chmod 600 %s)", path, perm, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("API key file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", fmt.Errorf("API key file: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return "", errors.New("API key file " + path + " is empty")
+	}
+	if strings.ContainsAny(token, " \t\r\n") {
+		return "", errors.New("API key file " + path + " holds more than one word; it must hold only the key")
+	}
+	return token, nil
 }

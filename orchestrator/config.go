@@ -1,0 +1,150 @@
+package orchestrator
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"rbee/api"
+	"rbee/internal/paths"
+)
+
+// Config configures a Queen. The zero value works: every empty field takes
+// the default named in its comment (the same defaults as `rbee queen`).
+type Config struct {
+	// Addr is where Run listens when Listener is nil (default
+	// "127.0.0.1:8080"). Without a Token it must be a loopback address.
+	Addr string
+	// Listener, when set, is where Run serves (Addr is then ignored). An
+	// embedder that wants a free port listens on "127.0.0.1:0" itself and
+	// knows the URL before Run starts. Run closes it.
+	Listener net.Listener
+	// Token is the bearer token every endpoint but GET /health requires
+	// ("" disables authentication: loopback only). Hives the queen did not
+	// start are called with it too.
+	Token string
+	// Home is rbee's state directory: the node registry beehives.db and
+	// logs/ (default $RBEE_HOME or ~/.rbee). The local hive uses it too.
+	Home string
+	// Binary is the rbee executable the local hive is started from (default
+	// os.Executable()). It runs as `Binary hive …` with RBEE_CHILD=1 in its
+	// environment, so a program embedding rbee can serve as its own binary
+	// (see rbee.HandleChildProcess).
+	Binary string
+	// LocalHivePort is the port of the local node's hive on 127.0.0.1
+	// (default 9200).
+	LocalHivePort int
+	// LocalWorkerPortStart is where the local hive starts probing for
+	// worker ports (default 8001).
+	LocalWorkerPortStart int
+	// LoadingTimeout bounds how long a task waits for a worker to load its
+	// model before LOADING_TIMEOUT (default 5 minutes).
+	LoadingTimeout time.Duration
+	// HiveRetryDelays are the waits before each attempt to reach a hive:
+	// len(HiveRetryDelays) attempts (default 0, 200 ms, 400 ms: three).
+	HiveRetryDelays []time.Duration
+	// BusyRetryDelays are the waits before each retry of an inference whose
+	// worker answered ALL_SLOTS_BUSY (default 1 s, 2 s, 4 s). A non-nil empty
+	// slice means no retries.
+	BusyRetryDelays []time.Duration
+	// HiveStartTimeout bounds how long a freshly started local hive may take
+	// to answer its health check (default 60 s).
+	HiveStartTimeout time.Duration
+	// Logger receives the queen's logs (default: discarded). Tokens are
+	// logged only as fingerprints.
+	Logger hclog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultAddr             = "127.0.0.1:8080"
+	DefaultLoadingTimeout   = 5 * time.Minute
+	DefaultHiveStartTimeout = 60 * time.Second
+)
+
+// DefaultHiveRetryDelays and DefaultBusyRetryDelays are the retry policies of
+// DESIGN §8 (EC1, EC6). Callers must not modify them.
+var (
+	DefaultHiveRetryDelays = []time.Duration{0, 200 * time.Millisecond, 400 * time.Millisecond}
+	DefaultBusyRetryDelays = []time.Duration{1 * time.Second, 2 * time.Second, 4 * time.Second}
+)
+
+// Timeouts the policy fixes (DESIGN §8, §7).
+const (
+	hiveAttemptTimeout = 10 * time.Second       // one health check of a hive
+	hiveStopTimeout    = 30 * time.Second       // a hive's own shutdown cascade
+	hiveKillGrace      = 5 * time.Second        // after SIGTERM, before SIGKILL
+	listTimeout        = 10 * time.Second       // a hive's worker list during a task
+	clusterListTimeout = 2 * time.Second        // each node's list for GET /v2/workers/list
+	spawnTimeout       = 2 * time.Minute        // the hive's spawn (it waits for the worker's health)
+	cancelTimeout      = 5 * time.Second        // DELETE of a generation on a worker
+	cancelGrace        = 5 * time.Second        // a cancelled generation's stream may take this long to end
+	shutdownGrace      = 5 * time.Second        // in-flight requests after Run's context ends
+	startBackoffFirst  = 100 * time.Millisecond // health polls of a hive just started
+	startBackoffMax    = 2 * time.Second
+)
+
+// withDefaults returns c with every empty field set.
+func (c Config) withDefaults() (Config, error) {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.Home == "" {
+		h, err := paths.Home()
+		if err != nil {
+			return c, err
+		}
+		c.Home = h
+	}
+	if c.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return c, fmt.Errorf("finding the rbee binary (set Binary): %w", err)
+		}
+		c.Binary = exe
+	}
+	if c.LocalHivePort == 0 {
+		c.LocalHivePort = api.DefaultHivePort
+	}
+	if c.LocalWorkerPortStart == 0 {
+		c.LocalWorkerPortStart = api.DefaultWorkerPort
+	}
+	if c.LoadingTimeout == 0 {
+		c.LoadingTimeout = DefaultLoadingTimeout
+	}
+	if len(c.HiveRetryDelays) == 0 {
+		c.HiveRetryDelays = DefaultHiveRetryDelays
+	}
+	if c.BusyRetryDelays == nil {
+		c.BusyRetryDelays = DefaultBusyRetryDelays
+	}
+	c.HiveRetryDelays = slices.Clone(c.HiveRetryDelays)
+	c.BusyRetryDelays = slices.Clone(c.BusyRetryDelays)
+	if c.HiveStartTimeout == 0 {
+		c.HiveStartTimeout = DefaultHiveStartTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"LocalHivePort", c.LocalHivePort}, {"LocalWorkerPortStart", c.LocalWorkerPortStart}} {
+		if p.v < 1 || p.v > 65535 {
+			return c, fmt.Errorf("%s %d: a port is between 1 and 65535", p.name, p.v)
+		}
+	}
+	if c.LoadingTimeout < 0 || c.HiveStartTimeout < 0 {
+		return c, fmt.Errorf("timeouts must be positive")
+	}
+	for _, d := range append(slices.Clone(c.HiveRetryDelays), c.BusyRetryDelays...) {
+		if d < 0 {
+			return c, fmt.Errorf("retry delays must not be negative")
+		}
+	}
+	return c, nil
+}

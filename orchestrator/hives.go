@@ -1,0 +1,532 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/hashicorp/go-hclog"
+
+	"rbee/api"
+	"rbee/internal/httpx"
+	"rbee/internal/paths"
+	"rbee/internal/proc"
+)
+
+// narrateFunc reports a step of a task to its client (nil: nobody listens).
+type narrateFunc func(action, human string)
+
+func (n narrateFunc) say(action, format string, a ...any) {
+	if n != nil {
+		n(action, fmt.Sprintf(format, a...))
+	}
+}
+
+// hiveClient calls one node's hive.
+type hiveClient struct {
+	node string
+	url  string
+	c    *httpx.Client
+}
+
+func (h *hiveClient) health(ctx context.Context) (api.HiveHealth, error) {
+	var out api.HiveHealth
+	err := h.c.Do(ctx, http.MethodGet, "/v1/health", nil, &out)
+	return out, err
+}
+
+func (h *hiveClient) workers(ctx context.Context) ([]api.WorkerInfo, error) {
+	var out api.WorkerList
+	if err := h.c.Do(ctx, http.MethodGet, "/v1/workers/list", nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Workers, nil
+}
+
+func (h *hiveClient) spawn(ctx context.Context, req api.SpawnRequest) (api.SpawnResponse, error) {
+	var out api.SpawnResponse
+	err := h.c.Do(ctx, http.MethodPost, "/v1/workers/spawn", req, &out)
+	return out, err
+}
+
+func (h *hiveClient) shutdownWorker(ctx context.Context, id string) error {
+	return h.c.Do(ctx, http.MethodPost, "/v1/workers/shutdown", api.WorkerShutdownRequest{WorkerID: id}, nil)
+}
+
+func (h *hiveClient) shutdown(ctx context.Context) error {
+	return h.c.Do(ctx, http.MethodPost, "/v1/admin/shutdown", nil, nil)
+}
+
+// unreachable maps a failure to talk to the hive to the envelope: an
+// *api.Error the hive answered stays as it is; anything else (refused,
+// reset, timed out) is CONNECTION_TIMEOUT with the check-the-hive hint.
+func (h *hiveClient) unreachable(err error, doing string) *api.Error {
+	var e *api.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return api.Errorf(api.CodeConnectionTimeout, "lost contact with rbee-hive on %s while %s: %s", h.node, doing, shortNetErr(err)).
+		With("node", h.node).With("url", h.url).WithHint(hiveHint(h.node))
+}
+
+func hiveHint(node string) string { return "Check if rbee-hive is running on " + node }
+
+// shortNetErr drops the method and URL net/http puts in front of an error.
+func shortNetErr(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out"
+	}
+	return err.Error()
+}
+
+// hiveTarget is where a node's hive answers and with which token.
+type hiveTarget struct {
+	node  string
+	url   string
+	token string
+	local bool
+}
+
+// localHive is the hive this queen started as its child.
+type localHive struct {
+	proc  *proc.Process
+	token string
+	log   string
+}
+
+// hiveManager reaches hives, starts the local one (one start at a time per
+// node, whatever the number of concurrent tasks) and stops what it started.
+// It runs no goroutine of its own: every call runs on its caller's.
+type hiveManager struct {
+	cfg   Config
+	log   hclog.Logger
+	store *store
+	http  *http.Client
+
+	locks keyedLocks
+
+	mu     sync.Mutex
+	local  *localHive // nil until started; cleared when stopped
+	closed bool
+}
+
+// target resolves a node: local is the hive on 127.0.0.1:LocalHivePort;
+// other nodes come from the registry (NODE_NOT_FOUND if absent) and are
+// reached at ssh_host:hive_port.
+func (m *hiveManager) target(ctx context.Context, node string) (hiveTarget, error) {
+	if node == api.LocalNode {
+		t := hiveTarget{node: node, url: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(m.cfg.LocalHivePort)),
+			token: m.cfg.Token, local: true}
+		m.mu.Lock()
+		if m.local != nil {
+			t.token = m.local.token
+		}
+		m.mu.Unlock()
+		return t, nil
+	}
+	n, err := m.store.Get(ctx, node)
+	if err != nil {
+		return hiveTarget{}, err
+	}
+	return hiveTarget{node: node, url: "http://" + net.JoinHostPort(n.SSHHost, strconv.Itoa(n.HivePort)), token: m.cfg.Token}, nil
+}
+
+func (m *hiveManager) client(t hiveTarget) *hiveClient {
+	return &hiveClient{node: t.node, url: t.url, c: &httpx.Client{BaseURL: t.url, Token: t.token, HTTP: m.http}}
+}
+
+// ensure makes sure the node's hive answers with a compatible version and
+// returns a client for it: health with the retry policy, then, for the local
+// node, a start as a child process. Concurrent calls for one node run one
+// at a time, so a second task waits for the first one's start and then
+// finds the hive up.
+func (m *hiveManager) ensure(ctx context.Context, node string, say narrateFunc) (*hiveClient, error) {
+	unlock, err := m.locks.lock(ctx, "hive\x00"+node)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	t, err := m.target(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	h := m.client(t)
+	say.say("hive_check", "Checking rbee-hive on %s at %s", node, t.url)
+	health, err := m.reach(ctx, h, say)
+	if err == nil {
+		if verr := checkVersion(node, health.Version); verr != nil {
+			m.record(ctx, t, api.NodeReachable, verr.Message)
+			return nil, verr
+		}
+		m.record(ctx, t, api.NodeReachable, "")
+		return h, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if !t.local {
+		e := api.Errorf(api.CodeConnectionTimeout, "rbee-hive on %s did not answer at %s after %d attempts: %s",
+			node, t.url, len(m.cfg.HiveRetryDelays), shortNetErr(err)).
+			With("node", node).With("url", t.url).With("attempts", len(m.cfg.HiveRetryDelays)).WithHint(hiveHint(node))
+		m.record(ctx, t, api.NodeUnreachable, e.Message)
+		return nil, e
+	}
+	return m.startLocal(ctx, say)
+}
+
+// record saves the outcome of reaching a registry node (local has no row).
+func (m *hiveManager) record(ctx context.Context, t hiveTarget, status, lastErr string) {
+	if t.local {
+		return
+	}
+	var at time.Time
+	if status == api.NodeReachable {
+		at = time.Now()
+	}
+	if err := m.store.SetStatus(context.WithoutCancel(ctx), t.node, status, at, lastErr); err != nil {
+		m.log.Warn("recording node status", "node", t.node, "error", err)
+	}
+}
+
+// reach checks the hive's health with the EC1 policy: one attempt after each
+// of HiveRetryDelays, hiveAttemptTimeout each. Failed attempts are narrated.
+func (m *hiveManager) reach(ctx context.Context, h *hiveClient, say narrateFunc) (api.HiveHealth, error) {
+	delays := m.cfg.HiveRetryDelays
+	if err := sleepCtx(ctx, delays[0]); err != nil {
+		return api.HiveHealth{}, err
+	}
+	attempt := 0
+	op := func() (api.HiveHealth, error) {
+		attempt++
+		actx, cancel := context.WithTimeout(ctx, hiveAttemptTimeout)
+		defer cancel()
+		hh, err := h.health(actx)
+		if err != nil {
+			var e *api.Error
+			if errors.As(err, &e) && (e.Code == api.CodeMissingAPIKey || e.Code == api.CodeInvalidAPIKey) {
+				return hh, backoff.Permanent(err) // health is public: this is not a hive
+			}
+			return hh, err
+		}
+		if hh.Version == "" {
+			return hh, fmt.Errorf("the answer at %s is not an rbee-hive health report", h.url)
+		}
+		return hh, nil
+	}
+	notify := func(err error, next time.Duration) {
+		m.log.Debug("hive health attempt failed", "node", h.node, "attempt", attempt, "error", err)
+		say.say("hive_retry", "rbee-hive on %s did not answer (attempt %d/%d: %s); retrying in %s",
+			h.node, attempt, len(delays), shortNetErr(err), next)
+	}
+	b := backoff.WithContext(&listBackOff{delays: delays[1:]}, ctx)
+	hh, err := backoff.RetryNotifyWithData(op, b, notify)
+	if err != nil && ctx.Err() == nil {
+		m.log.Info("hive unreachable", "node", h.node, "url", h.url, "attempts", attempt, "error", err)
+		say.say("hive_unreachable", "rbee-hive on %s did not answer (attempt %d/%d: %s)", h.node, attempt, len(delays), shortNetErr(err))
+	}
+	return hh, err
+}
+
+// startLocal starts the local hive as a child process and waits for its
+// health (backoff from 100 ms, ×2, capped at 2 s, for HiveStartTimeout).
+func (m *hiveManager) startLocal(ctx context.Context, say narrateFunc) (*hiveClient, error) {
+	if err := paths.Ensure(m.cfg.Home); err != nil {
+		return nil, fmt.Errorf("preparing %s: %w", m.cfg.Home, err)
+	}
+	// A child of ours that no longer answers is replaced.
+	m.mu.Lock()
+	stale := m.local
+	m.local = nil
+	m.mu.Unlock()
+	if stale != nil {
+		m.log.Warn("local hive stopped answering; restarting it", "pid", stale.proc.Pid())
+		_ = stale.proc.Stop(ctx, hiveKillGrace)
+	}
+
+	token := httpx.NewToken()
+	logPath := filepath.Join(paths.LogsDir(m.cfg.Home), "hive-local.log")
+	port := strconv.Itoa(m.cfg.LocalHivePort)
+	spec := proc.Spec{
+		Path: m.cfg.Binary,
+		Args: []string{"hive", "--host", "127.0.0.1", "--port", port,
+			"--worker-port-start", strconv.Itoa(m.cfg.LocalWorkerPortStart), "--home", m.cfg.Home},
+		Env:     []string{"RBEE_API_KEY=" + token, "RBEE_CHILD=1"},
+		LogFile: logPath,
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, shuttingDown()
+	}
+	p, err := proc.Start(spec)
+	if err != nil {
+		m.mu.Unlock()
+		return nil, api.Errorf(api.CodeConnectionTimeout, "could not start rbee-hive on %s: %v", api.LocalNode, err).
+			With("node", api.LocalNode).With("binary", m.cfg.Binary).WithHint(hiveHint(api.LocalNode))
+	}
+	lh := &localHive{proc: p, token: token, log: logPath}
+	m.local = lh
+	m.mu.Unlock()
+	m.log.Info("started local hive", "pid", p.Pid(), "port", port, "token", httpx.Fingerprint(token), "log", logPath)
+	say.say("hive_start", "Starting rbee-hive on %s (port %s, pid %d)", api.LocalNode, port, p.Pid())
+
+	url := "http://" + net.JoinHostPort("127.0.0.1", port)
+	h := &hiveClient{node: api.LocalNode, url: url, c: &httpx.Client{BaseURL: url, Token: token, HTTP: m.http}}
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.HiveStartTimeout)
+	defer cancel()
+	var lastErr error
+	op := func() (api.HiveHealth, error) {
+		select {
+		case <-p.Exited():
+			return api.HiveHealth{}, backoff.Permanent(errHiveExited)
+		default:
+		}
+		actx, acancel := context.WithTimeout(sctx, startBackoffMax)
+		defer acancel()
+		hh, err := h.health(actx)
+		if err == nil && hh.Version == "" {
+			err = fmt.Errorf("the answer at %s is not an rbee-hive health report", url)
+		}
+		lastErr = err
+		return hh, err
+	}
+	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(startBackoffFirst), backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0), backoff.WithMaxInterval(startBackoffMax), backoff.WithMaxElapsedTime(0))
+	hh, err := backoff.RetryWithData(op, backoff.WithContext(b, sctx))
+	if err == nil {
+		if verr := checkVersion(api.LocalNode, hh.Version); verr != nil {
+			return nil, verr
+		}
+		say.say("hive_ready", "rbee-hive on %s is up (version %s)", api.LocalNode, hh.Version)
+		return h, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	details := func(e *api.Error) *api.Error {
+		return e.With("node", api.LocalNode).With("log", logPath).WithHint(hiveHint(api.LocalNode) + " (see " + logPath + ")")
+	}
+	if errors.Is(err, errHiveExited) {
+		m.mu.Lock()
+		if m.local == lh {
+			m.local = nil
+		}
+		m.mu.Unlock()
+		return nil, details(api.Errorf(api.CodeConnectionTimeout, "rbee-hive on %s exited while starting (exit status %d): %s",
+			api.LocalNode, p.ExitCode(), lastLogLine(logPath)).With("exit_code", p.ExitCode()))
+	}
+	if lastErr == nil {
+		lastErr = err
+	}
+	return nil, details(api.Errorf(api.CodeConnectionTimeout, "rbee-hive on %s did not answer within %s of its start: %s",
+		api.LocalNode, m.cfg.HiveStartTimeout, shortNetErr(lastErr)))
+}
+
+var errHiveExited = errors.New("the hive process exited")
+
+// startedLocal reports whether the queen runs the local hive it started.
+func (m *hiveManager) startedLocal() *localHive {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.local == nil {
+		return nil
+	}
+	select {
+	case <-m.local.proc.Exited():
+		return nil
+	default:
+		return m.local
+	}
+}
+
+// close stops the hives this queen started (only ever the local one in
+// this version) and refuses later starts. Hives it did not start are left
+// alone. The hive is asked to shut down (its own cascade stops its workers);
+// if it has not exited after hiveStopTimeout it gets SIGTERM, then SIGKILL.
+func (m *hiveManager) close(ctx context.Context) {
+	m.mu.Lock()
+	m.closed = true
+	lh := m.local
+	m.local = nil
+	m.mu.Unlock()
+	if lh == nil {
+		return
+	}
+	select {
+	case <-lh.proc.Exited():
+		return
+	default:
+	}
+	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(m.cfg.LocalHivePort))
+	h := &hiveClient{node: api.LocalNode, url: url, c: &httpx.Client{BaseURL: url, Token: lh.token, HTTP: m.http}}
+	actx, cancel := context.WithTimeout(ctx, hiveAttemptTimeout)
+	err := h.shutdown(actx)
+	cancel()
+	grace := hiveStopTimeout
+	if err != nil {
+		m.log.Warn("local hive refused to shut down; sending SIGTERM", "pid", lh.proc.Pid(), "error", err)
+		grace = hiveKillGrace
+	} else {
+		m.log.Info("asked the local hive to shut down", "pid", lh.proc.Pid())
+		t := time.NewTimer(hiveStopTimeout)
+		select {
+		case <-lh.proc.Exited():
+		case <-t.C:
+			m.log.Warn("local hive did not exit in time; sending SIGTERM", "pid", lh.proc.Pid())
+		case <-ctx.Done():
+		}
+		t.Stop()
+		grace = hiveKillGrace
+	}
+	_ = lh.proc.Stop(ctx, grace)
+	m.log.Info("local hive stopped", "pid", lh.proc.Pid(), "exit_code", lh.proc.ExitCode())
+}
+
+// checkVersion compares major.minor of the hive's version with this rbee's.
+func checkVersion(node, hiveVersion string) *api.Error {
+	hm, ok1 := majorMinor(hiveVersion)
+	qm, ok2 := majorMinor(api.Version)
+	if ok1 && ok2 && hm == qm {
+		return nil
+	}
+	return api.Errorf(api.CodeVersionMismatch, "rbee-hive on %s runs version %s but this queen runs %s; their major.minor versions must match",
+		node, hiveVersion, api.Version).
+		With("node", node).With("hive_version", hiveVersion).With("queen_version", api.Version).
+		WithHint(fmt.Sprintf("upgrade rbee on %s to %s (or upgrade this machine if %s is newer)", node, api.Version, node))
+}
+
+func majorMinor(v string) (string, bool) {
+	parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3)
+	if len(parts) < 2 {
+		return "", false
+	}
+	for _, p := range parts[:2] {
+		if _, err := strconv.Atoi(p); err != nil || p == "" {
+			return "", false
+		}
+	}
+	return parts[0] + "." + parts[1], true
+}
+
+// lastLogLine returns the last non-empty line of a log file (at most its
+// last 4 KiB are read), or a note that there is none.
+func lastLogLine(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "no log"
+	}
+	defer f.Close()
+	const tail = 4096
+	if st, err := f.Stat(); err == nil && st.Size() > tail {
+		_, _ = f.Seek(st.Size()-tail, 0)
+	}
+	buf := make([]byte, tail)
+	n, _ := f.Read(buf)
+	lines := bytes.Split(bytes.TrimSpace(buf[:n]), []byte("\n"))
+	if len(lines) == 0 || len(lines[len(lines)-1]) == 0 {
+		return "its log is empty"
+	}
+	line := string(lines[len(lines)-1])
+	if len(line) > 300 {
+		line = line[:300]
+	}
+	return line
+}
+
+// listBackOff is a backoff.BackOff that waits each of delays in turn, then stops.
+type listBackOff struct {
+	delays []time.Duration
+	i      int
+}
+
+func (b *listBackOff) NextBackOff() time.Duration {
+	if b.i >= len(b.delays) {
+		return backoff.Stop
+	}
+	d := b.delays[b.i]
+	b.i++
+	return d
+}
+
+func (b *listBackOff) Reset() { b.i = 0 }
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// keyedLocks is a set of mutexes by key whose Lock gives up when the
+// caller's context ends. Unused keys are dropped.
+type keyedLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyedLock
+}
+
+type keyedLock struct {
+	ch   chan struct{}
+	refs int
+}
+
+func (k *keyedLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = make(map[string]*keyedLock)
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyedLock{ch: make(chan struct{}, 1)}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	release := func() {
+		k.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			<-l.ch
+			release()
+		})
+	}, nil
+}
+
+func shuttingDown() *api.Error {
+	return api.Errorf(api.CodeShuttingDown, "the queen is shutting down").WithHint("start it again (rbee queen) or let rbee infer start one")
+}

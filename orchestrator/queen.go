@@ -1,0 +1,205 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"rbee/api"
+	"rbee/internal/httpx"
+	"rbee/internal/paths"
+)
+
+// Queen is the orchestrator daemon (DESIGN §1–2): the node registry, the
+// local hive it starts as a child process, the task flow that finds or
+// spawns a worker and relays its stream, and the cluster-wide worker view.
+//
+// Make one with New, then either Run it (it listens and serves until its
+// context ends, then shuts down) or mount Handler in a server of your own and
+// call Close when done. Close, or the end of Run, stops the hives the queen
+// started (and, through them, their workers); hives it did not start are left
+// running.
+//
+// A Queen runs no goroutine of its own outside Run: the work of a request
+// runs on the request's goroutine, and the local hive is a child process.
+type Queen struct {
+	cfg     Config
+	log     hclog.Logger
+	store   *store
+	hives   *hiveManager
+	tasks   taskRegistry
+	http    *http.Client
+	handler http.Handler
+
+	running   atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the node registry under cfg.Home (creating the folder) and
+// returns a Queen ready to Run or to serve its Handler. Nothing is started:
+// the local hive starts with the first task on node local.
+func New(cfg Config) (*Queen, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("queen config: %w", err)
+	}
+	if err := paths.Ensure(cfg.Home); err != nil {
+		return nil, fmt.Errorf("preparing %s: %w", cfg.Home, err)
+	}
+	st, err := openStore(context.Background(), paths.QueenDB(cfg.Home))
+	if err != nil {
+		return nil, err
+	}
+	transport := &http.Transport{
+		Proxy:               nil, // hives and workers are reached directly, never through a proxy
+		DialContext:         (&net.Dialer{Timeout: hiveAttemptTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	q := &Queen{cfg: cfg, log: cfg.Logger.Named("queen"), store: st, http: &http.Client{Transport: transport}}
+	q.hives = &hiveManager{cfg: cfg, log: q.log.Named("hives"), store: st, http: q.http}
+	q.handler = q.routes()
+	return q, nil
+}
+
+// Handler returns the queen's HTTP API (DESIGN §3): request ids, panic
+// recovery and, with a Token, bearer authentication on everything but GET
+// /health. It works without Run.
+func (q *Queen) Handler() http.Handler { return q.handler }
+
+// Run serves the API on cfg.Listener (or a listener on cfg.Addr) until ctx
+// ends, then shuts down: new requests are refused, running tasks end with a
+// SHUTTING_DOWN error event (their generations are cancelled on the
+// workers), and the hives the queen started are stopped with their workers.
+// It returns nil after a clean shutdown. Run may be called once; it closes
+// the Queen when it returns.
+func (q *Queen) Run(ctx context.Context) error {
+	if !q.running.CompareAndSwap(false, true) {
+		return errors.New("queen: Run called twice")
+	}
+	ln := q.cfg.Listener
+	addr := q.cfg.Addr
+	if ln != nil {
+		addr = ln.Addr().String()
+	}
+	if err := httpx.CheckBind(addr, q.cfg.Token); err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		q.Close()
+		return err
+	}
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			q.Close()
+			return fmt.Errorf("queen: %w", err)
+		}
+	}
+	srv := &http.Server{
+		Handler:           q.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          q.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	q.log.Info("queen listening", "addr", ln.Addr().String(), "version", api.Version,
+		"api_key", httpx.Fingerprint(q.cfg.Token), "home", q.cfg.Home)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	var err error
+	select {
+	case <-ctx.Done():
+		q.log.Info("shutting down")
+	case err = <-serveErr:
+		q.log.Error("server stopped", "error", err)
+	}
+	// Running tasks end first (their streams would keep Shutdown waiting),
+	// then the server stops, then the hives.
+	q.tasks.closeAll()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	if serr := srv.Shutdown(sctx); serr != nil {
+		_ = srv.Close()
+	}
+	cancel()
+	if err == nil {
+		<-serveErr // http.ErrServerClosed
+	}
+	if cerr := q.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close ends running tasks, stops the hives this queen started (each is
+// asked to shut down, which stops its workers; SIGTERM then SIGKILL if it
+// does not exit in time) and closes the registry. It is safe to call more
+// than once; later calls return the first result.
+func (q *Queen) Close() error {
+	q.closeOnce.Do(func() {
+		q.tasks.closeAll()
+		q.hives.close(context.Background())
+		q.http.CloseIdleConnections()
+		q.closeErr = q.store.Close()
+	})
+	return q.closeErr
+}
+
+// routes builds the API.
+func (q *Queen) routes() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range q.endpoints() {
+		mux.HandleFunc(rt.method+" "+rt.path, rt.h)
+	}
+	fallback := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		var allowed []string
+		for _, rt := range q.endpoints() {
+			if rt.path == r.URL.Path || strings.HasSuffix(rt.path, "}") && strings.HasPrefix(r.URL.Path, rt.path[:strings.LastIndex(rt.path, "{")]) {
+				allowed = append(allowed, rt.method)
+			}
+		}
+		if len(allowed) > 0 && !slices.Contains(allowed, r.Method) {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			httpx.WriteError(w, r, api.Errorf(api.CodeInvalidRequest, "%s is not allowed on %q (use %s)", r.Method, r.URL.Path, strings.Join(allowed, " or ")).
+				With("method", r.Method))
+			return
+		}
+		httpx.WriteError(w, r, api.Errorf(api.CodeInvalidRequest, "no endpoint %s %q on the queen", r.Method, r.URL.Path).
+			With("method", r.Method).WithHint("the queen's endpoints are under /v2/ (and GET /health)"))
+	})
+	return httpx.Middleware(q.log.Named("http"), httpx.Auth(q.cfg.Token, []string{"/health"}, fallback))
+}
+
+type endpoint struct {
+	method, path string
+	h            http.HandlerFunc
+}
+
+func (q *Queen) endpoints() []endpoint {
+	return []endpoint{
+		{"GET", "/health", q.handleHealth},
+		{"POST", "/v2/tasks", q.handleTask},
+		{"DELETE", "/v2/tasks/{id}", q.handleTaskCancel},
+		{"GET", "/v2/workers/list", q.handleWorkersList},
+		{"GET", "/v2/workers/health", q.handleWorkersHealth},
+		{"POST", "/v2/workers/shutdown", q.handleWorkersShutdown},
+		{"GET", "/v2/registry/beehives/list", q.handleNodesList},
+		{"POST", "/v2/registry/beehives/remove", q.handleNodesRemove},
+	}
+}
+
+func (q *Queen) handleHealth(w http.ResponseWriter, r *http.Request) {
+	httpx.WriteJSON(w, http.StatusOK, api.Health{Status: "ok", Version: api.Version})
+}

@@ -1,0 +1,229 @@
+package orchestrator
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+
+	"rbee/api"
+	"rbee/internal/httpx"
+)
+
+// workerClient calls one worker directly, with the worker's own token (which
+// the hive handed to the queen and the queen never shows anyone).
+type workerClient struct {
+	id   string
+	node string
+	url  string
+	c    *httpx.Client
+}
+
+// newWorkerClient checks the URL a hive gave for a worker: an http(s) URL
+// with a host and nothing else.
+func (q *Queen) newWorkerClient(node, id, rawURL, token string) (*workerClient, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
+		return nil, api.Errorf(api.CodeInternal, "rbee-hive on %s gave worker %s an unusable URL", node, id).With("node", node).With("worker_id", id)
+	}
+	return &workerClient{id: id, node: node, url: rawURL, c: &httpx.Client{BaseURL: rawURL, Token: token, HTTP: q.http}}, nil
+}
+
+// cancel asks the worker to stop the generation with the request id (204,
+// idempotent). It is bounded by cancelTimeout and survives the caller's
+// cancellation: it runs precisely when a task's context has ended.
+func (w *workerClient) cancel(ctx context.Context, requestID string) error {
+	ctx, c := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
+	defer c()
+	return w.c.Do(ctx, http.MethodDelete, "/v1/inference/"+url.PathEscape(requestID), nil, nil)
+}
+
+// strip returns a worker entry for keepers: node set, token removed.
+func strip(node string, w api.WorkerInfo) api.WorkerInfo {
+	w.Node = node
+	w.APIKey = ""
+	return w
+}
+
+// nodeWorkers is one node's part of the cluster-wide worker list.
+type nodeWorkers struct {
+	hive    *hiveClient
+	workers []api.WorkerInfo // as the hive gave them (tokens included)
+	err     error
+}
+
+// clusterWorkers asks every hive for its workers in parallel: the local
+// hive if one answers, and every registry node, each within
+// clusterListTimeout. Nodes that do not answer are left out (and logged).
+func (q *Queen) clusterWorkers(ctx context.Context) ([]nodeWorkers, error) {
+	nodes, err := q.store.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := []string{api.LocalNode}
+	for _, n := range nodes {
+		names = append(names, n.Name)
+	}
+	out := make([]nodeWorkers, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() {
+			t, err := q.hives.target(ctx, name)
+			if err != nil {
+				out[i].err = err
+				return
+			}
+			h := q.hives.client(t)
+			out[i].hive = h
+			lctx, cancel := context.WithTimeout(ctx, clusterListTimeout)
+			defer cancel()
+			out[i].workers, out[i].err = h.workers(lctx)
+		})
+	}
+	wg.Wait()
+	for _, nw := range out {
+		if nw.err != nil && nw.hive != nil && !(nw.hive.node == api.LocalNode && q.hives.startedLocal() == nil) {
+			q.log.Info("node left out of the worker list", "node", nw.hive.node, "error", nw.err)
+		}
+	}
+	return out, nil
+}
+
+func (q *Queen) handleWorkersList(w http.ResponseWriter, r *http.Request) {
+	all, err := q.clusterWorkers(r.Context())
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	list := api.WorkerList{Workers: []api.WorkerInfo{}}
+	for _, nw := range all {
+		if nw.err != nil {
+			continue
+		}
+		for _, wi := range nw.workers {
+			list.Workers = append(list.Workers, strip(nw.hive.node, wi))
+		}
+	}
+	slices.SortFunc(list.Workers, func(a, b api.WorkerInfo) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.ID, b.ID))
+	})
+	httpx.WriteJSON(w, http.StatusOK, list)
+}
+
+func (q *Queen) handleWorkersHealth(w http.ResponseWriter, r *http.Request) {
+	node := r.URL.Query().Get("node")
+	if node == "" {
+		httpx.WriteError(w, r, api.InvalidField("node", "the node query parameter is required (?node=NAME)"))
+		return
+	}
+	if err := api.ValidateNodeName(node); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	t, err := q.hives.target(r.Context(), node)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	h := q.hives.client(t)
+	health, err := q.hives.reach(r.Context(), h, nil)
+	if err != nil {
+		e := h.unreachable(err, "checking its health")
+		if t.local && q.hives.startedLocal() == nil {
+			e = e.WithHint("the local hive is not running; the first inference on node local starts it (rbee infer --node local …)")
+		}
+		httpx.WriteError(w, r, e)
+		return
+	}
+	ws, err := h.workers(r.Context())
+	if err != nil {
+		httpx.WriteError(w, r, h.unreachable(err, "listing its workers"))
+		return
+	}
+	out := api.NodeHealth{Node: node, Hive: health, HiveURL: t.url, Workers: make([]api.WorkerInfo, 0, len(ws))}
+	for _, wi := range ws {
+		out.Workers = append(out.Workers, strip(node, wi))
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// workerShutdownResult answers POST /v2/workers/shutdown.
+type workerShutdownResult struct {
+	WorkerID string `json:"worker_id"`
+	Node     string `json:"node"`
+}
+
+func (q *Queen) handleWorkersShutdown(w http.ResponseWriter, r *http.Request) {
+	var req api.WorkerShutdownRequest
+	if e := httpx.DecodeJSON(w, r, &req); e != nil {
+		httpx.WriteError(w, r, e)
+		return
+	}
+	if e := api.ValidateWorkerID(req.WorkerID); e != nil {
+		httpx.WriteError(w, r, e)
+		return
+	}
+	all, err := q.clusterWorkers(r.Context())
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	for _, nw := range all {
+		if nw.err != nil {
+			continue
+		}
+		for _, wi := range nw.workers {
+			if wi.ID != req.WorkerID {
+				continue
+			}
+			if err := nw.hive.shutdownWorker(r.Context(), wi.ID); err != nil {
+				httpx.WriteError(w, r, nw.hive.unreachable(err, "stopping a worker"))
+				return
+			}
+			q.log.Info("worker shut down on request", "worker_id", wi.ID, "node", nw.hive.node)
+			httpx.WriteJSON(w, http.StatusOK, workerShutdownResult{WorkerID: wi.ID, Node: nw.hive.node})
+			return
+		}
+	}
+	httpx.WriteError(w, r, api.Errorf(api.CodeWorkerNotFound, "no node runs worker %s", req.WorkerID).
+		With("worker_id", req.WorkerID).WithHint("list the workers with: rbee workers list"))
+}
+
+func (q *Queen) handleNodesList(w http.ResponseWriter, r *http.Request) {
+	nodes, err := q.store.List(r.Context())
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, api.NodeList{Nodes: nodes})
+}
+
+func (q *Queen) handleNodesRemove(w http.ResponseWriter, r *http.Request) {
+	var req api.NodeRequest
+	if e := httpx.DecodeJSON(w, r, &req); e != nil {
+		httpx.WriteError(w, r, e)
+		return
+	}
+	if e := validateNodeField("node_name", req.Name); e != nil {
+		httpx.WriteError(w, r, e)
+		return
+	}
+	if req.Name == api.LocalNode {
+		httpx.WriteError(w, r, api.InvalidField("node_name", "the local node is built in; it has no registry entry to remove"))
+		return
+	}
+	if err := q.store.Remove(r.Context(), req.Name); err != nil {
+		var e *api.Error
+		if errors.As(err, &e) && e.Code == api.CodeNodeNotFound {
+			e = e.WithHint("list the registered nodes with: rbee setup list-nodes")
+			err = e
+		}
+		httpx.WriteError(w, r, err)
+		return
+	}
+	q.log.Info("node removed from the registry", "node", req.Name)
+	httpx.WriteJSON(w, http.StatusOK, api.NodeRequest{Name: req.Name})
+}
