@@ -3,10 +3,113 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"rbee/api"
+	"rbee/internal/cliutil"
 )
 
-// Main runs the daemon from its command line until ctx ends (being written, issue 3).
+// Main runs `rbee hive` from its command line: it parses the flags, reads
+// the API key (RBEE_API_KEY, or --api-key-file, which must be mode 0600),
+// logs to stderr and runs the hive until ctx ends (SIGINT/SIGTERM) or POST
+// /v1/admin/shutdown. It returns nil after a clean shutdown.
 func Main(ctx context.Context, args []string, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := cliutil.NewFlagSet("hive")
+	var (
+		cfg          Config
+		keyFile      string
+		logLevel     string
+		fakeDevices  string
+		idle, health time.Duration
+		ready        time.Duration
+	)
+	fs.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on")
+	fs.IntVar(&cfg.Port, "port", api.DefaultHivePort, "port to listen on")
+	fs.StringVar(&keyFile, "api-key-file", "", "file holding the hive's API key (mode 0600); default $RBEE_API_KEY")
+	fs.StringVar(&cfg.Home, "home", "", "state directory (default $RBEE_HOME or ~/.rbee)")
+	fs.StringVar(&cfg.Binary, "binary", "", "rbee binary to run workers with (default this program)")
+	fs.IntVar(&cfg.WorkerPortStart, "worker-port-start", api.DefaultWorkerPort, "first port tried for a worker")
+	fs.StringVar(&cfg.WorkerHost, "worker-host", "", "address workers listen on (default --host)")
+	fs.DurationVar(&idle, "idle-timeout", DefaultIdleTimeout, "stop a worker idle for this long")
+	fs.DurationVar(&health, "health-interval", DefaultHealthInterval, "period of the worker health checks")
+	fs.DurationVar(&ready, "ready-timeout", DefaultReadyTimeout, "how long a new worker may take to answer its health check")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
+	fs.StringVar(&fakeDevices, "fake-devices", "", "for tests: stand-in GPUs, backend:index:vram_mb,…")
+	fs.Int64Var(&cfg.FakeMemoryMB, "fake-memory-mb", 0, "for tests: available RAM in MiB")
+	if err := cliutil.Parse(fs, args, stderr, "[--port 9200] [flags]", "run a node's pool daemon (the hive)"); err != nil {
+		return err
+	}
+	switch {
+	case cfg.Port < 1 || cfg.Port > 65535:
+		return cliutil.Usagef("--port %d: want 1 to 65535", cfg.Port)
+	case cfg.WorkerPortStart < 1 || cfg.WorkerPortStart > 65535:
+		return cliutil.Usagef("--worker-port-start %d: want 1 to 65535", cfg.WorkerPortStart)
+	case idle <= 0:
+		return cliutil.Usagef("--idle-timeout must be positive")
+	case health <= 0:
+		return cliutil.Usagef("--health-interval must be positive")
+	case ready <= 0:
+		return cliutil.Usagef("--ready-timeout must be positive")
+	case cfg.FakeMemoryMB < 0:
+		return cliutil.Usagef("--fake-memory-mb must be positive")
+	case strings.TrimSpace(cfg.Host) == "":
+		return cliutil.Usagef("--host must not be empty")
+	}
+	cfg.IdleTimeout, cfg.HealthInterval, cfg.ReadyTimeout = idle, health, ready
+	level := hclog.LevelFromString(logLevel)
+	if level == hclog.NoLevel {
+		return cliutil.Usagef("--log-level %q: want trace, debug, info, warn or error", logLevel)
+	}
+	if fakeDevices != "" {
+		devs, err := ParseDevices(fakeDevices)
+		if err != nil {
+			return cliutil.Usagef("--fake-devices: %v", err)
+		}
+		cfg.Devices = devs
+	}
+	token, err := ReadToken(keyFile, os.Getenv("RBEE_API_KEY"))
+	if err != nil {
+		return err
+	}
+	cfg.Token = token
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "rbee-hive", Level: level, Output: stderr})
+	h, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return h.Run(ctx)
+}
+
+// ReadToken returns a daemon's API key: the contents of file when given
+// (refused when the file's mode lets others than its owner read or write
+// it), else env. It may be empty (loopback only).
+func ReadToken(file, env string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(env), nil
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return "", fmt.Errorf("API key file: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("API key file %s is not a regular file", file)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("API key file %s has mode %04o; it must be 0600 (chmod 600 %s)", file, perm, file)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("API key file: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return "", errors.New("API key file " + file + " is empty")
+	}
+	return token, nil
 }

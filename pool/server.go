@@ -1,0 +1,160 @@
+package pool
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"rbee/api"
+	"rbee/internal/httpx"
+)
+
+// publicPaths need no API key: health, and the ready callback, which checks
+// its caller itself (the hive's token or the token of the worker it names).
+var publicPaths = []string{"/v1/health", "/v1/workers/ready"}
+
+func (h *Hive) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", h.handleHealth)
+	mux.HandleFunc("POST /v1/workers/spawn", h.handleSpawn)
+	mux.HandleFunc("POST /v1/workers/ready", h.handleReady)
+	mux.HandleFunc("GET /v1/workers/list", h.handleList)
+	mux.HandleFunc("POST /v1/workers/shutdown", h.handleShutdownWorker)
+	mux.HandleFunc("GET /v1/models", h.handleModels)
+	mux.HandleFunc("POST /v1/admin/shutdown", h.handleAdminShutdown)
+	mux.HandleFunc("/", h.handleUnknown)
+	return httpx.Middleware(h.log.Named("http"), httpx.Auth(h.cfg.Token, publicPaths, mux))
+}
+
+// handleUnknown answers paths and methods the hive does not serve, in the
+// error envelope.
+func (h *Hive) handleUnknown(w http.ResponseWriter, r *http.Request) {
+	e := &api.Error{Code: api.CodeInvalidRequest, Message: "no such endpoint: " + r.Method + " " + r.URL.Path,
+		Details: map[string]any{"path": r.URL.Path}, RequestID: httpx.RequestID(r)}
+	status := http.StatusNotFound
+	for _, route := range []string{"/v1/health", "/v1/workers/spawn", "/v1/workers/ready", "/v1/workers/list", "/v1/workers/shutdown", "/v1/models", "/v1/admin/shutdown"} {
+		if r.URL.Path == route {
+			status = http.StatusMethodNotAllowed
+			e.Message = "method " + r.Method + " is not allowed on " + r.URL.Path
+		}
+	}
+	httpx.WriteJSON(w, status, api.Envelope{Error: e})
+}
+
+func (h *Hive) handleHealth(w http.ResponseWriter, r *http.Request) {
+	httpx.WriteJSON(w, http.StatusOK, api.HiveHealth{Status: "alive", Version: api.Version, APIVersion: api.APIVersion})
+}
+
+func (h *Hive) handleSpawn(w http.ResponseWriter, r *http.Request) {
+	var req api.SpawnRequest
+	if err := httpx.DecodeJSON(w, r, &req); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	wk, err := h.Spawn(r.Context(), req)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, api.SpawnResponse{WorkerID: wk.ID, URL: wk.URL, State: api.StateLoading, APIKey: wk.token})
+}
+
+// handleReady takes a worker's ready callback. The caller is either the
+// queen-side holder of the hive's token or the worker itself with its own
+// token; anyone else gets 401 without learning whether the worker exists.
+func (h *Hive) handleReady(w http.ResponseWriter, r *http.Request) {
+	hiveAuth := h.cfg.Token == "" || httpx.BearerMatches(r, h.cfg.Token)
+	if !hiveAuth && r.Header.Get("Authorization") == "" {
+		httpx.WriteError(w, r, api.Errorf(api.CodeMissingAPIKey, "this endpoint needs an API key: Authorization: Bearer TOKEN"))
+		return
+	}
+	var cb api.ReadyCallback
+	if err := httpx.DecodeJSON(w, r, &cb); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	if err := api.ValidateWorkerID(cb.WorkerID); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	wk, ok := h.reg.get(cb.WorkerID)
+	if !hiveAuth && (!ok || !httpx.BearerMatches(r, wk.token)) {
+		httpx.WriteError(w, r, api.Errorf(api.CodeInvalidAPIKey, "the API key is not valid"))
+		return
+	}
+	if !ok {
+		httpx.WriteError(w, r, api.Errorf(api.CodeWorkerNotFound, "no worker %s on this node", cb.WorkerID).With("worker_id", cb.WorkerID))
+		return
+	}
+	if err := checkCallback(cb, wk); err != nil {
+		wk.log.Warn("ready callback does not match the worker", "field", err.Details["field"])
+		httpx.WriteError(w, r, err)
+		return
+	}
+	wk.markReady()
+	wk.log.Info("worker ready", "model", wk.ModelRef, "loading_took", timeSince(wk.Started))
+	httpx.WriteJSON(w, http.StatusOK, struct{}{})
+}
+
+// checkCallback checks that a ready callback describes the registered worker.
+func checkCallback(cb api.ReadyCallback, wk *Worker) *api.Error {
+	backend := cb.Backend
+	if backend == "" {
+		backend = api.BackendCPU
+	}
+	switch {
+	case cb.URL == "":
+		return api.InvalidField("url", "the worker's url is required")
+	case cb.URL != wk.URL:
+		return api.InvalidField("url", "does not match the url the hive gave worker %s", wk.ID)
+	case cb.ModelRef == "":
+		return api.InvalidField("model_ref", "the worker's model_ref is required")
+	case cb.ModelRef != wk.ModelRef:
+		return api.InvalidField("model_ref", "does not match the model worker %s was started with", wk.ID)
+	case backend != wk.Backend:
+		return api.InvalidField("backend", "does not match the backend worker %s was started with", wk.ID)
+	case cb.Device != wk.Device:
+		return api.InvalidField("device", "does not match the device worker %s was started with", wk.ID)
+	}
+	return nil
+}
+
+func (h *Hive) handleList(w http.ResponseWriter, r *http.Request) {
+	httpx.WriteJSON(w, http.StatusOK, api.WorkerList{Workers: h.ListWorkers(r.Context())})
+}
+
+func (h *Hive) handleShutdownWorker(w http.ResponseWriter, r *http.Request) {
+	var req api.WorkerShutdownRequest
+	if err := httpx.DecodeJSON(w, r, &req); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	if err := api.ValidateWorkerID(req.WorkerID); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	// A caller that hangs up does not turn the graceful stop into a kill.
+	if err := h.ShutdownWorker(context.WithoutCancel(r.Context()), req.WorkerID); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, struct{}{})
+}
+
+func (h *Hive) handleModels(w http.ResponseWriter, r *http.Request) {
+	ms, err := h.Models(r.Context())
+	if err != nil {
+		h.log.Error("listing the catalog failed", "error", err)
+		httpx.WriteError(w, r, api.Errorf(api.CodeInternal, "the model catalog could not be read"))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, api.ModelList{Models: ms})
+}
+
+func (h *Hive) handleAdminShutdown(w http.ResponseWriter, r *http.Request) {
+	httpx.WriteJSON(w, http.StatusAccepted, struct{}{})
+	h.log.Info("shutdown requested over the API")
+	h.requestShutdown()
+}
+
+func timeSince(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }

@@ -1,0 +1,316 @@
+package pool
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"rbee/api"
+	"rbee/internal/gguf"
+	"rbee/internal/httpx"
+	"rbee/internal/paths"
+	"rbee/internal/proc"
+)
+
+// ExitPortInUse is the exit status of a worker that could not bind its port;
+// the hive then retries on the next free port.
+const ExitPortInUse = 3
+
+// maxPortAttempts bounds the port-busy retries of one spawn.
+const maxPortAttempts = 10
+
+const hfHint = "Hugging Face downloads are not available in this version; use file:/path/model.gguf"
+
+// model is a resolved model: its catalog row and what its header says.
+type model struct {
+	entry api.ModelEntry
+	info  gguf.ModelInfo
+}
+
+// errPortBusy means the worker exited with ExitPortInUse.
+var errPortBusy = errors.New("worker port is in use")
+
+// Spawn starts a worker for req (DESIGN §2 step 5): it resolves the model
+// through the catalog, runs the preflight, starts `<binary> worker …` on a
+// free port and waits until the worker answers its health check. The worker
+// is then registered and loading its model; WaitUntilReady waits for the
+// load. Errors are *api.Error.
+func (h *Hive) Spawn(ctx context.Context, req api.SpawnRequest) (*Worker, error) {
+	if req.Backend == "" {
+		req.Backend = api.BackendCPU
+	}
+	if err := validateSpawn(&req); err != nil {
+		return nil, err
+	}
+	if h.closing.Load() {
+		return nil, errRegistryClosed
+	}
+	ref, _ := api.ParseModelRef(req.ModelRef)
+	m, err := h.resolveModel(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	h.log.Info("model resolved", "model", m.entry.Reference, "path", m.entry.LocalPath, "size_bytes", m.info.FileSize,
+		"architecture", m.info.Architecture, "quantization", m.info.Quantization, "vocab_size", m.info.VocabSize,
+		"bos", m.info.BOS, "eos", m.info.EOS, "context_length", m.info.ContextLength)
+	if err := h.preflight(m.info.FileSize, m.info.Quantization, req.Backend, req.Device); err != nil {
+		h.log.Info("preflight refused the spawn", "model", m.entry.Reference, "backend", req.Backend, "device", req.Device, "code", err.Code, "reason", err.Message)
+		return nil, err
+	}
+	return h.start(ctx, m, req.Backend, req.Device)
+}
+
+// validateSpawn checks a spawn request, naming the JSON field that fails.
+func validateSpawn(req *api.SpawnRequest) *api.Error {
+	if err := req.Validate(); err != nil {
+		// api.ParseModelRef names the keeper's field ("model"); the spawn body calls it model_ref.
+		if f, _ := err.Details["field"].(string); f == "model" {
+			msg := err.Message
+			msg, _ = strings.CutPrefix(msg, "invalid model: ")
+			return api.InvalidField("model_ref", "%s", msg)
+		}
+		return err
+	}
+	return nil
+}
+
+// resolveModel finds the model of a reference: its catalog row (S15), or,
+// for a file: reference, the file itself, which it then registers.
+func (h *Hive) resolveModel(ctx context.Context, ref api.ModelRef) (model, *api.Error) {
+	canon := ref.String()
+	entry, err := h.catalog.Get(ctx, canon)
+	switch {
+	case err == nil:
+		info, aerr := readModel(entry.LocalPath, canon)
+		if aerr != nil {
+			return model{}, aerr
+		}
+		if info.FileSize != entry.SizeBytes {
+			h.log.Warn("model file size differs from the catalog", "model", canon, "catalog_bytes", entry.SizeBytes, "file_bytes", info.FileSize)
+		}
+		return model{entry: entry, info: info}, nil
+	case !errors.Is(err, ErrNotInCatalog):
+		h.log.Error("model catalog lookup failed", "model", canon, "error", err)
+		return model{}, api.Errorf(api.CodeInternal, "the model catalog could not be read")
+	}
+	if ref.Provider != "file" {
+		return model{}, api.Errorf(api.CodeModelNotFound, "model %s is not in this node's catalog", canon).With("model_ref", canon).WithHint(hfHint)
+	}
+	info, aerr := readModel(ref.Path, canon)
+	if aerr != nil {
+		return model{}, aerr
+	}
+	entry, err = h.catalog.Register(ctx, api.ModelEntry{Provider: "file", Reference: canon, LocalPath: ref.Path,
+		SizeBytes: info.FileSize, DownloadedAtUnix: time.Now().Unix()})
+	if err != nil {
+		h.log.Error("registering the model failed", "model", canon, "error", err)
+		return model{}, api.Errorf(api.CodeInternal, "the model could not be added to the catalog")
+	}
+	h.log.Info("model registered in the catalog", "model", canon, "id", entry.ID, "size_bytes", entry.SizeBytes)
+	return model{entry: entry, info: info}, nil
+}
+
+// readModel reads a model file's GGUF header: MODEL_NOT_FOUND when the file
+// is missing, INVALID_REQUEST when it is not a GGUF model.
+func readModel(path, ref string) (gguf.ModelInfo, *api.Error) {
+	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return gguf.ModelInfo{}, api.Errorf(api.CodeModelNotFound, "model file %s does not exist", path).
+			With("model_ref", ref).WithHint("check the path, or copy the model to this node")
+	}
+	if err != nil {
+		return gguf.ModelInfo{}, api.Errorf(api.CodeModelNotFound, "model file %s cannot be read", path).With("model_ref", ref)
+	}
+	if !st.Mode().IsRegular() {
+		return gguf.ModelInfo{}, api.InvalidField("model_ref", "the model path is not a regular file")
+	}
+	info, err := gguf.ReadInfo(path)
+	if err != nil {
+		reason := "it cannot be read"
+		for _, s := range []error{gguf.ErrNotGGUF, gguf.ErrVersion, gguf.ErrTruncated, gguf.ErrCorrupt, gguf.ErrUnknownType} {
+			if errors.Is(err, s) {
+				reason = s.Error()
+			}
+		}
+		return gguf.ModelInfo{}, api.InvalidField("model_ref", "the file is not a usable GGUF model (%s)", reason)
+	}
+	return info, nil
+}
+
+// metaOf is the api form of a header summary.
+func metaOf(i gguf.ModelInfo) *api.ModelMeta {
+	return &api.ModelMeta{Architecture: i.Architecture, Name: i.Name, Quantization: i.Quantization, VocabSize: i.VocabSize,
+		BOSTokenID: i.BOS, EOSTokenID: i.EOS, ContextLength: i.ContextLength, BlockCount: i.BlockCount, Parameters: i.Parameters}
+}
+
+// newWorkerID returns "w-" and 12 hex digits.
+func newWorkerID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "w-" + hex.EncodeToString(b[:])
+}
+
+// start runs the worker process, retrying on the next port when the one it
+// got turns out to be busy.
+func (h *Hive) start(ctx context.Context, m model, backend string, device int) (*Worker, error) {
+	id := newWorkerID()
+	token := httpx.NewToken()
+	skip := map[int]bool{}
+	var tried []int
+	for attempt := 0; attempt < maxPortAttempts; attempt++ {
+		w, err := h.startOnce(ctx, id, token, m, backend, device, skip)
+		if err == nil {
+			return w, nil
+		}
+		if !errors.Is(err, errPortBusy) {
+			return nil, err
+		}
+		h.log.Info("worker port was busy; trying the next one", "worker_id", id, "port", w.Port)
+		skip[w.Port] = true
+		tried = append(tried, w.Port)
+	}
+	return nil, api.Errorf(api.CodeInternal, "worker %s found no free port after %d attempts", id, maxPortAttempts).With("ports_tried", tried)
+}
+
+// startOnce starts one worker process on a reserved port and waits for its
+// health. On errPortBusy the returned handle says which port it was.
+func (h *Hive) startOnce(ctx context.Context, id, token string, m model, backend string, device int, skip map[int]bool) (*Worker, error) {
+	w := &Worker{ID: id, ModelRef: m.entry.Reference, ModelPath: m.entry.LocalPath, Backend: backend, Device: device,
+		LogPath: filepath.Join(paths.LogsDir(h.cfg.Home), "worker-"+id+".log"), Started: time.Now(),
+		token: token, stopGrace: h.cfg.StopGrace, killAfter: h.cfg.KillAfter, ready: make(chan struct{}),
+		state: api.StateLoading}
+	w.Port = h.reg.reservePort(w, h.cfg.WorkerPortStart, skip, h.portFree)
+	if w.Port == 0 {
+		return w, api.Errorf(api.CodeInternal, "no free port from %d for a worker", h.cfg.WorkerPortStart)
+	}
+	w.URL = "http://" + net.JoinHostPort(h.advertiseHost, strconv.Itoa(w.Port))
+	w.client = &httpx.Client{BaseURL: w.URL, Token: token, HTTP: h.httpClient}
+	w.log = h.log.Named("worker").With("worker_id", id)
+	args := []string{"worker",
+		"--model", m.entry.LocalPath,
+		"--model-ref", m.entry.Reference,
+		"--backend", backend,
+		"--device", strconv.Itoa(device),
+		"--host", h.cfg.WorkerHost,
+		"--port", strconv.Itoa(w.Port),
+		"--callback-url", h.callbackURL(),
+		"--worker-id", id,
+	}
+	p, err := proc.Start(proc.Spec{Path: h.cfg.Binary, Args: args, LogFile: w.LogPath,
+		Env: []string{"RBEE_API_KEY=" + token, "RBEE_CHILD=1"}})
+	if err != nil {
+		h.reg.releasePort(w, w.Port)
+		h.log.Error("starting the worker failed", "worker_id", id, "binary", h.cfg.Binary, "error", err)
+		return w, api.Errorf(api.CodeInternal, "the worker process could not be started").With("worker_id", id)
+	}
+	w.proc = p
+	if err := h.reg.add(w); err != nil {
+		w.stopping.Store(true)
+		_ = p.Stop(context.Background(), 0)
+		h.reg.releasePort(w, w.Port)
+		return w, err
+	}
+	h.watch(w)
+	w.log.Info("worker started", "pid", p.Pid(), "url", w.URL, "model", w.ModelRef, "backend", backend, "device", device,
+		"log", w.LogPath, "token", httpx.Fingerprint(token))
+	if err := h.waitHealthy(ctx, w); err != nil {
+		h.reg.remove(w)
+		if !errors.Is(err, errPortBusy) {
+			w.stopping.Store(true)
+			_ = w.Kill(context.Background())
+		}
+		return w, err
+	}
+	w.answered.Store(true)
+	return w, nil
+}
+
+// waitHealthy polls the worker's health until it answers, the process exits
+// (status ExitPortInUse gives errPortBusy), ctx ends or the ready timeout
+// passes.
+func (h *Hive) waitHealthy(ctx context.Context, w *Worker) error {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ReadyTimeout)
+	defer cancel()
+	delay := 20 * time.Millisecond
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		_, err := w.Ping(pctx)
+		pcancel()
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-w.proc.Exited():
+			t.Stop()
+			switch {
+			case w.stopping.Load():
+				return errRegistryClosed
+			case w.proc.ExitCode() == ExitPortInUse:
+				return errPortBusy
+			}
+			err := w.crashError("before answering its health check")
+			w.log.Error("worker exited while starting", "exit_code", w.proc.ExitCode(), "log_tail", err.Details["log_tail"])
+			return err
+		case <-ctx.Done():
+			t.Stop()
+			if h.closing.Load() {
+				return errRegistryClosed
+			}
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return api.Errorf(api.CodeConnectionTimeout, "worker %s did not answer on %s within %s", w.ID, w.URL, h.cfg.ReadyTimeout).
+					With("worker_id", w.ID).WithHint("check the worker log " + w.LogPath)
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay = min(delay*3/2, 250*time.Millisecond)
+	}
+}
+
+// portFree reports whether the worker host's port can be bound now.
+func (h *Hive) portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort(h.cfg.WorkerHost, strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
+}
+
+// watch removes a worker from the registry as soon as its process exits,
+// and logs the exit: a crash unless the hive was stopping it.
+func (h *Hive) watch(w *Worker) {
+	if !h.track() {
+		return // the hive has closed: the cascade stopped the process
+	}
+	go func() {
+		defer h.wg.Done()
+		<-w.proc.Exited()
+		removed := h.reg.remove(w)
+		code := w.proc.ExitCode()
+		switch {
+		case w.stopping.Load():
+			w.log.Info("worker stopped", "exit_code", code)
+		case w.answered.Load():
+			w.log.Error("worker crashed; removed from the registry", "exit_code", code, "removed", removed, "log_tail", logTail(w.LogPath, 10))
+		default:
+			w.log.Debug("worker exited while starting", "exit_code", code)
+		}
+	}()
+}
+
+// newHTTPClient is the hive's client for its workers: no overall timeout
+// (contexts bound every call), keep-alives on.
+func newHTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}}
+}
