@@ -1,0 +1,114 @@
+package pool
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"rbee/api"
+)
+
+func TestParseMemAvailable(t *testing.T) {
+	cases := []struct {
+		name string
+		in   string
+		kb   int64
+		ok   bool
+	}{
+		{"typical", "MemTotal:       16318480 kB\nMemFree:         1203432 kB\nMemAvailable:    9876543 kB\nBuffers: 1 kB\n", 9876543, true},
+		{"first line", "MemAvailable: 42 kB\n", 42, true},
+		{"missing", "MemTotal: 1 kB\nMemFree: 1 kB\n", 0, false},
+		{"bad number", "MemAvailable: lots kB\n", 0, false},
+		{"no unit", "MemAvailable: 12\n", 0, false},
+		{"empty", "", 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			kb, err := parseMemAvailable(strings.NewReader(tc.in))
+			if !tc.ok {
+				assert.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.kb, kb)
+		})
+	}
+}
+
+func TestMemAvailableMBReadsProc(t *testing.T) {
+	mb, err := MemAvailableMB()
+	if err != nil {
+		t.Skipf("no /proc/meminfo here: %v", err)
+	}
+	assert.Positive(t, mb)
+}
+
+func TestParseDevices(t *testing.T) {
+	devs, err := ParseDevices("cuda:0:8192,cuda:1:4096, metal:0:16000")
+	require.NoError(t, err)
+	assert.Equal(t, []Device{{"cuda", 0, 8192}, {"cuda", 1, 4096}, {"metal", 0, 16000}}, devs)
+	none, err := ParseDevices("")
+	require.NoError(t, err)
+	assert.Empty(t, none)
+	for _, bad := range []string{"cuda", "cuda:0", "rocm:0:10", "cuda:x:10", "cuda:0:-1", "cuda:300:1", "cuda:0:1,cuda:0:2", "cpu:0:1", "cuda:0:1:2"} {
+		_, err := ParseDevices(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestRequiredMB(t *testing.T) {
+	assert.Equal(t, int64(0), requiredMB(0))
+	assert.Equal(t, int64(12), requiredMB(10<<20), "10 MiB × 1.2 = 12 MiB")
+	assert.Equal(t, int64(2), requiredMB(1<<20+1), "rounds up")
+	assert.Equal(t, int64(1229), requiredMB(1<<30), "1 GiB × 1.2 = 1228.8 MiB, rounded up")
+}
+
+func TestPreflight(t *testing.T) {
+	h := &Hive{cfg: Config{FakeMemoryMB: 1000}, devices: []Device{{"cuda", 0, 8192}, {"cuda", 1, 100}}}
+	const mib = 1 << 20
+	cases := []struct {
+		name    string
+		size    int64
+		backend string
+		device  int
+		code    api.Code // "" passes
+		inMsg   []string
+	}{
+		{"S23 ram fits", 800 * mib, "cpu", 0, "", nil},
+		{"S23 ram exactly fits", 1000 * mib * 10 / 12, "cpu", 0, "", nil},
+		{"S24 ram too small", 900 * mib, "cpu", 0, api.CodeInsufficientRAM, []string{"need 1080 MB", "have 1000 MB"}},
+		{"S25 cpu exists", 1, "cpu", 0, "", nil},
+		{"cpu has one device", 1, "cpu", 1, api.CodeBackendUnavailable, []string{"cpu", "device 1"}},
+		{"S26 cuda device missing", 1, "cuda", 2, api.CodeBackendUnavailable, []string{"cuda device 2", "cpu, cuda:0, cuda:1"}},
+		{"S26 metal missing", 1, "metal", 0, api.CodeBackendUnavailable, []string{"metal"}},
+		{"cuda vram too small", 200 * mib, "cuda", 1, api.CodeVRAMExhausted, []string{"cuda:1", "need 240 MB", "have 100 MB"}},
+		{"cuda exists but no engine", 200 * mib, "cuda", 0, api.CodeBackendUnavailable, []string{"no cuda engine in this build"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := h.preflight(tc.size, "Q8_0", tc.backend, tc.device)
+			if tc.code == "" {
+				assert.Nil(t, err)
+				return
+			}
+			require.NotNil(t, err)
+			assert.Equal(t, tc.code, err.Code)
+			for _, s := range tc.inMsg {
+				assert.Contains(t, err.Message, s)
+			}
+			switch tc.code {
+			case api.CodeInsufficientRAM, api.CodeVRAMExhausted:
+				assert.Equal(t, requiredMB(tc.size), err.Details["required_mb"])
+				assert.Contains(t, err.Hint(), "smaller quantization")
+				assert.Contains(t, err.Hint(), "Q4_K_M instead of Q8_0")
+			case api.CodeBackendUnavailable:
+				assert.Equal(t, tc.backend, err.Details["backend"])
+				assert.Equal(t, http400, err.HTTPStatus())
+			}
+		})
+	}
+}
+
+const http400 = 400
