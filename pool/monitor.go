@@ -41,7 +41,7 @@ func idleCheckPeriod(timeout time.Duration) time.Duration {
 
 // pingTimeout bounds one health check of the monitor.
 func (h *Hive) pingTimeout() time.Duration {
-	return min(max(h.cfg.HealthInterval, time.Second), 5*time.Second)
+	return min(max(h.cfg.HealthInterval, 500*time.Millisecond), 5*time.Second)
 }
 
 // forEachWorker runs f for every registered worker in parallel and waits.

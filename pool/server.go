@@ -3,6 +3,8 @@ package pool
 import (
 	"context"
 	"net/http"
+	"net/url"
+	"strconv"
 	"time"
 
 	"rbee/api"
@@ -105,8 +107,9 @@ func checkCallback(cb api.ReadyCallback, wk *Worker) *api.Error {
 	switch {
 	case cb.URL == "":
 		return api.InvalidField("url", "the worker's url is required")
-	case cb.URL != wk.URL:
-		return api.InvalidField("url", "does not match the url the hive gave worker %s", wk.ID)
+	case callbackPort(cb.URL) != wk.Port:
+		// Hosts may be spelled differently (a name for 0.0.0.0); the port may not.
+		return api.InvalidField("url", "does not name the port the hive gave worker %s", wk.ID)
 	case cb.ModelRef == "":
 		return api.InvalidField("model_ref", "the worker's model_ref is required")
 	case cb.ModelRef != wk.ModelRef:
@@ -158,3 +161,17 @@ func (h *Hive) handleAdminShutdown(w http.ResponseWriter, r *http.Request) {
 }
 
 func timeSince(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
+
+// callbackPort is the port of a worker's URL as it reports it (0 when the
+// URL is not http://host:port).
+func callbackPort(raw string) int {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" {
+		return 0
+	}
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
+		return 0
+	}
+	return p
+}

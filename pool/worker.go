@@ -117,7 +117,7 @@ func (w *Worker) apply(h api.WorkerHealth) {
 		return
 	}
 	switch h.State {
-	case api.StateLoading, api.StateIdle, api.StateBusy, api.StateStopping:
+	case api.StateLoading, api.StateIdle, api.StateBusy, api.StateStopping, api.StateFailed:
 		w.state = h.State
 	}
 	if h.State == api.StateIdle || h.State == api.StateBusy {
