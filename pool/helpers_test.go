@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +33,7 @@ type testHive struct {
 	client *httpx.Client
 	done   chan error
 	cancel context.CancelFunc
+	logs   *syncBuffer
 }
 
 // startHive runs a hive with a fresh home, free ports and, unless mutate
@@ -39,10 +42,11 @@ func startHive(t *testing.T, mutate func(*Config)) *testHive {
 	t.Helper()
 	self, err := os.Executable()
 	require.NoError(t, err)
+	logs := &syncBuffer{}
 	cfg := Config{
 		Home: t.TempDir(), Host: "127.0.0.1", Port: testutil.FreePort(t), Token: testToken, Binary: self,
 		WorkerPortStart: testutil.FreePort(t), Devices: []Device{}, StopGrace: time.Second, KillAfter: 2 * time.Second,
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "hive", Level: hclog.Debug, Output: testWriter{t}}),
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "hive", Level: hclog.Debug, Output: io.MultiWriter(testWriter{t}, logs)}),
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -50,7 +54,7 @@ func startHive(t *testing.T, mutate func(*Config)) *testHive {
 	h, err := New(cfg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	th := &testHive{Hive: h, url: h.URL(), client: &httpx.Client{BaseURL: h.URL(), Token: cfg.Token}, done: make(chan error, 1), cancel: cancel}
+	th := &testHive{Hive: h, url: h.URL(), client: &httpx.Client{BaseURL: h.URL(), Token: cfg.Token}, done: make(chan error, 1), cancel: cancel, logs: logs}
 	go func() { th.done <- h.Run(ctx) }()
 	t.Cleanup(func() { th.stop(t) })
 	require.Eventually(t, func() bool {
@@ -82,6 +86,24 @@ func (w testWriter) Write(p []byte) (int, error) {
 	defer func() { _ = recover() }() // a log line after the test ended
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// syncBuffer collects log output from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // tinyModel writes a tiny synthetic model and, when b is not nil, the fake

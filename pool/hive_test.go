@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -148,7 +149,8 @@ func TestReadyCallbackAuth(t *testing.T) {
 		{"unknown worker, a worker token", a.APIKey, body(func(c *api.ReadyCallback) { c.WorkerID = "w-000000000000" }), 401, api.CodeInvalidAPIKey, ""},
 		{"unknown worker, the hive token", testToken, body(func(c *api.ReadyCallback) { c.WorkerID = "w-000000000000" }), 404, api.CodeWorkerNotFound, ""},
 		{"url missing", a.APIKey, body(func(c *api.ReadyCallback) { c.URL = "" }), 400, api.CodeInvalidRequest, "url"},
-		{"url differs", a.APIKey, body(func(c *api.ReadyCallback) { c.URL = "http://127.0.0.1:1" }), 400, api.CodeInvalidRequest, "url"},
+		{"url port differs", a.APIKey, body(func(c *api.ReadyCallback) { c.URL = "http://127.0.0.1:1" }), 400, api.CodeInvalidRequest, "url"},
+		{"url not a url", a.APIKey, body(func(c *api.ReadyCallback) { c.URL = "127.0.0.1" }), 400, api.CodeInvalidRequest, "url"},
 		{"model_ref missing", a.APIKey, body(func(c *api.ReadyCallback) { c.ModelRef = "" }), 400, api.CodeInvalidRequest, "model_ref"},
 		{"model_ref differs", a.APIKey, body(func(c *api.ReadyCallback) { c.ModelRef = "file:/other.gguf" }), 400, api.CodeInvalidRequest, "model_ref"},
 		{"backend differs", a.APIKey, body(func(c *api.ReadyCallback) { c.Backend = "cuda" }), 400, api.CodeInvalidRequest, "backend"},
@@ -167,7 +169,10 @@ func TestReadyCallbackAuth(t *testing.T) {
 		})
 	}
 	t.Run("the worker's own token", func(t *testing.T) {
-		status, e, _ := raw(t, "POST", th.url+"/v1/workers/ready", a.APIKey, body(nil))
+		// The worker may name its host differently (its host name when bound to 0.0.0.0).
+		status, e, _ := raw(t, "POST", th.url+"/v1/workers/ready", a.APIKey, body(func(c *api.ReadyCallback) {
+			c.URL = strings.Replace(c.URL, "127.0.0.1", "localhost", 1)
+		}))
 		require.Nil(t, e)
 		assert.Equal(t, 200, status)
 		assert.Equal(t, api.StateIdle, wa.State())
@@ -243,10 +248,14 @@ func TestS48IdleTimeout(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			th := startHive(t, func(c *Config) { c.IdleTimeout = 200 * time.Millisecond })
+			if tc.b.LoadDelay == 0 {
+				tc.b.LoadDelay = Duration(300 * time.Millisecond) // so that the spawn returns before the idle check can run
+			}
 			model := tinyModel(t, "Q8_0", &tc.b)
 			resp, err := th.spawn(t, model)
 			require.NoError(t, err)
-			w, _ := th.Worker(resp.WorkerID)
+			w, ok := th.Worker(resp.WorkerID)
+			require.True(t, ok)
 			if !tc.stopped {
 				time.Sleep(800 * time.Millisecond) // idle checks every 50 ms
 				_, ok := th.Worker(resp.WorkerID)
