@@ -1,6 +1,7 @@
 package ggml
 
-// Gemm on amd64 with AVX-512 VNNI (gemm_amd64.s). Weight rows are taken 8 at
+// Gemm on amd64 (gemm_amd64.s): K-quants with AVX2 or AVX-512 VNNI, Q8_0 and
+// Q4_0 with VNNI only (other cases run one Gemv per column). Weight rows are taken 8 at
 // a time and a run of their blocks is repacked into a buffer on the stack so
 // that lane i of every 32-byte vector belongs to row i; the kernel then runs
 // every activation vector over the buffer while it sits in L1.
@@ -51,6 +52,12 @@ func gemmK32x8VNNI(p *byte, nb int, x *byte, xStride int, cols int, out *float32
 func gemmK16x8VNNI(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
 
 //go:noescape
+func gemmK32x8AVX2(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
+
+//go:noescape
+func gemmK16x8AVX2(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
+
+//go:noescape
 func gemmQ8x8VNNI(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
 
 const (
@@ -64,12 +71,15 @@ const (
 // has one, and reports whether it did. Rows beyond the last multiple of 8 go
 // through Gemv.
 func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int) bool {
-	if !useVNNI || rows < 8 || stride < 0 || xStride < 0 || outStride < 0 {
+	if !useAVX2 || rows < 8 || stride < 0 || xStride < 0 || outStride < 0 {
 		return false
 	}
 	var chunk int // blocks repacked at a time
 	switch t {
 	case Q8_0, Q4_0:
+		if !useVNNI {
+			return false
+		}
 		chunk = gemmBlocks
 	case Q4_K, Q5_K, Q6_K:
 		chunk = gemmSuper
@@ -103,15 +113,24 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 			case Q4_0:
 				repackQ4_0x8(wp, stride, kb, p)
 				gemmQ8x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
-			case Q4_K:
-				repackQ4Kx8(wp, stride, kb, p)
-				gemmK32x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
-			case Q5_K:
-				repackQ5Kx8(wp, stride, kb, p)
-				gemmK32x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+			case Q4_K, Q5_K:
+				if t == Q4_K {
+					repackQ4Kx8(wp, stride, kb, p)
+				} else {
+					repackQ5Kx8(wp, stride, kb, p)
+				}
+				if useVNNI {
+					gemmK32x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+				} else {
+					gemmK32x8AVX2(p, kb, xp, xStride, cols, op, outStride, acc)
+				}
 			case Q6_K:
 				repackQ6Kx8(wp, stride, kb, p)
-				gemmK16x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+				if useVNNI {
+					gemmK16x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+				} else {
+					gemmK16x8AVX2(p, kb, xp, xStride, cols, op, outStride, acc)
+				}
 			}
 		}
 	}

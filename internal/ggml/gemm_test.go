@@ -185,6 +185,11 @@ func BenchmarkGemm(b *testing.B) {
 			}
 			run("gemv", func() { gemmByColumns(typ, s.n, w, stride, s.rows, x, xs, cols, out, s.rows) })
 			run("gemm", func() { Gemm(typ, s.n, w, stride, s.rows, x, xs, cols, out, s.rows) })
+			if useVNNI {
+				run("gemm-avx2", func() {
+					withoutVNNI(func() { Gemm(typ, s.n, w, stride, s.rows, x, xs, cols, out, s.rows) })
+				})
+			}
 		}
 	}
 }
