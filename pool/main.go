@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -40,10 +41,16 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&health, "health-interval", DefaultHealthInterval, "period of the worker health checks")
 	fs.DurationVar(&ready, "ready-timeout", DefaultReadyTimeout, "how long a new worker may take to answer its health check")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
-	fs.StringVar(&fakeDevices, "fake-devices", "", "for tests: stand-in GPUs, backend:index:vram_mb,…")
-	fs.Int64Var(&cfg.FakeMemoryMB, "fake-memory-mb", 0, "for tests: available RAM in MiB")
+	// Hidden test flags, left out of --help.
+	hidden := cliutil.NewFlagSet("hive")
+	hidden.StringVar(&fakeDevices, "fake-devices", "", "stand-in GPUs: backend:index:vram_mb,…")
+	hidden.Int64Var(&cfg.FakeMemoryMB, "fake-memory-mb", 0, "available RAM in MiB")
+	args, hiddenArgs := splitFlags(args, hidden)
 	if err := cliutil.Parse(fs, args, stderr, "[--port 9200] [flags]", "run a node's pool daemon (the hive)"); err != nil {
 		return err
+	}
+	if err := hidden.Parse(hiddenArgs); err != nil {
+		return cliutil.Usagef("%s", strings.TrimPrefix(err.Error(), "flag: "))
 	}
 	switch {
 	case cfg.Port < 1 || cfg.Port > 65535:
@@ -112,4 +119,29 @@ func ReadToken(file, env string) (string, error) {
 		return "", errors.New("API key file " + file + " is empty")
 	}
 	return token, nil
+}
+
+// splitFlags moves the flags that set defines (-name, --name, with "=value"
+// or the next argument as the value) out of args, up to a "--".
+func splitFlags(args []string, set *flag.FlagSet) (rest, taken []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(rest, args[i:]...), taken
+		}
+		name, hasValue := strings.TrimLeft(a, "-"), false
+		if n, _, ok := strings.Cut(name, "="); ok {
+			name, hasValue = n, true
+		}
+		if !strings.HasPrefix(a, "-") || set.Lookup(name) == nil {
+			rest = append(rest, a)
+			continue
+		}
+		taken = append(taken, a)
+		if !hasValue && i+1 < len(args) {
+			taken = append(taken, args[i+1])
+			i++
+		}
+	}
+	return rest, taken
 }

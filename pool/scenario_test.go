@@ -318,6 +318,11 @@ func TestS27SpawnCommandLine(t *testing.T) {
 	}, 30*time.Second, 20*time.Millisecond)
 	require.NoError(t, w.WaitUntilReady(t.Context()), "the ready callback reached the hive")
 	assert.Equal(t, api.StateIdle, w.State())
+	assert.NotContains(t, th.logs.String(), resp.APIKey, "the hive logs no token")
+	assert.Contains(t, th.logs.String(), "token="+httpx.Fingerprint(resp.APIKey))
+	wlog, err := os.ReadFile(w.LogPath)
+	require.NoError(t, err)
+	assert.NotContains(t, string(wlog), resp.APIKey, "the worker logs no token")
 }
 
 func TestS29RegistryEntryAndRestart(t *testing.T) {
