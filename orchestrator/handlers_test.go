@@ -1,0 +1,297 @@
+package orchestrator
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"rbee/api"
+	"rbee/internal/httpx"
+)
+
+// TestTaskBadInput: every TaskRequest field that fails validation is
+// INVALID_REQUEST naming it, before any stream and before any hive is
+// touched.
+func TestTaskBadInput(t *testing.T) {
+	hive := newFakeHive(t, "")
+	tq := newTestQueen(t, Config{LocalHivePort: hive.port()})
+	good := `"node":"local","model":"file:/m.gguf","prompt":"hi"`
+	cases := []struct {
+		name  string
+		body  string
+		field string // "" when no field is to blame
+	}{
+		{"node", `{"node":"Not_A_Node","model":"file:/m.gguf","prompt":"hi"}`, "node"},
+		{"node too long", `{"node":"` + strings.Repeat("a", 64) + `","model":"file:/m.gguf","prompt":"hi"}`, "node"},
+		{"model missing", `{"node":"local","prompt":"hi"}`, "model"},
+		{"model provider", `{"node":"local","model":"s3:bucket/m","prompt":"hi"}`, "model"},
+		{"model dotdot", `{"node":"local","model":"file:/a/../etc/passwd","prompt":"hi"}`, "model"},
+		{"prompt missing", `{"node":"local","model":"file:/m.gguf"}`, "prompt"},
+		{"prompt control", `{"node":"local","model":"file:/m.gguf","prompt":"a\u001b[31m"}`, "prompt"},
+		{"prompt bidi", `{"node":"local","model":"file:/m.gguf","prompt":"a\u202eb"}`, "prompt"},
+		{"prompt too long", `{"node":"local","model":"file:/m.gguf","prompt":"` + strings.Repeat("a", api.MaxPromptChars+1) + `"}`, "prompt"},
+		{"max_tokens negative", `{` + good + `,"max_tokens":-1}`, "max_tokens"},
+		{"max_tokens huge", `{` + good + `,"max_tokens":1000000}`, "max_tokens"},
+		{"max_tokens type", `{` + good + `,"max_tokens":"ten"}`, "max_tokens"},
+		{"temperature", `{` + good + `,"temperature":2.5}`, "temperature"},
+		{"top_p", `{` + good + `,"top_p":1.5}`, "top_p"},
+		{"top_k", `{` + good + `,"top_k":-3}`, "top_k"},
+		{"min_p", `{` + good + `,"min_p":-0.1}`, "min_p"},
+		{"repeat_penalty", `{` + good + `,"repeat_penalty":11}`, "repeat_penalty"},
+		{"seed type", `{` + good + `,"seed":-1}`, "seed"},
+		{"stop count", `{` + good + `,"stop":["a","b","c","d","e"]}`, "stop"},
+		{"stop empty", `{` + good + `,"stop":[""]}`, "stop"},
+		{"stop long", `{` + good + `,"stop":["` + strings.Repeat("s", 101) + `"]}`, "stop"},
+		{"backend", `{` + good + `,"backend":"tpu"}`, "backend"},
+		{"device", `{` + good + `,"device":300}`, "device"},
+		{"unknown field", `{` + good + `,"bogus":1}`, "bogus"},
+		{"not json", `{{`, ""},
+		{"empty body", ``, ""},
+		{"array", `[1,2]`, ""},
+		{"trailing data", `{` + good + `} {}`, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := postTask(t, t.Context(), tq.url, "", tc.body, nil)
+			require.Equal(t, http.StatusBadRequest, res.status)
+			assertEnvelope(t, res.envelope, api.CodeInvalidRequest, res.header.Get(httpx.RequestIDHeader))
+			if tc.field != "" {
+				assert.Equal(t, tc.field, res.envelope.Details["field"])
+			}
+		})
+	}
+	t.Run("413", func(t *testing.T) {
+		res := postTask(t, t.Context(), tq.url, "", `{"node":"local","model":"file:/m.gguf","prompt":"`+strings.Repeat("a", api.MaxBodyBytes)+`"}`, nil)
+		require.Equal(t, http.StatusRequestEntityTooLarge, res.status)
+		assertEnvelope(t, res.envelope, api.CodePayloadTooLarge, "")
+	})
+	assert.Equal(t, 0, hive.spawnCount())
+	assert.Equal(t, 0, tq.q.tasks.running())
+}
+
+// TestAuth: with a token, everything but GET /health needs it (401 with
+// WWW-Authenticate, MISSING_API_KEY or INVALID_API_KEY).
+func TestAuth(t *testing.T) {
+	const token = "queen-token-0123456789"
+	tq := newTestQueen(t, Config{Token: token})
+	status, e := call(t, http.MethodGet, tq.url+"/health", "", nil, nil)
+	assert.Nil(t, e)
+	assert.Equal(t, http.StatusOK, status)
+
+	for _, ep := range []struct{ method, path, body string }{
+		{"POST", "/v2/tasks", `{"model":"file:/m.gguf","prompt":"hi"}`},
+		{"DELETE", "/v2/tasks/task-1", ""},
+		{"GET", "/v2/workers/list", ""},
+		{"GET", "/v2/workers/health?node=local", ""},
+		{"POST", "/v2/workers/shutdown", `{"worker_id":"w-1"}`},
+		{"GET", "/v2/registry/beehives/list", ""},
+		{"POST", "/v2/registry/beehives/remove", `{"node_name":"a"}`},
+		{"GET", "/v2/nothing-here", ""},
+	} {
+		for _, tc := range []struct {
+			name, token string
+			code        api.Code
+		}{{"missing", "", api.CodeMissingAPIKey}, {"wrong", "wrong-token-0123456789", api.CodeInvalidAPIKey}} {
+			t.Run(ep.method+" "+ep.path+" "+tc.name, func(t *testing.T) {
+				req, err := http.NewRequest(ep.method, tq.url+ep.path, strings.NewReader(ep.body))
+				require.NoError(t, err)
+				if tc.token != "" {
+					req.Header.Set("Authorization", "Bearer "+tc.token)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				require.NoError(t, err)
+				defer resp.Body.Close()
+				assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+				assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "Bearer")
+				var env api.Envelope
+				require.NoError(t, json.NewDecoder(resp.Body).Decode(&env))
+				assertEnvelope(t, env.Error, tc.code, "")
+			})
+		}
+	}
+	var list api.NodeList
+	status, e = call(t, http.MethodGet, tq.url+"/v2/registry/beehives/list", token, nil, &list)
+	require.Nil(t, e)
+	assert.Equal(t, http.StatusOK, status)
+}
+
+// TestEndpointsBadInput: bad input at the other endpoints is INVALID_REQUEST
+// (or the right code) naming the field; the registry stays intact.
+func TestEndpointsBadInput(t *testing.T) {
+	tq := newTestQueen(t, Config{})
+	require.NoError(t, tq.q.store.Add(t.Context(), api.Node{Name: "keep", SSHHost: "h"}))
+	cases := []struct {
+		name, method, path, body string
+		code                     api.Code
+		field                    string
+	}{
+		{"cancel bad id", "DELETE", "/v2/tasks/bad.id!", "", api.CodeInvalidRequest, "id"},
+		{"cancel long id", "DELETE", "/v2/tasks/" + strings.Repeat("a", 65), "", api.CodeInvalidRequest, "id"},
+		{"health no node", "GET", "/v2/workers/health", "", api.CodeInvalidRequest, "node"},
+		{"health bad node", "GET", "/v2/workers/health?node=Bad_Node", "", api.CodeInvalidRequest, "node"},
+		{"health unknown node", "GET", "/v2/workers/health?node=nowhere", "", api.CodeNodeNotFound, ""},
+		{"shutdown empty", "POST", "/v2/workers/shutdown", `{}`, api.CodeInvalidRequest, "worker_id"},
+		{"shutdown bad id", "POST", "/v2/workers/shutdown", `{"worker_id":"w 1; rm"}`, api.CodeInvalidRequest, "worker_id"},
+		{"shutdown unknown field", "POST", "/v2/workers/shutdown", `{"worker_id":"w-1","x":1}`, api.CodeInvalidRequest, "x"},
+		{"shutdown not json", "POST", "/v2/workers/shutdown", `nope`, api.CodeInvalidRequest, ""},
+		{"shutdown unknown worker", "POST", "/v2/workers/shutdown", `{"worker_id":"w-123"}`, api.CodeWorkerNotFound, ""},
+		{"remove empty", "POST", "/v2/registry/beehives/remove", `{}`, api.CodeInvalidRequest, "node_name"},
+		{"remove bad name", "POST", "/v2/registry/beehives/remove", `{"node_name":"../etc"}`, api.CodeInvalidRequest, "node_name"},
+		{"remove wrong type", "POST", "/v2/registry/beehives/remove", `{"node_name":7}`, api.CodeInvalidRequest, "node_name"},
+		{"remove local", "POST", "/v2/registry/beehives/remove", `{"node_name":"local"}`, api.CodeInvalidRequest, "node_name"},
+		{"remove unknown", "POST", "/v2/registry/beehives/remove", `{"node_name":"nowhere"}`, api.CodeNodeNotFound, ""},
+		{"remove too large", "POST", "/v2/registry/beehives/remove", `{"node_name":"` + strings.Repeat("a", api.MaxBodyBytes) + `"}`, api.CodePayloadTooLarge, ""},
+		{"unknown endpoint", "GET", "/v2/nothing-here", "", api.CodeInvalidRequest, ""},
+		{"wrong method", "GET", "/v2/tasks", "", api.CodeInvalidRequest, ""},
+		{"wrong method on list", "POST", "/v2/workers/list", "", api.CodeInvalidRequest, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var body any
+			if tc.body != "" {
+				body = tc.body
+			}
+			status, e := call(t, tc.method, tq.url+tc.path, "", body, nil)
+			assertEnvelope(t, e, tc.code, "")
+			assert.Equal(t, tc.code.HTTPStatus(), status)
+			if tc.field != "" {
+				assert.Equal(t, tc.field, e.Details["field"])
+			}
+			assert.NotEmpty(t, e.RequestID)
+		})
+	}
+	nodes, err := tq.q.store.List(t.Context())
+	require.NoError(t, err)
+	require.Len(t, nodes, 1)
+	assert.Equal(t, "keep", nodes[0].Name)
+}
+
+// TestHealth: GET /health is public and says ok with the version.
+func TestHealth(t *testing.T) {
+	tq := newTestQueen(t, Config{Token: "queen-token-0123456789"})
+	var h api.Health
+	status, e := call(t, http.MethodGet, tq.url+"/health", "", nil, &h)
+	require.Nil(t, e)
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, api.Health{Status: "ok", Version: api.Version}, h)
+}
+
+// TestRegistryListRemove: the registry endpoints list and remove nodes.
+func TestRegistryListRemove(t *testing.T) {
+	tq := newTestQueen(t, Config{})
+	var list api.NodeList
+	_, e := call(t, http.MethodGet, tq.url+"/v2/registry/beehives/list", "", nil, &list)
+	require.Nil(t, e)
+	assert.NotNil(t, list.Nodes, "[] not null")
+	assert.Empty(t, list.Nodes)
+
+	require.NoError(t, tq.q.store.Add(t.Context(), api.Node{Name: "workstation", SSHHost: "10.0.0.2", SSHUser: "v", InstallPath: "/opt/rbee"}))
+	require.NoError(t, tq.q.store.Add(t.Context(), api.Node{Name: "mac", SSHHost: "mac.lan"}))
+	_, e = call(t, http.MethodGet, tq.url+"/v2/registry/beehives/list", "", nil, &list)
+	require.Nil(t, e)
+	require.Len(t, list.Nodes, 2)
+	assert.Equal(t, "mac", list.Nodes[0].Name)
+	assert.Equal(t, "workstation", list.Nodes[1].Name)
+	assert.Equal(t, "/opt/rbee", list.Nodes[1].InstallPath)
+	assert.Equal(t, api.NodeUnknown, list.Nodes[1].Status)
+
+	var removed api.NodeRequest
+	status, e := call(t, http.MethodPost, tq.url+"/v2/registry/beehives/remove", "", api.NodeRequest{Name: "mac"}, &removed)
+	require.Nil(t, e)
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "mac", removed.Name)
+	_, e = call(t, http.MethodPost, tq.url+"/v2/registry/beehives/remove", "", api.NodeRequest{Name: "mac"}, nil)
+	assertEnvelope(t, e, api.CodeNodeNotFound, "")
+	assert.Contains(t, e.Hint(), "rbee setup list-nodes")
+
+	_, e = call(t, http.MethodGet, tq.url+"/v2/registry/beehives/list", "", nil, &list)
+	require.Nil(t, e)
+	require.Len(t, list.Nodes, 1)
+	assert.Equal(t, "workstation", list.Nodes[0].Name)
+}
+
+// TestWorkersEndpoints: list across the local hive and registry nodes (a
+// dead node is left out), tokens stripped and nodes named; health of one
+// node; shutdown finds the worker's node and asks its hive.
+func TestWorkersEndpoints(t *testing.T) {
+	local := newFakeHive(t, "")
+	remote := newFakeHive(t, "")
+	dead := newAcceptRecorder(t)
+	wl := newFakeWorker(t, "w-local")
+	wr := newFakeWorker(t, "w-remote")
+	local.addWorker(wl.info(testModel, api.StateIdle))
+	remote.addWorker(wr.info("file:/models/big.gguf", api.StateBusy))
+	tq := newTestQueen(t, Config{LocalHivePort: local.port()})
+	require.NoError(t, tq.q.store.Add(t.Context(), api.Node{Name: "workstation", SSHHost: "127.0.0.1", HivePort: remote.port()}))
+	require.NoError(t, tq.q.store.Add(t.Context(), api.Node{Name: "gone", SSHHost: "127.0.0.1", HivePort: dead.port()}))
+
+	raw := func(path string) string {
+		resp, err := http.Get(tq.url + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return string(b)
+	}
+	body := raw("/v2/workers/list")
+	assert.NotContains(t, body, "api_key")
+	assert.NotContains(t, body, "worker-token-")
+
+	var list api.WorkerList
+	require.NoError(t, json.Unmarshal([]byte(body), &list))
+	require.Len(t, list.Workers, 2)
+	assert.Equal(t, "local", list.Workers[0].Node)
+	assert.Equal(t, "w-local", list.Workers[0].ID)
+	assert.Equal(t, "workstation", list.Workers[1].Node)
+	assert.Equal(t, "w-remote", list.Workers[1].ID)
+	assert.Equal(t, api.StateBusy, list.Workers[1].State)
+
+	var nh api.NodeHealth
+	_, e := call(t, http.MethodGet, tq.url+"/v2/workers/health?node=workstation", "", nil, &nh)
+	require.Nil(t, e)
+	assert.Equal(t, "workstation", nh.Node)
+	assert.Equal(t, "alive", nh.Hive.Status)
+	assert.Equal(t, api.Version, nh.Hive.Version)
+	assert.Equal(t, remote.srv.URL, nh.HiveURL)
+	require.Len(t, nh.Workers, 1)
+	assert.Equal(t, "workstation", nh.Workers[0].Node)
+	assert.Empty(t, nh.Workers[0].APIKey)
+
+	_, e = call(t, http.MethodGet, tq.url+"/v2/workers/health?node=gone", "", nil, nil)
+	assertEnvelope(t, e, api.CodeConnectionTimeout, "")
+	assert.Equal(t, "Check if rbee-hive is running on gone", e.Hint())
+
+	var res map[string]string
+	status, e := call(t, http.MethodPost, tq.url+"/v2/workers/shutdown", "", api.WorkerShutdownRequest{WorkerID: "w-remote"}, &res)
+	require.Nil(t, e)
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, map[string]string{"worker_id": "w-remote", "node": "workstation"}, res)
+	assert.Equal(t, []string{"w-remote"}, remote.stopped)
+	assert.Empty(t, local.stopped)
+
+	_, e = call(t, http.MethodGet, tq.url+"/v2/workers/list", "", nil, &list)
+	require.Nil(t, e)
+	require.Len(t, list.Workers, 1)
+	assert.Equal(t, "w-local", list.Workers[0].ID)
+}
+
+// TestWorkersListWithoutHives: nothing running anywhere is an empty list,
+// not an error.
+func TestWorkersListWithoutHives(t *testing.T) {
+	tq := newTestQueen(t, Config{LocalHivePort: newAcceptRecorder(t).port()})
+	var list api.WorkerList
+	status, e := call(t, http.MethodGet, tq.url+"/v2/workers/list", "", nil, &list)
+	require.Nil(t, e)
+	assert.Equal(t, http.StatusOK, status)
+	assert.NotNil(t, list.Workers)
+	assert.Empty(t, list.Workers)
+
+	_, e = call(t, http.MethodGet, tq.url+"/v2/workers/health?node=local", "", nil, nil)
+	assertEnvelope(t, e, api.CodeConnectionTimeout, "")
+	assert.Contains(t, e.Hint(), "the first inference on node local starts it")
+}
