@@ -32,6 +32,8 @@ type fakeWorker struct {
 	busyFor    int            // answer ALL_SLOTS_BUSY this many times
 	tokens     []string       // the tokens of every generation
 	cutAfter   int            // > 0: drop the connection after this many tokens
+	failAfter  int            // with failWith: send it as an error event after this many tokens
+	failWith   *api.Error
 	tokenDelay time.Duration  // between tokens
 	loading    []api.Progress // loading events before ready
 	hangLoad   bool           // after them, never become ready
@@ -119,7 +121,7 @@ func (w *fakeWorker) infer(rw http.ResponseWriter, r *http.Request) {
 	}
 	cancelled := make(chan struct{})
 	w.cancels[rid] = cancelled
-	tokens, cut, delay := w.tokens, w.cutAfter, w.tokenDelay
+	tokens, cut, delay, failAfter, failWith := w.tokens, w.cutAfter, w.tokenDelay, w.failAfter, w.failWith
 	w.mu.Unlock()
 
 	out := sse.NewWriter(rw)
@@ -131,6 +133,10 @@ loop:
 	for i, tok := range tokens {
 		if cut > 0 && i == cut {
 			panic(http.ErrAbortHandler) // the worker "crashes": no done, no [DONE]
+		}
+		if failWith != nil && i == failAfter {
+			_ = out.Error(failWith)
+			return
 		}
 		if delay > 0 {
 			select {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -294,4 +295,104 @@ func TestWorkersListWithoutHives(t *testing.T) {
 	_, e = call(t, http.MethodGet, tq.url+"/v2/workers/health?node=local", "", nil, nil)
 	assertEnvelope(t, e, api.CodeConnectionTimeout, "")
 	assert.Contains(t, e.Hint(), "the first inference on node local starts it")
+}
+
+// TestS53ErrorEnvelopes: every error the queen returns, before a stream
+// (with its HTTP status) or inside one (as an error event followed by
+// [DONE]), is the envelope with a defined code, a readable message, the
+// request id and details a program or a person can act on.
+func TestS53ErrorEnvelopes(t *testing.T) {
+	const token = "queen-token-0123456789"
+	type result struct {
+		status int
+		err    *api.Error
+		rid    string
+		stream bool
+	}
+	run := func(t *testing.T, tq *testQueen, tok string, body any) result {
+		res := postTask(t, t.Context(), tq.url, tok, body, nil)
+		rid := res.header.Get(httpx.RequestIDHeader)
+		if res.envelope != nil {
+			return result{res.status, res.envelope, rid, false}
+		}
+		require.NoError(t, res.streamErr, "an error event is followed by [DONE]")
+		require.Equal(t, api.KindError, res.events[len(res.events)-1].Kind, "the error event is the last one")
+		return result{res.status, res.errorEvent(), rid, true}
+	}
+	hiveWith := func(t *testing.T, setup func(h *fakeHive, w *fakeWorker)) *testQueen {
+		h := newFakeHive(t, "")
+		w := newFakeWorker(t, "w-1")
+		setup(h, w)
+		return newTestQueen(t, Config{LocalHivePort: h.port(), LoadingTimeout: 200 * time.Millisecond})
+	}
+	cases := []struct {
+		name string
+		code api.Code
+		run  func(t *testing.T) result
+		keys []string // details that must be there
+	}{
+		{"invalid field", api.CodeInvalidRequest, func(t *testing.T) result {
+			return run(t, newTestQueen(t, Config{}), "", `{"model":"file:/m.gguf","prompt":"hi","top_p":7}`)
+		}, []string{"field"}},
+		{"too large", api.CodePayloadTooLarge, func(t *testing.T) result {
+			return run(t, newTestQueen(t, Config{}), "", `{"prompt":"`+strings.Repeat("a", api.MaxBodyBytes)+`"}`)
+		}, []string{"limit"}},
+		{"missing key", api.CodeMissingAPIKey, func(t *testing.T) result {
+			return run(t, newTestQueen(t, Config{Token: token}), "", taskBody("local"))
+		}, nil},
+		{"unknown node", api.CodeNodeNotFound, func(t *testing.T) result {
+			return run(t, newTestQueen(t, Config{}), "", taskBody("workstation"))
+		}, []string{"node", "hint"}},
+		{"shutting down", api.CodeShuttingDown, func(t *testing.T) result {
+			tq := newTestQueen(t, Config{})
+			require.NoError(t, tq.q.Close())
+			return run(t, tq, "", taskBody("local"))
+		}, []string{"hint"}},
+		{"hive unreachable", api.CodeConnectionTimeout, func(t *testing.T) result {
+			tq := newTestQueen(t, Config{})
+			require.NoError(t, tq.q.store.Add(t.Context(), api.Node{Name: "ws", SSHHost: "127.0.0.1", HivePort: newAcceptRecorder(t).port()}))
+			return run(t, tq, "", taskBody("ws"))
+		}, []string{"node", "url", "attempts", "hint"}},
+		{"version mismatch", api.CodeVersionMismatch, func(t *testing.T) result {
+			return run(t, hiveWith(t, func(h *fakeHive, w *fakeWorker) { h.version = "1.0.0" }), "", taskBody("local"))
+		}, []string{"hive_version", "queen_version", "hint"}},
+		{"preflight relayed", api.CodeInsufficientRAM, func(t *testing.T) result {
+			return run(t, hiveWith(t, func(h *fakeHive, w *fakeWorker) {
+				h.spawnErr = api.Errorf(api.CodeInsufficientRAM, "need 1200 MB, have 800 MB").With("required_mb", 1200).With("available_mb", 800)
+			}), "", taskBody("local"))
+		}, []string{"required_mb", "available_mb"}},
+		{"loading timeout", api.CodeLoadingTimeout, func(t *testing.T) result {
+			return run(t, hiveWith(t, func(h *fakeHive, w *fakeWorker) { w.hangLoad = true; h.spawnNext = w }), "", taskBody("local"))
+		}, []string{"worker_id", "layers_loaded", "layers_total", "hint"}},
+		{"busy", api.CodeAllSlotsBusy, func(t *testing.T) result {
+			return run(t, hiveWith(t, func(h *fakeHive, w *fakeWorker) { w.busyFor = 100; h.addWorker(w.info(testModel, api.StateBusy)) }), "", taskBody("local"))
+		}, []string{"slots_total", "slots_busy", "hint"}},
+		{"stream cut", api.CodeWorkerCrashed, func(t *testing.T) result {
+			return run(t, hiveWith(t, func(h *fakeHive, w *fakeWorker) { w.cutAfter = 2; h.addWorker(w.info(testModel, api.StateIdle)) }), "", taskBody("local"))
+		}, []string{"tokens_generated", "max_tokens", "worker_id", "hint"}},
+		{"worker gone", api.CodeWorkerCrashed, func(t *testing.T) result {
+			return run(t, hiveWith(t, func(h *fakeHive, w *fakeWorker) { h.addWorker(w.info(testModel, api.StateIdle)); w.srv.Close() }), "", taskBody("local"))
+		}, []string{"worker_id", "hint"}},
+		{"worker error relayed", api.CodeInferenceFailed, func(t *testing.T) result {
+			return run(t, hiveWith(t, func(h *fakeHive, w *fakeWorker) {
+				w.failAfter, w.failWith = 1, api.Errorf(api.CodeInferenceFailed, "the model produced NaN").With("token_index", 1)
+				h.addWorker(w.info(testModel, api.StateIdle))
+			}), "", taskBody("local"))
+		}, []string{"token_index"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.run(t)
+			assertEnvelope(t, r.err, tc.code, r.rid)
+			if !r.stream {
+				assert.Equal(t, tc.code.HTTPStatus(), r.status)
+			}
+			for _, k := range tc.keys {
+				assert.Contains(t, r.err.Details, k)
+			}
+			if hint := r.err.Hint(); hint != "" {
+				assert.NotEqual(t, r.err.Message, hint)
+			}
+		})
+	}
 }

@@ -157,6 +157,7 @@ func TestScenarioLocalNode(t *testing.T) {
 	task := api.TaskRequest{Node: "local", Model: model, Prompt: "Once upon a time", MaxTokens: 12, Seed: ptrTo(uint64(7))}
 
 	var workerID string
+	var hive int
 	t.Run("S58 cold start", func(t *testing.T) {
 		res := postTask(t, t.Context(), q.url, "", task, nil)
 		require.Equal(t, http.StatusOK, res.status)
@@ -174,6 +175,7 @@ func TestScenarioLocalNode(t *testing.T) {
 		assert.Equal(t, taskID, d.RequestID)
 		workerID = d.WorkerID
 		require.NotEmpty(t, workerID)
+		hive = hivePid(t, res)
 		var sawReady bool
 		for _, ev := range res.events {
 			if ev.Kind == api.KindProgress && ev.Progress.Stage == api.StageReady {
@@ -258,6 +260,16 @@ func TestScenarioLocalNode(t *testing.T) {
 		if pid > 0 {
 			assert.Eventually(t, func() bool { return !alive(pid) }, 15*time.Second, 20*time.Millisecond)
 		}
+	})
+
+	t.Run("a hive that died is started again", func(t *testing.T) {
+		require.Positive(t, hive)
+		require.NoError(t, syscall.Kill(hive, syscall.SIGKILL))
+		require.Eventually(t, func() bool { return !alive(hive) }, 10*time.Second, 10*time.Millisecond)
+		res := postTask(t, t.Context(), q.url, "", task, nil)
+		require.Nil(t, res.errorEvent(), "%+v", res.errorEvent())
+		assert.NotEqual(t, hive, hivePid(t, res), "a new hive")
+		require.NotNil(t, res.done())
 	})
 }
 

@@ -245,6 +245,11 @@ func (r *taskRun) run(ctx context.Context) error {
 
 // finish ends the client's stream according to how the flow ended.
 func (r *taskRun) finish(ctx context.Context, err error) {
+	if err == nil {
+		// The worker's stream ended well (a late cancellation changes nothing).
+		_ = r.out.Close()
+		return
+	}
 	if ctx.Err() != nil {
 		switch context.Cause(ctx) {
 		case errTaskCancelled:
@@ -257,10 +262,6 @@ func (r *taskRun) finish(ctx context.Context, err error) {
 			_ = r.out.Error(&e)
 		}
 		return // the client went away: nobody to tell
-	}
-	if err == nil {
-		_ = r.out.Close()
-		return
 	}
 	e := *httpx.ToAPIError(err)
 	e.RequestID = r.t.id
