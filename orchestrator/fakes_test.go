@@ -29,10 +29,10 @@ type fakeWorker struct {
 	srv   *httptest.Server
 
 	mu         sync.Mutex
-	busyFor    int            // answer ALL_SLOTS_BUSY this many times
-	tokens     []string       // the tokens of every generation
-	cutAfter   int            // > 0: drop the connection after this many tokens
-	failAfter  int            // with failWith: send it as an error event after this many tokens
+	busyFor    int      // answer ALL_SLOTS_BUSY this many times
+	tokens     []string // the tokens of every generation
+	cutAfter   int      // > 0: drop the connection after this many tokens
+	failAfter  int      // with failWith: send it as an error event after this many tokens
 	failWith   *api.Error
 	tokenDelay time.Duration  // between tokens
 	loading    []api.Progress // loading events before ready
