@@ -3,7 +3,6 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -441,5 +440,3 @@ func assertEnvelope(t *testing.T, e *api.Error, code api.Code, requestID string)
 		assert.Equal(t, requestID, e.RequestID)
 	}
 }
-
-func fmtPort(p int) string { return fmt.Sprint(p) }
