@@ -49,6 +49,7 @@ type fakeBehaviour struct {
 	NoCallback   bool     `json:"no_callback"`   // never call back ready
 	NoHealth     bool     `json:"no_health"`     // never listen
 	LoadDelay    Duration `json:"load_delay"`    // stay loading this long
+	ListenDelay  Duration `json:"listen_delay"`  // bind the port only after this long
 	CrashAfter   Duration `json:"crash_after"`   // exit 1 this long after start
 	OtherID      string   `json:"other_id"`      // answer health as this worker id
 	CallbackBody string   `json:"callback_body"` // a raw callback body instead of the right one
@@ -119,6 +120,7 @@ func fakeWorkerMain(args []string) int {
 	if b.NoHealth {
 		return <-exit
 	}
+	time.Sleep(time.Duration(b.ListenDelay))
 	l, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*port)))
 	if err != nil {
 		fmt.Printf("port %d is in use\n", *port)

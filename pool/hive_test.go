@@ -382,3 +382,15 @@ func TestNewChecksConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestMonitorLeavesStartingWorkersToSpawn(t *testing.T) {
+	th := startHive(t, func(c *Config) { c.HealthInterval = 10 * time.Millisecond })
+	// Silent for far longer than 3 health intervals, then healthy.
+	model := tinyModel(t, "Q8_0", &fakeBehaviour{ListenDelay: Duration(time.Second)})
+	resp, err := th.spawn(t, model)
+	require.NoError(t, err, "the monitor did not kill a worker that was still starting")
+	w, ok := th.Worker(resp.WorkerID)
+	require.True(t, ok)
+	require.NoError(t, w.WaitUntilReady(t.Context()))
+	assert.NotContains(t, th.logs.String(), "failed its health check")
+}

@@ -60,7 +60,8 @@ func (h *Hive) forEachWorker(f func(w *Worker)) {
 // checkHealth pings every worker once.
 func (h *Hive) checkHealth(ctx context.Context) {
 	h.forEachWorker(func(w *Worker) {
-		if w.stopping.Load() {
+		// A worker still starting is the spawn's to judge (it waits for the first answer).
+		if w.stopping.Load() || !w.answered.Load() {
 			return
 		}
 		pctx, cancel := context.WithTimeout(ctx, h.pingTimeout())
@@ -87,7 +88,7 @@ func (h *Hive) checkHealth(ctx context.Context) {
 // fresh health answer, so a worker that just became busy is kept.
 func (h *Hive) checkIdle(ctx context.Context) {
 	h.forEachWorker(func(w *Worker) {
-		if w.stopping.Load() {
+		if w.stopping.Load() || !w.answered.Load() {
 			return
 		}
 		switch w.State() {
