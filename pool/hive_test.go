@@ -394,3 +394,29 @@ func TestMonitorLeavesStartingWorkersToSpawn(t *testing.T) {
 	require.NoError(t, w.WaitUntilReady(t.Context()))
 	assert.NotContains(t, th.logs.String(), "failed its health check")
 }
+
+func TestConcurrentSpawnsGetTheirOwnPorts(t *testing.T) {
+	th := startHive(t, nil)
+	model := tinyModel(t, "Q8_0", &fakeBehaviour{})
+	const n = 4
+	urls := make(chan string, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			var resp api.SpawnResponse
+			err := th.client.Do(context.Background(), "POST", "/v1/workers/spawn", api.SpawnRequest{ModelRef: "file:" + model}, &resp)
+			errs <- err
+			urls <- resp.URL
+		}()
+	}
+	seen := map[string]bool{}
+	for range n {
+		require.NoError(t, <-errs)
+		seen[<-urls] = true
+	}
+	assert.Len(t, seen, n, "every worker has its own port")
+	assert.Len(t, th.list(t), n)
+	ms, err := th.Catalog().List(t.Context())
+	require.NoError(t, err)
+	assert.Len(t, ms, 1, "one catalog row")
+}
