@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -167,6 +168,12 @@ func (m *hiveManager) ensure(ctx context.Context, node string, say narrateFunc) 
 	}
 	h := m.client(t)
 	say.say("hive_check", "Checking rbee-hive on %s at %s", node, t.url)
+	if t.local && m.nothingListening(ctx, h) {
+		// Nothing listens on the local hive's port: there is no hive to wait
+		// for, so start ours at once instead of retrying (EC1 is for hives that
+		// exist but are slow or restarting).
+		return m.startLocal(ctx, say)
+	}
 	health, err := m.reach(ctx, h, say)
 	if err == nil {
 		if verr := checkVersion(node, health.Version); verr != nil {
@@ -187,6 +194,15 @@ func (m *hiveManager) ensure(ctx context.Context, node string, say narrateFunc) 
 		return nil, e
 	}
 	return m.startLocal(ctx, say)
+}
+
+// nothingListening reports whether a health check is refused outright:
+// nothing is bound to the hive's port.
+func (m *hiveManager) nothingListening(ctx context.Context, h *hiveClient) bool {
+	actx, cancel := context.WithTimeout(ctx, hiveAttemptTimeout)
+	defer cancel()
+	_, err := h.health(actx)
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // record saves the outcome of reaching a registry node (local has no row).
