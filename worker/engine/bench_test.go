@@ -42,8 +42,10 @@ func benchPrompt(m *Model) []int {
 	return prompt
 }
 
-func benchmarkPrompt(b *testing.B, file string) {
-	m := benchModel(b, file, 2)
+func benchmarkPrompt(b *testing.B, file string) { benchmarkPromptThreads(b, file, 2) }
+
+func benchmarkPromptThreads(b *testing.B, file string, threads int) {
+	m := benchModel(b, file, threads)
 	prompt := benchPrompt(m)
 	s := m.NewSession()
 	ctx := context.Background()
@@ -60,8 +62,10 @@ func benchmarkPrompt(b *testing.B, file string) {
 	b.ReportMetric(float64(b.N*len(prompt))/b.Elapsed().Seconds(), "tok/s")
 }
 
-func benchmarkDecode(b *testing.B, file string) {
-	m := benchModel(b, file, 2)
+func benchmarkDecode(b *testing.B, file string) { benchmarkDecodeThreads(b, file, 2) }
+
+func benchmarkDecodeThreads(b *testing.B, file string, threads int) {
+	m := benchModel(b, file, threads)
 	prompt := benchPrompt(m)
 	s := m.NewSession()
 	ctx := context.Background()
@@ -86,3 +90,16 @@ func BenchmarkPromptQ8_0(b *testing.B)   { benchmarkPrompt(b, "tinyllama-synthet
 func BenchmarkPromptQ4_K_M(b *testing.B) { benchmarkPrompt(b, "tinyllama-synthetic-Q4_K_M.gguf") }
 func BenchmarkDecodeQ8_0(b *testing.B)   { benchmarkDecode(b, "tinyllama-synthetic-Q8_0.gguf") }
 func BenchmarkDecodeQ4_K_M(b *testing.B) { benchmarkDecode(b, "tinyllama-synthetic-Q4_K_M.gguf") }
+
+func BenchmarkPrompt1Q8_0(b *testing.B) {
+	benchmarkPromptThreads(b, "tinyllama-synthetic-Q8_0.gguf", 1)
+}
+func BenchmarkPrompt1Q4_K_M(b *testing.B) {
+	benchmarkPromptThreads(b, "tinyllama-synthetic-Q4_K_M.gguf", 1)
+}
+func BenchmarkDecode1Q8_0(b *testing.B) {
+	benchmarkDecodeThreads(b, "tinyllama-synthetic-Q8_0.gguf", 1)
+}
+func BenchmarkDecode1Q4_K_M(b *testing.B) {
+	benchmarkDecodeThreads(b, "tinyllama-synthetic-Q4_K_M.gguf", 1)
+}

@@ -3,48 +3,140 @@ package engine
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // pool is a fixed set of goroutines that split the work of one forward pass.
 // Starting goroutines per matrix multiply would cost more than the multiply for
-// a single token, so the workers live as long as the model and wait on their
-// own channel between jobs. The goroutine that calls run takes part as worker 0.
+// a single token, so the workers live as long as the model. The goroutine that
+// calls run takes part as worker 0.
+//
+// A decode step runs a few hundred short jobs back to back, and waking a
+// parked goroutine costs tens of microseconds, so between jobs a worker first
+// spins for a while watching for the next one, and only then parks on its
+// channel. The caller of run likewise spins briefly before it blocks waiting
+// for the helpers to finish.
 //
 // A pool runs one job at a time; the model serializes forward passes.
 type pool struct {
-	n     int
-	wake  []chan *job
-	wg    sync.WaitGroup // the worker goroutines, for close
-	close sync.Once
+	n       int
+	cur     atomic.Pointer[job] // the latest job; a new pointer means new work
+	workers []poolWorker
+	wg      sync.WaitGroup // the worker goroutines, for close
+	closed  atomic.Bool
+	close   sync.Once
+}
+
+// poolWorker is a helper's parking place: parked is set while it sleeps (or
+// is about to) on wake, which holds at most one pending wake-up.
+type poolWorker struct {
+	parked atomic.Bool
+	wake   chan struct{}
+}
+
+// Spin budgets: long enough to bridge the gaps between the jobs of a forward
+// pass (and a helper's lateness when the machine is busy), short enough that
+// idle workers soon stop using the CPU.
+const (
+	workerSpin = 30 * time.Microsecond
+	waitSpin   = 15 * time.Microsecond
+)
+
+// spin calls done until it reports true or the budget has passed, and
+// returns done's last answer.
+func spin(budget time.Duration, done func() bool) bool {
+	var start time.Time
+	for i := 0; ; i++ {
+		if done() {
+			return true
+		}
+		if i&63 == 63 {
+			if start.IsZero() {
+				start = time.Now()
+			} else if time.Since(start) > budget {
+				return false
+			}
+		}
+	}
 }
 
 // job is one parallel loop: tasks 0…n-1 handed out through an atomic counter
 // so that a worker slowed by the rest of the machine takes fewer of them.
 type job struct {
-	n    int64
-	next atomic.Int64
-	fn   func(worker, task int)
-	done sync.WaitGroup
+	n       int64
+	next    atomic.Int64
+	fn      func(worker, task int)
+	helpers int32        // workers 1…helpers take part
+	pending atomic.Int32 // helpers that have not finished
+	done    sync.WaitGroup
 }
 
 func newPool(threads int) *pool {
 	if threads < 1 {
 		threads = 1
 	}
-	p := &pool{n: threads, wake: make([]chan *job, threads)}
+	p := &pool{n: threads, workers: make([]poolWorker, threads)}
 	for w := 1; w < threads; w++ {
-		ch := make(chan *job)
-		p.wake[w] = ch
+		p.workers[w].wake = make(chan struct{}, 1)
 		p.wg.Add(1)
-		go func(w int) {
-			defer p.wg.Done()
-			for j := range ch {
-				j.work(w)
-				j.done.Done()
-			}
-		}(w)
+		go p.loop(w)
 	}
 	return p
+}
+
+// loop is helper w's life: wait for a job newer than the last one it saw,
+// join it if it wants this worker, repeat until the pool stops.
+func (p *pool) loop(w int) {
+	defer p.wg.Done()
+	var seen *job
+	for {
+		j := p.await(w, seen)
+		if j == nil {
+			return
+		}
+		seen = j
+		if int32(w) <= j.helpers {
+			j.work(w)
+			j.pending.Add(-1)
+			j.done.Done()
+		}
+	}
+}
+
+// await returns the first job other than seen, or nil once the pool stops.
+func (p *pool) await(w int, seen *job) *job {
+	var j *job
+	if spin(workerSpin, func() bool {
+		j = p.cur.Load()
+		return j != seen || p.closed.Load()
+	}) {
+		if j == seen {
+			return nil // closed
+		}
+		return j
+	}
+	pw := &p.workers[w]
+	for {
+		pw.parked.Store(true)
+		// Re-check after announcing the park: run publishes the job before it
+		// looks at parked, so one of the two sides sees the other.
+		if j := p.cur.Load(); j != seen || p.closed.Load() {
+			if !pw.parked.CompareAndSwap(true, false) {
+				<-pw.wake // run took the flag and is sending the wake-up
+			}
+			if p.closed.Load() {
+				return nil
+			}
+			return j
+		}
+		<-pw.wake
+		if j := p.cur.Load(); j != seen {
+			return j
+		}
+		if p.closed.Load() {
+			return nil
+		}
+	}
 }
 
 func (j *job) work(worker int) {
@@ -64,22 +156,40 @@ func (p *pool) run(tasks int, fn func(worker, task int)) {
 	if tasks <= 0 {
 		return
 	}
-	j := &job{n: int64(tasks), fn: fn}
 	helpers := min(p.n, tasks) - 1
+	if helpers == 0 {
+		for t := 0; t < tasks; t++ {
+			fn(0, t)
+		}
+		return
+	}
+	j := &job{n: int64(tasks), fn: fn, helpers: int32(helpers)}
+	j.pending.Store(int32(helpers))
 	j.done.Add(helpers)
-	for w := 1; w <= helpers; w++ {
-		p.wake[w] <- j
+	p.cur.Store(j)
+	for w := 1; w < p.n; w++ {
+		p.unpark(w)
 	}
 	j.work(0)
+	spin(waitSpin, func() bool { return j.pending.Load() == 0 })
 	j.done.Wait()
+}
+
+// unpark wakes helper w if it is parked (or about to park).
+func (p *pool) unpark(w int) {
+	pw := &p.workers[w]
+	if pw.parked.Load() && pw.parked.CompareAndSwap(true, false) {
+		pw.wake <- struct{}{}
+	}
 }
 
 // stop ends the worker goroutines and waits for them. It must not be called
 // while run is in progress.
 func (p *pool) stop() {
 	p.close.Do(func() {
-		for _, ch := range p.wake[1:] {
-			close(ch)
+		p.closed.Store(true)
+		for w := 1; w < p.n; w++ {
+			p.unpark(w)
 		}
 		p.wg.Wait()
 	})
