@@ -77,6 +77,15 @@ func checkArgv(argv []string) error {
 	return nil
 }
 
+// quotePath quotes a path for use as a command's operand; a path that
+// starts with '-' gets a "./" so that no command reads it as an option.
+func quotePath(p string) string {
+	if strings.HasPrefix(p, "-") {
+		p = "./" + p
+	}
+	return Quote(p)
+}
+
 // checkWord refuses a single word (a path, an environment value) that
 // cannot travel through a shell.
 func checkWord(what, s string) error {

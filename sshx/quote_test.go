@@ -158,3 +158,10 @@ func FuzzQuote(f *testing.F) {
 		}
 	})
 }
+
+func TestQuotePath(t *testing.T) {
+	assert.Equal(t, "./-rf", quotePath("-rf"))
+	assert.Equal(t, "'./- x'", quotePath("- x"))
+	assert.Equal(t, "'/a b'", quotePath("/a b"))
+	assert.Equal(t, "rel/x", quotePath("rel/x"))
+}

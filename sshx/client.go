@@ -1,0 +1,202 @@
+package sshx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"rbee/api"
+)
+
+// Client is one authenticated SSH connection to a node. Its methods may be
+// called from several goroutines at once; each opens its own session.
+type Client struct {
+	conn *ssh.Client
+	t    target
+	cfg  Config
+
+	mu       sync.Mutex
+	forwards map[*forward]struct{}
+	closed   bool
+}
+
+// Dial connects to cfg.Host and authenticates, checking the host key
+// against known_hosts. Connection failures are retried after each of
+// cfg.RetryDelays (3 attempts, 10 s each by default); authentication and
+// host key failures are not. Errors are *[Error] values carrying an
+// *api.Error with code SSH_CONNECTION_FAILED, SSH_AUTH_FAILED or
+// HOST_KEY_MISMATCH.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, api.Errorf(api.CodeInvalidRequest, "%v", err)
+	}
+	t := target{user: cfg.User, host: cfg.Host, port: cfg.Port}
+	k, err := loadKeys(cfg, t)
+	if err != nil {
+		return nil, err
+	}
+	defer k.close()
+
+	hk := hostKeys{cfg: cfg, t: t}
+	log := cfg.Logger.With("host", cfg.Host, "port", cfg.Port)
+	var last *Error
+	for i, delay := range cfg.RetryDelays {
+		if delay > 0 {
+			timer := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil, t.canceled(ctx, i, last)
+			case <-timer.C:
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, t.canceled(ctx, i, last)
+		}
+		conn, err := dialOnce(ctx, cfg, t, hk, k)
+		if err == nil {
+			log.Debug("connected", "attempt", i+1)
+			return &Client{conn: conn, t: t, cfg: cfg}, nil
+		}
+		err.Attempts = i + 1
+		last = err
+		if !errors.Is(err, api.ErrSSHConnectionFailed) || errors.Is(err, ErrUnknownHostKey) || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Debug("connection attempt failed", "attempt", i+1, "error", err.Cause)
+	}
+	if n := len(cfg.RetryDelays); n > 1 {
+		last.API.Message = fmt.Sprintf("SSH connection to %s failed after %d attempts: %v", t, n, last.Cause)
+	}
+	last.API = last.API.With("attempts", len(cfg.RetryDelays))
+	return nil, last
+}
+
+// canceled reports a Dial whose context ended before it succeeded.
+func (t target) canceled(ctx context.Context, attempts int, last *Error) *Error {
+	cause := context.Cause(ctx)
+	if last != nil {
+		cause = fmt.Errorf("%w (last attempt: %w)", cause, last.Cause)
+	}
+	e := t.newError(api.CodeSSHConnectionFailed, cause, "", "SSH connection to %s canceled", t)
+	e.Attempts = attempts
+	return e
+}
+
+// dialOnce makes one attempt: TCP connect, handshake, authentication,
+// all within cfg.Timeout.
+func dialOnce(ctx context.Context, cfg Config, t target, hk hostKeys, k *keys) (*ssh.Client, *Error) {
+	actx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	nc, err := cfg.DialContext(actx, "tcp", addr)
+	if err != nil {
+		return nil, t.connError(ctx, cfg, err)
+	}
+	// The handshake has no context of its own: closing the connection when
+	// the attempt's time is up (or the caller gives up) ends it.
+	stop := context.AfterFunc(actx, func() { nc.Close() })
+
+	var hostKeyErr *Error
+	sc, chans, reqs, err := ssh.NewClientConn(nc, addr, &ssh.ClientConfig{
+		User:              cfg.User,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(k.signers...)},
+		HostKeyCallback:   hk.callback(&hostKeyErr),
+		HostKeyAlgorithms: hk.algorithms(),
+		ClientVersion:     "SSH-2.0-rbee",
+	})
+	if !stop() {
+		// The attempt timed out or was canceled, even if the handshake
+		// finished just now: its connection is closed.
+		if err == nil {
+			sc.Close()
+		}
+		nc.Close()
+		if ctx.Err() != nil {
+			return nil, t.connError(ctx, cfg, context.Cause(ctx))
+		}
+		return nil, t.connError(ctx, cfg, fmt.Errorf("no SSH handshake within %s: %w", cfg.Timeout, os.ErrDeadlineExceeded))
+	}
+	switch {
+	case hostKeyErr != nil:
+		return nil, hostKeyErr
+	case err != nil && isAuthFailure(err):
+		return nil, t.newError(api.CodeSSHAuthFailed, fmt.Errorf("%w: %w", ErrAuthRejected, err),
+			authHint(cfg), "SSH authentication as %s to %s failed", cfg.User, t)
+	case err != nil:
+		return nil, t.connError(ctx, cfg, err)
+	}
+	return ssh.NewClient(sc, chans, reqs), nil
+}
+
+// isAuthFailure reports a handshake that failed because no key was
+// accepted, as opposed to a broken connection.
+func isAuthFailure(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "unable to authenticate") ||
+		strings.Contains(s, "Too many authentication failures")
+}
+
+func authHint(cfg Config) string {
+	if cfg.KeyPath != "" {
+		return fmt.Sprintf("add the public key of %s to ~%s/.ssh/authorized_keys on the node, and check ssh_user", cfg.KeyPath, cfg.User)
+	}
+	return fmt.Sprintf("add your public key to ~%s/.ssh/authorized_keys on the node, or give the node an ssh_key_path", cfg.User)
+}
+
+// connError reports a failed TCP connect or handshake (retried by Dial).
+func (t target) connError(ctx context.Context, cfg Config, err error) *Error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+		err = fmt.Errorf("%w (%w)", err, os.ErrDeadlineExceeded)
+	}
+	return t.newError(api.CodeSSHConnectionFailed, err,
+		fmt.Sprintf("check that %s is up, that sshd listens on port %d and that no firewall is in the way", t.host, t.port),
+		"SSH connection to %s failed", t)
+}
+
+// Close closes the connection and every tunnel opened by Forward.
+// Processes started with StartDetached keep running.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	fs := make([]*forward, 0, len(c.forwards))
+	for f := range c.forwards {
+		fs = append(fs, f)
+	}
+	c.mu.Unlock()
+	for _, f := range fs {
+		f.close()
+	}
+	err := c.conn.Close()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// String names the connection: user@host:port.
+func (c *Client) String() string { return c.t.String() }
+
+// session opens a session; a failure means the connection is gone.
+func (c *Client) session() (*ssh.Session, error) {
+	s, err := c.conn.NewSession()
+	if err != nil {
+		return nil, c.t.newError(api.CodeSSHConnectionFailed, err, "the SSH connection was lost: dial again",
+			"cannot open an SSH session on %s", c.t)
+	}
+	return s, nil
+}
