@@ -1,16 +1,18 @@
 package ggml
 
-// Gemm on amd64 (gemm_amd64.s): K-quants with AVX2 or AVX-512 VNNI, Q8_0 and
-// Q4_0 with VNNI only (other cases run one Gemv per column). Weight rows are taken 8 at
-// a time and a run of their blocks is repacked into a buffer on the stack so
-// that lane i of every 32-byte vector belongs to row i; the kernel then runs
-// every activation vector over the buffer while it sits in L1.
+// Gemm on amd64 (gemm_amd64.s) for Q8_0, Q4_0, Q4_K, Q5_K and Q6_K, with
+// AVX2 or AVX-512 VNNI kernels (other types run one Gemv per column). Weight
+// rows are taken 8 at a time and a run of their blocks is repacked into a
+// buffer on the stack so that lane i of every 32-byte vector belongs to row i;
+// the kernel then runs every activation vector over the buffer while it sits
+// in L1.
 //
 // Block-32 layout (Q8_0, Q4_0), one 320-byte record per block of 8 rows:
 //
 //	offset 0    8 vectors: vector k holds quants 4k…4k+3 of rows 0…7 (signed)
-//	offset 256  8 int32: 128 · Σ quants of each row (undoes the kernel's
-//	            unsigned view of the activations)
+//	offset 256  8 int32: 128 · Σ quants of each row (undoes the VNNI
+//	            kernel's unsigned view of the activations; the AVX2 kernel
+//	            multiplies |w| by x·sign(w) instead and ignores it)
 //	offset 288  8 float32: the rows' block scales
 //
 // K-quant layout (Q4_K, Q5_K, Q6_K), one 2880-byte record per super-block of
@@ -58,6 +60,9 @@ func gemmK32x8AVX2(p *byte, nb int, x *byte, xStride int, cols int, out *float32
 func gemmK16x8AVX2(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
 
 //go:noescape
+func gemmQ8x8AVX2(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
+
+//go:noescape
 func gemmQ8x8VNNI(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
 
 const (
@@ -77,9 +82,6 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 	var chunk int // blocks repacked at a time
 	switch t {
 	case Q8_0, Q4_0:
-		if !useVNNI {
-			return false
-		}
 		chunk = gemmBlocks
 	case Q4_K, Q5_K, Q6_K:
 		chunk = gemmSuper
@@ -107,12 +109,17 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 				acc = 1
 			}
 			switch t {
-			case Q8_0:
-				repackQ8_0x8(wp, stride, kb, p)
-				gemmQ8x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
-			case Q4_0:
-				repackQ4_0x8(wp, stride, kb, p)
-				gemmQ8x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+			case Q8_0, Q4_0:
+				if t == Q8_0 {
+					repackQ8_0x8(wp, stride, kb, p)
+				} else {
+					repackQ4_0x8(wp, stride, kb, p)
+				}
+				if useVNNI {
+					gemmQ8x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+				} else {
+					gemmQ8x8AVX2(p, kb, xp, xStride, cols, op, outStride, acc)
+				}
 			case Q4_K, Q5_K:
 				if t == Q4_K {
 					repackQ4Kx8(wp, stride, kb, p)

@@ -195,15 +195,21 @@ func BenchmarkGemm(b *testing.B) {
 }
 
 // TestGemmKernelCoverage makes sure the kernels the tests above compare are
-// the ones Gemm picks on this machine.
+// the ones Gemm picks on this machine, with and without VNNI.
 func TestGemmKernelCoverage(t *testing.T) {
-	if !useVNNI {
-		t.Skip("no VNNI kernels on this machine")
+	if !useAVX2 {
+		t.Skip("no SIMD kernels on this machine")
 	}
-	for _, typ := range []Type{Q8_0, Q4_0, Q4_K, Q5_K, Q6_K} {
-		c := newGemmCase(t, typ, typ.BlockSize()*8, 8, 2, 0, true)
-		out := make([]float32, 16)
-		assert.True(t, gemmSIMD(typ, c.n, c.w, c.stride, 8, c.x, c.xStride, 2, out, 8), typ.String())
+	check := func(mode string) {
+		for _, typ := range []Type{Q8_0, Q4_0, Q4_K, Q5_K, Q6_K} {
+			c := newGemmCase(t, typ, typ.BlockSize()*8, 8, 2, 0, true)
+			out := make([]float32, 16)
+			assert.True(t, gemmSIMD(typ, c.n, c.w, c.stride, 8, c.x, c.xStride, 2, out, 8), "%s %s", mode, typ)
+		}
+		assert.False(t, gemmSIMD(F16, 64, make([]byte, 8*128), 128, 8, make([]byte, 256), 128, 2, make([]float32, 16), 8), mode)
 	}
-	assert.False(t, gemmSIMD(F16, 64, make([]byte, 8*128), 128, 8, make([]byte, 256), 128, 2, make([]float32, 16), 8))
+	if useVNNI {
+		check("vnni")
+	}
+	withoutVNNI(func() { check("avx2") })
 }
