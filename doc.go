@@ -52,7 +52,7 @@
 //
 // Every failure a queen, hive or worker reports is an *[Error] with a
 // [Code], a message for people and details for programs (details "hint"
-// holds advice, [Error.Hint] returns it). Test for a code with errors.Is and
+// holds advice; its Hint method returns it). Test for a code with errors.Is and
 // the sentinels ([ErrNodeNotFound], [ErrAllSlotsBusy], …); read the fields
 // with errors.As. A stream that breaks off mid-way is [ErrStreamClosed].
 package rbee
