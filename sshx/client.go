@@ -23,6 +23,8 @@ type Client struct {
 	t    target
 	cfg  Config
 
+	done chan struct{} // closed when the connection has ended
+
 	mu       sync.Mutex
 	forwards map[*forward]struct{}
 	closed   bool
@@ -65,7 +67,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		conn, err := dialOnce(ctx, cfg, t, hk, k)
 		if err == nil {
 			log.Debug("connected", "attempt", i+1)
-			return &Client{conn: conn, t: t, cfg: cfg}, nil
+			c := &Client{conn: conn, t: t, cfg: cfg, done: make(chan struct{})}
+			go func() {
+				_ = conn.Wait()
+				close(c.done)
+			}()
+			return c, nil
 		}
 		err.Attempts = i + 1
 		last = err
@@ -188,6 +195,37 @@ func (c *Client) Close() error {
 	return err
 }
 
+// Done is closed when the connection has ended, by Close or because the
+// node or the network dropped it.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Ping checks that the node still answers on this connection (an OpenSSH
+// keepalive request); a dead connection is an *[Error]
+// (SSH_CONNECTION_FAILED). A node that vanished without closing the TCP
+// connection is only noticed when ctx ends, so give ctx a deadline.
+func (c *Client) Ping(ctx context.Context) error {
+	answered := make(chan error, 1)
+	go func() {
+		_, _, err := c.conn.SendRequest("keepalive@openssh.com", true, nil)
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		if err != nil {
+			return c.lost(err)
+		}
+		return nil
+	case <-ctx.Done():
+		return c.lost(context.Cause(ctx))
+	}
+}
+
+// lost reports a connection that no longer works.
+func (c *Client) lost(cause error) *Error {
+	return c.t.newError(api.CodeSSHConnectionFailed, cause, "the SSH connection was lost: dial again",
+		"SSH connection to %s lost", c.t)
+}
+
 // String names the connection: user@host:port.
 func (c *Client) String() string { return c.t.String() }
 
@@ -195,8 +233,7 @@ func (c *Client) String() string { return c.t.String() }
 func (c *Client) session() (*ssh.Session, error) {
 	s, err := c.conn.NewSession()
 	if err != nil {
-		return nil, c.t.newError(api.CodeSSHConnectionFailed, err, "the SSH connection was lost: dial again",
-			"cannot open an SSH session on %s", c.t)
+		return nil, c.lost(err)
 	}
 	return s, nil
 }

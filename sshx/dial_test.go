@@ -3,6 +3,7 @@ package sshx
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -467,4 +468,55 @@ func TestDialCanceled(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.ErrorIs(t, err, api.ErrSSHConnectionFailed)
 	assert.Equal(t, 1, f.Conns(), "no retry after cancel")
+}
+
+// TestConnectionLost: a connection cut under a running command is
+// reported as SSH_CONNECTION_FAILED by the command, Ping and Done.
+func TestConnectionLost(t *testing.T) {
+	s := sshtest.Start(t)
+	cfg := serverConfig(s)
+	conns := make(chan net.Conn, 1)
+	cfg.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			conns <- c
+		}
+		return c, err
+	}
+	c, err := Dial(t.Context(), cfg)
+	require.NoError(t, err)
+	defer c.Close()
+	raw := <-conns
+	require.NoError(t, c.Ping(t.Context()))
+	select {
+	case <-c.Done():
+		t.Fatal("Done before the connection ended")
+	default:
+	}
+
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	stdin, hold := io.Pipe()
+	defer hold.Close()
+	go func() {
+		done <- c.Run(t.Context(), Cmd{
+			Argv:       []string{"sh", "-c", "echo started; read x"},
+			Stdin:      stdin,
+			StdoutLine: func(string) { close(started) },
+		})
+	}()
+	<-started
+	require.NoError(t, raw.Close())
+
+	err = <-done
+	assert.ErrorIs(t, err, api.ErrSSHConnectionFailed)
+	assert.Contains(t, err.Error(), "lost")
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed")
+	}
+	assert.ErrorIs(t, c.Ping(t.Context()), api.ErrSSHConnectionFailed)
+	assert.ErrorIs(t, c.Run(t.Context(), Cmd{Argv: []string{"true"}}), api.ErrSSHConnectionFailed)
 }

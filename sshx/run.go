@@ -180,10 +180,23 @@ func (c *Client) runScript(ctx context.Context, cmd Cmd, script string, stdin io
 			x.Status = -1
 		}
 		return x
+	case c.gone():
+		return c.lost(err)
 	case errors.As(err, &missing):
 		return &ExitError{Argv: cmd.Argv, Status: -1, Stderr: errTail.String()}
 	default:
 		return fmt.Errorf("sshx: %s on %s: %w", cmd.Argv[0], c.t, err)
+	}
+}
+
+// gone reports whether the connection has ended, waiting a moment for
+// the reader to notice a connection that broke while a command ran.
+func (c *Client) gone() bool {
+	select {
+	case <-c.done:
+		return true
+	case <-time.After(50 * time.Millisecond):
+		return false
 	}
 }
 
