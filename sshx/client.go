@@ -35,7 +35,8 @@ type Client struct {
 // cfg.RetryDelays (3 attempts, 10 s each by default); authentication and
 // host key failures are not. Errors are *[Error] values carrying an
 // *api.Error with code SSH_CONNECTION_FAILED, SSH_AUTH_FAILED or
-// HOST_KEY_MISMATCH.
+// HOST_KEY_MISMATCH; a Config without Host (or with a port out of range)
+// is an *api.Error INVALID_REQUEST.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {

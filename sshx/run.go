@@ -50,8 +50,8 @@ const maxLine = 64 << 10
 // callbacks, never to two of them at once. A non-zero exit is an
 // *[ExitError] carrying the status and the tail of stderr; a lost
 // connection is an *[Error] (SSH_CONNECTION_FAILED). When ctx ends, the
-// command is sent SIGTERM, the session is closed and ctx's error is
-// returned.
+// command's process group is sent SIGTERM, the session is closed and
+// ctx's error is returned.
 func (c *Client) Run(ctx context.Context, cmd Cmd) error {
 	script, stdin, err := cmd.script()
 	if err != nil {
