@@ -66,8 +66,11 @@ type ModelRef struct {
 // ParseModelRef checks and parses a model reference: hf:ORG/REPO,
 // hf:ORG/REPO:QUANT, hf:ORG/REPO/FILE.gguf or file:/abs/path.gguf; at most
 // 512 bytes of [A-Za-z0-9-_/:.] and no "..".
-func ParseModelRef(ref string) (ModelRef, *Error) {
-	const field = "model"
+func ParseModelRef(ref string) (ModelRef, *Error) { return parseModelRef(ref, "model") }
+
+// parseModelRef reports problems under the JSON field name the caller uses
+// ("model" in tasks, "model_ref" in the hive's and worker's bodies).
+func parseModelRef(ref, field string) (ModelRef, *Error) {
 	if ref == "" {
 		return ModelRef{}, InvalidField(field, "a model reference is required (hf:ORG/REPO or file:/path/model.gguf)")
 	}
@@ -277,7 +280,7 @@ func ValidateBackend(backend string, device int) *Error {
 
 // Validate checks a spawn request.
 func (s *SpawnRequest) Validate() *Error {
-	if _, err := ParseModelRef(s.ModelRef); err != nil {
+	if _, err := parseModelRef(s.ModelRef, "model_ref"); err != nil {
 		return err
 	}
 	return ValidateBackend(s.Backend, s.Device)

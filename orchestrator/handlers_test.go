@@ -358,9 +358,9 @@ func TestS53ErrorEnvelopes(t *testing.T) {
 		}, []string{"hive_version", "queen_version", "hint"}},
 		{"preflight relayed", api.CodeInsufficientRAM, func(t *testing.T) result {
 			return run(t, hiveWith(t, func(h *fakeHive, w *fakeWorker) {
-				h.spawnErr = api.Errorf(api.CodeInsufficientRAM, "need 1200 MB, have 800 MB").With("required_mb", 1200).With("available_mb", 800)
+				h.spawnErr = api.Errorf(api.CodeInsufficientRAM, "need 1200 MB, have 800 MB").With("required", 1200).With("available", 800)
 			}), "", taskBody("local"))
-		}, []string{"required_mb", "available_mb"}},
+		}, []string{"required", "available"}},
 		{"loading timeout", api.CodeLoadingTimeout, func(t *testing.T) result {
 			return run(t, hiveWith(t, func(h *fakeHive, w *fakeWorker) { w.hangLoad = true; h.spawnNext = w }), "", taskBody("local"))
 		}, []string{"worker_id", "layers_loaded", "layers_total", "hint"}},

@@ -326,12 +326,12 @@ func TestLoadingFailures(t *testing.T) {
 	t.Run("spawn refused", func(t *testing.T) {
 		hive := newFakeHive(t, "")
 		hive.spawnErr = api.Errorf(api.CodeInsufficientRAM, "not enough RAM: need 1200 MB, have 800 MB").
-			With("required_mb", 1200).With("available_mb", 800).WithHint("use a smaller quantization (e.g. Q4_K_M instead of Q8_0)")
+			With("required", 1200).With("available", 800).WithHint("use a smaller quantization (e.g. Q4_K_M instead of Q8_0)")
 		tq := newTestQueen(t, Config{LocalHivePort: hive.port()})
 		res := postTask(t, t.Context(), tq.url, "", taskBody("local"), nil)
 		e := res.errorEvent()
 		assertEnvelope(t, e, api.CodeInsufficientRAM, res.header.Get(httpx.RequestIDHeader))
-		assert.EqualValues(t, 1200, e.Details["required_mb"])
+		assert.EqualValues(t, 1200, e.Details["required"])
 		assert.Contains(t, e.Hint(), "Q4_K_M")
 	})
 }

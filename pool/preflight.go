@@ -169,7 +169,7 @@ func (h *Hive) preflight(size int64, quant, backend string, device int) *api.Err
 		}
 		if need > have {
 			return api.Errorf(api.CodeInsufficientRAM, "Insufficient RAM: need %d MB, have %d MB", need, have).
-				With("required_mb", need).With("available_mb", have).With("model_size_bytes", size).WithHint(hint)
+				With("required", need).With("available", have).With("model_size_bytes", size).WithHint(hint)
 		}
 		return nil
 	}
@@ -185,7 +185,7 @@ func (h *Hive) preflight(size int64, quant, backend string, device int) *api.Err
 	}
 	if need > dev.VRAMMB {
 		return api.Errorf(api.CodeVRAMExhausted, "Insufficient VRAM on %s: need %d MB, have %d MB", dev, need, dev.VRAMMB).
-			With("required_mb", need).With("available_mb", dev.VRAMMB).With("model_size_bytes", size).With("device", dev.String()).WithHint(hint)
+			With("required", need).With("available", dev.VRAMMB).With("model_size_bytes", size).With("device", dev.String()).WithHint(hint)
 	}
 	// The device is there and the model fits, but this build's workers run
 	// the pure-Go CPU engine only: say so rather than pretend.

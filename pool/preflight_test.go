@@ -100,7 +100,7 @@ func TestPreflight(t *testing.T) {
 			}
 			switch tc.code {
 			case api.CodeInsufficientRAM, api.CodeVRAMExhausted:
-				assert.Equal(t, requiredMB(tc.size), err.Details["required_mb"])
+				assert.Equal(t, requiredMB(tc.size), err.Details["required"])
 				assert.Contains(t, err.Hint(), "smaller quantization")
 				assert.Contains(t, err.Hint(), "Q4_K_M instead of Q8_0")
 			case api.CodeBackendUnavailable:
