@@ -33,10 +33,10 @@ package ggml
 // super-block, the integer sums exact as in ggml.
 
 //go:noescape
-func repackQ8_0x8(w *byte, stride int, nb int, dst *byte)
+func repackQ8_0x8(w *byte, stride int, nb int, dst *byte, recStride int)
 
 //go:noescape
-func repackQ4_0x8(w *byte, stride int, nb int, dst *byte)
+func repackQ4_0x8(w *byte, stride int, nb int, dst *byte, recStride int)
 
 //go:noescape
 func repackQ4Kx8(w *byte, stride int, nb int, dst *byte)
@@ -63,11 +63,14 @@ func gemmK16x8AVX2(p *byte, nb int, x *byte, xStride int, cols int, out *float32
 func gemmQ8x8AVX2(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
 
 //go:noescape
+func gemmQ8x16VNNI(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
+
+//go:noescape
 func gemmQ8x8VNNI(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
 
 const (
 	gemmRecQ8  = 320  // bytes per repacked block of 8 rows (block-32 types)
-	gemmBlocks = 16   // blocks repacked at a time (a 5 KiB buffer for block-32 types)
+	gemmBlocks = 16   // blocks repacked at a time (10 KiB for two 8-row groups of block-32 types)
 	gemmRecK   = 2880 // bytes per repacked super-block of 8 rows (K-quants)
 	gemmSuper  = 4    // super-blocks repacked at a time (11.25 KiB)
 )
@@ -101,6 +104,9 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 	_ = out[(cols-1)*outStride+groups*8-1]
 	var buf [gemmSuper * gemmRecK]byte
 	for g := 0; g < groups; g++ {
+		// With VNNI, block-32 types take two 8-row groups at a time, their
+		// records interleaved.
+		pair := useVNNI && (t == Q8_0 || t == Q4_0) && g+1 < groups
 		for b0 := 0; b0 < nb; b0 += chunk {
 			kb := min(chunk, nb-b0)
 			wp, xp, op, p := &w[g*8*stride+b0*ts], &x[b0*xs], &out[g*8], &buf[0]
@@ -110,14 +116,27 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 			}
 			switch t {
 			case Q8_0, Q4_0:
-				if t == Q8_0 {
-					repackQ8_0x8(wp, stride, kb, p)
-				} else {
-					repackQ4_0x8(wp, stride, kb, p)
+				rec := gemmRecQ8
+				if pair {
+					rec = 2 * gemmRecQ8
 				}
-				if useVNNI {
-					gemmQ8x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+				if t == Q8_0 {
+					repackQ8_0x8(wp, stride, kb, p, rec)
 				} else {
+					repackQ4_0x8(wp, stride, kb, p, rec)
+				}
+				switch {
+				case pair:
+					wp2 := &w[(g+1)*8*stride+b0*ts]
+					if t == Q8_0 {
+						repackQ8_0x8(wp2, stride, kb, &buf[gemmRecQ8], rec)
+					} else {
+						repackQ4_0x8(wp2, stride, kb, &buf[gemmRecQ8], rec)
+					}
+					gemmQ8x16VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+				case useVNNI:
+					gemmQ8x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+				default:
 					gemmQ8x8AVX2(p, kb, xp, xStride, cols, op, outStride, acc)
 				}
 			case Q4_K, Q5_K:
@@ -139,6 +158,9 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 					gemmK16x8AVX2(p, kb, xp, xStride, cols, op, outStride, acc)
 				}
 			}
+		}
+		if pair {
+			g++
 		}
 	}
 	if r0 := groups * 8; r0 < rows {
