@@ -367,3 +367,18 @@ func TestUnsupportedModels(t *testing.T) {
 		assert.ErrorIs(t, err, gguf.ErrNotGGUF)
 	})
 }
+
+// S21: Q4_K_M, Q5_K_M and Q8_0 files all load and generate (and so do the
+// other encodings the engine supports).
+func TestS21QuantizationsLoadAndGenerate(t *testing.T) {
+	for _, quant := range synth.Quants() {
+		t.Run(quant, func(t *testing.T) {
+			m := loadModel(t, synth.Tiny(quant), Options{Threads: 2})
+			assert.Equal(t, quant, m.Info().Quantization)
+			ids, res := collect(t, m.NewSession(), Request{Prompt: "once upon a time", MaxTokens: 16, IgnoreEOS: true, Sampling: DefaultSampling()})
+			assert.Len(t, ids, 16)
+			assert.Equal(t, StopMaxTokens, res.StopReason)
+			assert.NotEmpty(t, res.Text)
+		})
+	}
+}
