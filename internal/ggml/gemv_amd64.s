@@ -939,3 +939,101 @@ sym_loop:
 	JNZ sym_loop
 	VZEROUPPER
 	RET
+
+DATA absMask<>+0(SB)/4, $0x7fffffff
+GLOBL absMask<>(SB), RODATA|NOPTR, $4
+
+DATA f127<>+0(SB)/4, $0x42fe0000
+GLOBL f127<>(SB), RODATA|NOPTR, $4
+
+DATA packPerm<>+0(SB)/4, $0
+DATA packPerm<>+4(SB)/4, $4
+DATA packPerm<>+8(SB)/4, $1
+DATA packPerm<>+12(SB)/4, $5
+DATA packPerm<>+16(SB)/4, $2
+DATA packPerm<>+20(SB)/4, $6
+DATA packPerm<>+24(SB)/4, $3
+DATA packPerm<>+28(SB)/4, $7
+GLOBL packPerm<>(SB), RODATA|NOPTR, $32
+
+DATA fm128<>+0(SB)/4, $0xc3000000
+GLOBL fm128<>(SB), RODATA|NOPTR, $4
+
+// Q8CLAMP(Y): NaN lanes of Y become 0, the rest are clamped to [-128, 127].
+#define Q8CLAMP(Y) \
+	VCMPPS $3, Y, Y, Y8 \
+	VANDNPS Y, Y8, Y \
+	VBROADCASTSS f127<>(SB), Y9 \
+	VMINPS Y9, Y, Y \
+	VBROADCASTSS fm128<>(SB), Y9 \
+	VMAXPS Y9, Y, Y
+
+// func quantizeQ8_0AVX2(src *float32, dst *byte, nb int)
+// quantizeRowQ8_0 for nb blocks, as ggml's AVX2 quantize_row_q8_0: amax =
+// max|x|, d = F16(amax/127), q = x·(127/amax) rounded to nearest even (the
+// default MXCSR mode), saturated to int8 by the packs.
+TEXT ·quantizeQ8_0AVX2(SB), NOSPLIT, $0-24
+	MOVQ src+0(FP), SI
+	MOVQ dst+8(FP), DI
+	MOVQ nb+16(FP), CX
+	VBROADCASTSS absMask<>(SB), Y15
+	VBROADCASTSS f127<>(SB), X14
+	VMOVDQU packPerm<>(SB), Y13
+	VXORPS X12, X12, X12
+q8q_loop:
+	VMOVUPS 0(SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS 64(SI), Y2
+	VMOVUPS 96(SI), Y3
+	VANDPS Y15, Y0, Y4
+	VANDPS Y15, Y1, Y5
+	VANDPS Y15, Y2, Y6
+	VANDPS Y15, Y3, Y7
+	VMAXPS Y5, Y4, Y4
+	VMAXPS Y7, Y6, Y6
+	VMAXPS Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VMAXPS X5, X4, X4
+	VMOVHLPS X4, X4, X5
+	VMAXPS X5, X4, X4
+	VMOVSHDUP X4, X5
+	VMAXSS X5, X4, X4
+	// d = amax/127 as F16
+	VDIVSS X14, X4, X5
+	VCVTPS2PH $0, X5, X5
+	VMOVD X5, DX
+	MOVW DX, (DI)
+	// id = 127/amax, or 0 when amax is 0
+	VDIVSS X4, X14, X6
+	VCMPSS $4, X12, X4, X7
+	VANDPS X7, X6, X6
+	VBROADCASTSS X6, Y6
+	VMULPS Y6, Y0, Y0
+	VMULPS Y6, Y1, Y1
+	VMULPS Y6, Y2, Y2
+	VMULPS Y6, Y3, Y3
+	// A subnormal amax makes id infinite: products are then ±Inf or NaN
+	// (0·Inf), which the Go code rounds to ±127/-128 and 0.
+	VMOVD X6, DX
+	CMPL DX, $0x7f800000
+	JNE q8q_round
+	Q8CLAMP(Y0)
+	Q8CLAMP(Y1)
+	Q8CLAMP(Y2)
+	Q8CLAMP(Y3)
+q8q_round:
+	VCVTPS2DQ Y0, Y0
+	VCVTPS2DQ Y1, Y1
+	VCVTPS2DQ Y2, Y2
+	VCVTPS2DQ Y3, Y3
+	VPACKSSDW Y1, Y0, Y0
+	VPACKSSDW Y3, Y2, Y2
+	VPACKSSWB Y2, Y0, Y0
+	VPERMD Y0, Y13, Y0
+	VMOVDQU Y0, 2(DI)
+	ADDQ $128, SI
+	ADDQ $34, DI
+	DECQ CX
+	JNZ q8q_loop
+	VZEROUPPER
+	RET

@@ -21,8 +21,9 @@ func dequantQ8_0(src []byte, dst []float32) {
 	}
 }
 
-// quantizeRowQ8_0 follows ggml's AVX2 quantize_row_q8_0 (see QuantizeInto).
-func quantizeRowQ8_0(dst []byte, src []float32) {
+// quantizeRowQ8_0Go follows ggml's AVX2 quantize_row_q8_0 (see QuantizeInto);
+// quantizeRowQ8_0 runs it or its assembly twin.
+func quantizeRowQ8_0Go(dst []byte, src []float32) {
 	for i := 0; i < len(src)/QK; i++ {
 		x := (*[QK]float32)(src[i*QK:])
 		b := (*[q8_0Size]byte)(dst[i*q8_0Size:])

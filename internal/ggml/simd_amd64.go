@@ -154,6 +154,22 @@ func floatAt(t Type, b []byte, i int) float32 {
 }
 
 //go:noescape
+func quantizeQ8_0AVX2(src *float32, dst *byte, nb int)
+
+// quantizeRowQ8_0 encodes len(src)/32 blocks of Q8_0 (see QuantizeInto), with
+// the assembly kernel when the CPU has AVX2; both give the same bytes for
+// finite inputs.
+func quantizeRowQ8_0(dst []byte, src []float32) {
+	nb := len(src) / QK
+	if !useAVX2 || nb == 0 {
+		quantizeRowQ8_0Go(dst, src)
+		return
+	}
+	_ = dst[nb*q8_0Size-1]
+	quantizeQ8_0AVX2(&src[0], &dst[0], nb)
+}
+
+//go:noescape
 func affineSumsAVX2(d *fitData, iscales *float32, nc int, nmax int32, out *float32)
 
 //go:noescape

@@ -17,3 +17,5 @@ func symSums(d *fitData, iscales []float32, lo, hi int32, out []float32) {
 func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int) bool {
 	return false
 }
+
+func quantizeRowQ8_0(dst []byte, src []float32) { quantizeRowQ8_0Go(dst, src) }

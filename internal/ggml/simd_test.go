@@ -149,3 +149,34 @@ func TestQuantizeSameWithoutSIMD(t *testing.T) {
 		assert.Equal(t, generic, simd, typ.String())
 	}
 }
+
+// TestQuantizeQ8_0SIMDBitIdentical compares the assembly Q8_0 quantizer with
+// the Go one on blocks of every scale, zeros, ties and subnormals.
+func TestQuantizeQ8_0SIMDBitIdentical(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no SIMD kernels on this machine")
+	}
+	var x []float32
+	for _, scale := range []float32{1e-30, 1e-6, 0.02, 1, 3, 1000, 6e4, 1e30} {
+		x = append(x, randFloats(uint64(scale*7)+1, 32*8, scale)...)
+	}
+	x = append(x, make([]float32, 32)...) // an all-zero block
+	ties := make([]float32, 32)
+	ties[0] = 127
+	for i := 1; i < 32; i++ {
+		ties[i] = float32(i) - 16.5 // every .5 rounds to even
+	}
+	x = append(x, ties...)
+	sub := make([]float32, 32)
+	for i := range sub {
+		sub[i] = math.Float32frombits(uint32(i*977 + 1)) // subnormals
+	}
+	x = append(x, sub...)
+	got := make([]byte, Q8_0.RowSize(len(x)))
+	quantizeRowQ8_0(got, x)
+	want := make([]byte, len(got))
+	quantizeRowQ8_0Go(want, x)
+	for b := 0; b < len(x)/32; b++ {
+		require.Equal(t, want[34*b:34*b+34], got[34*b:34*b+34], "block %d", b)
+	}
+}
