@@ -1037,3 +1037,141 @@ q8q_round:
 	JNZ q8q_loop
 	VZEROUPPER
 	RET
+
+DATA f1<>+0(SB)/4, $0x3f800000
+GLOBL f1<>(SB), RODATA|NOPTR, $4
+
+DATA fm127<>+0(SB)/4, $0xc2fe0000
+GLOBL fm127<>(SB), RODATA|NOPTR, $4
+
+// func quantizeQ8KAVX2(src *float32, dst *byte, nb int)
+// quantizeRowQ8K for nb blocks of 256: max is the first element of largest
+// magnitude, iscale = -127/max, q = nearest-even(iscale·x) saturated to int8,
+// bsums of each 16, d = 1/iscale; an all-zero block encodes as zeros.
+TEXT ·quantizeQ8KAVX2(SB), NOSPLIT, $0-24
+	MOVQ src+0(FP), SI
+	MOVQ dst+8(FP), DI
+	MOVQ nb+16(FP), CX
+	VBROADCASTSS absMask<>(SB), Y15
+	VMOVDQU packPerm<>(SB), Y13
+q8k_block:
+	// amax over the 32 vectors
+	VANDPS 0(SI), Y15, Y0
+	VANDPS 32(SI), Y15, Y1
+	VANDPS 64(SI), Y15, Y2
+	VANDPS 96(SI), Y15, Y3
+	MOVQ $128, AX
+q8k_max:
+	VANDPS 0(SI)(AX*1), Y15, Y4
+	VMAXPS Y4, Y0, Y0
+	VANDPS 32(SI)(AX*1), Y15, Y4
+	VMAXPS Y4, Y1, Y1
+	VANDPS 64(SI)(AX*1), Y15, Y4
+	VMAXPS Y4, Y2, Y2
+	VANDPS 96(SI)(AX*1), Y15, Y4
+	VMAXPS Y4, Y3, Y3
+	ADDQ $128, AX
+	CMPQ AX, $1024
+	JLT q8k_max
+	VMAXPS Y1, Y0, Y0
+	VMAXPS Y3, Y2, Y2
+	VMAXPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VMOVHLPS X0, X0, X1
+	VMAXPS X1, X0, X0
+	VMOVSHDUP X0, X1
+	VMAXSS X1, X0, X0
+	VXORPS X1, X1, X1
+	VUCOMISS X1, X0
+	JNE q8k_find
+	JP q8k_find
+	// all zero: clear the 292 bytes
+	VPXOR Y0, Y0, Y0
+	MOVQ $0, AX
+q8k_clear:
+	VMOVDQU Y0, (DI)(AX*1)
+	ADDQ $32, AX
+	CMPQ AX, $288
+	JLT q8k_clear
+	MOVL $0, 288(DI)
+	JMP q8k_next
+q8k_find:
+	// the first element whose magnitude is amax gives max with its sign
+	VBROADCASTSS X0, Y0
+	MOVQ $0, AX
+q8k_scan:
+	VANDPS (SI)(AX*4), Y15, Y1
+	VCMPPS $0, Y0, Y1, Y1
+	VMOVMSKPS Y1, DX
+	TESTL DX, DX
+	JNZ q8k_found
+	ADDQ $8, AX
+	CMPQ AX, $256
+	JLT q8k_scan
+	// no lane compared equal (NaN input): fall back to lane 0
+	MOVQ $0, AX
+	MOVL $1, DX
+q8k_found:
+	BSFL DX, DX
+	ADDQ DX, AX
+	VMOVSS (SI)(AX*4), X1
+	// iscale = -127/max, d = 1/iscale
+	VMOVSS fm127<>(SB), X2
+	VDIVSS X1, X2, X2
+	VMOVSS f1<>(SB), X3
+	VDIVSS X2, X3, X3
+	VMOVSS X3, (DI)
+	VBROADCASTSS X2, Y14
+	// R12 ≠ 0 when iscale is infinite (a subnormal max): clamp the products
+	VMOVD X2, R12
+	ANDL $0x7fffffff, R12
+	CMPL R12, $0x7f800000
+	SETEQ R12B
+	MOVQ $0, AX
+q8k_quant:
+	VMULPS 0(SI), Y14, Y0
+	VMULPS 32(SI), Y14, Y1
+	VMULPS 64(SI), Y14, Y2
+	VMULPS 96(SI), Y14, Y3
+	TESTB R12B, R12B
+	JZ q8k_round
+	Q8CLAMP(Y0)
+	Q8CLAMP(Y1)
+	Q8CLAMP(Y2)
+	Q8CLAMP(Y3)
+q8k_round:
+	VCVTPS2DQ Y0, Y0
+	VCVTPS2DQ Y1, Y1
+	VCVTPS2DQ Y2, Y2
+	VCVTPS2DQ Y3, Y3
+	VPACKSSDW Y1, Y0, Y0
+	VPACKSSDW Y3, Y2, Y2
+	VPACKSSWB Y2, Y0, Y0
+	VPERMD Y0, Y13, Y0
+	VMOVDQU Y0, 4(DI)(AX*8)
+	// bsums of the two groups of 16 (bytes 0-15 and 16-31): widen to words,
+	// three horizontal adds leave each group's halves in words 0 and 1 of
+	// the two 128-bit lanes, then add the lanes
+	VPMOVSXBW X0, Y1
+	VEXTRACTI128 $1, Y0, X2
+	VPMOVSXBW X2, Y2
+	VPHADDW Y2, Y1, Y1
+	VPHADDW Y1, Y1, Y1
+	VPHADDW Y1, Y1, Y1
+	VEXTRACTI128 $1, Y1, X2
+	VPADDW X2, X1, X1
+	VMOVD X1, DX
+	MOVL DX, 260(DI)(AX*1)
+	ADDQ $128, SI
+	ADDQ $4, AX
+	CMPQ AX, $32
+	JLT q8k_quant
+	SUBQ $1024, SI
+q8k_next:
+	ADDQ $1024, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ q8k_block
+	VZEROUPPER
+	RET

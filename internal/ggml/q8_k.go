@@ -26,8 +26,9 @@ func dequantQ8K(src []byte, dst []float32) {
 	}
 }
 
-// quantizeRowQ8K follows quantize_row_q8_K_ref (see QuantizeInto).
-func quantizeRowQ8K(dst []byte, src []float32) {
+// quantizeRowQ8KGo follows quantize_row_q8_K_ref (see QuantizeInto);
+// quantizeRowQ8K runs it or its assembly twin.
+func quantizeRowQ8KGo(dst []byte, src []float32) {
 	for i := 0; i < len(src)/QKK; i++ {
 		x := (*[QKK]float32)(src[i*QKK:])
 		b := (*[q8KSize]byte)(dst[i*q8KSize:])

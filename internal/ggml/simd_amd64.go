@@ -170,6 +170,22 @@ func quantizeRowQ8_0(dst []byte, src []float32) {
 }
 
 //go:noescape
+func quantizeQ8KAVX2(src *float32, dst *byte, nb int)
+
+// quantizeRowQ8K encodes len(src)/256 blocks of Q8_K (see QuantizeInto), with
+// the assembly kernel when the CPU has AVX2; both give the same bytes for
+// finite inputs.
+func quantizeRowQ8K(dst []byte, src []float32) {
+	nb := len(src) / QKK
+	if !useAVX2 || nb == 0 {
+		quantizeRowQ8KGo(dst, src)
+		return
+	}
+	_ = dst[nb*q8KSize-1]
+	quantizeQ8KAVX2(&src[0], &dst[0], nb)
+}
+
+//go:noescape
 func affineSumsAVX2(d *fitData, iscales *float32, nc int, nmax int32, out *float32)
 
 //go:noescape

@@ -19,3 +19,5 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 }
 
 func quantizeRowQ8_0(dst []byte, src []float32) { quantizeRowQ8_0Go(dst, src) }
+
+func quantizeRowQ8K(dst []byte, src []float32) { quantizeRowQ8KGo(dst, src) }

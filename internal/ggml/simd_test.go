@@ -180,3 +180,40 @@ func TestQuantizeQ8_0SIMDBitIdentical(t *testing.T) {
 		require.Equal(t, want[34*b:34*b+34], got[34*b:34*b+34], "block %d", b)
 	}
 }
+
+// TestQuantizeQ8KSIMDBitIdentical compares the assembly Q8_K quantizer with
+// the Go one: blocks of many scales, zeros, ties of magnitude with either
+// sign first, and subnormals.
+func TestQuantizeQ8KSIMDBitIdentical(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no SIMD kernels on this machine")
+	}
+	var x []float32
+	for _, scale := range []float32{1e-30, 1e-6, 0.02, 1, 3, 1000, 6e4, 1e30} {
+		x = append(x, randFloats(uint64(scale*13)+3, 256*3, scale)...)
+	}
+	x = append(x, make([]float32, 256)...) // all zero
+	for _, first := range []float32{-2, 2} { // equal magnitudes, the first wins
+		tie := randFloats(5, 256, 1)
+		tie[37], tie[200] = first, -first
+		x = append(x, tie...)
+	}
+	half := make([]float32, 256)
+	half[3] = -127
+	for i := 4; i < 256; i++ {
+		half[i] = float32(i%64) - 31.5 // ties to even
+	}
+	x = append(x, half...)
+	sub := make([]float32, 256)
+	for i := range sub {
+		sub[i] = math.Float32frombits(uint32(i*7919+1) & 0x807fffff) // subnormals of both signs
+	}
+	x = append(x, sub...)
+	got := make([]byte, Q8_K.RowSize(len(x)))
+	quantizeRowQ8K(got, x)
+	want := make([]byte, len(got))
+	quantizeRowQ8KGo(want, x)
+	for b := 0; b < len(x)/256; b++ {
+		require.Equal(t, want[292*b:292*b+292], got[292*b:292*b+292], "block %d", b)
+	}
+}
