@@ -192,7 +192,7 @@ func TestQuantizeQ8KSIMDBitIdentical(t *testing.T) {
 	for _, scale := range []float32{1e-30, 1e-6, 0.02, 1, 3, 1000, 6e4, 1e30} {
 		x = append(x, randFloats(uint64(scale*13)+3, 256*3, scale)...)
 	}
-	x = append(x, make([]float32, 256)...) // all zero
+	x = append(x, make([]float32, 256)...)   // all zero
 	for _, first := range []float32{-2, 2} { // equal magnitudes, the first wins
 		tie := randFloats(5, 256, 1)
 		tie[37], tie[200] = first, -first
