@@ -212,6 +212,9 @@ type Node struct {
 	LastConnectedUnix int64  `json:"last_connected_unix"`
 	LastError         string `json:"last_error,omitempty"`
 	Status            string `json:"status"`
+	// Tunnel: the queen reaches the node's hive and workers through its SSH
+	// connection (local port forwarding) instead of the network.
+	Tunnel bool `json:"tunnel,omitempty"`
 }
 
 // NodeList is the body of GET /v2/registry/beehives/list.
@@ -231,9 +234,20 @@ type AddNodeRequest struct {
 	InstallPath      string `json:"install_path"`
 	HivePort         int    `json:"hive_port,omitempty"` // 9200
 	AcceptNewHostKey bool   `json:"accept_new_host_key,omitempty"`
+	// Tunnel: reach the hive through the SSH connection (see Node.Tunnel).
+	Tunnel bool `json:"tunnel,omitempty"`
 }
 
 // NodeRequest names a node (POST /v2/registry/beehives/remove and /install).
 type NodeRequest struct {
 	Name string `json:"node_name"`
+}
+
+// InstallRequest is the body of POST /v2/registry/beehives/install.
+type InstallRequest struct {
+	Name string `json:"node_name"`
+	// FromSource builds rbee on the node (git clone of the node's
+	// git_repo_url at git_branch, then go build) even when the queen's own
+	// binary would run there.
+	FromSource bool `json:"from_source,omitempty"`
 }
