@@ -39,13 +39,13 @@ func repackQ8_0x8(w *byte, stride int, nb int, dst *byte, recStride int)
 func repackQ4_0x8(w *byte, stride int, nb int, dst *byte, recStride int)
 
 //go:noescape
-func repackQ4Kx8(w *byte, stride int, nb int, dst *byte)
+func repackQ4Kx8(w *byte, stride int, nb int, dst *byte, recStride int)
 
 //go:noescape
-func repackQ5Kx8(w *byte, stride int, nb int, dst *byte)
+func repackQ5Kx8(w *byte, stride int, nb int, dst *byte, recStride int)
 
 //go:noescape
-func repackQ6Kx8(w *byte, stride int, nb int, dst *byte)
+func repackQ6Kx8(w *byte, stride int, nb int, dst *byte, recStride int)
 
 //go:noescape
 func gemmK32x8VNNI(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
@@ -61,6 +61,12 @@ func gemmK16x8AVX2(p *byte, nb int, x *byte, xStride int, cols int, out *float32
 
 //go:noescape
 func gemmQ8x8AVX2(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
+
+//go:noescape
+func gemmK32x16VNNI(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
+
+//go:noescape
+func gemmK16x16VNNI(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
 
 //go:noescape
 func gemmQ8x16VNNI(p *byte, nb int, x *byte, xStride int, cols int, out *float32, outStride int, acc int)
@@ -104,12 +110,20 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 	_ = out[(cols-1)*outStride+groups*8-1]
 	var buf [gemmSuper * gemmRecK]byte
 	for g := 0; g < groups; g++ {
-		// With VNNI, block-32 types take two 8-row groups at a time, their
-		// records interleaved.
-		pair := useVNNI && (t == Q8_0 || t == Q4_0) && g+1 < groups
-		for b0 := 0; b0 < nb; b0 += chunk {
-			kb := min(chunk, nb-b0)
+		// With VNNI, two 8-row groups go together, their records
+		// interleaved: the kernels share each activation load between them.
+		pair := useVNNI && g+1 < groups
+		step := chunk
+		if pair && chunk == gemmSuper {
+			step = gemmSuper / 2 // keep the K-quant buffer at 11.25 KiB
+		}
+		for b0 := 0; b0 < nb; b0 += step {
+			kb := min(step, nb-b0)
 			wp, xp, op, p := &w[g*8*stride+b0*ts], &x[b0*xs], &out[g*8], &buf[0]
+			var wp2 *byte
+			if pair {
+				wp2 = &w[(g+1)*8*stride+b0*ts]
+			}
 			acc := 0
 			if b0 > 0 {
 				acc = 1
@@ -127,7 +141,6 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 				}
 				switch {
 				case pair:
-					wp2 := &w[(g+1)*8*stride+b0*ts]
 					if t == Q8_0 {
 						repackQ8_0x8(wp2, stride, kb, &buf[gemmRecQ8], rec)
 					} else {
@@ -139,23 +152,28 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 				default:
 					gemmQ8x8AVX2(p, kb, xp, xStride, cols, op, outStride, acc)
 				}
-			case Q4_K, Q5_K:
-				if t == Q4_K {
-					repackQ4Kx8(wp, stride, kb, p)
-				} else {
-					repackQ5Kx8(wp, stride, kb, p)
+			case Q4_K, Q5_K, Q6_K:
+				rec := gemmRecK
+				if pair {
+					rec = 2 * gemmRecK
 				}
-				if useVNNI {
-					gemmK32x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
-				} else {
-					gemmK32x8AVX2(p, kb, xp, xStride, cols, op, outStride, acc)
+				repackK(t, wp, stride, kb, p, rec)
+				if pair {
+					repackK(t, wp2, stride, kb, &buf[gemmRecK], rec)
 				}
-			case Q6_K:
-				repackQ6Kx8(wp, stride, kb, p)
-				if useVNNI {
+				switch {
+				case pair && t == Q6_K:
+					gemmK16x16VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+				case pair:
+					gemmK32x16VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+				case useVNNI && t == Q6_K:
 					gemmK16x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
-				} else {
+				case useVNNI:
+					gemmK32x8VNNI(p, kb, xp, xStride, cols, op, outStride, acc)
+				case t == Q6_K:
 					gemmK16x8AVX2(p, kb, xp, xStride, cols, op, outStride, acc)
+				default:
+					gemmK32x8AVX2(p, kb, xp, xStride, cols, op, outStride, acc)
 				}
 			}
 		}
@@ -169,4 +187,17 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 		}
 	}
 	return true
+}
+
+// repackK repacks kb super-blocks of the 8 K-quant rows at w into records
+// recStride bytes apart at p.
+func repackK(t Type, w *byte, stride, kb int, p *byte, recStride int) {
+	switch t {
+	case Q4_K:
+		repackQ4Kx8(w, stride, kb, p, recStride)
+	case Q5_K:
+		repackQ5Kx8(w, stride, kb, p, recStride)
+	case Q6_K:
+		repackQ6Kx8(w, stride, kb, p, recStride)
+	}
 }
