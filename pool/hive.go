@@ -46,6 +46,11 @@ type Config struct {
 	WorkerPortStart int
 	// WorkerHost is the address workers listen on (default Host).
 	WorkerHost string
+	// AdvertiseHost is the host put in worker URLs, the name other machines
+	// reach this node by (default WorkerHost, else Host when it is not an
+	// unspecified address like 0.0.0.0, else the machine's host name). The
+	// queen sets it to the node's ssh_host when it starts a hive over SSH.
+	AdvertiseHost string
 	// IdleTimeout stops a worker idle for longer (5 min).
 	IdleTimeout time.Duration
 	// HealthInterval is the period of the health monitor (30 s).
@@ -119,7 +124,10 @@ func New(cfg Config) (*Hive, error) {
 	}
 	h := &Hive{cfg: cfg, log: log, catalog: cat, devices: devices, reg: newRegistry(),
 		httpClient: newHTTPClient(), shutdownReq: make(chan struct{})}
-	h.advertiseHost = advertiseHost(cfg.WorkerHost, cfg.Host)
+	h.advertiseHost = cfg.AdvertiseHost
+	if h.advertiseHost == "" {
+		h.advertiseHost = advertiseHost(cfg.WorkerHost, cfg.Host)
+	}
 	h.handler = h.routes()
 	return h, nil
 }

@@ -37,6 +37,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Binary, "binary", "", "rbee binary to run workers with (default this program)")
 	fs.IntVar(&cfg.WorkerPortStart, "worker-port-start", api.DefaultWorkerPort, "first port tried for a worker")
 	fs.StringVar(&cfg.WorkerHost, "worker-host", "", "address workers listen on (default --host)")
+	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host name put in worker URLs, as other machines reach this node (default --worker-host, else --host unless it is 0.0.0.0, else the host name)")
 	fs.DurationVar(&idle, "idle-timeout", DefaultIdleTimeout, "stop a worker idle for this long")
 	fs.DurationVar(&health, "health-interval", DefaultHealthInterval, "period of the worker health checks")
 	fs.DurationVar(&ready, "ready-timeout", DefaultReadyTimeout, "how long a new worker may take to answer its health check")
@@ -67,6 +68,8 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 		return cliutil.Usagef("--fake-memory-mb must be positive")
 	case strings.TrimSpace(cfg.Host) == "":
 		return cliutil.Usagef("--host must not be empty")
+	case strings.ContainsAny(cfg.AdvertiseHost, " \t\r\n/@?#[]"):
+		return cliutil.Usagef("--advertise-host %q is not a host name or address", cfg.AdvertiseHost)
 	}
 	cfg.IdleTimeout, cfg.HealthInterval, cfg.ReadyTimeout = idle, health, ready
 	level := hclog.LevelFromString(logLevel)
