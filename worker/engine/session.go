@@ -265,14 +265,15 @@ func (s *Session) matmul(w matrix, out []float32) {
 
 // bandRows picks how many rows one task of a matrix multiply covers: for a
 // single token enough tasks to balance the threads; for a batch a multiple of
-// the Gemm kernels' 8-row tiles, with enough tasks that a worker slowed by the
-// rest of the machine does not hold up the others. (Gemm keeps the weights it
-// works on in L1 itself, so the band need not fit in cache.)
+// the 16 rows the Gemm kernels take at a time, with enough tasks that a
+// worker slowed by the rest of the machine does not hold up the others.
+// (Gemm keeps the weights it works on in L1 itself, so the band need not fit
+// in cache.)
 func bandRows(rows, tokens, threads int) int {
 	if tokens == 1 {
 		return max(16, rows/(threads*8))
 	}
-	return max(8, (rows/(threads*8))&^7)
+	return max(16, (rows/(threads*8))&^15)
 }
 
 // activations holds the input of the next matrix multiplies as floats and,
