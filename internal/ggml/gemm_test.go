@@ -157,7 +157,10 @@ func TestGemmDoesNotAllocate(t *testing.T) {
 }
 
 // BenchmarkGemm multiplies a band of weight rows by a batch of 128 activation
-// vectors, the shape of the engine's prompt pass.
+// vectors, the shape of the engine's prompt pass: kernel=gemv is one Gemv per
+// column (what the engine did before Gemm), kernel=gemm is Gemm with the best
+// kernels, kernel=gemm-avx2 Gemm without VNNI. Compare them with
+// `benchstat -col /kernel`.
 func BenchmarkGemm(b *testing.B) {
 	const cols = 128
 	for _, typ := range []Type{Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, F16} {
@@ -176,7 +179,7 @@ func BenchmarkGemm(b *testing.B) {
 			out := make([]float32, cols*s.rows)
 			stride := typ.RowSize(s.n)
 			run := func(name string, f func()) {
-				b.Run(fmt.Sprintf("%s/%dx%dx%d/%s", typ, s.rows, s.n, cols, name), func(b *testing.B) {
+				b.Run(fmt.Sprintf("type=%s/shape=%dx%dx%d/kernel=%s", typ, s.rows, s.n, cols, name), func(b *testing.B) {
 					for b.Loop() {
 						f()
 					}
