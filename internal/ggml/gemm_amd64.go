@@ -2,11 +2,19 @@ package ggml
 
 // Gemm on amd64 (gemm_amd64.s) for Q8_0, Q4_0, Q4_K, Q5_K and Q6_K, with
 // AVX2 or AVX-512 VNNI kernels (other types run one Gemv per column). Weight
-// rows are taken 8 at a time and a run of their blocks is repacked into a
-// buffer on the stack so that lane i of every 32-byte vector belongs to row i;
-// the kernel then runs every activation vector over the buffer while it sits
-// in L1.
+// rows are taken 8 at a time (with VNNI two such groups, 16 rows) and a run
+// of their blocks is repacked into a buffer on the stack so that lane i of
+// every 32-byte vector belongs to row i; the kernel then runs every
+// activation vector over the buffer while it sits in L1, one VPDPBUSD (or
+// VPMADDUBSW pair) with 4 bytes of an activation broadcast advancing 8 row
+// products at once.
 //
+// Kernel arguments: p the repacked records, nb their number, x the first
+// activation vector (at the first block the records cover), xStride the bytes
+// between activation vectors, cols their number, out the first output of the
+// group (row g·8 of column 0), outStride the floats between columns; acc = 0
+// stores the sums, otherwise they are added to out (for runs after the first).
+
 // Block-32 layout (Q8_0, Q4_0), one 320-byte record per block of 8 rows:
 //
 //	offset 0    8 vectors: vector k holds quants 4k…4k+3 of rows 0…7 (signed)
@@ -81,9 +89,9 @@ const (
 	gemmSuper  = 4    // super-blocks repacked at a time (11.25 KiB)
 )
 
-// gemmSIMD runs Gemm with the VNNI kernels when the CPU has them and the type
-// has one, and reports whether it did. Rows beyond the last multiple of 8 go
-// through Gemv.
+// gemmSIMD runs Gemm with the assembly kernels when the CPU has AVX2 and the
+// type has them, and reports whether it did. Rows beyond the last multiple of
+// 8 go through Gemv.
 func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int) bool {
 	if !useAVX2 || rows < 8 || stride < 0 || xStride < 0 || outStride < 0 {
 		return false
