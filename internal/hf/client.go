@@ -77,6 +77,10 @@ func FromEnv() *Client {
 	return &Client{Endpoint: strings.TrimSpace(os.Getenv(EnvEndpoint)), Token: strings.TrimSpace(os.Getenv(EnvToken))}
 }
 
+// BaseURL is the hub the client talks to: Endpoint without a trailing
+// slash, or DefaultEndpoint.
+func (c *Client) BaseURL() string { return c.endpoint() }
+
 func (c *Client) endpoint() string {
 	e := strings.TrimRight(strings.TrimSpace(c.Endpoint), "/")
 	if e == "" {
