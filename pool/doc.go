@@ -29,14 +29,22 @@
 //     Config.HealthInterval (3 failures in a row: removed and killed), and
 //     workers idle for Config.IdleTimeout stopped. A worker process that
 //     exits is removed at once.
+//   - Downloads ([Hive.DownloadModel], [Download]): hf: models come from
+//     the Hugging Face hub (Config.HFEndpoint, $HF_ENDPOINT) into
+//     <home>/models/hf/ORG/REPO/FILE through a resumable, verified transfer
+//     (package internal/hf), one per model however many ask, and are then
+//     added to the catalog. A spawn never downloads: an hf: model missing
+//     from the catalog is MODEL_NOT_FOUND until it has been downloaded.
 //   - Shutdown (ctx end, SIGTERM, POST /v1/admin/shutdown): every worker in
 //     parallel gets its admin shutdown, SIGTERM after 5 s and SIGKILL at
-//     10 s; the registry is cleared; the catalog stays.
+//     10 s; running downloads are cancelled (their partial files stay for a
+//     resume); the registry is cleared; the catalog stays.
 //
 // # HTTP API
 //
 // GET /v1/health (public), POST /v1/workers/spawn, POST /v1/workers/ready
 // (the hive's token or the named worker's), GET /v1/workers/list, POST
-// /v1/workers/shutdown, GET /v1/models and POST /v1/admin/shutdown; bodies
+// /v1/workers/shutdown, GET /v1/models, POST /v1/models/download, GET
+// /v1/models/download/progress?id= (SSE) and POST /v1/admin/shutdown; bodies
 // and errors are the types of package api.
 package pool

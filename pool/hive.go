@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"rbee/api"
+	"rbee/internal/hf"
 	"rbee/internal/httpx"
 	"rbee/internal/paths"
 )
@@ -68,6 +70,18 @@ type Config struct {
 	// FakeMemoryMB, when positive, replaces the node's available memory in
 	// the RAM check (the hidden --fake-memory-mb flag).
 	FakeMemoryMB int64
+	// HFEndpoint is the Hugging Face hub models are downloaded from (default
+	// $HF_ENDPOINT, else the public hub); HFToken is sent to it (default
+	// $HF_TOKEN) and never logged.
+	HFEndpoint string
+	HFToken    string
+	// DownloadStallTimeout fails a download attempt that received no byte
+	// for that long (60 s); DownloadRetryDelay is the wait before a
+	// download's second attempt, doubling for each later one (100 ms).
+	DownloadStallTimeout time.Duration
+	DownloadRetryDelay   time.Duration
+	// DiskFree, when set, replaces the free space check of downloads (tests).
+	DiskFree func(dir string) (int64, error)
 	// Logger receives the hive's log (default: none).
 	Logger hclog.Logger
 }
@@ -81,6 +95,7 @@ type Hive struct {
 	catalog       *Catalog
 	devices       []Device
 	reg           *registry
+	dl            *downloads
 	handler       http.Handler
 	httpClient    *http.Client
 	advertiseHost string // the host in worker URLs
@@ -128,6 +143,7 @@ func New(cfg Config) (*Hive, error) {
 	if h.advertiseHost == "" {
 		h.advertiseHost = advertiseHost(cfg.WorkerHost, cfg.Host)
 	}
+	h.dl = newDownloads(h)
 	h.handler = h.routes()
 	return h, nil
 }
@@ -152,11 +168,21 @@ func (c *Config) setDefaults() error {
 	if c.WorkerHost == "" {
 		c.WorkerHost = c.Host
 	}
+	if c.HFEndpoint == "" {
+		c.HFEndpoint = strings.TrimSpace(os.Getenv(hf.EnvEndpoint))
+	}
+	if c.HFToken == "" {
+		c.HFToken = strings.TrimSpace(os.Getenv(hf.EnvToken))
+	}
+	if err := (&hf.Client{Endpoint: c.HFEndpoint}).CheckEndpoint(); err != nil {
+		return fmt.Errorf("hive: %w", err)
+	}
 	for _, d := range []struct {
 		v   *time.Duration
 		def time.Duration
 	}{{&c.IdleTimeout, DefaultIdleTimeout}, {&c.HealthInterval, DefaultHealthInterval}, {&c.ReadyTimeout, DefaultReadyTimeout},
-		{&c.StopGrace, DefaultStopGrace}, {&c.KillAfter, DefaultKillAfter}} {
+		{&c.StopGrace, DefaultStopGrace}, {&c.KillAfter, DefaultKillAfter},
+		{&c.DownloadStallTimeout, hf.DefaultStallTimeout}, {&c.DownloadRetryDelay, hf.DefaultFirstDelay}} {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
@@ -166,7 +192,8 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("hive: port %d is out of range 1-65535", c.Port)
 	case c.WorkerPortStart < 1 || c.WorkerPortStart > 65535:
 		return fmt.Errorf("hive: worker port start %d is out of range 1-65535", c.WorkerPortStart)
-	case c.IdleTimeout < 0 || c.HealthInterval < 0 || c.ReadyTimeout < 0 || c.StopGrace < 0 || c.KillAfter < 0:
+	case c.IdleTimeout < 0 || c.HealthInterval < 0 || c.ReadyTimeout < 0 || c.StopGrace < 0 || c.KillAfter < 0 ||
+		c.DownloadStallTimeout < 0 || c.DownloadRetryDelay < 0:
 		return errors.New("hive: timeouts and intervals must be positive")
 	case c.KillAfter < c.StopGrace:
 		return fmt.Errorf("hive: kill-after %s is shorter than the stop grace %s", c.KillAfter, c.StopGrace)
@@ -283,7 +310,8 @@ func (h *Hive) Run(ctx context.Context) error {
 		h.monitor(mctx)
 	}()
 	h.log.Info("hive listening", "url", h.URL(), "version", api.Version, "home", h.cfg.Home,
-		"token", httpx.Fingerprint(h.cfg.Token), "devices", h.available(), "worker_port_start", h.cfg.WorkerPortStart)
+		"token", httpx.Fingerprint(h.cfg.Token), "devices", h.available(), "worker_port_start", h.cfg.WorkerPortStart,
+		"hf_endpoint", h.dl.hf.BaseURL(), "hf_token", h.cfg.HFToken != "")
 
 	var runErr error
 	select {
@@ -313,6 +341,7 @@ func (h *Hive) Run(ctx context.Context) error {
 func (h *Hive) Close() error {
 	h.closeOnce.Do(func() {
 		h.closing.Store(true)
+		h.dl.close()
 		h.stopAll(context.Background())
 		h.bgMu.Lock()
 		h.bgClosed = true

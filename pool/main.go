@@ -19,7 +19,9 @@ import (
 // Main runs `rbee hive` from its command line: it parses the flags, reads
 // the API key (RBEE_API_KEY, or --api-key-file, which must be mode 0600),
 // logs to stderr and runs the hive until ctx ends (SIGINT/SIGTERM) or POST
-// /v1/admin/shutdown. It returns nil after a clean shutdown.
+// /v1/admin/shutdown. It returns nil after a clean shutdown. Models are
+// downloaded from $HF_ENDPOINT (default the public Hugging Face hub) with the
+// token of $HF_TOKEN.
 func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := cliutil.NewFlagSet("hive")
 	var (
@@ -46,6 +48,8 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	hidden := cliutil.NewFlagSet("hive")
 	hidden.StringVar(&fakeDevices, "fake-devices", "", "stand-in GPUs: backend:index:vram_mb,…")
 	hidden.Int64Var(&cfg.FakeMemoryMB, "fake-memory-mb", 0, "available RAM in MiB")
+	hidden.DurationVar(&cfg.DownloadStallTimeout, "download-stall-timeout", 0, "fail a download attempt without a byte for this long (default 60s)")
+	hidden.DurationVar(&cfg.DownloadRetryDelay, "download-retry-delay", 0, "wait before a download's second attempt, doubling after (default 100ms)")
 	args, hiddenArgs := splitFlags(args, hidden)
 	if err := cliutil.Parse(fs, args, stderr, "[--port 9200] [flags]", "run a node's pool daemon (the hive)"); err != nil {
 		return err
@@ -66,6 +70,8 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 		return cliutil.Usagef("--ready-timeout must be positive")
 	case cfg.FakeMemoryMB < 0:
 		return cliutil.Usagef("--fake-memory-mb must be positive")
+	case cfg.DownloadStallTimeout < 0 || cfg.DownloadRetryDelay < 0:
+		return cliutil.Usagef("--download-stall-timeout and --download-retry-delay must be positive")
 	case strings.TrimSpace(cfg.Host) == "":
 		return cliutil.Usagef("--host must not be empty")
 	case strings.ContainsAny(cfg.AdvertiseHost, " \t\r\n/@?#[]"):

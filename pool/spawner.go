@@ -28,7 +28,8 @@ const ExitPortInUse = 3
 // maxPortAttempts bounds the port-busy retries of one spawn.
 const maxPortAttempts = 10
 
-const hfHint = "Hugging Face downloads are not available in this version; use file:/path/model.gguf"
+// hfHint says how an hf: model gets into the catalog.
+const hfHint = "download it first: POST /v1/models/download {\"model_ref\": …} (rbee infer through the queen does this for you)"
 
 // model is a resolved model: its catalog row and what its header says.
 type model struct {

@@ -1,0 +1,418 @@
+package pool
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"rbee/api"
+	"rbee/internal/hf"
+	"rbee/internal/httpx"
+	"rbee/internal/paths"
+)
+
+// downloadKeep is how long a finished download can still be followed.
+const downloadKeep = 10 * time.Minute
+
+// speedWindow is the span the reported download speed is measured over.
+const speedWindow = 500 * time.Millisecond
+
+// Download is one model download of the hive (POST /v1/models/download):
+// shared by every request for its model while it runs, and followed with
+// GET /v1/models/download/progress?id=.
+type Download struct {
+	ID       string
+	ModelRef string
+	Started  time.Time
+
+	cancel   context.CancelFunc
+	finished chan struct{} // closed when it ended
+
+	mu      sync.Mutex
+	file    string // the repository file, once resolved
+	bytes   int64
+	total   int64
+	speed   float64 // MB/s over the last speedWindow
+	mark    time.Time
+	markAt  int64
+	session int64 // bytes fetched by this download (resumed bytes excluded)
+	notes   []api.Event
+	noted   chan struct{} // closed and replaced when a note is added
+	entry   api.ModelEntry
+	err     *api.Error
+}
+
+// DownloadStatus is a snapshot of a download.
+type DownloadStatus struct {
+	BytesDownloaded int64
+	BytesTotal      int64
+	SpeedMBps       float64
+	Done            bool
+	Entry           api.ModelEntry // the catalog row, once done without error
+	Err             *api.Error     // why it failed, once done
+}
+
+// Status returns how far the download is.
+func (d *Download) Status() DownloadStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := DownloadStatus{BytesDownloaded: d.bytes, BytesTotal: d.total, SpeedMBps: d.speed}
+	select {
+	case <-d.finished:
+		s.Done, s.Entry, s.Err = true, d.entry, d.err
+	default:
+	}
+	return s
+}
+
+// Done is closed when the download ended.
+func (d *Download) Done() <-chan struct{} { return d.finished }
+
+// Wait waits for the end of the download and returns its catalog row.
+func (d *Download) Wait(ctx context.Context) (api.ModelEntry, error) {
+	select {
+	case <-d.finished:
+	case <-ctx.Done():
+		return api.ModelEntry{}, ctx.Err()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err != nil {
+		return api.ModelEntry{}, d.err
+	}
+	return d.entry, nil
+}
+
+func (d *Download) progress(p hf.Progress) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	if d.mark.IsZero() || p.Downloaded < d.markAt {
+		// The start, or the file started over.
+		d.mark, d.markAt = now, p.Downloaded
+	}
+	if p.Downloaded > d.bytes {
+		d.session += p.Downloaded - d.bytes
+	}
+	d.bytes, d.total = p.Downloaded, p.Total
+	if el := now.Sub(d.mark); el >= speedWindow {
+		d.speed = float64(p.Downloaded-d.markAt) / 1e6 / el.Seconds()
+		d.mark, d.markAt = now, p.Downloaded
+	}
+}
+
+// have records a file that was there already: no transfer, no speed.
+func (d *Download) have(size int64) {
+	d.mu.Lock()
+	d.bytes, d.total = size, size
+	d.mu.Unlock()
+}
+
+// note adds a narration of the hive to the download's stream.
+func (d *Download) note(action, format string, a ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ev := api.NarrationEvent(api.ActorHive, action, fmt.Sprintf(format, a...))
+	d.notes = append(d.notes, ev)
+	close(d.noted)
+	d.noted = make(chan struct{})
+}
+
+// end records the outcome; the final speed is the average of the whole
+// transfer.
+func (d *Download) end(entry api.ModelEntry, err *api.Error) {
+	d.mu.Lock()
+	d.entry, d.err = entry, err
+	if el := time.Since(d.Started); el > 0 && d.session > 0 {
+		d.speed = float64(d.session) / 1e6 / el.Seconds()
+	}
+	d.mu.Unlock()
+	close(d.finished)
+}
+
+// downloads runs the hive's downloads: one per model reference at a time,
+// and one per file (two references may name the same file).
+type downloads struct {
+	h   *Hive
+	hf  *hf.Client
+	log hclog.Logger
+
+	mu     sync.Mutex
+	active map[string]*Download // by reference, while running
+	byID   map[string]*Download // running, and finished within downloadKeep
+	byPath map[string]*Download // the download writing each file
+	closed bool
+}
+
+func newDownloads(h *Hive) *downloads {
+	log := h.log.Named("download")
+	client := &hf.Client{Endpoint: h.cfg.HFEndpoint, Token: h.cfg.HFToken, StallTimeout: h.cfg.DownloadStallTimeout,
+		FirstDelay: h.cfg.DownloadRetryDelay, DiskFree: h.cfg.DiskFree, Logger: log,
+		HTTP: newDownloadHTTPClient()}
+	return &downloads{h: h, hf: client, log: log, active: map[string]*Download{}, byID: map[string]*Download{}, byPath: map[string]*Download{}}
+}
+
+// DownloadModel starts downloading an hf: model into the catalog, or joins
+// the download of it that runs. A model in the catalog whose file is there
+// gives a download that is complete at once. Errors: INVALID_REQUEST for a
+// reference that is not hf:, SHUTTING_DOWN.
+func (h *Hive) DownloadModel(ctx context.Context, modelRef string) (*Download, error) {
+	req := api.DownloadRequest{ModelRef: modelRef}
+	ref, e := req.Validate()
+	if e != nil {
+		return nil, e
+	}
+	return h.dl.start(ctx, ref)
+}
+
+// FindDownload returns a running download, or one that finished within the
+// last ten minutes.
+func (h *Hive) FindDownload(id string) (*Download, bool) {
+	h.dl.mu.Lock()
+	defer h.dl.mu.Unlock()
+	d, ok := h.dl.byID[id]
+	return d, ok
+}
+
+func (m *downloads) newDownload(ref string) *Download {
+	return &Download{ID: httpx.NewID("dl-"), ModelRef: ref, Started: time.Now(), finished: make(chan struct{}), noted: make(chan struct{})}
+}
+
+func (m *downloads) start(ctx context.Context, ref api.ModelRef) (*Download, error) {
+	canon := ref.String()
+	m.mu.Lock()
+	if m.closed || m.h.closing.Load() {
+		m.mu.Unlock()
+		return nil, errRegistryClosed
+	}
+	m.prune()
+	if d := m.active[canon]; d != nil {
+		m.mu.Unlock()
+		m.log.Debug("joining the running download", "model", canon, "download_id", d.ID)
+		return d, nil
+	}
+	m.mu.Unlock()
+
+	if entry, err := m.h.catalog.Get(ctx, canon); err == nil {
+		if st, serr := os.Stat(entry.LocalPath); serr == nil && st.Mode().IsRegular() && st.Size() == entry.SizeBytes {
+			d := m.newDownload(canon)
+			d.have(entry.SizeBytes)
+			d.end(entry, nil)
+			m.mu.Lock()
+			m.byID[d.ID] = d
+			m.mu.Unlock()
+			return d, nil
+		}
+		m.log.Warn("the catalog's file of the model is missing or changed; downloading it again", "model", canon, "path", entry.LocalPath)
+		if _, err := m.h.catalog.Remove(ctx, canon); err != nil {
+			m.log.Error("removing the stale catalog row failed", "model", canon, "error", err)
+			return nil, api.Errorf(api.CodeInternal, "the model catalog could not be updated")
+		}
+	} else if !errors.Is(err, ErrNotInCatalog) {
+		m.log.Error("model catalog lookup failed", "model", canon, "error", err)
+		return nil, api.Errorf(api.CodeInternal, "the model catalog could not be read")
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errRegistryClosed
+	}
+	if d := m.active[canon]; d != nil {
+		return d, nil
+	}
+	if !m.h.track() {
+		return nil, errRegistryClosed
+	}
+	d := m.newDownload(canon)
+	dctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	m.active[canon] = d
+	m.byID[d.ID] = d
+	m.log.Info("download started", "model", canon, "download_id", d.ID)
+	go func() {
+		defer m.h.wg.Done()
+		defer cancel()
+		entry, err := m.run(dctx, d, ref)
+		m.mu.Lock()
+		delete(m.active, canon)
+		m.mu.Unlock()
+		if err != nil {
+			m.log.Info("download failed", "model", canon, "download_id", d.ID, "code", err.Code, "error", err.Message)
+		}
+		d.end(entry, err)
+	}()
+	return d, nil
+}
+
+// prune forgets downloads that finished more than downloadKeep ago. Callers
+// hold m.mu.
+func (m *downloads) prune() {
+	for id, d := range m.byID {
+		select {
+		case <-d.finished:
+			if time.Since(d.Started) > downloadKeep {
+				delete(m.byID, id)
+			}
+		default:
+		}
+	}
+}
+
+// close cancels the running downloads (their partial files stay for a
+// later resume) and refuses new ones.
+func (m *downloads) close() {
+	m.mu.Lock()
+	m.closed = true
+	running := make([]*Download, 0, len(m.active))
+	for _, d := range m.active {
+		running = append(running, d)
+	}
+	m.mu.Unlock()
+	for _, d := range running {
+		m.log.Info("cancelling the download: the hive is shutting down", "model", d.ModelRef, "download_id", d.ID)
+		d.cancel()
+	}
+}
+
+// run resolves, downloads, checks and registers one model.
+func (m *downloads) run(ctx context.Context, d *Download, ref api.ModelRef) (api.ModelEntry, *api.Error) {
+	canon := ref.String()
+	fail := func(err error) (api.ModelEntry, *api.Error) {
+		if ctx.Err() != nil {
+			return api.ModelEntry{}, api.Errorf(api.CodeShuttingDown, "the hive is shutting down; the download of %s stopped (it resumes next time)", canon).
+				With("model_ref", canon)
+		}
+		e := api.AsError(err)
+		if e.Code == api.CodeInternal {
+			m.log.Error("download failed", "model", canon, "error", err)
+		}
+		return api.ModelEntry{}, e.With("model_ref", canon)
+	}
+	f, err := m.hf.Resolve(ctx, ref)
+	if err != nil {
+		return fail(err)
+	}
+	dest, err := hf.LocalPath(paths.ModelsDir(m.h.cfg.Home), f)
+	if err != nil {
+		return fail(err)
+	}
+	d.mu.Lock()
+	d.file, d.total = f.Name, f.Size
+	d.mu.Unlock()
+
+	// One download per file: a second reference to the same file waits.
+	unlock, err := m.lockPath(ctx, dest, d)
+	if err != nil {
+		return fail(err)
+	}
+	defer unlock()
+
+	sum, have := m.existing(dest, f)
+	var size int64
+	if have {
+		m.log.Info("the file is already on disk; registering it", "model", canon, "path", dest)
+		st, _ := os.Stat(dest)
+		size = st.Size()
+		d.have(size)
+	} else {
+		d.note("download", "Downloading %s (%s) from Hugging Face repository %s", f.Name, sizeText(f.Size), f.Repo)
+		res, err := m.hf.Download(ctx, f, dest, hf.Options{
+			Progress: d.progress,
+			Retry: func(r hf.RetryInfo) {
+				why := r.Err.Error()
+				if r.Stalled {
+					why = "stalled: " + why
+				}
+				d.note("download_retry", "Download of %s interrupted (attempt %d/%d: %s); resuming at byte %d in %s",
+					f.Name, r.Attempt, r.Attempts, why, r.Offset, r.Delay)
+			},
+		})
+		if err != nil {
+			return fail(err)
+		}
+		sum, size = res.SHA256, res.Size
+	}
+	if _, aerr := readModel(dest, canon); aerr != nil {
+		_ = os.Remove(dest)
+		return fail(api.Errorf(aerr.Code, "%s from %s is not a usable GGUF model: %s", f.Name, f.Repo, aerr.Message).With("file", f.Name))
+	}
+	entry, err := m.h.catalog.Register(ctx, api.ModelEntry{Provider: "hf", Reference: canon, LocalPath: dest,
+		SizeBytes: size, SHA256: sum, DownloadedAtUnix: time.Now().Unix()})
+	if err != nil {
+		m.log.Error("registering the model failed", "model", canon, "error", err)
+		return fail(api.Errorf(api.CodeInternal, "the model could not be added to the catalog"))
+	}
+	m.log.Info("model downloaded and registered", "model", canon, "id", entry.ID, "path", dest, "size_bytes", size, "sha256", sum)
+	d.note("download_complete", "Downloaded %s (%s, SHA-256 %s…); added to the catalog as %s", f.Name, sizeText(size), sum[:12], entry.ID)
+	return entry, nil
+}
+
+// existing reports whether dest already holds the file (an earlier
+// download whose row was removed, or another reference to the same file),
+// with its SHA-256.
+func (m *downloads) existing(dest string, f hf.File) (string, bool) {
+	st, err := os.Stat(dest)
+	if err != nil || !st.Mode().IsRegular() || f.Size > 0 && st.Size() != f.Size {
+		return "", false
+	}
+	fh, err := os.Open(dest)
+	if err != nil {
+		return "", false
+	}
+	defer fh.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, fh); err != nil {
+		return "", false
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if f.SHA256 != "" && sum != f.SHA256 {
+		m.log.Warn("the file on disk differs from the hub's; downloading it again", "path", dest)
+		return "", false
+	}
+	return sum, f.SHA256 != "" || f.Size > 0
+}
+
+// lockPath makes d the download of the file at dest, waiting while another
+// one writes it.
+func (m *downloads) lockPath(ctx context.Context, dest string, d *Download) (func(), error) {
+	for {
+		m.mu.Lock()
+		other := m.byPath[dest]
+		if other == nil {
+			m.byPath[dest] = d
+			m.mu.Unlock()
+			return func() {
+				m.mu.Lock()
+				delete(m.byPath, dest)
+				m.mu.Unlock()
+			}, nil
+		}
+		m.mu.Unlock()
+		d.note("download_wait", "Waiting for the download of the same file for %s", other.ModelRef)
+		select {
+		case <-other.finished:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// sizeText is a size for people: "1.1 MB", "640.2 MB", "4.37 GB".
+func sizeText(n int64) string {
+	switch {
+	case n <= 0:
+		return "size unknown"
+	case n >= 1e9:
+		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+}
