@@ -216,3 +216,78 @@ func (c *Client) RemoveNode(ctx context.Context, name string) error {
 	}
 	return c.do(ctx, http.MethodPost, "/v2/registry/beehives/remove", api.NodeRequest{Name: name}, nil)
 }
+
+// AddNode registers a node in the queen's registry (S01): the queen checks
+// every field, then connects to the node over SSH and runs echo there, and
+// saves the node, as reachable, only if that worked. It yields the queen's
+// narration as it happens ("Testing SSH connection to …", then the outcome)
+// and a final done event, after which the sequence ends.
+//
+// A refusal is yielded once as the error: an invalid field
+// ([ErrInvalidRequest], before any connection), a name already taken
+// ([ErrNodeAlreadyExists]), or the SSH failure ([ErrSSHConnectionFailed],
+// [ErrSSHAuthFailed], [ErrHostKeyMismatch]); nothing is saved then. A host
+// whose key is not in the queen's known_hosts is refused unless
+// req.AcceptNewHostKey is set, which records its key.
+func (c *Client) AddNode(ctx context.Context, req AddNodeRequest) iter.Seq2[Event, error] {
+	return c.nodeStream(ctx, "/v2/registry/beehives/add", req)
+}
+
+// InstallNode installs rbee on a registered node over SSH (S03): the
+// queen's own binary is uploaded when the node's OS and architecture
+// match, else the node's git repository is cloned and built there with go
+// build (req.FromSource asks for that in any case). Each step is yielded
+// as a narration event as it happens, then a done event; a failed step is
+// yielded once as the error, naming the step and its output.
+func (c *Client) InstallNode(ctx context.Context, req InstallRequest) iter.Seq2[Event, error] {
+	return c.nodeStream(ctx, "/v2/registry/beehives/install", req)
+}
+
+// nodeStream posts body and yields the events of the answer until done.
+func (c *Client) nodeStream(ctx context.Context, path string, body any) iter.Seq2[Event, error] {
+	return func(yield func(Event, error) bool) {
+		h := c.http()
+		resp, err := h.Stream(ctx, http.MethodPost, path, body, nil)
+		if err != nil {
+			var e *api.Error
+			switch {
+			case errors.As(err, &e):
+			case ctx.Err() != nil:
+				err = ctx.Err()
+			default:
+				err = fmt.Errorf("rbee: POST %s%s: %w", strings.TrimRight(h.BaseURL, "/"), path, err)
+			}
+			yield(Event{}, err)
+			return
+		}
+		defer resp.Body.Close()
+		done := false
+		for ev, err := range sse.Read(resp.Body) {
+			if done {
+				continue // drain to the end marker
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					err = ctx.Err()
+				}
+				yield(Event{}, err)
+				return
+			}
+			if ev.Kind == KindError {
+				yield(Event{}, ev.Error)
+				return
+			}
+			if !yield(ev, nil) {
+				return
+			}
+			done = ev.Kind == KindDone
+		}
+		switch {
+		case done:
+		case ctx.Err() != nil:
+			yield(Event{}, ctx.Err())
+		default:
+			yield(Event{}, fmt.Errorf("%w: the stream ended before its done event", ErrStreamClosed))
+		}
+	}
+}

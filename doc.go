@@ -32,8 +32,11 @@
 // as they arrive. Its first event carries the task's id
 // ([ActionTaskStart]), which [Client.CancelTask] accepts. The other methods
 // list and stop workers ([Client.Workers], [Client.WorkersHealth],
-// [Client.ShutdownWorker]) and manage the node registry ([Client.Nodes],
-// [Client.RemoveNode]).
+// [Client.ShutdownWorker]) and manage the node registry ([Client.AddNode],
+// which tests the node's SSH connection before saving it,
+// [Client.InstallNode], [Client.Nodes], [Client.RemoveNode]). Remote nodes
+// are reached over SSH: the queen starts their hives itself when a task
+// needs one.
 //
 // # Embedding a queen
 //

@@ -42,6 +42,12 @@ type (
 	HiveHealth = api.HiveHealth
 	// Node is a row of the queen's node registry.
 	Node = api.Node
+	// AddNodeRequest registers a node: its SSH address and credentials,
+	// where rbee lives there and its hive's port (the body of POST
+	// /v2/registry/beehives/add).
+	AddNodeRequest = api.AddNodeRequest
+	// InstallRequest names a node to install rbee on.
+	InstallRequest = api.InstallRequest
 	// Error is rbee's error: a code, a message for people and details for
 	// programs. Every failure the queen reports is an *Error; match it with
 	// errors.Is against the sentinels below or read it with errors.As.
