@@ -34,15 +34,10 @@ func startQueen(ctx context.Context, env *Env, q *queen, hivePort, workerPortSta
 	if env.Executable == "" {
 		return nil, fmt.Errorf("cannot start a queen: the path of the rbee binary is unknown")
 	}
-	home := env.Getenv(envHome)
-	if home == "" {
-		h, err := paths.Home()
-		if err != nil {
-			return nil, err
-		}
-		home = h
-	} else if abs, err := filepath.Abs(home); err == nil {
-		home = abs
+	// $RBEE_HOME, else [paths] home of the configuration, else ~/.rbee.
+	home, err := q.file.Home("", q.cenv)
+	if err != nil {
+		return nil, err
 	}
 	if err := paths.Ensure(home); err != nil {
 		return nil, fmt.Errorf("preparing %s: %w", home, err)

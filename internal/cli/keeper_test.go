@@ -408,7 +408,6 @@ func TestSetupCommands(t *testing.T) {
 		{name: "remove", args: []string{"setup", "remove-node", "--name", "mac"}, stdout: []string{"Removed node mac."}},
 		{name: "remove unknown", args: []string{"setup", "remove-node", "--name", "gpu"}, code: 1, stderr: "node gpu is not in the registry"},
 		{name: "remove without name", args: []string{"setup", "remove-node"}, code: 2, stderr: "--name is required"},
-		{name: "add-node not yet", args: []string{"setup", "add-node", "--name", "x"}, code: 1, stderr: "not available"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

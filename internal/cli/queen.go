@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"rbee"
+	"rbee/internal/config"
 )
 
 // The environment the keeper commands read.
@@ -19,8 +20,9 @@ const (
 )
 
 // queenFlags is the one place where keeper commands learn how to reach the
-// queen: the --queen-url flag beats $RBEE_QUEEN_URL beats the default, and
-// the token comes from $RBEE_API_KEY.
+// queen: the --queen-url flag beats $RBEE_QUEEN_URL beats [queen] url (or
+// host and port) in the configuration file beats the default, and the
+// token comes from $RBEE_API_KEY.
 type queenFlags struct {
 	url string
 }
@@ -31,27 +33,31 @@ func addQueenFlags(fs *flag.FlagSet) *queenFlags {
 	return q
 }
 
-// queen is a client for one queen, with the address it was built for.
+// queen is a client for one queen, with the address it was built for and
+// the configuration it was found with.
 type queen struct {
 	*rbee.Client
-	url *url.URL
+	url  *url.URL
+	from string       // where the address came from
+	file *config.File // the configuration file (Path "" when none)
+	cenv config.Env
 }
 
-// client builds the queen client. A malformed address is a usage error.
+// client builds the queen client. A malformed address is a usage error; an
+// unreadable or invalid configuration file is an error naming it.
 func (q *queenFlags) client(env *Env) (*queen, error) {
-	raw, from := q.url, "--queen-url"
-	if raw == "" {
-		raw, from = env.Getenv(envQueenURL), "$"+envQueenURL
+	cenv := config.Env{Getenv: env.Getenv}
+	file, err := config.Load(cenv)
+	if err != nil {
+		return nil, err
 	}
-	if raw == "" {
-		raw = rbee.DefaultURL
+	set := file.QueenURL(q.url, "--queen-url", cenv)
+	u, err := config.ParseQueenURL(set.Value)
+	if err != nil {
+		return nil, usagef("%s: %q is not a queen address like %s", set.Source, set.Value, rbee.DefaultURL)
 	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		return nil, usagef("%s: %q is not a queen address like http://127.0.0.1:8080", from, raw)
-	}
-	u.Path = ""
-	return &queen{Client: &rbee.Client{BaseURL: u.String(), Token: env.Getenv(envAPIKey)}, url: u}, nil
+	return &queen{Client: &rbee.Client{BaseURL: u.String(), Token: env.Getenv(envAPIKey)}, url: u, from: set.Source,
+		file: file, cenv: cenv}, nil
 }
 
 // explain turns a failed call into what the user should read: the queen's
@@ -65,8 +71,8 @@ func (q *queen) explain(err error) error {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.Is(err, rbee.ErrMissingAPIKey), errors.Is(err, rbee.ErrInvalidAPIKey):
-		return withHint(fmt.Errorf("authentication failed at %s: %w", q.url, err),
-			"set $"+envAPIKey+" to the queen's token (or check --queen-url / $"+envQueenURL+")")
+		return withHint(fmt.Errorf("authentication failed at %s (address from %s): %w", q.url, q.from, err),
+			"set $"+envAPIKey+" to the queen's token (or check --queen-url / $"+envQueenURL+"; configuration: "+q.file.Describe(q.cenv)+")")
 	case errors.As(err, &e):
 		return withHint(err, e.Hint())
 	}
