@@ -360,6 +360,9 @@ func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*workerClient, 
 		return wc, err
 	}
 
+	if err := r.ensureModel(ctx, hive); err != nil {
+		return nil, err
+	}
 	r.narrate("spawn", fmt.Sprintf("Spawning a worker for %s on %s (%s:%d)", r.req.Model, r.req.Node, backend, device))
 	sctx, scancel := context.WithTimeout(ctx, spawnTimeout)
 	sr, err := hive.spawn(sctx, api.SpawnRequest{ModelRef: r.req.Model, Backend: backend, Device: device})
