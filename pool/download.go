@@ -48,6 +48,7 @@ type Download struct {
 	noted   chan struct{} // closed and replaced when a note is added
 	entry   api.ModelEntry
 	err     *api.Error
+	summary string // the narration after the final progress event ("Downloaded …")
 }
 
 // DownloadStatus is a snapshot of a download.
@@ -352,7 +353,13 @@ func (m *downloads) run(ctx context.Context, d *Download, ref api.ModelRef) (api
 		return fail(api.Errorf(api.CodeInternal, "the model could not be added to the catalog"))
 	}
 	m.log.Info("model downloaded and registered", "model", canon, "id", entry.ID, "path", dest, "size_bytes", size, "sha256", sum)
-	d.note("download_complete", "Downloaded %s (%s, SHA-256 %s…); added to the catalog as %s", f.Name, sizeText(size), sum[:12], entry.ID)
+	verb := "Downloaded"
+	if have {
+		verb = "Found"
+	}
+	d.mu.Lock()
+	d.summary = fmt.Sprintf("%s %s (%s, SHA-256 %s…); added to the catalog as %s", verb, f.Name, sizeText(size), sum[:12], entry.ID)
+	d.mu.Unlock()
 	return entry, nil
 }
 

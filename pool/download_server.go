@@ -92,6 +92,12 @@ func (h *Hive) handleDownloadProgress(w http.ResponseWriter, r *http.Request) {
 			if sendProgress(s) != nil {
 				return
 			}
+			d.mu.Lock()
+			summary := d.summary
+			d.mu.Unlock()
+			if summary != "" {
+				_ = out.Send(api.NarrationEvent(api.ActorHive, "download_complete", summary))
+			}
 			_ = out.Send(api.Event{Kind: api.KindProgress, Progress: &api.Progress{Stage: api.StageComplete, LocalPath: s.Entry.LocalPath}})
 			_ = out.Close()
 			return

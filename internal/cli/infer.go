@@ -238,19 +238,25 @@ func (p *inferPrinter) show(ev rbee.Event) {
 func (p *inferPrinter) showProgress(pr *rbee.Progress) {
 	switch pr.Stage {
 	case rbee.StageLoading:
-		if p.bar == nil {
-			p.bar = newProgress(p.env.Stderr, "Loading model")
-		}
-		p.bar.update(int64(pr.LayersLoaded), int64(pr.LayersTotal), "layers")
+		p.barFor("Loading model").update(int64(pr.LayersLoaded), int64(pr.LayersTotal), "layers")
 	case rbee.StageDownloading:
-		if p.bar == nil {
-			p.bar = newProgress(p.env.Stderr, "Downloading")
-		}
-		p.bar.note = fmt.Sprintf("%.1f MB/s", pr.SpeedMbps)
-		p.bar.update(pr.BytesDownloaded>>20, pr.BytesTotal>>20, "MiB")
+		// A bar with percent, MB and speed on a terminal; a plain line now
+		// and then otherwise.
+		p.barFor("Downloading model").download(pr.BytesDownloaded, pr.BytesTotal, pr.SpeedMbps)
 	default:
 		p.clearBar()
 	}
+}
+
+// barFor returns the progress bar with the label, ending another one.
+func (p *inferPrinter) barFor(label string) *progress {
+	if p.bar != nil && p.bar.label != label {
+		p.clearBar()
+	}
+	if p.bar == nil {
+		p.bar = newProgress(p.env.Stderr, label)
+	}
+	return p.bar
 }
 
 func (p *inferPrinter) clearBar() {
