@@ -53,6 +53,13 @@ func gemvSIMD(t Type, n int, w []byte, stride int, x []byte, out []float32) bool
 	}
 	steps := n / chunk
 	if steps < 1 {
+		if t == F16 && n > 0 {
+			// Shorter than one chunk (attention over the first positions):
+			// everything is tail, summed in float64 as dotF16 does.
+			clear(out)
+			addF16Tails(0, n, w, stride, x, out)
+			return true
+		}
 		return false
 	}
 	rowBytes := steps * chunkBytes // what the kernel reads

@@ -217,3 +217,24 @@ func TestQuantizeQ8KSIMDBitIdentical(t *testing.T) {
 		require.Equal(t, want[292*b:292*b+292], got[292*b:292*b+292], "block %d", b)
 	}
 }
+
+// TestF16ShortRowsBitIdentical: F16 rows shorter than one 32-element chunk
+// (the attention's first positions) take the float64 tail path, which must
+// give dotF16's bits exactly.
+func TestF16ShortRowsBitIdentical(t *testing.T) {
+	for _, n := range []int{1, 2, 7, 16, 31} {
+		for _, rows := range []int{1, 3, 4, 9} {
+			stride := 2*n + 6
+			wm := make([]byte, (rows-1)*stride+2*n)
+			for r := 0; r < rows; r++ {
+				copy(wm[r*stride:], randomWeights(F16, n, 1, uint64(n*rows+r)))
+			}
+			x := randomWeights(F16, n, 1, uint64(n+100))
+			got := make([]float32, rows)
+			Gemv(F16, n, wm, stride, x, got)
+			want := make([]float32, rows)
+			gemvGeneric(F16, n, wm, stride, x, want)
+			requireSameBits(t, want, got, "n=%d rows=%d", n, rows)
+		}
+	}
+}
