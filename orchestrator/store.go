@@ -38,11 +38,21 @@ CREATE TABLE IF NOT EXISTS beehives (
 	last_connected_unix INTEGER NOT NULL DEFAULT 0,
 	last_error          TEXT NOT NULL DEFAULT '',
 	status              TEXT NOT NULL DEFAULT 'unknown'
-	                    CHECK (status IN ('unknown', 'reachable', 'unreachable'))
+	                    CHECK (status IN ('unknown', 'reachable', 'unreachable')),
+	tunnel              INTEGER NOT NULL DEFAULT 0,
+	hive_token          TEXT NOT NULL DEFAULT ''
 );`
 
+// addedColumns are the columns schema 2 added to schema 1's table (the
+// queen reaches hives through SSH tunnels, and keeps the token it gave each
+// remote hive). ADD COLUMN runs only for those a table lacks.
+var addedColumns = []struct{ name, def string }{
+	{"tunnel", "INTEGER NOT NULL DEFAULT 0"},
+	{"hive_token", "TEXT NOT NULL DEFAULT ''"},
+}
+
 // schemaVersion is recorded in PRAGMA user_version; a newer file is refused.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // openStore opens (creating if needed) the registry at path. A file that is
 // not a SQLite database, or one written by a newer rbee, is an error: it is
@@ -50,6 +60,16 @@ const schemaVersion = 1
 func openStore(ctx context.Context, path string) (*store, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("node registry %s: the path must not contain '?' or '#'", path)
+	}
+	// The registry holds hive tokens: the file is created 0600 before SQLite
+	// opens it (SQLite gives its -wal and -shm files the same mode).
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("node registry %s: %w", path, err)
+		}
 	}
 	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
 	if err != nil {
@@ -60,8 +80,6 @@ func openStore(ctx context.Context, path string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("node registry %s: %w", path, err)
 	}
-	// The registry names hosts, users and key paths: keep it private.
-	_ = os.Chmod(path, 0o600)
 	return s, nil
 }
 
@@ -76,6 +94,30 @@ func (s *store) migrate(ctx context.Context) error {
 	if _, err := s.db.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("creating the beehives table: %w", err)
 	}
+	if v < 2 {
+		have := map[string]bool{}
+		rows, err := s.db.QueryContext(ctx, "SELECT name FROM pragma_table_info('beehives')")
+		if err != nil {
+			return fmt.Errorf("reading the beehives table: %w", err)
+		}
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				rows.Close()
+				return fmt.Errorf("reading the beehives table: %w", err)
+			}
+			have[name] = true
+		}
+		rows.Close()
+		for _, c := range addedColumns {
+			if have[c.name] {
+				continue
+			}
+			if _, err := s.db.ExecContext(ctx, "ALTER TABLE beehives ADD COLUMN "+c.name+" "+c.def); err != nil {
+				return fmt.Errorf("adding column %s: %w", c.name, err)
+			}
+		}
+	}
 	if v < schemaVersion {
 		if _, err := s.db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
 			return fmt.Errorf("recording the schema version: %w", err)
@@ -88,19 +130,23 @@ func (s *store) migrate(ctx context.Context) error {
 func (s *store) Close() error { return s.db.Close() }
 
 const nodeColumns = `node_name, ssh_host, ssh_port, ssh_user, ssh_key_path, git_repo_url, git_branch,
-	install_path, hive_port, last_connected_unix, last_error, status`
+	install_path, hive_port, last_connected_unix, last_error, status, tunnel`
 
 func scanNode(row interface{ Scan(...any) error }) (api.Node, error) {
 	var n api.Node
 	err := row.Scan(&n.Name, &n.SSHHost, &n.SSHPort, &n.SSHUser, &n.SSHKeyPath, &n.GitRepoURL, &n.GitBranch,
-		&n.InstallPath, &n.HivePort, &n.LastConnectedUnix, &n.LastError, &n.Status)
+		&n.InstallPath, &n.HivePort, &n.LastConnectedUnix, &n.LastError, &n.Status, &n.Tunnel)
 	return n, err
 }
 
-// Add inserts a node. Empty fields take their defaults (ssh_port 22,
-// git_branch main, hive_port 9200, status unknown). A node with the same
-// name is NODE_ALREADY_EXISTS; "local" and invalid names are INVALID_REQUEST.
-func (s *store) Add(ctx context.Context, n api.Node) error {
+// Add inserts a node without a hive token; see AddWithToken.
+func (s *store) Add(ctx context.Context, n api.Node) error { return s.AddWithToken(ctx, n, "") }
+
+// AddWithToken inserts a node and the token its hive will be given. Empty
+// fields take their defaults (ssh_port 22, git_branch main, hive_port 9200,
+// status unknown). A node with the same name is NODE_ALREADY_EXISTS;
+// "local" and invalid names are INVALID_REQUEST.
+func (s *store) AddWithToken(ctx context.Context, n api.Node, token string) error {
 	if err := validateNodeField("node_name", n.Name); err != nil {
 		return err
 	}
@@ -130,10 +176,10 @@ func (s *store) Add(ctx context.Context, n api.Node) error {
 	}
 	// One statement, no read-then-write transaction: in WAL mode a deferred
 	// transaction that upgrades to a write fails at once under contention.
-	res, err := s.db.ExecContext(ctx, `INSERT INTO beehives (`+nodeColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	res, err := s.db.ExecContext(ctx, `INSERT INTO beehives (`+nodeColumns+`, hive_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (node_name) DO NOTHING`,
 		n.Name, n.SSHHost, n.SSHPort, n.SSHUser, n.SSHKeyPath, n.GitRepoURL, n.GitBranch,
-		n.InstallPath, n.HivePort, n.LastConnectedUnix, n.LastError, n.Status)
+		n.InstallPath, n.HivePort, n.LastConnectedUnix, n.LastError, n.Status, n.Tunnel, token)
 	if err != nil {
 		return fmt.Errorf("node registry: adding %s: %w", n.Name, err)
 	}
@@ -209,6 +255,29 @@ func (s *store) SetStatus(ctx context.Context, name, status string, connected ti
 		return nodeNotFound(name)
 	}
 	return nil
+}
+
+// Token returns the token the queen gives the node's hive ("" when none
+// was made yet), or NODE_NOT_FOUND.
+func (s *store) Token(ctx context.Context, name string) (string, error) {
+	var token string
+	err := s.db.QueryRowContext(ctx, `SELECT hive_token FROM beehives WHERE node_name = ?`, name).Scan(&token)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nodeNotFound(name)
+	}
+	if err != nil {
+		return "", fmt.Errorf("node registry: reading %s: %w", name, err)
+	}
+	return token, nil
+}
+
+// EnsureToken returns the node's hive token, making and saving one when it
+// has none. Two callers at once get the same token.
+func (s *store) EnsureToken(ctx context.Context, name, fresh string) (string, error) {
+	if _, err := s.db.ExecContext(ctx, `UPDATE beehives SET hive_token = ? WHERE node_name = ? AND hive_token = ''`, fresh, name); err != nil {
+		return "", fmt.Errorf("node registry: updating %s: %w", name, err)
+	}
+	return s.Token(ctx, name)
 }
 
 func validStatus(s string) bool {
