@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"rbee/api"
+	"rbee/internal/config"
 	"rbee/internal/paths"
 )
 
@@ -54,6 +55,25 @@ type Config struct {
 	// HiveStartTimeout bounds how long a freshly started local hive may take
 	// to answer its health check (default 60 s).
 	HiveStartTimeout time.Duration
+	// KnownHostsPath is the known_hosts file remote nodes' host keys are
+	// checked against and recorded in (default ~/.ssh/known_hosts; the
+	// configuration's [ssh] known_hosts).
+	KnownHostsPath string
+	// RemoteBinaryPath is where the rbee binary lives on remote nodes:
+	// absolute, or relative to each node's install_path (default
+	// "bin/rbee"; the configuration's [remote] binary_path).
+	RemoteBinaryPath string
+	// RemoteGitRepoDir is where `rbee setup install` clones and builds rbee
+	// on a node: absolute, or relative to its install_path (default "src";
+	// [remote] git_repo_dir).
+	RemoteGitRepoDir string
+	// RemoteWorkerPortStart is the first port a hive started over SSH tries
+	// for its workers (default 8001; [remote] worker_port_start).
+	RemoteWorkerPortStart int
+	// SSHTimeout bounds one SSH connection attempt and SSHRetryDelays are
+	// the waits before each attempt (defaults: 10 s; 0, 200 ms, 400 ms).
+	SSHTimeout     time.Duration
+	SSHRetryDelays []time.Duration
 	// Logger receives the queen's logs (default: discarded). Tokens are
 	// logged only as fingerprints.
 	Logger hclog.Logger
@@ -64,6 +84,10 @@ const (
 	DefaultAddr             = "127.0.0.1:8080"
 	DefaultLoadingTimeout   = 5 * time.Minute
 	DefaultHiveStartTimeout = 60 * time.Second
+	// DefaultRemoteBinaryPath and DefaultRemoteGitRepoDir are relative to
+	// each node's install_path.
+	DefaultRemoteBinaryPath = "bin/rbee"
+	DefaultRemoteGitRepoDir = "src"
 )
 
 // DefaultHiveRetryDelays and DefaultBusyRetryDelays are the retry policies of
@@ -86,6 +110,7 @@ const (
 	shutdownGrace      = 5 * time.Second        // in-flight requests after Run's context ends
 	startBackoffFirst  = 100 * time.Millisecond // health polls of a hive just started
 	startBackoffMax    = 2 * time.Second
+	tunnelOpenTimeout  = 30 * time.Second // dialling a node again to open a tunnel to a worker
 )
 
 // withDefaults returns c with every empty field set.
@@ -113,6 +138,18 @@ func (c Config) withDefaults() (Config, error) {
 	if c.LocalWorkerPortStart == 0 {
 		c.LocalWorkerPortStart = api.DefaultWorkerPort
 	}
+	if c.RemoteWorkerPortStart == 0 {
+		c.RemoteWorkerPortStart = api.DefaultWorkerPort
+	}
+	if c.RemoteBinaryPath == "" {
+		c.RemoteBinaryPath = DefaultRemoteBinaryPath
+	}
+	if c.RemoteGitRepoDir == "" {
+		c.RemoteGitRepoDir = DefaultRemoteGitRepoDir
+	}
+	if c.SSHRetryDelays != nil {
+		c.SSHRetryDelays = slices.Clone(c.SSHRetryDelays)
+	}
 	if c.LoadingTimeout == 0 {
 		c.LoadingTimeout = DefaultLoadingTimeout
 	}
@@ -133,15 +170,20 @@ func (c Config) withDefaults() (Config, error) {
 	for _, p := range []struct {
 		name string
 		v    int
-	}{{"LocalHivePort", c.LocalHivePort}, {"LocalWorkerPortStart", c.LocalWorkerPortStart}} {
+	}{{"LocalHivePort", c.LocalHivePort}, {"LocalWorkerPortStart", c.LocalWorkerPortStart}, {"RemoteWorkerPortStart", c.RemoteWorkerPortStart}} {
 		if p.v < 1 || p.v > 65535 {
 			return c, fmt.Errorf("%s %d: a port is between 1 and 65535", p.name, p.v)
 		}
 	}
-	if c.LoadingTimeout < 0 || c.HiveStartTimeout < 0 {
+	for _, p := range []struct{ name, v string }{{"RemoteBinaryPath", c.RemoteBinaryPath}, {"RemoteGitRepoDir", c.RemoteGitRepoDir}} {
+		if err := config.CheckRemotePath(p.v); err != nil {
+			return c, fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	if c.LoadingTimeout < 0 || c.HiveStartTimeout < 0 || c.SSHTimeout < 0 {
 		return c, fmt.Errorf("timeouts must be positive")
 	}
-	for _, d := range append(slices.Clone(c.HiveRetryDelays), c.BusyRetryDelays...) {
+	for _, d := range slices.Concat(c.HiveRetryDelays, c.BusyRetryDelays, c.SSHRetryDelays) {
 		if d < 0 {
 			return c, fmt.Errorf("retry delays must not be negative")
 		}

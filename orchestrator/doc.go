@@ -20,10 +20,33 @@
 // busy worker after 1, 2 and 4 s. DELETE /v2/tasks/{id} and a client that
 // goes away both cancel the worker's generation.
 //
+// # Remote nodes
+//
+// POST /v2/registry/beehives/add checks every field, then connects to the
+// node over SSH (package sshx: keys or agent, host keys checked against
+// Config.KnownHostsPath; an unknown host only with accept_new_host_key,
+// which records its key) and runs echo; only then is the node saved, as
+// reachable, with a hive token of its own kept in the registry (a 0600
+// file). POST /v2/registry/beehives/install uploads the queen's binary to
+// the node when uname -sm matches, else clones the node's git_repo_url and
+// runs go build there; both stream their narration and end with done or
+// an error event naming the failed step and its output.
+//
+// A task on a registry node whose hive does not answer starts that hive
+// over SSH — <binary_path> hive … --home <install_path>/home, detached,
+// logging to <install_path>/logs/hive.log, its token passed in the
+// environment over the session's standard input — polls its health with
+// backoff and records the node's status. The queen keeps one SSH
+// connection per node and dials again when it has died. A node in tunnel
+// mode has its hive bound to the node's loopback and is reached, with its
+// workers, through forwarded ports on that connection; otherwise the hive
+// listens on 0.0.0.0 and advertises workers by the node's ssh_host.
+//
 // # Ownership
 //
-// The queen stops what it started — the local hive, and through it that
-// hive's workers — and leaves alone a hive it found running. It runs no
-// goroutine of its own outside Run: each request's work runs on the
-// request's goroutine, and contexts are passed, never stored.
+// The queen stops what it started — the local hive and the hives it
+// started over SSH, and through them their workers — and leaves alone a
+// hive it found running. It runs no goroutine of its own outside Run:
+// each request's work runs on the request's goroutine, and contexts are
+// passed, never stored.
 package orchestrator

@@ -101,7 +101,12 @@ type hiveTarget struct {
 	url   string
 	token string
 	local bool
+	row   *api.Node // the registry row of a remote node
 }
+
+// startable reports whether the queen may start the node's hive over SSH:
+// it knows where rbee lives there.
+func (t hiveTarget) startable() bool { return t.row != nil && t.row.InstallPath != "" }
 
 // localHive is the hive this queen started as its child.
 type localHive struct {
@@ -114,10 +119,11 @@ type localHive struct {
 // node, whatever the number of concurrent tasks) and stops what it started.
 // It runs no goroutine of its own: every call runs on its caller's.
 type hiveManager struct {
-	cfg   Config
-	log   hclog.Logger
-	store *store
-	http  *http.Client
+	cfg    Config
+	log    hclog.Logger
+	store  *store
+	http   *http.Client
+	remote *remotes // SSH connections and the hives started over them
 
 	locks keyedLocks
 
@@ -128,7 +134,9 @@ type hiveManager struct {
 
 // target resolves a node: local is the hive on 127.0.0.1:LocalHivePort;
 // other nodes come from the registry (NODE_NOT_FOUND if absent) and are
-// reached at ssh_host:hive_port.
+// reached at ssh_host:hive_port, or through an SSH tunnel in tunnel mode,
+// with the token the queen made for the node (the queen's own token for a
+// node that has none).
 func (m *hiveManager) target(ctx context.Context, node string) (hiveTarget, error) {
 	if node == api.LocalNode {
 		t := hiveTarget{node: node, url: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(m.cfg.LocalHivePort)),
@@ -144,7 +152,18 @@ func (m *hiveManager) target(ctx context.Context, node string) (hiveTarget, erro
 	if err != nil {
 		return hiveTarget{}, err
 	}
-	return hiveTarget{node: node, url: "http://" + net.JoinHostPort(n.SSHHost, strconv.Itoa(n.HivePort)), token: m.cfg.Token}, nil
+	token, err := m.store.Token(ctx, node)
+	if err != nil {
+		return hiveTarget{}, err
+	}
+	if token == "" {
+		token = m.cfg.Token
+	}
+	url, err := m.remote.hiveURL(ctx, n)
+	if err != nil {
+		return hiveTarget{}, err
+	}
+	return hiveTarget{node: node, url: url, token: token, row: &n}, nil
 }
 
 func (m *hiveManager) client(t hiveTarget) *hiveClient {
@@ -164,15 +183,23 @@ func (m *hiveManager) ensure(ctx context.Context, node string, say narrateFunc) 
 	defer unlock()
 	t, err := m.target(ctx, node)
 	if err != nil {
+		if t.row == nil && node != api.LocalNode {
+			if n, gerr := m.store.Get(ctx, node); gerr == nil {
+				m.record(ctx, hiveTarget{node: node, row: &n}, api.NodeUnreachable, err.Error())
+			}
+		}
 		return nil, err
 	}
 	h := m.client(t)
 	say.say("hive_check", "Checking rbee-hive on %s at %s", node, t.url)
-	if t.local && m.nothingListening(ctx, h) {
-		// Nothing listens on the local hive's port: there is no hive to wait
-		// for, so start ours at once instead of retrying (EC1 is for hives that
+	if (t.local || t.startable() && !t.row.Tunnel) && m.nothingListening(ctx, h) {
+		// Nothing listens on the hive's port: there is no hive to wait for,
+		// so start one at once instead of retrying (EC1 is for hives that
 		// exist but are slow or restarting).
-		return m.startLocal(ctx, say)
+		if t.local {
+			return m.startLocal(ctx, say)
+		}
+		return m.startRemote(ctx, t, say)
 	}
 	health, err := m.reach(ctx, h, say)
 	if err == nil {
@@ -186,6 +213,9 @@ func (m *hiveManager) ensure(ctx context.Context, node string, say narrateFunc) 
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
+	if t.startable() {
+		return m.startRemote(ctx, t, say)
+	}
 	if !t.local {
 		e := api.Errorf(api.CodeConnectionTimeout, "rbee-hive on %s did not answer at %s after %d attempts: %s",
 			node, t.url, len(m.cfg.HiveRetryDelays), shortNetErr(err)).
@@ -194,6 +224,30 @@ func (m *hiveManager) ensure(ctx context.Context, node string, say narrateFunc) 
 		return nil, e
 	}
 	return m.startLocal(ctx, say)
+}
+
+// startRemote starts a registry node's hive over SSH and records the
+// outcome in the registry.
+func (m *hiveManager) startRemote(ctx context.Context, t hiveTarget, say narrateFunc) (*hiveClient, error) {
+	token, err := m.store.EnsureToken(ctx, t.node, httpx.NewToken())
+	if err != nil {
+		return nil, err
+	}
+	say.say("hive_ssh", "rbee-hive is not running on %s; starting it over SSH (%s@%s:%d)", t.node, t.row.SSHUser, t.row.SSHHost, t.row.SSHPort)
+	h, err := m.remote.startHive(ctx, *t.row, token, say)
+	if err != nil {
+		if ctx.Err() == nil {
+			var e *api.Error
+			if !errors.As(err, &e) || e.Code != api.CodeVersionMismatch {
+				m.record(ctx, t, api.NodeUnreachable, err.Error())
+			} else {
+				m.record(ctx, t, api.NodeReachable, e.Message)
+			}
+		}
+		return nil, err
+	}
+	m.record(ctx, t, api.NodeReachable, "")
+	return h, nil
 }
 
 // nothingListening reports whether a health check is refused outright:
@@ -370,11 +424,15 @@ func (m *hiveManager) startedLocal() *localHive {
 	}
 }
 
-// close stops the hives this queen started (only ever the local one in
-// this version) and refuses later starts. Hives it did not start are left
-// alone. The hive is asked to shut down (its own cascade stops its workers);
-// if it has not exited after hiveStopTimeout it gets SIGTERM, then SIGKILL.
+// close stops the hives this queen started — the local one and those it
+// started over SSH, at the same time — and refuses later starts. Hives it
+// did not start are left alone. A hive is asked to shut down (its own
+// cascade stops its workers); if it has not exited after hiveStopTimeout it
+// gets SIGTERM, then SIGKILL.
 func (m *hiveManager) close(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { m.remote.close(ctx) })
+	defer wg.Wait()
 	m.mu.Lock()
 	m.closed = true
 	lh := m.local

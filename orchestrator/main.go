@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"rbee/internal/cliutil"
+	"rbee/internal/config"
 )
 
 const (
@@ -39,10 +41,14 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	return q.Run(ctx)
 }
 
-// parseArgs turns the command line into a Config and a log level.
+// parseArgs turns the command line into a Config and a log level. Each
+// setting comes from its flag, else the environment (RBEE_HOME,
+// RBEE_API_KEY), else the configuration file ($RBEE_CONFIG,
+// ~/.config/rbee/config.toml or /etc/rbee/config.toml), else the default.
 func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config, hclog.Level, error) {
 	var cfg Config
-	hidden := map[string]*string{"hive-retry-delays": new(string), "busy-retry-delays": new(string), "hive-start-timeout": new(string)}
+	hidden := map[string]*string{"hive-retry-delays": new(string), "busy-retry-delays": new(string), "hive-start-timeout": new(string),
+		"ssh-retry-delays": new(string), "ssh-timeout": new(string)}
 	args, err := extractHidden(args, hidden)
 	if err != nil {
 		return cfg, 0, err
@@ -58,6 +64,9 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 	fs.DurationVar(&cfg.LoadingTimeout, "loading-timeout", DefaultLoadingTimeout, "how long a worker may take to load its model")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
 	if err := cliutil.Parse(fs, args, out, usageLine, summary); err != nil {
+		return cfg, 0, err
+	}
+	if err := applyFile(&cfg, fs, host, port, getenv); err != nil {
 		return cfg, 0, err
 	}
 	if *port < 0 || *port > 65535 {
@@ -105,6 +114,21 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 		}
 		cfg.HiveStartTimeout = d
 	}
+	if v := *hidden["ssh-retry-delays"]; v != "" {
+		if cfg.SSHRetryDelays, err = parseDelays("--ssh-retry-delays", v); err != nil {
+			return cfg, 0, err
+		}
+		if len(cfg.SSHRetryDelays) == 0 {
+			return cfg, 0, cliutil.Usagef("--ssh-retry-delays needs at least one delay (the first attempt's)")
+		}
+	}
+	if v := *hidden["ssh-timeout"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return cfg, 0, cliutil.Usagef("--ssh-timeout %q: a positive duration like 10s", v)
+		}
+		cfg.SSHTimeout = d
+	}
 	if *keyFile != "" {
 		if cfg.Token, err = readTokenFile(*keyFile); err != nil {
 			return cfg, 0, err
@@ -113,6 +137,38 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 		cfg.Token = strings.TrimSpace(getenv("RBEE_API_KEY"))
 	}
 	return cfg, level, nil
+}
+
+// applyFile fills in what no flag set from the configuration file: the
+// queen's host, port and local hive ports, the home (unless $RBEE_HOME
+// names one), known_hosts and the [remote] settings.
+func applyFile(cfg *Config, fs *flag.FlagSet, host *string, port *int, getenv func(string) string) error {
+	file, err := config.Load(config.Env{Getenv: getenv})
+	if err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["host"] && file.Queen.Host != "" {
+		*host = file.Queen.Host
+	}
+	if !set["port"] && file.Queen.Port != 0 {
+		*port = file.Queen.Port
+	}
+	if !set["local-hive-port"] && file.Queen.LocalHivePort != 0 {
+		cfg.LocalHivePort = file.Queen.LocalHivePort
+	}
+	if !set["local-worker-port-start"] && file.Queen.LocalWorkerPortStart != 0 {
+		cfg.LocalWorkerPortStart = file.Queen.LocalWorkerPortStart
+	}
+	if cfg.Home == "" && getenv(config.EnvHome) == "" {
+		cfg.Home = file.Paths.Home
+	}
+	cfg.KnownHostsPath = file.SSH.KnownHosts
+	cfg.RemoteBinaryPath = file.Remote.BinaryPath
+	cfg.RemoteGitRepoDir = file.Remote.GitRepoDir
+	cfg.RemoteWorkerPortStart = file.Remote.WorkerPortStart
+	return nil
 }
 
 // extractHidden takes the test-only flags (not shown by --help) out of args.

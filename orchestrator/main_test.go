@@ -111,7 +111,12 @@ func TestAPIKeyFile(t *testing.T) {
 		return p
 	}
 	good := write("good", "file-token-0123456789\n", 0o600)
-	cfg, _, err := parseArgs([]string{"--api-key-file", good}, &bytes.Buffer{}, func(string) string { return "env-token-ignored" })
+	cfg, _, err := parseArgs([]string{"--api-key-file", good}, &bytes.Buffer{}, func(k string) string {
+		if k == "RBEE_API_KEY" {
+			return "env-token-ignored"
+		}
+		return ""
+	})
 	require.NoError(t, err)
 	assert.Equal(t, "file-token-0123456789", cfg.Token, "the flag beats the environment")
 

@@ -67,7 +67,8 @@ func New(cfg Config) (*Queen, error) {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	q := &Queen{cfg: cfg, log: cfg.Logger.Named("queen"), store: st, http: &http.Client{Transport: transport}}
-	q.hives = &hiveManager{cfg: cfg, log: q.log.Named("hives"), store: st, http: q.http}
+	q.hives = &hiveManager{cfg: cfg, log: q.log.Named("hives"), store: st, http: q.http,
+		remote: newRemotes(cfg, q.log.Named("remote"), st, q.http)}
 	q.handler = q.routes()
 	return q, nil
 }
@@ -197,6 +198,8 @@ func (q *Queen) endpoints() []endpoint {
 		{"POST", "/v2/workers/shutdown", q.handleWorkersShutdown},
 		{"GET", "/v2/registry/beehives/list", q.handleNodesList},
 		{"POST", "/v2/registry/beehives/remove", q.handleNodesRemove},
+		{"POST", "/v2/registry/beehives/add", q.handleNodesAdd},
+		{"POST", "/v2/registry/beehives/install", q.handleNodesInstall},
 	}
 }
 

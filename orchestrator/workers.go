@@ -23,11 +23,20 @@ type workerClient struct {
 }
 
 // newWorkerClient checks the URL a hive gave for a worker: an http(s) URL
-// with a host and nothing else.
+// with a host and nothing else. A worker of a node in tunnel mode is called
+// through a tunnel to its port over the node's SSH connection.
 func (q *Queen) newWorkerClient(node, id, rawURL, token string) (*workerClient, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
 		return nil, api.Errorf(api.CodeInternal, "rbee-hive on %s gave worker %s an unusable URL", node, id).With("node", node).With("worker_id", id)
+	}
+	if node != api.LocalNode {
+		ctx, cancel := context.WithTimeout(context.Background(), tunnelOpenTimeout)
+		rawURL, err = q.hives.remote.workerURL(ctx, node, rawURL)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
 	}
 	return &workerClient{id: id, node: node, url: rawURL, c: &httpx.Client{BaseURL: rawURL, Token: token, HTTP: q.http}}, nil
 }
@@ -71,15 +80,17 @@ func (q *Queen) clusterWorkers(ctx context.Context) ([]nodeWorkers, error) {
 	var wg sync.WaitGroup
 	for i, name := range names {
 		wg.Go(func() {
-			t, err := q.hives.target(ctx, name)
+			// The bound covers reaching the node too: a node in tunnel mode
+			// is reached through an SSH connection that may need dialling.
+			lctx, cancel := context.WithTimeout(ctx, clusterListTimeout)
+			defer cancel()
+			t, err := q.hives.target(lctx, name)
 			if err != nil {
 				out[i].err = err
 				return
 			}
 			h := q.hives.client(t)
 			out[i].hive = h
-			lctx, cancel := context.WithTimeout(ctx, clusterListTimeout)
-			defer cancel()
 			out[i].workers, out[i].err = h.workers(lctx)
 		})
 	}
@@ -224,6 +235,7 @@ func (q *Queen) handleNodesRemove(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
+	q.hives.remote.forget(req.Name)
 	q.log.Info("node removed from the registry", "node", req.Name)
 	httpx.WriteJSON(w, http.StatusOK, api.NodeRequest{Name: req.Name})
 }

@@ -1,0 +1,139 @@
+package orchestrator
+
+import (
+	"bytes"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"rbee/api"
+)
+
+// TestS57ParseArgsConfigFile: rbee queen takes what no flag sets from the
+// configuration file, [remote] paths included; flags still win, and
+// $RBEE_HOME beats [paths] home.
+func TestS57ParseArgsConfigFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config.toml")
+	require.NoError(t, os.WriteFile(file, []byte(`
+[queen]
+host = "127.0.0.2"
+port = 18080
+local_hive_port = 19200
+local_worker_port_start = 18001
+[paths]
+home = "/srv/rbee"
+[ssh]
+known_hosts = "/etc/rbee/known_hosts"
+[remote]
+binary_path = "/usr/local/bin/rbee"
+git_repo_dir = "src/rbee"
+worker_port_start = 18500
+`), 0o600))
+	env := map[string]string{"RBEE_CONFIG": file}
+	getenv := func(k string) string { return env[k] }
+
+	cfg, _, err := parseArgs(nil, &bytes.Buffer{}, getenv)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.2:18080", cfg.Addr)
+	assert.Equal(t, 19200, cfg.LocalHivePort)
+	assert.Equal(t, 18001, cfg.LocalWorkerPortStart)
+	assert.Equal(t, "/srv/rbee", cfg.Home)
+	assert.Equal(t, "/etc/rbee/known_hosts", cfg.KnownHostsPath)
+	assert.Equal(t, "/usr/local/bin/rbee", cfg.RemoteBinaryPath)
+	assert.Equal(t, "src/rbee", cfg.RemoteGitRepoDir)
+	assert.Equal(t, 18500, cfg.RemoteWorkerPortStart)
+
+	cfg, _, err = parseArgs([]string{"--port", "28080", "--local-hive-port", "29200", "--home", "/flag/home"}, &bytes.Buffer{}, getenv)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.2:28080", cfg.Addr, "flags beat the file")
+	assert.Equal(t, 29200, cfg.LocalHivePort)
+	assert.Equal(t, "/flag/home", cfg.Home)
+
+	env["RBEE_HOME"] = "/env/home"
+	cfg, _, err = parseArgs(nil, &bytes.Buffer{}, getenv)
+	require.NoError(t, err)
+	assert.Empty(t, cfg.Home, "$RBEE_HOME beats the file (New reads it)")
+
+	require.NoError(t, os.WriteFile(file, []byte("[remote]\nbinary = \"/x\"\n"), 0o600))
+	_, _, err = parseArgs(nil, &bytes.Buffer{}, getenv)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "unknown key remote.binary")
+	assert.Contains(t, err.Error(), file)
+}
+
+// TestConfigRemotePaths: the [remote] paths resolve against each node's
+// install path unless absolute, and bad ones are refused.
+func TestConfigRemotePaths(t *testing.T) {
+	n := api.Node{InstallPath: "/opt/rbee"}
+	for _, c := range []struct{ bin, repo, wantBin, wantRepo string }{
+		{"", "", "/opt/rbee/bin/rbee", "/opt/rbee/src"},
+		{"/usr/local/bin/rbee", "/srv/src/rbee", "/usr/local/bin/rbee", "/srv/src/rbee"},
+		{"tools/rbee", "build/rbee", "/opt/rbee/tools/rbee", "/opt/rbee/build/rbee"},
+	} {
+		cfg, err := Config{Home: t.TempDir(), Binary: "/bin/true", RemoteBinaryPath: c.bin, RemoteGitRepoDir: c.repo}.withDefaults()
+		require.NoError(t, err)
+		r := &remotes{cfg: cfg}
+		assert.Equal(t, c.wantBin, r.binaryPath(n))
+		assert.Equal(t, c.wantRepo, r.gitRepoDir(n))
+	}
+	for _, bad := range []string{"~/bin/rbee", "../bin/rbee", "/opt//rbee", "/opt/rbee/"} {
+		_, err := Config{Home: t.TempDir(), Binary: "/bin/true", RemoteBinaryPath: bad}.withDefaults()
+		assert.Error(t, err, bad)
+	}
+}
+
+// TestStoreMigratesSchema1: a registry written before remote nodes gains
+// the tunnel and hive_token columns, and its rows survive.
+func TestStoreMigratesSchema1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "beehives.db")
+	db, err := sql.Open("sqlite", path)
+	require.NoError(t, err)
+	_, err = db.Exec(`CREATE TABLE beehives (
+	node_name TEXT PRIMARY KEY NOT NULL, ssh_host TEXT NOT NULL DEFAULT '', ssh_port INTEGER NOT NULL DEFAULT 22,
+	ssh_user TEXT NOT NULL DEFAULT '', ssh_key_path TEXT NOT NULL DEFAULT '', git_repo_url TEXT NOT NULL DEFAULT '',
+	git_branch TEXT NOT NULL DEFAULT 'main', install_path TEXT NOT NULL DEFAULT '', hive_port INTEGER NOT NULL DEFAULT 9200,
+	last_connected_unix INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '',
+	status TEXT NOT NULL DEFAULT 'unknown' CHECK (status IN ('unknown', 'reachable', 'unreachable')));
+	INSERT INTO beehives (node_name, ssh_host, install_path) VALUES ('mac', 'mac.lan', '/opt/rbee');
+	PRAGMA user_version = 1;`)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	require.NoError(t, os.Chmod(path, 0o644))
+
+	s, err := openStore(t.Context(), path)
+	require.NoError(t, err)
+	defer s.Close()
+	n, err := s.Get(t.Context(), "mac")
+	require.NoError(t, err)
+	assert.Equal(t, "mac.lan", n.SSHHost)
+	assert.False(t, n.Tunnel)
+	token, err := s.Token(t.Context(), "mac")
+	require.NoError(t, err)
+	assert.Empty(t, token)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "an old, wider file is made private")
+
+	got, err := s.EnsureToken(t.Context(), "mac", "first-token-0123456789")
+	require.NoError(t, err)
+	assert.Equal(t, "first-token-0123456789", got)
+	got, err = s.EnsureToken(t.Context(), "mac", "second-token-0123456789")
+	require.NoError(t, err)
+	assert.Equal(t, "first-token-0123456789", got, "a node keeps its token")
+	_, err = s.EnsureToken(t.Context(), "nope", "x")
+	assert.ErrorIs(t, err, api.ErrNodeNotFound)
+
+	require.NoError(t, s.AddWithToken(t.Context(), api.Node{Name: "ws", SSHHost: "ws.lan", Tunnel: true}, "ws-token-0123456789"))
+	n, err = s.Get(t.Context(), "ws")
+	require.NoError(t, err)
+	assert.True(t, n.Tunnel)
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if st, err := os.Stat(path + suffix); err == nil {
+			assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), suffix)
+		}
+	}
+}
