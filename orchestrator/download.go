@@ -42,7 +42,10 @@ func (r *taskRun) ensureModel(ctx context.Context, hive *hiveClient) error {
 
 	r.narrate("download", fmt.Sprintf("Downloading model from Hugging Face: %s is not on %s yet", canon, r.req.Node))
 	var started api.DownloadResponse
-	if err := hive.c.Do(ctx, http.MethodPost, "/v1/models/download", api.DownloadRequest{ModelRef: canon}, &started); err != nil {
+	sctx, scancel := context.WithTimeout(ctx, listTimeout)
+	err = hive.c.Do(sctx, http.MethodPost, "/v1/models/download", api.DownloadRequest{ModelRef: canon}, &started)
+	scancel()
+	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -33,6 +33,8 @@ type Download struct {
 	ModelRef string
 	Started  time.Time
 
+	ended time.Time // when it finished (set before finished is closed)
+
 	cancel   context.CancelFunc
 	finished chan struct{} // closed when it ended
 
@@ -131,7 +133,7 @@ func (d *Download) note(action, format string, a ...any) {
 // transfer.
 func (d *Download) end(entry api.ModelEntry, err *api.Error) {
 	d.mu.Lock()
-	d.entry, d.err = entry, err
+	d.entry, d.err, d.ended = entry, err, time.Now()
 	if el := time.Since(d.Started); el > 0 && d.session > 0 {
 		d.speed = float64(d.session) / 1e6 / el.Seconds()
 	}
@@ -260,7 +262,7 @@ func (m *downloads) prune() {
 	for id, d := range m.byID {
 		select {
 		case <-d.finished:
-			if time.Since(d.Started) > downloadKeep {
+			if time.Since(d.ended) > downloadKeep {
 				delete(m.byID, id)
 			}
 		default:
