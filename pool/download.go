@@ -98,11 +98,13 @@ func (d *Download) progress(p hf.Progress) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
-	if d.mark.IsZero() || p.Downloaded < d.markAt {
-		// The start, or the file started over.
+	first := d.mark.IsZero()
+	if first || p.Downloaded < d.markAt {
+		// The start (a partial file's bytes are not this transfer's), or the
+		// file started over.
 		d.mark, d.markAt = now, p.Downloaded
 	}
-	if p.Downloaded > d.bytes {
+	if !first && p.Downloaded > d.bytes {
 		d.session += p.Downloaded - d.bytes
 	}
 	d.bytes, d.total = p.Downloaded, p.Total

@@ -194,7 +194,7 @@ type repoInfo struct {
 	} `json:"siblings"`
 }
 
-// errTransient marks a failure worth another attempt.
+// transientError marks a failure worth another attempt.
 type transientError struct{ err error }
 
 func (e *transientError) Error() string { return e.err.Error() }
