@@ -60,6 +60,17 @@ type Orchestrator struct {
 	// LoadingTimeout bounds how long a task waits for a worker to load its
 	// model (default 5 minutes).
 	LoadingTimeout time.Duration
+	// KnownHostsPath is the known_hosts file the host keys of remote nodes
+	// are checked against and recorded in (default ~/.ssh/known_hosts).
+	KnownHostsPath string
+	// RemoteBinaryPath and RemoteGitRepoDir are where rbee's binary and
+	// sources live on remote nodes: absolute, or relative to each node's
+	// install path (defaults "bin/rbee" and "src"). RemoteWorkerPortStart
+	// is the first port the hives started over SSH try for workers
+	// (default 8001).
+	RemoteBinaryPath      string
+	RemoteGitRepoDir      string
+	RemoteWorkerPortStart int
 	// Logger receives the queen's logs (default: discarded). Secrets are
 	// logged only as fingerprints.
 	Logger hclog.Logger
@@ -83,13 +94,17 @@ type Orchestrator struct {
 func (o *Orchestrator) init() error {
 	o.initOnce.Do(func() {
 		o.queen, o.initErr = orchestrator.New(orchestrator.Config{
-			Token:                o.Token,
-			Home:                 o.Home,
-			Binary:               o.Binary,
-			LocalHivePort:        o.LocalHivePort,
-			LocalWorkerPortStart: o.LocalWorkerPortStart,
-			LoadingTimeout:       o.LoadingTimeout,
-			Logger:               o.Logger,
+			Token:                 o.Token,
+			Home:                  o.Home,
+			Binary:                o.Binary,
+			LocalHivePort:         o.LocalHivePort,
+			LocalWorkerPortStart:  o.LocalWorkerPortStart,
+			LoadingTimeout:        o.LoadingTimeout,
+			KnownHostsPath:        o.KnownHostsPath,
+			RemoteBinaryPath:      o.RemoteBinaryPath,
+			RemoteGitRepoDir:      o.RemoteGitRepoDir,
+			RemoteWorkerPortStart: o.RemoteWorkerPortStart,
+			Logger:                o.Logger,
 		})
 		if o.initErr != nil {
 			o.initErr = fmt.Errorf("rbee: %w", o.initErr)
@@ -213,10 +228,11 @@ func (o *Orchestrator) Client() *Client {
 }
 
 // Close stops the orchestrator: it stops accepting requests, running tasks
-// end (their streams get a SHUTTING_DOWN error), and the local hive it
-// started is shut down with its workers (this can take up to 30 s while
-// workers finish). It returns the first error of the server or of the
-// shutdown. Closing twice is safe.
+// end (their streams get a SHUTTING_DOWN error), and the hives it started
+// — the local one, and those on remote nodes over SSH — are shut down with
+// their workers (this can take up to 30 s while workers finish). It
+// returns the first error of the server or of the shutdown. Closing twice
+// is safe.
 func (o *Orchestrator) Close() error {
 	o.mu.Lock()
 	if o.closed {
