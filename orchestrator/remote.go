@@ -312,7 +312,11 @@ func (r *remotes) startHive(ctx context.Context, n api.Node, token string, say n
 	if closed {
 		return nil, shuttingDown()
 	}
-	pid, err := c.StartDetached(ctx, argv, env, logPath)
+	// The start is not cut short by the task's end: a hive started but not
+	// recorded would be one nobody stops.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hiveAttemptTimeout)
+	pid, err := c.StartDetached(sctx, argv, env, logPath)
+	cancel()
 	if err != nil {
 		var xe *sshx.ExitError
 		if errors.As(err, &xe) && xe.Status == 127 {

@@ -417,4 +417,18 @@ func TestRemoteNodes(t *testing.T) {
 		assert.Equal(t, 0, queen.ExitCode(), rc.logs())
 		assert.Empty(t, rc.remoteProcesses(), "SIGTERM to the queen stops the hives it started over SSH, and their workers")
 	})
+
+	t.Run("ephemeral", func(t *testing.T) {
+		// No queen runs now: rbee infer starts one (it reads the same
+		// configuration and registry), which starts the node's hive over
+		// SSH, and everything is gone when the command ends.
+		r := rc.rbee("infer", "--queen-url", rc.queenURL(), "--node", "workstation",
+			"--model", "file:"+filepath.Join(rc.installPath("workstation"), "models", "tiny-Q8_0.gguf"),
+			"--prompt", "Once upon a time", "--max-tokens", "5", "--temperature", "0")
+		require.Equal(t, 0, r.code, "%s%s", r, rc.logs())
+		assert.Contains(t, r.stderr, "[keeper] No queen at "+rc.queenURL()+": starting one (ephemeral mode)")
+		assert.Contains(t, r.stderr, "starting it over SSH")
+		assert.Contains(t, r.stderr, "[keeper] 5 tokens")
+		assert.Empty(t, rc.remoteProcesses(), "the ephemeral queen stopped the hive it started")
+	})
 }
