@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -281,9 +282,24 @@ func TestS03InstallUpload(t *testing.T) {
 	rs := newRemoteSetup(t, nil)
 	req := rs.node(t, "workstation")
 	rs.add(t, req)
+
+	// add-node's connection is kept as the node's; one that died is
+	// dialled again.
+	rm := rs.tq.q.hives.remote
+	rm.mu.Lock()
+	first := rm.conns["workstation"]
+	rm.mu.Unlock()
+	require.NotNil(t, first, "the tested connection is kept")
+	require.NoError(t, first.c.Close())
+
 	res := rs.install(t, api.InstallRequest{Name: "workstation"})
 	require.Nil(t, res.errorEvent(), "%+v", res.errorEvent())
 	require.NotNil(t, res.done())
+	rm.mu.Lock()
+	second := rm.conns["workstation"]
+	rm.mu.Unlock()
+	require.NotNil(t, second)
+	assert.NotSame(t, first, second, "a dead connection is replaced")
 	bin := filepath.Join(req.InstallPath, "bin", "rbee")
 	for _, action := range []string{"install_connect", "install_platform", "install_dirs", "install_upload", "install_verify", "install_done"} {
 		assert.NotEmpty(t, res.narration(action), "step %s is narrated: %q", action, res.narrations())
@@ -536,6 +552,25 @@ func TestS07RemoteColdStart(t *testing.T) {
 		logData, err := os.ReadFile(filepath.Join(runs["workstation"].req.InstallPath, "logs", "hive.log"))
 		require.NoError(t, err)
 		assert.NotContains(t, string(logData), token)
+	})
+
+	t.Run("a hive that died is started again", func(t *testing.T) {
+		nr := runs["workstation"]
+		require.NoError(t, syscall.Kill(nr.hive, syscall.SIGKILL))
+		require.Eventually(t, func() bool { return !alive(nr.hive) }, 5*time.Second, 20*time.Millisecond)
+		res := postTask(t, t.Context(), rs.tq.url, "", api.TaskRequest{Node: "workstation", Model: nr.model, Prompt: "Again",
+			MaxTokens: 4, Temperature: ptrTo(0.0)}, nil)
+		require.Nil(t, res.errorEvent(), "%+v\n%q", res.errorEvent(), res.narrations())
+		assert.Len(t, res.narration("hive_ssh"), 1)
+		pid := hivePid(t, res)
+		assert.NotEqual(t, nr.hive, pid)
+		nr.hive = pid
+		list, _ := listWorkers(t, rs.tq.url)
+		for _, w := range list.Workers {
+			if w.Node == "workstation" {
+				nr.work = w.PID
+			}
+		}
 	})
 
 	t.Run("cascade", func(t *testing.T) {
