@@ -2,9 +2,7 @@ package orchestrator
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -16,6 +14,7 @@ import (
 
 	"rbee/internal/cliutil"
 	"rbee/internal/config"
+	"rbee/internal/httpx"
 )
 
 const (
@@ -129,12 +128,8 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 		}
 		cfg.SSHTimeout = d
 	}
-	if *keyFile != "" {
-		if cfg.Token, err = readTokenFile(*keyFile); err != nil {
-			return cfg, 0, err
-		}
-	} else {
-		cfg.Token = strings.TrimSpace(getenv("RBEE_API_KEY"))
+	if cfg.Token, err = httpx.ReadAPIKey(*keyFile, getenv(httpx.APIKeyEnv)); err != nil {
+		return cfg, 0, err
 	}
 	return cfg, level, nil
 }
@@ -215,35 +210,4 @@ func parseDelays(flag, v string) ([]time.Duration, error) {
 		out = append(out, d)
 	}
 	return out, nil
-}
-
-// readTokenFile reads an API key from a file that only its owner can read.
-func readTokenFile(path string) (string, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("API key file: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("API key file %s is not a regular file", path)
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return "", fmt.Errorf("API key file %s has mode %04o; it must not be readable by others (chmod 600 %s)", path, perm, path)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("API key file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 4096))
-	if err != nil {
-		return "", fmt.Errorf("API key file: %w", err)
-	}
-	token := strings.TrimSpace(string(b))
-	if token == "" {
-		return "", errors.New("API key file " + path + " is empty")
-	}
-	if strings.ContainsAny(token, " \t\r\n") {
-		return "", errors.New("API key file " + path + " holds more than one word; it must hold only the key")
-	}
-	return token, nil
 }

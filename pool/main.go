@@ -2,9 +2,7 @@ package pool
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -14,6 +12,7 @@ import (
 
 	"rbee/api"
 	"rbee/internal/cliutil"
+	"rbee/internal/httpx"
 )
 
 // Main runs `rbee hive` from its command line: it parses the flags, reads
@@ -89,7 +88,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		cfg.Devices = devs
 	}
-	token, err := ReadToken(keyFile, os.Getenv("RBEE_API_KEY"))
+	token, err := httpx.ReadAPIKey(keyFile, os.Getenv(httpx.APIKeyEnv))
 	if err != nil {
 		return err
 	}
@@ -100,34 +99,6 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return h.Run(ctx)
-}
-
-// ReadToken returns a daemon's API key: the contents of file when given
-// (refused when the file's mode lets others than its owner read or write
-// it), else env. It may be empty (loopback only).
-func ReadToken(file, env string) (string, error) {
-	if file == "" {
-		return strings.TrimSpace(env), nil
-	}
-	st, err := os.Stat(file)
-	if err != nil {
-		return "", fmt.Errorf("API key file: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("API key file %s is not a regular file", file)
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return "", fmt.Errorf("API key file %s has mode %04o; it must be 0600 (chmod 600 %s)", file, perm, file)
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("API key file: %w", err)
-	}
-	token := strings.TrimSpace(string(b))
-	if token == "" {
-		return "", errors.New("API key file " + file + " is empty")
-	}
-	return token, nil
 }
 
 // splitFlags moves the flags that set defines (-name, --name, with "=value"

@@ -90,41 +90,6 @@ func TestMainFlags(t *testing.T) {
 	}
 }
 
-func TestReadToken(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string, mode os.FileMode) string {
-		p := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(p, []byte(content), mode))
-		require.NoError(t, os.Chmod(p, mode))
-		return p
-	}
-	good := write("good", " secret-token-0123456789 \n", 0o600)
-	tok, err := ReadToken(good, "from-env")
-	require.NoError(t, err)
-	assert.Equal(t, "secret-token-0123456789", tok, "the file beats the environment")
-	tok, err = ReadToken("", " from-env ")
-	require.NoError(t, err)
-	assert.Equal(t, "from-env", tok)
-	tok, err = ReadToken("", "")
-	require.NoError(t, err)
-	assert.Empty(t, tok)
-	for _, tc := range []struct {
-		name, path, want string
-	}{
-		{"group readable", write("g", "x", 0o640), "must be 0600"},
-		{"world readable", write("w", "x", 0o604), "must be 0600"},
-		{"empty", write("e", " \n", 0o600), "empty"},
-		{"a directory", dir, "not a regular file"},
-		{"missing", filepath.Join(dir, "none"), "no such file"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := ReadToken(tc.path, "")
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tc.want)
-		})
-	}
-}
-
 func TestSplitFlags(t *testing.T) {
 	set := cliutil.NewFlagSet("x")
 	set.String("fake-devices", "", "")

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"rbee/api"
@@ -71,18 +70,7 @@ func (h *Hive) Spawn(ctx context.Context, req api.SpawnRequest) (*Worker, error)
 }
 
 // validateSpawn checks a spawn request, naming the JSON field that fails.
-func validateSpawn(req *api.SpawnRequest) *api.Error {
-	if err := req.Validate(); err != nil {
-		// api.ParseModelRef names the keeper's field ("model"); the spawn body calls it model_ref.
-		if f, _ := err.Details["field"].(string); f == "model" {
-			msg := err.Message
-			msg, _ = strings.CutPrefix(msg, "invalid model: ")
-			return api.InvalidField("model_ref", "%s", msg)
-		}
-		return err
-	}
-	return nil
-}
+func validateSpawn(req *api.SpawnRequest) *api.Error { return req.Validate() }
 
 // resolveModel finds the model of a reference: its catalog row (S15), or,
 // for a file: reference, the file itself, which it then registers.

@@ -2,20 +2,19 @@ package worker
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
 	"rbee/api"
 	"rbee/internal/cliutil"
+	"rbee/internal/httpx"
 )
 
 // APIKeyEnv is the environment variable a worker reads its token from when no
 // --api-key-file is given.
-const APIKeyEnv = "RBEE_API_KEY"
+const APIKeyEnv = httpx.APIKeyEnv
 
 const (
 	usageLine = "--model PATH --port PORT [flags]"
@@ -66,7 +65,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	if level == hclog.NoLevel {
 		return cliutil.Usagef("--log-level %q: use trace, debug, info, warn or error", *logLevel)
 	}
-	key, err := readAPIKey(*keyFile, os.Getenv(APIKeyEnv))
+	key, err := httpx.ReadAPIKey(*keyFile, os.Getenv(APIKeyEnv))
 	if err != nil {
 		return err
 	}
@@ -78,31 +77,4 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return srv.Run(ctx)
-}
-
-// readAPIKey reads the token from file (refused when other users may read
-// it: mode wider than 0600) or else takes env.
-func readAPIKey(file, env string) (string, error) {
-	if file == "" {
-		return strings.TrimSpace(env), nil
-	}
-	st, err := os.Stat(file)
-	if err != nil {
-		return "", fmt.Errorf("API key file: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("API key file %s is not a regular file", file)
-	}
-	if perm := st.Mode().Perm(); perm&^0o600 != 0 {
-		return "", fmt.Errorf("API key file %s has mode %04o; it must not be readable by others (chmod 600 %s)", file, perm, file)
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("API key file: %w", err)
-	}
-	key := strings.TrimSpace(string(b))
-	if key == "" {
-		return "", fmt.Errorf("API key file %s is empty", file)
-	}
-	return key, nil
 }

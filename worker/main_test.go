@@ -74,47 +74,6 @@ func TestMainUsageErrors(t *testing.T) {
 	})
 }
 
-func TestReadAPIKey(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string, mode os.FileMode) string {
-		p := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
-		require.NoError(t, os.Chmod(p, mode))
-		return p
-	}
-	cases := []struct {
-		name    string
-		file    string
-		env     string
-		want    string
-		wantErr string
-	}{
-		{"env", "", " env-token-0123456789\n", "env-token-0123456789", ""},
-		{"no token", "", "", "", ""},
-		{"file 0600 beats env", write("k600", "file-token-0123456789\n", 0o600), "env-token", "file-token-0123456789", ""},
-		{"file 0400", write("k400", "ro-token-0123456789", 0o400), "", "ro-token-0123456789", ""},
-		{"file 0644", write("k644", "leaky-token-0123456789", 0o644), "", "", "mode 0644"},
-		{"file 0640", write("k640", "leaky-token-0123456789", 0o640), "", "", "mode 0640"},
-		{"file 0700", write("k700", "exec-token-0123456789", 0o700), "", "", "mode 0700"},
-		{"empty file", write("empty", " \n", 0o600), "", "", "empty"},
-		{"missing file", filepath.Join(dir, "absent"), "", "", "no such file"},
-		{"directory", dir, "", "", "not a regular file"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := readAPIKey(c.file, c.env)
-			if c.wantErr != "" {
-				require.Error(t, err)
-				assert.Contains(t, err.Error(), c.wantErr)
-				assert.NotContains(t, err.Error(), "token-0123456789", "the token is never in a message")
-				return
-			}
-			require.NoError(t, err)
-			assert.Equal(t, c.want, got)
-		})
-	}
-}
-
 // TestMainInProcess runs `rbee worker` through Main in this process.
 func TestMainInProcess(t *testing.T) {
 	const token = "main-token-0123456789abcdef"
