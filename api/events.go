@@ -30,6 +30,7 @@ type Event struct {
 	Token     *Token
 	Done      *Done
 	Error     *Error
+	Log       *LogLine
 }
 
 // Narration is a sentence for people about what a daemon is doing.
@@ -103,6 +104,8 @@ func (e Event) MarshalData() ([]byte, error) {
 		return json.Marshal(e.Done)
 	case KindError:
 		return json.Marshal(Envelope{Error: e.Error})
+	case KindLog:
+		return json.Marshal(e.Log)
 	}
 	return nil, fmt.Errorf("api: unknown event kind %q", e.Kind)
 }
@@ -127,6 +130,8 @@ func ParseEvent(kind string, data []byte) (Event, error) {
 			k = KindProgress
 		case probe["human"] != nil:
 			k = KindNarration
+		case probe["line"] != nil && probe["source"] != nil:
+			k = KindLog
 		default:
 			return Event{}, fmt.Errorf("api: unrecognized event data")
 		}
@@ -153,6 +158,9 @@ func ParseEvent(kind string, data []byte) (Event, error) {
 			err = fmt.Errorf("no error object")
 		}
 		e.Error = env.Error
+	case KindLog:
+		e.Log = new(LogLine)
+		err = json.Unmarshal(data, e.Log)
 	default:
 		return Event{}, fmt.Errorf("api: unknown event %q", kind)
 	}
