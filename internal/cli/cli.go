@@ -55,6 +55,7 @@ func commands() []*command {
 		{name: "infer", args: "--node NAME --model REF --prompt TEXT [flags]", summary: "run an inference on a node through the queen (starts one if none runs)", run: runInfer},
 		{name: "workers", args: "list | health --node NAME | shutdown --id ID", summary: "list, check or stop workers across nodes", run: runWorkers},
 		{name: "setup", args: "add-node | install --node NAME | list-nodes | remove-node --name NAME", summary: "add remote nodes, install rbee on them, list or remove them", run: runSetup},
+		{name: "install", args: "[--system] [--force]", summary: "install this rbee binary, its directories and a default configuration", run: runInstall},
 		{name: "queen", args: "[--port 8080] [flags]", summary: "run the orchestrator daemon", run: daemonCommand(orchestrator.Main)},
 		{name: "hive", args: "[--port 9200] [flags]", summary: "run a node's pool daemon", run: daemonCommand(pool.Main)},
 		{name: "worker", args: "--model PATH --port PORT [flags]", summary: "run a worker serving one model (started by a hive)", hidden: true, run: daemonCommand(worker.Main)},
