@@ -84,6 +84,11 @@ type Config struct {
 	DiskFree func(dir string) (int64, error)
 	// Logger receives the hive's log (default: none).
 	Logger hclog.Logger
+	// LogFile is the file the hive's own log goes to, as whoever started it
+	// redirected it (the queen: <home>/logs/hive-local.log, or
+	// <install_path>/logs/hive.log on a remote node). GET /v1/logs serves it
+	// as the "hive" source; when empty, the hive*.log files in <home>/logs.
+	LogFile string
 }
 
 // Hive is the pool daemon of one node: its model catalog, its workers and
@@ -104,6 +109,7 @@ type Hive struct {
 	closing      atomic.Bool // no more spawns
 	shutdownOnce sync.Once
 	shutdownReq  chan struct{}
+	logsDone     chan struct{} // closed when Close is done: log streams end
 
 	bgMu     sync.Mutex
 	bgClosed bool
@@ -138,7 +144,7 @@ func New(cfg Config) (*Hive, error) {
 		devices = DetectDevices(ctx)
 	}
 	h := &Hive{cfg: cfg, log: log, catalog: cat, devices: devices, reg: newRegistry(),
-		httpClient: newHTTPClient(), shutdownReq: make(chan struct{})}
+		httpClient: newHTTPClient(), shutdownReq: make(chan struct{}), logsDone: make(chan struct{})}
 	h.advertiseHost = cfg.AdvertiseHost
 	if h.advertiseHost == "" {
 		h.advertiseHost = advertiseHost(cfg.WorkerHost, cfg.Host)
@@ -349,6 +355,7 @@ func (h *Hive) Close() error {
 		h.wg.Wait()
 		h.httpClient.CloseIdleConnections()
 		h.closeErr = h.catalog.Close()
+		close(h.logsDone)
 	})
 	return h.closeErr
 }

@@ -43,6 +43,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&health, "health-interval", DefaultHealthInterval, "period of the worker health checks")
 	fs.DurationVar(&ready, "ready-timeout", DefaultReadyTimeout, "how long a new worker may take to answer its health check")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
+	fs.StringVar(&cfg.LogFile, "log-file", "", "the file this hive's output is redirected to, served by GET /v1/logs (default the hive*.log files in HOME/logs)")
 	// Hidden test flags, left out of --help.
 	hidden := cliutil.NewFlagSet("hive")
 	hidden.StringVar(&fakeDevices, "fake-devices", "", "stand-in GPUs: backend:index:vram_mb,…")
