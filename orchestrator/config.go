@@ -77,6 +77,10 @@ type Config struct {
 	// Logger receives the queen's logs (default: discarded). Tokens are
 	// logged only as fingerprints.
 	Logger hclog.Logger
+
+	// localHiveArgs are extra flags for the local hive's command line
+	// (tests: the hidden --local-fake-devices flag of rbee queen).
+	localHiveArgs []string
 }
 
 // Defaults of Config.

@@ -338,6 +338,7 @@ func (m *hiveManager) startLocal(ctx context.Context, say narrateFunc) (*hiveCli
 		Env:     []string{"RBEE_API_KEY=" + token, "RBEE_CHILD=1"},
 		LogFile: logPath,
 	}
+	spec.Args = append(spec.Args, m.cfg.localHiveArgs...)
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()

@@ -47,7 +47,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config, hclog.Level, error) {
 	var cfg Config
 	hidden := map[string]*string{"hive-retry-delays": new(string), "busy-retry-delays": new(string), "hive-start-timeout": new(string),
-		"ssh-retry-delays": new(string), "ssh-timeout": new(string)}
+		"ssh-retry-delays": new(string), "ssh-timeout": new(string), "local-fake-devices": new(string)}
 	args, err := extractHidden(args, hidden)
 	if err != nil {
 		return cfg, 0, err
@@ -127,6 +127,10 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 			return cfg, 0, cliutil.Usagef("--ssh-timeout %q: a positive duration like 10s", v)
 		}
 		cfg.SSHTimeout = d
+	}
+	if v := *hidden["local-fake-devices"]; v != "" && v != "none" {
+		// The local hive checks the list (backend:index:vram_mb,…).
+		cfg.localHiveArgs = append(cfg.localHiveArgs, "--fake-devices", v)
 	}
 	if cfg.Token, err = httpx.ReadAPIKey(*keyFile, getenv(httpx.APIKeyEnv)); err != nil {
 		return cfg, 0, err
