@@ -219,12 +219,13 @@ func (r *running) waitFirstToken(t testing.TB) {
 	}
 }
 
-// startQueen runs a persistent queen (rbee queen) for the rest of the test.
-func (c *cluster) startQueen() *proc.Process {
+// startQueen runs a persistent queen (rbee queen) for the rest of the test,
+// with extra flags (hidden test flags like --busy-retry-delays) if given.
+func (c *cluster) startQueen(extra ...string) *proc.Process {
 	c.t.Helper()
 	p, err := proc.Start(proc.Spec{Path: c.bin, Env: []string{"RBEE_HOME=" + c.home},
-		Args: []string{"queen", "--port", strconv.Itoa(c.queenPort), "--home", c.home,
-			"--local-hive-port", strconv.Itoa(c.hivePort), "--local-worker-port-start", strconv.Itoa(c.workerPort)},
+		Args: append([]string{"queen", "--port", strconv.Itoa(c.queenPort), "--home", c.home,
+			"--local-hive-port", strconv.Itoa(c.hivePort), "--local-worker-port-start", strconv.Itoa(c.workerPort)}, extra...),
 		LogFile: filepath.Join(c.home, "queen-test.log")})
 	require.NoError(c.t, err)
 	c.t.Cleanup(func() {
