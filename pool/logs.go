@@ -265,7 +265,15 @@ func openTail(s logSource, n int, partial bool) (*fileTail, []logEntry, error) {
 	}
 	t := &fileTail{src: s, info: info}
 	size := info.Size()
-	start := lastLinesStart(f, size, n)
+	scan := n
+	if last := make([]byte, 1); !partial && size > 0 {
+		// A line still being written is not one of the n: it is sent when
+		// it ends.
+		if _, err := f.ReadAt(last, size-1); err == nil && last[0] != '\n' {
+			scan++
+		}
+	}
+	start := lastLinesStart(f, size, scan)
 	data := make([]byte, size-start)
 	if _, err := f.ReadAt(data, start); err != nil && !errors.Is(err, io.EOF) {
 		return nil, nil, err
