@@ -1,0 +1,42 @@
+// Package chat turns a list of chat messages into the prompt a model was
+// trained on, the way llama.cpp's built-in chat templates do.
+//
+// A GGUF file carries its chat template as Jinja source in
+// tokenizer.chat_template. This package does not run Jinja: like llama.cpp's
+// llm_chat_detect_template, [Detect] recognizes the template's family from
+// marker strings it contains ("<|im_start|>" is chatml, "<|start_header_id|>"
+// is Llama 3, "[INST]" is Llama 2 or Mistral, …), and [Template.Format]
+// writes the messages in that family's format, ending with the generation
+// prompt that opens the assistant's turn.
+//
+// # Families
+//
+// chatml, phi4, llama2 (and llama2-sys, llama2-sys-bos, llama2-sys-strip),
+// mistral-v1, mistral-v3, mistral-v3-tekken, mistral-v7, mistral-v7-tekken,
+// llama3, phi3, falcon3, zephyr, gemma, vicuna, vicuna-orca, deepseek,
+// deepseek2 and deepseek3. A template source that is exactly one of these
+// names selects it.
+//
+// Zephyr-style templates (TinyLlama-Chat, zephyr-7b, stablelm-zephyr) end every
+// message with the model's end-of-sequence text ("</s>" for TinyLlama), which
+// is what their Jinja source renders; llama.cpp's legacy formatter writes
+// "<|endoftext|>" for them and detects TinyLlama's template as glmedge. Here
+// a template that names "<|endoftext|>" gets it, and the others get the EOS
+// text passed to [New].
+//
+// # No template, or an unknown one
+//
+// As llama.cpp's server does, a model without a chat template, or with one
+// no heuristic recognizes, is prompted in chatml ("<|im_start|>user\n…
+// <|im_end|>\n<|im_start|>assistant\n"). [New] reports whether it fell back.
+//
+// # Special tokens and BOS
+//
+// Format returns [Segment]s rather than one string: template text (markers,
+// role headers, separators) has Special set, message contents do not. The
+// caller tokenizes template text with special-token parsing and contents
+// without, so that a user who types "<|im_end|>" gets those characters, not a
+// turn boundary. The formatted prompt never starts with the BOS text: the
+// tokenizer adds BOS when the vocabulary asks for it (llama.cpp's behaviour
+// when it tokenizes a chat prompt), so a prompt never gets two.
+package chat
