@@ -1,6 +1,10 @@
 package api
 
-import "time"
+import (
+	"net/url"
+	"strconv"
+	"time"
+)
 
 // KindLog is the event of a log stream (the hive's GET /v1/logs, the
 // queen's GET /v2/logs): one line of a daemon's log.
@@ -28,4 +32,38 @@ type LogLine struct {
 	// Time is when the line was written, when its leading timestamp could
 	// be parsed; zero (and left out of the JSON) otherwise.
 	Time time.Time `json:"time,omitzero"`
+}
+
+// LogQuery is what a log stream is asked for: ?follow=true&lines=N.
+type LogQuery struct {
+	// Follow keeps the stream open for lines written later.
+	Follow bool
+	// Lines is how many of the last lines come first (0 to MaxLogLines).
+	Lines int
+}
+
+// ParseLogQuery reads ?follow= (true or false, default false) and ?lines=
+// (0 to MaxLogLines, default DefaultLogLines), naming the field that fails.
+func ParseLogQuery(v url.Values) (LogQuery, *Error) {
+	q := LogQuery{Lines: DefaultLogLines}
+	if s := v.Get("follow"); s != "" {
+		f, err := strconv.ParseBool(s)
+		if err != nil {
+			return q, InvalidField("follow", "follow is true or false")
+		}
+		q.Follow = f
+	}
+	if s := v.Get("lines"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > MaxLogLines {
+			return q, InvalidField("lines", "lines is a whole number from 0 to %d", MaxLogLines)
+		}
+		q.Lines = n
+	}
+	return q, nil
+}
+
+// Values is the query string of q, for ParseLogQuery.
+func (q LogQuery) Values() url.Values {
+	return url.Values{"follow": {strconv.FormatBool(q.Follow)}, "lines": {strconv.Itoa(q.Lines)}}
 }

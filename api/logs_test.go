@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net/url"
 	"testing"
 	"time"
 
@@ -39,4 +40,40 @@ func TestLogEvent(t *testing.T) {
 	}
 	_, err := ParseEvent("log", []byte(`{"source":1}`))
 	assert.Error(t, err, "a malformed log event is an error")
+}
+
+func TestParseLogQuery(t *testing.T) {
+	tests := []struct {
+		query string
+		want  LogQuery
+		field string
+	}{
+		{"", LogQuery{Lines: DefaultLogLines}, ""},
+		{"follow=true", LogQuery{Follow: true, Lines: DefaultLogLines}, ""},
+		{"follow=1&lines=0", LogQuery{Follow: true}, ""},
+		{"follow=false&lines=10000", LogQuery{Lines: MaxLogLines}, ""},
+		{"follow=yes", LogQuery{}, "follow"},
+		{"lines=-1", LogQuery{}, "lines"},
+		{"lines=10001", LogQuery{}, "lines"},
+		{"lines=1.5", LogQuery{}, "lines"},
+		{"lines=ten", LogQuery{}, "lines"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.query, func(t *testing.T) {
+			v, err := url.ParseQuery(tc.query)
+			require.NoError(t, err)
+			got, e := ParseLogQuery(v)
+			if tc.field != "" {
+				require.NotNil(t, e)
+				assert.Equal(t, CodeInvalidRequest, e.Code)
+				assert.Equal(t, tc.field, e.Details["field"])
+				return
+			}
+			require.Nil(t, e)
+			assert.Equal(t, tc.want, got)
+			again, e := ParseLogQuery(got.Values())
+			require.Nil(t, e)
+			assert.Equal(t, got, again, "Values round-trips")
+		})
+	}
 }
