@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -77,34 +76,6 @@ func (h *Hive) logSources() ([]logSource, error) {
 	return append(out, workers...), nil
 }
 
-// logQuery is what GET /v1/logs was asked: ?follow=true&lines=N.
-type logQuery struct {
-	follow bool
-	lines  int
-}
-
-// parseLogQuery reads ?follow= (a boolean, default false) and ?lines= (0 to
-// api.MaxLogLines, default api.DefaultLogLines).
-func parseLogQuery(r *http.Request) (logQuery, *api.Error) {
-	q := logQuery{lines: api.DefaultLogLines}
-	v := r.URL.Query()
-	if s := v.Get("follow"); s != "" {
-		f, err := strconv.ParseBool(s)
-		if err != nil {
-			return q, api.InvalidField("follow", "follow is true or false")
-		}
-		q.follow = f
-	}
-	if s := v.Get("lines"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 || n > api.MaxLogLines {
-			return q, api.InvalidField("lines", "lines is a whole number from 0 to %d", api.MaxLogLines)
-		}
-		q.lines = n
-	}
-	return q, nil
-}
-
 // handleLogs serves GET /v1/logs?follow=true&lines=N: an event stream of
 // log events {source, line, time}. It first sends the last N lines of all
 // the node's logs together, oldest first; without follow it then ends.
@@ -113,7 +84,7 @@ func parseLogQuery(r *http.Request) (logQuery, *api.Error) {
 // away or the hive shuts down. A file that is truncated or replaced
 // (rotated) is read again from its start.
 func (h *Hive) handleLogs(w http.ResponseWriter, r *http.Request) {
-	q, e := parseLogQuery(r)
+	q, e := api.ParseLogQuery(r.URL.Query())
 	if e != nil {
 		httpx.WriteError(w, r, e)
 		return
@@ -127,7 +98,7 @@ func (h *Hive) handleLogs(w http.ResponseWriter, r *http.Request) {
 	tails := make([]*fileTail, 0, len(srcs))
 	var backlog []logEntry
 	for _, s := range srcs {
-		t, lines, err := openTail(s, q.lines, !q.follow)
+		t, lines, err := openTail(s, q.Lines, !q.Follow)
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
 				h.log.Warn("reading a log file failed", "path", s.path, "error", err)
@@ -135,7 +106,7 @@ func (h *Hive) handleLogs(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		tails = append(tails, t)
-		backlog = lastEntries(append(backlog, lines...), q.lines)
+		backlog = lastEntries(append(backlog, lines...), q.Lines)
 	}
 	out := sse.NewWriter(w)
 	for _, l := range backlog {
@@ -143,7 +114,7 @@ func (h *Hive) handleLogs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !q.follow {
+	if !q.Follow {
 		_ = out.Close()
 		return
 	}
