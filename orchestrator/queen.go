@@ -37,6 +37,7 @@ type Queen struct {
 	store   *store
 	hives   *hiveManager
 	tasks   taskRegistry
+	logs    logStreams
 	http    *http.Client
 	handler http.Handler
 
@@ -126,6 +127,7 @@ func (q *Queen) Run(ctx context.Context) error {
 	// Running tasks end first (their streams would keep Shutdown waiting),
 	// then the server stops, then the hives.
 	q.tasks.closeAll()
+	q.logs.closeAll()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	if serr := srv.Shutdown(sctx); serr != nil {
 		_ = srv.Close()
@@ -147,6 +149,7 @@ func (q *Queen) Run(ctx context.Context) error {
 func (q *Queen) Close() error {
 	q.closeOnce.Do(func() {
 		q.tasks.closeAll()
+		q.logs.closeAll()
 		q.hives.close(context.Background())
 		q.http.CloseIdleConnections()
 		q.closeErr = q.store.Close()
@@ -200,6 +203,7 @@ func (q *Queen) endpoints() []endpoint {
 		{"POST", "/v2/registry/beehives/remove", q.handleNodesRemove},
 		{"POST", "/v2/registry/beehives/add", q.handleNodesAdd},
 		{"POST", "/v2/registry/beehives/install", q.handleNodesInstall},
+		{"GET", "/v2/logs", q.handleLogs},
 	}
 }
 
