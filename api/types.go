@@ -61,6 +61,10 @@ type TaskRequest struct {
 	Stop          []string `json:"stop,omitempty"`
 	Backend       string   `json:"backend,omitempty"` // "" means cpu
 	Device        *int     `json:"device,omitempty"`  // nil means 0
+
+	// Messages, instead of Prompt, is a chat: the worker formats it with the
+	// model's chat template (exactly one of the two is given).
+	Messages []ChatMessage `json:"messages,omitempty"`
 }
 
 // Sampling defaults (llama.cpp's).
@@ -84,6 +88,10 @@ type InferenceRequest struct {
 	Seed          *uint64  `json:"seed,omitempty"`
 	Stop          []string `json:"stop,omitempty"`
 	Stream        *bool    `json:"stream,omitempty"` // nil or true: SSE; false: one JSON InferenceResult
+
+	// Messages, instead of Prompt, is a chat formatted with the model's chat
+	// template (exactly one of the two is given).
+	Messages []ChatMessage `json:"messages,omitempty"`
 }
 
 // InferenceResult is the worker's answer to a non-streaming inference.
@@ -95,7 +103,7 @@ type InferenceResult struct {
 // Inference returns the worker request that carries t's generation parameters.
 func (t *TaskRequest) Inference() InferenceRequest {
 	return InferenceRequest{Prompt: t.Prompt, MaxTokens: t.MaxTokens, Temperature: t.Temperature, TopP: t.TopP,
-		TopK: t.TopK, MinP: t.MinP, RepeatPenalty: t.RepeatPenalty, Seed: t.Seed, Stop: t.Stop}
+		TopK: t.TopK, MinP: t.MinP, RepeatPenalty: t.RepeatPenalty, Seed: t.Seed, Stop: t.Stop, Messages: t.Messages}
 }
 
 // SpawnRequest is the body of the hive's POST /v1/workers/spawn.

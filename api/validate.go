@@ -141,13 +141,16 @@ func (r ModelRef) String() string {
 // ValidatePrompt checks a prompt: 1 to 32768 characters of valid UTF-8, no
 // control characters but tab, newline and carriage return, and no bidi
 // overrides.
-func ValidatePrompt(p string) *Error {
-	const field = "prompt"
+func ValidatePrompt(p string) *Error { return validateText("prompt", "prompt", p) }
+
+// validateText checks text with the prompt rules, naming field in the error
+// and what in its message ("the prompt is empty").
+func validateText(field, what, p string) *Error {
 	if p == "" {
-		return InvalidField(field, "the prompt is empty")
+		return InvalidField(field, "the %s is empty", what)
 	}
 	if !utf8.ValidString(p) {
-		return InvalidField(field, "the prompt is not valid UTF-8")
+		return InvalidField(field, "the %s is not valid UTF-8", what)
 	}
 	n := 0
 	for _, r := range p {
@@ -155,13 +158,13 @@ func ValidatePrompt(p string) *Error {
 		switch {
 		case r == '\t' || r == '\n' || r == '\r':
 		case r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0:
-			return InvalidField(field, "the prompt contains a control character (U+%04X)", r)
+			return InvalidField(field, "the %s contains a control character (U+%04X)", what, r)
 		case r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069:
-			return InvalidField(field, "the prompt contains a bidirectional override (U+%04X)", r)
+			return InvalidField(field, "the %s contains a bidirectional override (U+%04X)", what, r)
 		}
 	}
 	if n > MaxPromptChars {
-		return InvalidField(field, "the prompt has %d characters; at most %d", n, MaxPromptChars)
+		return InvalidField(field, "the %s has %d characters; at most %d", what, n, MaxPromptChars)
 	}
 	return nil
 }
@@ -243,7 +246,7 @@ func (t *TaskRequest) Validate() (Sampling, *Error) {
 	if _, err := ParseModelRef(t.Model); err != nil {
 		return Sampling{}, err
 	}
-	if err := ValidatePrompt(t.Prompt); err != nil {
+	if err := validateInput(t.Prompt, t.Messages); err != nil {
 		return Sampling{}, err
 	}
 	dev := 0
@@ -258,7 +261,7 @@ func (t *TaskRequest) Validate() (Sampling, *Error) {
 
 // Validate checks an inference request against a model context of ctx tokens.
 func (r *InferenceRequest) Validate(ctx int) (Sampling, *Error) {
-	if err := ValidatePrompt(r.Prompt); err != nil {
+	if err := validateInput(r.Prompt, r.Messages); err != nil {
 		return Sampling{}, err
 	}
 	return SamplingOf(r.MaxTokens, r.Temperature, r.TopP, r.TopK, r.MinP, r.RepeatPenalty, r.Seed, r.Stop, ctx)

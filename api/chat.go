@@ -1,0 +1,71 @@
+package api
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// ChatMessage is one message of a chat request (TaskRequest.Messages,
+// InferenceRequest.Messages): the worker formats them with the model's chat
+// template.
+type ChatMessage struct {
+	Role    string `json:"role"` // system, user or assistant
+	Content string `json:"content"`
+}
+
+// Chat roles.
+const (
+	RoleSystem    = "system"
+	RoleUser      = "user"
+	RoleAssistant = "assistant"
+)
+
+// MaxChatMessages bounds the messages of one chat request; their contents
+// together have at most MaxPromptChars characters.
+const MaxChatMessages = 256
+
+// ValidateMessages checks chat messages: 1 to 256 of them, roles system,
+// user or assistant, each content following the prompt rules (DESIGN §10),
+// and at most 32768 characters in all. Problems name the field
+// ("messages[2].content").
+func ValidateMessages(msgs []ChatMessage) *Error {
+	const field = "messages"
+	if len(msgs) == 0 {
+		return InvalidField(field, "at least one message is needed")
+	}
+	if len(msgs) > MaxChatMessages {
+		return InvalidField(field, "at most %d messages", MaxChatMessages)
+	}
+	total := 0
+	for i, m := range msgs {
+		switch m.Role {
+		case RoleSystem, RoleUser, RoleAssistant:
+		default:
+			return InvalidField(fieldAt(i, "role"), "a role is system, user or assistant")
+		}
+		if e := validateText(fieldAt(i, "content"), "content", m.Content); e != nil {
+			return e
+		}
+		total += utf8.RuneCountInString(m.Content)
+	}
+	if total > MaxPromptChars {
+		return InvalidField(field, "the messages have %d characters in all; at most %d", total, MaxPromptChars)
+	}
+	return nil
+}
+
+func fieldAt(i int, name string) string {
+	return "messages[" + strconv.Itoa(i) + "]." + name
+}
+
+// validateInput checks the input of a task or an inference: exactly one of
+// a prompt and chat messages (nil messages mean a prompt request).
+func validateInput(prompt string, msgs []ChatMessage) *Error {
+	if msgs == nil {
+		return ValidatePrompt(prompt)
+	}
+	if prompt != "" {
+		return InvalidField("messages", "give either a prompt or messages, not both")
+	}
+	return ValidateMessages(msgs)
+}
