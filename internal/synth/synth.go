@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 
 	"rbee/internal/ggml"
@@ -38,6 +39,11 @@ type Spec struct {
 	// OutputScale multiplies the output head's weights (1 when 0), making
 	// logits larger so that greedy choices are clear, as the fixtures do.
 	OutputScale float32
+	// ChatTemplate, when set, is written as tokenizer.chat_template.
+	ChatTemplate string
+	// SpecialTokens are control tokens ("<|im_start|>", "<|im_end|>") that
+	// take the last ids of the vocabulary, for the chat template to use.
+	SpecialTokens []string
 }
 
 // TinyLlama is the shape of TinyLlama 1.1B: 22 blocks of width 2048, 32 heads
@@ -74,6 +80,16 @@ func (s Spec) validate() error {
 	}
 	if s.Vocab < 300 {
 		return fmt.Errorf("synth: vocabulary %d is below 300", s.Vocab)
+	}
+	if len(s.SpecialTokens) > s.Vocab-300 {
+		return fmt.Errorf("synth: %d special tokens do not fit a vocabulary of %d", len(s.SpecialTokens), s.Vocab)
+	}
+	seen := map[string]bool{}
+	for _, t := range s.SpecialTokens {
+		if t == "" || seen[t] {
+			return fmt.Errorf("synth: special tokens must be distinct and non-empty: %q", s.SpecialTokens)
+		}
+		seen[t] = true
 	}
 	return nil
 }
@@ -137,7 +153,18 @@ func Write(path string, s Spec) error {
 	set("llama.attention.layer_norm_rms_epsilon", float32(1e-5))
 	set("llama.rope.freq_base", s.RopeBase)
 	set("llama.vocab_size", uint32(s.Vocab))
-	tokens, scores, types := Vocabulary(s.Vocab)
+	tokens, scores, types := Vocabulary(s.Vocab - len(s.SpecialTokens))
+	for _, t := range s.SpecialTokens {
+		if slices.Contains(tokens, t) {
+			return fmt.Errorf("synth: special token %q is already in the vocabulary", t)
+		}
+		tokens = append(tokens, t)
+		scores = append(scores, 0)
+		types = append(types, 3) // control
+	}
+	if s.ChatTemplate != "" {
+		set("tokenizer.chat_template", s.ChatTemplate)
+	}
 	set("tokenizer.ggml.model", "llama")
 	set("tokenizer.ggml.tokens", tokens)
 	set("tokenizer.ggml.scores", scores)
