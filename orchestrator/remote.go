@@ -30,9 +30,11 @@ import (
 // A remote hive is started as
 //
 //	<binary_path> hive --host H --port <hive_port> --home <install_path>/home
-//	    --worker-port-start <RemoteWorkerPortStart> [--advertise-host <ssh_host>]
+//	    --worker-port-start <RemoteWorkerPortStart> --log-file <install_path>/logs/hive.log
+//	    [--advertise-host <ssh_host>]
 //
-// detached from the SSH session, logging to <install_path>/logs/hive.log,
+// detached from the SSH session, logging to <install_path>/logs/hive.log
+// (which --log-file tells it, so that GET /v1/logs serves it),
 // with RBEE_API_KEY (the node's token, made by the queen and kept in its
 // registry) and RBEE_CHILD=1 in its environment, which travels over the
 // session's standard input, never on a command line. H is 0.0.0.0, and
@@ -300,7 +302,7 @@ func (r *remotes) startHive(ctx context.Context, n api.Node, token string, say n
 		host = "127.0.0.1"
 	}
 	argv := []string{bin, "hive", "--host", host, "--port", strconv.Itoa(n.HivePort), "--home", hiveHome(n),
-		"--worker-port-start", strconv.Itoa(r.cfg.RemoteWorkerPortStart)}
+		"--worker-port-start", strconv.Itoa(r.cfg.RemoteWorkerPortStart), "--log-file", logPath}
 	if !n.Tunnel {
 		argv = append(argv, "--advertise-host", n.SSHHost)
 	}

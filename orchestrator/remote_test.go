@@ -554,6 +554,30 @@ func TestS07RemoteColdStart(t *testing.T) {
 		assert.NotContains(t, string(logData), token)
 	})
 
+	t.Run("S62 logs of remote nodes", func(t *testing.T) {
+		for name := range runs {
+			res := getLogs(t, t.Context(), rs.tq, "", "node="+name+"&lines=1000", nil)
+			require.Equal(t, http.StatusOK, res.status, "%v", res.envelope)
+			require.NoError(t, res.err)
+			sources := map[string]int{}
+			var hiveStarted bool
+			for _, ev := range res.events {
+				require.Equal(t, api.KindLog, ev.Kind)
+				assert.Equal(t, name, ev.Log.Node)
+				sources[ev.Log.Source]++
+				hiveStarted = hiveStarted || ev.Log.Source == api.SourceHive && strings.Contains(ev.Log.Line, "hive listening")
+			}
+			assert.True(t, hiveStarted, "%s: the hive's own log (<install_path>/logs/hive.log) is served: %v", name, sources)
+			var workerLines int
+			for src, n := range sources {
+				if strings.HasPrefix(src, "w-") {
+					workerLines += n
+				}
+			}
+			assert.Positive(t, workerLines, "%s: the worker's log is served: %v", name, sources)
+		}
+	})
+
 	t.Run("a hive that died is started again", func(t *testing.T) {
 		nr := runs["workstation"]
 		require.NoError(t, syscall.Kill(nr.hive, syscall.SIGKILL))
