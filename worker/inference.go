@@ -119,9 +119,13 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, e)
 		return
 	}
-	prompt := m.Tokenizer().Encode(req.Prompt, true, true)
+	prompt, stop, e := promptTokens(m, &req, smp.Stop)
+	if e != nil {
+		httpx.WriteError(w, r, e)
+		return
+	}
 	if len(prompt) >= m.ContextSize() {
-		httpx.WriteError(w, r, api.InvalidField("prompt", "the prompt has %d tokens; the context holds %d", len(prompt), m.ContextSize()))
+		httpx.WriteError(w, r, api.InvalidField(inputField(&req), "the prompt has %d tokens; the context holds %d", len(prompt), m.ContextSize()))
 		return
 	}
 
@@ -139,7 +143,7 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 	if smp.Seed != nil {
 		seed = *smp.Seed
 	}
-	ereq := engine.Request{PromptTokens: prompt, MaxTokens: smp.MaxTokens, Stop: smp.Stop, Sampling: engine.Sampling{
+	ereq := engine.Request{PromptTokens: prompt, MaxTokens: smp.MaxTokens, Stop: stop, Sampling: engine.Sampling{
 		Temperature: float32(smp.Temperature), TopK: smp.TopK, TopP: float32(smp.TopP), MinP: float32(smp.MinP),
 		RepeatPenalty: float32(smp.RepeatPenalty), Seed: seed,
 	}}

@@ -301,7 +301,7 @@ func (s *Server) loadModel(ctx context.Context) error {
 	s.mu.Unlock()
 	s.load.update(func(st *loadStatus) { st.ready = true })
 	s.log.Info("model loaded", "duration", time.Since(start).Round(time.Millisecond),
-		"context_size", m.ContextSize(), "threads", m.Threads(), "slots", len(slots))
+		"context_size", m.ContextSize(), "threads", m.Threads(), "slots", len(slots), "chat_template", chatTemplateName(m))
 	return nil
 }
 
