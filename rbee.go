@@ -20,9 +20,10 @@ type (
 	// Nil sampling fields take llama.cpp's defaults.
 	TaskRequest = api.TaskRequest
 	// Event is one event of an inference stream. Exactly one of its
-	// pointers (Narration, Progress, Token, Done) matches Kind.
+	// pointers (Narration, Progress, Token, Done, Log) matches Kind.
 	Event = api.Event
-	// EventKind names an event: narration, progress, token, done or error.
+	// EventKind names an event: narration, progress, token, done, error or
+	// log.
 	EventKind = api.EventKind
 	// Narration is a sentence for people about what a daemon is doing.
 	Narration = api.Narration
@@ -54,6 +55,19 @@ type (
 	Error = api.Error
 	// Code is an error's machine-readable code ("NODE_NOT_FOUND").
 	Code = api.Code
+	// LogLine is one line of a node's logs, as [Client.Logs] yields them.
+	LogLine = api.LogLine
+)
+
+// SourceHive is the Source of a hive's own log lines; a worker's lines
+// carry its worker id.
+const SourceHive = api.SourceHive
+
+// How many log lines [Client.Logs] may ask for, and how many rbee logs
+// shows by default.
+const (
+	DefaultLogLines = api.DefaultLogLines
+	MaxLogLines     = api.MaxLogLines
 )
 
 // The kinds of events.
@@ -63,6 +77,7 @@ const (
 	KindToken     = api.KindToken
 	KindDone      = api.KindDone
 	KindError     = api.KindError
+	KindLog       = api.KindLog
 )
 
 // Stop reasons of a [Done] event.
