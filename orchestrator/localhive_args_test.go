@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -31,4 +32,12 @@ func TestParseArgsLocalFakeDevices(t *testing.T) {
 	var out bytes.Buffer
 	_, _, _ = parseArgs([]string{"--help"}, &out, noEnv)
 	assert.NotContains(t, out.String(), "fake-devices", "a test flag stays out of --help")
+}
+
+// The busy-worker policy of DESIGN §8 (EC6): retries after 1, 2 and 4 s.
+// The end-to-end test S35 runs it with shorter delays of the same shape.
+func TestDefaultBusyPolicy(t *testing.T) {
+	cfg, err := Config{Home: t.TempDir(), Binary: "/bin/true"}.withDefaults()
+	require.NoError(t, err)
+	assert.Equal(t, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}, cfg.BusyRetryDelays)
 }
