@@ -23,6 +23,9 @@
 //	local_hive_port = 9200          # the local node's hive
 //	local_worker_port_start = 8001
 //
+//	[hive]
+//	idle_timeout = "5m"             # workers idle this long are stopped (the local hive)
+//
 //	[paths]
 //	home = "~/.rbee"                # state: registry, catalog, models, logs
 //
@@ -53,6 +56,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -81,6 +85,7 @@ var ErrInvalid = errors.New("invalid configuration")
 // File is the contents of a configuration file. Zero fields were not set.
 type File struct {
 	Queen  Queen  `toml:"queen"`
+	Hive   Hive   `toml:"hive"`
 	Paths  Paths  `toml:"paths"`
 	SSH    SSH    `toml:"ssh"`
 	Remote Remote `toml:"remote"`
@@ -101,6 +106,14 @@ type Queen struct {
 	// LocalWorkerPortStart the first port it tries for workers.
 	LocalHivePort        int `toml:"local_hive_port"`
 	LocalWorkerPortStart int `toml:"local_worker_port_start"`
+}
+
+// Hive is the [hive] table: settings of the hive the queen starts on the
+// local node.
+type Hive struct {
+	// IdleTimeout is how long a worker may stay idle before its hive stops
+	// it ("5m"; at least a second; default 5 minutes).
+	IdleTimeout time.Duration `toml:"idle_timeout"`
 }
 
 // Paths is the [paths] table.
@@ -259,7 +272,7 @@ func Parse(path string, data []byte, e Env) (*File, error) {
 
 // knownKeys lists every key, for the unknown-key error.
 var knownKeys = []string{
-	"queen.url", "queen.host", "queen.port", "queen.local_hive_port", "queen.local_worker_port_start",
+	"queen.url", "queen.host", "queen.port", "queen.local_hive_port", "queen.local_worker_port_start", "hive.idle_timeout",
 	"paths.home", "ssh.known_hosts", "remote.binary_path", "remote.git_repo_dir", "remote.worker_port_start",
 }
 
@@ -285,6 +298,9 @@ func (c *File) check(e Env) error {
 		if p.v < 0 || p.v > 65535 {
 			return fmt.Errorf("%s %d: a port is between 1 and 65535", p.key, p.v)
 		}
+	}
+	if c.Hive.IdleTimeout != 0 && c.Hive.IdleTimeout < time.Second {
+		return fmt.Errorf("hive.idle_timeout %s: give a duration of at least a second, like \"5m\"", c.Hive.IdleTimeout)
 	}
 	var err error
 	if c.Paths.Home, err = localPath("paths.home", c.Paths.Home, e); err != nil {
