@@ -270,7 +270,14 @@ func (in *installer) writeConfig() error {
 // notes says what may surprise: the bin directory missing from $PATH, and
 // settings that the new configuration file will not decide.
 func (in *installer) notes() {
-	if !onPath(in.l.binDir, in.env.Getenv("PATH")) {
+	pathEnv := in.env.Getenv("PATH")
+	dst := filepath.Join(in.l.binDir, "rbee")
+	if first := firstOnPath("rbee", pathEnv); first != "" && onPath(in.l.binDir, pathEnv) {
+		if same, err := sameFile(dst, first); err == nil && !same {
+			in.say("note: %s comes first on your PATH; run %s, or remove the other", first, dst)
+		}
+	}
+	if !onPath(in.l.binDir, pathEnv) {
 		in.say("hint: %s is not on your PATH; add it, for example:", in.l.binDir)
 		dir := in.l.binDir
 		if !in.l.system && in.l.userHome != "" {
@@ -373,6 +380,21 @@ func fileEquals(path string, data []byte) bool {
 	defer f.Close()
 	got, err := readAllLimited(f, int64(len(data)))
 	return err == nil && bytes.Equal(got, data)
+}
+
+// firstOnPath returns the first executable file called name in the
+// directories of a $PATH value, or "".
+func firstOnPath(name, pathEnv string) string {
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" || !filepath.IsAbs(dir) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
 }
 
 // sameFile tells whether a and b are the same file (b may not exist).

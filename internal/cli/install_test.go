@@ -174,6 +174,17 @@ func TestS54InstallUser(t *testing.T) {
 		assert.Empty(t, left, "no temporary file is left")
 	})
 
+	t.Run("another rbee first on PATH", func(t *testing.T) {
+		other := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(other, "rbee"), []byte("#!/bin/sh\n"), 0o755))
+		r := runInstallBinary(t, src, append(env[:1:1], "PATH="+other+":"+l.binDir))
+		require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
+		assert.Contains(t, r.stdout, "note: "+other+"/rbee comes first on your PATH; run "+l.binDir+"/rbee, or remove the other\n")
+		r = runInstallBinary(t, src, append(env[:1:1], "PATH="+l.binDir+":"+other))
+		require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
+		assert.NotContains(t, r.stdout, "note:", "the installed one comes first")
+	})
+
 	t.Run("the installed binary installs itself", func(t *testing.T) {
 		r := runInstallBinary(t, filepath.Join(l.binDir, "rbee"), env)
 		require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
