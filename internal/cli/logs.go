@@ -68,9 +68,14 @@ func runLogs(ctx context.Context, env *Env, args []string) error {
 	return out.Flush()
 }
 
-// explainLogs is explain, and for the local node with no queen running it
-// adds where the log files are on this machine.
+// explainLogs is explain for a log stream: a stream that breaks off says
+// so, and for the local node with no queen running the hint adds where the
+// log files are on this machine.
 func (q *queen) explainLogs(err error, node string) error {
+	if errors.Is(err, rbee.ErrStreamClosed) {
+		return withHint(fmt.Errorf("the log stream from the queen at %s broke off: %w", q.url, err),
+			"the queen or the connection to it went away; run the command again")
+	}
 	e := q.explain(err)
 	var h *hinted
 	var ae *rbee.Error
