@@ -42,6 +42,10 @@ type Config struct {
 	// LocalWorkerPortStart is where the local hive starts probing for
 	// worker ports (default 8001).
 	LocalWorkerPortStart int
+	// LocalIdleTimeout is how long a worker of the local hive may stay idle
+	// before the hive stops it (0: the hive's default, 5 minutes). It is
+	// passed to the hive when the queen starts it.
+	LocalIdleTimeout time.Duration
 	// LoadingTimeout bounds how long a task waits for a worker to load its
 	// model before LOADING_TIMEOUT (default 5 minutes).
 	LoadingTimeout time.Duration
@@ -184,7 +188,7 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%s: %w", p.name, err)
 		}
 	}
-	if c.LoadingTimeout < 0 || c.HiveStartTimeout < 0 || c.SSHTimeout < 0 {
+	if c.LoadingTimeout < 0 || c.HiveStartTimeout < 0 || c.SSHTimeout < 0 || c.LocalIdleTimeout < 0 {
 		return c, fmt.Errorf("timeouts must be positive")
 	}
 	for _, d := range slices.Concat(c.HiveRetryDelays, c.BusyRetryDelays, c.SSHRetryDelays) {

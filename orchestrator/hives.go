@@ -338,6 +338,9 @@ func (m *hiveManager) startLocal(ctx context.Context, say narrateFunc) (*hiveCli
 		Env:     []string{"RBEE_API_KEY=" + token, "RBEE_CHILD=1"},
 		LogFile: logPath,
 	}
+	if m.cfg.LocalIdleTimeout > 0 {
+		spec.Args = append(spec.Args, "--idle-timeout", m.cfg.LocalIdleTimeout.String())
+	}
 	spec.Args = append(spec.Args, m.cfg.localHiveArgs...)
 	m.mu.Lock()
 	if m.closed {

@@ -61,6 +61,7 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 	fs.IntVar(&cfg.LocalHivePort, "local-hive-port", 9200, "port of the local node's hive")
 	fs.IntVar(&cfg.LocalWorkerPortStart, "local-worker-port-start", 8001, "first port the local hive tries for workers")
 	fs.DurationVar(&cfg.LoadingTimeout, "loading-timeout", DefaultLoadingTimeout, "how long a worker may take to load its model")
+	fs.DurationVar(&cfg.LocalIdleTimeout, "local-idle-timeout", 0, "stop a local worker idle for this long (default [hive] idle_timeout, else the hive's 5m)")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
 	if err := cliutil.Parse(fs, args, out, usageLine, summary); err != nil {
 		return cfg, 0, err
@@ -84,6 +85,9 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 	}
 	if cfg.LoadingTimeout <= 0 {
 		return cfg, 0, cliutil.Usagef("--loading-timeout must be positive")
+	}
+	if cfg.LocalIdleTimeout < 0 {
+		return cfg, 0, cliutil.Usagef("--local-idle-timeout must be positive")
 	}
 	if *host == "" {
 		return cfg, 0, cliutil.Usagef("--host must not be empty")
@@ -139,8 +143,9 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 }
 
 // applyFile fills in what no flag set from the configuration file: the
-// queen's host, port and local hive ports, the home (unless $RBEE_HOME
-// names one), known_hosts and the [remote] settings.
+// queen's host, port and local hive ports, the local hive's idle timeout
+// ([hive] idle_timeout), the home (unless $RBEE_HOME names one), known_hosts
+// and the [remote] settings.
 func applyFile(cfg *Config, fs *flag.FlagSet, host *string, port *int, getenv func(string) string) error {
 	file, err := config.Load(config.Env{Getenv: getenv})
 	if err != nil {
@@ -159,6 +164,9 @@ func applyFile(cfg *Config, fs *flag.FlagSet, host *string, port *int, getenv fu
 	}
 	if !set["local-worker-port-start"] && file.Queen.LocalWorkerPortStart != 0 {
 		cfg.LocalWorkerPortStart = file.Queen.LocalWorkerPortStart
+	}
+	if !set["local-idle-timeout"] {
+		cfg.LocalIdleTimeout = file.Hive.IdleTimeout
 	}
 	if cfg.Home == "" && getenv(config.EnvHome) == "" {
 		cfg.Home = file.Paths.Home
