@@ -57,6 +57,9 @@ type Orchestrator struct {
 	// (default 8001).
 	LocalHivePort        int
 	LocalWorkerPortStart int
+	// LocalIdleTimeout is how long a worker of the local hive may stay idle
+	// before the hive stops it and unloads its model (default 5 minutes).
+	LocalIdleTimeout time.Duration
 	// LoadingTimeout bounds how long a task waits for a worker to load its
 	// model (default 5 minutes).
 	LoadingTimeout time.Duration
@@ -99,6 +102,7 @@ func (o *Orchestrator) init() error {
 			Binary:                o.Binary,
 			LocalHivePort:         o.LocalHivePort,
 			LocalWorkerPortStart:  o.LocalWorkerPortStart,
+			LocalIdleTimeout:      o.LocalIdleTimeout,
 			LoadingTimeout:        o.LoadingTimeout,
 			KnownHostsPath:        o.KnownHostsPath,
 			RemoteBinaryPath:      o.RemoteBinaryPath,
