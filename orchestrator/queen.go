@@ -37,6 +37,7 @@ type Queen struct {
 	store   *store
 	hives   *hiveManager
 	tasks   taskRegistry
+	metrics queenMetrics
 	logs    logStreams
 	http    *http.Client
 	handler http.Handler
@@ -183,7 +184,7 @@ func (q *Queen) routes() http.Handler {
 		httpx.WriteError(w, r, api.Errorf(api.CodeInvalidRequest, "no endpoint %s %q on the queen", r.Method, r.URL.Path).
 			With("method", r.Method).WithHint("the queen's endpoints are under /v2/ (and GET /health)"))
 	})
-	return httpx.Middleware(q.log.Named("http"), httpx.Auth(q.cfg.Token, []string{"/health"}, fallback))
+	return httpx.Middleware(q.log.Named("http"), q.withOpenAI(httpx.Auth(q.cfg.Token, []string{"/health"}, fallback)))
 }
 
 type endpoint struct {
@@ -204,6 +205,7 @@ func (q *Queen) endpoints() []endpoint {
 		{"POST", "/v2/registry/beehives/add", q.handleNodesAdd},
 		{"POST", "/v2/registry/beehives/install", q.handleNodesInstall},
 		{"GET", "/v2/logs", q.handleLogs},
+		{"GET", "/metrics", q.handleMetrics},
 	}
 }
 

@@ -153,29 +153,49 @@ func (q *Queen) handleTask(w http.ResponseWriter, r *http.Request) {
 		fail(e)
 		return
 	}
+	if err := q.runTask(r.Context(), id, req, samp, func() eventSink { return sse.NewWriter(w) }); err != nil {
+		fail(err)
+	}
+}
+
+// eventSink receives a task's events: the SSE writer of POST /v2/tasks, or
+// the translation of the OpenAI-compatible endpoints.
+type eventSink interface {
+	Send(api.Event) error
+	Close() error // ends the stream: the task ended well
+	Error(*api.Error) error
+}
+
+// runTask runs a validated task under id until it ends. Before anything is
+// sent it may return an error to answer plainly: an unknown node, or a
+// queen shutting down. Otherwise it opens the sink, sends it the task's
+// events (a task_start narration first), ends it with Close or Error, and
+// returns nil.
+func (q *Queen) runTask(ctx context.Context, id string, req api.TaskRequest, samp api.Sampling, open func() eventSink) error {
 	if req.Node != api.LocalNode {
-		if _, err := q.store.Get(r.Context(), req.Node); err != nil {
-			fail(err)
-			return
+		if _, err := q.store.Get(ctx, req.Node); err != nil {
+			return err
 		}
 	}
-	ctx, cancel := context.WithCancelCause(r.Context())
+	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	t := &task{id: id, cancel: cancel}
 	if !q.tasks.add(t) {
-		fail(shuttingDown())
-		return
+		return shuttingDown()
 	}
 	defer q.tasks.remove(t)
 
-	run := &taskRun{q: q, t: t, req: req, samp: samp, out: sse.NewWriter(w),
+	out := &meteredSink{eventSink: open()}
+	run := &taskRun{q: q, t: t, req: req, samp: samp, out: out,
 		log: q.log.Named("task").With("task", id, "node", req.Node, "model", req.Model)}
 	start := time.Now()
 	run.log.Info("task started")
 	run.narrate("task_start", fmt.Sprintf("Task %s: %s on node %s, up to %d tokens", id, req.Model, req.Node, samp.MaxTokens))
 	err := run.run(ctx)
 	run.finish(ctx, err)
+	q.metrics.taskEnded(ctx, err, out.done, time.Since(start))
 	run.log.Info("task ended", "tokens", run.tokens, "duration", time.Since(start).Round(time.Millisecond), "outcome", outcome(ctx, err))
+	return nil
 }
 
 func outcome(ctx context.Context, err error) string {
@@ -209,7 +229,7 @@ type taskRun struct {
 	t    *task
 	req  api.TaskRequest
 	samp api.Sampling
-	out  *sse.Writer
+	out  eventSink
 	log  hclog.Logger
 
 	workerID string // once known, put in narration

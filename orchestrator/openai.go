@@ -1,0 +1,394 @@
+package orchestrator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"rbee/api"
+	"rbee/internal/httpx"
+)
+
+// The OpenAI-compatible API (DESIGN §3): POST /v1/chat/completions,
+// POST /v1/completions and GET /v1/models, in OpenAI's request, response,
+// stream and error shapes, so that OpenAI SDKs and tools written for
+// ollama or llama.cpp's server work against the queen.
+//
+// A completion request becomes a task (the same flow as POST /v2/tasks:
+// hive started, worker found or spawned, inference relayed); "model" is an
+// rbee model reference (hf:… or file:…), the node comes from the
+// X-Rbee-Node header or the "node" field (default local). Chat messages are
+// formatted by the worker with the model's chat template. Fields OpenAI
+// clients send that rbee does not use are ignored; bad values of the fields
+// it uses are refused with OpenAI's error body.
+
+// NodeHeader names the node of an OpenAI-compatible request (the body's
+// "node" field does too).
+const NodeHeader = "X-Rbee-Node"
+
+// withOpenAI serves /v1/ paths with the OpenAI-compatible handler (its own
+// bearer check, answering in OpenAI's error shape) and the rest with next.
+func (q *Queen) withOpenAI(next http.Handler) http.Handler {
+	oai := q.openAIHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			oai.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (q *Queen) openAIHandler() http.Handler {
+	routes := []endpoint{
+		{"POST", "/v1/chat/completions", func(w http.ResponseWriter, r *http.Request) { q.serveCompletion(w, r, true) }},
+		{"POST", "/v1/completions", func(w http.ResponseWriter, r *http.Request) { q.serveCompletion(w, r, false) }},
+		{"GET", "/v1/models", q.handleModels},
+		{"GET", "/v1/models/{model...}", q.handleModel},
+	}
+	mux := http.NewServeMux()
+	for _, rt := range routes {
+		mux.HandleFunc(rt.method+" "+rt.path, rt.h)
+	}
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		for _, rt := range routes {
+			if rt.path == r.URL.Path {
+				w.Header().Set("Allow", rt.method)
+				writeOpenAIError(w, r, api.Errorf(api.CodeInvalidRequest, "%s is not allowed on %s (use %s)", r.Method, r.URL.Path, rt.method), "")
+				return
+			}
+		}
+		writeOpenAIError(w, r, api.Errorf(api.CodeInvalidRequest, "unknown request URL: %s %s", r.Method, r.URL.Path).
+			WithHint("the queen's OpenAI-compatible endpoints are POST /v1/chat/completions, POST /v1/completions and GET /v1/models"), "")
+	})
+	token := q.cfg.Token
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token != "" && !httpx.BearerMatches(r, token) {
+			e := api.Errorf(api.CodeInvalidAPIKey, "the API key is not valid")
+			if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); !ok || got == "" {
+				e = api.Errorf(api.CodeMissingAPIKey, "this endpoint needs an API key: Authorization: Bearer TOKEN")
+			}
+			writeOpenAIError(w, r, e, "")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// openAIError is the body of OpenAI's error answers: {"error": {...}}. Code is
+// rbee's code in lower case (invalid_api_key, model_not_found, …), Param the
+// offending field; details and request_id are rbee's additions.
+type openAIError struct {
+	Message   string         `json:"message"`
+	Type      string         `json:"type"`
+	Param     *string        `json:"param"`
+	Code      string         `json:"code"`
+	Details   map[string]any `json:"details,omitempty"`
+	RequestID string         `json:"request_id,omitempty"`
+}
+
+type openAIErrorBody struct {
+	Error openAIError `json:"error"`
+}
+
+// toOpenAIError maps an rbee error to OpenAI's shape, with the error types
+// llama.cpp's server uses for each status.
+func toOpenAIError(e *api.Error) openAIError {
+	out := openAIError{Message: e.Message, Code: strings.ToLower(string(e.Code)), Details: e.Details, RequestID: e.RequestID}
+	if f, ok := e.Details["field"].(string); ok {
+		out.Param = &f
+	}
+	switch status := e.HTTPStatus(); {
+	case status == http.StatusUnauthorized:
+		out.Type = "authentication_error"
+	case status == http.StatusNotFound:
+		out.Type = "not_found_error"
+	case status == http.StatusTooManyRequests:
+		out.Type = "rate_limit_error"
+	case status == http.StatusServiceUnavailable:
+		out.Type = "unavailable_error"
+	case status < 500:
+		out.Type = "invalid_request_error"
+	default:
+		out.Type = "server_error"
+	}
+	return out
+}
+
+// writeOpenAIError answers err in OpenAI's shape with its status; id, when
+// set, is the request id to report.
+func writeOpenAIError(w http.ResponseWriter, r *http.Request, err error, id string) {
+	e := *httpx.ToAPIError(err)
+	if id != "" {
+		e.RequestID = id
+	} else if e.RequestID == "" {
+		e.RequestID = httpx.RequestID(r)
+	}
+	if e.Code == api.CodeMissingAPIKey || e.Code == api.CodeInvalidAPIKey {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rbee"`)
+	}
+	httpx.WriteJSON(w, e.HTTPStatus(), openAIErrorBody{Error: toOpenAIError(&e)})
+}
+
+// openAIParams are the fields both completion endpoints read.
+type openAIParams struct {
+	Model               string          `json:"model"`
+	Stream              *bool           `json:"stream"`
+	StreamOptions       *streamOptions  `json:"stream_options"`
+	MaxTokens           *int            `json:"max_tokens"`
+	MaxCompletionTokens *int            `json:"max_completion_tokens"` // the newer name of max_tokens
+	Temperature         *float64        `json:"temperature"`
+	TopP                *float64        `json:"top_p"`
+	Seed                *int64          `json:"seed"`
+	Stop                json.RawMessage `json:"stop"` // a string or up to 4 strings
+	N                   *int            `json:"n"`
+	// Sampling fields llama.cpp's server accepts too.
+	TopK          *int     `json:"top_k"`
+	MinP          *float64 `json:"min_p"`
+	RepeatPenalty *float64 `json:"repeat_penalty"`
+	// Node is rbee's extension: the node to run on (else the X-Rbee-Node
+	// header, else local).
+	Node string `json:"node"`
+}
+
+type streamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+// openAIChatRequest is the body of POST /v1/chat/completions.
+type openAIChatRequest struct {
+	openAIParams
+	Messages []openAIMessage `json:"messages"`
+}
+
+// openAIMessage is a chat message; content is a string or a list of parts,
+// of which only text parts are supported.
+type openAIMessage struct {
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+}
+
+// openAICompletionRequest is the body of POST /v1/completions.
+type openAICompletionRequest struct {
+	openAIParams
+	Prompt json.RawMessage `json:"prompt"` // a string, or a list of one string
+}
+
+// decodeOpenAI reads a JSON body of at most 1 MiB, ignoring fields it does
+// not know (OpenAI clients send many).
+func decodeOpenAI(w http.ResponseWriter, r *http.Request, v any) *api.Error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
+	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &tooLarge):
+			return api.Errorf(api.CodePayloadTooLarge, "the request body is over %d bytes", api.MaxBodyBytes).With("limit", api.MaxBodyBytes)
+		case errors.Is(err, io.EOF):
+			return api.Errorf(api.CodeInvalidRequest, "the request body is empty; a JSON object is expected")
+		case errors.As(err, &typeErr) && typeErr.Field != "":
+			return api.InvalidField(typeErr.Field, "wrong JSON type (want %s)", typeErr.Type)
+		}
+		return api.Errorf(api.CodeInvalidRequest, "the request body is not a valid JSON object")
+	}
+	if dec.More() {
+		return api.Errorf(api.CodeInvalidRequest, "the request body has data after the JSON object")
+	}
+	return nil
+}
+
+// task maps the shared fields onto a task request.
+func (p *openAIParams) task(r *http.Request) (api.TaskRequest, *api.Error) {
+	t := api.TaskRequest{Model: p.Model, Node: p.Node, Temperature: p.Temperature, TopP: p.TopP, TopK: p.TopK,
+		MinP: p.MinP, RepeatPenalty: p.RepeatPenalty}
+	if t.Model == "" {
+		return t, api.InvalidField("model", "model is required: an rbee model reference (hf:ORG/REPO or file:/path/model.gguf)")
+	}
+	if h := r.Header.Get(NodeHeader); h != "" {
+		if t.Node != "" && t.Node != h {
+			return t, api.InvalidField("node", "the node field and the %s header name different nodes", NodeHeader)
+		}
+		t.Node = h
+	}
+	if t.Node == "" {
+		t.Node = api.LocalNode
+	}
+	mt := p.MaxTokens
+	if mt == nil {
+		mt = p.MaxCompletionTokens
+	}
+	if mt != nil {
+		if *mt < 1 {
+			return t, api.InvalidField("max_tokens", "max_tokens must be at least 1")
+		}
+		t.MaxTokens = *mt
+	}
+	if p.Seed != nil {
+		if *p.Seed < 0 {
+			return t, api.InvalidField("seed", "seed must not be negative")
+		}
+		s := uint64(*p.Seed)
+		t.Seed = &s
+	}
+	if p.N != nil && *p.N != 1 {
+		return t, api.InvalidField("n", "only n=1 is supported (one choice per request)")
+	}
+	stop, e := parseStop(p.Stop)
+	if e != nil {
+		return t, e
+	}
+	t.Stop = stop
+	return t, nil
+}
+
+// parseStop reads OpenAI's stop: null, a string or a list of strings.
+func parseStop(raw json.RawMessage) ([]string, *api.Error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if json.Unmarshal(raw, &many) == nil {
+		return many, nil
+	}
+	return nil, api.InvalidField("stop", "stop is a string or a list of strings")
+}
+
+// chatMessages maps OpenAI messages to rbee's: "developer" is a system
+// message; text parts of a content list are joined with newlines.
+func chatMessages(in []openAIMessage) ([]api.ChatMessage, *api.Error) {
+	if in == nil {
+		return nil, api.InvalidField("messages", "messages is required")
+	}
+	out := make([]api.ChatMessage, len(in))
+	for i, m := range in {
+		role := m.Role
+		if role == "developer" {
+			role = api.RoleSystem
+		}
+		content, ok := textContent(m.Content)
+		if !ok {
+			return nil, api.InvalidField(fmt.Sprintf("messages[%d].content", i), "content is a string or a list of text parts")
+		}
+		out[i] = api.ChatMessage{Role: role, Content: content}
+	}
+	return out, nil
+}
+
+func textContent(raw json.RawMessage) (string, bool) {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, true
+	}
+	var parts []struct {
+		Type string  `json:"type"`
+		Text *string `json:"text"`
+	}
+	if json.Unmarshal(raw, &parts) != nil {
+		return "", false
+	}
+	texts := make([]string, 0, len(parts))
+	for _, p := range parts {
+		if p.Type != "text" || p.Text == nil {
+			return "", false
+		}
+		texts = append(texts, *p.Text)
+	}
+	return strings.Join(texts, "\n"), true
+}
+
+// completionPrompt reads OpenAI's prompt: a string or a list of one string.
+func completionPrompt(raw json.RawMessage) (string, *api.Error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil // Validate says the prompt is empty
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, nil
+	}
+	var list []string
+	if json.Unmarshal(raw, &list) == nil {
+		if len(list) == 1 {
+			return list[0], nil
+		}
+		return "", api.InvalidField("prompt", "one prompt per request is supported, not %d", len(list))
+	}
+	return "", api.InvalidField("prompt", "the prompt is a string (token-id prompts are not supported)")
+}
+
+// serveCompletion serves POST /v1/chat/completions (chat) and POST
+// /v1/completions: the request becomes a task whose events are translated
+// into OpenAI's response or stream of chunks. Errors before the first
+// token (bad request, unknown node or model, a failed spawn) are answered
+// with their HTTP status even for a stream request; a failure after it
+// ends the stream with an error chunk and [DONE].
+func (q *Queen) serveCompletion(w http.ResponseWriter, r *http.Request, chat bool) {
+	prefix := "cmpl-"
+	if chat {
+		prefix = "chatcmpl-"
+	}
+	id := httpx.NewID(prefix)
+	w.Header().Set(httpx.RequestIDHeader, id)
+	fail := func(e error) { writeOpenAIError(w, r, e, id) }
+
+	var params *openAIParams
+	var task api.TaskRequest
+	if chat {
+		var req openAIChatRequest
+		if e := decodeOpenAI(w, r, &req); e != nil {
+			fail(e)
+			return
+		}
+		msgs, e := chatMessages(req.Messages)
+		if e != nil {
+			fail(e)
+			return
+		}
+		if task, e = req.task(r); e != nil {
+			fail(e)
+			return
+		}
+		task.Messages = msgs
+		params = &req.openAIParams
+	} else {
+		var req openAICompletionRequest
+		if e := decodeOpenAI(w, r, &req); e != nil {
+			fail(e)
+			return
+		}
+		prompt, e := completionPrompt(req.Prompt)
+		if e != nil {
+			fail(e)
+			return
+		}
+		if task, e = req.task(r); e != nil {
+			fail(e)
+			return
+		}
+		task.Prompt = prompt
+		params = &req.openAIParams
+	}
+	samp, e := task.Validate()
+	if e != nil {
+		fail(e)
+		return
+	}
+	sink := &openAISink{w: w, r: r, rc: http.NewResponseController(w), chat: chat, id: id, model: params.Model,
+		created: time.Now().Unix(), stream: params.Stream != nil && *params.Stream}
+	if sink.stream && params.StreamOptions != nil {
+		sink.includeUsage = params.StreamOptions.IncludeUsage
+	}
+	if err := q.runTask(r.Context(), id, task, samp, func() eventSink { return sink }); err != nil {
+		fail(err)
+	}
+}
