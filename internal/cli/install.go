@@ -91,10 +91,10 @@ func layoutFor(env *Env, system bool) (installLayout, error) {
 // binary into a bin directory, the configuration and data directories, and
 // a default configuration file, saying what it did line by line.
 func runInstall(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "install")
-	system := fs.Bool("system", false, "install for every user: /usr/local/bin, /etc/rbee, /var/lib/rbee (needs root)")
-	force := fs.Bool("force", false, "replace an existing configuration file (the old one is kept as config.toml.bak)")
-	if err := parseFlags(env, fs, args); err != nil {
+	flags := newFlags(env, "install")
+	system := flags.Bool("system", false, "install for every user: /usr/local/bin, /etc/rbee, /var/lib/rbee (needs root)")
+	force := flags.Bool("force", false, "replace an existing configuration file (the old one is kept as config.toml.bak)")
+	if err := parseFlags(env, flags, args); err != nil {
 		return err
 	}
 	l, err := layoutFor(env, *system)
@@ -289,6 +289,10 @@ func (in *installer) notes() {
 	if p, err := config.Find(cenv); err == nil && p != "" && p != in.l.configFile() {
 		in.say("note: rbee reads %s first; %s applies only without it", p, in.l.configFile())
 	}
+	if in.l.system {
+		in.say("note: %s is private to its owner (mode %04o); other users keep their state elsewhere with $%s or their own rbee install",
+			in.l.dataDir, dataDirMode, config.EnvHome)
+	}
 	if h := in.env.Getenv(config.EnvHome); h != "" {
 		in.say("note: $%s=%s overrides [paths] home while it is set", config.EnvHome, h)
 	}
@@ -296,13 +300,13 @@ func (in *installer) notes() {
 
 // explain adds advice to a failure: permissions mostly.
 func (in *installer) explain(err error) error {
-	if errors.Is(err, fs.ErrPermission) {
-		if in.l.system {
-			return withHint(fmt.Errorf("install: %w", err), "a system install needs root: sudo rbee install --system (or install for yourself without --system)")
-		}
-		return withHint(fmt.Errorf("install: %w", err), "check the ownership and modes of the directories under "+in.l.userHome)
+	if !errors.Is(err, fs.ErrPermission) {
+		return err
 	}
-	return fmt.Errorf("install: %w", err)
+	if in.l.system {
+		return withHint(err, "a system install needs root: sudo rbee install --system (or install for yourself without --system)")
+	}
+	return withHint(err, "check the ownership and modes of the directories under "+in.l.userHome)
 }
 
 // defaultConfig is the commented configuration file rbee install writes:

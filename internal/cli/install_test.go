@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/BurntSushi/toml"
@@ -206,6 +207,7 @@ func TestS55InstallSystem(t *testing.T) {
 		"Installed rbee " + Version + " to " + l.binDir + "/rbee (",
 		"Wrote the configuration " + l.configFile() + " (mode 0644) with [paths] home = " + l.dataDir + "\n",
 		"Created directory " + l.dataDir + "/models (mode 0700)\n",
+		"note: " + l.dataDir + " is private to its owner (mode 0700); other users keep their state elsewhere with $RBEE_HOME or their own rbee install\n",
 	} {
 		assert.Contains(t, r.stdout, want)
 	}
@@ -278,19 +280,41 @@ func TestInstallFailures(t *testing.T) {
 	assert.ErrorIs(t, err, fs.ErrNotExist, "nothing after the failed step")
 }
 
+// A system install by a user who may not write there fails at its first
+// step with the advice to use root. Run as root, the test runs the binary
+// as nobody.
 func TestInstallPermissionDenied(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root may write anywhere")
-	}
-	exe := filepath.Join(t.TempDir(), "rbee")
-	require.NoError(t, os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755))
-	root := t.TempDir()
+	src := testutil.RbeeBinary(t)
+	// A place every user may read and run the binary from: the test's
+	// temporary directory and the one testing made it in, nothing above.
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o755))
+	require.NoError(t, os.Chmod(filepath.Dir(dir), 0o755))
+	exe := filepath.Join(dir, "rbee")
+	_, err := copyInto(src, exe, 0o755)
+	require.NoError(t, err)
+	root := filepath.Join(dir, "root")
+	require.NoError(t, os.Mkdir(root, 0o555))
 	require.NoError(t, os.Chmod(root, 0o555))
 	t.Cleanup(func() { _ = os.Chmod(root, 0o755) })
-	_, errOut, code := runInstallIn(t, exe, map[string]string{"HOME": t.TempDir(), EnvInstallRoot: root}, "--system")
-	assert.Equal(t, ExitFailure, code)
-	assert.Contains(t, errOut, "permission denied")
-	assert.Contains(t, errOut, "hint: a system install needs root: sudo rbee install --system")
+
+	cmd := exec.Command(exe, "install", "--system")
+	cmd.Env = []string{"HOME=" + dir, EnvInstallRoot + "=" + root, "PATH=/usr/bin:/bin"}
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "%s%s", out.String(), errb.String())
+	assert.Equal(t, ExitFailure, ee.ExitCode())
+	assert.Empty(t, out.String(), "nothing was done")
+	assert.Equal(t, "rbee install: mkdir "+filepath.Join(root, "usr")+": permission denied\n"+
+		"hint: a system install needs root: sudo rbee install --system (or install for yourself without --system)\n", errb.String())
+	entries, err := os.ReadDir(root)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
 }
 
 func TestTOMLString(t *testing.T) {
