@@ -71,7 +71,15 @@ func (q *queen) explain(err error) error {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.Is(err, rbee.ErrMissingAPIKey), errors.Is(err, rbee.ErrInvalidAPIKey):
-		return withHint(fmt.Errorf("authentication failed at %s (address from %s): %w", q.url, q.from, err),
+		why := "the queen refused the API key in $" + envAPIKey
+		if q.Token == "" {
+			why = "the queen needs an API key and $" + envAPIKey + " is not set"
+		}
+		code := rbee.Code("")
+		if errors.As(err, &e) {
+			code = e.Code
+		}
+		return withHint(fmt.Errorf("authentication failed at %s (address from %s): %s: %w (%s)", q.url, q.from, why, err, code),
 			"set $"+envAPIKey+" to the queen's token (or check --queen-url / $"+envQueenURL+"; configuration: "+q.file.Describe(q.cenv)+")")
 	case errors.As(err, &e):
 		return withHint(err, e.Hint())
