@@ -41,6 +41,9 @@ package ggml
 // super-block, the integer sums exact as in ggml.
 
 //go:noescape
+func prefetchRows(w *byte, stride int, rows int, n int)
+
+//go:noescape
 func repackQ8_0x8(w *byte, stride int, nb int, dst *byte, recStride int)
 
 //go:noescape
@@ -136,6 +139,7 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 			if b0 > 0 {
 				acc = 1
 			}
+			gemmPrefetch(w, stride, ts, g, groups, pair, b0, step, nb)
 			switch t {
 			case Q8_0, Q4_0:
 				rec := gemmRecQ8
@@ -207,5 +211,25 @@ func repackK(t Type, w *byte, stride, kb int, p *byte, recStride int) {
 		repackQ5Kx8(w, stride, kb, p, recStride)
 	case Q6_K:
 		repackQ6Kx8(w, stride, kb, p, recStride)
+	}
+}
+
+// gemmPrefetch prefetches the weights gemmSIMD repacks after those of group
+// g (and g+1 when pair) at blocks b0…b0+step: the same rows' next blocks, or
+// the first blocks of the next group(s). Weights stream from memory in runs
+// too short for the hardware prefetchers, and the repacks would otherwise
+// stall on them.
+func gemmPrefetch(w []byte, stride, ts, g, groups int, pair bool, b0, step, nb int) {
+	rows, tile := 8, 1
+	if pair {
+		rows, tile = 16, 2
+	}
+	switch {
+	case b0+step < nb:
+		kb := min(step, nb-b0-step)
+		prefetchRows(&w[g*8*stride+(b0+step)*ts], stride, rows, kb*ts)
+	case g+tile < groups:
+		next := min(16, (groups-g-tile)*8) // the next tile is at most 16 rows
+		prefetchRows(&w[(g+tile)*8*stride], stride, next, min(step, nb)*ts)
 	}
 }

@@ -8595,3 +8595,30 @@ k16w_sblock:
 k16w_done:
 	VZEROUPPER
 	RET
+
+// func prefetchRows(w *byte, stride int, rows int, n int)
+// Prefetches (into L2, to spare the kernel's L1) the first n bytes of rows
+// rows stride bytes apart, one cache line at a time: the next run of weights
+// a Gemm will repack, fetched from memory while the kernel works on the
+// current one.
+TEXT ·prefetchRows(SB), NOSPLIT, $0-32
+	MOVQ w+0(FP), SI
+	MOVQ stride+8(FP), BX
+	MOVQ rows+16(FP), CX
+	MOVQ n+24(FP), DX
+	TESTQ CX, CX
+	JZ pf_done
+	TESTQ DX, DX
+	JZ pf_done
+pf_row:
+	MOVQ $0, AX
+pf_line:
+	PREFETCHT1 (SI)(AX*1)
+	ADDQ $64, AX
+	CMPQ AX, DX
+	JLT pf_line
+	ADDQ BX, SI
+	DECQ CX
+	JNZ pf_row
+pf_done:
+	RET
