@@ -20,6 +20,9 @@
 // busy worker after 1, 2 and 4 s. DELETE /v2/tasks/{id} and a client that
 // goes away both cancel the worker's generation.
 //
+// GET /v2/logs?node=&follow=&lines= relays the node's hive's GET /v1/logs
+// (its own log and its workers'), each line with the node's name.
+//
 // # Remote nodes
 //
 // POST /v2/registry/beehives/add checks every field, then connects to the

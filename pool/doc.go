@@ -45,6 +45,8 @@
 // GET /v1/health (public), POST /v1/workers/spawn, POST /v1/workers/ready
 // (the hive's token or the named worker's), GET /v1/workers/list, POST
 // /v1/workers/shutdown, GET /v1/models, POST /v1/models/download, GET
-// /v1/models/download/progress?id= (SSE) and POST /v1/admin/shutdown; bodies
+// /v1/models/download/progress?id= (SSE), GET /v1/logs?follow=&lines= (SSE
+// of the hive's own log, Config.LogFile or <home>/logs/hive*.log, and of
+// every <home>/logs/worker-<id>.log) and POST /v1/admin/shutdown; bodies
 // and errors are the types of package api.
 package pool
