@@ -192,7 +192,8 @@ func decodeOpenAI(w http.ResponseWriter, r *http.Request, v any) *api.Error {
 		case errors.Is(err, io.EOF):
 			return api.Errorf(api.CodeInvalidRequest, "the request body is empty; a JSON object is expected")
 		case errors.As(err, &typeErr) && typeErr.Field != "":
-			return api.InvalidField(typeErr.Field, "wrong JSON type (want %s)", typeErr.Type)
+			// Fields of the embedded parameters are named as in the JSON.
+			return api.InvalidField(strings.TrimPrefix(typeErr.Field, "openAIParams."), "wrong JSON type (want %s)", typeErr.Type)
 		}
 		return api.Errorf(api.CodeInvalidRequest, "the request body is not a valid JSON object")
 	}
