@@ -77,6 +77,16 @@ func F32ToF16(f float32) uint16 {
 	return sign | uint16(r)
 }
 
+// F32ToF16Slice converts src to half precision into dst, element by element
+// exactly as F32ToF16 does (with VCVTPS2PH on CPUs that have it). dst must
+// hold at least len(src) elements; it panics otherwise.
+func F32ToF16Slice(dst []uint16, src []float32) {
+	dst = dst[:len(src)]
+	for i := f32ToF16Bulk(dst, src); i < len(src); i++ {
+		dst[i] = F32ToF16(src[i])
+	}
+}
+
 // BF16ToF32 converts a bfloat16 value to float32 (exactly).
 func BF16ToF32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 

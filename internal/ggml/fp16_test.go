@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestF16RoundTripsEveryValue(t *testing.T) {
@@ -64,4 +65,47 @@ func TestTypeSizes(t *testing.T) {
 	assert.True(t, Q6_K.Supported())
 	assert.False(t, Q2_K.Supported())
 	assert.Equal(t, "Q4_K_M", FileType(15).String())
+}
+
+// TestF32ToF16SliceMatches checks the bulk conversion element by element
+// against F32ToF16: every exponent (normal, subnormal, overflow), ties, NaNs
+// and infinities, for lengths around the 8-element steps.
+func TestF32ToF16SliceMatches(t *testing.T) {
+	var src []float32
+	for e := uint32(0); e < 256; e++ {
+		for _, m := range []uint32{0, 1, 0x1000, 0x2000, 0x3000, 0x7fe000, 0x7ff000, 0x7fffff, 0x400001} {
+			for _, sign := range []uint32{0, 1 << 31} {
+				src = append(src, math.Float32frombits(sign|e<<23|m))
+			}
+		}
+	}
+	for _, n := range []int{0, 1, 7, 8, 9, 31, len(src)} {
+		got := make([]uint16, n+3)
+		F32ToF16Slice(got, src[:n])
+		for i := 0; i < n; i++ {
+			require.Equal(t, F32ToF16(src[i]), got[i], "n=%d element %d (%08x)", n, i, math.Float32bits(src[i]))
+		}
+		assert.Equal(t, []uint16{0, 0, 0}, got[n:], "n=%d: wrote past len(src)", n)
+	}
+	assert.Panics(t, func() { F32ToF16Slice(make([]uint16, 3), make([]float32, 4)) })
+}
+
+func BenchmarkF32ToF16Slice(b *testing.B) {
+	src := make([]float32, 4096)
+	for i := range src {
+		src[i] = float32(i)*0.37 - 700
+	}
+	dst := make([]uint16, len(src))
+	b.Run("slice", func(b *testing.B) {
+		for b.Loop() {
+			F32ToF16Slice(dst, src)
+		}
+	})
+	b.Run("loop", func(b *testing.B) {
+		for b.Loop() {
+			for i, v := range src {
+				dst[i] = F32ToF16(v)
+			}
+		}
+	})
 }

@@ -1175,3 +1175,21 @@ q8k_next:
 	JNZ q8k_block
 	VZEROUPPER
 	RET
+
+// func f32ToF16AVX2(dst *uint16, src *float32, n int)
+// Converts n (a multiple of 8, ≥ 8) floats with VCVTPS2PH, rounding to
+// nearest even as F32ToF16 does.
+TEXT ·f32ToF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+f2h_loop:
+	VMOVUPS (SI), Y0
+	VCVTPS2PH $0, Y0, X0
+	VMOVDQU X0, (DI)
+	ADDQ $32, SI
+	ADDQ $16, DI
+	SUBQ $8, CX
+	JNZ f2h_loop
+	VZEROUPPER
+	RET

@@ -193,6 +193,22 @@ func quantizeRowQ8K(dst []byte, src []float32) {
 }
 
 //go:noescape
+func f32ToF16AVX2(dst *uint16, src *float32, n int)
+
+// f32ToF16Bulk converts the largest multiple of 8 leading elements with
+// VCVTPS2PH when the CPU has AVX2 (and F16C, which every AVX2 CPU has) and
+// returns how many it converted.
+func f32ToF16Bulk(dst []uint16, src []float32) int {
+	n := len(src) &^ 7
+	if !useAVX2 || n == 0 {
+		return 0
+	}
+	_ = dst[n-1]
+	f32ToF16AVX2(&dst[0], &src[0], n)
+	return n
+}
+
+//go:noescape
 func affineSumsAVX2(d *fitData, iscales *float32, nc int, nmax int32, out *float32)
 
 //go:noescape

@@ -21,3 +21,5 @@ func gemmSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols
 func quantizeRowQ8_0(dst []byte, src []float32) { quantizeRowQ8_0Go(dst, src) }
 
 func quantizeRowQ8K(dst []byte, src []float32) { quantizeRowQ8KGo(dst, src) }
+
+func f32ToF16Bulk(dst []uint16, src []float32) int { return 0 }
