@@ -5,11 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
+	"rbee/internal/sqlitex"
 	"strings"
 	"time"
-
-	_ "modernc.org/sqlite" // the pure-Go SQLite driver "sqlite"
 
 	"rbee/api"
 )
@@ -58,22 +56,10 @@ const schemaVersion = 2
 // not a SQLite database, or one written by a newer rbee, is an error: it is
 // never silently recreated.
 func openStore(ctx context.Context, path string) (*store, error) {
-	if strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("node registry %s: the path must not contain '?' or '#'", path)
-	}
-	// The registry holds hive tokens: the file is created 0600 before SQLite
-	// opens it (SQLite gives its -wal and -shm files the same mode).
-	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
-		f.Close()
-	}
-	for _, p := range []string{path, path + "-wal", path + "-shm"} {
-		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("node registry %s: %w", path, err)
-		}
-	}
-	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+	// The registry holds hive tokens: sqlitex keeps the files 0600.
+	db, err := sqlitex.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("node registry %s: %w", path, err)
+		return nil, fmt.Errorf("node registry: %w", err)
 	}
 	s := &store{db: db, path: path}
 	if err := s.migrate(ctx); err != nil {

@@ -5,10 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
+	"rbee/internal/sqlitex"
 	"strings"
-
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
 
 	"rbee/api"
 	"rbee/internal/httpx"
@@ -47,12 +45,9 @@ var migrations = []string{
 // that is not a SQLite database, or fails its integrity check, gives an
 // error wrapping ErrCatalogCorrupt.
 func OpenCatalog(ctx context.Context, path string) (*Catalog, error) {
-	if strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("catalog path %q: '?' and '#' are not allowed in the path", path)
-	}
-	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+	db, err := sqlitex.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("opening model catalog %s: %w", path, err)
+		return nil, fmt.Errorf("opening model catalog: %w", err)
 	}
 	c := &Catalog{db: db, path: path}
 	if err := c.check(ctx); err != nil {
@@ -63,8 +58,6 @@ func OpenCatalog(ctx context.Context, path string) (*Catalog, error) {
 		db.Close()
 		return nil, err
 	}
-	// Rows written by this process should not be readable by other users.
-	_ = os.Chmod(path, 0o600)
 	return c, nil
 }
 
