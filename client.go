@@ -84,30 +84,17 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 // Breaking out of the loop closes the stream the same way.
 func (c *Client) Infer(ctx context.Context, req TaskRequest) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) {
-		h := c.http()
-		resp, err := h.Stream(ctx, http.MethodPost, "/v2/tasks", req, nil)
-		if err != nil {
-			var e *api.Error
-			switch {
-			case errors.As(err, &e):
-			case ctx.Err() != nil:
-				err = ctx.Err()
-			default:
-				err = fmt.Errorf("rbee: POST %s/v2/tasks: %w", strings.TrimRight(h.BaseURL, "/"), err)
-			}
-			yield(Event{}, err)
-			return
-		}
-		defer resp.Body.Close()
-		taskID := resp.Header.Get(httpx.RequestIDHeader)
-		first, done := true, false
-		for ev, err := range sse.Read(resp.Body) {
-			if done {
-				continue // drain to the end marker so the connection can be reused
-			}
+		var taskID string
+		first := true
+		for ev, err := range c.stream(ctx, http.MethodPost, "/v2/tasks", req, true, func(h http.Header) {
+			taskID = h.Get(httpx.RequestIDHeader)
+		}) {
 			if err != nil {
-				if ctx.Err() != nil {
-					err = ctx.Err()
+				var e *api.Error
+				if errors.As(err, &e) && e.RequestID == "" && taskID != "" {
+					c := *e
+					c.RequestID = taskID
+					err = &c
 				}
 				yield(Event{}, err)
 				return
@@ -126,27 +113,9 @@ func (c *Client) Infer(ctx context.Context, req TaskRequest) iter.Seq2[Event, er
 					ev.Narration = &n
 				}
 			}
-			if ev.Kind == KindError {
-				e := ev.Error
-				if e.RequestID == "" {
-					c := *e
-					c.RequestID = taskID
-					e = &c
-				}
-				yield(Event{}, e)
-				return
-			}
 			if !yield(ev, nil) {
 				return
 			}
-			done = ev.Kind == KindDone
-		}
-		switch {
-		case done:
-		case ctx.Err() != nil:
-			yield(Event{}, ctx.Err())
-		default:
-			yield(Event{}, fmt.Errorf("%w: the stream ended before its done event", ErrStreamClosed))
 		}
 	}
 }
@@ -245,9 +214,19 @@ func (c *Client) InstallNode(ctx context.Context, req InstallRequest) iter.Seq2[
 
 // nodeStream posts body and yields the events of the answer until done.
 func (c *Client) nodeStream(ctx context.Context, path string, body any) iter.Seq2[Event, error] {
+	return c.stream(ctx, http.MethodPost, path, body, true, nil)
+}
+
+// stream sends a request whose answer is an event stream and yields its
+// events. A refused request, an error event or a stream that breaks off is
+// yielded once as the error, then the sequence ends; when ctx ends, ctx.Err()
+// is. With untilDone the stream must carry a done event (ending without one
+// is ErrStreamClosed) and what follows it is read off, not yielded. onOpen,
+// when set, sees the answer's headers first.
+func (c *Client) stream(ctx context.Context, method, path string, body any, untilDone bool, onOpen func(http.Header)) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) {
 		h := c.http()
-		resp, err := h.Stream(ctx, http.MethodPost, path, body, nil)
+		resp, err := h.Stream(ctx, method, path, body, nil)
 		if err != nil {
 			var e *api.Error
 			switch {
@@ -255,16 +234,19 @@ func (c *Client) nodeStream(ctx context.Context, path string, body any) iter.Seq
 			case ctx.Err() != nil:
 				err = ctx.Err()
 			default:
-				err = fmt.Errorf("rbee: POST %s%s: %w", strings.TrimRight(h.BaseURL, "/"), path, err)
+				err = fmt.Errorf("rbee: %s %s%s: %w", method, strings.TrimRight(h.BaseURL, "/"), path, err)
 			}
 			yield(Event{}, err)
 			return
 		}
 		defer resp.Body.Close()
+		if onOpen != nil {
+			onOpen(resp.Header)
+		}
 		done := false
 		for ev, err := range sse.Read(resp.Body) {
 			if done {
-				continue // drain to the end marker
+				continue // drain to the end marker so the connection can be reused
 			}
 			if err != nil {
 				if ctx.Err() != nil {
@@ -283,7 +265,7 @@ func (c *Client) nodeStream(ctx context.Context, path string, body any) iter.Seq
 			done = ev.Kind == KindDone
 		}
 		switch {
-		case done:
+		case done || !untilDone:
 		case ctx.Err() != nil:
 			yield(Event{}, ctx.Err())
 		default:

@@ -2,14 +2,10 @@ package rbee
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"iter"
 	"net/http"
-	"strings"
 
 	"rbee/api"
-	"rbee/internal/sse"
 )
 
 // Logs streams a node's log lines (S62): its hive's and its workers', each
@@ -39,37 +35,13 @@ func (c *Client) Logs(ctx context.Context, node string, follow bool, lines int) 
 		q := api.LogQuery{Follow: follow, Lines: lines}.Values()
 		q.Set("node", node)
 		path := "/v2/logs?" + q.Encode()
-		h := c.http()
-		resp, err := h.Stream(ctx, http.MethodGet, path, nil, nil)
-		if err != nil {
-			var e *api.Error
-			switch {
-			case errors.As(err, &e):
-			case ctx.Err() != nil:
-				err = ctx.Err()
-			default:
-				err = fmt.Errorf("rbee: GET %s%s: %w", strings.TrimRight(h.BaseURL, "/"), path, err)
-			}
-			yield(LogLine{}, err)
-			return
-		}
-		defer resp.Body.Close()
-		for ev, err := range sse.Read(resp.Body) {
+		for ev, err := range c.stream(ctx, http.MethodGet, path, nil, false, nil) {
 			if err != nil {
-				if ctx.Err() != nil {
-					err = ctx.Err()
-				}
 				yield(LogLine{}, err)
 				return
 			}
-			switch ev.Kind {
-			case KindError:
-				yield(LogLine{}, ev.Error)
+			if ev.Kind == KindLog && !yield(*ev.Log, nil) {
 				return
-			case KindLog:
-				if !yield(*ev.Log, nil) {
-					return
-				}
 			}
 		}
 	}
