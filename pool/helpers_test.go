@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,7 +31,7 @@ type testHive struct {
 	client *httpx.Client
 	done   chan error
 	cancel context.CancelFunc
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 }
 
 // startHive runs a hive with a fresh home, free ports and, unless mutate
@@ -42,7 +40,7 @@ func startHive(t *testing.T, mutate func(*Config)) *testHive {
 	t.Helper()
 	self, err := os.Executable()
 	require.NoError(t, err)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cfg := Config{
 		Home: t.TempDir(), Host: "127.0.0.1", Port: testutil.FreePort(t), Token: testToken, Binary: self,
 		WorkerPortStart: testutil.FreePort(t), Devices: []Device{}, StopGrace: time.Second, KillAfter: 2 * time.Second,
@@ -86,24 +84,6 @@ func (w testWriter) Write(p []byte) (int, error) {
 	defer func() { _ = recover() }() // a log line after the test ended
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
-}
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // tinyModel writes a tiny synthetic model and, when b is not nil, the fake

@@ -24,7 +24,7 @@ func TestMainRunsUntilContextEnds(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "key")
 	require.NoError(t, os.WriteFile(keyFile, []byte("main-test-token-0123456789\n"), 0o600))
 	port := testutil.FreePort(t)
-	var stderr syncBuffer
+	var stderr testutil.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

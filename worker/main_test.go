@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -79,7 +78,7 @@ func TestMainInProcess(t *testing.T) {
 	const token = "main-token-0123456789abcdef"
 	t.Setenv(APIKeyEnv, token)
 	port := testutil.FreePort(t)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)
@@ -111,24 +110,6 @@ func TestMainInProcess(t *testing.T) {
 	assert.Contains(t, logs.String(), httpx.Fingerprint(token))
 	assert.NotContains(t, logs.String(), token)
 	assert.Contains(t, logs.String(), "model loaded")
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // waitHealthy polls GET /v1/health until it answers, failing early if exited
@@ -172,7 +153,7 @@ func waitLoaded(t *testing.T, c *httpx.Client) {
 // workerProc is `rbee worker` running as a child process.
 type workerProc struct {
 	p      *proc.Process
-	stderr *syncBuffer
+	stderr *testutil.SyncBuffer
 	base   string
 	exited chan struct{}
 }
@@ -192,7 +173,7 @@ func startProc(t *testing.T, args []string, env ...string) *workerProc {
 		port = testutil.FreePort(t)
 		args = append(args, "--port", strconv.Itoa(port))
 	}
-	wp := &workerProc{stderr: &syncBuffer{}, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	wp := &workerProc{stderr: &testutil.SyncBuffer{}, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	p, err := proc.Start(proc.Spec{Path: bin, Args: append([]string{"worker"}, args...), Env: append(env, "RBEE_CHILD=1"),
 		Stderr: wp.stderr, Stdout: wp.stderr})
 	require.NoError(t, err)

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -111,7 +110,7 @@ func TestGenerateInterrupted(t *testing.T) {
 	bin := testutil.RbeeBinary(t)
 	model := tinyModel(t, "Q8_0")
 	cmd := exec.Command(bin, "generate", "--model", model, "--prompt", "hello", "--max-tokens", "100000", "--ctx-size", "100000", "--temperature", "0")
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	require.NoError(t, cmd.Start())
 	// Wait until tokens flow, then interrupt.
@@ -126,21 +125,6 @@ func TestGenerateInterrupted(t *testing.T) {
 	assert.Equal(t, ExitInterrupted, ee.ExitCode())
 	assert.Contains(t, stderr.String(), "Canceled.")
 }
-
-// lockedBuffer is a bytes.Buffer that a child's output copier and the test
-// may use at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) Len() int       { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Len() }
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 func TestBenchMeasuresInFreshProcesses(t *testing.T) {
 	bin := testutil.RbeeBinary(t)

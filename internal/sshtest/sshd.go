@@ -6,7 +6,6 @@ package sshtest
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -14,10 +13,10 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"rbee/internal/testutil"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,7 +52,7 @@ type Server struct {
 	authorizedKeys string
 	cmd            *exec.Cmd
 	exited         chan struct{}
-	log            *syncBuffer
+	log            *testutil.SyncBuffer
 }
 
 // Start runs sshd with Options{} for the rest of the test; see StartWith.
@@ -148,7 +147,7 @@ func (s *Server) launch(t testing.TB) error {
 	if err := os.WriteFile(cfg, []byte(s.config()), 0o600); err != nil {
 		return err
 	}
-	s.log = &syncBuffer{}
+	s.log = &testutil.SyncBuffer{}
 	s.cmd = exec.Command(SSHDPath, "-D", "-e", "-f", cfg)
 	s.cmd.Stdout = s.log
 	s.cmd.Stderr = s.log
@@ -308,22 +307,4 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
