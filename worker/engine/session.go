@@ -150,14 +150,16 @@ func (s *Session) forward(tokens []int, wantLogits bool) error {
 		l := &m.layers[li]
 		last := li == len(m.layers)-1
 		// Attention block.
-		for t := 0; t < T; t++ {
+		m.pool.run(T, func(_, t int) {
 			rmsNorm(s.xn[t*E:(t+1)*E], s.x[t*E:(t+1)*E], l.attnNorm, c.NormEpsilon)
-		}
+		})
 		s.acts.set(s.xn, T, E)
 		s.matmul(l.wq, s.q)
 		s.matmul(l.wk, s.kcur)
 		s.matmul(l.wv, s.vcur)
-		for t := 0; t < T; t++ {
+		// Rotate queries and keys; cache keys and values (each token writes
+		// its own rows and columns, so tokens run in parallel).
+		m.pool.run(T, func(_, t int) {
 			cos, sin := s.cos[t*half:(t+1)*half], s.sin[t*half:(t+1)*half]
 			rope(s.q[t*qDim:(t+1)*qDim], c.Heads, c.HeadDim, cos, sin)
 			rope(s.kcur[t*kvDim:(t+1)*kvDim], c.HeadsKV, c.HeadDim, cos, sin)
@@ -167,7 +169,7 @@ func (s *Session) forward(tokens []int, wantLogits bool) error {
 			for i, val := range s.vcur[t*kvDim : (t+1)*kvDim] {
 				vt[i*m.ctxSize+pos] = ggml.F32ToF16(val)
 			}
-		}
+		})
 		// In the last layer only the rows that produce logits matter: keys and
 		// values of every token are cached above, the rest runs on one row.
 		first := 0
@@ -185,14 +187,19 @@ func (s *Session) forward(tokens []int, wantLogits bool) error {
 		add(x, s.tmp[:rows*E])
 
 		// Feed-forward block.
-		for t := 0; t < rows; t++ {
+		m.pool.run(rows, func(_, t int) {
 			rmsNorm(s.xn[t*E:(t+1)*E], x[t*E:(t+1)*E], l.ffnNorm, c.NormEpsilon)
-		}
+		})
 		s.acts.set(s.xn, rows, E)
 		F := c.FeedForward
 		s.matmul(l.wgate, s.gate)
 		s.matmul(l.wup, s.up)
-		siluMul(s.gate[:rows*F], s.gate[:rows*F], s.up[:rows*F])
+		const siluChunk = 2048
+		g, u := s.gate[:rows*F], s.up[:rows*F]
+		m.pool.run((len(g)+siluChunk-1)/siluChunk, func(_, i int) {
+			a, b := i*siluChunk, min((i+1)*siluChunk, len(g))
+			siluMul(g[a:b], g[a:b], u[a:b])
+		})
 		s.acts.set(s.gate, rows, F)
 		s.matmul(l.wdown, s.tmp)
 		add(x, s.tmp[:rows*E])
