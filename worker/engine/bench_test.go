@@ -9,8 +9,9 @@ import (
 )
 
 // The benchmarks below time the forward pass on the TinyLlama-shaped models
-// that `rbee bench` measures, when they are present (RBEE_BENCH_DIR, default
-// /work/bench); without them they skip. They mirror rbee bench: a prompt of
+// that `rbee bench` writes, when they are present (RBEE_BENCH_DIR, default
+// the user cache directory's rbee/bench, where rbee bench keeps them);
+// without them they skip: run `rbee bench` once to make them. They mirror rbee bench: a prompt of
 // 128 random tokens evaluated as one batch, and single-token decode steps.
 
 const benchPromptTokens = 128
@@ -19,7 +20,11 @@ func benchModel(b *testing.B, file string, threads int) *Model {
 	b.Helper()
 	dir := os.Getenv("RBEE_BENCH_DIR")
 	if dir == "" {
-		dir = "/work/bench"
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			b.Skipf("no RBEE_BENCH_DIR and no cache directory: %v", err)
+		}
+		dir = filepath.Join(cache, "rbee", "bench")
 	}
 	path := filepath.Join(dir, file)
 	if _, err := os.Stat(path); err != nil {
