@@ -27,3 +27,18 @@ func SIMD() string {
 // meant for tests and benchmarks that compare the two, and must be called before
 // any concurrent use of the package.
 func DisableSIMD() { useAVX2, useVNNI = false, false }
+
+// LimitSIMD restricts the kernels to at most the named level ("generic" or
+// "avx2"; anything else leaves the detected level) and returns a function
+// that restores the previous one. Like DisableSIMD it is for tests, which
+// must not run kernels concurrently while they switch.
+func LimitSIMD(level string) (restore func()) {
+	avx2, vnni := useAVX2, useVNNI
+	switch level {
+	case "generic":
+		useAVX2, useVNNI = false, false
+	case "avx2":
+		useVNNI = false
+	}
+	return func() { useAVX2, useVNNI = avx2, vnni }
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"rbee/internal/ggml"
 	"rbee/internal/testutil"
 )
 
@@ -51,16 +52,35 @@ func readGoldens(t *testing.T, path string) []golden {
 // is within the tolerance at every position, and the argmax agrees wherever
 // llama.cpp's margin between its top two is clear.
 func TestConformanceWithLlamaCpp(t *testing.T) {
+	// Every kernel level this machine has must agree with llama.cpp: the
+	// portable Go code, AVX2 alone, and the detected level (VNNI here).
+	for _, level := range []string{"generic", "avx2", ggml.SIMD()} {
+		t.Run(level, func(t *testing.T) {
+			defer ggml.LimitSIMD(level)()
+			if level == "avx2" && ggml.SIMD() == "generic" {
+				t.Skip("this CPU has no AVX2")
+			}
+			conformance(t)
+		})
+	}
+}
+
+func conformance(t *testing.T) {
 	dir := testutil.Fixtures(t)
+	// The README allows 0.05 (F16) and 1.0 (Q8_0, Q4_K_M) and calls a tighter
+	// bound a fair goal. These are tighter, with room above what every kernel
+	// level measures (F16 0.012; Q8_0 0.22-0.27; Q4_K_M 0.30-0.50, the spread
+	// being float summation order: one F16 rounding flip in the KV cache of
+	// this random model moves logits by up to about 0.5).
 	cases := []struct {
 		file      string
 		tol       float64 // |our logit − llama.cpp's| for llama.cpp's top token
 		margin    float64 // argmax must agree where llama.cpp's top1−top2 ≥ margin
 		minAgreed int     // positions with such a margin (the README's counts)
 	}{
-		{"tiny-F16", 0.05, 0.1, 118},
-		{"tiny-Q8_0", 1.0, 1.0, 89},
-		{"tiny-Q4_K_M", 1.0, 1.0, 77},
+		{"tiny-F16", 0.025, 0.1, 118},
+		{"tiny-Q8_0", 0.6, 1.0, 89},
+		{"tiny-Q4_K_M", 0.7, 1.0, 77},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
