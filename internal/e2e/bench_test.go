@@ -3,10 +3,10 @@ package e2e
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +15,6 @@ import (
 	"rbee"
 	"rbee/api"
 	"rbee/internal/httpx"
-	"rbee/internal/proc"
 	"rbee/internal/sse"
 	"rbee/internal/testutil"
 )
@@ -25,9 +24,15 @@ const (
 	benchTokens = 64
 )
 
-// benchModel is the fixtures' tiny Q8_0 model when the fixtures are there
-// (a real llama vocabulary), else the synthetic tiny model.
+// benchModel is $RBEE_BENCH_MODEL when set (for example the TinyLlama-shaped
+// model rbee bench writes, to see the relay's cost at a real model's pace),
+// else the fixtures' tiny Q8_0 model when the fixtures are there (a real
+// llama vocabulary), else the synthetic tiny model.
 func benchModel(b *testing.B) string {
+	if p := os.Getenv("RBEE_BENCH_MODEL"); p != "" {
+		b.Logf("model: %s", p)
+		return p
+	}
 	dir := os.Getenv("RBEE_FIXTURES")
 	if dir == "" {
 		dir = filepath.Join(testutil.ModuleRoot(b), "..", "shared", "fixtures")
@@ -90,9 +95,10 @@ func report(b *testing.B, ts []timing) {
 }
 
 // BenchmarkChain streams the same greedy inference through keeper (the
-// rbee.Client) → queen → hive → worker, and straight to a worker of the
-// same binary and model, and reports time to first token and decode speed
-// of each.
+// rbee.Client) → queen → hive → worker, and straight to that same worker
+// (with the key the hive gave it), alternating the two paths request by
+// request so that both meet the same machine state, and reports time to
+// first token and decode speed of each, and what the relay costs.
 func BenchmarkChain(b *testing.B) {
 	model := benchModel(b)
 	c := newCluster(b, model)
@@ -101,57 +107,64 @@ func BenchmarkChain(b *testing.B) {
 	req := rbee.TaskRequest{Node: rbee.LocalNode, Model: "file:" + model, Prompt: benchPrompt, MaxTokens: benchTokens, Temperature: &greedy}
 	ctx := context.Background()
 	measure(b, time.Now(), c.client().Infer(ctx, req)) // spawns the worker
-
-	worker := startDirectWorker(b, c, model)
-	direct := &httpx.Client{BaseURL: worker}
+	workers := c.workers()
+	require.Len(b, workers, 1)
+	direct := &httpx.Client{BaseURL: workers[0].URL, Token: workerKey(b, workers[0].PID)}
 	ireq := req.Inference()
+	measure(b, time.Now(), directStream(b, ctx, direct, ireq)) // the key works
 
-	b.Run("chain", func(b *testing.B) {
-		var ts []timing
-		for b.Loop() {
-			ts = append(ts, measure(b, time.Now(), c.client().Infer(ctx, req)))
-		}
-		report(b, ts)
-	})
-	b.Run("direct", func(b *testing.B) {
-		var ts []timing
-		for b.Loop() {
-			start := time.Now()
-			resp, err := direct.Stream(ctx, http.MethodPost, "/v1/inference", ireq, nil)
-			require.NoError(b, err)
-			ts = append(ts, measure(b, start, sse.Read(resp.Body)))
-			resp.Body.Close()
-		}
-		report(b, ts)
-	})
+	var chain, straight []timing
+	for b.Loop() {
+		chain = append(chain, measure(b, time.Now(), c.client().Infer(ctx, req)))
+		straight = append(straight, measure(b, time.Now(), directStream(b, ctx, direct, ireq)))
+	}
+	ct, cr := averages(chain)
+	dt, dr := averages(straight)
+	b.ReportMetric(ct, "chain_ttft_ms")
+	b.ReportMetric(dt, "direct_ttft_ms")
+	b.ReportMetric(cr, "chain_tok/s")
+	b.ReportMetric(dr, "direct_tok/s")
+	b.ReportMetric(ct-dt, "relay_ttft_ms")
+	b.ReportMetric(100*(dr-cr)/dr, "relay_cost_%")
 }
 
-// startDirectWorker runs a worker of the cluster's binary outside any hive
-// (its ready callback goes to a stub) and returns its URL once it is ready.
-func startDirectWorker(b *testing.B, c *cluster, model string) string {
-	hive := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		httpx.WriteJSON(w, http.StatusOK, struct{}{})
-	}))
-	b.Cleanup(hive.Close)
-	port := testutil.FreePort(b)
-	p, err := proc.Start(proc.Spec{Path: c.bin, LogFile: filepath.Join(c.home, "direct-worker.log"),
-		Args: []string{"worker", "--model", model, "--model-ref", "file:" + model, "--backend", "cpu", "--device", "0",
-			"--host", "127.0.0.1", "--port", strconv.Itoa(port), "--callback-url", hive.URL + "/v1/workers/ready", "--worker-id", "w-direct"}})
-	require.NoError(b, err)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		_ = p.Stop(ctx, 10*time.Second)
-	})
-	url := "http://127.0.0.1:" + strconv.Itoa(port)
-	hc := &httpx.Client{BaseURL: url}
-	eventually(b, 30*time.Second, func() bool {
-		var r api.ReadyResponse
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		return hc.Do(ctx, http.MethodGet, "/v1/ready", nil, &r) == nil && r.Ready
-	}, "the direct worker did not get ready: %s", c.logs())
-	return url
+// directStream sends an inference straight to a worker.
+func directStream(b *testing.B, ctx context.Context, w *httpx.Client, req api.InferenceRequest) func(yield func(api.Event, error) bool) {
+	return func(yield func(api.Event, error) bool) {
+		resp, err := w.Stream(ctx, http.MethodPost, "/v1/inference", req, nil)
+		require.NoError(b, err)
+		defer resp.Body.Close()
+		for ev, err := range sse.Read(resp.Body) {
+			if !yield(ev, err) {
+				return
+			}
+		}
+	}
+}
+
+// workerKey reads a worker's API key from its environment, where its hive
+// put it (Linux; the test runs as the worker's user).
+func workerKey(b *testing.B, pid int) string {
+	env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
+	if err != nil {
+		b.Skipf("cannot read the worker's environment: %v", err)
+	}
+	for _, kv := range strings.Split(string(env), "\x00") {
+		if v, ok := strings.CutPrefix(kv, httpx.APIKeyEnv+"="); ok {
+			return v
+		}
+	}
+	b.Fatal("the worker has no API key in its environment")
+	return ""
+}
+
+func averages(ts []timing) (ttftMS, tps float64) {
+	for _, t := range ts {
+		ttftMS += float64(t.firstToken.Microseconds()) / 1000
+		tps += t.decode
+	}
+	n := float64(len(ts))
+	return ttftMS / n, tps / n
 }
 
 // BenchmarkWarmStart times whole rbee infer commands (8 tokens) against a
