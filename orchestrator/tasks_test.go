@@ -170,6 +170,7 @@ func (a *acceptRecorder) times() []time.Time {
 // TestS14UnreachableHive (and S36): three attempts, 0, 200 and 400 ms apart
 // (the default policy), each narrated, then CONNECTION_TIMEOUT with the hint;
 // the registry records the node as unreachable.
+// Scenario S14 of DESIGN §12.
 func TestS14UnreachableHive(t *testing.T) {
 	dead := newAcceptRecorder(t)
 	tq := newTestQueen(t, Config{HiveRetryDelays: DefaultHiveRetryDelays})
@@ -205,6 +206,7 @@ func TestS14UnreachableHive(t *testing.T) {
 
 // TestS13VersionMismatch (and S43): a hive whose major.minor differs is
 // refused, naming both versions and the upgrade.
+// Scenario S13 of DESIGN §12.
 func TestS13VersionMismatch(t *testing.T) {
 	for _, node := range []string{"local", "mac"} {
 		t.Run(node, func(t *testing.T) {
@@ -288,6 +290,7 @@ func TestConcurrentColdTasksShareOneSpawn(t *testing.T) {
 
 // TestS33LoadingTimeout (and S42): a worker stuck loading is
 // LOADING_TIMEOUT naming where it got stuck, with the check-logs hint.
+// Scenario S33 of DESIGN §12.
 func TestS33LoadingTimeout(t *testing.T) {
 	hive := newFakeHive(t, "")
 	w := newFakeWorker(t, "w-stuck")

@@ -199,6 +199,7 @@ func TestWorkerKilledIsRemovedAtOnce(t *testing.T) {
 	assert.Empty(t, th.list(t))
 }
 
+// Scenario S47 of DESIGN §12.
 func TestS47HealthMonitorRemovesAfterThreeFailures(t *testing.T) {
 	th := startHive(t, func(c *Config) { c.HealthInterval = 50 * time.Millisecond })
 	model := tinyModel(t, "Q8_0", &fakeBehaviour{})
@@ -221,6 +222,7 @@ func TestS47HealthMonitorRemovesAfterThreeFailures(t *testing.T) {
 	assert.Equal(t, -1, w.ExitCode(), "killed by a signal")
 }
 
+// Scenario S47 of DESIGN §12.
 func TestS47HealthyWorkerStays(t *testing.T) {
 	th := startHive(t, func(c *Config) { c.HealthInterval = 20 * time.Millisecond })
 	model := tinyModel(t, "Q8_0", &fakeBehaviour{})
@@ -233,6 +235,7 @@ func TestS47HealthyWorkerStays(t *testing.T) {
 	assert.True(t, ok)
 }
 
+// Scenario S48 of DESIGN §12.
 func TestS48IdleTimeout(t *testing.T) {
 	cases := []struct {
 		name    string

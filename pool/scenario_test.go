@@ -121,6 +121,7 @@ func argAfter(args []string, flag string) string {
 	return ""
 }
 
+// Scenario S20 of DESIGN §12.
 func TestS20ModelMetaFromTheHeader(t *testing.T) {
 	h, srv := handlerHive(t, nil)
 	dir := t.TempDir()
@@ -186,6 +187,7 @@ func fixturesDir(t *testing.T) string {
 	return abs
 }
 
+// Scenario S22 of DESIGN §12.
 func TestS22FileSizeFeedsRAMCheckAndCatalog(t *testing.T) {
 	paths := []string{tinyModel(t, "Q8_0", nil), tinyModel(t, "F16", nil)}
 	if fx := fixturesDir(t); fx != "" {
@@ -278,6 +280,7 @@ func TestS26BackendUnavailable(t *testing.T) {
 	}
 }
 
+// Scenario S27 of DESIGN §12.
 func TestS27SpawnCommandLine(t *testing.T) {
 	bin := rbeeBinary(t)
 	th := realHive(t, nil)
@@ -325,6 +328,7 @@ func TestS27SpawnCommandLine(t *testing.T) {
 	assert.NotContains(t, string(wlog), resp.APIKey, "the worker logs no token")
 }
 
+// Scenario S29 of DESIGN §12.
 func TestS29RegistryEntryAndRestart(t *testing.T) {
 	th := realHive(t, nil)
 	path := tinyModel(t, "Q8_0", nil)
@@ -356,6 +360,7 @@ func TestS29RegistryEntryAndRestart(t *testing.T) {
 	assert.Equal(t, "file:"+path, ms[0].Reference)
 }
 
+// Scenario S46 of DESIGN §12.
 func TestS46HiveKeepsRunningAfterSpawnAndInference(t *testing.T) {
 	th := realHive(t, nil)
 	resp, w := th.spawnReady(t, tinyModel(t, "Q8_0", nil))
@@ -400,6 +405,7 @@ func TestS46HiveKeepsRunningAfterSpawnAndInference(t *testing.T) {
 	}
 }
 
+// Scenario S47 of DESIGN §12.
 func TestS47RealWorkerFailingHealthIsRemovedAndKilled(t *testing.T) {
 	th := realHive(t, func(c *Config) { c.HealthInterval = 50 * time.Millisecond })
 	_, w := th.spawnReady(t, tinyModel(t, "Q8_0", nil))
@@ -424,6 +430,7 @@ func TestRealWorkerKilledIsRemovedAtOnce(t *testing.T) {
 	assert.Contains(t, th.logs.String(), "exit_code=-1")
 }
 
+// Scenario S48 of DESIGN §12.
 func TestS48RealIdleWorkerIsStoppedNotTheHive(t *testing.T) {
 	th := realHive(t, func(c *Config) { c.IdleTimeout = 400 * time.Millisecond })
 	_, w := th.spawnReady(t, tinyModel(t, "Q8_0", nil))

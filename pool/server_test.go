@@ -35,6 +35,7 @@ func handlerHive(t *testing.T, mutate func(*Config)) (*Hive, *httptest.Server) {
 	return h, srv
 }
 
+// Scenario S09 of DESIGN §12.
 func TestS09EmptyWorkerList(t *testing.T) {
 	_, srv := handlerHive(t, nil)
 	status, e, body := raw(t, "GET", srv.URL+"/v1/workers/list", testToken, "")
@@ -44,6 +45,7 @@ func TestS09EmptyWorkerList(t *testing.T) {
 	assert.Equal(t, `{"workers":[]}`, strings.TrimSpace(string(body)), "an empty list, never null")
 }
 
+// Scenario S12 of DESIGN §12.
 func TestS12HiveHealth(t *testing.T) {
 	_, srv := handlerHive(t, nil)
 	status, e, body := raw(t, "GET", srv.URL+"/v1/health", "", "") // public: no token

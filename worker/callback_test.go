@@ -61,6 +61,7 @@ func (h *fakeHive) attempts() int {
 	return len(h.calls)
 }
 
+// Scenario S28 of DESIGN §12.
 func TestS28ReadyCallback(t *testing.T) {
 	hive, ts := newFakeHive(t, 0)
 	const token = "worker-own-token-0123456789"

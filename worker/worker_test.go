@@ -67,6 +67,7 @@ func greedy(prompt string, maxTokens int) api.InferenceRequest {
 	return api.InferenceRequest{Prompt: prompt, MaxTokens: maxTokens, Temperature: ptr(0.0)}
 }
 
+// Scenario S19 of DESIGN §12.
 func TestS19LoadsQuantizedGGUF(t *testing.T) {
 	t.Run("synthetic Q4_K_M", func(t *testing.T) {
 		tw := startWorker(t, Config{ModelPath: writeModel(t, "Q4_K_M")})
@@ -242,6 +243,7 @@ func openProgress(t *testing.T, tw *testWorker) *stream {
 	return pullStream(t, resp)
 }
 
+// Scenario S34 of DESIGN §12.
 func TestS34StreamAndStates(t *testing.T) {
 	g := newGate()
 	tw := startWorker(t, Config{tokenHook: g.hook})

@@ -96,6 +96,7 @@ func checkInstall(t *testing.T, src string, l installLayout) {
 	assert.Zero(t, cf.Remote)
 }
 
+// Scenario S54 of DESIGN §12.
 func TestS54InstallUser(t *testing.T) {
 	src := testutil.RbeeBinary(t)
 	home := t.TempDir()
@@ -193,6 +194,7 @@ func TestS54InstallUser(t *testing.T) {
 	})
 }
 
+// Scenario S55 of DESIGN §12.
 func TestS55InstallSystem(t *testing.T) {
 	src := testutil.RbeeBinary(t)
 	root, home := t.TempDir(), t.TempDir()

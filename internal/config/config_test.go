@@ -34,6 +34,7 @@ func write(t *testing.T, path, body string) {
 
 // TestS56LookupOrder: $RBEE_CONFIG, then ~/.config/rbee/config.toml, then
 // /etc/rbee/config.toml; the first found wins, whole (no merging).
+// Scenario S56 of DESIGN §12.
 func TestS56LookupOrder(t *testing.T) {
 	te := newTestEnv(t)
 	explicit := filepath.Join(t.TempDir(), "explicit.toml")

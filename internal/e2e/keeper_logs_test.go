@@ -128,6 +128,7 @@ func TestS62Logs(t *testing.T) {
 // or no RBEE_API_KEY is refused (401 INVALID_API_KEY / MISSING_API_KEY); it
 // says that authentication failed at the queen's URL, that the key comes
 // from $RBEE_API_KEY and which configuration file is in use, and exits 1.
+// Scenario S44 of DESIGN §12.
 func TestS44WrongAPIKey(t *testing.T) {
 	c := newCluster(t, tinyModel(t))
 	const token = "s44-the-right-token-0123456789"
@@ -183,6 +184,7 @@ func TestS44WrongAPIKey(t *testing.T) {
 // timeout (set through rbee queen --local-idle-timeout) is shut down and
 // unregistered, the hive stays, and the next inference cold-starts a new
 // worker.
+// Scenario S45 of DESIGN §12.
 func TestS45IdleTimeout(t *testing.T) {
 	c := newCluster(t, tinyModel(t))
 	c.startQueen("--local-idle-timeout", "2s")
