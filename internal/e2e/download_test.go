@@ -1,11 +1,7 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"database/sql"
-	"errors"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -26,29 +22,13 @@ func (c *cluster) hfInfer(hub *hftest.Hub, model string, extra ...string) result
 	args := append([]string{"infer", "--queen-url", c.queenURL(),
 		"--hive-port", strconv.Itoa(c.hivePort), "--worker-port-start", strconv.Itoa(c.workerPort),
 		"--model", model, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "6"}, extra...)
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bin, args...)
+	var env []string
 	for _, kv := range c.env() {
 		if !strings.HasPrefix(kv, "HF_") {
-			cmd.Env = append(cmd.Env, kv)
+			env = append(env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "HF_ENDPOINT="+hub.URL)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		c.t.Fatalf("running rbee infer: %v", err)
-	}
-	return r
+	return runRbee(c.t, c.bin, append(env, "HF_ENDPOINT="+hub.URL), args...)
 }
 
 type catalogRow struct {

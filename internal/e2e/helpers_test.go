@@ -113,10 +113,17 @@ func (r result) String() string {
 // rbee runs one rbee command to its end.
 func (c *cluster) rbee(args ...string) result {
 	c.t.Helper()
+	return runRbee(c.t, c.bin, c.env(), args...)
+}
+
+// runRbee runs bin with args and exactly env to its end (or commandTimeout)
+// and returns its output and exit code; failing to run it at all fails t.
+func runRbee(t testing.TB, bin string, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bin, args...)
-	cmd.Env = c.env()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
@@ -128,7 +135,7 @@ func (c *cluster) rbee(args ...string) result {
 	case errors.As(err, &ee):
 		r.code = ee.ExitCode()
 	default:
-		c.t.Fatalf("running rbee %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("running rbee %s: %v", strings.Join(args, " "), err)
 	}
 	return r
 }

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,24 +59,7 @@ func (rc *remoteCluster) env() []string {
 // rbee runs one rbee command with the cluster's configuration.
 func (rc *remoteCluster) rbee(args ...string) result {
 	rc.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, rc.bin, args...)
-	cmd.Env = rc.env()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		rc.t.Fatalf("running rbee %s: %v", strings.Join(args, " "), err)
-	}
-	return r
+	return runRbee(rc.t, rc.bin, rc.env(), args...)
 }
 
 // startQueen runs `rbee queen` with the configuration; the test stops it.
