@@ -117,6 +117,8 @@ var (
 	ErrNodeNotFound        = api.ErrNodeNotFound
 	ErrWorkerNotFound      = api.ErrWorkerNotFound
 	ErrModelNotFound       = api.ErrModelNotFound
+	ErrNotFound            = api.ErrNotFound
+	ErrMethodNotAllowed    = api.ErrMethodNotAllowed
 	ErrRequestTimeout      = api.ErrRequestTimeout
 	ErrNodeAlreadyExists   = api.ErrNodeAlreadyExists
 	ErrVersionMismatch     = api.ErrVersionMismatch

@@ -18,7 +18,9 @@ func TestErrorsIs(t *testing.T) {
 	require.True(t, errors.As(err, &e))
 	assert.Equal(t, 404, e.HTTPStatus())
 	assert.Equal(t, "rbee setup add-node", e.Hint())
-	assert.Len(t, Codes(), 28)
+	assert.Len(t, Codes(), 30)
+	assert.Equal(t, 404, CodeNotFound.HTTPStatus())
+	assert.Equal(t, 405, CodeMethodNotAllowed.HTTPStatus())
 	for _, c := range Codes() {
 		if c == CodeInternal || c == CodeInferenceFailed {
 			assert.Equal(t, 500, c.HTTPStatus(), c)

@@ -17,6 +17,8 @@ const (
 	CodeNodeNotFound        Code = "NODE_NOT_FOUND"
 	CodeWorkerNotFound      Code = "WORKER_NOT_FOUND"
 	CodeModelNotFound       Code = "MODEL_NOT_FOUND"
+	CodeNotFound            Code = "NOT_FOUND"
+	CodeMethodNotAllowed    Code = "METHOD_NOT_ALLOWED"
 	CodeRequestTimeout      Code = "REQUEST_TIMEOUT"
 	CodeNodeAlreadyExists   Code = "NODE_ALREADY_EXISTS"
 	CodeVersionMismatch     Code = "VERSION_MISMATCH"
@@ -48,6 +50,8 @@ var statuses = map[Code]int{
 	CodeNodeNotFound:        http.StatusNotFound,
 	CodeWorkerNotFound:      http.StatusNotFound,
 	CodeModelNotFound:       http.StatusNotFound,
+	CodeNotFound:            http.StatusNotFound,
+	CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
 	CodeRequestTimeout:      http.StatusRequestTimeout,
 	CodeNodeAlreadyExists:   http.StatusConflict,
 	CodeVersionMismatch:     http.StatusConflict,
@@ -175,6 +179,8 @@ var (
 	ErrNodeNotFound        = &Error{Code: CodeNodeNotFound}
 	ErrWorkerNotFound      = &Error{Code: CodeWorkerNotFound}
 	ErrModelNotFound       = &Error{Code: CodeModelNotFound}
+	ErrNotFound            = &Error{Code: CodeNotFound}
+	ErrMethodNotAllowed    = &Error{Code: CodeMethodNotAllowed}
 	ErrRequestTimeout      = &Error{Code: CodeRequestTimeout}
 	ErrNodeAlreadyExists   = &Error{Code: CodeNodeAlreadyExists}
 	ErrVersionMismatch     = &Error{Code: CodeVersionMismatch}
