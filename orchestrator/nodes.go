@@ -32,10 +32,6 @@ func (s *nodeStream) say(action, format string, a ...any) {
 		Human: fmt.Sprintf(format, a...), Node: s.node, RequestID: s.id}})
 }
 
-func (s *nodeStream) narrate() narrateFunc {
-	return func(action, human string) { s.say(action, "%s", human) }
-}
-
 // finish ends the stream with done, or with the error as an error event.
 func (s *nodeStream) finish(err error) {
 	if err == nil {

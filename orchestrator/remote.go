@@ -458,13 +458,6 @@ func tailLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// started returns the hive this queen started on node, if any.
-func (r *remotes) started(node string) *remoteHive {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.hives[node]
-}
-
 // close stops every hive this queen started over SSH, in parallel (each is
 // asked to shut down, which stops its workers; if it has not exited after
 // hiveStopTimeout it gets SIGTERM, then SIGKILL over SSH), then closes

@@ -358,7 +358,7 @@ func CheckRemotePath(p string) error {
 	}
 	for _, part := range strings.Split(p, "/") {
 		if part == ".." {
-			return fmt.Errorf("%q: the path must not contain ..", p)
+			return fmt.Errorf("%q: the path must not contain a .. element", p)
 		}
 	}
 	return nil

@@ -81,19 +81,6 @@ func measure(b *testing.B, start time.Time, events func(yield func(api.Event, er
 	return t
 }
 
-func report(b *testing.B, ts []timing) {
-	var ttft time.Duration
-	var tps float64
-	for _, t := range ts {
-		ttft += t.firstToken
-		tps += t.decode
-	}
-	n := float64(len(ts))
-	b.ReportMetric(float64(ttft.Microseconds())/1000/n, "ttft_ms")
-	b.ReportMetric(tps/n, "tokens/s")
-	b.ReportMetric(float64(ts[0].tokens), "tokens/op")
-}
-
 // BenchmarkChain streams the same greedy inference through keeper (the
 // rbee.Client) → queen → hive → worker, and straight to that same worker
 // (with the key the hive gave it), alternating the two paths request by

@@ -101,7 +101,7 @@ func TestHub(t *testing.T) {
 		resp.Body.Close()
 		assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
 		assert.Equal(t, data[:5000], body)
-		resp, body = get(t, hub.URL+"/cdn/"+RepoTiny+"/tiny.Q8_0.gguf", nil)
+		_, body = get(t, hub.URL+"/cdn/"+RepoTiny+"/tiny.Q8_0.gguf", nil)
 		assert.Equal(t, data, body, "only the first answer is cut")
 		assert.Len(t, hub.Transfers(RepoTiny, "tiny.Q8_0.gguf"), 4, "two in ranges, two here")
 	})

@@ -200,6 +200,7 @@ func TestStopMatcherHoldsPossiblePrefixes(t *testing.T) {
 	assert.False(t, hit)
 	out, hit = m.feed("12EN")
 	assert.Equal(t, "12", out)
+	assert.False(t, hit)
 	out, hit = m.feed("D tail")
 	assert.Equal(t, "", out)
 	assert.True(t, hit)
