@@ -18,6 +18,7 @@ import (
 
 	"rbee/api"
 	"rbee/internal/httpx"
+	"rbee/internal/testutil"
 )
 
 // TestMain lets the test binary stand in for `rbee worker`: run as
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("GORACE") == "" {
 		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
-	os.Exit(m.Run())
+	os.Exit(testutil.Main(m)) // removes the rbee binary the scenario tests build
 }
 
 // fakeBehaviour scripts a fake worker.

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -8,40 +9,78 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
 var (
-	buildOnce sync.Once
+	mainRan atomic.Bool // Main runs this package's tests
+
+	buildMu   sync.Mutex
+	buildDir  string // holds the binary RbeeBinary built; Main removes it
 	buildPath string
 	buildErr  error
 	buildOut  []byte
 )
 
+// Main runs a test binary's tests and then removes what RbeeBinary built, so
+// that no build is left in the temporary directory. A package whose tests
+// call RbeeBinary runs them through it:
+//
+//	func TestMain(m *testing.M) { os.Exit(testutil.Main(m)) }
+func Main(m *testing.M) int {
+	mainRan.Store(true)
+	code := m.Run()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if buildDir != "" {
+		if err := os.RemoveAll(buildDir); err != nil {
+			fmt.Fprintln(os.Stderr, "testutil: removing the test build:", err)
+		}
+		buildDir, buildPath, buildErr = "", "", nil
+	}
+	return code
+}
+
 // RbeeBinary builds ./cmd/rbee once per test process and returns its path, for
 // tests that run real daemons as child processes. The build cache makes
-// repeated builds across packages cheap.
+// repeated builds across packages cheap. The package's TestMain must run its
+// tests through Main, which removes the build at the end.
 func RbeeBinary(t testing.TB) string {
 	t.Helper()
+	if !mainRan.Load() {
+		t.Fatal("testutil.RbeeBinary needs the package's TestMain to call testutil.Main, which removes the build afterwards")
+	}
 	root := ModuleRoot(t)
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "rbee-test-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "rbee")
-		if runtime.GOOS == "windows" {
-			buildPath += ".exe"
-		}
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/rbee")
-		cmd.Dir = root
-		buildOut, buildErr = cmd.CombinedOutput()
-	})
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if buildPath == "" && buildErr == nil {
+		buildPath, buildOut, buildErr = build(root)
+	}
 	if buildErr != nil {
 		t.Fatalf("building rbee: %v\n%s", buildErr, buildOut)
 	}
 	return buildPath
+}
+
+// build compiles ./cmd/rbee into a new temporary directory.
+func build(root string) (string, []byte, error) {
+	dir, err := os.MkdirTemp("", "rbee-test-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	buildDir = dir
+	bin := filepath.Join(dir, "rbee")
+	if runtime.GOOS == "windows" {
+		bin += ".exe"
+	}
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/rbee")
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", out, err
+	}
+	return bin, out, nil
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
