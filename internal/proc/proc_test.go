@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"bufio"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -27,9 +28,7 @@ func TestStartWaitAndLog(t *testing.T) {
 
 func TestStopEscalatesToKill(t *testing.T) {
 	// The child ignores SIGTERM; Stop must kill it after the grace period.
-	p, err := Start(Spec{Path: "/bin/sh", Args: []string{"-c", "trap '' TERM; while :; do sleep 0.05; done"}})
-	require.NoError(t, err)
-	time.Sleep(100 * time.Millisecond) // let the shell install its trap
+	p := startReady(t, "trap '' TERM; echo ready; while :; do sleep 0.05; done")
 	require.NoError(t, p.Stop(t.Context(), 200*time.Millisecond))
 	assert.Equal(t, -1, p.ExitCode(), "killed by a signal")
 	ws := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
@@ -37,12 +36,27 @@ func TestStopEscalatesToKill(t *testing.T) {
 }
 
 func TestStopGraceful(t *testing.T) {
-	p, err := Start(Spec{Path: "/bin/sh", Args: []string{"-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"}})
-	require.NoError(t, err)
-	time.Sleep(100 * time.Millisecond)
+	p := startReady(t, "trap 'exit 0' TERM; echo ready; while :; do sleep 0.05; done")
 	require.NoError(t, p.Stop(t.Context(), 5*time.Second))
 	assert.Equal(t, 0, p.ExitCode())
 	assert.NoError(t, p.Signal(syscall.SIGTERM), "signalling an exited child is a no-op")
+}
+
+// startReady runs script with sh and returns once it has printed "ready" (a
+// script prints it after installing its signal traps).
+func startReady(t *testing.T, script string) *Process {
+	t.Helper()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	p, err := Start(Spec{Path: "/bin/sh", Args: []string{"-c", script}, Stdout: w})
+	w.Close() // the child has its own copy
+	require.NoError(t, err)
+	require.NoError(t, r.SetReadDeadline(time.Now().Add(10*time.Second)))
+	line, err := bufio.NewReader(r).ReadString('\n')
+	require.NoError(t, err, "the script did not say it was ready")
+	require.Equal(t, "ready\n", line)
+	return p
 }
 
 func TestOwnProcessGroup(t *testing.T) {
