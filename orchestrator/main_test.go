@@ -185,11 +185,18 @@ func TestListenerConfig(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- q.Run(ctx) }()
-	var h map[string]string
 	require.Eventually(t, func() bool {
-		status, e := call(t, http.MethodGet, "http://"+ln.Addr().String()+"/health", "", nil, &h)
-		return e == nil && status == http.StatusOK
+		resp, err := http.Get("http://" + ln.Addr().String() + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	}, 10*time.Second, 20*time.Millisecond)
+	var h map[string]string
+	status, e := call(t, http.MethodGet, "http://"+ln.Addr().String()+"/health", "", nil, &h)
+	require.Nil(t, e)
+	require.Equal(t, http.StatusOK, status)
 	assert.Equal(t, "ok", h["status"])
 	cancel()
 	require.NoError(t, <-done)

@@ -134,8 +134,12 @@ func hivePid(t *testing.T, res *taskResult) int {
 	return pid
 }
 
-func listWorkers(t *testing.T, url string) (api.WorkerList, string) {
-	t.Helper()
+// listWorkers reads the queen's worker list; t may be the CollectT of an
+// EventuallyWithT condition.
+func listWorkers(t require.TestingT, url string) (api.WorkerList, string) {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	resp, err := http.Get(url + "/v2/workers/list")
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -241,9 +245,11 @@ func TestScenarioLocalNode(t *testing.T) {
 		assert.Equal(t, api.StopCancelled, d.StopReason, "the worker stopped the generation")
 		assert.Less(t, d.TotalTokens, 480)
 		// The slot is free again.
-		assert.Eventually(t, func() bool {
-			list, _ := listWorkers(t, q.url)
-			return len(list.Workers) == 1 && list.Workers[0].State == api.StateIdle
+		assert.EventuallyWithT(t, func(c *assert.CollectT) {
+			list, _ := listWorkers(c, q.url)
+			if assert.Len(c, list.Workers, 1) {
+				assert.Equal(c, api.StateIdle, list.Workers[0].State)
+			}
 		}, 10*time.Second, 20*time.Millisecond)
 	})
 

@@ -146,6 +146,7 @@ func fakeWorkerMain(args []string) int {
 		if slots == 0 {
 			slots = 1
 		}
+		fmt.Println("fake worker: health", st) // tests count the checks
 		httpx.WriteJSON(w, 200, api.WorkerHealth{Status: "ok", Version: api.Version, WorkerID: healthID, ModelRef: *ref,
 			State: st, SlotsTotal: slots, SlotsBusy: b.SlotsBusy, LastActivity: start.Add(-time.Duration(b.IdleFor))})
 	})

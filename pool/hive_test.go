@@ -230,7 +230,11 @@ func TestS47HealthyWorkerStays(t *testing.T) {
 	require.NoError(t, err)
 	w, _ := th.Worker(resp.WorkerID)
 	require.NoError(t, w.WaitUntilReady(t.Context()))
-	time.Sleep(300 * time.Millisecond) // many health intervals
+	// Only the monitor asks for its health once it is ready: wait for many checks.
+	require.Eventually(t, func() bool {
+		log, _ := os.ReadFile(w.LogPath)
+		return strings.Count(string(log), "fake worker: health idle\n") >= 5
+	}, 20*time.Second, 10*time.Millisecond, "the monitor did not check the worker's health")
 	_, ok := th.Worker(resp.WorkerID)
 	assert.True(t, ok)
 }
@@ -260,7 +264,25 @@ func TestS48IdleTimeout(t *testing.T) {
 			w, ok := th.Worker(resp.WorkerID)
 			require.True(t, ok)
 			if !tc.stopped {
-				time.Sleep(800 * time.Millisecond) // idle checks every 50 ms
+				if time.Duration(tc.b.LoadDelay) < time.Minute { // all but the one that stays loading
+					require.NoError(t, w.WaitUntilReady(t.Context()))
+				}
+				// Two workers idle for long, spawned one after the other, are
+				// stopped by idle checks. The check that stopped the second
+				// began after the one that stopped the first had ended, so a
+				// whole check has looked at this worker by then.
+				for _, quant := range []string{"Q4_0", "F16"} {
+					other := tinyModel(t, quant, &fakeBehaviour{IdleFor: Duration(time.Hour), LoadDelay: Duration(300 * time.Millisecond)})
+					r, err := th.spawn(t, other)
+					require.NoError(t, err)
+					ow, ok := th.Worker(r.WorkerID)
+					require.True(t, ok)
+					select {
+					case <-ow.Exited():
+					case <-time.After(10 * time.Second):
+						t.Fatal("the idle worker beside it was not stopped")
+					}
+				}
 				_, ok := th.Worker(resp.WorkerID)
 				assert.True(t, ok, "still registered")
 				assert.NotEqual(t, api.StateStopping, w.State())

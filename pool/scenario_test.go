@@ -472,11 +472,16 @@ func startHiveProcess(t *testing.T, extra ...string) *hiveProcess {
 	require.Eventually(t, func() bool {
 		select {
 		case <-p.Exited():
-			t.Fatalf("rbee hive exited: %s", logTail(hp.log, 20))
+			return true // reported below
 		default:
 		}
 		return hp.client.Do(t.Context(), "GET", "/v1/health", nil, nil) == nil
 	}, 30*time.Second, 20*time.Millisecond)
+	select {
+	case <-p.Exited():
+		t.Fatalf("rbee hive exited: %s", logTail(hp.log, 20))
+	default:
+	}
 	return hp
 }
 
@@ -489,7 +494,9 @@ func TestS49SIGTERMStopsEveryWorker(t *testing.T) {
 		require.NoError(t, hp.client.Do(t.Context(), "POST", "/v1/workers/spawn", api.SpawnRequest{ModelRef: "file:" + m}, &resp))
 		require.Eventually(t, func() bool {
 			var list api.WorkerList
-			require.NoError(t, hp.client.Do(t.Context(), "GET", "/v1/workers/list", nil, &list))
+			if err := hp.client.Do(t.Context(), "GET", "/v1/workers/list", nil, &list); err != nil {
+				return false
+			}
 			for _, w := range list.Workers {
 				if w.ID == resp.WorkerID && w.State == api.StateIdle {
 					pids = append(pids, w.PID)

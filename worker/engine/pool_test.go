@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestPoolRunsEveryTaskOnce runs many jobs of varied sizes back to back, with
-// pauses long enough for the helpers to park between some of them, and checks
+// TestPoolRunsEveryTaskOnce runs many jobs of varied sizes back to back,
+// waiting for the helpers to park between some of them, and checks
 // that each task runs exactly once, on a valid worker, with no two concurrent
 // calls sharing a worker.
 func TestPoolRunsEveryTaskOnce(t *testing.T) {
@@ -37,11 +37,24 @@ func TestPoolRunsEveryTaskOnce(t *testing.T) {
 					require.Equal(t, int32(1), counts[i].Load(), "round %d task %d", round, i)
 				}
 				if round%50 == 49 {
-					time.Sleep(2 * time.Millisecond) // let the helpers park
+					waitParked(t, p)
 				}
 			}
 		})
 	}
+}
+
+// waitParked waits until every helper of p has parked.
+func waitParked(t *testing.T, p *pool) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for w := 1; w < p.n; w++ {
+			if !p.workers[w].parked.Load() {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 100*time.Microsecond, "the helpers did not park")
 }
 
 // TestPoolUsesHelpers checks that a job with enough tasks is shared: some
@@ -64,7 +77,7 @@ func TestPoolUsesHelpers(t *testing.T) {
 func TestPoolStop(t *testing.T) {
 	p := newPool(3)
 	p.run(8, func(int, int) {})
-	time.Sleep(5 * time.Millisecond) // parked helpers
+	waitParked(t, p)
 	done := make(chan struct{})
 	go func() { p.stop(); p.stop(); close(done) }()
 	select {
