@@ -454,20 +454,35 @@ func TestDialCanceled(t *testing.T) {
 	key := sshtest.NewKey(t, sshtest.Ed25519, "")
 	f := sshtest.StartFake(t, sshtest.FakeOptions{Mode: sshtest.FakeStall})
 	ctx, cancel := context.WithCancel(t.Context())
-	go func() {
-		for f.Conns() == 0 {
-			time.Sleep(time.Millisecond)
-		}
-		cancel()
-	}()
 	_, err := Dial(ctx, Config{
 		Host: f.Host, Port: f.Port, User: "u", KeyPath: key.Path, DisableAgent: true,
 		KnownHostsPath: f.KnownHostsPath,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// Cancelled once the handshake waits for the server, which stalls.
+			return &cancelOnRead{Conn: c, cancel: cancel}, nil
+		},
 	})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.ErrorIs(t, err, api.ErrSSHConnectionFailed)
 	assert.Equal(t, 1, f.Conns(), "no retry after cancel")
+}
+
+// cancelOnRead calls cancel when its first read begins.
+type cancelOnRead struct {
+	net.Conn
+	once   sync.Once
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnRead) Read(p []byte) (int, error) {
+	c.once.Do(c.cancel)
+	return c.Conn.Read(p)
 }
 
 // TestConnectionLost: a connection cut under a running command is
