@@ -457,6 +457,7 @@ func TestS07RemoteColdStart(t *testing.T) {
 	type nodeRun struct {
 		req   api.AddNodeRequest
 		model string
+		cold  *taskResult // the node's first task, which started its hive
 		hive  int
 		work  int
 	}
@@ -469,16 +470,33 @@ func TestS07RemoteColdStart(t *testing.T) {
 		require.Nil(t, res.errorEvent(), "%+v", res.errorEvent())
 		runs[name] = &nodeRun{req: req, model: copyModel(t, req.InstallPath)}
 	}
+	// coldStart runs a node's first task, once: the subtests build on it,
+	// and each can run alone.
+	coldStart := func(t *testing.T, name string) *nodeRun {
+		t.Helper()
+		nr := runs[name]
+		if nr.cold != nil {
+			return nr
+		}
+		res := postTask(t, t.Context(), rs.tq.url, "", api.TaskRequest{Node: name, Model: nr.model, Prompt: "Once upon a time",
+			MaxTokens: 20, Temperature: ptrTo(0.0)}, nil)
+		require.Equal(t, http.StatusOK, res.status, "%+v", res.envelope)
+		require.Nil(t, res.errorEvent(), "%+v\n%q", res.errorEvent(), res.narrations())
+		nr.cold, nr.hive = res, hivePid(t, res)
+		list, _ := listWorkers(t, rs.tq.url)
+		for _, w := range list.Workers {
+			if w.Node == name {
+				nr.work = w.PID
+			}
+		}
+		return nr
+	}
 
 	for _, name := range []string{"workstation", "mac"} {
-		nr := runs[name]
 		t.Run("S07 "+name, func(t *testing.T) {
-			res := postTask(t, t.Context(), rs.tq.url, "", api.TaskRequest{Node: name, Model: nr.model, Prompt: "Once upon a time",
-				MaxTokens: 20, Temperature: ptrTo(0.0)}, nil)
-			require.Equal(t, http.StatusOK, res.status, "%+v", res.envelope)
-			require.Nil(t, res.errorEvent(), "%+v\n%q", res.errorEvent(), res.narrations())
+			nr := coldStart(t, name)
+			res := nr.cold
 			assert.Len(t, res.narration("hive_ssh"), 1, "the hive is started over SSH")
-			nr.hive = hivePid(t, res)
 			assert.True(t, alive(nr.hive), "the hive runs")
 			if name == "mac" {
 				assert.Contains(t, res.narration("hive_start")[0], "SSH tunnel")
@@ -524,7 +542,7 @@ func TestS07RemoteColdStart(t *testing.T) {
 				assert.True(t, viaTunnel, "a tunnel to %s: %v", w.URL, fwd)
 			}
 			require.Positive(t, w.PID)
-			nr.work = w.PID
+			assert.Equal(t, nr.work, w.PID)
 
 			var h api.NodeHealth
 			_, e := call(t, "GET", rs.tq.url+"/v2/workers/health?node="+name, "", nil, &h)
@@ -545,7 +563,7 @@ func TestS07RemoteColdStart(t *testing.T) {
 	t.Run("the hive's token stays off command lines", func(t *testing.T) {
 		token, err := rs.tq.q.store.Token(t.Context(), "workstation")
 		require.NoError(t, err)
-		cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(runs["workstation"].hive) + "/cmdline")
+		cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(coldStart(t, "workstation").hive) + "/cmdline")
 		require.NoError(t, err)
 		assert.NotContains(t, string(cmdline), token)
 		assert.Contains(t, string(cmdline), "--advertise-host")
@@ -556,6 +574,7 @@ func TestS07RemoteColdStart(t *testing.T) {
 
 	t.Run("S62 logs of remote nodes", func(t *testing.T) {
 		for name := range runs {
+			coldStart(t, name)
 			res := getLogs(t, t.Context(), rs.tq, "", "node="+name+"&lines=1000", nil)
 			require.Equal(t, http.StatusOK, res.status, "%v", res.envelope)
 			require.NoError(t, res.err)
@@ -579,7 +598,7 @@ func TestS07RemoteColdStart(t *testing.T) {
 	})
 
 	t.Run("a hive that died is started again", func(t *testing.T) {
-		nr := runs["workstation"]
+		nr := coldStart(t, "workstation")
 		require.NoError(t, syscall.Kill(nr.hive, syscall.SIGKILL))
 		require.Eventually(t, func() bool { return !alive(nr.hive) }, 5*time.Second, 20*time.Millisecond)
 		res := postTask(t, t.Context(), rs.tq.url, "", api.TaskRequest{Node: "workstation", Model: nr.model, Prompt: "Again",
@@ -598,6 +617,9 @@ func TestS07RemoteColdStart(t *testing.T) {
 	})
 
 	t.Run("cascade", func(t *testing.T) {
+		for name := range runs {
+			coldStart(t, name)
+		}
 		start := time.Now()
 		require.NoError(t, rs.tq.q.Close())
 		for name, nr := range runs {

@@ -160,13 +160,19 @@ func TestScenarioLocalNode(t *testing.T) {
 	q, home := startQueenProcess(t, 0)
 	task := api.TaskRequest{Node: "local", Model: model, Prompt: "Once upon a time", MaxTokens: 12, Seed: ptrTo(uint64(7))}
 
-	var workerID string
-	var hive int
+	// The cold start, which every subtest below builds on (each can run
+	// alone: go test -run 'TestScenarioLocalNode/S61').
+	cold := postTask(t, t.Context(), q.url, "", task, nil)
+	require.Equal(t, http.StatusOK, cold.status)
+	require.NoError(t, cold.streamErr)
+	require.Nil(t, cold.errorEvent(), "%+v", cold.errorEvent())
+	require.NotNil(t, cold.done())
+	workerID := cold.done().WorkerID
+	require.NotEmpty(t, workerID)
+	hive := hivePid(t, cold)
+
 	t.Run("S58 cold start", func(t *testing.T) {
-		res := postTask(t, t.Context(), q.url, "", task, nil)
-		require.Equal(t, http.StatusOK, res.status)
-		require.NoError(t, res.streamErr)
-		require.Nil(t, res.errorEvent(), "%+v", res.errorEvent())
+		res := cold
 		taskID := res.header.Get(httpx.RequestIDHeader)
 		assert.Equal(t, "task_start", res.events[0].Narration.Action)
 		assert.Equal(t, taskID, res.events[0].Narration.RequestID)
@@ -174,12 +180,8 @@ func TestScenarioLocalNode(t *testing.T) {
 		assert.Len(t, res.narration("spawn"), 1)
 		assert.Len(t, res.narration("inference_start"), 1, "the worker's narration is relayed")
 		d := res.done()
-		require.NotNil(t, d)
 		assert.Equal(t, 12, d.TotalTokens)
 		assert.Equal(t, taskID, d.RequestID)
-		workerID = d.WorkerID
-		require.NotEmpty(t, workerID)
-		hive = hivePid(t, res)
 		var sawReady bool
 		for _, ev := range res.events {
 			if ev.Kind == api.KindProgress && ev.Progress.Stage == api.StageReady {

@@ -246,11 +246,13 @@ func TestLogsFollow(t *testing.T) {
 	})
 	t.Run("a long line in pieces", func(t *testing.T) {
 		long := strings.Repeat("é", maxLogLine) // two bytes each
-		appendFile(t, hiveLog, long+"\n")
+		// A file of its own: the hive's may hold a line begun earlier.
+		appendFile(t, filepath.Join(dir, "worker-w-long.log"), long+"\n")
 		var got strings.Builder
 		for got.Len() < len(long) {
 			select {
 			case ev := <-s.events:
+				assert.Equal(t, "w-long", ev.Log.Source)
 				assert.LessOrEqual(t, len(ev.Log.Line), maxLogLine)
 				assert.True(t, utf8.ValidString(ev.Log.Line), "pieces are cut between characters")
 				got.WriteString(ev.Log.Line)

@@ -160,6 +160,22 @@ func TestLoading(t *testing.T) {
 	first := step()
 	require.Equal(t, 0, first.LayersLoaded)
 	require.Equal(t, 3, first.LayersTotal, "2 blocks plus the embedding and output")
+	// The load waits at each of its 4 steps until told to go on. S31 walks
+	// it through; finishLoad ends it when S32 runs without S31.
+	released := 0
+	goOn := func() {
+		next <- struct{}{}
+		released++
+	}
+	finishLoad := func(t *testing.T) {
+		for released < 4 {
+			goOn()
+			if released < 4 {
+				step()
+			}
+		}
+		tw.progress(t) // until ready
+	}
 
 	t.Run("S30", func(t *testing.T) {
 		r := tw.ready(t)
@@ -189,7 +205,7 @@ func TestLoading(t *testing.T) {
 		var late *stream
 		var lastMB int64
 		for layer := 1; layer <= 3; layer++ {
-			next <- struct{}{}
+			goOn()
 			p := step()
 			require.Equal(t, layer, p.LayersLoaded)
 			ev := early.event(t)
@@ -209,7 +225,7 @@ func TestLoading(t *testing.T) {
 				assert.Equal(t, 1, ev.Progress.LayersLoaded)
 			}
 		}
-		next <- struct{}{} // the load finishes
+		goOn() // the load finishes
 		for _, s := range []*stream{early, late} {
 			evs := s.rest(t)
 			require.NotEmpty(t, evs)
@@ -223,6 +239,7 @@ func TestLoading(t *testing.T) {
 	})
 
 	t.Run("S32", func(t *testing.T) {
+		finishLoad(t)
 		r := tw.ready(t)
 		assert.True(t, r.Ready)
 		assert.Equal(t, api.StateIdle, r.State)

@@ -206,6 +206,44 @@ func TestRemoteNodes(t *testing.T) {
 	wsPort, macPort := freePortNot(t, rc.cluster), freePortNot(t, rc.cluster)
 	target := rc.ssh.User + "@127.0.0.1:" + strconv.Itoa(rc.ssh.Port)
 
+	// Every subtest can run alone (go test -run 'TestRemoteNodes/S07_mac'):
+	// these bring about what the earlier ones leave behind, when it is
+	// missing.
+	ports := map[string]int{"workstation": wsPort, "mac": macPort}
+	registered := func(t *testing.T, name string) {
+		t.Helper()
+		if _, ok := rc.nodes(t)[name]; ok {
+			return
+		}
+		port, ok := ports[name]
+		if !ok {
+			port = freePortNot(t, rc.cluster)
+		}
+		extra := []string{"--accept-new-host-key"}
+		if name == "mac" {
+			extra = append(extra, "--tunnel")
+		}
+		r := rc.rbee(rc.addArgs(name, port, extra...)...)
+		require.Equal(t, 0, r.code, "%s%s", r, rc.logs())
+	}
+	installed := func(t *testing.T, name string) {
+		t.Helper()
+		if _, err := os.Stat(filepath.Join(rc.installPath(name), "custom", "bin", "rbee")); err == nil {
+			return
+		}
+		registered(t, name)
+		r := rc.rbee("setup", "install", "--node", name, "--queen-url", rc.queenURL())
+		require.Equal(t, 0, r.code, "%s%s", r, rc.logs())
+	}
+	hasWorker := func(name string) bool {
+		for _, w := range rc.workers() {
+			if w.Node == name {
+				return true
+			}
+		}
+		return false
+	}
+
 	t.Run("S02", func(t *testing.T) {
 		dead := testutil.FreePort(t)
 		r := rc.rbee("setup", "add-node", "--queen-url", rc.queenURL(), "--name", "gone", "--ssh-host", "127.0.0.1",
@@ -269,7 +307,7 @@ func TestRemoteNodes(t *testing.T) {
 
 	t.Run("auth failure", func(t *testing.T) {
 		stranger := sshtest.NewKey(t, sshtest.Ed25519, "")
-		args := rc.addArgs("stranger", freePortNot(t, rc.cluster))
+		args := rc.addArgs("stranger", freePortNot(t, rc.cluster), "--accept-new-host-key")
 		for i, a := range args {
 			if a == "--ssh-key" {
 				args[i+1] = stranger.Path
@@ -283,6 +321,8 @@ func TestRemoteNodes(t *testing.T) {
 	})
 
 	t.Run("S04", func(t *testing.T) {
+		registered(t, "workstation")
+		registered(t, "mac")
 		r := rc.rbee("setup", "list-nodes", "--queen-url", rc.queenURL())
 		require.Equal(t, 0, r.code, r.String())
 		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
@@ -295,6 +335,7 @@ func TestRemoteNodes(t *testing.T) {
 
 	t.Run("S03", func(t *testing.T) {
 		for _, name := range []string{"workstation", "mac"} {
+			registered(t, name)
 			r := rc.rbee("setup", "install", "--node", name, "--queen-url", rc.queenURL())
 			require.Equal(t, 0, r.code, "%s%s", r, rc.logs())
 			bin := filepath.Join(rc.installPath(name), "custom", "bin", "rbee")
@@ -315,6 +356,7 @@ func TestRemoteNodes(t *testing.T) {
 		}
 		// binary_path and git_repo_dir of [remote], relative to the
 		// install path, are where install puts rbee and its sources.
+		installed(t, "workstation")
 		bin := filepath.Join(rc.installPath("workstation"), "custom", "bin", "rbee")
 		out, err := exec.Command(bin, "version").Output()
 		require.NoError(t, err)
@@ -336,6 +378,7 @@ func TestRemoteNodes(t *testing.T) {
 	})
 
 	t.Run("S05", func(t *testing.T) {
+		registered(t, "builder")
 		r := rc.rbee("setup", "remove-node", "--name", "builder", "--queen-url", rc.queenURL())
 		require.Equal(t, 0, r.code, r.String())
 		assert.Equal(t, "Removed node builder.\n", r.stdout)
@@ -351,6 +394,7 @@ func TestRemoteNodes(t *testing.T) {
 
 	for _, name := range []string{"workstation", "mac"} {
 		t.Run("S07 "+name, func(t *testing.T) {
+			installed(t, name)
 			model := copyModel(t, rc.installPath(name))
 			r := rc.rbee("infer", "--queen-url", rc.queenURL(), "--node", name, "--model", "file:"+model,
 				"--prompt", "Once upon a time", "--max-tokens", "20", "--temperature", "0")
@@ -387,6 +431,14 @@ func TestRemoteNodes(t *testing.T) {
 	}
 
 	t.Run("cascade", func(t *testing.T) {
+		for _, name := range []string{"workstation", "mac"} {
+			if !hasWorker(name) {
+				installed(t, name)
+				r := rc.rbee("infer", "--queen-url", rc.queenURL(), "--node", name,
+					"--model", "file:"+copyModel(t, rc.installPath(name)), "--prompt", "Hello", "--max-tokens", "2")
+				require.Equal(t, 0, r.code, "%s%s", r, rc.logs())
+			}
+		}
 		require.Len(t, rc.remoteRole("hive"), 2, "both remote hives run")
 		require.Len(t, rc.remoteRole("worker"), 2, "with a worker each")
 		require.NoError(t, queen.Signal(syscall.SIGTERM))
@@ -400,11 +452,19 @@ func TestRemoteNodes(t *testing.T) {
 	})
 
 	t.Run("ephemeral", func(t *testing.T) {
+		installed(t, "workstation")
+		model := copyModel(t, rc.installPath("workstation"))
+		select { // stopped by cascade, or now
+		case <-queen.Exited():
+		default:
+			require.NoError(t, queen.Signal(syscall.SIGTERM))
+			require.True(t, queen.WaitTimeout(40*time.Second), "the queen did not exit")
+		}
 		// No queen runs now: rbee infer starts one (it reads the same
 		// configuration and registry), which starts the node's hive over
 		// SSH, and everything is gone when the command ends.
 		r := rc.rbee("infer", "--queen-url", rc.queenURL(), "--node", "workstation",
-			"--model", "file:"+filepath.Join(rc.installPath("workstation"), "models", "tiny-Q8_0.gguf"),
+			"--model", "file:"+model,
 			"--prompt", "Once upon a time", "--max-tokens", "5", "--temperature", "0")
 		require.Equal(t, 0, r.code, "%s%s", r, rc.logs())
 		assert.Contains(t, r.stderr, "[keeper] No queen at "+rc.queenURL()+": starting one (ephemeral mode)")

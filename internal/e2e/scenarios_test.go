@@ -65,8 +65,11 @@ func TestPersistent(t *testing.T) {
 	require.Equal(t, 0, r.code, "%s%s", r, c.logs())
 	assert.NotContains(t, r.stderr, "ephemeral")
 	assert.NotEmpty(t, strings.TrimSpace(r.stdout))
+	// The worker the subtests below build on (each can run alone).
+	ws := c.workers()
+	require.Len(t, ws, 1)
+	worker := ws[0]
 
-	var worker rbee.WorkerInfo
 	t.Run("S52", func(t *testing.T) {
 		select {
 		case <-queen.Exited():
@@ -79,9 +82,6 @@ func TestPersistent(t *testing.T) {
 	t.Run("S50", func(t *testing.T) {
 		assert.Len(t, c.role("hive"), 1, "the hive keeps running")
 		assert.Len(t, c.role("worker"), 1, "the worker keeps running")
-		ws := c.workers()
-		require.Len(t, ws, 1)
-		worker = ws[0]
 		assert.Equal(t, rbee.StateIdle, worker.State)
 		assert.Equal(t, "file:"+c.model, worker.ModelRef)
 	})
