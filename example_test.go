@@ -10,55 +10,6 @@ import (
 	"rbee"
 )
 
-// An embedded queen runs an inference on the local node: it starts the
-// node's hive, which starts a worker with the model, and streams its tokens
-// back to the in-process client.
-func ExampleOrchestrator() {
-	env := newExampleEnv() // an rbee binary, a model file and free ports
-	ctx := context.Background()
-
-	o := &rbee.Orchestrator{
-		Addr:                 "127.0.0.1:0", // any free port; o.URL() tells which
-		Home:                 tempHome(),
-		Binary:               env.Binary, // empty: this program, see HandleChildProcess
-		LocalHivePort:        env.HivePort,
-		LocalWorkerPortStart: env.WorkerPortStart,
-	}
-	if err := o.Up(ctx); err != nil {
-		log.Fatal(err)
-	}
-	defer o.Close() // stops the hive and its worker too
-
-	c := o.Client() // served in process: no sockets
-	greedy := 0.0
-	req := rbee.TaskRequest{
-		Node:        rbee.LocalNode,
-		Model:       "file:" + env.Model,
-		Prompt:      "Once upon a time",
-		MaxTokens:   6,
-		Temperature: &greedy,
-	}
-	for ev, err := range c.Infer(ctx, req) {
-		if err != nil {
-			log.Fatal(err)
-		}
-		if ev.Kind == rbee.KindDone {
-			fmt.Printf("%d tokens, stop: %s\n", ev.Done.TotalTokens, ev.Done.StopReason)
-		}
-	}
-
-	workers, err := c.Workers(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	for _, w := range workers {
-		fmt.Printf("worker on %s: %s, %d/%d slots free\n", w.Node, w.State, w.SlotsAvailable, w.SlotsTotal)
-	}
-	// Output:
-	// 6 tokens, stop: max_tokens
-	// worker on local: idle, 1/1 slots free
-}
-
 // Errors carry a code: test for it with errors.Is, read the rest with
 // errors.As.
 func ExampleError() {
