@@ -40,8 +40,17 @@ type cluster struct {
 	workerPort int
 }
 
+// skipShort skips a test with -short: every test here runs real daemons.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs real queen, hive and worker processes")
+	}
+}
+
 func newCluster(t testing.TB, model string) *cluster {
 	t.Helper()
+	skipShort(t)
 	c := &cluster{
 		t:          t,
 		bin:        testutil.RbeeBinary(t),
@@ -85,6 +94,7 @@ func tinyModel(t testing.TB) string {
 // seconds: time to interrupt it or kill its worker mid-stream.
 func slowModel(t testing.TB) string {
 	t.Helper()
+	skipShort(t) // before the model takes its seconds to write
 	path := filepath.Join(t.TempDir(), "slow-Q8_0.gguf")
 	spec := synth.Spec{Name: "synthetic-slow-Q8_0", Embedding: 768, Layers: 8, Heads: 12, HeadsKV: 4,
 		FeedForward: 2048, Vocab: 2048, Context: 4096, Quant: "Q8_0", Seed: 3, OutputScale: 4}

@@ -45,9 +45,14 @@ func Main(m *testing.M) int {
 // RbeeBinary builds ./cmd/rbee once per test process and returns its path, for
 // tests that run real daemons as child processes. The build cache makes
 // repeated builds across packages cheap. The package's TestMain must run its
-// tests through Main, which removes the build at the end.
+// tests through Main, which removes the build at the end. With -short it
+// skips the test: building and running real daemons is the slow part of the
+// suite.
 func RbeeBinary(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the rbee binary and runs it")
+	}
 	if !mainRan.Load() {
 		t.Fatal("testutil.RbeeBinary needs the package's TestMain to call testutil.Main, which removes the build afterwards")
 	}
@@ -83,15 +88,25 @@ func build(root string) (string, []byte, error) {
 	return bin, out, nil
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// givenPorts holds the ports FreePort has returned in this process.
+var givenPorts sync.Map
+
+// FreePort returns a loopback TCP port that was free a moment ago and that it
+// has not returned before in this process (the system may offer a port again
+// as soon as it is closed, and a test that asks for two ports needs two).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if _, given := givenPorts.LoadOrStore(port, true); !given {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // FreeAddr returns "127.0.0.1:PORT" for a free port.
