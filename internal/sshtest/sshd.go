@@ -64,12 +64,15 @@ func Start(t testing.TB) *Server {
 // StartWith runs /usr/sbin/sshd -D -e with a generated configuration on a
 // free loopback port as the current user (root may log in with keys
 // only), waits until it answers with an SSH banner, and stops it when the
-// test ends. It skips the test when sshd is not installed.
+// test ends. It skips the test when sshd is not installed, and with -short.
 //
 // As root, sshd needs its privilege separation directory /run/sshd; StartWith
 // creates it (mode 0755) when it is missing, as the ssh service would.
 func StartWith(t testing.TB, opts Options) *Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("sshtest: runs a real OpenSSH sshd")
+	}
 	if _, err := os.Stat(SSHDPath); err != nil {
 		t.Skipf("sshtest: OpenSSH server not installed (%v); apt-get install openssh-server", err)
 	}

@@ -54,8 +54,12 @@ func readGoldens(t *testing.T, path string) []golden {
 func TestConformanceWithLlamaCpp(t *testing.T) {
 	// Every kernel level this machine has must agree with llama.cpp: the
 	// portable Go code, AVX2 alone, and the detected level (VNNI here).
-	for _, level := range []string{"generic", "avx2", ggml.SIMD()} {
+	detected := ggml.SIMD()
+	for _, level := range []string{"generic", "avx2", detected} {
 		t.Run(level, func(t *testing.T) {
+			if testing.Short() && level != detected {
+				t.Skip("-short checks the detected kernel level only")
+			}
 			defer ggml.LimitSIMD(level)()
 			if level == "avx2" && ggml.SIMD() == "generic" {
 				t.Skip("this CPU has no AVX2")
