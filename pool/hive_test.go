@@ -254,6 +254,9 @@ func TestS48IdleTimeout(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if !tc.stopped && testing.Short() {
+				t.Skip("waits for idle checks to stop two other workers")
+			}
 			th := startHive(t, func(c *Config) { c.IdleTimeout = 200 * time.Millisecond })
 			if tc.b.LoadDelay == 0 {
 				tc.b.LoadDelay = Duration(300 * time.Millisecond) // so that the spawn returns before the idle check can run
