@@ -114,9 +114,11 @@ func TestGenerateInterrupted(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	require.NoError(t, cmd.Start())
 	// Wait until tokens flow, then interrupt.
-	deadline := time.Now().Add(30 * time.Second)
-	for stdout.Len() == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case <-stdout.Wrote():
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("no token within 30 s:\n%s", stderr.String())
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 	err := cmd.Wait()
