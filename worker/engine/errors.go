@@ -16,4 +16,9 @@ var (
 	ErrInvalidRequest = errors.New("invalid request")
 	// ErrClosed: the model was closed.
 	ErrClosed = errors.New("model closed")
+	// ErrNonFinite: the forward pass produced a NaN or infinite logit, so no
+	// token can be chosen. Finite weights and inputs do not do that; damaged
+	// weights (a corrupt or badly converted file) do. Generate fails with it
+	// instead of sampling.
+	ErrNonFinite = errors.New("the model produced non-finite values (NaN or Inf)")
 )
