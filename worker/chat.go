@@ -5,7 +5,6 @@ import (
 
 	"rbee/api"
 	"rbee/internal/chat"
-	"rbee/internal/tokenizer"
 	"rbee/worker/engine"
 )
 
@@ -53,9 +52,9 @@ func promptTokens(m *engine.Model, req *api.InferenceRequest, stop []string) ([]
 	if err != nil {
 		return nil, nil, api.InvalidField("messages", "%v", err)
 	}
-	tsegs := make([]tokenizer.Segment, len(segs))
+	tsegs := make([]engine.Segment, len(segs))
 	for i, sg := range segs {
-		tsegs[i] = tokenizer.Segment{Text: sg.Text, Special: sg.Special}
+		tsegs[i] = engine.Segment{Text: sg.Text, Special: sg.Special}
 	}
 	ids := tok.EncodeSegments(tsegs, true)
 	if eot := tmpl.EndOfTurn(); eot != "" && len(stop) < api.MaxStopStrings && !slices.Contains(stop, eot) {

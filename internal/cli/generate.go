@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"rbee/internal/ggml"
-	"rbee/internal/gguf"
 	"rbee/worker/engine"
 )
 
@@ -116,7 +115,7 @@ func modelError(path string, err error) error {
 		return withHint(fmt.Errorf("model file %s does not exist", path), "give the path of a .gguf file")
 	case errors.Is(err, os.ErrPermission):
 		return fmt.Errorf("model file %s cannot be read: permission denied", path)
-	case errors.Is(err, gguf.ErrNotGGUF):
+	case errors.Is(err, engine.ErrNotGGUF):
 		return withHint(err, "rbee reads GGUF model files (as llama.cpp and ollama do); convert other formats with llama.cpp's tools")
 	case errors.Is(err, engine.ErrUnsupported):
 		return err
@@ -124,7 +123,7 @@ func modelError(path string, err error) error {
 	return err
 }
 
-func displayName(info gguf.ModelInfo, path string) string {
+func displayName(info engine.ModelInfo, path string) string {
 	if info.Name != "" {
 		return info.Name
 	}

@@ -4,8 +4,11 @@ import "errors"
 
 // Errors the engine returns, wrapped with details; test with errors.Is.
 var (
-	// ErrInvalidModel: the file is a GGUF file but not a usable model (missing
-	// or inconsistent metadata, tensors of the wrong shape).
+	// ErrNotGGUF: the file is not a GGUF file (no GGUF magic at its start).
+	ErrNotGGUF = errors.New("not a GGUF file")
+	// ErrInvalidModel: the file is not a usable model: a GGUF file that is
+	// truncated, corrupt or of a version the engine cannot read, or one whose
+	// metadata is missing or inconsistent, or whose tensors have the wrong shape.
 	ErrInvalidModel = errors.New("invalid model")
 	// ErrUnsupported: the model uses something the engine does not implement
 	// (an architecture, a tensor type, a rope scaling).

@@ -67,7 +67,7 @@ func rate(n int, d time.Duration) float64 {
 	return float64(n) / d.Seconds()
 }
 
-// Validate checks a request's ranges (DESIGN §10) without a model.
+// Validate checks a request's ranges (what a client may ask for) without a model.
 func (r *Request) Validate() error {
 	switch {
 	case r.MaxTokens < 1:
