@@ -101,6 +101,9 @@ func runGenerate(ctx context.Context, env *Env, args []string) error {
 		if errors.Is(err, engine.ErrContextFull) {
 			return withHint(err, "use a shorter prompt or a larger --ctx-size")
 		}
+		if errors.Is(err, engine.ErrNonFinite) {
+			return withHint(err, "the model's weights may be damaged: download it again or use another copy or quantization")
+		}
 		return err
 	}
 	fmt.Fprintf(env.Stderr, "rbee: prompt %d tokens at %.1f tok/s; generated %d tokens at %.1f tok/s; stop: %s\n",
