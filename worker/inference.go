@@ -223,8 +223,8 @@ func (in *inference) failed(ctx context.Context, err error) *api.Error {
 	case errors.Is(err, engine.ErrContextFull):
 		e = e.WithHint("use a shorter prompt or fewer max_tokens")
 	case errors.Is(err, engine.ErrNonFinite):
-		// Not the client's fault and not a passing one: every request on this
-		// model will fail the same way, so say so in the worker's log too.
+		// Not the client's fault, and likely to recur with this model: tell
+		// whoever reads the worker's log too.
 		in.s.log.Error("the model produced non-finite logits; its weights may be damaged",
 			"request_id", in.requestID, "slot", in.sl.id, "model", in.s.cfg.ModelPath, "error", err)
 		e = api.Errorf(api.CodeInferenceFailed, "the model produced non-finite values (NaN/Inf); its weights may be damaged").
