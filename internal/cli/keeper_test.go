@@ -222,14 +222,25 @@ func TestInferAuthFailure(t *testing.T) {
 	assert.Contains(t, r.stderr, "RBEE_API_KEY")
 }
 
+// TestInferCrashSavesPartialText: a generation cut short without the
+// keeper asking — the worker crashed, its stream or the queen's broke, the
+// worker shut down, or another client cancelled the task — exits 1 with the
+// partial text saved and how far it got, never as a success.
 func TestInferCrashSavesPartialText(t *testing.T) {
 	tests := []struct {
-		name string
-		tail []api.Event
-		cut  bool
+		name   string
+		tail   []api.Event
+		cut    bool
+		stderr []string
 	}{
-		{"worker crashed", []api.Event{{Kind: api.KindError, Error: api.Errorf(api.CodeWorkerCrashed, "stream closed unexpectedly").With("tokens_generated", 2)}}, false},
-		{"queen went away", nil, true},
+		{name: "worker crashed", tail: []api.Event{{Kind: api.KindError, Error: api.Errorf(api.CodeWorkerCrashed, "stream closed unexpectedly").With("tokens_generated", 2)}},
+			stderr: []string{"rbee infer: stream closed unexpectedly (WORKER_CRASHED)\n"}},
+		{name: "queen went away", cut: true},
+		{name: "worker shut down", tail: []api.Event{{Kind: api.KindError, Error: api.Errorf(api.CodeShuttingDown,
+			"worker w-1 is shutting down: the generation stopped after 2 of at most 10 tokens").WithHint("run the request again")}},
+			stderr: []string{"rbee infer: worker w-1 is shutting down: the generation stopped after 2 of at most 10 tokens (SHUTTING_DOWN)\n", "hint: run the request again\n"}},
+		{name: "cancelled by another client", tail: []api.Event{{Kind: api.KindDone, Done: &api.Done{Done: true, TotalTokens: 2, StopReason: api.StopCancelled}}},
+			stderr: []string{"did not cancel it", "hint: another client cancelled the task"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -240,6 +251,10 @@ func TestInferCrashSavesPartialText(t *testing.T) {
 			assert.Equal(t, "Once upon\n", r.stdout)
 			assert.Contains(t, r.stderr, "stream closed unexpectedly\n")
 			assert.Contains(t, r.stderr, "tokens generated: 2/10\n")
+			assert.NotContains(t, r.stderr, "stop: cancelled", "no success line")
+			for _, s := range tc.stderr {
+				assert.Contains(t, r.stderr, s)
+			}
 			m := regexp.MustCompile(`partial text saved to (\S+)`).FindStringSubmatch(r.stderr)
 			require.NotNil(t, m, r.stderr)
 			t.Cleanup(func() { os.Remove(m[1]) })
@@ -248,6 +263,32 @@ func TestInferCrashSavesPartialText(t *testing.T) {
 			assert.Equal(t, "Once upon", string(b))
 		})
 	}
+
+	t.Run("json", func(t *testing.T) {
+		f := newFakeQueen(t)
+		f.stream([]api.Event{start("task-abc"), tok("Once", 0),
+			{Kind: api.KindError, Error: api.Errorf(api.CodeShuttingDown, "worker w-1 is shutting down")}}, false)
+		r := run(t, t.Context(), nil, nil, "infer", "--json", "--queen-url", f.srv.URL, "--model", "file:/m.gguf", "--prompt", "hi", "--max-tokens", "10")
+		assert.Equal(t, ExitFailure, r.code)
+		assert.Contains(t, r.stdout, `"code":"SHUTTING_DOWN"`)
+		assert.Contains(t, r.stderr, "tokens generated: 1/10\n")
+		m := regexp.MustCompile(`partial text saved to (\S+)`).FindStringSubmatch(r.stderr)
+		require.NotNil(t, m, r.stderr)
+		os.Remove(m[1])
+	})
+
+	t.Run("shutting down before generating", func(t *testing.T) {
+		// The queen stopping while the worker loads is a plain failure:
+		// there is no partial answer to keep.
+		f := newFakeQueen(t)
+		f.stream([]api.Event{start("task-abc"), api.NarrationEvent(api.ActorQueen, "spawn", "Spawning a worker on local"),
+			{Kind: api.KindError, Error: api.Errorf(api.CodeShuttingDown, "the queen is shutting down")}}, false)
+		r := run(t, t.Context(), nil, nil, "infer", "--queen-url", f.srv.URL, "--model", "file:/m.gguf", "--prompt", "hi", "--max-tokens", "10")
+		assert.Equal(t, ExitFailure, r.code)
+		assert.Contains(t, r.stderr, "rbee infer: the queen is shutting down\n")
+		assert.NotContains(t, r.stderr, "stream closed unexpectedly")
+		assert.NotContains(t, r.stderr, "partial text")
+	})
 }
 
 // signalWriter closes ch at the first write.
