@@ -82,6 +82,14 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 // the sequence ends. When ctx ends the sequence yields ctx.Err() and ends;
 // the queen then cancels the generation, since its client went away.
 // Breaking out of the loop closes the stream the same way.
+//
+// A done event with stop reason [StopCancelled] comes only when the task
+// was cancelled with [Client.CancelTask] (by this program or another that
+// knows the task id). A generation cut short by anything else is an error,
+// so that truncated text is never taken for a whole answer: one matching
+// [ErrWorkerCrashed] when the worker process died or its stream broke, or
+// [ErrShuttingDown] when the worker, its hive or the queen shut down; its
+// Details hold tokens_generated and max_tokens when the worker had begun.
 func (c *Client) Infer(ctx context.Context, req TaskRequest) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) {
 		var taskID string
