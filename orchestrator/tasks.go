@@ -200,20 +200,27 @@ func (q *Queen) runTask(ctx context.Context, id string, req api.TaskRequest, sam
 	run.log.Info("task started")
 	run.narrate("task_start", fmt.Sprintf("Task %s: %s on node %s, up to %d tokens", id, req.Model, req.Node, samp.MaxTokens))
 	err := run.run(ctx)
-	run.finish(ctx, err)
-	q.metrics.taskEnded(ctx, err, out.done, time.Since(start))
+	// How the task ended is settled now: once the client has its last
+	// event it may go away, and that must not turn a failure into a
+	// cancellation.
+	ended := ctx
+	if ctx.Err() == nil {
+		ended = context.WithoutCancel(ctx)
+	}
+	run.finish(ended, err)
+	q.metrics.taskEnded(ended, err, out.done, time.Since(start))
 	args := []any{"tokens", run.tokens, "duration", time.Since(start).Round(time.Millisecond)}
-	switch o, code := outcome(ctx, err, out.done); o {
+	switch o, code := outcome(ended, err, out.done); o {
 	case outcomeFailed:
 		reason := err.Error()
-		if ctx.Err() != nil {
-			reason = context.Cause(ctx).Error()
+		if ended.Err() != nil {
+			reason = context.Cause(ended).Error()
 		}
 		run.log.Info("task ended", append(args, "outcome", o, "code", code, "error", reason)...)
 	case outcomeCancelled:
 		why := "the client cancelled it"
-		if ctx.Err() != nil {
-			why = context.Cause(ctx).Error()
+		if ended.Err() != nil {
+			why = context.Cause(ended).Error()
 		}
 		run.log.Info("task ended", append(args, "outcome", o, "why", why)...)
 	default:

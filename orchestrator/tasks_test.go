@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"rbee/api"
 	"rbee/internal/httpx"
+	"rbee/internal/sse"
 	"rbee/internal/testutil"
 )
 
@@ -617,4 +619,40 @@ func lineWith(text, s string) string {
 		}
 	}
 	return ""
+}
+
+// TestFailureOutlivesClientLeaving: a client that hangs up as soon as it
+// reads the error event (as rbee infer does) does not turn the failed task
+// into a cancelled one in the queen's log and metrics.
+func TestFailureOutlivesClientLeaving(t *testing.T) {
+	hive := newFakeHive(t, "")
+	w := newFakeWorker(t, "w-stop")
+	w.tokens = []string{"a", "b", "c", "d"}
+	w.failAfter = 2
+	w.failWith = api.Errorf(api.CodeShuttingDown, "worker w-stop is shutting down")
+	hive.addWorker(w.info(testModel, api.StateIdle))
+	logs := &testutil.SyncBuffer{}
+	tq := newTestQueen(t, Config{LocalHivePort: hive.port(), Logger: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})})
+
+	for i := 1; i <= 5; i++ {
+		resp, err := (&httpx.Client{BaseURL: tq.url}).Stream(t.Context(), http.MethodPost, "/v2/tasks", taskBody("local"), nil)
+		require.NoError(t, err)
+		var got *api.Error
+		for ev, err := range sse.Read(resp.Body) {
+			require.NoError(t, err)
+			if ev.Kind == api.KindError {
+				got = ev.Error
+				break
+			}
+		}
+		resp.Body.Close() // gone before [DONE]
+		require.NotNil(t, got)
+		assert.Equal(t, api.CodeShuttingDown, got.Code)
+		assert.Eventually(t, func() bool {
+			return strings.Contains(metricsText(tq.url), fmt.Sprintf(`rbee_tasks_total{outcome="failed"} %d`, i))
+		}, 5*time.Second, 10*time.Millisecond, "task %d counts as failed:\n%s", i, metricsText(tq.url))
+	}
+	assert.Contains(t, metricsText(tq.url), `rbee_tasks_total{outcome="cancelled"} 0`)
+	assert.Eventually(t, func() bool { return strings.Count(logs.String(), "task ended") == 5 }, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 5, strings.Count(logs.String(), "outcome=failed"), logs.String())
 }
