@@ -239,6 +239,11 @@ func TestInterrupt(t *testing.T) {
 		r := run.wait(t)
 		assert.Equal(t, 130, r.code, "%s%s", r, c.logs())
 		assert.True(t, strings.HasSuffix(r.stderr, "Canceled.\n"), r.stderr)
+		// The queen tells a cancellation by its own client from a failure.
+		ended := c.taskEnded(t, taskID(t, r.stderr))
+		assert.Contains(t, ended, "outcome=cancelled", ended)
+		eventually(t, 10*time.Second, func() bool { return c.metric(`rbee_tasks_total{outcome="cancelled"}`) == 1 },
+			"the queen did not count the task as cancelled:\n%s", c.metrics())
 		// The slot is free again: the worker is idle and takes the next task.
 		eventually(t, 10*time.Second, func() bool {
 			ws := c.workers()
@@ -274,6 +279,10 @@ func TestInterrupt(t *testing.T) {
 		text, err := os.ReadFile(saved[1])
 		require.NoError(t, err)
 		assert.Equal(t, strings.TrimSuffix(r.stdout, "\n"), string(text), "the file holds what was printed")
+		assert.Contains(t, r.stderr, "(WORKER_CRASHED)\n", "the error names its code")
+		ended := c.taskEnded(t, taskID(t, r.stderr))
+		assert.Contains(t, ended, "outcome=failed", ended)
+		assert.Contains(t, ended, "code=WORKER_CRASHED", ended)
 		eventually(t, 10*time.Second, func() bool { return len(c.workers()) == 0 }, "the hive did not remove the dead worker")
 	})
 }
