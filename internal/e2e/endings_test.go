@@ -19,7 +19,8 @@ import (
 
 // TestExternalStopIsNoSuccess stops a worker mid-stream in the ways that are
 // not the keeper's own Ctrl+C (S40) — SIGTERM to the worker, another client
-// running rbee workers shutdown, the hive killed with SIGKILL — and checks
+// running rbee workers shutdown, SIGTERM to the hive (its shutdown cascade),
+// the hive killed with SIGKILL — and checks
 // that each is an honest ending: the stream ends with SHUTTING_DOWN (the
 // worker was told to stop; a killed hive's workers get SIGTERM from the
 // kernel), the keeper exits 1 with the partial text saved and tokens n/m
@@ -43,6 +44,11 @@ func TestExternalStopIsNoSuccess(t *testing.T) {
 		{"another client shuts the worker down", func(t *testing.T, workerID string) {
 			r := c.rbee("workers", "shutdown", "--id", workerID, "--queen-url", c.queenURL())
 			require.Equal(t, 0, r.code, r.String())
+		}},
+		{"hive gets SIGTERM", func(t *testing.T, _ string) {
+			hives := c.role("hive")
+			require.Len(t, hives, 1)
+			require.NoError(t, syscall.Kill(hives[0].pid, syscall.SIGTERM))
 		}},
 		{"hive killed", func(t *testing.T, _ string) {
 			hives := c.role("hive")
