@@ -139,8 +139,23 @@ func (c *Client) CancelTask(ctx context.Context, taskID string) error {
 }
 
 // Workers lists the workers of every node the queen can reach, with the
-// node each runs on and its state.
+// node each runs on and its state. Nodes whose hive does not answer are left
+// out; [Client.WorkerList] says which.
 func (c *Client) Workers(ctx context.Context) ([]WorkerInfo, error) {
+	l, err := c.WorkerList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return l.Workers, nil
+}
+
+// WorkerList lists the workers of every node the queen can reach, as
+// Workers does, and the nodes it could not ask (Unreachable, each with the
+// error, such as [ErrConnectionTimeout] with a hint): a node missing from
+// the workers is then known to be down, not idle. A node whose hive simply
+// does not run yet (the local one before its first inference) is in
+// neither.
+func (c *Client) WorkerList(ctx context.Context) (*WorkerList, error) {
 	var l api.WorkerList
 	if err := c.do(ctx, http.MethodGet, "/v2/workers/list", nil, &l); err != nil {
 		return nil, err
@@ -148,7 +163,7 @@ func (c *Client) Workers(ctx context.Context) ([]WorkerInfo, error) {
 	if l.Workers == nil {
 		l.Workers = []WorkerInfo{}
 	}
-	return l.Workers, nil
+	return &l, nil
 }
 
 // WorkersHealth checks a node's hive and its workers.

@@ -479,3 +479,53 @@ func TestNoQueenRunning(t *testing.T) {
 	assert.Contains(t, r.stderr, "rbee workers: no queen answers at "+url)
 	assert.Contains(t, r.stderr, "hint: start one with 'rbee queen'")
 }
+
+// TestWorkersListUnreachable: a node whose hive did not answer is a row of
+// its own (state unreachable) among the others, with why and a hint on
+// stderr, and is in --json as the queen sent it.
+func TestWorkersListUnreachable(t *testing.T) {
+	f := newFakeQueen(t)
+	down := api.Errorf(api.CodeConnectionTimeout, "lost contact with rbee-hive on gpu while listing its workers: connection refused").
+		With("node", "gpu").WithHint("Check if rbee-hive is running on gpu (rbee workers health --node gpu)")
+	list := api.WorkerList{
+		Workers: []api.WorkerInfo{
+			{ID: "w-aaa", Node: "local", URL: "http://127.0.0.1:8001", ModelRef: "file:/m.gguf", Backend: "cpu", State: "idle", SlotsTotal: 1, SlotsAvailable: 1},
+			{ID: "w-bbb", Node: "mac", URL: "http://mac:8001", ModelRef: "hf:org/repo", Backend: "metal", State: "busy", SlotsTotal: 2},
+		},
+		Unreachable: []api.UnreachableNode{{Node: "gpu", Error: down}, {Node: "zeta", Error: api.Errorf(api.CodeSSHConnectionFailed, "ssh to zeta timed out")}},
+	}
+	f.handle("GET /v2/workers/list", func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, 200, list) })
+
+	r := run(t, t.Context(), nil, nil, "workers", "list", "--queen-url", f.srv.URL)
+	assert.Equal(t, ExitOK, r.code, r.stderr)
+	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	require.Len(t, lines, 5, r.stdout)
+	var nodes, states []string
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		nodes, states = append(nodes, f[0]), append(states, f[4])
+	}
+	assert.Equal(t, []string{"gpu", "local", "mac", "zeta"}, nodes, "rows in node order")
+	assert.Equal(t, []string{"unreachable", "idle", "busy", "unreachable"}, states)
+	assert.Regexp(t, `^gpu\s+-\s+-\s+-\s+unreachable\s+-\s+-\s+-$`, lines[1])
+	assert.Contains(t, r.stderr, "node gpu is unreachable: lost contact with rbee-hive on gpu while listing its workers: connection refused (CONNECTION_TIMEOUT)\n")
+	assert.Contains(t, r.stderr, "hint: Check if rbee-hive is running on gpu (rbee workers health --node gpu)\n")
+	assert.Contains(t, r.stderr, "node zeta is unreachable: ssh to zeta timed out (SSH_CONNECTION_FAILED)\n")
+
+	r = run(t, t.Context(), nil, nil, "workers", "list", "--json", "--queen-url", f.srv.URL)
+	assert.Equal(t, ExitOK, r.code, r.stderr)
+	var got api.WorkerList
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &got), r.stdout)
+	assert.Len(t, got.Workers, 2)
+	require.Len(t, got.Unreachable, 2)
+	assert.Equal(t, "gpu", got.Unreachable[0].Node)
+	assert.Equal(t, api.CodeConnectionTimeout, got.Unreachable[0].Error.Code)
+	assert.Equal(t, "Check if rbee-hive is running on gpu (rbee workers health --node gpu)", got.Unreachable[0].Error.Hint())
+
+	// Only unreachable nodes: no "No workers." that would hide them.
+	list.Workers = nil
+	r = run(t, t.Context(), nil, nil, "workers", "list", "--queen-url", f.srv.URL)
+	assert.Equal(t, ExitOK, r.code, r.stderr)
+	assert.NotContains(t, r.stdout, "No workers.")
+	assert.Contains(t, r.stdout, "unreachable")
+}
