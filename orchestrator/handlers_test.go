@@ -217,8 +217,9 @@ func TestRegistryListRemove(t *testing.T) {
 }
 
 // TestWorkersEndpoints: list across the local hive and registry nodes (a
-// dead node is left out), tokens stripped and nodes named; health of one
-// node; shutdown finds the worker's node and asks its hive.
+// dead node is listed as unreachable, with why), tokens stripped and nodes
+// named; health of one node; shutdown finds the worker's node and asks its
+// hive.
 func TestWorkersEndpoints(t *testing.T) {
 	local := newFakeHive(t, "")
 	remote := newFakeHive(t, "")
@@ -251,6 +252,13 @@ func TestWorkersEndpoints(t *testing.T) {
 	assert.Equal(t, "workstation", list.Workers[1].Node)
 	assert.Equal(t, "w-remote", list.Workers[1].ID)
 	assert.Equal(t, api.StateBusy, list.Workers[1].State)
+	require.Len(t, list.Unreachable, 1, "the dead node is named, not silently left out: %s", body)
+	down := list.Unreachable[0]
+	assert.Equal(t, "gone", down.Node)
+	assertEnvelope(t, down.Error, api.CodeConnectionTimeout, "")
+	assert.Contains(t, down.Error.Message, "rbee-hive on gone")
+	assert.Equal(t, "gone", down.Error.Details["node"])
+	assert.Equal(t, "Check if rbee-hive is running on gone (rbee workers health --node gone)", down.Error.Hint())
 
 	var nh api.NodeHealth
 	_, e := call(t, http.MethodGet, tq.url+"/v2/workers/health?node=workstation", "", nil, &nh)
@@ -275,6 +283,15 @@ func TestWorkersEndpoints(t *testing.T) {
 	assert.Equal(t, []string{"w-remote"}, remote.stopped)
 	assert.Empty(t, local.stopped)
 
+	// A worker no node that answered runs may be on the dead one: the
+	// error says so.
+	_, e = call(t, http.MethodPost, tq.url+"/v2/workers/shutdown", "", api.WorkerShutdownRequest{WorkerID: "w-elsewhere"}, nil)
+	assertEnvelope(t, e, api.CodeWorkerNotFound, "")
+	assert.Equal(t, "no node that answered runs worker w-elsewhere", e.Message)
+	assert.Equal(t, []any{"gone"}, e.Details["unreachable_nodes"])
+	assert.Contains(t, e.Hint(), "did not answer (gone)")
+
+	list = api.WorkerList{}
 	_, e = call(t, http.MethodGet, tq.url+"/v2/workers/list", "", nil, &list)
 	require.Nil(t, e)
 	require.Len(t, list.Workers, 1)
@@ -291,6 +308,13 @@ func TestWorkersListWithoutHives(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status)
 	assert.NotNil(t, list.Workers)
 	assert.Empty(t, list.Workers)
+	assert.Empty(t, list.Unreachable, "a local hive that was never started is not down")
+	raw, err := http.Get(tq.url + "/v2/workers/list")
+	require.NoError(t, err)
+	b, err := io.ReadAll(raw.Body)
+	raw.Body.Close()
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"workers":[]}`, string(b), "the answer of old stays as it was")
 
 	_, e = call(t, http.MethodGet, tq.url+"/v2/workers/health?node=local", "", nil, nil)
 	assertEnvelope(t, e, api.CodeConnectionTimeout, "")

@@ -96,7 +96,8 @@ func (s *Server) URL() string {
 }
 
 // Shutdown asks a running worker to stop, as POST /v1/admin/shutdown does:
-// Run cancels the running inferences, closes the model and returns nil.
+// Run ends the running inferences (their clients get SHUTTING_DOWN), closes
+// the model and returns nil.
 func (s *Server) Shutdown() {
 	s.shutdownOnce.Do(func() { close(s.shutdownCh) })
 }
@@ -161,7 +162,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	// Stop taking work, end the running inferences (their streams end with
-	// done "cancelled"), then let the connections finish.
+	// an error event SHUTTING_DOWN, not as if their clients had cancelled
+	// them), then let the connections finish.
 	s.stop()
 	cancelLoad()
 	deadline := time.Now().Add(s.cfg.ShutdownGrace)
@@ -305,13 +307,14 @@ func (s *Server) loadModel(ctx context.Context) error {
 	return nil
 }
 
-// stop moves the worker to stopping and cancels every running generation.
+// stop moves the worker to stopping and cancels every running generation
+// with errWorkerStopping.
 func (s *Server) stop() {
 	s.mu.Lock()
 	prev := s.phase
 	s.phase = phaseStopping
 	for _, g := range s.active {
-		g.cancel()
+		g.cancel(errWorkerStopping)
 	}
 	s.mu.Unlock()
 	if prev == phaseLoading {
