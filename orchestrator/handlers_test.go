@@ -147,9 +147,9 @@ func TestEndpointsBadInput(t *testing.T) {
 		{"remove local", "POST", "/v2/registry/beehives/remove", `{"node_name":"local"}`, api.CodeInvalidRequest, "node_name"},
 		{"remove unknown", "POST", "/v2/registry/beehives/remove", `{"node_name":"nowhere"}`, api.CodeNodeNotFound, ""},
 		{"remove too large", "POST", "/v2/registry/beehives/remove", `{"node_name":"` + strings.Repeat("a", api.MaxBodyBytes) + `"}`, api.CodePayloadTooLarge, ""},
-		{"unknown endpoint", "GET", "/v2/nothing-here", "", api.CodeInvalidRequest, ""},
-		{"wrong method", "GET", "/v2/tasks", "", api.CodeInvalidRequest, ""},
-		{"wrong method on list", "POST", "/v2/workers/list", "", api.CodeInvalidRequest, ""},
+		{"unknown endpoint", "GET", "/v2/nothing-here", "", api.CodeNotFound, ""},
+		{"wrong method", "GET", "/v2/tasks", "", api.CodeMethodNotAllowed, ""},
+		{"wrong method on list", "POST", "/v2/workers/list", "", api.CodeMethodNotAllowed, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -170,6 +170,40 @@ func TestEndpointsBadInput(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, nodes, 1)
 	assert.Equal(t, "keep", nodes[0].Name)
+}
+
+// TestUnknownRoutes: the queen answers a path it does not serve with
+// NOT_FOUND (404) and a method a path does not take with METHOD_NOT_ALLOWED
+// (405) and an Allow header, both in the error envelope.
+func TestUnknownRoutes(t *testing.T) {
+	tq := newTestQueen(t, Config{})
+	for _, tc := range []struct {
+		method, path string
+		code         api.Code
+		allow        string
+	}{
+		{"GET", "/", api.CodeNotFound, ""},
+		{"GET", "/v2/nothing-here", api.CodeNotFound, ""},
+		{"POST", "/v3/tasks", api.CodeNotFound, ""},
+		{"GET", "/v2/tasks", api.CodeMethodNotAllowed, "POST"},
+		{"GET", "/v2/tasks/task-1", api.CodeMethodNotAllowed, "DELETE"},
+		{"POST", "/health", api.CodeMethodNotAllowed, "GET, HEAD"},
+		{"DELETE", "/v2/workers/list", api.CodeMethodNotAllowed, "GET, HEAD"},
+		{"PUT", "/metrics", api.CodeMethodNotAllowed, "GET, HEAD"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			a := oaiCall(t, tc.method, tq.url+tc.path, "", nil, nil)
+			assert.Equal(t, tc.code.HTTPStatus(), a.status, "%s", a.body)
+			assert.Equal(t, tc.allow, a.header.Get("Allow"))
+			var env api.Envelope
+			require.NoError(t, json.Unmarshal(a.body, &env), "%s", a.body)
+			assertEnvelope(t, env.Error, tc.code, a.header.Get(httpx.RequestIDHeader))
+			assert.Equal(t, tc.method, env.Error.Details["method"])
+			if tc.code == api.CodeNotFound {
+				assert.Contains(t, env.Error.Hint(), "/v2/", "the hint says where the endpoints are")
+			}
+		})
+	}
 }
 
 // TestHealth: GET /health is public and says ok with the version.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"rbee/api"
 	"rbee/internal/httpx"
@@ -55,17 +56,9 @@ func (q *Queen) openAIHandler() http.Handler {
 	for _, rt := range routes {
 		mux.HandleFunc(rt.method+" "+rt.path, rt.h)
 	}
-	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		for _, rt := range routes {
-			if rt.path == r.URL.Path {
-				w.Header().Set("Allow", rt.method)
-				writeOpenAIError(w, r, api.Errorf(api.CodeInvalidRequest, "%s is not allowed on %s (use %s)", r.Method, r.URL.Path, rt.method), "")
-				return
-			}
-		}
-		writeOpenAIError(w, r, api.Errorf(api.CodeInvalidRequest, "unknown request URL: %s %s", r.Method, r.URL.Path).
-			WithHint("the queen's OpenAI-compatible endpoints are POST /v1/chat/completions, POST /v1/completions and GET /v1/models"), "")
-	})
+	router := &httpx.Router{Mux: mux, Daemon: "the queen",
+		Hint:       "the queen's OpenAI-compatible endpoints are POST /v1/chat/completions, POST /v1/completions and GET /v1/models",
+		WriteError: func(w http.ResponseWriter, r *http.Request, err error) { writeOpenAIError(w, r, err, "") }}
 	token := q.cfg.Token
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if token != "" && !httpx.BearerMatches(r, token) {
@@ -76,7 +69,7 @@ func (q *Queen) openAIHandler() http.Handler {
 			writeOpenAIError(w, r, e, "")
 			return
 		}
-		mux.ServeHTTP(w, r)
+		router.ServeHTTP(w, r)
 	})
 }
 
@@ -167,10 +160,13 @@ type openAIChatRequest struct {
 }
 
 // openAIMessage is a chat message; content is a string or a list of parts,
-// of which only text parts are supported.
+// of which only text parts are supported. An assistant message may have no
+// content (null, or absent when it carries tool_calls, which are ignored);
+// a tool message names the call it answers with tool_call_id.
 type openAIMessage struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	ToolCallID string          `json:"tool_call_id"`
 }
 
 // openAICompletionRequest is the body of POST /v1/completions.
@@ -210,6 +206,9 @@ func (p *openAIParams) task(r *http.Request) (api.TaskRequest, *api.Error) {
 	if t.Model == "" {
 		return t, api.InvalidField("model", "model is required: an rbee model reference (hf:ORG/REPO or file:/path/model.gguf)")
 	}
+	if _, e := api.ParseModelRef(t.Model); e != nil {
+		return t, unknownModel(t.Model, e)
+	}
 	if h := r.Header.Get(NodeHeader); h != "" {
 		if t.Node != "" && t.Node != h {
 			return t, api.InvalidField("node", "the node field and the %s header name different nodes", NodeHeader)
@@ -247,6 +246,19 @@ func (p *openAIParams) task(r *http.Request) (api.TaskRequest, *api.Error) {
 	return t, nil
 }
 
+// unknownModel is the answer OpenAI's clients expect for a model name that
+// is no rbee model reference ("gpt-4o"): MODEL_NOT_FOUND (404), naming the
+// model field, with why the name is not a reference in details.reason.
+func unknownModel(model string, why *api.Error) *api.Error {
+	name := "the model"
+	if len(model) <= api.MaxModelRefLen && utf8.ValidString(model) {
+		name = fmt.Sprintf("model %q", model)
+	}
+	return api.Errorf(api.CodeModelNotFound, "%s does not exist: rbee's models are references hf:ORG/REPO[:QUANT] or file:/path/model.gguf", name).
+		With("field", "model").With("reason", why.Message).
+		WithHint("GET /v1/models lists the models of the cluster; a request with any hf: or file: reference loads it")
+}
+
 // parseStop reads OpenAI's stop: null, a string or a list of strings.
 func parseStop(raw json.RawMessage) ([]string, *api.Error) {
 	raw = bytes.TrimSpace(raw)
@@ -265,7 +277,9 @@ func parseStop(raw json.RawMessage) ([]string, *api.Error) {
 }
 
 // chatMessages maps OpenAI messages to rbee's: "developer" is a system
-// message; text parts of a content list are joined with newlines.
+// message; text parts of a content list are joined with newlines; an
+// assistant message without content (one that only called tools) is an
+// empty one; a tool message keeps its tool_call_id.
 func chatMessages(in []openAIMessage) ([]api.ChatMessage, *api.Error) {
 	if in == nil {
 		return nil, api.InvalidField("messages", "messages is required")
@@ -276,11 +290,22 @@ func chatMessages(in []openAIMessage) ([]api.ChatMessage, *api.Error) {
 		if role == "developer" {
 			role = api.RoleSystem
 		}
+		field := fmt.Sprintf("messages[%d].content", i)
+		if raw := bytes.TrimSpace(m.Content); len(raw) == 0 || string(raw) == "null" {
+			if role != api.RoleAssistant {
+				return nil, api.InvalidField(field, "content is required (only an assistant message may have none)")
+			}
+			out[i] = api.ChatMessage{Role: role}
+			continue
+		}
 		content, ok := textContent(m.Content)
 		if !ok {
-			return nil, api.InvalidField(fmt.Sprintf("messages[%d].content", i), "content is a string or a list of text parts")
+			return nil, api.InvalidField(field, "content is a string or a list of text parts")
 		}
 		out[i] = api.ChatMessage{Role: role, Content: content}
+		if role == api.RoleTool {
+			out[i].ToolCallID = m.ToolCallID
+		}
 	}
 	return out, nil
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -164,26 +162,8 @@ func (q *Queen) routes() http.Handler {
 	for _, rt := range q.endpoints() {
 		mux.HandleFunc(rt.method+" "+rt.path, rt.h)
 	}
-	fallback := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := mux.Handler(r); pattern != "" {
-			mux.ServeHTTP(w, r)
-			return
-		}
-		var allowed []string
-		for _, rt := range q.endpoints() {
-			if rt.path == r.URL.Path || strings.HasSuffix(rt.path, "}") && strings.HasPrefix(r.URL.Path, rt.path[:strings.LastIndex(rt.path, "{")]) {
-				allowed = append(allowed, rt.method)
-			}
-		}
-		if len(allowed) > 0 && !slices.Contains(allowed, r.Method) {
-			w.Header().Set("Allow", strings.Join(allowed, ", "))
-			httpx.WriteError(w, r, api.Errorf(api.CodeInvalidRequest, "%s is not allowed on %q (use %s)", r.Method, r.URL.Path, strings.Join(allowed, " or ")).
-				With("method", r.Method))
-			return
-		}
-		httpx.WriteError(w, r, api.Errorf(api.CodeInvalidRequest, "no endpoint %s %q on the queen", r.Method, r.URL.Path).
-			With("method", r.Method).WithHint("the queen's endpoints are under /v2/ (and GET /health)"))
-	})
+	// Unknown paths and wrong methods are answered in the error envelope.
+	fallback := httpx.Routes(mux, "the queen", "the queen's endpoints are under /v2/ and /v1/ (OpenAI-compatible), with GET /health and GET /metrics")
 	return httpx.Middleware(q.log.Named("http"), q.withOpenAI(httpx.Auth(q.cfg.Token, []string{"/health"}, fallback)))
 }
 

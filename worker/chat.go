@@ -46,7 +46,7 @@ func promptTokens(m *engine.Model, req *api.InferenceRequest, stop []string) ([]
 	tmpl, _ := chatTemplate(m)
 	msgs := make([]chat.Message, len(req.Messages))
 	for i, cm := range req.Messages {
-		msgs[i] = chat.Message{Role: cm.Role, Content: cm.Content}
+		msgs[i] = chat.Message{Role: cm.Role, Content: cm.Content, ToolCallID: cm.ToolCallID}
 	}
 	segs, err := tmpl.Format(msgs, true)
 	if err != nil {

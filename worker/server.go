@@ -75,7 +75,8 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("POST /v1/inference", s.handleInference)
 	mux.HandleFunc("DELETE /v1/inference/{id}", s.handleCancel)
 	mux.HandleFunc("POST /v1/admin/shutdown", s.handleShutdown)
-	s.handler = httpx.Middleware(s.log, httpx.Auth(cfg.APIKey, []string{"/v1/health"}, mux))
+	routes := httpx.Routes(mux, "the worker", "the worker's endpoints are under /v1/: health, ready, loading/progress, inference and admin/shutdown")
+	s.handler = httpx.Middleware(s.log, httpx.Auth(cfg.APIKey, []string{"/v1/health"}, routes))
 	return s, nil
 }
 
