@@ -257,7 +257,7 @@ func (d *download) checkDisk() error {
 	d.checked = true
 	free := d.c.DiskFree
 	if free == nil {
-		free = diskFree
+		free = DiskFree
 	}
 	have, err := free(d.dir)
 	if err != nil {
