@@ -235,9 +235,9 @@ func TestS24RAMCheckFails(t *testing.T) {
 	assert.Contains(t, e.Message, fmt.Sprintf("have %d MB", need-1))
 	assert.EqualValues(t, need, e.Details["required"])
 	assert.EqualValues(t, need-1, e.Details["available"])
-	assert.Contains(t, e.Hint(), "smaller quantization")
-	assert.Contains(t, e.Hint(), "Q4_K_M")
-	assert.Contains(t, e.Hint(), "Q8_0")
+	assert.Equal(t, smallerHint("Q8_0", need, need-1), e.Hint())
+	assert.Contains(t, e.Hint(), "the model is Q8_0 (about 8.5 bits per weight); use a smaller quantization of it: ",
+		"a smaller quantization would fit what is available")
 }
 
 func TestS25BackendCPUPasses(t *testing.T) {
