@@ -398,7 +398,11 @@ func (m *downloads) run(ctx context.Context, d *Download, ref api.ModelRef, prio
 func (m *downloads) recheck(ctx context.Context, d *Download, r modelRow) (api.ModelEntry, bool, error) {
 	name := filepath.Base(r.LocalPath)
 	if fi, err := os.Stat(r.LocalPath); err == nil && !stampMatches(r, fi) {
-		d.note("download_check", "The file of %s (%s) changed since it was catalogued; checking its SHA-256", r.Reference, name)
+		if r.MTimeNs == 0 {
+			d.note("download_check", "The catalog has not checked the file of %s (%s) since an upgrade of rbee; checking its SHA-256 once", r.Reference, name)
+		} else {
+			d.note("download_check", "The file of %s (%s) changed since it was catalogued; checking its SHA-256", r.Reference, name)
+		}
 	}
 	c, err := m.h.checkFile(ctx, r)
 	if err != nil {

@@ -322,3 +322,29 @@ func TestCatalogMigratesFromVersion1(t *testing.T) {
 	assert.Equal(t, st.ModTime().UnixNano(), row.MTimeNs)
 	assert.Equal(t, fileSHA256(t, model), row.SHA256, "an old row without a hash takes the file's")
 }
+
+// TestHFRowFromBeforeTheUpgradeIsHashedOnce: a row without a modification
+// time (written by an older rbee) is checked once by its SHA-256, not
+// downloaded again, and then carries the time.
+func TestHFRowFromBeforeTheUpgradeIsHashedOnce(t *testing.T) {
+	hub := hftest.New(t)
+	th := hubHive(t, hub, nil)
+	const file = "tiny.Q4_K_M.gguf"
+	ref := "hf:" + hftest.RepoTiny
+	_, eerr := th.follow(t, th.startDownload(t, ref))
+	require.Nil(t, eerr)
+	_, err := th.catalog.db.Exec(`UPDATE models SET mtime_unix_ns = 0`)
+	require.NoError(t, err)
+
+	evs, eerr := th.follow(t, th.startDownload(t, ref))
+	require.Nil(t, eerr)
+	notes := strings.Join(narrationOf(evs), "\n")
+	assert.Contains(t, notes, "download_check: The catalog has not checked the file of "+ref+" ("+file+") since an upgrade of rbee; checking its SHA-256 once")
+	assert.Contains(t, notes, "still matches; nothing to download")
+	assert.Len(t, hub.Transfers(hftest.RepoTiny, file), 1)
+	row, err := th.catalog.row(t.Context(), ref)
+	require.NoError(t, err)
+	st, err := os.Stat(row.LocalPath)
+	require.NoError(t, err)
+	assert.Equal(t, st.ModTime().UnixNano(), row.MTimeNs)
+}
