@@ -203,20 +203,44 @@ func (o *Orchestrator) URL() string {
 
 // Handler returns the queen's HTTP API, to mount in a server of your own
 // (it works without Start). If the queen cannot be made (its Home is not
-// writable, say) every request gets an INTERNAL error saying why.
-func (o *Orchestrator) Handler() http.Handler {
-	if err := o.init(); err != nil {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			httpx.WriteError(w, r, &Error{Code: api.CodeInternal, Message: err.Error()})
-		})
+// writable, say) every request gets an INTERNAL error saying why. After
+// [Orchestrator.Close] every request gets SHUTTING_DOWN (503).
+func (o *Orchestrator) Handler() http.Handler { return http.HandlerFunc(o.serveHTTP) }
+
+func (o *Orchestrator) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if o.isClosed() {
+		httpx.WriteError(w, r, errClosedQueen())
+		return
 	}
-	return o.queen.Handler()
+	if err := o.init(); err != nil {
+		httpx.WriteError(w, r, &Error{Code: api.CodeInternal, Message: err.Error()})
+		return
+	}
+	if o.queen == nil {
+		// Close came first and made sure no queen would be made.
+		httpx.WriteError(w, r, errClosedQueen())
+		return
+	}
+	o.queen.Handler().ServeHTTP(w, r)
+}
+
+func (o *Orchestrator) isClosed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closed
+}
+
+// errClosedQueen is the answer of an orchestrator after Close.
+func errClosedQueen() *Error {
+	return api.Errorf(api.CodeShuttingDown, "the embedded orchestrator is closed").
+		WithHint("make a new rbee.Orchestrator to serve again")
 }
 
 // Client returns a [Client] of this queen that serves its requests in
 // process through [Orchestrator.Handler]: no sockets, streams included. It
 // works whether or not the orchestrator was started, and returns the same
-// Client every time.
+// Client every time. After [Orchestrator.Close] its calls fail with
+// [ErrShuttingDown].
 func (o *Orchestrator) Client() *Client {
 	h := o.Handler()
 	o.mu.Lock()

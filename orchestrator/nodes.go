@@ -69,12 +69,27 @@ func (q *Queen) handleNodesAdd(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, alreadyExists(req.Name))
 		return
 	} else if !errors.Is(err, api.ErrNodeNotFound) {
+		q.logInternal(r, err)
 		httpx.WriteError(w, r, err)
 		return
 	}
 	n := req.Node()
 	s := newNodeStream(w, r, n.Name)
-	s.finish(q.addNode(r.Context(), n, req.AcceptNewHostKey, s))
+	err := q.addNode(r.Context(), n, req.AcceptNewHostKey, s)
+	q.logInternal(r, err)
+	s.finish(err)
+}
+
+// logInternal logs, with its cause and the request, an error that reaches
+// the client as INTERNAL: the client sees only the envelope, the operator
+// needs the log.
+func (q *Queen) logInternal(r *http.Request, err error) {
+	if err == nil || r.Context().Err() != nil {
+		return
+	}
+	if e := httpx.ToAPIError(err); e.Code == api.CodeInternal {
+		q.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "request_id", httpx.RequestID(r), "error", err)
+	}
 }
 
 func alreadyExists(name string) *api.Error {
@@ -152,6 +167,7 @@ func (q *Queen) handleNodesInstall(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := q.store.Get(r.Context(), req.Name)
 	if err != nil {
+		q.logInternal(r, err)
 		httpx.WriteError(w, r, err)
 		return
 	}
@@ -161,5 +177,6 @@ func (q *Queen) handleNodesInstall(w http.ResponseWriter, r *http.Request) {
 	if err != nil && r.Context().Err() == nil {
 		q.log.Info("install failed", "node", n.Name, "error", err)
 	}
+	q.logInternal(r, err)
 	s.finish(err)
 }

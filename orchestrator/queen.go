@@ -67,6 +67,7 @@ func New(cfg Config) (*Queen, error) {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	q := &Queen{cfg: cfg, log: cfg.Logger.Named("queen"), store: st, http: &http.Client{Transport: transport}}
+	st.log = q.log.Named("registry")
 	q.hives = &hiveManager{cfg: cfg, log: q.log.Named("hives"), store: st, http: q.http,
 		remote: newRemotes(cfg, q.log.Named("remote"), st, q.http)}
 	q.handler = q.routes()

@@ -371,7 +371,7 @@ func (r *remotes) startHive(ctx context.Context, n api.Node, token string, say n
 			delete(r.hives, n.Name)
 		}
 		r.mu.Unlock()
-		return nil, details(api.Errorf(api.CodeConnectionTimeout, "rbee-hive on %s exited while starting: %s",
+		return nil, details(api.Errorf(api.CodeInternal, "rbee-hive on %s exited while starting: %s",
 			n.Name, r.lastLogLine(ctx, c, logPath)))
 	}
 	return nil, details(api.Errorf(api.CodeConnectionTimeout, "rbee-hive on %s did not answer within %s of its start: %s",

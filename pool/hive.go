@@ -420,16 +420,14 @@ func (h *Hive) ListWorkers(ctx context.Context) []api.WorkerInfo {
 }
 
 // Models returns the catalog, each entry with what its file's GGUF header
-// says (Meta is nil when the file is missing or unreadable).
+// says (Meta is nil when the file is missing, unreadable or changed).
 func (h *Hive) Models(ctx context.Context) ([]api.ModelEntry, error) {
 	ms, err := h.catalog.List(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for i := range ms {
-		if info, aerr := readModel(ms[i].LocalPath, ms[i].Reference); aerr == nil {
-			ms[i].Meta = metaOf(info)
-		}
+		ms[i].Meta = h.listedMeta(ctx, ms[i])
 	}
 	return ms, nil
 }
