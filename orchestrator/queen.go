@@ -89,11 +89,11 @@ func (c Config) listenAddr() string {
 	return c.Addr
 }
 
-// Handler returns the queen's HTTP API: the Host and Origin
-// checks (see Config.AllowedHosts), request ids, panic recovery and, with
-// a Token, bearer authentication on everything but GET /health. It works
-// without Run; a server of your own that is reached by a host name other
-// than localhost needs that name in AllowedHosts.
+// Handler returns the queen's HTTP API: the Host and Origin checks (see
+// Config.AllowedHosts), request ids, panic recovery and, with a Token,
+// bearer authentication on everything but GET /health. It works without
+// Run; a server of your own that is reached by a host name other than
+// localhost needs that name in AllowedHosts.
 func (q *Queen) Handler() http.Handler { return q.handler }
 
 // Run serves the API on cfg.Listener (or a listener on cfg.Addr) until ctx
