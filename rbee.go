@@ -119,6 +119,7 @@ var (
 	ErrInvalidRequest      = api.ErrInvalidRequest
 	ErrMissingAPIKey       = api.ErrMissingAPIKey
 	ErrInvalidAPIKey       = api.ErrInvalidAPIKey
+	ErrForbidden           = api.ErrForbidden
 	ErrNodeNotFound        = api.ErrNodeNotFound
 	ErrWorkerNotFound      = api.ErrWorkerNotFound
 	ErrModelNotFound       = api.ErrModelNotFound

@@ -337,6 +337,9 @@ func (m *hiveManager) startLocal(ctx context.Context, say narrateFunc) (*hiveCli
 		Env:     []string{"RBEE_API_KEY=" + token, "RBEE_CHILD=1"},
 		LogFile: logPath,
 	}
+	for name, v := range m.cfg.securityEnv() {
+		spec.Env = append(spec.Env, name+"="+v)
+	}
 	if m.cfg.LocalIdleTimeout > 0 {
 		spec.Args = append(spec.Args, "--idle-timeout", m.cfg.LocalIdleTimeout.String())
 	}

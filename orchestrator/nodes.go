@@ -54,7 +54,8 @@ func (s *nodeStream) finish(err error) {
 // connects over SSH, runs echo, and saves the node — reachable, with
 // last_connected_unix and a fresh hive token — only if that worked.
 // Unknown host keys are refused unless accept_new_host_key is set, which
-// records the key in known_hosts.
+// accepts the key for the test and records it in known_hosts once the node
+// is saved.
 func (q *Queen) handleNodesAdd(w http.ResponseWriter, r *http.Request) {
 	var req api.AddNodeRequest
 	if e := httpx.DecodeJSON(w, r, &req); e != nil {
@@ -129,6 +130,17 @@ func (q *Queen) addNode(ctx context.Context, n api.Node, acceptNew bool, s *node
 	n.Status = api.NodeReachable
 	n.LastConnectedUnix = time.Now().Unix()
 	if err := q.store.AddWithToken(context.WithoutCancel(ctx), n, httpx.NewToken()); err != nil {
+		return err
+	}
+	// A host key accepted for this connection is written to known_hosts
+	// only now that the node is saved: a node that failed its test (or
+	// its save) leaves known_hosts as it was. Should that write fail, the
+	// node is not kept either, as later connections would refuse the key.
+	if err := c.RecordHostKey(); err != nil {
+		if rerr := q.store.Remove(context.WithoutCancel(ctx), n.Name); rerr != nil {
+			q.log.Error("add-node: removing the node whose host key could not be recorded", "node", n.Name, "error", rerr)
+		}
+		q.log.Info("add-node: recording the host key failed", "node", n.Name, "error", err)
 		return err
 	}
 	keep = true

@@ -71,12 +71,30 @@ func New(cfg Config) (*Queen, error) {
 	q.hives = &hiveManager{cfg: cfg, log: q.log.Named("hives"), store: st, http: q.http,
 		remote: newRemotes(cfg, q.log.Named("remote"), st, q.http)}
 	q.handler = q.routes()
+	// The Host and Origin checks come first, before authentication.
+	guard, err := httpx.NewGuard(httpx.GuardConfig{ListenAddr: cfg.listenAddr(), AllowedHosts: cfg.AllowedHosts,
+		AllowedOrigins: cfg.AllowedOrigins, Logger: q.log.Named("http")})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("queen config: %w", err)
+	}
+	q.handler = guard.Wrap(q.handler)
 	return q, nil
 }
 
-// Handler returns the queen's HTTP API (DESIGN §3): request ids, panic
-// recovery and, with a Token, bearer authentication on everything but GET
-// /health. It works without Run.
+// listenAddr is where the queen serves: its Listener's address, else Addr.
+func (c Config) listenAddr() string {
+	if c.Listener != nil {
+		return c.Listener.Addr().String()
+	}
+	return c.Addr
+}
+
+// Handler returns the queen's HTTP API: the Host and Origin checks (see
+// Config.AllowedHosts), request ids, panic recovery and, with a Token,
+// bearer authentication on everything but GET /health. It works without
+// Run; a server of your own that is reached by a host name other than
+// localhost needs that name in AllowedHosts.
 func (q *Queen) Handler() http.Handler { return q.handler }
 
 // Run serves the API on cfg.Listener (or a listener on cfg.Addr) until ctx
@@ -108,11 +126,7 @@ func (q *Queen) Run(ctx context.Context) error {
 			return fmt.Errorf("queen: %w", err)
 		}
 	}
-	srv := &http.Server{
-		Handler:           q.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          q.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-	}
+	srv := httpx.NewServer(q.handler, q.log.Named("http"), q.cfg.limits)
 	q.log.Info("queen listening", "addr", ln.Addr().String(), "version", api.Version,
 		"api_key", httpx.Fingerprint(q.cfg.Token), "home", q.cfg.Home)
 	serveErr := make(chan error, 1)

@@ -284,8 +284,13 @@ func (h *Hive) startOnce(ctx context.Context, id, token string, m model, backend
 		"--callback-url", h.callbackURL(),
 		"--worker-id", id,
 	}
-	p, err := proc.Start(proc.Spec{Path: h.cfg.Binary, Args: args, LogFile: w.LogPath,
-		Env: []string{"RBEE_API_KEY=" + token, "RBEE_CHILD=1"}})
+	// The worker answers to the same names and origins as its hive, and to
+	// the name in its URL; both lists are always set, so that nothing is
+	// inherited from the hive's own environment.
+	env := []string{"RBEE_API_KEY=" + token, "RBEE_CHILD=1",
+		httpx.AllowedHostsEnv + "=" + strings.Join(h.workerAllowedHosts(), ","),
+		httpx.AllowedOriginsEnv + "=" + strings.Join(h.cfg.AllowedOrigins, ",")}
+	p, err := proc.Start(proc.Spec{Path: h.cfg.Binary, Args: args, LogFile: w.LogPath, Env: env})
 	if err != nil {
 		h.reg.releasePort(w, w.Port)
 		h.log.Error("starting the worker failed", "worker_id", id, "binary", h.cfg.Binary, "error", err)

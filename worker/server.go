@@ -77,6 +77,17 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("POST /v1/admin/shutdown", s.handleShutdown)
 	routes := httpx.Routes(mux, "the worker", "the worker's endpoints are under /v1/: health, ready, loading/progress, inference and admin/shutdown")
 	s.handler = httpx.Middleware(s.log, httpx.Auth(cfg.APIKey, []string{"/v1/health"}, routes))
+	// The Host and Origin checks come first, before authentication.
+	listen := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	if cfg.Listener != nil {
+		listen = cfg.Listener.Addr().String()
+	}
+	guard, err := httpx.NewGuard(httpx.GuardConfig{ListenAddr: listen, AllowedHosts: cfg.AllowedHosts,
+		AllowedOrigins: cfg.AllowedOrigins, Logger: s.log.Named("http")})
+	if err != nil {
+		return nil, configErr("%v", err)
+	}
+	s.handler = guard.Wrap(s.handler)
 	return s, nil
 }
 
@@ -123,12 +134,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("listening", "addr", ln.Addr().String(), "url", s.URL(), "model", s.cfg.ModelPath,
 		"model_ref", s.cfg.ModelRef, "slots", s.cfg.Slots, "api_key", httpx.Fingerprint(s.cfg.APIKey))
 
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-	}
+	srv := httpx.NewServer(s.handler, s.log.Named("http"), s.cfg.limits)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
