@@ -3,9 +3,7 @@ package orchestrator
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -175,28 +173,25 @@ type openAICompletionRequest struct {
 	Prompt json.RawMessage `json:"prompt"` // a string, or a list of one string
 }
 
+// embeddedParams is how encoding/json names a field of the embedded
+// openAIParams in its type errors.
+const embeddedParams = "openAIParams."
+
 // decodeOpenAI reads a JSON body of at most 1 MiB, ignoring fields it does
 // not know (OpenAI clients send many).
 func decodeOpenAI(w http.ResponseWriter, r *http.Request, v any) *api.Error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
-	if err := dec.Decode(v); err != nil {
-		var tooLarge *http.MaxBytesError
-		var typeErr *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &tooLarge):
-			return api.Errorf(api.CodePayloadTooLarge, "the request body is over %d bytes", api.MaxBodyBytes).With("limit", api.MaxBodyBytes)
-		case errors.Is(err, io.EOF):
-			return api.Errorf(api.CodeInvalidRequest, "the request body is empty; a JSON object is expected")
-		case errors.As(err, &typeErr) && typeErr.Field != "":
-			// Fields of the embedded parameters are named as in the JSON.
-			return api.InvalidField(strings.TrimPrefix(typeErr.Field, "openAIParams."), "wrong JSON type (want %s)", typeErr.Type)
-		}
-		return api.Errorf(api.CodeInvalidRequest, "the request body is not a valid JSON object")
+	e := httpx.DecodeJSONLenient(w, r, v)
+	if e == nil {
+		return nil
 	}
-	if dec.More() {
-		return api.Errorf(api.CodeInvalidRequest, "the request body has data after the JSON object")
+	// Fields of the embedded parameters are named as in the JSON.
+	if f, ok := e.Details["field"].(string); ok && strings.HasPrefix(f, embeddedParams) {
+		named := strings.TrimPrefix(f, embeddedParams)
+		fixed := e.With("field", named)
+		fixed.Message = strings.Replace(e.Message, f, named, 1)
+		return fixed
 	}
-	return nil
+	return e
 }
 
 // task maps the shared fields onto a task request.

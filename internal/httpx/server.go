@@ -135,11 +135,23 @@ func ToAPIError(err error) *api.Error {
 
 // DecodeJSON reads a JSON body of at most api.MaxBodyBytes into v. Unknown
 // fields and trailing data are INVALID_REQUEST; a larger body is
-// PAYLOAD_TOO_LARGE.
+// PAYLOAD_TOO_LARGE; a body that stalls past its deadline is REQUEST_TIMEOUT.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) *api.Error {
+	return decodeJSON(w, r, v, true)
+}
+
+// DecodeJSONLenient is DecodeJSON for APIs that imitate another one (OpenAI's):
+// fields v does not have are ignored, as that API's servers do.
+func DecodeJSONLenient(w http.ResponseWriter, r *http.Request, v any) *api.Error {
+	return decodeJSON(w, r, v, false)
+}
+
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any, strict bool) *api.Error {
 	body := http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
 	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		var tooLarge *http.MaxBytesError
 		var typeErr *json.UnmarshalTypeError
