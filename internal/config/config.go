@@ -58,6 +58,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -310,6 +311,9 @@ var knownKeys = []string{
 	"paths.home", "ssh.known_hosts", "remote.binary_path", "remote.git_repo_dir", "remote.worker_port_start",
 	"security.allowed_hosts", "security.allowed_origins",
 }
+
+// KnownKeys lists every key a configuration file may set, as "table.key".
+func KnownKeys() []string { return slices.Clone(knownKeys) }
 
 // check validates the values and expands "~/" in local paths.
 func (c *File) check(e Env) error {
