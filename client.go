@@ -82,6 +82,14 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 // the sequence ends. When ctx ends the sequence yields ctx.Err() and ends;
 // the queen then cancels the generation, since its client went away.
 // Breaking out of the loop closes the stream the same way.
+//
+// A done event with stop reason [StopCancelled] comes only when the task
+// was cancelled with [Client.CancelTask] (by this program or another that
+// knows the task id). A generation cut short by anything else is an error,
+// so that truncated text is never taken for a whole answer: one matching
+// [ErrWorkerCrashed] when the worker process died or its stream broke, or
+// [ErrShuttingDown] when the worker, its hive or the queen shut down; its
+// Details hold tokens_generated and max_tokens when the worker had begun.
 func (c *Client) Infer(ctx context.Context, req TaskRequest) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) {
 		var taskID string
@@ -131,8 +139,23 @@ func (c *Client) CancelTask(ctx context.Context, taskID string) error {
 }
 
 // Workers lists the workers of every node the queen can reach, with the
-// node each runs on and its state.
+// node each runs on and its state. Nodes whose hive does not answer are left
+// out; [Client.WorkerList] says which.
 func (c *Client) Workers(ctx context.Context) ([]WorkerInfo, error) {
+	l, err := c.WorkerList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return l.Workers, nil
+}
+
+// WorkerList lists the workers of every node the queen can reach, as
+// Workers does, and the nodes it could not ask (Unreachable, each with the
+// error, such as [ErrConnectionTimeout] with a hint): a node missing from
+// the workers is then known to be down, not idle. A node whose hive simply
+// does not run yet (the local one before its first inference) is in
+// neither.
+func (c *Client) WorkerList(ctx context.Context) (*WorkerList, error) {
 	var l api.WorkerList
 	if err := c.do(ctx, http.MethodGet, "/v2/workers/list", nil, &l); err != nil {
 		return nil, err
@@ -140,7 +163,7 @@ func (c *Client) Workers(ctx context.Context) ([]WorkerInfo, error) {
 	if l.Workers == nil {
 		l.Workers = []WorkerInfo{}
 	}
-	return l.Workers, nil
+	return &l, nil
 }
 
 // WorkersHealth checks a node's hive and its workers.

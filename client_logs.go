@@ -9,8 +9,9 @@ import (
 )
 
 // Logs streams a node's log lines (S62): its hive's and its workers', each
-// with the node, its source ([SourceHive] or a worker id) and its time when
-// the line has a timestamp. The last lines come first (lines of them, 0 to
+// with the node, its source ([SourceHive] or a worker id) and its time (a
+// line without a timestamp of its own continues the entry above it and has
+// that entry's time). The last lines come first (lines of them, 0 to
 // [MaxLogLines]; [DefaultLogLines] is what rbee logs shows), all files
 // merged oldest first. Without follow the sequence then ends; with follow
 // it goes on with every line written after, new workers' included, until

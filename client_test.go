@@ -107,6 +107,15 @@ func TestClientJSONCalls(t *testing.T) {
 			want: []rbee.WorkerInfo{},
 		},
 		{
+			name: "worker list with unreachable nodes",
+			call: func(ctx context.Context, c *rbee.Client) (any, error) { return c.WorkerList(ctx) },
+			answer: api.WorkerList{Unreachable: []api.UnreachableNode{{Node: "mac",
+				Error: api.Errorf(api.CodeConnectionTimeout, "lost contact with rbee-hive on mac").With("node", "mac")}}},
+			wantMethod: "GET", wantPath: "/v2/workers/list",
+			want: &rbee.WorkerList{Workers: []rbee.WorkerInfo{}, Unreachable: []rbee.UnreachableNode{{Node: "mac",
+				Error: &rbee.Error{Code: rbee.ErrConnectionTimeout.Code, Message: "lost contact with rbee-hive on mac", Details: map[string]any{"node": "mac"}}}}},
+		},
+		{
 			name:       "workers health",
 			call:       func(ctx context.Context, c *rbee.Client) (any, error) { return c.WorkersHealth(ctx, "gpu-box") },
 			answer:     api.NodeHealth{Node: "gpu-box", Hive: api.HiveHealth{Status: "alive", Version: "0.1.0", APIVersion: "v1"}},

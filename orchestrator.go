@@ -74,6 +74,19 @@ type Orchestrator struct {
 	RemoteBinaryPath      string
 	RemoteGitRepoDir      string
 	RemoteWorkerPortStart int
+	// AllowedHosts and AllowedOrigins keep web pages from driving the
+	// queen and the hives it starts. A request must name the queen by an
+	// IP address, localhost (or *.localhost), the host of Addr (for
+	// 0.0.0.0 or ::, the machine's host name) or a name in AllowedHosts
+	// ("gpu-box.example.com", "*.example.com", or "*" for any); a request
+	// with an Origin header must come from the queen's own origin or one
+	// in AllowedOrigins ("http://localhost:3000", "https://*.example.com",
+	// "app://*", or "*"), which get CORS answers. Anything else is
+	// FORBIDDEN (403). Programs that send no Origin header are not
+	// affected. The defaults (none) suit a queen used from the command
+	// line and Go programs; a browser app needs its origin here.
+	AllowedHosts   []string
+	AllowedOrigins []string
 	// Logger receives the queen's logs (default: discarded). Secrets are
 	// logged only as fingerprints.
 	Logger hclog.Logger
@@ -88,7 +101,7 @@ type Orchestrator struct {
 	startErr error
 	closed   bool
 	url      string
-	srv      *http.Server
+	srv      *httpx.Server
 	done     chan struct{} // closed when the server stops
 	runErr   error
 }
@@ -97,6 +110,7 @@ type Orchestrator struct {
 func (o *Orchestrator) init() error {
 	o.initOnce.Do(func() {
 		o.queen, o.initErr = orchestrator.New(orchestrator.Config{
+			Addr:                  o.Addr,
 			Token:                 o.Token,
 			Home:                  o.Home,
 			Binary:                o.Binary,
@@ -108,6 +122,8 @@ func (o *Orchestrator) init() error {
 			RemoteBinaryPath:      o.RemoteBinaryPath,
 			RemoteGitRepoDir:      o.RemoteGitRepoDir,
 			RemoteWorkerPortStart: o.RemoteWorkerPortStart,
+			AllowedHosts:          o.AllowedHosts,
+			AllowedOrigins:        o.AllowedOrigins,
 			Logger:                o.Logger,
 		})
 		if o.initErr != nil {
@@ -155,7 +171,7 @@ func (o *Orchestrator) start(ctx context.Context) error {
 	if o.Logger != nil {
 		o.Logger.Named("queen").Info("orchestrator listening", "url", o.url, "version", Version, "api_key", httpx.Fingerprint(o.Token))
 	}
-	o.srv = &http.Server{Handler: o.queen.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	o.srv = httpx.NewServer(o.queen.Handler(), o.Logger, httpx.Limits{})
 	o.done = make(chan struct{})
 	go func() {
 		defer close(o.done)
@@ -202,28 +218,56 @@ func (o *Orchestrator) URL() string {
 }
 
 // Handler returns the queen's HTTP API, to mount in a server of your own
-// (it works without Start). If the queen cannot be made (its Home is not
-// writable, say) every request gets an INTERNAL error saying why.
-func (o *Orchestrator) Handler() http.Handler {
-	if err := o.init(); err != nil {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			httpx.WriteError(w, r, &Error{Code: api.CodeInternal, Message: err.Error()})
-		})
+// (it works without Start). Its Host and Origin checks are those of
+// AllowedHosts and AllowedOrigins: a server reached by a name other than
+// localhost or an IP address needs that name in AllowedHosts. If the queen
+// cannot be made (its Home is not writable, say) every request gets an
+// INTERNAL error saying why. After [Orchestrator.Close] every request gets
+// SHUTTING_DOWN (503).
+func (o *Orchestrator) Handler() http.Handler { return http.HandlerFunc(o.serveHTTP) }
+
+func (o *Orchestrator) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if o.isClosed() {
+		httpx.WriteError(w, r, errClosedQueen())
+		return
 	}
-	return o.queen.Handler()
+	if err := o.init(); err != nil {
+		httpx.WriteError(w, r, &Error{Code: api.CodeInternal, Message: err.Error()})
+		return
+	}
+	if o.queen == nil {
+		// Close came first and made sure no queen would be made.
+		httpx.WriteError(w, r, errClosedQueen())
+		return
+	}
+	o.queen.Handler().ServeHTTP(w, r)
+}
+
+func (o *Orchestrator) isClosed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closed
+}
+
+// errClosedQueen is the answer of an orchestrator after Close.
+func errClosedQueen() *Error {
+	return api.Errorf(api.CodeShuttingDown, "the embedded orchestrator is closed").
+		WithHint("make a new rbee.Orchestrator to serve again")
 }
 
 // Client returns a [Client] of this queen that serves its requests in
 // process through [Orchestrator.Handler]: no sockets, streams included. It
 // works whether or not the orchestrator was started, and returns the same
-// Client every time.
+// Client every time. After [Orchestrator.Close] its calls fail with
+// [ErrShuttingDown].
 func (o *Orchestrator) Client() *Client {
 	h := o.Handler()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.client == nil {
 		o.client = &Client{
-			BaseURL:    "http://rbee-orchestrator.in-process",
+			// A *.localhost name: the queen's Host check lets it through.
+			BaseURL:    "http://rbee-orchestrator.localhost",
 			Token:      o.Token,
 			HTTPClient: &http.Client{Transport: &handlerTransport{handler: h}},
 		}

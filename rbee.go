@@ -37,6 +37,11 @@ type (
 	Health = api.Health
 	// WorkerInfo is one worker of a node, as the queen lists them.
 	WorkerInfo = api.WorkerInfo
+	// WorkerList is the queen's cluster-wide worker list: the workers of
+	// the nodes that answered, and the nodes that did not.
+	WorkerList = api.WorkerList
+	// UnreachableNode is a node left out of a WorkerList, with the error.
+	UnreachableNode = api.UnreachableNode
 	// NodeHealth is a node's hive health and its workers.
 	NodeHealth = api.NodeHealth
 	// HiveHealth is a hive's answer to its health check.
@@ -114,6 +119,7 @@ var (
 	ErrInvalidRequest      = api.ErrInvalidRequest
 	ErrMissingAPIKey       = api.ErrMissingAPIKey
 	ErrInvalidAPIKey       = api.ErrInvalidAPIKey
+	ErrForbidden           = api.ErrForbidden
 	ErrNodeNotFound        = api.ErrNodeNotFound
 	ErrWorkerNotFound      = api.ErrWorkerNotFound
 	ErrModelNotFound       = api.ErrModelNotFound

@@ -18,7 +18,8 @@ func TestErrorsIs(t *testing.T) {
 	require.True(t, errors.As(err, &e))
 	assert.Equal(t, 404, e.HTTPStatus())
 	assert.Equal(t, "rbee setup add-node", e.Hint())
-	assert.Len(t, Codes(), 30)
+	assert.Len(t, Codes(), 31)
+	assert.Equal(t, 403, CodeForbidden.HTTPStatus())
 	assert.Equal(t, 404, CodeNotFound.HTTPStatus())
 	assert.Equal(t, 405, CodeMethodNotAllowed.HTTPStatus())
 	for _, c := range Codes() {

@@ -9,24 +9,34 @@ import (
 // InferenceRequest.Messages): the worker formats them with the model's chat
 // template.
 type ChatMessage struct {
-	Role    string `json:"role"` // system, user or assistant
+	Role    string `json:"role"` // system, user, assistant or tool
 	Content string `json:"content"`
+	// ToolCallID is, in a tool message, the id of the call whose result it
+	// carries, when the client gave one.
+	ToolCallID string `json:"tool_call_id,omitempty"`
 }
 
-// Chat roles.
+// Chat roles. A tool message carries the result of a function call back to
+// the model.
 const (
 	RoleSystem    = "system"
 	RoleUser      = "user"
 	RoleAssistant = "assistant"
+	RoleTool      = "tool"
 )
 
 // MaxChatMessages bounds the messages of one chat request; their contents
 // together have at most MaxPromptChars characters.
 const MaxChatMessages = 256
 
+// MaxToolCallIDBytes bounds a tool message's ToolCallID.
+const MaxToolCallIDBytes = 256
+
 // ValidateMessages checks chat messages: 1 to 256 of them, roles system,
-// user or assistant, each content following the prompt rules (DESIGN §10),
-// and at most 32768 characters in all. Problems name the field
+// user, assistant or tool, each content empty or following the prompt rules
+// (chat interfaces keep empty turns in the history they send back), each
+// tool call id at most 256 bytes of the same characters, and at most 32768
+// characters of content in all. Problems name the field
 // ("messages[2].content").
 func ValidateMessages(msgs []ChatMessage) *Error {
 	const field = "messages"
@@ -39,12 +49,23 @@ func ValidateMessages(msgs []ChatMessage) *Error {
 	total := 0
 	for i, m := range msgs {
 		switch m.Role {
-		case RoleSystem, RoleUser, RoleAssistant:
+		case RoleSystem, RoleUser, RoleAssistant, RoleTool:
 		default:
-			return InvalidField(fieldAt(i, "role"), "a role is system, user or assistant")
+			return InvalidField(fieldAt(i, "role"), "a role is system, user, assistant or tool")
 		}
-		if e := validateText(fieldAt(i, "content"), "content", m.Content); e != nil {
-			return e
+		if m.Content != "" {
+			if e := validateText(fieldAt(i, "content"), "content", m.Content); e != nil {
+				return e
+			}
+		}
+		if m.ToolCallID != "" {
+			field := fieldAt(i, "tool_call_id")
+			if len(m.ToolCallID) > MaxToolCallIDBytes {
+				return InvalidField(field, "a tool call id has at most %d bytes", MaxToolCallIDBytes)
+			}
+			if e := validateText(field, "tool call id", m.ToolCallID); e != nil {
+				return e
+			}
 		}
 		total += utf8.RuneCountInString(m.Content)
 	}

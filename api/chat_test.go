@@ -20,15 +20,21 @@ func TestValidateMessages(t *testing.T) {
 		field string // "" means valid
 	}{
 		{"one user message", []ChatMessage{user("hi")}, ""},
-		{"a conversation", []ChatMessage{{RoleSystem, "Be brief."}, user("hi"), {RoleAssistant, "hello"}, user("and?")}, ""},
+		{"a conversation", []ChatMessage{{Role: RoleSystem, Content: "Be brief."}, user("hi"), {Role: RoleAssistant, Content: "hello"}, user("and?")}, ""},
+		{"empty user and assistant turns", []ChatMessage{user(""), {Role: RoleAssistant}, user("and now?")}, ""},
+		{"only an empty user message", []ChatMessage{user("")}, ""},
+		{"a tool call and its result", []ChatMessage{user("weather?"), {Role: RoleAssistant},
+			{Role: RoleTool, Content: `{"temp": 21}`, ToolCallID: "call_abc123"}, {Role: RoleTool, Content: ""}}, ""},
+		{"tool call id at the limit", []ChatMessage{{Role: RoleTool, Content: "x", ToolCallID: strings.Repeat("a", MaxToolCallIDBytes)}}, ""},
 		{"tabs and newlines", []ChatMessage{user("a\tb\r\nc")}, ""},
 		{"256 messages", many[:MaxChatMessages], ""},
 		{"empty list", []ChatMessage{}, "messages"},
 		{"257 messages", many, "messages"},
-		{"unknown role", []ChatMessage{user("hi"), {"tool", "x"}}, "messages[1].role"},
-		{"no role", []ChatMessage{{"", "x"}}, "messages[0].role"},
-		{"role case", []ChatMessage{{"User", "x"}}, "messages[0].role"},
-		{"empty content", []ChatMessage{user("hi"), user("")}, "messages[1].content"},
+		{"unknown role", []ChatMessage{user("hi"), {Role: "function", Content: "x"}}, "messages[1].role"},
+		{"no role", []ChatMessage{{Role: "", Content: "x"}}, "messages[0].role"},
+		{"role case", []ChatMessage{{Role: "User", Content: "x"}}, "messages[0].role"},
+		{"tool call id too long", []ChatMessage{{Role: RoleTool, Content: "x", ToolCallID: strings.Repeat("a", MaxToolCallIDBytes+1)}}, "messages[0].tool_call_id"},
+		{"tool call id with a control character", []ChatMessage{user("hi"), {Role: RoleTool, ToolCallID: "call\x1b[2J"}}, "messages[1].tool_call_id"},
 		{"control character", []ChatMessage{user("a\x1b[31m")}, "messages[0].content"},
 		{"bidi override", []ChatMessage{user("a\u202eb")}, "messages[0].content"},
 		{"invalid UTF-8", []ChatMessage{user("a\xffb")}, "messages[0].content"},
@@ -52,7 +58,7 @@ func TestValidateMessages(t *testing.T) {
 }
 
 func TestPromptOrMessages(t *testing.T) {
-	msgs := []ChatMessage{{RoleUser, "hi"}}
+	msgs := []ChatMessage{{Role: RoleUser, Content: "hi"}}
 	tests := []struct {
 		name     string
 		prompt   string
@@ -64,7 +70,8 @@ func TestPromptOrMessages(t *testing.T) {
 		{"neither", "", nil, "prompt"},
 		{"both", "Once", msgs, "messages"},
 		{"empty messages", "", []ChatMessage{}, "messages"},
-		{"bad message", "", []ChatMessage{{RoleUser, ""}}, "messages[0].content"},
+		{"bad message", "", []ChatMessage{{Role: RoleUser, Content: "a\x00b"}}, "messages[0].content"},
+		{"empty message", "", []ChatMessage{{Role: RoleUser}}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ const (
 	CodeInvalidRequest      Code = "INVALID_REQUEST"
 	CodeMissingAPIKey       Code = "MISSING_API_KEY"
 	CodeInvalidAPIKey       Code = "INVALID_API_KEY"
+	CodeForbidden           Code = "FORBIDDEN"
 	CodeNodeNotFound        Code = "NODE_NOT_FOUND"
 	CodeWorkerNotFound      Code = "WORKER_NOT_FOUND"
 	CodeModelNotFound       Code = "MODEL_NOT_FOUND"
@@ -47,6 +48,7 @@ var statuses = map[Code]int{
 	CodeInvalidRequest:      http.StatusBadRequest,
 	CodeMissingAPIKey:       http.StatusUnauthorized,
 	CodeInvalidAPIKey:       http.StatusUnauthorized,
+	CodeForbidden:           http.StatusForbidden,
 	CodeNodeNotFound:        http.StatusNotFound,
 	CodeWorkerNotFound:      http.StatusNotFound,
 	CodeModelNotFound:       http.StatusNotFound,
@@ -176,6 +178,7 @@ var (
 	ErrInvalidRequest      = &Error{Code: CodeInvalidRequest}
 	ErrMissingAPIKey       = &Error{Code: CodeMissingAPIKey}
 	ErrInvalidAPIKey       = &Error{Code: CodeInvalidAPIKey}
+	ErrForbidden           = &Error{Code: CodeForbidden}
 	ErrNodeNotFound        = &Error{Code: CodeNodeNotFound}
 	ErrWorkerNotFound      = &Error{Code: CodeWorkerNotFound}
 	ErrModelNotFound       = &Error{Code: CodeModelNotFound}

@@ -29,8 +29,10 @@ type LogLine struct {
 	Source string `json:"source"`
 	// Line is the text, without its line break.
 	Line string `json:"line"`
-	// Time is when the line was written, when its leading timestamp could
-	// be parsed; zero (and left out of the JSON) otherwise.
+	// Time is when the line was written: its leading timestamp, or for a
+	// line without one (which continues the entry above it, such as a
+	// stack trace) the time of the line it continues; zero (and left out
+	// of the JSON) when neither is known.
 	Time time.Time `json:"time,omitzero"`
 }
 

@@ -154,6 +154,20 @@ type WorkerInfo struct {
 // WorkerList is the body of GET /v1/workers/list (hive) and /v2/workers/list (queen).
 type WorkerList struct {
 	Workers []WorkerInfo `json:"workers"`
+	// Unreachable, in the queen's answer only, names the nodes whose hive
+	// could not be asked for its workers, so that a missing node is not
+	// taken for one without workers. It is left out when every node
+	// answered (a reader of "workers" alone still works).
+	Unreachable []UnreachableNode `json:"unreachable,omitempty"`
+}
+
+// UnreachableNode is a node the queen could not list the workers of, with
+// why, as an error envelope's body: CONNECTION_TIMEOUT when its hive does not
+// answer, an SSH code when its tunnel cannot be opened, or the error its
+// hive answered with. Error.Details carries node and a hint.
+type UnreachableNode struct {
+	Node  string `json:"node"`
+	Error *Error `json:"error"`
 }
 
 // WorkerShutdownRequest is the body of POST /v1/workers/shutdown and /v2/workers/shutdown.

@@ -5,12 +5,14 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"rbee/api"
 	"rbee/internal/config"
+	"rbee/internal/httpx"
 	"rbee/internal/paths"
 )
 
@@ -78,9 +80,27 @@ type Config struct {
 	// the waits before each attempt (defaults: 10 s; 0, 200 ms, 400 ms).
 	SSHTimeout     time.Duration
 	SSHRetryDelays []time.Duration
+	// AllowedHosts and AllowedOrigins keep web pages from driving the
+	// queen. A request must name the queen by an IP address, localhost (or
+	// *.localhost), the host of Addr (with a wildcard Addr, the machine's
+	// host name) or a name in AllowedHosts ("gpu-box.example.com",
+	// "*.example.com", "*" for any); a request with an Origin header must
+	// come from the queen's own origin or one in AllowedOrigins
+	// ("http://localhost:3000", "https://*.example.com", "app://*", "*"),
+	// which get CORS answers. Anything else is FORBIDDEN (403). Programs
+	// that send no Origin (curl, the rbee client) are not affected. The
+	// hives the queen starts get the same lists (the configuration's
+	// [security] table).
+	AllowedHosts   []string
+	AllowedOrigins []string
 	// Logger receives the queen's logs (default: discarded). Tokens are
 	// logged only as fingerprints.
 	Logger hclog.Logger
+
+	// limits bound slow and idle clients (tests shorten them; zero fields
+	// take the defaults: header 10 s, body 30 s, idle 120 s, 1024
+	// connections).
+	limits httpx.Limits
 
 	// localHiveArgs are extra flags for the local hive's command line
 	// (tests: the hidden --local-fake-devices flag of rbee queen).
@@ -120,6 +140,16 @@ const (
 	startBackoffMax    = 2 * time.Second
 	tunnelOpenTimeout  = 30 * time.Second // dialling a node again to open a tunnel to a worker
 )
+
+// securityEnv is the environment that gives a hive the queen's allowed
+// hosts and origins. Both are always set, so that a hive never inherits
+// other lists from the environment it starts in.
+func (c Config) securityEnv() map[string]string {
+	return map[string]string{
+		httpx.AllowedHostsEnv:   strings.Join(c.AllowedHosts, ","),
+		httpx.AllowedOriginsEnv: strings.Join(c.AllowedOrigins, ","),
+	}
+}
 
 // withDefaults returns c with every empty field set.
 func (c Config) withDefaults() (Config, error) {
@@ -191,6 +221,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.LoadingTimeout < 0 || c.HiveStartTimeout < 0 || c.SSHTimeout < 0 || c.LocalIdleTimeout < 0 {
 		return c, fmt.Errorf("timeouts must be positive")
 	}
+	if err := httpx.CheckAllowedHosts(c.AllowedHosts); err != nil {
+		return c, err
+	}
+	if err := httpx.CheckAllowedOrigins(c.AllowedOrigins); err != nil {
+		return c, err
+	}
+	c.AllowedHosts = slices.Clone(c.AllowedHosts)
+	c.AllowedOrigins = slices.Clone(c.AllowedOrigins)
 	for _, d := range slices.Concat(c.HiveRetryDelays, c.BusyRetryDelays, c.SSHRetryDelays) {
 		if d < 0 {
 			return c, fmt.Errorf("retry delays must not be negative")

@@ -33,6 +33,7 @@ type fakeWorker struct {
 	cutAfter   int      // > 0: drop the connection after this many tokens
 	failAfter  int      // with failWith: send it as an error event after this many tokens
 	failWith   *api.Error
+	cancelAt   int            // > 0: end with done "cancelled" after this many tokens, unasked
 	tokenDelay time.Duration  // between tokens
 	loading    []api.Progress // loading events before ready
 	hangLoad   bool           // after them, never become ready
@@ -120,7 +121,7 @@ func (w *fakeWorker) infer(rw http.ResponseWriter, r *http.Request) {
 	}
 	cancelled := make(chan struct{})
 	w.cancels[rid] = cancelled
-	tokens, cut, delay, failAfter, failWith := w.tokens, w.cutAfter, w.tokenDelay, w.failAfter, w.failWith
+	tokens, cut, delay, failAfter, failWith, cancelAt := w.tokens, w.cutAfter, w.tokenDelay, w.failAfter, w.failWith, w.cancelAt
 	w.mu.Unlock()
 
 	out := sse.NewWriter(rw)
@@ -136,6 +137,10 @@ loop:
 		if failWith != nil && i == failAfter {
 			_ = out.Error(failWith)
 			return
+		}
+		if cancelAt > 0 && i == cancelAt {
+			stop = api.StopCancelled // as an older worker did when it was shut down
+			break loop
 		}
 		if delay > 0 {
 			select {

@@ -147,9 +147,9 @@ func TestEndpointsBadInput(t *testing.T) {
 		{"remove local", "POST", "/v2/registry/beehives/remove", `{"node_name":"local"}`, api.CodeInvalidRequest, "node_name"},
 		{"remove unknown", "POST", "/v2/registry/beehives/remove", `{"node_name":"nowhere"}`, api.CodeNodeNotFound, ""},
 		{"remove too large", "POST", "/v2/registry/beehives/remove", `{"node_name":"` + strings.Repeat("a", api.MaxBodyBytes) + `"}`, api.CodePayloadTooLarge, ""},
-		{"unknown endpoint", "GET", "/v2/nothing-here", "", api.CodeInvalidRequest, ""},
-		{"wrong method", "GET", "/v2/tasks", "", api.CodeInvalidRequest, ""},
-		{"wrong method on list", "POST", "/v2/workers/list", "", api.CodeInvalidRequest, ""},
+		{"unknown endpoint", "GET", "/v2/nothing-here", "", api.CodeNotFound, ""},
+		{"wrong method", "GET", "/v2/tasks", "", api.CodeMethodNotAllowed, ""},
+		{"wrong method on list", "POST", "/v2/workers/list", "", api.CodeMethodNotAllowed, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -170,6 +170,40 @@ func TestEndpointsBadInput(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, nodes, 1)
 	assert.Equal(t, "keep", nodes[0].Name)
+}
+
+// TestUnknownRoutes: the queen answers a path it does not serve with
+// NOT_FOUND (404) and a method a path does not take with METHOD_NOT_ALLOWED
+// (405) and an Allow header, both in the error envelope.
+func TestUnknownRoutes(t *testing.T) {
+	tq := newTestQueen(t, Config{})
+	for _, tc := range []struct {
+		method, path string
+		code         api.Code
+		allow        string
+	}{
+		{"GET", "/", api.CodeNotFound, ""},
+		{"GET", "/v2/nothing-here", api.CodeNotFound, ""},
+		{"POST", "/v3/tasks", api.CodeNotFound, ""},
+		{"GET", "/v2/tasks", api.CodeMethodNotAllowed, "POST"},
+		{"GET", "/v2/tasks/task-1", api.CodeMethodNotAllowed, "DELETE"},
+		{"POST", "/health", api.CodeMethodNotAllowed, "GET, HEAD"},
+		{"DELETE", "/v2/workers/list", api.CodeMethodNotAllowed, "GET, HEAD"},
+		{"PUT", "/metrics", api.CodeMethodNotAllowed, "GET, HEAD"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			a := oaiCall(t, tc.method, tq.url+tc.path, "", nil, nil)
+			assert.Equal(t, tc.code.HTTPStatus(), a.status, "%s", a.body)
+			assert.Equal(t, tc.allow, a.header.Get("Allow"))
+			var env api.Envelope
+			require.NoError(t, json.Unmarshal(a.body, &env), "%s", a.body)
+			assertEnvelope(t, env.Error, tc.code, a.header.Get(httpx.RequestIDHeader))
+			assert.Equal(t, tc.method, env.Error.Details["method"])
+			if tc.code == api.CodeNotFound {
+				assert.Contains(t, env.Error.Hint(), "/v2/", "the hint says where the endpoints are")
+			}
+		})
+	}
 }
 
 // TestHealth: GET /health is public and says ok with the version.
@@ -217,8 +251,9 @@ func TestRegistryListRemove(t *testing.T) {
 }
 
 // TestWorkersEndpoints: list across the local hive and registry nodes (a
-// dead node is left out), tokens stripped and nodes named; health of one
-// node; shutdown finds the worker's node and asks its hive.
+// dead node is listed as unreachable, with why), tokens stripped and nodes
+// named; health of one node; shutdown finds the worker's node and asks its
+// hive.
 func TestWorkersEndpoints(t *testing.T) {
 	local := newFakeHive(t, "")
 	remote := newFakeHive(t, "")
@@ -251,6 +286,13 @@ func TestWorkersEndpoints(t *testing.T) {
 	assert.Equal(t, "workstation", list.Workers[1].Node)
 	assert.Equal(t, "w-remote", list.Workers[1].ID)
 	assert.Equal(t, api.StateBusy, list.Workers[1].State)
+	require.Len(t, list.Unreachable, 1, "the dead node is named, not silently left out: %s", body)
+	down := list.Unreachable[0]
+	assert.Equal(t, "gone", down.Node)
+	assertEnvelope(t, down.Error, api.CodeConnectionTimeout, "")
+	assert.Contains(t, down.Error.Message, "rbee-hive on gone")
+	assert.Equal(t, "gone", down.Error.Details["node"])
+	assert.Equal(t, "Check if rbee-hive is running on gone (rbee workers health --node gone)", down.Error.Hint())
 
 	var nh api.NodeHealth
 	_, e := call(t, http.MethodGet, tq.url+"/v2/workers/health?node=workstation", "", nil, &nh)
@@ -275,6 +317,15 @@ func TestWorkersEndpoints(t *testing.T) {
 	assert.Equal(t, []string{"w-remote"}, remote.stopped)
 	assert.Empty(t, local.stopped)
 
+	// A worker no node that answered runs may be on the dead one: the
+	// error says so.
+	_, e = call(t, http.MethodPost, tq.url+"/v2/workers/shutdown", "", api.WorkerShutdownRequest{WorkerID: "w-elsewhere"}, nil)
+	assertEnvelope(t, e, api.CodeWorkerNotFound, "")
+	assert.Equal(t, "no node that answered runs worker w-elsewhere", e.Message)
+	assert.Equal(t, []any{"gone"}, e.Details["unreachable_nodes"])
+	assert.Contains(t, e.Hint(), "did not answer (gone)")
+
+	list = api.WorkerList{}
 	_, e = call(t, http.MethodGet, tq.url+"/v2/workers/list", "", nil, &list)
 	require.Nil(t, e)
 	require.Len(t, list.Workers, 1)
@@ -291,6 +342,13 @@ func TestWorkersListWithoutHives(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status)
 	assert.NotNil(t, list.Workers)
 	assert.Empty(t, list.Workers)
+	assert.Empty(t, list.Unreachable, "a local hive that was never started is not down")
+	raw, err := http.Get(tq.url + "/v2/workers/list")
+	require.NoError(t, err)
+	b, err := io.ReadAll(raw.Body)
+	raw.Body.Close()
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"workers":[]}`, string(b), "the answer of old stays as it was")
 
 	_, e = call(t, http.MethodGet, tq.url+"/v2/workers/health?node=local", "", nil, nil)
 	assertEnvelope(t, e, api.CodeConnectionTimeout, "")

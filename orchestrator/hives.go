@@ -1,7 +1,6 @@
 package orchestrator
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -338,10 +337,18 @@ func (m *hiveManager) startLocal(ctx context.Context, say narrateFunc) (*hiveCli
 		Env:     []string{"RBEE_API_KEY=" + token, "RBEE_CHILD=1"},
 		LogFile: logPath,
 	}
+	for name, v := range m.cfg.securityEnv() {
+		spec.Env = append(spec.Env, name+"="+v)
+	}
 	if m.cfg.LocalIdleTimeout > 0 {
 		spec.Args = append(spec.Args, "--idle-timeout", m.cfg.LocalIdleTimeout.String())
 	}
 	spec.Args = append(spec.Args, m.cfg.localHiveArgs...)
+	// What the child writes to its log from here on says why, if it fails.
+	var logFrom int64
+	if st, err := os.Stat(logPath); err == nil {
+		logFrom = st.Size()
+	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -350,8 +357,9 @@ func (m *hiveManager) startLocal(ctx context.Context, say narrateFunc) (*hiveCli
 	p, err := proc.Start(spec)
 	if err != nil {
 		m.mu.Unlock()
-		return nil, api.Errorf(api.CodeConnectionTimeout, "could not start rbee-hive on %s: %v", api.LocalNode, err).
-			With("node", api.LocalNode).With("binary", m.cfg.Binary).WithHint(hiveHint(api.LocalNode))
+		return nil, api.Errorf(api.CodeInternal, "could not start rbee-hive on %s: %v", api.LocalNode, err).
+			With("node", api.LocalNode).With("binary", m.cfg.Binary).
+			WithHint("check that " + m.cfg.Binary + " is an rbee binary this user can run")
 	}
 	lh := &localHive{proc: p, token: token, log: logPath}
 	m.local = lh
@@ -361,27 +369,7 @@ func (m *hiveManager) startLocal(ctx context.Context, say narrateFunc) (*hiveCli
 
 	url := "http://" + net.JoinHostPort("127.0.0.1", port)
 	h := &hiveClient{node: api.LocalNode, url: url, c: &httpx.Client{BaseURL: url, Token: token, HTTP: m.http}}
-	sctx, cancel := context.WithTimeout(ctx, m.cfg.HiveStartTimeout)
-	defer cancel()
-	var lastErr error
-	op := func() (api.HiveHealth, error) {
-		select {
-		case <-p.Exited():
-			return api.HiveHealth{}, backoff.Permanent(errHiveExited)
-		default:
-		}
-		actx, acancel := context.WithTimeout(sctx, startBackoffMax)
-		defer acancel()
-		hh, err := h.health(actx)
-		if err == nil && hh.Version == "" {
-			err = fmt.Errorf("the answer at %s is not an rbee-hive health report", url)
-		}
-		lastErr = err
-		return hh, err
-	}
-	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(startBackoffFirst), backoff.WithMultiplier(2),
-		backoff.WithRandomizationFactor(0), backoff.WithMaxInterval(startBackoffMax), backoff.WithMaxElapsedTime(0))
-	hh, err := backoff.RetryWithData(op, backoff.WithContext(b, sctx))
+	hh, err := waitStarted(ctx, h, p, m.cfg.HiveStartTimeout)
 	if err == nil {
 		if verr := checkVersion(api.LocalNode, hh.Version); verr != nil {
 			return nil, verr
@@ -392,23 +380,112 @@ func (m *hiveManager) startLocal(ctx context.Context, say narrateFunc) (*hiveCli
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	details := func(e *api.Error) *api.Error {
-		return e.With("node", api.LocalNode).With("log", logPath).WithHint(hiveHint(api.LocalNode) + " (see " + logPath + ")")
-	}
 	if errors.Is(err, errHiveExited) {
 		m.mu.Lock()
 		if m.local == lh {
 			m.local = nil
 		}
 		m.mu.Unlock()
-		return nil, details(api.Errorf(api.CodeConnectionTimeout, "rbee-hive on %s exited while starting (exit status %d): %s",
-			api.LocalNode, p.ExitCode(), lastLogLine(logPath)).With("exit_code", p.ExitCode()))
+		tail := logTailFrom(logPath, logFrom, hiveLogTailLines)
+		reason := "it wrote nothing to its log"
+		if len(tail) > 0 {
+			reason = tail[len(tail)-1]
+		}
+		m.log.Error("local hive exited while starting", "pid", p.Pid(), "exit_code", p.ExitCode(), "log", logPath,
+			"log_tail", strings.Join(tail, "\n"))
+		// Not a timeout: the hive ran and stopped, and its last words say why.
+		return nil, api.Errorf(api.CodeInternal, "rbee-hive on %s exited while starting (%s): %s", api.LocalNode, exitText(p), reason).
+			With("node", api.LocalNode).With("exit_code", p.ExitCode()).With("log", logPath).With("log_tail", tail).
+			WithHint("the hive's log " + logPath + " says why it stopped; fix that, then try again")
 	}
-	if lastErr == nil {
-		lastErr = err
+	return nil, api.Errorf(api.CodeConnectionTimeout, "rbee-hive on %s did not answer within %s of its start: %s",
+		api.LocalNode, m.cfg.HiveStartTimeout, shortNetErr(err)).
+		With("node", api.LocalNode).With("log", logPath).WithHint(hiveHint(api.LocalNode) + " (see " + logPath + ")")
+}
+
+// hiveLogTailLines is how many of its last log lines a hive that exited
+// while starting is reported with.
+const hiveLogTailLines = 10
+
+// waitStarted polls the health of a hive just started as the child p,
+// with backoff from startBackoffFirst (doubling, capped at startBackoffMax),
+// for up to timeout. A child that exits meanwhile ends the wait at once
+// with errHiveExited; otherwise the error is the last failed check's, or
+// ctx's.
+func waitStarted(ctx context.Context, h *hiveClient, p *proc.Process, timeout time.Duration) (api.HiveHealth, error) {
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	delay := startBackoffFirst
+	var lastErr error
+	for {
+		actx, acancel := context.WithTimeout(sctx, startBackoffMax)
+		hh, err := h.health(actx)
+		acancel()
+		if err == nil && hh.Version == "" {
+			err = fmt.Errorf("the answer at %s is not an rbee-hive health report", h.url)
+		}
+		if err == nil {
+			return hh, nil
+		}
+		if sctx.Err() == nil || lastErr == nil {
+			lastErr = err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-p.Exited():
+			t.Stop()
+			return api.HiveHealth{}, errHiveExited
+		case <-sctx.Done():
+			t.Stop()
+			if ctx.Err() != nil {
+				return api.HiveHealth{}, ctx.Err()
+			}
+			return api.HiveHealth{}, lastErr
+		case <-t.C:
+		}
+		delay = min(2*delay, startBackoffMax)
 	}
-	return nil, details(api.Errorf(api.CodeConnectionTimeout, "rbee-hive on %s did not answer within %s of its start: %s",
-		api.LocalNode, m.cfg.HiveStartTimeout, shortNetErr(lastErr)))
+}
+
+// exitText says how a process ended: "exit status 1", or the signal.
+func exitText(p *proc.Process) string {
+	if code := p.ExitCode(); code >= 0 {
+		return fmt.Sprintf("exit status %d", code)
+	}
+	return "killed by a signal"
+}
+
+// logTailFrom returns the last n non-empty lines written to a log file
+// after byte offset from (at most its last 16 KiB are read); none when
+// there is no such file.
+func logTailFrom(path string, from int64, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() <= from {
+		return nil
+	}
+	const most = 16 << 10
+	start := max(from, st.Size()-most)
+	buf := make([]byte, st.Size()-start)
+	got, _ := f.ReadAt(buf, start)
+	lines := strings.Split(string(buf[:got]), "\n")
+	if start > from && len(lines) > 0 {
+		lines = lines[1:] // cut in the middle
+	}
+	out := []string{}
+	for _, l := range lines {
+		if l = strings.TrimRight(l, "\r "); l != "" {
+			out = append(out, l)
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
 }
 
 var errHiveExited = errors.New("the hive process exited")
@@ -499,31 +576,6 @@ func majorMinor(v string) (string, bool) {
 		}
 	}
 	return parts[0] + "." + parts[1], true
-}
-
-// lastLogLine returns the last non-empty line of a log file (at most its
-// last 4 KiB are read), or a note that there is none.
-func lastLogLine(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "no log"
-	}
-	defer f.Close()
-	const tail = 4096
-	if st, err := f.Stat(); err == nil && st.Size() > tail {
-		_, _ = f.Seek(st.Size()-tail, 0)
-	}
-	buf := make([]byte, tail)
-	n, _ := f.Read(buf)
-	lines := bytes.Split(bytes.TrimSpace(buf[:n]), []byte("\n"))
-	if len(lines) == 0 || len(lines[len(lines)-1]) == 0 {
-		return "its log is empty"
-	}
-	line := string(lines[len(lines)-1])
-	if len(line) > 300 {
-		line = line[:300]
-	}
-	return line
 }
 
 // listBackOff is a backoff.BackOff that waits each of delays in turn, then stops.

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -63,10 +64,15 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 	fs.DurationVar(&cfg.LoadingTimeout, "loading-timeout", DefaultLoadingTimeout, "how long a worker may take to load its model")
 	fs.DurationVar(&cfg.LocalIdleTimeout, "local-idle-timeout", 0, "stop a local worker idle for this long (default [hive] idle_timeout, else the hive's 5m)")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
+	allowedHosts := fs.String("allowed-hosts", "", "comma-separated host names requests may use besides IP addresses and localhost (*.domain and * allowed; default $"+httpx.AllowedHostsEnv+", else [security] allowed_hosts)")
+	allowedOrigins := fs.String("allowed-origins", "", "comma-separated web origins whose pages may call the queen, like http://localhost:3000 (default $"+httpx.AllowedOriginsEnv+", else [security] allowed_origins)")
 	if err := cliutil.Parse(fs, args, out, usageLine, summary); err != nil {
 		return cfg, 0, err
 	}
 	if err := applyFile(&cfg, fs, host, port, getenv); err != nil {
+		return cfg, 0, err
+	}
+	if err := applySecurity(&cfg, fs, *allowedHosts, *allowedOrigins, getenv); err != nil {
 		return cfg, 0, err
 	}
 	if *port < 0 || *port > 65535 {
@@ -144,8 +150,8 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 
 // applyFile fills in what no flag set from the configuration file: the
 // queen's host, port and local hive ports, the local hive's idle timeout
-// ([hive] idle_timeout), the home (unless $RBEE_HOME names one), known_hosts
-// and the [remote] settings.
+// ([hive] idle_timeout), the home (unless $RBEE_HOME names one), known_hosts,
+// the [remote] settings and the [security] lists.
 func applyFile(cfg *Config, fs *flag.FlagSet, host *string, port *int, getenv func(string) string) error {
 	file, err := config.Load(config.Env{Getenv: getenv})
 	if err != nil {
@@ -175,6 +181,38 @@ func applyFile(cfg *Config, fs *flag.FlagSet, host *string, port *int, getenv fu
 	cfg.RemoteBinaryPath = file.Remote.BinaryPath
 	cfg.RemoteGitRepoDir = file.Remote.GitRepoDir
 	cfg.RemoteWorkerPortStart = file.Remote.WorkerPortStart
+	cfg.AllowedHosts = file.Security.AllowedHosts
+	cfg.AllowedOrigins = file.Security.AllowedOrigins
+	return nil
+}
+
+// applySecurity lets --allowed-hosts and --allowed-origins, else
+// $RBEE_ALLOWED_HOSTS and $RBEE_ALLOWED_ORIGINS, replace the lists of the
+// configuration file. A flag given empty clears its list.
+func applySecurity(cfg *Config, fs *flag.FlagSet, hosts, origins string, getenv func(string) string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, s := range []struct {
+		flag, env, value string
+		dst              *[]string
+		check            func([]string) error
+	}{
+		{"allowed-hosts", httpx.AllowedHostsEnv, hosts, &cfg.AllowedHosts, httpx.CheckAllowedHosts},
+		{"allowed-origins", httpx.AllowedOriginsEnv, origins, &cfg.AllowedOrigins, httpx.CheckAllowedOrigins},
+	} {
+		switch {
+		case set[s.flag]:
+			*s.dst = httpx.SplitList(s.value)
+			if err := s.check(*s.dst); err != nil {
+				return cliutil.Usagef("--%s: %v", s.flag, err)
+			}
+		case getenv(s.env) != "":
+			*s.dst = httpx.SplitList(getenv(s.env))
+			if err := s.check(*s.dst); err != nil {
+				return fmt.Errorf("$%s: %w", s.env, err)
+			}
+		}
+	}
 	return nil
 }
 

@@ -50,7 +50,8 @@ func (s *nodeStream) finish(err error) {
 // connects over SSH, runs echo, and saves the node — reachable, with
 // last_connected_unix and a fresh hive token — only if that worked.
 // Unknown host keys are refused unless accept_new_host_key is set, which
-// records the key in known_hosts.
+// accepts the key for the test and records it in known_hosts once the node
+// is saved.
 func (q *Queen) handleNodesAdd(w http.ResponseWriter, r *http.Request) {
 	var req api.AddNodeRequest
 	if e := httpx.DecodeJSON(w, r, &req); e != nil {
@@ -65,12 +66,27 @@ func (q *Queen) handleNodesAdd(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, alreadyExists(req.Name))
 		return
 	} else if !errors.Is(err, api.ErrNodeNotFound) {
+		q.logInternal(r, err)
 		httpx.WriteError(w, r, err)
 		return
 	}
 	n := req.Node()
 	s := newNodeStream(w, r, n.Name)
-	s.finish(q.addNode(r.Context(), n, req.AcceptNewHostKey, s))
+	err := q.addNode(r.Context(), n, req.AcceptNewHostKey, s)
+	q.logInternal(r, err)
+	s.finish(err)
+}
+
+// logInternal logs, with its cause and the request, an error that reaches
+// the client as INTERNAL: the client sees only the envelope, the operator
+// needs the log.
+func (q *Queen) logInternal(r *http.Request, err error) {
+	if err == nil || r.Context().Err() != nil {
+		return
+	}
+	if e := httpx.ToAPIError(err); e.Code == api.CodeInternal {
+		q.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "request_id", httpx.RequestID(r), "error", err)
+	}
 }
 
 func alreadyExists(name string) *api.Error {
@@ -112,6 +128,17 @@ func (q *Queen) addNode(ctx context.Context, n api.Node, acceptNew bool, s *node
 	if err := q.store.AddWithToken(context.WithoutCancel(ctx), n, httpx.NewToken()); err != nil {
 		return err
 	}
+	// A host key accepted for this connection is written to known_hosts
+	// only now that the node is saved: a node that failed its test (or
+	// its save) leaves known_hosts as it was. Should that write fail, the
+	// node is not kept either, as later connections would refuse the key.
+	if err := c.RecordHostKey(); err != nil {
+		if rerr := q.store.Remove(context.WithoutCancel(ctx), n.Name); rerr != nil {
+			q.log.Error("add-node: removing the node whose host key could not be recorded", "node", n.Name, "error", rerr)
+		}
+		q.log.Info("add-node: recording the host key failed", "node", n.Name, "error", err)
+		return err
+	}
 	keep = true
 	q.hives.remote.adopt(n, c)
 	q.log.Info("node added", "node", n.Name, "ssh", c.String(), "install_path", n.InstallPath, "hive_port", n.HivePort, "tunnel", n.Tunnel)
@@ -148,6 +175,7 @@ func (q *Queen) handleNodesInstall(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := q.store.Get(r.Context(), req.Name)
 	if err != nil {
+		q.logInternal(r, err)
 		httpx.WriteError(w, r, err)
 		return
 	}
@@ -157,5 +185,6 @@ func (q *Queen) handleNodesInstall(w http.ResponseWriter, r *http.Request) {
 	if err != nil && r.Context().Err() == nil {
 		q.log.Info("install failed", "node", n.Name, "error", err)
 	}
+	q.logInternal(r, err)
 	s.finish(err)
 }

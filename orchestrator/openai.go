@@ -3,12 +3,11 @@ package orchestrator
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"rbee/api"
 	"rbee/internal/httpx"
@@ -55,17 +54,9 @@ func (q *Queen) openAIHandler() http.Handler {
 	for _, rt := range routes {
 		mux.HandleFunc(rt.method+" "+rt.path, rt.h)
 	}
-	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		for _, rt := range routes {
-			if rt.path == r.URL.Path {
-				w.Header().Set("Allow", rt.method)
-				writeOpenAIError(w, r, api.Errorf(api.CodeInvalidRequest, "%s is not allowed on %s (use %s)", r.Method, r.URL.Path, rt.method), "")
-				return
-			}
-		}
-		writeOpenAIError(w, r, api.Errorf(api.CodeInvalidRequest, "unknown request URL: %s %s", r.Method, r.URL.Path).
-			WithHint("the queen's OpenAI-compatible endpoints are POST /v1/chat/completions, POST /v1/completions and GET /v1/models"), "")
-	})
+	router := &httpx.Router{Mux: mux, Daemon: "the queen",
+		Hint:       "the queen's OpenAI-compatible endpoints are POST /v1/chat/completions, POST /v1/completions and GET /v1/models",
+		WriteError: func(w http.ResponseWriter, r *http.Request, err error) { writeOpenAIError(w, r, err, "") }}
 	token := q.cfg.Token
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if token != "" && !httpx.BearerMatches(r, token) {
@@ -76,7 +67,7 @@ func (q *Queen) openAIHandler() http.Handler {
 			writeOpenAIError(w, r, e, "")
 			return
 		}
-		mux.ServeHTTP(w, r)
+		router.ServeHTTP(w, r)
 	})
 }
 
@@ -167,10 +158,13 @@ type openAIChatRequest struct {
 }
 
 // openAIMessage is a chat message; content is a string or a list of parts,
-// of which only text parts are supported.
+// of which only text parts are supported. An assistant message may have no
+// content (null, or absent when it carries tool_calls, which are ignored);
+// a tool message names the call it answers with tool_call_id.
 type openAIMessage struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	ToolCallID string          `json:"tool_call_id"`
 }
 
 // openAICompletionRequest is the body of POST /v1/completions.
@@ -179,28 +173,25 @@ type openAICompletionRequest struct {
 	Prompt json.RawMessage `json:"prompt"` // a string, or a list of one string
 }
 
+// embeddedParams is how encoding/json names a field of the embedded
+// openAIParams in its type errors.
+const embeddedParams = "openAIParams."
+
 // decodeOpenAI reads a JSON body of at most 1 MiB, ignoring fields it does
 // not know (OpenAI clients send many).
 func decodeOpenAI(w http.ResponseWriter, r *http.Request, v any) *api.Error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
-	if err := dec.Decode(v); err != nil {
-		var tooLarge *http.MaxBytesError
-		var typeErr *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &tooLarge):
-			return api.Errorf(api.CodePayloadTooLarge, "the request body is over %d bytes", api.MaxBodyBytes).With("limit", api.MaxBodyBytes)
-		case errors.Is(err, io.EOF):
-			return api.Errorf(api.CodeInvalidRequest, "the request body is empty; a JSON object is expected")
-		case errors.As(err, &typeErr) && typeErr.Field != "":
-			// Fields of the embedded parameters are named as in the JSON.
-			return api.InvalidField(strings.TrimPrefix(typeErr.Field, "openAIParams."), "wrong JSON type (want %s)", typeErr.Type)
-		}
-		return api.Errorf(api.CodeInvalidRequest, "the request body is not a valid JSON object")
+	e := httpx.DecodeJSONLenient(w, r, v)
+	if e == nil {
+		return nil
 	}
-	if dec.More() {
-		return api.Errorf(api.CodeInvalidRequest, "the request body has data after the JSON object")
+	// Fields of the embedded parameters are named as in the JSON.
+	if f, ok := e.Details["field"].(string); ok && strings.HasPrefix(f, embeddedParams) {
+		named := strings.TrimPrefix(f, embeddedParams)
+		fixed := e.With("field", named)
+		fixed.Message = strings.Replace(e.Message, f, named, 1)
+		return fixed
 	}
-	return nil
+	return e
 }
 
 // task maps the shared fields onto a task request.
@@ -209,6 +200,9 @@ func (p *openAIParams) task(r *http.Request) (api.TaskRequest, *api.Error) {
 		MinP: p.MinP, RepeatPenalty: p.RepeatPenalty}
 	if t.Model == "" {
 		return t, api.InvalidField("model", "model is required: an rbee model reference (hf:ORG/REPO or file:/path/model.gguf)")
+	}
+	if _, e := api.ParseModelRef(t.Model); e != nil {
+		return t, unknownModel(t.Model, e)
 	}
 	if h := r.Header.Get(NodeHeader); h != "" {
 		if t.Node != "" && t.Node != h {
@@ -247,6 +241,19 @@ func (p *openAIParams) task(r *http.Request) (api.TaskRequest, *api.Error) {
 	return t, nil
 }
 
+// unknownModel is the answer OpenAI's clients expect for a model name that
+// is no rbee model reference ("gpt-4o"): MODEL_NOT_FOUND (404), naming the
+// model field, with why the name is not a reference in details.reason.
+func unknownModel(model string, why *api.Error) *api.Error {
+	name := "the model"
+	if len(model) <= api.MaxModelRefLen && utf8.ValidString(model) {
+		name = fmt.Sprintf("model %q", model)
+	}
+	return api.Errorf(api.CodeModelNotFound, "%s does not exist: rbee's models are references hf:ORG/REPO[:QUANT] or file:/path/model.gguf", name).
+		With("field", "model").With("reason", why.Message).
+		WithHint("GET /v1/models lists the models of the cluster; a request with any hf: or file: reference loads it")
+}
+
 // parseStop reads OpenAI's stop: null, a string or a list of strings.
 func parseStop(raw json.RawMessage) ([]string, *api.Error) {
 	raw = bytes.TrimSpace(raw)
@@ -265,7 +272,9 @@ func parseStop(raw json.RawMessage) ([]string, *api.Error) {
 }
 
 // chatMessages maps OpenAI messages to rbee's: "developer" is a system
-// message; text parts of a content list are joined with newlines.
+// message; text parts of a content list are joined with newlines; an
+// assistant message without content (one that only called tools) is an
+// empty one; a tool message keeps its tool_call_id.
 func chatMessages(in []openAIMessage) ([]api.ChatMessage, *api.Error) {
 	if in == nil {
 		return nil, api.InvalidField("messages", "messages is required")
@@ -276,11 +285,22 @@ func chatMessages(in []openAIMessage) ([]api.ChatMessage, *api.Error) {
 		if role == "developer" {
 			role = api.RoleSystem
 		}
+		field := fmt.Sprintf("messages[%d].content", i)
+		if raw := bytes.TrimSpace(m.Content); len(raw) == 0 || string(raw) == "null" {
+			if role != api.RoleAssistant {
+				return nil, api.InvalidField(field, "content is required (only an assistant message may have none)")
+			}
+			out[i] = api.ChatMessage{Role: role}
+			continue
+		}
 		content, ok := textContent(m.Content)
 		if !ok {
-			return nil, api.InvalidField(fmt.Sprintf("messages[%d].content", i), "content is a string or a list of text parts")
+			return nil, api.InvalidField(field, "content is a string or a list of text parts")
 		}
 		out[i] = api.ChatMessage{Role: role, Content: content}
+		if role == api.RoleTool {
+			out[i].ToolCallID = m.ToolCallID
+		}
 	}
 	return out, nil
 }

@@ -114,7 +114,7 @@ func (q *Queen) handleModels(w http.ResponseWriter, r *http.Request) {
 func (q *Queen) handleModel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("model")
 	if _, e := api.ParseModelRef(id); e != nil {
-		writeOpenAIError(w, r, e, "")
+		writeOpenAIError(w, r, unknownModel(id, e), "")
 		return
 	}
 	models, err := q.clusterModels(r.Context())

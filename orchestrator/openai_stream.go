@@ -53,6 +53,14 @@ type openAIResponse struct {
 	Usage             *openAIUsage   `json:"usage,omitempty"`
 }
 
+// chunkWithUsage is a stream chunk that always has its usage key: a client
+// that asks for usage gets "usage": null in every chunk but the last, as
+// OpenAI sends them. (The outer Usage hides the embedded one.)
+type chunkWithUsage struct {
+	openAIResponse
+	Usage *openAIUsage `json:"usage"`
+}
+
 // Finish reasons.
 const (
 	finishStop   = "stop"
@@ -134,6 +142,15 @@ func (s *openAISink) write(v any) error {
 	return s.rc.Flush()
 }
 
+// writeChunk sends one chunk, with "usage": null unless it has the usage
+// when the client asked for usage.
+func (s *openAISink) writeChunk(c openAIResponse) error {
+	if s.includeUsage {
+		return s.write(chunkWithUsage{openAIResponse: c, Usage: c.Usage})
+	}
+	return s.write(c)
+}
+
 // start sends the stream's headers and, for chat, the chunk that gives the
 // assistant's role.
 func (s *openAISink) start() error {
@@ -150,7 +167,7 @@ func (s *openAISink) start() error {
 		return s.rc.Flush()
 	}
 	empty := ""
-	return s.write(s.response("chat.completion.chunk", openAIChoice{Delta: &openAIDelta{Role: "assistant", Content: &empty}}))
+	return s.writeChunk(s.response("chat.completion.chunk", openAIChoice{Delta: &openAIDelta{Role: "assistant", Content: &empty}}))
 }
 
 // Send takes one task event: tokens become content, the done event is kept
@@ -169,7 +186,7 @@ func (s *openAISink) Send(ev api.Event) error {
 			return err
 		}
 		text := ev.Token.Token
-		return s.write(s.chunk(&text, nil))
+		return s.writeChunk(s.chunk(&text, nil))
 	case api.KindDone:
 		d := *ev.Done
 		s.done = &d
@@ -203,14 +220,14 @@ func (s *openAISink) Close() error {
 	if err := s.start(); err != nil {
 		return err
 	}
-	if err := s.write(s.chunk(nil, &finish)); err != nil {
+	if err := s.writeChunk(s.chunk(nil, &finish)); err != nil {
 		return err
 	}
 	if s.includeUsage {
 		last := s.chunk(nil, nil)
 		last.Choices = []openAIChoice{}
 		last.Usage = s.usage()
-		if err := s.write(last); err != nil {
+		if err := s.writeChunk(last); err != nil {
 			return err
 		}
 	}

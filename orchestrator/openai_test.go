@@ -275,8 +275,20 @@ func TestOpenAIChatStream(t *testing.T) {
 			data := readStream(t, a)
 			id := a.header.Get(httpx.RequestIDHeader)
 			var chunks []sdkResponse
-			for _, d := range data {
+			for i, d := range data {
 				chunks = append(chunks, decodeResponse(t, []byte(d), "chat.completion.chunk"))
+				var raw map[string]json.RawMessage
+				require.NoError(t, json.Unmarshal([]byte(d), &raw))
+				u, has := raw["usage"]
+				switch {
+				case !usage:
+					assert.False(t, has, "no usage key unless asked for: %s", d)
+				case i < len(data)-1:
+					assert.True(t, has, "with include_usage every chunk has a usage key: %s", d)
+					assert.Equal(t, "null", string(u), "usage is null before the last chunk: %s", d)
+				default:
+					assert.NotEqual(t, "null", string(u), d)
+				}
 			}
 			want := 5 // role, three contents, finish
 			if usage {
@@ -394,6 +406,13 @@ func TestOpenAISDKRequests(t *testing.T) {
 			`"stream":true,"n":1,"temperature":0.0}`, true},
 		{"python completions", "/v1/completions", `{"model":"` + testModel + `","prompt":"Say this is a test","max_tokens":7,` +
 			`"temperature":0,"echo":false,"best_of":1,"logprobs":null,"suffix":null,"stream":false}`, false},
+		{"a chat UI's history with empty turns and a tool call", "/v1/chat/completions", `{"model":"` + testModel + `","messages":[` +
+			`{"role":"user","content":""},{"role":"assistant","content":""},{"role":"user","content":"Weather in Paris?"},` +
+			`{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"weather",` +
+			`"arguments":"{\"city\":\"Paris\"}"}}]},{"role":"tool","tool_call_id":"call_1","content":"{\"temp\":21}"},` +
+			`{"role":"assistant","tool_calls":[{"id":"call_2","type":"function","function":{"name":"f","arguments":"{}"}}]},` +
+			`{"role":"tool","tool_call_id":"call_2","content":[{"type":"text","text":"ok"}]}],` +
+			`"tools":[{"type":"function","function":{"name":"weather","parameters":{"type":"object"}}}],"tool_choice":"auto"}`, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -419,6 +438,10 @@ func TestOpenAISDKRequests(t *testing.T) {
 	assert.Equal(t, []api.ChatMessage{{Role: "system", Content: "Answer in French."}, {Role: "user", Content: "Hi\nthere"}},
 		reqs[2].Messages, "developer is system; text parts are joined")
 	assert.Equal(t, 8, reqs[1].MaxTokens, "max_completion_tokens is max_tokens")
+	assert.Equal(t, []api.ChatMessage{{Role: "user"}, {Role: "assistant"}, {Role: "user", Content: "Weather in Paris?"},
+		{Role: "assistant"}, {Role: "tool", Content: `{"temp":21}`, ToolCallID: "call_1"},
+		{Role: "assistant"}, {Role: "tool", Content: "ok", ToolCallID: "call_2"}},
+		reqs[5].Messages, "empty and null contents are empty; tool results keep their call's id")
 	assert.Equal(t, 16, reqs[0].MaxTokens)
 }
 
@@ -435,11 +458,14 @@ func TestOpenAIBadRequests(t *testing.T) {
 		{"not JSON", "/v1/chat/completions", `{"model":`, nil, 400, "invalid_request_error", "invalid_request", ""},
 		{"empty body", "/v1/chat/completions", ``, nil, 400, "invalid_request_error", "invalid_request", ""},
 		{"no model", "/v1/chat/completions", `{` + msgs + `}`, nil, 400, "invalid_request_error", "invalid_request", "model"},
-		{"an OpenAI model name", "/v1/chat/completions", `{"model":"gpt-4o",` + msgs + `}`, nil, 400, "invalid_request_error", "invalid_request", "model"},
+		{"an OpenAI model name", "/v1/chat/completions", `{"model":"gpt-4o",` + msgs + `}`, nil, 404, "not_found_error", "model_not_found", "model"},
+		{"an OpenAI model name, completions", "/v1/completions", `{"model":"gpt-3.5-turbo-instruct","prompt":"hi"}`, nil, 404, "not_found_error", "model_not_found", "model"},
 		{"no messages", "/v1/chat/completions", `{` + m + `}`, nil, 400, "invalid_request_error", "invalid_request", "messages"},
 		{"empty messages", "/v1/chat/completions", `{` + m + `,"messages":[]}`, nil, 400, "invalid_request_error", "invalid_request", "messages"},
-		{"tool role", "/v1/chat/completions", `{` + m + `,"messages":[{"role":"tool","content":"x"}]}`, nil, 400, "invalid_request_error", "invalid_request", "messages[0].role"},
-		{"null content", "/v1/chat/completions", `{` + m + `,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null}]}`, nil, 400, "invalid_request_error", "invalid_request", "messages[1].content"},
+		{"function role", "/v1/chat/completions", `{` + m + `,"messages":[{"role":"function","name":"f","content":"x"}]}`, nil, 400, "invalid_request_error", "invalid_request", "messages[0].role"},
+		{"null user content", "/v1/chat/completions", `{` + m + `,"messages":[{"role":"user","content":null}]}`, nil, 400, "invalid_request_error", "invalid_request", "messages[0].content"},
+		{"tool message without content", "/v1/chat/completions", `{` + m + `,"messages":[{"role":"user","content":"hi"},{"role":"tool","tool_call_id":"c1"}]}`, nil, 400, "invalid_request_error", "invalid_request", "messages[1].content"},
+		{"tool_call_id a number", "/v1/chat/completions", `{` + m + `,"messages":[{"role":"tool","tool_call_id":7,"content":"x"}]}`, nil, 400, "invalid_request_error", "invalid_request", "messages.tool_call_id"},
 		{"image part", "/v1/chat/completions", `{` + m + `,"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, nil, 400, "invalid_request_error", "invalid_request", "messages[0].content"},
 		{"control character", "/v1/chat/completions", `{` + m + `,"messages":[{"role":"user","content":"a\u001bb"}]}`, nil, 400, "invalid_request_error", "invalid_request", "messages[0].content"},
 		{"max_tokens 0", "/v1/chat/completions", `{` + m + `,` + msgs + `,"max_tokens":0}`, nil, 400, "invalid_request_error", "invalid_request", "max_tokens"},
@@ -460,7 +486,7 @@ func TestOpenAIBadRequests(t *testing.T) {
 		{"two prompts", "/v1/completions", `{` + m + `,"prompt":["a","b"]}`, nil, 400, "invalid_request_error", "invalid_request", "prompt"},
 		{"no prompt", "/v1/completions", `{` + m + `}`, nil, 400, "invalid_request_error", "invalid_request", "prompt"},
 		{"body over 1 MiB", "/v1/completions", `{` + m + `,"prompt":"` + strings.Repeat("a", api.MaxBodyBytes) + `"}`, nil, 413, "invalid_request_error", "payload_too_large", ""},
-		{"unknown path", "/v1/embeddings", `{}`, nil, 400, "invalid_request_error", "invalid_request", ""},
+		{"unknown path", "/v1/embeddings", `{}`, nil, 404, "not_found_error", "not_found", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -480,12 +506,22 @@ func TestOpenAIBadRequests(t *testing.T) {
 			}
 		})
 	}
-	t.Run("GET on a POST endpoint", func(t *testing.T) {
-		a := oaiCall(t, "GET", s.tq.url+"/v1/chat/completions", "", nil, nil)
-		assert.Equal(t, http.StatusBadRequest, a.status)
-		assert.Equal(t, "POST", a.header.Get("Allow"))
-		assert.Contains(t, string(a.body), `"type":"invalid_request_error"`)
-	})
+	for _, tc := range []struct{ method, path, allow string }{
+		{"GET", "/v1/chat/completions", "POST"}, {"PUT", "/v1/completions", "POST"}, {"POST", "/v1/models", "GET, HEAD"},
+		{"DELETE", "/v1/models/" + testModel, "GET, HEAD"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			a := oaiCall(t, tc.method, s.tq.url+tc.path, "", nil, nil)
+			assert.Equal(t, http.StatusMethodNotAllowed, a.status)
+			assert.Equal(t, tc.allow, a.header.Get("Allow"))
+			var e sdkError
+			require.NoError(t, json.Unmarshal(a.body, &e), "%s", a.body)
+			require.NotNil(t, e.Error, "%s", a.body)
+			assert.Equal(t, "invalid_request_error", e.Error.Type)
+			assert.Equal(t, "method_not_allowed", e.Error.Code)
+			assert.Contains(t, e.Error.Message, tc.method+" is not allowed")
+		})
+	}
 	assert.Empty(t, s.worker.requests(), "no bad request reached the worker")
 }
 
@@ -629,9 +665,11 @@ func TestOpenAIModels(t *testing.T) {
 	one := oaiCall(t, "GET", tq.url+"/v1/models/hf:org/zeta-GGUF:Q4_K_M", "", nil, nil)
 	require.Equal(t, http.StatusOK, one.status, "%s", one.body)
 	assert.Contains(t, string(one.body), `"id":"hf:org/zeta-GGUF:Q4_K_M"`)
-	missing := oaiCall(t, "GET", tq.url+"/v1/models/hf:org/other", "", nil, nil)
-	assert.Equal(t, http.StatusNotFound, missing.status)
-	assert.Contains(t, string(missing.body), `"code":"model_not_found"`)
+	for _, id := range []string{"hf:org/other", "gpt-4o"} {
+		missing := oaiCall(t, "GET", tq.url+"/v1/models/"+id, "", nil, nil)
+		assert.Equal(t, http.StatusNotFound, missing.status, id)
+		assert.Contains(t, string(missing.body), `"code":"model_not_found"`, id)
+	}
 
 	// Without a hive there is nothing to list, and no hive is started.
 	empty := newTestQueen(t, Config{})

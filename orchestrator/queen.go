@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,15 +67,34 @@ func New(cfg Config) (*Queen, error) {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	q := &Queen{cfg: cfg, log: cfg.Logger.Named("queen"), store: st, http: &http.Client{Transport: transport}}
+	st.log = q.log.Named("registry")
 	q.hives = &hiveManager{cfg: cfg, log: q.log.Named("hives"), store: st, http: q.http,
 		remote: newRemotes(cfg, q.log.Named("remote"), st, q.http)}
 	q.handler = q.routes()
+	// The Host and Origin checks come first, before authentication.
+	guard, err := httpx.NewGuard(httpx.GuardConfig{ListenAddr: cfg.listenAddr(), AllowedHosts: cfg.AllowedHosts,
+		AllowedOrigins: cfg.AllowedOrigins, Logger: q.log.Named("http")})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("queen config: %w", err)
+	}
+	q.handler = guard.Wrap(q.handler)
 	return q, nil
 }
 
-// Handler returns the queen's HTTP API (DESIGN §3): request ids, panic
-// recovery and, with a Token, bearer authentication on everything but GET
-// /health. It works without Run.
+// listenAddr is where the queen serves: its Listener's address, else Addr.
+func (c Config) listenAddr() string {
+	if c.Listener != nil {
+		return c.Listener.Addr().String()
+	}
+	return c.Addr
+}
+
+// Handler returns the queen's HTTP API: the Host and Origin checks (see
+// Config.AllowedHosts), request ids, panic recovery and, with a Token,
+// bearer authentication on everything but GET /health. It works without
+// Run; a server of your own that is reached by a host name other than
+// localhost needs that name in AllowedHosts.
 func (q *Queen) Handler() http.Handler { return q.handler }
 
 // Run serves the API on cfg.Listener (or a listener on cfg.Addr) until ctx
@@ -109,11 +126,7 @@ func (q *Queen) Run(ctx context.Context) error {
 			return fmt.Errorf("queen: %w", err)
 		}
 	}
-	srv := &http.Server{
-		Handler:           q.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          q.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-	}
+	srv := httpx.NewServer(q.handler, q.log.Named("http"), q.cfg.limits)
 	q.log.Info("queen listening", "addr", ln.Addr().String(), "version", api.Version,
 		"api_key", httpx.Fingerprint(q.cfg.Token), "home", q.cfg.Home)
 	serveErr := make(chan error, 1)
@@ -164,26 +177,8 @@ func (q *Queen) routes() http.Handler {
 	for _, rt := range q.endpoints() {
 		mux.HandleFunc(rt.method+" "+rt.path, rt.h)
 	}
-	fallback := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := mux.Handler(r); pattern != "" {
-			mux.ServeHTTP(w, r)
-			return
-		}
-		var allowed []string
-		for _, rt := range q.endpoints() {
-			if rt.path == r.URL.Path || strings.HasSuffix(rt.path, "}") && strings.HasPrefix(r.URL.Path, rt.path[:strings.LastIndex(rt.path, "{")]) {
-				allowed = append(allowed, rt.method)
-			}
-		}
-		if len(allowed) > 0 && !slices.Contains(allowed, r.Method) {
-			w.Header().Set("Allow", strings.Join(allowed, ", "))
-			httpx.WriteError(w, r, api.Errorf(api.CodeInvalidRequest, "%s is not allowed on %q (use %s)", r.Method, r.URL.Path, strings.Join(allowed, " or ")).
-				With("method", r.Method))
-			return
-		}
-		httpx.WriteError(w, r, api.Errorf(api.CodeInvalidRequest, "no endpoint %s %q on the queen", r.Method, r.URL.Path).
-			With("method", r.Method).WithHint("the queen's endpoints are under /v2/ (and GET /health)"))
-	})
+	// Unknown paths and wrong methods are answered in the error envelope.
+	fallback := httpx.Routes(mux, "the queen", "the queen's endpoints are under /v2/ and /v1/ (OpenAI-compatible), with GET /health and GET /metrics")
 	return httpx.Middleware(q.log.Named("http"), q.withOpenAI(httpx.Auth(q.cfg.Token, []string{"/health"}, fallback)))
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -36,8 +37,9 @@ import (
 // detached from the SSH session, logging to <install_path>/logs/hive.log
 // (which --log-file tells it, so that GET /v1/logs serves it),
 // with RBEE_API_KEY (the node's token, made by the queen and kept in its
-// registry) and RBEE_CHILD=1 in its environment, which travels over the
-// session's standard input, never on a command line. H is 0.0.0.0, and
+// registry), RBEE_CHILD=1 and the queen's allowed hosts and origins
+// (RBEE_ALLOWED_HOSTS, RBEE_ALLOWED_ORIGINS) in its environment, which
+// travels over the session's standard input, never on a command line. H is 0.0.0.0, and
 // worker URLs carry the node's ssh_host; in tunnel mode H is 127.0.0.1 and
 // the queen forwards the hive's port, and each worker's, over the SSH
 // connection.
@@ -307,6 +309,7 @@ func (r *remotes) startHive(ctx context.Context, n api.Node, token string, say n
 		argv = append(argv, "--advertise-host", n.SSHHost)
 	}
 	env := map[string]string{"RBEE_API_KEY": token, "RBEE_CHILD": "1"}
+	maps.Copy(env, r.cfg.securityEnv())
 
 	r.mu.Lock()
 	closed := r.closed
@@ -371,7 +374,7 @@ func (r *remotes) startHive(ctx context.Context, n api.Node, token string, say n
 			delete(r.hives, n.Name)
 		}
 		r.mu.Unlock()
-		return nil, details(api.Errorf(api.CodeConnectionTimeout, "rbee-hive on %s exited while starting: %s",
+		return nil, details(api.Errorf(api.CodeInternal, "rbee-hive on %s exited while starting: %s",
 			n.Name, r.lastLogLine(ctx, c, logPath)))
 	}
 	return nil, details(api.Errorf(api.CodeConnectionTimeout, "rbee-hive on %s did not answer within %s of its start: %s",

@@ -5,20 +5,30 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"rbee/internal/sqlitex"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"rbee/api"
+	"rbee/internal/sqlitex"
 )
 
-// store is the queen's node registry: the beehives table of DESIGN §4 in
+// store is the queen's node registry: the beehives table in
 // <home>/beehives.db. The node "local" never has a row. Every method is safe
 // for concurrent use (database/sql pools connections; SQLite serialises
 // writers, and the busy timeout makes them wait instead of failing).
+//
+// A query that fails for another reason than the caller's context is
+// logged with its cause and returned as an *api.Error: INTERNAL (naming a
+// damaged file), INSUFFICIENT_DISK, or SHUTTING_DOWN once the store is
+// closed.
 type store struct {
-	db   *sql.DB
-	path string
+	db     *sql.DB
+	path   string
+	log    hclog.Logger // nil: nothing is logged
+	closed atomic.Bool
 }
 
 // schema creates the table. It is idempotent: it runs on every open.
@@ -52,13 +62,18 @@ var addedColumns = []struct{ name, def string }{
 // schemaVersion is recorded in PRAGMA user_version; a newer file is refused.
 const schemaVersion = 2
 
-// openStore opens (creating if needed) the registry at path. A file that is
-// not a SQLite database, or one written by a newer rbee, is an error: it is
-// never silently recreated.
+// openStore opens (creating if needed) the registry at path. A file that
+// is not a SQLite database or fails its integrity check, or one written by
+// a newer rbee, is an error naming the file: it is never silently
+// recreated. An empty (zero-byte) file is an empty registry.
 func openStore(ctx context.Context, path string) (*store, error) {
 	// The registry holds hive tokens: sqlitex keeps the files 0600.
-	db, err := sqlitex.Open(path)
+	db, err := sqlitex.Open(ctx, path)
 	if err != nil {
+		if errors.Is(err, sqlitex.ErrDamaged) {
+			return nil, fmt.Errorf("node registry %w (move it aside, e.g. mv %s %s.damaged, and start the queen again: "+
+				"it creates an empty registry; then add the remote nodes again with rbee setup add-node)", err, path, path)
+		}
 		return nil, fmt.Errorf("node registry: %w", err)
 	}
 	s := &store{db: db, path: path}
@@ -67,6 +82,32 @@ func openStore(ctx context.Context, path string) (*store, error) {
 		return nil, fmt.Errorf("node registry %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// failed turns a failed query into the error its caller returns, and logs
+// it with its cause (the client only sees the envelope). doing says what
+// the store was doing ("listing the nodes"). A query cut short by its
+// context returns the context's error unlogged.
+func (s *store) failed(ctx context.Context, doing string, err error) error {
+	if s.closed.Load() {
+		return shuttingDown()
+	}
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return err
+	}
+	if s.log != nil {
+		s.log.Error("node registry query failed", "doing", doing, "path", s.path, "error", err)
+	}
+	switch {
+	case sqlitex.IsDamaged(err):
+		return api.Errorf(api.CodeInternal, "the node registry %s is damaged (%s: %v)", s.path, doing, err).
+			With("path", s.path).
+			WithHint("stop the queen and move the file aside: it then starts with an empty registry; add the remote nodes again with rbee setup add-node")
+	case sqlitex.IsFull(err):
+		return api.Errorf(api.CodeInsufficientDisk, "the node registry %s could not be written (%s): the disk is full", s.path, doing).
+			With("path", s.path).WithHint("free space on the queen's machine")
+	}
+	return api.Errorf(api.CodeInternal, "the node registry failed while %s: %v", doing, err).With("path", s.path)
 }
 
 func (s *store) migrate(ctx context.Context) error {
@@ -112,8 +153,11 @@ func (s *store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the database.
-func (s *store) Close() error { return s.db.Close() }
+// Close closes the database; later calls fail with SHUTTING_DOWN.
+func (s *store) Close() error {
+	s.closed.Store(true)
+	return s.db.Close()
+}
 
 const nodeColumns = `node_name, ssh_host, ssh_port, ssh_user, ssh_key_path, git_repo_url, git_branch,
 	install_path, hive_port, last_connected_unix, last_error, status, tunnel`
@@ -167,7 +211,7 @@ func (s *store) AddWithToken(ctx context.Context, n api.Node, token string) erro
 		n.Name, n.SSHHost, n.SSHPort, n.SSHUser, n.SSHKeyPath, n.GitRepoURL, n.GitBranch,
 		n.InstallPath, n.HivePort, n.LastConnectedUnix, n.LastError, n.Status, n.Tunnel, token)
 	if err != nil {
-		return fmt.Errorf("node registry: adding %s: %w", n.Name, err)
+		return s.failed(ctx, "adding node "+n.Name, err)
 	}
 	if added, err := res.RowsAffected(); err == nil && added == 0 {
 		return api.Errorf(api.CodeNodeAlreadyExists, "node %s is already registered", n.Name).
@@ -183,7 +227,7 @@ func (s *store) Get(ctx context.Context, name string) (api.Node, error) {
 		return api.Node{}, nodeNotFound(name)
 	}
 	if err != nil {
-		return api.Node{}, fmt.Errorf("node registry: reading %s: %w", name, err)
+		return api.Node{}, s.failed(ctx, "reading node "+name, err)
 	}
 	return n, nil
 }
@@ -192,19 +236,19 @@ func (s *store) Get(ctx context.Context, name string) (api.Node, error) {
 func (s *store) List(ctx context.Context) ([]api.Node, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+nodeColumns+` FROM beehives ORDER BY node_name`)
 	if err != nil {
-		return nil, fmt.Errorf("node registry: %w", err)
+		return nil, s.failed(ctx, "listing the nodes", err)
 	}
 	defer rows.Close()
 	nodes := []api.Node{}
 	for rows.Next() {
 		n, err := scanNode(rows)
 		if err != nil {
-			return nil, fmt.Errorf("node registry: %w", err)
+			return nil, s.failed(ctx, "listing the nodes", err)
 		}
 		nodes = append(nodes, n)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("node registry: %w", err)
+		return nil, s.failed(ctx, "listing the nodes", err)
 	}
 	return nodes, nil
 }
@@ -213,7 +257,7 @@ func (s *store) List(ctx context.Context) ([]api.Node, error) {
 func (s *store) Remove(ctx context.Context, name string) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM beehives WHERE node_name = ?`, name)
 	if err != nil {
-		return fmt.Errorf("node registry: removing %s: %w", name, err)
+		return s.failed(ctx, "removing node "+name, err)
 	}
 	if n, err := res.RowsAffected(); err == nil && n == 0 {
 		return nodeNotFound(name)
@@ -235,7 +279,7 @@ func (s *store) SetStatus(ctx context.Context, name, status string, connected ti
 	res, err := s.db.ExecContext(ctx, `UPDATE beehives SET status = ?, last_error = ?,
 		last_connected_unix = COALESCE(?, last_connected_unix) WHERE node_name = ?`, status, lastError, at, name)
 	if err != nil {
-		return fmt.Errorf("node registry: updating %s: %w", name, err)
+		return s.failed(ctx, "updating node "+name, err)
 	}
 	if n, err := res.RowsAffected(); err == nil && n == 0 {
 		return nodeNotFound(name)
@@ -252,7 +296,7 @@ func (s *store) Token(ctx context.Context, name string) (string, error) {
 		return "", nodeNotFound(name)
 	}
 	if err != nil {
-		return "", fmt.Errorf("node registry: reading %s: %w", name, err)
+		return "", s.failed(ctx, "reading the token of node "+name, err)
 	}
 	return token, nil
 }
@@ -261,7 +305,7 @@ func (s *store) Token(ctx context.Context, name string) (string, error) {
 // has none. Two callers at once get the same token.
 func (s *store) EnsureToken(ctx context.Context, name, fresh string) (string, error) {
 	if _, err := s.db.ExecContext(ctx, `UPDATE beehives SET hive_token = ? WHERE node_name = ? AND hive_token = ''`, fresh, name); err != nil {
-		return "", fmt.Errorf("node registry: updating %s: %w", name, err)
+		return "", s.failed(ctx, "saving the token of node "+name, err)
 	}
 	return s.Token(ctx, name)
 }

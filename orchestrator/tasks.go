@@ -122,6 +122,14 @@ func (t *task) requestCancel(ctx context.Context, log hclog.Logger) {
 	}
 }
 
+// cancelRequested reports whether the task's client asked to cancel it
+// (DELETE /v2/tasks/{id}).
+func (t *task) cancelRequested() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cancelled
+}
+
 func (t *task) streaming(w *workerClient) {
 	t.mu.Lock()
 	t.worker = w
@@ -192,20 +200,53 @@ func (q *Queen) runTask(ctx context.Context, id string, req api.TaskRequest, sam
 	run.log.Info("task started")
 	run.narrate("task_start", fmt.Sprintf("Task %s: %s on node %s, up to %d tokens", id, req.Model, req.Node, samp.MaxTokens))
 	err := run.run(ctx)
-	run.finish(ctx, err)
-	q.metrics.taskEnded(ctx, err, out.done, time.Since(start))
-	run.log.Info("task ended", "tokens", run.tokens, "duration", time.Since(start).Round(time.Millisecond), "outcome", outcome(ctx, err))
+	// How the task ended is settled now: once the client has its last
+	// event it may go away, and that must not turn a failure into a
+	// cancellation.
+	ended := ctx
+	if ctx.Err() == nil {
+		ended = context.WithoutCancel(ctx)
+	}
+	run.finish(ended, err)
+	q.metrics.taskEnded(ended, err, out.done, time.Since(start))
+	args := []any{"tokens", run.tokens, "duration", time.Since(start).Round(time.Millisecond)}
+	switch o, code := outcome(ended, err, out.done); o {
+	case outcomeFailed:
+		reason := err.Error()
+		if ended.Err() != nil {
+			reason = context.Cause(ended).Error()
+		}
+		run.log.Info("task ended", append(args, "outcome", o, "code", code, "error", reason)...)
+	case outcomeCancelled:
+		why := "the client cancelled it"
+		if ended.Err() != nil {
+			why = context.Cause(ended).Error()
+		}
+		run.log.Info("task ended", append(args, "outcome", o, "why", why)...)
+	default:
+		run.log.Info("task ended", append(args, "outcome", o)...)
+	}
 	return nil
 }
 
-func outcome(ctx context.Context, err error) string {
+// outcome names how a task ended, as the metrics count it: done (the
+// worker's stream ended well), cancelled (by its client: DELETE, or the
+// client went away), or failed with an error code (a worker stopped by
+// anything else included).
+func outcome(ctx context.Context, err error, done *api.Done) (string, api.Code) {
 	switch {
 	case err == nil:
-		return "done"
+		if done != nil && done.StopReason == api.StopCancelled {
+			return outcomeCancelled, ""
+		}
+		return outcomeDone, ""
 	case ctx.Err() != nil:
-		return context.Cause(ctx).Error()
+		if context.Cause(ctx) == errQueenShutdown {
+			return outcomeFailed, api.CodeShuttingDown
+		}
+		return outcomeCancelled, ""
 	}
-	return err.Error()
+	return outcomeFailed, httpx.ToAPIError(err).Code
 }
 
 // handleTaskCancel serves DELETE /v2/tasks/{id}: 204 whether or not the
@@ -285,7 +326,6 @@ func (r *taskRun) finish(ctx context.Context, err error) {
 	}
 	e := *httpx.ToAPIError(err)
 	e.RequestID = r.t.id
-	r.log.Info("task failed", "code", e.Code, "error", e.Message)
 	_ = r.out.Error(&e)
 }
 
@@ -537,9 +577,12 @@ func (r *taskRun) infer(ctx context.Context, w *workerClient) error {
 		case api.KindToken:
 			r.tokens++
 		case api.KindDone:
+			if ev.Done != nil && ev.Done.StopReason == api.StopCancelled && ctx.Err() == nil && !r.t.cancelRequested() {
+				return r.unaskedCancel(w)
+			}
 			gotDone = true
 		case api.KindError:
-			return ev.Error
+			return r.workerError(w, ev.Error)
 		}
 		if err := r.send(ev); err != nil {
 			_ = w.cancel(ctx, r.t.id)
@@ -547,6 +590,41 @@ func (r *taskRun) infer(ctx context.Context, w *workerClient) error {
 		}
 	}
 	return nil
+}
+
+// unaskedCancel is the error of a worker stream that ended with done
+// "cancelled" although this task never asked for it: the generation was
+// stopped by something else (a worker of another version stopping, or a
+// cancellation sent to the worker directly). Relaying that done would pass
+// truncated text off as a finished answer, so the task fails instead.
+func (r *taskRun) unaskedCancel(w *workerClient) error {
+	r.log.Warn("the worker ended the generation as cancelled, unasked", "worker_id", w.id, "tokens", r.tokens)
+	return api.Errorf(api.CodeWorkerCrashed, "stream closed unexpectedly: worker %s on %s stopped the generation after %d of at most %d tokens, though this task did not cancel it",
+		w.id, r.req.Node, r.tokens, r.samp.MaxTokens).
+		With("worker_id", w.id).With("node", r.req.Node).With("tokens_generated", r.tokens).
+		With("max_tokens", r.samp.MaxTokens).WithHint(fmt.Sprintf("check the worker log (rbee logs --node %s)", r.req.Node))
+}
+
+// workerError is the error event of a worker's inference stream as the
+// task ends with it: the worker's own, with the node and the task's token
+// count added when the worker did not say them.
+func (r *taskRun) workerError(w *workerClient, e *api.Error) *api.Error {
+	if e == nil {
+		return api.Errorf(api.CodeInternal, "worker %s on %s sent an empty error event", w.id, r.req.Node)
+	}
+	if _, ok := e.Details["node"]; !ok {
+		e = e.With("node", r.req.Node)
+	}
+	if _, ok := e.Details["worker_id"]; !ok {
+		e = e.With("worker_id", w.id)
+	}
+	if e.Code == api.CodeShuttingDown {
+		r.log.Warn("the worker stopped mid-generation: it is shutting down", "worker_id", w.id, "tokens", r.tokens)
+		if _, ok := e.Details["tokens_generated"]; !ok {
+			e = e.With("tokens_generated", r.tokens).With("max_tokens", r.samp.MaxTokens)
+		}
+	}
+	return e
 }
 
 // slotsText says how busy a worker is from an ALL_SLOTS_BUSY error's details.

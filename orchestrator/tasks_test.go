@@ -2,6 +2,8 @@ package orchestrator
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -9,11 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"rbee/api"
 	"rbee/internal/httpx"
+	"rbee/internal/sse"
+	"rbee/internal/testutil"
 )
 
 const testModel = "file:/models/tiny.gguf"
@@ -527,4 +532,127 @@ func TestBackendAndDeviceMatching(t *testing.T) {
 		require.Len(t, res.narration("worker_reuse"), 1)
 		assert.Contains(t, res.narration("worker_reuse")[0], tc.want, "%+v", tc)
 	}
+}
+
+// metricsText reads the queen's GET /metrics ("" when it cannot), for
+// polling: a task's counters move just after its stream ends.
+func metricsText(url string) string {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	if _, err := io.Copy(&b, resp.Body); err != nil {
+		return ""
+	}
+	return b.String()
+}
+
+// TestWorkerStoppedMidStream: a worker stopped by anything but the task's
+// own cancellation ends the task with an error, never with a done
+// "cancelled" the client did not ask for; the queen logs and counts the
+// task as failed with that code, not as done or cancelled.
+func TestWorkerStoppedMidStream(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(w *fakeWorker)
+		code  api.Code
+		msg   string
+	}{
+		{"the worker shuts down", func(w *fakeWorker) {
+			w.failAfter = 3
+			w.failWith = api.Errorf(api.CodeShuttingDown, "worker w-stop is shutting down: the generation stopped after 3 of at most 6 tokens").
+				With("worker_id", "w-stop").With("tokens_generated", 3).With("max_tokens", 6)
+		}, api.CodeShuttingDown, "is shutting down"},
+		{"the worker's stream breaks", func(w *fakeWorker) { w.cutAfter = 3 }, api.CodeWorkerCrashed, "stream closed unexpectedly"},
+		{"the worker says cancelled, unasked", func(w *fakeWorker) { w.cancelAt = 3 }, api.CodeWorkerCrashed, "though this task did not cancel it"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			hive := newFakeHive(t, "")
+			w := newFakeWorker(t, "w-stop")
+			w.tokens = []string{"a", "b", "c", "d", "e", "f"}
+			tc.setup(w)
+			hive.addWorker(w.info(testModel, api.StateIdle))
+			logs := &testutil.SyncBuffer{}
+			tq := newTestQueen(t, Config{LocalHivePort: hive.port(),
+				Logger: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})})
+
+			body := taskBody("local")
+			body.MaxTokens = 6
+			res := postTask(t, t.Context(), tq.url, "", body, nil)
+			require.NoError(t, res.streamErr, "the queen's own stream ends with [DONE]")
+			assert.Equal(t, "abc", res.text())
+			assert.Nil(t, res.done(), "no done event: the answer is not complete")
+			e := res.errorEvent()
+			assertEnvelope(t, e, tc.code, res.header.Get(httpx.RequestIDHeader))
+			assert.Contains(t, e.Message, tc.msg)
+			assert.Equal(t, api.LocalNode, e.Details["node"])
+			assert.Equal(t, "w-stop", e.Details["worker_id"])
+			assert.EqualValues(t, 3, e.Details["tokens_generated"])
+			assert.EqualValues(t, 6, e.Details["max_tokens"])
+			assert.Empty(t, w.deleted, "the queen did not cancel the generation")
+
+			assert.Eventually(t, func() bool {
+				m := metricsText(tq.url)
+				return strings.Contains(m, `rbee_tasks_total{outcome="failed"} 1`) &&
+					strings.Contains(m, `rbee_task_errors_total{code="`+string(tc.code)+`"} 1`)
+			}, 5*time.Second, 10*time.Millisecond, "the task counts as failed with %s", tc.code)
+			m := metricsText(tq.url)
+			assert.Contains(t, m, `rbee_tasks_total{outcome="done"} 0`)
+			assert.Contains(t, m, `rbee_tasks_total{outcome="cancelled"} 0`)
+			assert.Eventually(t, func() bool { return strings.Contains(logs.String(), "task ended") },
+				5*time.Second, 10*time.Millisecond)
+			ended := lineWith(logs.String(), "task ended")
+			assert.Contains(t, ended, "outcome=failed")
+			assert.Contains(t, ended, "code="+string(tc.code))
+		})
+	}
+}
+
+// lineWith returns the first line of text holding s.
+func lineWith(text, s string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}
+
+// TestFailureOutlivesClientLeaving: a client that hangs up as soon as it
+// reads the error event (as rbee infer does) does not turn the failed task
+// into a cancelled one in the queen's log and metrics.
+func TestFailureOutlivesClientLeaving(t *testing.T) {
+	hive := newFakeHive(t, "")
+	w := newFakeWorker(t, "w-stop")
+	w.tokens = []string{"a", "b", "c", "d"}
+	w.failAfter = 2
+	w.failWith = api.Errorf(api.CodeShuttingDown, "worker w-stop is shutting down")
+	hive.addWorker(w.info(testModel, api.StateIdle))
+	logs := &testutil.SyncBuffer{}
+	tq := newTestQueen(t, Config{LocalHivePort: hive.port(), Logger: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})})
+
+	for i := 1; i <= 5; i++ {
+		resp, err := (&httpx.Client{BaseURL: tq.url}).Stream(t.Context(), http.MethodPost, "/v2/tasks", taskBody("local"), nil)
+		require.NoError(t, err)
+		var got *api.Error
+		for ev, err := range sse.Read(resp.Body) {
+			require.NoError(t, err)
+			if ev.Kind == api.KindError {
+				got = ev.Error
+				break
+			}
+		}
+		resp.Body.Close() // gone before [DONE]
+		require.NotNil(t, got)
+		assert.Equal(t, api.CodeShuttingDown, got.Code)
+		assert.Eventually(t, func() bool {
+			return strings.Contains(metricsText(tq.url), fmt.Sprintf(`rbee_tasks_total{outcome="failed"} %d`, i))
+		}, 5*time.Second, 10*time.Millisecond, "task %d counts as failed:\n%s", i, metricsText(tq.url))
+	}
+	assert.Contains(t, metricsText(tq.url), `rbee_tasks_total{outcome="cancelled"} 0`)
+	assert.Eventually(t, func() bool { return strings.Count(logs.String(), "task ended") == 5 }, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 5, strings.Count(logs.String(), "outcome=failed"), logs.String())
 }

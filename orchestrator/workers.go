@@ -4,9 +4,11 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 
 	"rbee/api"
@@ -59,14 +61,46 @@ func strip(node string, w api.WorkerInfo) api.WorkerInfo {
 
 // nodeWorkers is one node's part of the cluster-wide worker list.
 type nodeWorkers struct {
-	hive    *hiveClient
+	node    string
+	hive    *hiveClient      // nil when the node could not even be resolved
 	workers []api.WorkerInfo // as the hive gave them (tokens included)
 	err     error
 }
 
+// absent reports whether the node is the local one and its hive simply
+// does not run: this queen did not start it and nothing answers in its
+// place. That is no failure — the first inference on node local starts it —
+// so such a node is neither listed nor reported unreachable.
+func (q *Queen) absent(nw nodeWorkers) bool {
+	var e *api.Error
+	return nw.node == api.LocalNode && nw.err != nil && !errors.As(nw.err, &e) && q.hives.startedLocal() == nil
+}
+
+// unreachableNode describes a node whose workers could not be listed: the
+// error envelope of the failure, with the node, and a hint.
+func unreachableNode(nw nodeWorkers) api.UnreachableNode {
+	var e *api.Error
+	switch {
+	case nw.hive != nil:
+		e = nw.hive.unreachable(nw.err, "listing its workers")
+	case errors.As(nw.err, &e):
+	default:
+		e = api.Errorf(api.CodeConnectionTimeout, "could not reach node %s: %s", nw.node, shortNetErr(nw.err))
+	}
+	if _, ok := e.Details["node"]; !ok {
+		e = e.With("node", nw.node)
+	}
+	if e.Hint() == "" {
+		e = e.WithHint(hiveHint(nw.node))
+	}
+	e = e.WithHint(e.Hint() + " (rbee workers health --node " + nw.node + ")")
+	return api.UnreachableNode{Node: nw.node, Error: e}
+}
+
 // clusterWorkers asks every hive for its workers in parallel: the local
 // hive if one answers, and every registry node, each within
-// clusterListTimeout. Nodes that do not answer are left out (and logged).
+// clusterListTimeout. A node that does not answer comes back with its
+// error (and is logged), unless absent says it has no hive to ask.
 func (q *Queen) clusterWorkers(ctx context.Context) ([]nodeWorkers, error) {
 	nodes, err := q.store.List(ctx)
 	if err != nil {
@@ -79,6 +113,7 @@ func (q *Queen) clusterWorkers(ctx context.Context) ([]nodeWorkers, error) {
 	out := make([]nodeWorkers, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
+		out[i].node = name
 		wg.Go(func() {
 			// The bound covers reaching the node too: a node in tunnel mode
 			// is reached through an SSH connection that may need dialling.
@@ -96,8 +131,8 @@ func (q *Queen) clusterWorkers(ctx context.Context) ([]nodeWorkers, error) {
 	}
 	wg.Wait()
 	for _, nw := range out {
-		if nw.err != nil && nw.hive != nil && !(nw.hive.node == api.LocalNode && q.hives.startedLocal() == nil) {
-			q.log.Info("node left out of the worker list", "node", nw.hive.node, "error", nw.err)
+		if nw.err != nil && !q.absent(nw) {
+			q.log.Info("node did not answer for the worker list", "node", nw.node, "error", nw.err)
 		}
 	}
 	return out, nil
@@ -112,6 +147,9 @@ func (q *Queen) handleWorkersList(w http.ResponseWriter, r *http.Request) {
 	list := api.WorkerList{Workers: []api.WorkerInfo{}}
 	for _, nw := range all {
 		if nw.err != nil {
+			if !q.absent(nw) {
+				list.Unreachable = append(list.Unreachable, unreachableNode(nw))
+			}
 			continue
 		}
 		for _, wi := range nw.workers {
@@ -121,6 +159,7 @@ func (q *Queen) handleWorkersList(w http.ResponseWriter, r *http.Request) {
 	slices.SortFunc(list.Workers, func(a, b api.WorkerInfo) int {
 		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.ID, b.ID))
 	})
+	slices.SortFunc(list.Unreachable, func(a, b api.UnreachableNode) int { return cmp.Compare(a.Node, b.Node) })
 	httpx.WriteJSON(w, http.StatusOK, list)
 }
 
@@ -199,8 +238,20 @@ func (q *Queen) handleWorkersShutdown(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	httpx.WriteError(w, r, api.Errorf(api.CodeWorkerNotFound, "no node runs worker %s", req.WorkerID).
-		With("worker_id", req.WorkerID).WithHint("list the workers with: rbee workers list"))
+	e := api.Errorf(api.CodeWorkerNotFound, "no node runs worker %s", req.WorkerID).
+		With("worker_id", req.WorkerID).WithHint("list the workers with: rbee workers list")
+	var missed []string
+	for _, nw := range all {
+		if nw.err != nil && !q.absent(nw) {
+			missed = append(missed, nw.node)
+		}
+	}
+	if len(missed) > 0 {
+		e = e.With("unreachable_nodes", missed).
+			WithHint("it may run on a node that did not answer (" + strings.Join(missed, ", ") + "); list the workers with: rbee workers list")
+		e.Message = fmt.Sprintf("no node that answered runs worker %s", req.WorkerID)
+	}
+	httpx.WriteError(w, r, e)
 }
 
 func (q *Queen) handleNodesList(w http.ResponseWriter, r *http.Request) {

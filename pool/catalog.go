@@ -5,11 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"rbee/internal/sqlitex"
-	"strings"
 
 	"rbee/api"
 	"rbee/internal/httpx"
+	"rbee/internal/sqlitex"
 )
 
 // ErrCatalogCorrupt means models.db exists but is not a usable SQLite
@@ -38,22 +37,27 @@ var migrations = []string{
 		sha256             TEXT NOT NULL DEFAULT '',
 		downloaded_at_unix INTEGER NOT NULL
 	)`,
+	// The file's modification time when its size and SHA-256 were last
+	// taken: a file whose size and mtime still match is trusted without
+	// reading it. 0 (rows from before) means unknown: the file is hashed
+	// once at its next use.
+	`ALTER TABLE models ADD COLUMN mtime_unix_ns INTEGER NOT NULL DEFAULT 0`,
 }
 
 // OpenCatalog opens (creating it if absent) the catalog database at path,
-// in WAL mode with a busy timeout, and brings its schema up to date. A file
-// that is not a SQLite database, or fails its integrity check, gives an
-// error wrapping ErrCatalogCorrupt.
+// in WAL mode with a busy timeout, checks its integrity and brings its
+// schema up to date. A file that is not a SQLite database, or fails its
+// integrity check, gives an error wrapping ErrCatalogCorrupt that names the
+// file and says what to do.
 func OpenCatalog(ctx context.Context, path string) (*Catalog, error) {
-	db, err := sqlitex.Open(path)
+	db, err := sqlitex.Open(ctx, path)
 	if err != nil {
+		if errors.Is(err, sqlitex.ErrDamaged) {
+			return nil, corrupt(err)
+		}
 		return nil, fmt.Errorf("opening model catalog: %w", err)
 	}
 	c := &Catalog{db: db, path: path}
-	if err := c.check(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
 	if err := c.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -61,32 +65,11 @@ func OpenCatalog(ctx context.Context, path string) (*Catalog, error) {
 	return c, nil
 }
 
-// corrupt wraps a database error that shows the file is unusable.
-func (c *Catalog) corrupt(err error) error {
-	return fmt.Errorf("%w: %s: %v (move the file aside to start with an empty catalog; models under the models folder stay on disk)", ErrCatalogCorrupt, c.path, err)
-}
-
-// check runs SQLite's quick integrity check: it also catches a file that is
-// not a database at all (the first statement on it fails).
-func (c *Catalog) check(ctx context.Context) error {
-	var res string
-	if err := c.db.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&res); err != nil {
-		if isCorruptErr(err) {
-			return c.corrupt(err)
-		}
-		return fmt.Errorf("opening model catalog %s: %w", c.path, err)
-	}
-	if res != "ok" {
-		return c.corrupt(errors.New(res))
-	}
-	return nil
-}
-
-// isCorruptErr reports whether a SQLite error says the file is damaged or
-// not a database (SQLITE_NOTADB, SQLITE_CORRUPT).
-func isCorruptErr(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "not a database") || strings.Contains(s, "malformed") || strings.Contains(s, "SQLITE_NOTADB") || strings.Contains(s, "SQLITE_CORRUPT")
+// corrupt wraps the error of a damaged catalog file with what to do.
+func corrupt(err error) error {
+	return fmt.Errorf("%w: %w (move the file aside, e.g. mv models.db models.db.damaged, and start the hive again: "+
+		"it creates an empty catalog and adds models back as they are used; downloaded files under models/ are checked and kept, not downloaded again)",
+		ErrCatalogCorrupt, err)
 }
 
 func (c *Catalog) migrate(ctx context.Context) error {
@@ -127,43 +110,76 @@ func (c *Catalog) Close() error { return c.db.Close() }
 
 const modelColumns = "id, provider, reference, local_path, size_bytes, sha256, downloaded_at_unix"
 
+// modelRow is a catalog row with the modification time of its file when
+// the row's size and SHA-256 were taken (0: unknown).
+type modelRow struct {
+	api.ModelEntry
+	MTimeNs int64
+}
+
 type scanner interface{ Scan(dest ...any) error }
 
-func scanModel(s scanner) (api.ModelEntry, error) {
-	var e api.ModelEntry
-	err := s.Scan(&e.ID, &e.Provider, &e.Reference, &e.LocalPath, &e.SizeBytes, &e.SHA256, &e.DownloadedAtUnix)
-	return e, err
+func scanRow(s scanner) (modelRow, error) {
+	var r modelRow
+	err := s.Scan(&r.ID, &r.Provider, &r.Reference, &r.LocalPath, &r.SizeBytes, &r.SHA256, &r.DownloadedAtUnix, &r.MTimeNs)
+	return r, err
 }
 
 // Get returns the row of a model reference, or an error wrapping
 // ErrNotInCatalog.
 func (c *Catalog) Get(ctx context.Context, ref string) (api.ModelEntry, error) {
-	e, err := scanModel(c.db.QueryRowContext(ctx, "SELECT "+modelColumns+" FROM models WHERE reference = ?", ref))
+	r, err := c.row(ctx, ref)
+	return r.ModelEntry, err
+}
+
+// row is Get with the file's recorded modification time.
+func (c *Catalog) row(ctx context.Context, ref string) (modelRow, error) {
+	r, err := scanRow(c.db.QueryRowContext(ctx, "SELECT "+modelColumns+", mtime_unix_ns FROM models WHERE reference = ?", ref))
 	if errors.Is(err, sql.ErrNoRows) {
-		return api.ModelEntry{}, fmt.Errorf("%s: %w", ref, ErrNotInCatalog)
+		return modelRow{}, fmt.Errorf("%s: %w", ref, ErrNotInCatalog)
 	}
 	if err != nil {
-		return api.ModelEntry{}, fmt.Errorf("model catalog: %w", err)
+		return modelRow{}, fmt.Errorf("model catalog: %w", err)
 	}
-	return e, nil
+	return r, nil
 }
 
 // Register inserts a row for e.Reference unless one exists, and returns the
 // row the catalog holds (the existing one when there was one: a reference
-// never has two rows). An empty e.ID gets a new id.
+// never has two rows). An empty e.ID gets a new id. The file's
+// modification time is not known: the file is hashed at its next use.
 func (c *Catalog) Register(ctx context.Context, e api.ModelEntry) (api.ModelEntry, error) {
+	r, err := c.register(ctx, modelRow{ModelEntry: e})
+	return r.ModelEntry, err
+}
+
+// register is Register with the modification time of the file whose size
+// and SHA-256 the row holds.
+func (c *Catalog) register(ctx context.Context, r modelRow) (modelRow, error) {
+	e := r.ModelEntry
 	if e.Reference == "" || e.Provider == "" || e.LocalPath == "" {
-		return api.ModelEntry{}, fmt.Errorf("model catalog: a row needs a reference, a provider and a local path")
+		return modelRow{}, fmt.Errorf("model catalog: a row needs a reference, a provider and a local path")
 	}
 	if e.ID == "" {
 		e.ID = httpx.NewID("m-")
 	}
-	_, err := c.db.ExecContext(ctx, "INSERT INTO models ("+modelColumns+") VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(reference) DO NOTHING",
-		e.ID, e.Provider, e.Reference, e.LocalPath, e.SizeBytes, e.SHA256, e.DownloadedAtUnix)
+	_, err := c.db.ExecContext(ctx, "INSERT INTO models ("+modelColumns+", mtime_unix_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(reference) DO NOTHING",
+		e.ID, e.Provider, e.Reference, e.LocalPath, e.SizeBytes, e.SHA256, e.DownloadedAtUnix, r.MTimeNs)
 	if err != nil {
-		return api.ModelEntry{}, fmt.Errorf("model catalog: adding %s: %w", e.Reference, err)
+		return modelRow{}, fmt.Errorf("model catalog: adding %s: %w", e.Reference, err)
 	}
-	return c.Get(ctx, e.Reference)
+	return c.row(ctx, e.Reference)
+}
+
+// reverified records what a fresh look at a row's file found: its size,
+// SHA-256 and modification time. The row must still point at path.
+func (c *Catalog) reverified(ctx context.Context, ref, path string, size int64, sha string, mtimeNs int64) error {
+	_, err := c.db.ExecContext(ctx, "UPDATE models SET size_bytes = ?, sha256 = ?, mtime_unix_ns = ? WHERE reference = ? AND local_path = ?",
+		size, sha, mtimeNs, ref, path)
+	if err != nil {
+		return fmt.Errorf("model catalog: updating %s: %w", ref, err)
+	}
+	return nil
 }
 
 // List returns every row, ordered by reference (never nil).
@@ -175,7 +191,8 @@ func (c *Catalog) List(ctx context.Context) ([]api.ModelEntry, error) {
 	defer rows.Close()
 	out := []api.ModelEntry{}
 	for rows.Next() {
-		e, err := scanModel(rows)
+		var e api.ModelEntry
+		err := rows.Scan(&e.ID, &e.Provider, &e.Reference, &e.LocalPath, &e.SizeBytes, &e.SHA256, &e.DownloadedAtUnix)
 		if err != nil {
 			return nil, fmt.Errorf("model catalog: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -206,24 +207,28 @@ func (m *downloads) start(ctx context.Context, ref api.ModelRef) (*Download, err
 	}
 	m.mu.Unlock()
 
-	if entry, err := m.h.catalog.Get(ctx, canon); err == nil {
-		if st, serr := os.Stat(entry.LocalPath); serr == nil && st.Mode().IsRegular() && st.Size() == entry.SizeBytes {
-			d := m.newDownload(canon)
-			d.have(entry.SizeBytes)
-			d.end(entry, nil)
-			m.mu.Lock()
-			m.byID[d.ID] = d
-			m.mu.Unlock()
-			return d, nil
+	// A model in the catalog whose file still has the size and modification
+	// time the catalog recorded, and a readable header, is there: the
+	// download is complete at once. Any other catalogued file is checked by
+	// the download first (hashing takes a while), and fetched again if it is
+	// damaged or gone.
+	var prior *modelRow
+	if r, err := m.h.catalog.row(ctx, canon); err == nil {
+		if fi, serr := os.Stat(r.LocalPath); serr == nil && fi.Mode().IsRegular() && stampMatches(r, fi) {
+			if _, aerr := readModel(r.LocalPath, canon); aerr == nil {
+				d := m.newDownload(canon)
+				d.have(r.SizeBytes)
+				d.end(r.ModelEntry, nil)
+				m.mu.Lock()
+				m.byID[d.ID] = d
+				m.mu.Unlock()
+				return d, nil
+			}
 		}
-		m.log.Warn("the catalog's file of the model is missing or changed; downloading it again", "model", canon, "path", entry.LocalPath)
-		if _, err := m.h.catalog.Remove(ctx, canon); err != nil {
-			m.log.Error("removing the stale catalog row failed", "model", canon, "error", err)
-			return nil, api.Errorf(api.CodeInternal, "the model catalog could not be updated")
-		}
+		prior = &r
 	} else if !errors.Is(err, ErrNotInCatalog) {
 		m.log.Error("model catalog lookup failed", "model", canon, "error", err)
-		return nil, api.Errorf(api.CodeInternal, "the model catalog could not be read")
+		return nil, catalogError(err, "read")
 	}
 
 	m.mu.Lock()
@@ -246,7 +251,7 @@ func (m *downloads) start(ctx context.Context, ref api.ModelRef) (*Download, err
 	go func() {
 		defer m.h.wg.Done()
 		defer cancel()
-		entry, err := m.run(dctx, d, ref)
+		entry, err := m.run(dctx, d, ref, prior)
 		m.mu.Lock()
 		delete(m.active, canon)
 		m.mu.Unlock()
@@ -288,8 +293,9 @@ func (m *downloads) close() {
 	}
 }
 
-// run resolves, downloads, checks and registers one model.
-func (m *downloads) run(ctx context.Context, d *Download, ref api.ModelRef) (api.ModelEntry, *api.Error) {
+// run resolves, downloads, checks and registers one model. prior is its
+// catalog row when the catalog has one whose file must be checked first.
+func (m *downloads) run(ctx context.Context, d *Download, ref api.ModelRef, prior *modelRow) (api.ModelEntry, *api.Error) {
 	canon := ref.String()
 	fail := func(err error) (api.ModelEntry, *api.Error) {
 		if ctx.Err() != nil {
@@ -301,6 +307,15 @@ func (m *downloads) run(ctx context.Context, d *Download, ref api.ModelRef) (api
 			m.log.Error("download failed", "model", canon, "error", err)
 		}
 		return api.ModelEntry{}, e.With("model_ref", canon)
+	}
+	if prior != nil {
+		entry, ok, err := m.recheck(ctx, d, *prior)
+		if err != nil {
+			return fail(err)
+		}
+		if ok {
+			return entry, nil
+		}
 	}
 	f, err := m.hf.Resolve(ctx, ref)
 	if err != nil {
@@ -350,12 +365,21 @@ func (m *downloads) run(ctx context.Context, d *Download, ref api.ModelRef) (api
 		_ = os.Remove(dest)
 		return fail(api.Errorf(aerr.Code, "%s from %s is not a usable GGUF model: %s", f.Name, f.Repo, aerr.Message).With("file", f.Name))
 	}
-	entry, err := m.h.catalog.Register(ctx, api.ModelEntry{Provider: "hf", Reference: canon, LocalPath: dest,
-		SizeBytes: size, SHA256: sum, DownloadedAtUnix: time.Now().Unix()})
+	var mtime int64
+	if fi, err := os.Stat(dest); err == nil && fi.Size() == size {
+		mtime = mtimeNs(fi)
+	}
+	row, err := m.h.catalog.register(ctx, modelRow{ModelEntry: api.ModelEntry{Provider: "hf", Reference: canon, LocalPath: dest,
+		SizeBytes: size, SHA256: sum, DownloadedAtUnix: time.Now().Unix()}, MTimeNs: mtime})
 	if err != nil {
 		m.log.Error("registering the model failed", "model", canon, "error", err)
-		return fail(api.Errorf(api.CodeInternal, "the model could not be added to the catalog"))
+		e := catalogError(err, "updated")
+		if e.Code == api.CodeInsufficientDisk {
+			e = m.diskFull(e, filepath.Dir(m.h.catalog.Path()))
+		}
+		return fail(e)
 	}
+	entry := row.ModelEntry
 	m.log.Info("model downloaded and registered", "model", canon, "id", entry.ID, "path", dest, "size_bytes", size, "sha256", sum)
 	verb := "Downloaded"
 	if have {
@@ -365,6 +389,59 @@ func (m *downloads) run(ctx context.Context, d *Download, ref api.ModelRef) (api
 	d.summary = fmt.Sprintf("%s %s (%s, SHA-256 %s…); added to the catalog as %s", verb, f.Name, sizeText(size), sum[:12], entry.ID)
 	d.mu.Unlock()
 	return entry, nil
+}
+
+// recheck looks at the file of a catalogued model that changed, went
+// missing or cannot be read: the same SHA-256 as the catalog's makes it
+// complete at once (ok); otherwise the row and file are removed, with a
+// narration saying why, and the caller downloads the model again.
+func (m *downloads) recheck(ctx context.Context, d *Download, r modelRow) (api.ModelEntry, bool, error) {
+	name := filepath.Base(r.LocalPath)
+	if fi, err := os.Stat(r.LocalPath); err == nil && !stampMatches(r, fi) {
+		if r.MTimeNs == 0 {
+			d.note("download_check", "The catalog has not checked the file of %s (%s) since an upgrade of rbee; checking its SHA-256 once", r.Reference, name)
+		} else {
+			d.note("download_check", "The file of %s (%s) changed since it was catalogued; checking its SHA-256", r.Reference, name)
+		}
+	}
+	c, err := m.h.checkFile(ctx, r)
+	if err != nil {
+		return api.ModelEntry{}, false, err
+	}
+	switch c.state {
+	case fileSame:
+		_, aerr := readModel(r.LocalPath, r.Reference)
+		if aerr == nil {
+			d.have(c.row.SizeBytes)
+			d.mu.Lock()
+			d.summary = fmt.Sprintf("Checked %s (%s): its SHA-256 %s… still matches; nothing to download", name, sizeText(c.row.SizeBytes), short(c.row.SHA256))
+			d.mu.Unlock()
+			return c.row.ModelEntry, true, nil
+		}
+		d.note("download_damaged", "The file of %s (%s) cannot be read as a GGUF model (%s); downloading it again", r.Reference, name, aerr.Message)
+	case fileMissing:
+		d.note("download_missing", "The file of %s (%s) is gone; downloading it again", r.Reference, r.LocalPath)
+	case fileChanged:
+		d.note("download_damaged", "The file of %s (%s) is damaged: %s; downloading it again", r.Reference, name, c.change)
+	}
+	m.log.Warn("catalogued model file is missing or damaged; downloading it again", "model", r.Reference, "path", r.LocalPath, "change", c.change)
+	if !m.h.forgetDamaged(ctx, r) {
+		return api.ModelEntry{}, false, api.Errorf(api.CodeInternal, "the damaged copy of %s could not be removed (see the hive's log)", r.Reference).
+			With("file", r.LocalPath)
+	}
+	return api.ModelEntry{}, false, nil
+}
+
+// diskFull adds the free space of dir to an INSUFFICIENT_DISK error.
+func (m *downloads) diskFull(e *api.Error, dir string) *api.Error {
+	free := m.h.cfg.DiskFree
+	if free == nil {
+		free = hf.DiskFree
+	}
+	if have, err := free(dir); err == nil {
+		e = e.With("available_bytes", have).With("available", (have+(1<<20-1))>>20)
+	}
+	return e.With("dir", dir)
 }
 
 // existing reports whether dest already holds the file (an earlier

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,6 +90,21 @@ type Config struct {
 	// <install_path>/logs/hive.log on a remote node). GET /v1/logs serves it
 	// as the "hive" source; when empty, the hive*.log files in <home>/logs.
 	LogFile string
+	// AllowedHosts and AllowedOrigins keep web pages from driving the hive
+	// and its workers, which get the same lists. A request must name the
+	// hive by an IP address, localhost (or *.localhost), Host (with a
+	// wildcard Host, the machine's host name), AdvertiseHost, or a name in
+	// AllowedHosts ("gpu-box.example.com", "*.example.com", "*"); a request
+	// with an Origin header must come from the hive's own origin or one in
+	// AllowedOrigins ("http://localhost:3000", "https://*.example.com",
+	// "*"). Anything else is FORBIDDEN (403). The queen passes its
+	// [security] lists to the hives it starts.
+	AllowedHosts   []string
+	AllowedOrigins []string
+
+	// limits bound slow and idle clients (tests shorten them; zero fields
+	// take the defaults).
+	limits httpx.Limits
 }
 
 // Hive is the pool daemon of one node: its model catalog, its workers and
@@ -151,7 +167,26 @@ func New(cfg Config) (*Hive, error) {
 	}
 	h.dl = newDownloads(h)
 	h.handler = h.routes()
+	// The Host and Origin checks come first, before authentication.
+	guard, err := httpx.NewGuard(httpx.GuardConfig{ListenAddr: h.Addr(), AllowedHosts: h.workerAllowedHosts(),
+		AllowedOrigins: cfg.AllowedOrigins, Logger: log.Named("http")})
+	if err != nil {
+		cat.Close()
+		return nil, fmt.Errorf("hive: %w", err)
+	}
+	h.handler = guard.Wrap(h.handler)
 	return h, nil
+}
+
+// workerAllowedHosts are the host names the hive and its workers answer
+// to besides their own: AllowedHosts and the name in worker URLs, by which
+// the queen reaches this node.
+func (h *Hive) workerAllowedHosts() []string {
+	hosts := slices.Clone(h.cfg.AllowedHosts)
+	if h.advertiseHost != "" && !slices.Contains(hosts, h.advertiseHost) {
+		hosts = append(hosts, h.advertiseHost)
+	}
+	return hosts
 }
 
 func (c *Config) setDefaults() error {
@@ -207,6 +242,12 @@ func (c *Config) setDefaults() error {
 		return errors.New("hive: fake memory must be positive")
 	}
 	if err := httpx.CheckBind(net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), c.Token); err != nil {
+		return fmt.Errorf("hive: %w", err)
+	}
+	if err := httpx.CheckAllowedHosts(c.AllowedHosts); err != nil {
+		return fmt.Errorf("hive: %w", err)
+	}
+	if err := httpx.CheckAllowedOrigins(c.AllowedOrigins); err != nil {
 		return fmt.Errorf("hive: %w", err)
 	}
 	if c.Binary == "" {
@@ -271,8 +312,9 @@ func (h *Hive) Config() Config { return h.cfg }
 // Catalog is the hive's model catalog.
 func (h *Hive) Catalog() *Catalog { return h.catalog }
 
-// Handler is the hive's HTTP API (DESIGN §3), with request ids, panic
-// recovery and bearer authentication.
+// Handler is the hive's HTTP API, with the Host and Origin checks (see
+// Config.AllowedHosts), request ids, panic recovery and bearer
+// authentication.
 func (h *Hive) Handler() http.Handler { return h.handler }
 
 // ShutdownRequested is closed when POST /v1/admin/shutdown was accepted; Run
@@ -305,8 +347,7 @@ func (h *Hive) Run(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("hive: listening on %s: %w", h.Addr(), err), h.Close())
 	}
-	srv := &http.Server{Handler: h.handler, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: h.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	srv := httpx.NewServer(h.handler, h.log.Named("http"), h.cfg.limits)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	mctx, stopMonitor := context.WithCancel(context.Background())
@@ -420,16 +461,14 @@ func (h *Hive) ListWorkers(ctx context.Context) []api.WorkerInfo {
 }
 
 // Models returns the catalog, each entry with what its file's GGUF header
-// says (Meta is nil when the file is missing or unreadable).
+// says (Meta is nil when the file is missing, unreadable or changed).
 func (h *Hive) Models(ctx context.Context) ([]api.ModelEntry, error) {
 	ms, err := h.catalog.List(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for i := range ms {
-		if info, aerr := readModel(ms[i].LocalPath, ms[i].Reference); aerr == nil {
-			ms[i].Meta = metaOf(info)
-		}
+		ms[i].Meta = h.listedMeta(ctx, ms[i])
 	}
 	return ms, nil
 }

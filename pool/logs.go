@@ -186,12 +186,11 @@ func (f *logFollower) poll(out *sse.Writer) error {
 	return nil
 }
 
-// logEntry is a line read from a log file.
+// logEntry is a line read from a log file. Its time orders lines of
+// several files: the line's own timestamp, or for a line without one, the
+// time of the line it continues.
 type logEntry struct {
 	line api.LogLine
-	// at orders lines of several files: the line's own time, else that of
-	// the line before it in its file.
-	at time.Time
 }
 
 func (l logEntry) event() api.Event {
@@ -200,9 +199,10 @@ func (l logEntry) event() api.Event {
 }
 
 // lastEntries orders entries by time (stable: a file's lines stay in their
-// order, and files in theirs) and keeps the last n.
+// order, and files in theirs, so a multi-line entry, whose lines share a
+// time, stays whole) and keeps the last n.
 func lastEntries(es []logEntry, n int) []logEntry {
-	slices.SortStableFunc(es, func(a, b logEntry) int { return a.at.Compare(b.at) })
+	slices.SortStableFunc(es, func(a, b logEntry) int { return a.line.Time.Compare(b.line.Time) })
 	if len(es) > n {
 		es = slices.Clone(es[len(es)-n:])
 	}
@@ -215,7 +215,7 @@ type fileTail struct {
 	info os.FileInfo // the file read so far (nil: none yet)
 	off  int64       // bytes of it consumed
 	part []byte      // a line begun but not yet ended
-	last time.Time   // the time of the last dated line
+	last time.Time   // the time of the last dated line read
 }
 
 // openTail opens a log file: its last n lines, and a tail positioned after
@@ -250,6 +250,13 @@ func openTail(s logSource, n int, partial bool) (*fileTail, []logEntry, error) {
 		return nil, nil, err
 	}
 	t.off = size
+	if first, _, _ := bytes.Cut(data, []byte("\n")); len(data) > 0 && start > 0 {
+		if _, dated := lineTime(string(first)); !dated {
+			// The window begins inside an entry (the end of a stack trace,
+			// say): its lines take the time of the line it began with.
+			t.last = timeBefore(f, start)
+		}
+	}
 	if !partial {
 		if i := bytes.LastIndexByte(data, '\n'); i < len(data)-1 {
 			t.part = slices.Clone(data[i+1:])
@@ -401,14 +408,50 @@ func cutPoint(b []byte) int {
 }
 
 // entry makes the event of one line, dated by its timestamp when it has
-// one.
+// one. A line without one continues the entry above it (a stack trace, a
+// message of several lines) and takes that entry's time, so that merging
+// files by time keeps entries whole and in place; before any dated line
+// it has none.
 func (t *fileTail) entry(line string) logEntry {
-	ll := api.LogLine{Source: t.src.name, Line: line}
 	if at, ok := lineTime(line); ok {
-		ll.Time = at
 		t.last = at
 	}
-	return logEntry{line: ll, at: t.last}
+	return logEntry{line: api.LogLine{Source: t.src.name, Line: line, Time: t.last}}
+}
+
+// timeBefore returns the time of the last dated line that ends before
+// offset end (the start of a line), looking back at most maxLogScan bytes;
+// the zero time when there is none.
+func timeBefore(f io.ReaderAt, end int64) time.Time {
+	const chunk = 64 << 10
+	floor := max(0, end-maxLogScan)
+	var carry []byte // the start of a line whose beginning is further back
+	for end > floor {
+		begin := max(floor, end-chunk)
+		b := make([]byte, end-begin, end-begin+int64(len(carry)))
+		if _, err := f.ReadAt(b, begin); err != nil && !errors.Is(err, io.EOF) {
+			return time.Time{}
+		}
+		b = append(b, carry...)
+		for {
+			i := bytes.LastIndexByte(b, '\n')
+			if i < 0 {
+				break
+			}
+			if at, ok := lineTime(string(b[i+1:])); ok {
+				return at
+			}
+			b = b[:i]
+		}
+		carry = b
+		end = begin
+	}
+	if floor == 0 {
+		if at, ok := lineTime(string(carry)); ok { // the file's first line
+			return at
+		}
+	}
+	return time.Time{}
 }
 
 // lineTime parses the timestamp a log line starts with: hclog's

@@ -152,10 +152,9 @@ func TestLogsLastLines(t *testing.T) {
 			assert.Equal(t, tc.want, texts(got))
 			for _, l := range got {
 				assert.Empty(t, l.Node, "the hive leaves node to the queen")
-				if strings.HasPrefix(l.Line, "2025-") {
-					assert.False(t, l.Time.IsZero(), "a dated line has its time: %q", l.Line)
-				} else {
-					assert.True(t, l.Time.IsZero(), "an undated line has none: %q", l.Line)
+				assert.False(t, l.Time.IsZero(), "a line has its time, or that of the line it continues: %q", l.Line)
+				if l.Line == "no timestamp here" {
+					assert.Equal(t, time.Date(2025, 1, 2, 10, 0, 2, 0, time.UTC), l.Time.UTC(), "the time of the line it continues")
 				}
 			}
 		})
@@ -163,6 +162,66 @@ func TestLogsLastLines(t *testing.T) {
 	got := openLogs(t, th, "?lines=1").all(t)
 	require.Len(t, got, 1)
 	assert.Equal(t, time.Date(2025, 1, 2, 10, 0, 8, 0, time.UTC), got[0].Time.UTC())
+}
+
+// TestLogsMultiLineEntries: lines without a timestamp continue the entry
+// above them (a panic's stack trace) and take its time, even when the
+// entry's first line is further back than the lines asked for, so that the
+// newest entry is not pushed out by older lines of another file and an
+// entry's lines stay together.
+func TestLogsMultiLineEntries(t *testing.T) {
+	th := startHive(t, nil)
+	dir := paths.LogsDir(th.Config().Home)
+	appendFile(t, filepath.Join(dir, "hive-local.log"), stamp(10, "hive: a")+"\n"+stamp(20, "hive: b")+"\n"+stamp(30, "hive: c")+"\n")
+	// Enough of an older worker log that the panic's head is not near the
+	// lines asked for.
+	var older strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&older, "%s\n", stamp(1, fmt.Sprintf("worker: step %d", i)))
+	}
+	trace := []string{"goroutine 1 [running]:", "main.main()", "\t/src/main.go:12 +0x1d", "exit status 2"}
+	appendFile(t, filepath.Join(dir, "worker-w-aaa.log"), older.String()+stamp(40, "panic: boom")+"\n"+strings.Join(trace, "\n")+"\n")
+	at40 := time.Date(2025, 1, 2, 10, 0, 40, 0, time.UTC)
+	var traceLines []string
+	for _, l := range trace {
+		traceLines = append(traceLines, "w-aaa: "+l)
+	}
+
+	tests := []struct {
+		lines int
+		want  []string
+	}{
+		// The worker's last four lines are the trace, whose head is further
+		// back: they are the newest lines of the node, not its oldest.
+		{4, traceLines},
+		{6, append([]string{"hive: " + stamp(30, "hive: c"), "w-aaa: " + stamp(40, "panic: boom")}, traceLines...)},
+	}
+	for _, tc := range tests {
+		t.Run(strconv.Itoa(tc.lines), func(t *testing.T) {
+			got := openLogs(t, th, "?lines="+strconv.Itoa(tc.lines)).all(t)
+			assert.Equal(t, tc.want, texts(got))
+			for _, l := range got {
+				if l.Source == "w-aaa" {
+					assert.Equal(t, at40, l.Time.UTC(), "%q has the time of the panic it continues", l.Line)
+				}
+			}
+		})
+	}
+}
+
+func TestTimeBefore(t *testing.T) {
+	lines := []string{stamp(1, "one"), "cont a", stamp(2, "two"), "cont b", "cont c"}
+	data := strings.Join(lines, "\n") + "\n"
+	r := strings.NewReader(data)
+	at := func(s int) time.Time { return time.Date(2025, 1, 2, 10, 0, s, 0, time.UTC) }
+	offset := func(i int) int64 { return int64(len(strings.Join(lines[:i], "\n")) + 1) } // start of line i
+	assert.True(t, timeBefore(r, 0).IsZero(), "nothing before the file's start")
+	assert.Equal(t, at(1), timeBefore(r, offset(1)).UTC(), "the first line")
+	assert.Equal(t, at(1), timeBefore(r, offset(2)).UTC())
+	assert.Equal(t, at(2), timeBefore(r, offset(4)).UTC())
+	assert.Equal(t, at(2), timeBefore(r, int64(len(data))).UTC())
+	undated := strings.NewReader("a\nb\nc\n")
+	assert.True(t, timeBefore(undated, 6).IsZero(), "no dated line at all")
 }
 
 func TestLogsOwnLogFile(t *testing.T) {

@@ -44,6 +44,8 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&ready, "ready-timeout", DefaultReadyTimeout, "how long a new worker may take to answer its health check")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	fs.StringVar(&cfg.LogFile, "log-file", "", "the file this hive's output is redirected to, served by GET /v1/logs (default the hive*.log files in HOME/logs)")
+	allowedHosts := fs.String("allowed-hosts", "", "comma-separated host names requests may use besides IP addresses, localhost and --advertise-host (*.domain and * allowed; default $"+httpx.AllowedHostsEnv+")")
+	allowedOrigins := fs.String("allowed-origins", "", "comma-separated web origins whose pages may call the hive, like http://localhost:3000 (default $"+httpx.AllowedOriginsEnv+")")
 	// Hidden test flags, left out of --help.
 	hidden := cliutil.NewFlagSet("hive")
 	hidden.StringVar(&fakeDevices, "fake-devices", "", "stand-in GPUs: backend:index:vram_mb,…")
@@ -78,6 +80,9 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 		return cliutil.Usagef("--advertise-host %q is not a host name or address", cfg.AdvertiseHost)
 	}
 	cfg.IdleTimeout, cfg.HealthInterval, cfg.ReadyTimeout = idle, health, ready
+	if err := securityFlags(&cfg, fs, *allowedHosts, *allowedOrigins, os.Getenv); err != nil {
+		return err
+	}
 	level := hclog.LevelFromString(logLevel)
 	if level == hclog.NoLevel {
 		return cliutil.Usagef("--log-level %q: want trace, debug, info, warn or error", logLevel)
@@ -100,6 +105,29 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return h.Run(ctx)
+}
+
+// securityFlags sets the allowed hosts and origins from --allowed-hosts
+// and --allowed-origins (a flag given empty clears its list), else from
+// $RBEE_ALLOWED_HOSTS and $RBEE_ALLOWED_ORIGINS, which is how the queen
+// passes its lists to the hives it starts.
+func securityFlags(cfg *Config, fs *flag.FlagSet, hosts, origins string, getenv func(string) string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["allowed-hosts"] {
+		hosts = getenv(httpx.AllowedHostsEnv)
+	}
+	if !set["allowed-origins"] {
+		origins = getenv(httpx.AllowedOriginsEnv)
+	}
+	cfg.AllowedHosts, cfg.AllowedOrigins = httpx.SplitList(hosts), httpx.SplitList(origins)
+	if err := httpx.CheckAllowedHosts(cfg.AllowedHosts); err != nil {
+		return cliutil.Usagef("--allowed-hosts or $%s: %v", httpx.AllowedHostsEnv, err)
+	}
+	if err := httpx.CheckAllowedOrigins(cfg.AllowedOrigins); err != nil {
+		return cliutil.Usagef("--allowed-origins or $%s: %v", httpx.AllowedOriginsEnv, err)
+	}
+	return nil
 }
 
 // splitFlags moves the flags that set defines (-name, --name, with "=value"

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -146,18 +147,12 @@ func requiredMB(size int64) int64 {
 	return n
 }
 
-const smallerQuantHint = "use a smaller quantization of the model (e.g. Q4_K_M instead of Q8_0)"
-
 // preflight checks that the node can run a model of size bytes (quantized
 // as quant) on backend/device: the backend exists, and the memory it would
 // use is there. It returns BACKEND_UNAVAILABLE, INSUFFICIENT_RAM or
 // VRAM_EXHAUSTED, or nil.
 func (h *Hive) preflight(size int64, quant, backend string, device int) *api.Error {
 	need := requiredMB(size)
-	hint := smallerQuantHint
-	if quant != "" {
-		hint = "the model is " + quant + "; " + smallerQuantHint
-	}
 	if backend == api.BackendCPU {
 		if device != 0 {
 			return api.Errorf(api.CodeBackendUnavailable, "backend cpu has only device 0, not device %d", device).
@@ -169,7 +164,7 @@ func (h *Hive) preflight(size int64, quant, backend string, device int) *api.Err
 		}
 		if need > have {
 			return api.Errorf(api.CodeInsufficientRAM, "Insufficient RAM: need %d MB, have %d MB", need, have).
-				With("required", need).With("available", have).With("model_size_bytes", size).WithHint(hint)
+				With("required", need).With("available", have).With("model_size_bytes", size).WithHint(smallerHint(quant, need, have))
 		}
 		return nil
 	}
@@ -185,13 +180,72 @@ func (h *Hive) preflight(size int64, quant, backend string, device int) *api.Err
 	}
 	if need > dev.VRAMMB {
 		return api.Errorf(api.CodeVRAMExhausted, "Insufficient VRAM on %s: need %d MB, have %d MB", dev, need, dev.VRAMMB).
-			With("required", need).With("available", dev.VRAMMB).With("model_size_bytes", size).With("device", dev.String()).WithHint(hint)
+			With("required", need).With("available", dev.VRAMMB).With("model_size_bytes", size).With("device", dev.String()).
+			WithHint(smallerHint(quant, need, dev.VRAMMB))
 	}
 	// The device is there and the model fits, but this build's workers run
 	// the pure-Go CPU engine only: say so rather than pretend.
 	return api.Errorf(api.CodeBackendUnavailable, "backend %s: no %s engine in this build yet (use --backend cpu)", backend, backend).
 		With("backend", backend).With("device", device).With("available", h.available())
 }
+
+// quantBits is the approximate number of bits per weight of a whole GGUF
+// file of each quantization (file types mix tensor types: a Q4_K_M file
+// keeps some tensors in Q6_K), as llama.cpp's quantize tool reports them.
+var quantBits = map[string]float64{
+	"F32": 32, "F16": 16, "BF16": 16,
+	"Q8_0": 8.5, "Q6_K": 6.6, "Q5_1": 6.0, "Q5_K_M": 5.7, "Q5_K_S": 5.5, "Q5_0": 5.5,
+	"Q4_1": 5.0, "Q4_K_M": 4.8, "Q4_K_S": 4.6, "Q4_0": 4.5, "IQ4_NL": 4.5, "Q3_K_L": 4.3, "IQ4_XS": 4.25,
+	"Q3_K_M": 3.9, "IQ3_M": 3.7, "Q3_K_S": 3.5, "IQ3_S": 3.44, "IQ3_XS": 3.3, "IQ3_XXS": 3.06,
+	"Q2_K": 3.0, "Q2_K_S": 2.8, "IQ2_M": 2.7, "IQ2_S": 2.5, "IQ2_XS": 2.31, "IQ2_XXS": 2.06, "TQ2_0": 2.06,
+	"IQ1_M": 1.75, "TQ1_0": 1.69, "IQ1_S": 1.56,
+}
+
+// quantLadder is what the hint suggests, largest first: the quantizations
+// model repositories commonly publish.
+var quantLadder = []string{"Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"}
+
+// smallerFactor: a suggested quantization has at most this share of the
+// model's bits per weight (a step of a few percent is not worth a hint).
+const smallerFactor = 0.9
+
+// smallerHint is the hint of a model that needs needMB of memory where
+// haveMB is available: the largest common quantization, smaller than the
+// model's own, whose file would fit (its need estimated from the bits per
+// weight); or, when even the smallest would not fit or none is smaller, a
+// smaller model or a node with more memory.
+func smallerHint(quant string, needMB, haveMB int64) string {
+	const elsewhere = "a smaller model (fewer parameters) or a node with more memory"
+	bits, known := quantBits[quant]
+	if !known {
+		what := "the model's quantization is unknown"
+		if quant != "" {
+			what = "the model's quantization " + quant + " is not one rbee knows the size of"
+		}
+		return what + "; use a smaller quantization (Q4_K_M, about 4.8 bits per weight, is a common choice), or " + elsewhere
+	}
+	own := fmt.Sprintf("the model is %s (about %s bits per weight)", quant, bitsText(bits))
+	var smallest string
+	var smallestMB int64
+	for _, q := range quantLadder {
+		b := quantBits[q]
+		if b > bits*smallerFactor {
+			continue
+		}
+		est := int64(math.Ceil(float64(needMB) * b / bits))
+		if est <= haveMB {
+			return fmt.Sprintf("%s; use a smaller quantization of it: %s (about %s bits per weight) would need about %d MB", own, q, bitsText(b), est)
+		}
+		smallest, smallestMB = q, est
+	}
+	if smallest == "" {
+		return own + " and no common quantization is much smaller: use " + elsewhere
+	}
+	return fmt.Sprintf("%s; even %s (about %s bits per weight) would need about %d MB: use %s", own, smallest, bitsText(quantBits[smallest]), smallestMB, elsewhere)
+}
+
+// bitsText is a bits-per-weight figure without needless digits ("8.5", "16", "4.25").
+func bitsText(b float64) string { return strconv.FormatFloat(b, 'f', -1, 64) }
 
 // available lists the node's backends and devices: "cpu", "cuda:0", …
 func (h *Hive) available() []string {

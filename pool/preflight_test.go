@@ -101,8 +101,8 @@ func TestPreflight(t *testing.T) {
 			switch tc.code {
 			case api.CodeInsufficientRAM, api.CodeVRAMExhausted:
 				assert.Equal(t, requiredMB(tc.size), err.Details["required"])
-				assert.Contains(t, err.Hint(), "smaller quantization")
-				assert.Contains(t, err.Hint(), "Q4_K_M instead of Q8_0")
+				assert.Equal(t, smallerHint("Q8_0", requiredMB(tc.size), err.Details["available"].(int64)), err.Hint())
+				assert.Contains(t, err.Hint(), "the model is Q8_0")
 			case api.CodeBackendUnavailable:
 				assert.Equal(t, tc.backend, err.Details["backend"])
 				assert.Equal(t, http400, err.HTTPStatus())
@@ -112,3 +112,45 @@ func TestPreflight(t *testing.T) {
 }
 
 const http400 = 400
+
+// TestSmallerHint: the hint of INSUFFICIENT_RAM and VRAM_EXHAUSTED names a
+// real quantization smaller than the model's own (the largest that would
+// fit, by bits per weight), or says that none would do.
+func TestSmallerHint(t *testing.T) {
+	cases := []struct {
+		name       string
+		quant      string
+		need, have int64
+		want       string
+	}{
+		{"Q8_0 to the next step", "Q8_0", 1080, 1000,
+			"the model is Q8_0 (about 8.5 bits per weight); use a smaller quantization of it: Q6_K (about 6.6 bits per weight) would need about 839 MB"},
+		{"Q8_0 down to Q4_K_M", "Q8_0", 1700, 1000,
+			"the model is Q8_0 (about 8.5 bits per weight); use a smaller quantization of it: Q4_K_M (about 4.8 bits per weight) would need about 960 MB"},
+		{"F16 to Q8_0", "F16", 2000, 1100,
+			"the model is F16 (about 16 bits per weight); use a smaller quantization of it: Q8_0 (about 8.5 bits per weight) would need about 1063 MB"},
+		{"Q4_K_M is never told to use Q4_K_M", "Q4_K_M", 1000, 900,
+			"the model is Q4_K_M (about 4.8 bits per weight); use a smaller quantization of it: Q3_K_M (about 3.9 bits per weight) would need about 813 MB"},
+		{"Q5_K_S skips the larger Q5_K_M", "Q5_K_S", 1000, 950,
+			"the model is Q5_K_S (about 5.5 bits per weight); use a smaller quantization of it: Q4_K_M (about 4.8 bits per weight) would need about 873 MB"},
+		{"Q4_K_M, nothing fits", "Q4_K_M", 1000, 100,
+			"the model is Q4_K_M (about 4.8 bits per weight); even Q2_K (about 3 bits per weight) would need about 625 MB: use a smaller model (fewer parameters) or a node with more memory"},
+		{"Q2_K is the smallest", "Q2_K", 1000, 900,
+			"the model is Q2_K (about 3 bits per weight) and no common quantization is much smaller: use a smaller model (fewer parameters) or a node with more memory"},
+		{"IQ3_XXS is barely larger than Q2_K", "IQ3_XXS", 1000, 990,
+			"the model is IQ3_XXS (about 3.06 bits per weight) and no common quantization is much smaller: use a smaller model (fewer parameters) or a node with more memory"},
+		{"unknown file type", "ftype(99)", 1000, 900,
+			"the model's quantization ftype(99) is not one rbee knows the size of; use a smaller quantization (Q4_K_M, about 4.8 bits per weight, is a common choice), or a smaller model (fewer parameters) or a node with more memory"},
+		{"no file type", "", 1000, 900,
+			"the model's quantization is unknown; use a smaller quantization (Q4_K_M, about 4.8 bits per weight, is a common choice), or a smaller model (fewer parameters) or a node with more memory"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, smallerHint(tc.quant, tc.need, tc.have))
+		})
+	}
+	for _, q := range quantLadder {
+		_, ok := quantBits[q]
+		assert.True(t, ok, "%s has a size", q)
+	}
+}

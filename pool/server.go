@@ -27,23 +27,9 @@ func (h *Hive) routes() http.Handler {
 	mux.HandleFunc("GET /v1/models/download/progress", h.handleDownloadProgress)
 	mux.HandleFunc("POST /v1/admin/shutdown", h.handleAdminShutdown)
 	mux.HandleFunc("GET /v1/logs", h.handleLogs)
-	mux.HandleFunc("/", h.handleUnknown)
-	return httpx.Middleware(h.log.Named("http"), httpx.Auth(h.cfg.Token, publicPaths, mux))
-}
-
-// handleUnknown answers paths and methods the hive does not serve, in the
-// error envelope.
-func (h *Hive) handleUnknown(w http.ResponseWriter, r *http.Request) {
-	e := &api.Error{Code: api.CodeInvalidRequest, Message: "no such endpoint: " + r.Method + " " + r.URL.Path,
-		Details: map[string]any{"path": r.URL.Path}, RequestID: httpx.RequestID(r)}
-	status := http.StatusNotFound
-	for _, route := range []string{"/v1/health", "/v1/workers/spawn", "/v1/workers/ready", "/v1/workers/list", "/v1/workers/shutdown", "/v1/models", "/v1/models/download", "/v1/models/download/progress", "/v1/admin/shutdown", "/v1/logs"} {
-		if r.URL.Path == route {
-			status = http.StatusMethodNotAllowed
-			e.Message = "method " + r.Method + " is not allowed on " + r.URL.Path
-		}
-	}
-	httpx.WriteJSON(w, status, api.Envelope{Error: e})
+	routes := httpx.Routes(mux, "the hive", "the hive's endpoints are under /v1/: health, workers/spawn, workers/ready, workers/list, "+
+		"workers/shutdown, models, models/download, models/download/progress, logs and admin/shutdown")
+	return httpx.Middleware(h.log.Named("http"), httpx.Auth(h.cfg.Token, publicPaths, routes))
 }
 
 func (h *Hive) handleHealth(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"rbee/api"
@@ -18,6 +19,7 @@ import (
 	"rbee/internal/httpx"
 	"rbee/internal/paths"
 	"rbee/internal/proc"
+	"rbee/internal/sqlitex"
 )
 
 // ExitPortInUse is the exit status of a worker that could not bind its port;
@@ -72,44 +74,118 @@ func (h *Hive) Spawn(ctx context.Context, req api.SpawnRequest) (*Worker, error)
 // validateSpawn checks a spawn request, naming the JSON field that fails.
 func validateSpawn(req *api.SpawnRequest) *api.Error { return req.Validate() }
 
-// resolveModel finds the model of a reference: its catalog row (S15), or,
-// for a file: reference, the file itself, which it then registers.
+// resolveModel finds the model of a reference: its catalog row (S15),
+// whose file is checked first (see checkFile), or, for a file: reference
+// not yet catalogued, the file itself, which it then registers with its
+// size, modification time and SHA-256.
 func (h *Hive) resolveModel(ctx context.Context, ref api.ModelRef) (model, *api.Error) {
 	canon := ref.String()
-	entry, err := h.catalog.Get(ctx, canon)
+	r, err := h.catalog.row(ctx, canon)
 	switch {
 	case err == nil:
-		info, aerr := readModel(entry.LocalPath, canon)
-		if aerr != nil {
-			return model{}, aerr
-		}
-		if info.FileSize != entry.SizeBytes {
-			h.log.Warn("model file size differs from the catalog", "model", canon, "catalog_bytes", entry.SizeBytes, "file_bytes", info.FileSize)
-		}
-		return model{entry: entry, info: info}, nil
+		return h.catalogued(ctx, r)
 	case !errors.Is(err, ErrNotInCatalog):
 		h.log.Error("model catalog lookup failed", "model", canon, "error", err)
-		return model{}, api.Errorf(api.CodeInternal, "the model catalog could not be read")
+		return model{}, catalogError(err, "read")
 	}
 	if ref.Provider != "file" {
 		return model{}, api.Errorf(api.CodeModelNotFound, "model %s is not in this node's catalog", canon).With("model_ref", canon).WithHint(hfHint)
 	}
+	before, serr := os.Stat(ref.Path)
 	info, aerr := readModel(ref.Path, canon)
 	if aerr != nil {
 		return model{}, aerr
 	}
-	entry, err = h.catalog.Register(ctx, api.ModelEntry{Provider: "file", Reference: canon, LocalPath: ref.Path,
-		SizeBytes: info.FileSize, DownloadedAtUnix: time.Now().Unix()})
+	if serr != nil {
+		return model{}, api.Errorf(api.CodeModelNotFound, "model file %s cannot be read: %v", ref.Path, errText(serr)).With("model_ref", canon)
+	}
+	sha, after, herr := h.hashStable(ctx, ref.Path, before)
+	if herr != nil {
+		return model{}, api.AsError(herr)
+	}
+	r, err = h.catalog.register(ctx, modelRow{ModelEntry: api.ModelEntry{Provider: "file", Reference: canon, LocalPath: ref.Path,
+		SizeBytes: after.Size(), SHA256: sha, DownloadedAtUnix: time.Now().Unix()}, MTimeNs: mtimeNs(after)})
 	if err != nil {
 		h.log.Error("registering the model failed", "model", canon, "error", err)
-		return model{}, api.Errorf(api.CodeInternal, "the model could not be added to the catalog")
+		return model{}, catalogError(err, "updated")
 	}
-	h.log.Info("model registered in the catalog", "model", canon, "id", entry.ID, "size_bytes", entry.SizeBytes)
-	return model{entry: entry, info: info}, nil
+	h.log.Info("model registered in the catalog", "model", canon, "id", r.ID, "size_bytes", r.SizeBytes, "sha256", r.SHA256)
+	if r.SHA256 != sha || r.LocalPath != ref.Path {
+		// Another request registered it at the same time: check against its row.
+		return h.catalogued(ctx, r)
+	}
+	return model{entry: r.ModelEntry, info: info}, nil
+}
+
+// catalogued checks a catalog row's file before it is used: a damaged
+// file: model is refused with CHECKSUM_MISMATCH naming what changed; a
+// damaged hf: model is removed (row and file) so that it is downloaded
+// again, and the spawn fails with CHECKSUM_MISMATCH saying so.
+func (h *Hive) catalogued(ctx context.Context, r modelRow) (model, *api.Error) {
+	c, err := h.checkFile(ctx, r)
+	if err != nil {
+		if ctx.Err() != nil {
+			return model{}, api.Errorf(api.CodeRequestTimeout, "the spawn was cancelled while checking %s", r.LocalPath)
+		}
+		return model{}, api.AsError(err)
+	}
+	switch c.state {
+	case fileMissing:
+		_, aerr := readModel(r.LocalPath, r.Reference) // MODEL_NOT_FOUND naming the file
+		return model{}, aerr
+	case fileChanged:
+		h.log.Warn("catalogued model file changed", "model", r.Reference, "path", r.LocalPath, "change", c.change)
+		removed := r.Provider == "hf" && h.forgetDamaged(ctx, r)
+		return model{}, damagedFile(r, c, removed)
+	}
+	info, aerr := readModel(r.LocalPath, r.Reference)
+	if aerr != nil {
+		h.log.Warn("catalogued model file cannot be read as GGUF", "model", r.Reference, "path", r.LocalPath, "reason", aerr.Message)
+		if r.Provider == "hf" && h.forgetDamaged(ctx, r) {
+			aerr = aerr.WithHint("the damaged copy was removed: download it again (POST /v1/models/download; rbee infer through the queen does this for you)")
+		}
+		return model{}, aerr
+	}
+	if info.FileSize != c.row.SizeBytes {
+		h.log.Warn("model file size differs from the catalog", "model", r.Reference, "catalog_bytes", c.row.SizeBytes, "file_bytes", info.FileSize)
+	}
+	return model{entry: c.row.ModelEntry, info: info}, nil
+}
+
+// forgetDamaged removes a damaged hf: model, its catalog row and its file
+// (a download of it then starts from nothing), and reports whether both
+// went.
+func (h *Hive) forgetDamaged(ctx context.Context, r modelRow) bool {
+	if _, err := h.catalog.Remove(context.WithoutCancel(ctx), r.Reference); err != nil {
+		h.log.Error("removing the damaged model from the catalog failed", "model", r.Reference, "error", err)
+		return false
+	}
+	if err := os.Remove(r.LocalPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		h.log.Error("removing the damaged model file failed", "model", r.Reference, "path", r.LocalPath, "error", err)
+		return false
+	}
+	h.log.Info("damaged model removed; it is downloaded again at its next use", "model", r.Reference, "path", r.LocalPath)
+	return true
+}
+
+// catalogError is the error of a catalog that could not be read or
+// updated: INSUFFICIENT_DISK when the disk is full, else INTERNAL (the
+// cause is in the hive's log).
+func catalogError(err error, doing string) *api.Error {
+	if sqlitex.IsFull(err) {
+		return api.Errorf(api.CodeInsufficientDisk, "the model catalog could not be %s: the disk is full", doing).
+			WithHint("free space on the node")
+	}
+	if sqlitex.IsDamaged(err) {
+		return api.Errorf(api.CodeInternal, "the model catalog could not be %s: its file is damaged (%v)", doing, err).
+			WithHint("stop the hive and move models.db aside: the hive then starts with an empty catalog and adds models back as they are used")
+	}
+	return api.Errorf(api.CodeInternal, "the model catalog could not be %s (see the hive's log)", doing)
 }
 
 // readModel reads a model file's GGUF header: MODEL_NOT_FOUND when the file
-// is missing, INVALID_REQUEST when it is not a GGUF model.
+// is missing, INVALID_REQUEST naming the file, the problem and where it is
+// when it is not a GGUF model that rbee can read.
 func readModel(path, ref string) (gguf.ModelInfo, *api.Error) {
 	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -117,22 +193,36 @@ func readModel(path, ref string) (gguf.ModelInfo, *api.Error) {
 			With("model_ref", ref).WithHint("check the path, or copy the model to this node")
 	}
 	if err != nil {
-		return gguf.ModelInfo{}, api.Errorf(api.CodeModelNotFound, "model file %s cannot be read", path).With("model_ref", ref)
+		return gguf.ModelInfo{}, api.Errorf(api.CodeModelNotFound, "model file %s cannot be read: %s", path, errText(err)).With("model_ref", ref)
 	}
 	if !st.Mode().IsRegular() {
-		return gguf.ModelInfo{}, api.InvalidField("model_ref", "the model path is not a regular file")
+		return gguf.ModelInfo{}, api.InvalidField("model_ref", "model file %s is not a regular file", path).With("file", path)
 	}
 	info, err := gguf.ReadInfo(path)
 	if err != nil {
-		reason := "it cannot be read"
-		for _, s := range []error{gguf.ErrNotGGUF, gguf.ErrVersion, gguf.ErrTruncated, gguf.ErrCorrupt, gguf.ErrUnknownType} {
-			if errors.Is(err, s) {
-				reason = s.Error()
-			}
+		e := api.InvalidField("model_ref", "model file %s is not a usable GGUF model: %s", path, ggufReason(err)).
+			With("model_ref", ref).With("file", path).With("size_bytes", st.Size())
+		var fe *gguf.FormatError
+		if errors.As(err, &fe) {
+			e = e.With("offset", fe.Offset)
 		}
-		return gguf.ModelInfo{}, api.InvalidField("model_ref", "the file is not a usable GGUF model (%s)", reason)
+		return gguf.ModelInfo{}, e.WithHint("check that the file is a complete GGUF model (a download or copy may have been cut short)")
 	}
 	return info, nil
+}
+
+// ggufReason is why the GGUF reader refused a file, without the file name
+// it puts in front (the message names the file already).
+func ggufReason(err error) string {
+	var fe *gguf.FormatError
+	if errors.As(err, &fe) {
+		c := *fe
+		c.Path = ""
+		s, _ := strings.CutPrefix(c.Error(), "gguf: ")
+		return s
+	}
+	s, _ := strings.CutPrefix(err.Error(), "gguf: ")
+	return s
 }
 
 // metaOf is the api form of a header summary.
@@ -194,8 +284,13 @@ func (h *Hive) startOnce(ctx context.Context, id, token string, m model, backend
 		"--callback-url", h.callbackURL(),
 		"--worker-id", id,
 	}
-	p, err := proc.Start(proc.Spec{Path: h.cfg.Binary, Args: args, LogFile: w.LogPath,
-		Env: []string{"RBEE_API_KEY=" + token, "RBEE_CHILD=1"}})
+	// The worker answers to the same names and origins as its hive, and to
+	// the name in its URL; both lists are always set, so that nothing is
+	// inherited from the hive's own environment.
+	env := []string{"RBEE_API_KEY=" + token, "RBEE_CHILD=1",
+		httpx.AllowedHostsEnv + "=" + strings.Join(h.workerAllowedHosts(), ","),
+		httpx.AllowedOriginsEnv + "=" + strings.Join(h.cfg.AllowedOrigins, ",")}
+	p, err := proc.Start(proc.Spec{Path: h.cfg.Binary, Args: args, LogFile: w.LogPath, Env: env})
 	if err != nil {
 		h.reg.releasePort(w, w.Port)
 		h.log.Error("starting the worker failed", "worker_id", id, "binary", h.cfg.Binary, "error", err)

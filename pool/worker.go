@@ -87,12 +87,13 @@ func (w *Worker) Info() api.WorkerInfo {
 		PID: w.proc.Pid(), APIKey: w.token}
 }
 
-// markReady records the worker's ready callback: it is idle (unless it
-// already reported being busy or is stopping).
+// markReady records the worker's ready callback: a loading worker is idle
+// from now on (one that already reported being busy, or is stopping, stays
+// as it is).
 func (w *Worker) markReady() {
 	w.mu.Lock()
 	if w.state == api.StateLoading {
-		w.state = api.StateIdle
+		w.moveLocked(api.StateIdle)
 	}
 	if w.lastActivity.IsZero() {
 		w.lastActivity = time.Now()
@@ -101,7 +102,9 @@ func (w *Worker) markReady() {
 	w.readyOnce.Do(func() { close(w.ready) })
 }
 
-// apply records a health answer.
+// apply records a health answer. The state it reports is taken only when it
+// moves the worker forward: an answer sent before the ready callback but
+// read after it still says loading, and must not undo the callback.
 func (w *Worker) apply(h api.WorkerHealth) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -113,16 +116,48 @@ func (w *Worker) apply(h api.WorkerHealth) {
 	if !h.LastActivity.IsZero() {
 		w.lastActivity = h.LastActivity
 	}
-	if w.state == api.StateStopping {
-		return
-	}
-	switch h.State {
-	case api.StateLoading, api.StateIdle, api.StateBusy, api.StateStopping, api.StateFailed:
-		w.state = h.State
-	}
+	w.moveLocked(h.State)
 	if h.State == api.StateIdle || h.State == api.StateBusy {
 		w.readyOnce.Do(func() { close(w.ready) })
 	}
+}
+
+// stateStep is where a state sits in a worker's life: loading, then serving
+// (idle or busy), then stopping, then failed. A worker never goes back a
+// step; it may go from idle to busy and back within the serving step.
+func stateStep(state string) (int, bool) {
+	switch state {
+	case api.StateLoading:
+		return 0, true
+	case api.StateIdle, api.StateBusy:
+		return 1, true
+	case api.StateStopping:
+		return 2, true
+	case api.StateFailed:
+		return 3, true
+	}
+	return 0, false
+}
+
+// canMove reports whether a worker in state from may move to state to: to
+// is a known state, and it is a later step, or the other of idle and busy.
+func canMove(from, to string) bool {
+	t, ok := stateStep(to)
+	if !ok || from == to {
+		return false
+	}
+	f, ok := stateStep(from)
+	return !ok || t > f || t == f && t == 1
+}
+
+// moveLocked is the one place a worker's state changes: it moves to state
+// to when canMove allows it and reports whether it did. w.mu is held.
+func (w *Worker) moveLocked(to string) bool {
+	if !canMove(w.state, to) {
+		return false
+	}
+	w.state = to
+	return true
 }
 
 // failed counts a failed health check and returns how many failed in a row.
@@ -133,9 +168,10 @@ func (w *Worker) failed() int {
 	return w.failures
 }
 
-func (w *Worker) setState(s string) {
+// markStopping records that the hive is stopping the worker.
+func (w *Worker) markStopping() {
 	w.mu.Lock()
-	w.state = s
+	w.moveLocked(api.StateStopping)
 	w.mu.Unlock()
 }
 
@@ -191,7 +227,7 @@ func (w *Worker) crashError(when string) *api.Error {
 func (w *Worker) Close(ctx context.Context) error {
 	w.closeOnce.Do(func() {
 		w.stopping.Store(true)
-		w.setState(api.StateStopping)
+		w.markStopping()
 		start := time.Now()
 		select {
 		case <-w.proc.Exited():
@@ -224,7 +260,7 @@ func (w *Worker) Close(ctx context.Context) error {
 func (w *Worker) Kill(ctx context.Context) error {
 	w.closeOnce.Do(func() {
 		w.stopping.Store(true)
-		w.setState(api.StateStopping)
+		w.markStopping()
 		w.closeErr = w.terminate(ctx, w.killAfter-w.stopGrace)
 	})
 	<-w.proc.Exited()

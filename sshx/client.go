@@ -28,10 +28,14 @@ type Client struct {
 	mu       sync.Mutex
 	forwards map[*forward]struct{}
 	closed   bool
+	newKey   *newHostKey // accepted, not recorded yet
 }
 
 // Dial connects to cfg.Host and authenticates, checking the host key
-// against known_hosts. Connection failures are retried after each of
+// against known_hosts. The key of a host known_hosts does not list is
+// refused, unless cfg.AcceptNewHostKey accepts it for this connection;
+// nothing is written to known_hosts until [Client.RecordHostKey], so that a
+// caller records only hosts it keeps. Connection failures are retried after each of
 // cfg.RetryDelays (3 attempts, 10 s each by default); authentication and
 // host key failures are not. Errors are *[Error] values carrying an
 // *api.Error with code SSH_CONNECTION_FAILED, SSH_AUTH_FAILED or
@@ -65,10 +69,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		if ctx.Err() != nil {
 			return nil, t.canceled(ctx, i, last)
 		}
-		conn, err := dialOnce(ctx, cfg, t, hk, k)
+		conn, newKey, err := dialOnce(ctx, cfg, t, hk, k)
 		if err == nil {
 			log.Debug("connected", "attempt", i+1)
-			c := &Client{conn: conn, t: t, cfg: cfg, done: make(chan struct{})}
+			c := &Client{conn: conn, t: t, cfg: cfg, done: make(chan struct{}), newKey: newKey}
 			go func() {
 				_ = conn.Wait()
 				close(c.done)
@@ -101,24 +105,26 @@ func (t target) canceled(ctx context.Context, attempts int, last *Error) *Error 
 }
 
 // dialOnce makes one attempt: TCP connect, handshake, authentication,
-// all within cfg.Timeout.
-func dialOnce(ctx context.Context, cfg Config, t target, hk hostKeys, k *keys) (*ssh.Client, *Error) {
+// all within cfg.Timeout. It also returns the host key it accepted for an
+// unknown host (AcceptNewHostKey), if any.
+func dialOnce(ctx context.Context, cfg Config, t target, hk hostKeys, k *keys) (*ssh.Client, *newHostKey, *Error) {
 	actx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
 	nc, err := cfg.DialContext(actx, "tcp", addr)
 	if err != nil {
-		return nil, t.connError(ctx, cfg, err)
+		return nil, nil, t.connError(ctx, cfg, err)
 	}
 	// The handshake has no context of its own: closing the connection when
 	// the attempt's time is up (or the caller gives up) ends it.
 	stop := context.AfterFunc(actx, func() { nc.Close() })
 
 	var hostKeyErr *Error
+	var newKey *newHostKey
 	sc, chans, reqs, err := ssh.NewClientConn(nc, addr, &ssh.ClientConfig{
 		User:              cfg.User,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(k.signers...)},
-		HostKeyCallback:   hk.callback(&hostKeyErr),
+		HostKeyCallback:   hk.callback(&hostKeyErr, &newKey),
 		HostKeyAlgorithms: hk.algorithms(),
 		ClientVersion:     "SSH-2.0-rbee",
 	})
@@ -130,20 +136,41 @@ func dialOnce(ctx context.Context, cfg Config, t target, hk hostKeys, k *keys) (
 		}
 		nc.Close()
 		if ctx.Err() != nil {
-			return nil, t.connError(ctx, cfg, context.Cause(ctx))
+			return nil, nil, t.connError(ctx, cfg, context.Cause(ctx))
 		}
-		return nil, t.connError(ctx, cfg, fmt.Errorf("no SSH handshake within %s: %w", cfg.Timeout, os.ErrDeadlineExceeded))
+		return nil, nil, t.connError(ctx, cfg, fmt.Errorf("no SSH handshake within %s: %w", cfg.Timeout, os.ErrDeadlineExceeded))
 	}
 	switch {
 	case hostKeyErr != nil:
-		return nil, hostKeyErr
+		return nil, nil, hostKeyErr
 	case err != nil && isAuthFailure(err):
-		return nil, t.newError(api.CodeSSHAuthFailed, fmt.Errorf("%w: %w", ErrAuthRejected, err),
+		return nil, nil, t.newError(api.CodeSSHAuthFailed, fmt.Errorf("%w: %w", ErrAuthRejected, err),
 			authHint(cfg), "SSH authentication as %s to %s failed", cfg.User, t)
 	case err != nil:
-		return nil, t.connError(ctx, cfg, err)
+		return nil, nil, t.connError(ctx, cfg, err)
 	}
-	return ssh.NewClient(sc, chans, reqs), nil
+	return ssh.NewClient(sc, chans, reqs), newKey, nil
+}
+
+// RecordHostKey writes the host key that Dial accepted for a host
+// known_hosts did not list (Config.AcceptNewHostKey) to known_hosts, so
+// that later connections know it. Call it once the connection has done
+// what made the host worth keeping (the queen: after it saved the node).
+// It does nothing when no new key was accepted, or when known_hosts lists
+// the key by now; it records a key once however often it is called. The
+// error is an *[Error]: SSH_CONNECTION_FAILED when the file cannot be
+// written, HOST_KEY_MISMATCH when another key was recorded meanwhile.
+func (c *Client) RecordHostKey() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.newKey == nil {
+		return nil
+	}
+	if err := (hostKeys{cfg: c.cfg, t: c.t}).record(c.newKey); err != nil {
+		return err
+	}
+	c.newKey = nil
+	return nil
 }
 
 // isAuthFailure reports a handshake that failed because no key was

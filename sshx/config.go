@@ -50,8 +50,9 @@ type Config struct {
 	// against; empty means ~/.ssh/known_hosts. A missing file holds no keys.
 	KnownHostsPath string
 	// AcceptNewHostKey accepts the key of a host that known_hosts does not
-	// list and records it there. A key that differs from a recorded one is
-	// always refused (HOST_KEY_MISMATCH).
+	// list, for the connection Dial makes; [Client.RecordHostKey] records
+	// it there. A key that differs from a recorded one is always refused
+	// (HOST_KEY_MISMATCH).
 	AcceptNewHostKey bool
 
 	// Timeout bounds each attempt: TCP connect plus SSH handshake and

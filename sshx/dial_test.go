@@ -245,6 +245,10 @@ func TestDialUnknownHost(t *testing.T) {
 		cfg.AcceptNewHostKey = true
 		c, err := Dial(t.Context(), cfg)
 		require.NoError(t, err)
+		_, err = os.Stat(cfg.KnownHostsPath)
+		require.ErrorIs(t, err, os.ErrNotExist, "accepted for the connection, not recorded yet")
+		require.NoError(t, c.RecordHostKey())
+		require.NoError(t, c.RecordHostKey(), "recorded once")
 		c.Close()
 		data, err := os.ReadFile(cfg.KnownHostsPath)
 		require.NoError(t, err)
@@ -272,10 +276,36 @@ func TestDialUnknownHost(t *testing.T) {
 		cfg.AcceptNewHostKey = true
 		c, err := Dial(t.Context(), cfg)
 		require.NoError(t, err)
+		require.NoError(t, c.RecordHostKey())
 		c.Close()
 		data, err := os.ReadFile(cfg.KnownHostsPath)
 		require.NoError(t, err)
 		assert.Equal(t, prior+"\n"+s.KnownHostsLine(s.HostPublicKey)+"\n", string(data))
+	})
+	t.Run("never recorded when the login fails", func(t *testing.T) {
+		cfg := serverConfig(s)
+		cfg.KnownHostsPath = s.EmptyKnownHosts(t)
+		cfg.AcceptNewHostKey = true
+		cfg.KeyPath = sshtest.NewKey(t, sshtest.Ed25519, "").Path // not authorized on the server
+		_, err := Dial(t.Context(), cfg)
+		require.ErrorIs(t, err, api.ErrSSHAuthFailed)
+		data, err := os.ReadFile(cfg.KnownHostsPath)
+		require.NoError(t, err)
+		assert.Empty(t, data, "a host we could not log in to is not recorded")
+	})
+	t.Run("not recorded twice when another recorded it meanwhile", func(t *testing.T) {
+		cfg := serverConfig(s)
+		cfg.KnownHostsPath = s.EmptyKnownHosts(t)
+		cfg.AcceptNewHostKey = true
+		c, err := Dial(t.Context(), cfg)
+		require.NoError(t, err)
+		defer c.Close()
+		line := s.KnownHostsLine(s.HostPublicKey) + "\n"
+		require.NoError(t, os.WriteFile(cfg.KnownHostsPath, []byte(line), 0o600))
+		require.NoError(t, c.RecordHostKey())
+		data, err := os.ReadFile(cfg.KnownHostsPath)
+		require.NoError(t, err)
+		assert.Equal(t, line, string(data))
 	})
 }
 

@@ -9,8 +9,9 @@
 // values that carry an *api.Error (codes SSH_CONNECTION_FAILED,
 // SSH_AUTH_FAILED, HOST_KEY_MISMATCH, with details {host, port, hint})
 // and wrap their cause. An unknown host is refused unless
-// Config.AcceptNewHostKey is set, which records its key; a changed key is
-// always refused.
+// Config.AcceptNewHostKey is set, which accepts its key for that
+// connection; [Client.RecordHostKey] then writes it to known_hosts, once
+// the caller knows it keeps the host. A changed key is always refused.
 //
 // # Running things
 //

@@ -82,31 +82,43 @@ func algorithmsFor(keyType string) []string {
 	return []string{keyType}
 }
 
+// newHostKey is a key accepted for a host known_hosts did not list, not
+// recorded yet.
+type newHostKey struct {
+	hostname string
+	key      ssh.PublicKey
+}
+
 // callback checks the server's key. A refusal is also stored in *failed,
 // so that Dial can report it with its own code whatever the handshake
-// makes of the error.
-func (h hostKeys) callback(failed **Error) ssh.HostKeyCallback {
+// makes of the error; a new key accepted is stored in *accepted.
+func (h hostKeys) callback(failed **Error, accepted **newHostKey) ssh.HostKeyCallback {
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
-		err := h.check(hostname, remote, key)
+		isNew, err := h.check(hostname, remote, key)
 		if err != nil {
 			*failed = err
 			return err
+		}
+		if isNew {
+			*accepted = &newHostKey{hostname: hostname, key: key}
 		}
 		return nil
 	}
 }
 
-func (h hostKeys) check(hostname string, remote net.Addr, key ssh.PublicKey) *Error {
+// check checks the server's key; isNew reports a key of an unknown host
+// accepted with AcceptNewHostKey, which nothing has recorded yet.
+func (h hostKeys) check(hostname string, remote net.Addr, key ssh.PublicKey) (isNew bool, _ *Error) {
 	fp := ssh.FingerprintSHA256(key)
 	cb, err := h.db()
 	if err != nil {
-		return h.t.newError(api.CodeSSHConnectionFailed, err,
+		return false, h.t.newError(api.CodeSSHConnectionFailed, err,
 			"fix or remove the known_hosts file "+h.cfg.KnownHostsPath,
 			"cannot read known_hosts for %s", h.t)
 	}
 	err = cb(hostname, remote, key)
 	if err == nil {
-		return nil
+		return false, nil
 	}
 	var ke *knownhosts.KeyError
 	var re *knownhosts.RevokedError
@@ -117,16 +129,13 @@ func (h hostKeys) check(hostname string, remote net.Addr, key ssh.PublicKey) *Er
 				fmt.Sprintf("check the fingerprint %s with the host's owner, then accept it (--accept-new-host-key); it will be recorded in %s", fp, h.cfg.KnownHostsPath),
 				"host key of %s (%s %s) is not in %s", h.t, key.Type(), fp, h.cfg.KnownHostsPath)
 			e.API = e.API.With("fingerprint", fp)
-			return e
+			return false, e
 		}
-		if err := h.record(hostname, key); err != nil {
-			return h.t.newError(api.CodeSSHConnectionFailed, err,
-				"make "+h.cfg.KnownHostsPath+" writable",
-				"cannot record the host key of %s", h.t)
-		}
-		h.cfg.Logger.Info("recorded new host key", "host", h.t.host, "port", h.t.port,
-			"type", key.Type(), "fingerprint", fp, "known_hosts", h.cfg.KnownHostsPath)
-		return nil
+		// Accepted for this connection only: Client.RecordHostKey writes
+		// it down once the caller knows the node is wanted.
+		h.cfg.Logger.Info("accepted new host key", "host", h.t.host, "port", h.t.port,
+			"type", key.Type(), "fingerprint", fp)
+		return true, nil
 	case errors.As(err, &ke), errors.As(err, &re):
 		known := ""
 		if ke != nil && len(ke.Want) > 0 {
@@ -141,15 +150,37 @@ func (h hostKeys) check(hostname string, remote net.Addr, key ssh.PublicKey) *Er
 				Quote(knownhosts.Normalize(h.addr())), Quote(h.cfg.KnownHostsPath)),
 			"host key of %s %s: got %s %s%s", h.t, what, key.Type(), fp, known)
 		e.API = e.API.With("fingerprint", fp)
-		return e
+		return false, e
 	default:
-		return h.t.newError(api.CodeSSHConnectionFailed, err, "", "cannot check the host key of %s", h.t)
+		return false, h.t.newError(api.CodeSSHConnectionFailed, err, "", "cannot check the host key of %s", h.t)
 	}
 }
 
-// record appends a known_hosts line for the host. One small O_APPEND
+// record writes down an accepted key, unless known_hosts lists it by now
+// (another process, or an earlier connection, recorded it). A different
+// key recorded meanwhile is HOST_KEY_MISMATCH, as at a connection.
+func (h hostKeys) record(k *newHostKey) *Error {
+	fp := ssh.FingerprintSHA256(k.key)
+	isNew, e := h.check(k.hostname, &net.TCPAddr{IP: net.IPv4zero}, k.key)
+	switch {
+	case e != nil:
+		return e
+	case !isNew:
+		return nil
+	}
+	if err := h.appendLine(k.hostname, k.key); err != nil {
+		return h.t.newError(api.CodeSSHConnectionFailed, err,
+			"make "+h.cfg.KnownHostsPath+" writable",
+			"cannot record the host key of %s", h.t)
+	}
+	h.cfg.Logger.Info("recorded new host key", "host", h.t.host, "port", h.t.port,
+		"type", k.key.Type(), "fingerprint", fp, "known_hosts", h.cfg.KnownHostsPath)
+	return nil
+}
+
+// appendLine appends a known_hosts line for the host. One small O_APPEND
 // write keeps concurrent recorders from interleaving.
-func (h hostKeys) record(hostname string, key ssh.PublicKey) error {
+func (h hostKeys) appendLine(hostname string, key ssh.PublicKey) error {
 	path := h.cfg.KnownHostsPath
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err

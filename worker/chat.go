@@ -5,7 +5,6 @@ import (
 
 	"rbee/api"
 	"rbee/internal/chat"
-	"rbee/internal/tokenizer"
 	"rbee/worker/engine"
 )
 
@@ -47,15 +46,15 @@ func promptTokens(m *engine.Model, req *api.InferenceRequest, stop []string) ([]
 	tmpl, _ := chatTemplate(m)
 	msgs := make([]chat.Message, len(req.Messages))
 	for i, cm := range req.Messages {
-		msgs[i] = chat.Message{Role: cm.Role, Content: cm.Content}
+		msgs[i] = chat.Message{Role: cm.Role, Content: cm.Content, ToolCallID: cm.ToolCallID}
 	}
 	segs, err := tmpl.Format(msgs, true)
 	if err != nil {
 		return nil, nil, api.InvalidField("messages", "%v", err)
 	}
-	tsegs := make([]tokenizer.Segment, len(segs))
+	tsegs := make([]engine.Segment, len(segs))
 	for i, sg := range segs {
-		tsegs[i] = tokenizer.Segment{Text: sg.Text, Special: sg.Special}
+		tsegs[i] = engine.Segment{Text: sg.Text, Special: sg.Special}
 	}
 	ids := tok.EncodeSegments(tsegs, true)
 	if eot := tmpl.EndOfTurn(); eot != "" && len(stop) < api.MaxStopStrings && !slices.Contains(stop, eot) {

@@ -26,6 +26,13 @@ const tinyLlamaTemplate = "{% for message in messages %}\n{% if message['role'] 
 	"{{ '<|assistant|>\\n' + message['content'] + eos_token }}\n{% endif %}\n" +
 	"{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}"
 
+// llama31Template is the part of a Llama 3.1 template that matters here: role
+// headers, and tool results under the ipython header.
+const llama31Template = "{%- for message in messages %}{%- if message.role == 'tool' %}" +
+	"{{- '<|start_header_id|>ipython<|end_header_id|>\\n\\n' + message.content + '<|eot_id|>' }}{%- else %}" +
+	"{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}" +
+	"{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+
 // writeChatModel writes a tiny model with a chat template and special tokens.
 func writeChatModel(t testing.TB, template string, specials ...string) string {
 	t.Helper()
@@ -49,6 +56,9 @@ func TestPromptTokens(t *testing.T) {
 	chatml := loadModel(t, writeChatModel(t, chatmlTemplate, "<|im_start|>", "<|im_end|>"))
 	plain := loadModel(t, writeModel(t, "Q8_0"))
 	tiny := loadModel(t, writeChatModel(t, tinyLlamaTemplate))
+	llama31 := loadModel(t, writeChatModel(t, llama31Template, "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"))
+	tools := []api.ChatMessage{{Role: api.RoleUser}, {Role: api.RoleAssistant}, {Role: api.RoleTool, Content: `{"t": 21}`, ToolCallID: "call_1"},
+		{Role: api.RoleUser, Content: "so?"}}
 	msgs := []api.ChatMessage{{Role: api.RoleSystem, Content: "Be brief."}, {Role: api.RoleUser, Content: "Hi"}}
 	const chatmlText = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
 
@@ -69,6 +79,13 @@ func TestPromptTokens(t *testing.T) {
 			chatmlText, []string{"a", "b", "c", "d"}},
 		{"tinyllama: messages end with EOS", tiny, api.InferenceRequest{Messages: msgs}, nil,
 			"<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n", nil},
+		{"chatml: empty turns and a tool result", chatml, api.InferenceRequest{Messages: tools}, nil,
+			"<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>tool\n{\"t\": 21}<|im_end|>\n" +
+				"<|im_start|>user\nso?<|im_end|>\n<|im_start|>assistant\n", nil},
+		{"llama 3.1: a tool result under ipython", llama31, api.InferenceRequest{Messages: tools}, nil,
+			"<|start_header_id|>user<|end_header_id|>\n\n<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n<|eot_id|>" +
+				"<|start_header_id|>ipython<|end_header_id|>\n\n{\"t\": 21}<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nso?<|eot_id|>" +
+				"<|start_header_id|>assistant<|end_header_id|>\n\n", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,6 +163,16 @@ func TestChatOverHTTP(t *testing.T) {
 	assert.Equal(t, rawDone.TotalTokens, chatDone.TotalTokens)
 	assert.Contains(t, []string{api.StopMaxTokens, api.StopEOS}, chatDone.StopReason)
 
+	t.Run("empty turns and a tool result", func(t *testing.T) {
+		msgs := []api.ChatMessage{{Role: api.RoleUser}, {Role: api.RoleAssistant}, {Role: api.RoleTool, Content: "21", ToolCallID: "call_1"}}
+		const formatted = "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>tool\n21<|im_end|>\n" +
+			"<|im_start|>assistant\n"
+		chatText, chatDone := text(t, tw.infer(t, api.InferenceRequest{Messages: msgs, MaxTokens: 8, Temperature: ptr(0.0)}))
+		rawText, rawDone := text(t, tw.infer(t, greedy(formatted, 8)))
+		assert.Equal(t, rawDone.PromptTokens, chatDone.PromptTokens, "the same prompt tokens")
+		assert.Equal(t, rawText, chatText, "the same greedy reply")
+	})
+
 	t.Run("stream false", func(t *testing.T) {
 		var res api.InferenceResult
 		require.NoError(t, tw.client.Do(t.Context(), http.MethodPost, "/v1/inference",
@@ -159,8 +186,8 @@ func TestChatOverHTTP(t *testing.T) {
 	}{
 		{"prompt and messages", `{"prompt":"hi","messages":[{"role":"user","content":"hi"}]}`, "messages"},
 		{"empty messages", `{"messages":[]}`, "messages"},
-		{"unknown role", `{"messages":[{"role":"tool","content":"hi"}]}`, "messages[0].role"},
-		{"empty content", `{"messages":[{"role":"user","content":"hi"},{"role":"user","content":""}]}`, "messages[1].content"},
+		{"unknown role", `{"messages":[{"role":"function","content":"hi"}]}`, "messages[0].role"},
+		{"control character in a tool call id", `{"messages":[{"role":"tool","content":"1","tool_call_id":"a\u0000"}]}`, "messages[0].tool_call_id"},
 		{"control character", `{"messages":[{"role":"user","content":"a\u001bb"}]}`, "messages[0].content"},
 		{"content not a string", `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}`, "messages.content"},
 		{"unknown message field", `{"messages":[{"role":"user","content":"hi","name":"bob"}]}`, "name"},

@@ -45,6 +45,15 @@ type Config struct {
 	// APIKey is the bearer token every endpoint but /v1/health requires. It
 	// may be empty only when the worker listens on loopback.
 	APIKey string
+	// AllowedHosts and AllowedOrigins keep web pages from driving the
+	// worker. A request must name it by an IP address, localhost (or
+	// *.localhost), Host (with a wildcard Host, the machine's host name),
+	// or a name in AllowedHosts ("gpu-box.example.com", "*.example.com",
+	// "*"); a request with an Origin header must come from the worker's own
+	// origin or one in AllowedOrigins. Anything else is FORBIDDEN (403).
+	// A hive passes its own lists, and the name in the worker's URL.
+	AllowedHosts   []string
+	AllowedOrigins []string
 
 	// Slots is the number of inferences served at once (default 1); each slot
 	// is an engine session with its own KV cache.
@@ -65,6 +74,10 @@ type Config struct {
 	// ShutdownGrace bounds how long shutdown waits for running inferences to
 	// end their streams and for connections to close (default 5 s).
 	ShutdownGrace time.Duration
+
+	// limits bound slow and idle clients (tests shorten them; zero fields
+	// take the defaults).
+	limits httpx.Limits
 
 	// loadHook, when set (by tests), is called before the load starts and
 	// after each layer, with the progress so far; the load waits for it.
@@ -163,6 +176,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if e := api.ValidateWorkerID(c.WorkerID); e != nil {
 		return c, configErr("%s", e.Message)
+	}
+	if err := httpx.CheckAllowedHosts(c.AllowedHosts); err != nil {
+		return c, configErr("%v", err)
+	}
+	if err := httpx.CheckAllowedOrigins(c.AllowedOrigins); err != nil {
+		return c, configErr("%v", err)
 	}
 	if c.Slots == 0 {
 		c.Slots = 1

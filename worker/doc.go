@@ -26,7 +26,11 @@
 //   - DELETE /v1/inference/{id}: cancels that request's generation (its
 //     stream ends with done stop_reason "cancelled"), 204 always;
 //   - POST /v1/admin/shutdown: 202, then the running inferences end, the
-//     model is closed and Run returns nil (as when its context ends).
+//     model is closed and Run returns nil (as when its context ends, on
+//     SIGTERM). A stream cut short this way ends with an error event
+//     SHUTTING_DOWN (tokens_generated and max_tokens in its details), never
+//     with done "cancelled": that stop reason is kept for a generation its
+//     own client cancelled.
 //
 // Each slot is an engine Session with its own KV cache; a request takes the
 // free slot whose cache shares the longest prefix with its prompt. The engine

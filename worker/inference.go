@@ -15,6 +15,13 @@ import (
 	"rbee/worker/engine"
 )
 
+// Why a generation's context ended (context.Cause); the end of the request's
+// own context means its client went away.
+var (
+	errCancelRequested = errors.New("the client cancelled the generation")
+	errWorkerStopping  = errors.New("the worker is shutting down")
+)
+
 // slot is one inference slot: an engine session (its KV cache outlives the
 // request, so a later prompt with the same prefix skips re-evaluating it).
 type slot struct {
@@ -26,7 +33,7 @@ type slot struct {
 // generation is a running inference: DELETE /v1/inference/{id} cancels it
 // and waits for done.
 type generation struct {
-	cancel  context.CancelFunc
+	cancel  context.CancelCauseFunc // with errCancelRequested or errWorkerStopping
 	done    chan struct{}
 	release func() // frees the slot once
 }
@@ -49,7 +56,7 @@ func (s *Server) unavailableLocked() *api.Error {
 // acquire takes a free slot for the request, preferring the one whose cache
 // shares the longest prefix with the prompt, and registers the generation
 // under the request id.
-func (s *Server) acquire(requestID string, prompt []int, cancel context.CancelFunc) (*slot, *generation, *api.Error) {
+func (s *Server) acquire(requestID string, prompt []int, cancel context.CancelCauseFunc) (*slot, *generation, *api.Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.unavailableLocked(); e != nil {
@@ -130,8 +137,8 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 	}
 
 	requestID := httpx.RequestID(r)
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
 	sl, g, e := s.acquire(requestID, prompt, cancel)
 	if e != nil {
 		httpx.WriteError(w, r, e)
@@ -198,7 +205,7 @@ func (in *inference) generate(ctx context.Context, emit func(text string) error)
 	elapsed := time.Since(in.start)
 	in.g.release()
 	reason := res.StopReason
-	if ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil {
 		reason = engine.StopCancelled
 	}
 	tps := res.DecodeTokensPerSecond()
@@ -213,15 +220,46 @@ func (in *inference) generate(ctx context.Context, emit func(text string) error)
 }
 
 // failed turns a generation error into the error to report, or nil when the
-// generation was cancelled (which ends normally, with stop reason cancelled).
+// generation ended well. A generation its own client cancelled (DELETE
+// /v1/inference/{id}, or the connection closed) ends well, with stop reason
+// cancelled; one cut short because the worker is stopping does not: its
+// client is told SHUTTING_DOWN, so that it does not take the truncated text
+// for a finished answer.
 func (in *inference) failed(ctx context.Context, err error) *api.Error {
-	if err == nil || ctx.Err() != nil {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		if errors.Is(context.Cause(ctx), errWorkerStopping) {
+			return in.stoppedError()
+		}
 		return nil
 	}
 	e := api.Errorf(api.CodeInferenceFailed, "inference failed: %v", err)
-	if errors.Is(err, engine.ErrContextFull) {
+	switch {
+	case errors.Is(err, engine.ErrContextFull):
 		e = e.WithHint("use a shorter prompt or fewer max_tokens")
+	case errors.Is(err, engine.ErrNonFinite):
+		// Not the client's fault, and likely to recur with this model: tell
+		// whoever reads the worker's log too.
+		in.s.log.Error("the model produced non-finite logits; its weights may be damaged",
+			"request_id", in.requestID, "slot", in.sl.id, "model", in.s.cfg.ModelPath, "error", err)
+		e = api.Errorf(api.CodeInferenceFailed, "the model produced non-finite values (NaN/Inf); its weights may be damaged").
+			With("tokens_generated", in.done.TotalTokens).
+			WithHint("check the model file: download it again or use another copy or quantization")
 	}
+	e.RequestID = in.requestID
+	return e
+}
+
+// stoppedError is the SHUTTING_DOWN error of a generation that the
+// worker's shutdown cut short.
+func (in *inference) stoppedError() *api.Error {
+	id := in.s.cfg.WorkerID
+	e := api.Errorf(api.CodeShuttingDown, "worker %s is shutting down: the generation stopped after %d of at most %d tokens",
+		id, in.done.TotalTokens, in.req.MaxTokens).
+		With("worker_id", id).With("tokens_generated", in.done.TotalTokens).With("max_tokens", in.req.MaxTokens).
+		WithHint("the worker was told to stop (by its hive, an administrator or a signal); run the request again")
 	e.RequestID = in.requestID
 	return e
 }
@@ -249,6 +287,7 @@ func (in *inference) stream(ctx context.Context, w http.ResponseWriter, r *http.
 		return // the client went away: nobody to tell
 	}
 	if e := in.failed(ctx, err); e != nil {
+		in.err = e
 		_ = sw.Error(e)
 		return
 	}
@@ -264,6 +303,7 @@ func (in *inference) json(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return
 	}
 	if e := in.failed(ctx, err); e != nil {
+		in.err = e
 		httpx.WriteError(w, r, e)
 		return
 	}
@@ -279,7 +319,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if g != nil {
 		s.log.Info("cancelling inference", "request_id", id)
-		g.cancel()
+		g.cancel(errCancelRequested)
 		t := time.NewTimer(s.cfg.ShutdownGrace)
 		select {
 		case <-g.done:

@@ -24,8 +24,10 @@ const (
 // Main runs `rbee worker` from its command line (flags as in the hive's spawn
 // command) until ctx ends or it is told to shut down; it returns nil after a
 // clean shutdown. Logs go to stderr. The token comes from --api-key-file (a
-// file of mode 0600 or narrower) or RBEE_API_KEY, never from an argument. A
-// taken port is a *PortInUseError (exit status ExitPortInUse).
+// file of mode 0600 or narrower) or RBEE_API_KEY, never from an argument;
+// the allowed hosts and origins from RBEE_ALLOWED_HOSTS and
+// RBEE_ALLOWED_ORIGINS (comma-separated, set by the hive). A taken port is
+// a *PortInUseError (exit status ExitPortInUse).
 func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := cliutil.NewFlagSet("worker")
 	var cfg Config
@@ -70,6 +72,9 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.APIKey = key
+	// The hive passes the names and web origins the worker answers to.
+	cfg.AllowedHosts = httpx.SplitList(os.Getenv(httpx.AllowedHostsEnv))
+	cfg.AllowedOrigins = httpx.SplitList(os.Getenv(httpx.AllowedOriginsEnv))
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "rbee-worker", Level: level, Output: stderr})
 
 	srv, err := New(cfg)

@@ -75,7 +75,19 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("POST /v1/inference", s.handleInference)
 	mux.HandleFunc("DELETE /v1/inference/{id}", s.handleCancel)
 	mux.HandleFunc("POST /v1/admin/shutdown", s.handleShutdown)
-	s.handler = httpx.Middleware(s.log, httpx.Auth(cfg.APIKey, []string{"/v1/health"}, mux))
+	routes := httpx.Routes(mux, "the worker", "the worker's endpoints are under /v1/: health, ready, loading/progress, inference and admin/shutdown")
+	s.handler = httpx.Middleware(s.log, httpx.Auth(cfg.APIKey, []string{"/v1/health"}, routes))
+	// The Host and Origin checks come first, before authentication.
+	listen := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	if cfg.Listener != nil {
+		listen = cfg.Listener.Addr().String()
+	}
+	guard, err := httpx.NewGuard(httpx.GuardConfig{ListenAddr: listen, AllowedHosts: cfg.AllowedHosts,
+		AllowedOrigins: cfg.AllowedOrigins, Logger: s.log.Named("http")})
+	if err != nil {
+		return nil, configErr("%v", err)
+	}
+	s.handler = guard.Wrap(s.handler)
 	return s, nil
 }
 
@@ -96,7 +108,8 @@ func (s *Server) URL() string {
 }
 
 // Shutdown asks a running worker to stop, as POST /v1/admin/shutdown does:
-// Run cancels the running inferences, closes the model and returns nil.
+// Run ends the running inferences (their clients get SHUTTING_DOWN), closes
+// the model and returns nil.
 func (s *Server) Shutdown() {
 	s.shutdownOnce.Do(func() { close(s.shutdownCh) })
 }
@@ -121,12 +134,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("listening", "addr", ln.Addr().String(), "url", s.URL(), "model", s.cfg.ModelPath,
 		"model_ref", s.cfg.ModelRef, "slots", s.cfg.Slots, "api_key", httpx.Fingerprint(s.cfg.APIKey))
 
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-	}
+	srv := httpx.NewServer(s.handler, s.log.Named("http"), s.cfg.limits)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -161,7 +169,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	// Stop taking work, end the running inferences (their streams end with
-	// done "cancelled"), then let the connections finish.
+	// an error event SHUTTING_DOWN, not as if their clients had cancelled
+	// them), then let the connections finish.
 	s.stop()
 	cancelLoad()
 	deadline := time.Now().Add(s.cfg.ShutdownGrace)
@@ -305,13 +314,14 @@ func (s *Server) loadModel(ctx context.Context) error {
 	return nil
 }
 
-// stop moves the worker to stopping and cancels every running generation.
+// stop moves the worker to stopping and cancels every running generation
+// with errWorkerStopping.
 func (s *Server) stop() {
 	s.mu.Lock()
 	prev := s.phase
 	s.phase = phaseStopping
 	for _, g := range s.active {
-		g.cancel()
+		g.cancel(errWorkerStopping)
 	}
 	s.mu.Unlock()
 	if prev == phaseLoading {

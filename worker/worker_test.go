@@ -2,9 +2,11 @@ package worker
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -512,6 +514,9 @@ func TestSamplingOverHTTP(t *testing.T) {
 	})
 }
 
+// TestAdminShutdownEndsStreams: a worker shut down by another client (POST
+// /v1/admin/shutdown, as its hive does) mid-stream ends the stream with
+// SHUTTING_DOWN, never with a done "cancelled" its client did not ask for.
 func TestAdminShutdownEndsStreams(t *testing.T) {
 	g := newGate() // never opened: the generation waits for its cancellation
 	tw := startWorker(t, Config{tokenHook: g.hook})
@@ -528,11 +533,77 @@ func TestAdminShutdownEndsStreams(t *testing.T) {
 	require.Nil(t, e)
 	assert.Equal(t, http.StatusAccepted, status)
 
-	evs := s.rest(t)
+	assertStoppedStream(t, s.rest(t), "req-inflight", 50)
+	assert.NoError(t, tw.wait(t))
+}
+
+// assertStoppedStream checks the end of a stream the worker's shutdown cut
+// short: tokens, then an error event SHUTTING_DOWN (and no done).
+func assertStoppedStream(t *testing.T, evs []api.Event, requestID string, maxTokens int) {
+	t.Helper()
 	require.NotEmpty(t, evs)
+	tokens := 0
+	for _, ev := range evs {
+		assert.NotEqual(t, api.KindDone, ev.Kind, "no done event: the generation did not finish")
+		if ev.Kind == api.KindToken {
+			tokens++
+		}
+	}
 	last := evs[len(evs)-1]
-	require.Equal(t, api.KindDone, last.Kind)
-	assert.Equal(t, api.StopCancelled, last.Done.StopReason)
+	require.Equal(t, api.KindError, last.Kind, "%+v", last)
+	e := last.Error
+	assert.Equal(t, api.CodeShuttingDown, e.Code)
+	assert.Contains(t, e.Message, "worker w-test is shutting down")
+	assert.Equal(t, requestID, e.RequestID)
+	assert.EqualValues(t, tokens, e.Details["tokens_generated"])
+	assert.EqualValues(t, maxTokens, e.Details["max_tokens"])
+	assert.Equal(t, "w-test", e.Details["worker_id"])
+	assert.NotEmpty(t, e.Hint())
+}
+
+// TestSignalEndsStreams: a worker whose Run context ends (SIGTERM, or its
+// hive killed) mid-stream ends the stream with SHUTTING_DOWN too, and a
+// non-streaming request gets 503 SHUTTING_DOWN.
+func TestSignalEndsStreams(t *testing.T) {
+	g := newGate()
+	tw := startWorker(t, Config{tokenHook: g.hook, Slots: 2})
+	tw.waitReady(t)
+	s := tw.openStream(t, greedy("Once upon a time", 40), "req-stream")
+	g.waitReached(t)
+	type answer struct {
+		status int
+		body   []byte
+	}
+	plain := make(chan answer, 1)
+	go func() {
+		body, _ := json.Marshal(api.InferenceRequest{Prompt: "Once upon a time", MaxTokens: 40, Temperature: ptr(0.0), Stream: ptr(false)})
+		req, err := http.NewRequest(http.MethodPost, tw.url+"/v1/inference", bytes.NewReader(body))
+		if err != nil {
+			plain <- answer{}
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set(httpx.RequestIDHeader, "req-plain")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			plain <- answer{}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		plain <- answer{resp.StatusCode, b}
+	}()
+	g.waitReached(t)
+
+	tw.cancel() // what SIGTERM does to rbee worker
+	assertStoppedStream(t, s.rest(t), "req-stream", 40)
+	a := <-plain
+	assert.Equal(t, http.StatusServiceUnavailable, a.status, "%s", a.body)
+	var env api.Envelope
+	require.NoError(t, json.Unmarshal(a.body, &env), "%s", a.body)
+	require.NotNil(t, env.Error)
+	assert.Equal(t, api.CodeShuttingDown, env.Error.Code)
+	assert.Equal(t, "req-plain", env.Error.RequestID)
 	assert.NoError(t, tw.wait(t))
 }
 

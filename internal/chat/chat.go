@@ -6,17 +6,22 @@ import (
 	"strings"
 )
 
-// Roles of chat messages.
+// Roles of chat messages. A tool message carries the result of a function
+// call back to the model.
 const (
 	RoleSystem    = "system"
 	RoleUser      = "user"
 	RoleAssistant = "assistant"
+	RoleTool      = "tool"
 )
 
 // Message is one turn of a conversation.
 type Message struct {
-	Role    string // system, user or assistant
+	Role    string // system, user, assistant or tool
 	Content string
+	// ToolCallID is, in a tool message, the id of the call it answers ("" if
+	// unknown). Only formats whose tool results name their call write it.
+	ToolCallID string
 }
 
 // Segment is a piece of a formatted prompt. Special marks template text,
@@ -31,7 +36,7 @@ type Segment struct {
 var (
 	// ErrNoMessages reports an empty conversation.
 	ErrNoMessages = errors.New("chat: no messages")
-	// ErrRole reports a role other than system, user and assistant.
+	// ErrRole reports a role other than system, user, assistant and tool.
 	ErrRole = errors.New("chat: unknown role")
 )
 
@@ -73,9 +78,13 @@ func Families() []Family { return append([]Family(nil), families...) }
 
 // DeepSeek 2 and 3 markers use fullwidth bars and U+2581 (the SentencePiece space).
 const (
-	dsEndOfSentence = "<｜end▁of▁sentence｜>"
-	dsUser          = "<｜User｜>"
-	dsAssistant     = "<｜Assistant｜>"
+	dsEndOfSentence    = "<｜end▁of▁sentence｜>"
+	dsUser             = "<｜User｜>"
+	dsAssistant        = "<｜Assistant｜>"
+	dsToolOutputsBegin = "<｜tool▁outputs▁begin｜>"
+	dsToolOutputsEnd   = "<｜tool▁outputs▁end｜>"
+	dsToolOutputBegin  = "<｜tool▁output▁begin｜>"
+	dsToolOutputEnd    = "<｜tool▁output▁end｜>"
 )
 
 // Detect names the family of a Jinja chat template from the marker strings
@@ -148,6 +157,10 @@ type Template struct {
 	// EOS is the text zephyr-style templates end each message with: the
 	// model's end-of-sequence token ("</s>", "<|endoftext|>").
 	EOS string
+	// ToolRole is the role header of tool messages in the llama3 format:
+	// "ipython" for the Llama 3.1 to 3.3 templates, which name tool results
+	// so; "" means "tool", as Llama 3.0's template writes any role.
+	ToolRole string
 }
 
 // New returns the template for a model's tokenizer.chat_template source
@@ -165,6 +178,9 @@ func New(src, eos string) (t Template, known bool) {
 	}
 	if t.EOS == "" {
 		t.EOS = "</s>"
+	}
+	if f == Llama3 && strings.Contains(src, "ipython") {
+		t.ToolRole = "ipython"
 	}
 	return t, ok
 }
@@ -226,20 +242,48 @@ func (b *builder) tmpl(s ...string) {
 }
 func (b *builder) msg(s string) { b.add(s, false) }
 
+// toolAsUser reports whether the format has no turn for tool results, so
+// that Format writes them as user turns: the Llama 2, Mistral v1, Gemma,
+// Vicuna and the older DeepSeek templates refuse any role but system, user
+// and assistant, and their models were not trained on another.
+func (t Template) toolAsUser() bool {
+	switch t.Family {
+	case Llama2, Llama2Sys, Llama2SysBOS, Llama2SysStrip, MistralV1, Gemma, Vicuna, VicunaOrca, DeepSeek, DeepSeek2:
+		return true
+	}
+	return false
+}
+
+// header is the role name a turn's header shows.
+func (t Template) header(role string) string {
+	if role == RoleTool && t.Family == Llama3 && t.ToolRole != "" {
+		return t.ToolRole
+	}
+	return role
+}
+
 // Format writes msgs in the template's format. With addAssistant it ends with
 // the generation prompt that opens the assistant's turn (formats whose user
 // turn already ends with it, such as llama2's "[/INST]", add nothing).
-// Roles must be system, user or assistant.
+// Roles must be system, user, assistant or tool; contents may be empty.
+// Tool messages are written as the family's templates write them: a turn
+// with a "tool" header where turns name their role (chatml, phi4, llama3,
+// phi3, falcon3, zephyr), Mistral's [TOOL_RESULTS] block (v3 and v7),
+// DeepSeek 3's tool outputs, and a user turn in the families that have no
+// tool role.
 func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 	if len(msgs) == 0 {
 		return nil, ErrNoMessages
 	}
 	for i, m := range msgs {
 		switch m.Role {
-		case RoleSystem, RoleUser, RoleAssistant:
+		case RoleSystem, RoleUser, RoleAssistant, RoleTool:
 		default:
 			return nil, fmt.Errorf("%w %q in message %d", ErrRole, m.Role, i)
 		}
+	}
+	if t.toolAsUser() {
+		msgs = toolsAsUser(msgs)
 	}
 	var b builder
 	switch t.Family {
@@ -280,6 +324,8 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 				b.tmpl("[INST]", sp)
 				b.msg(m.Content)
 				b.tmpl("[/INST]")
+			case RoleTool:
+				t.toolResults(&b, m, sp)
 			default:
 				b.tmpl(sp)
 				b.msg(m.Content)
@@ -288,8 +334,12 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 		}
 	case Llama3:
 		for _, m := range msgs {
-			b.tmpl("<|start_header_id|>", m.Role, "<|end_header_id|>\n\n")
-			b.msg(trim(m.Content))
+			b.tmpl("<|start_header_id|>", t.header(m.Role), "<|end_header_id|>\n\n")
+			if m.Role == RoleTool {
+				b.msg(m.Content) // Llama 3.1's template does not trim tool results
+			} else {
+				b.msg(trim(m.Content))
+			}
 			b.tmpl("<|eot_id|>")
 		}
 		if addAssistant {
@@ -392,7 +442,11 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 			b.tmpl("Assistant:")
 		}
 	case DeepSeek3:
-		for _, m := range msgs {
+		// Consecutive tool messages share one block of tool outputs; the
+		// assistant's answer to them follows the block with no marker of its
+		// own, as in DeepSeek's templates.
+		afterTools := false
+		for i, m := range msgs {
 			switch m.Role {
 			case RoleSystem:
 				b.msg(m.Content)
@@ -400,13 +454,28 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 			case RoleUser:
 				b.tmpl(dsUser)
 				b.msg(m.Content)
+			case RoleTool:
+				if afterTools {
+					b.tmpl("\n")
+				} else {
+					b.tmpl(dsToolOutputsBegin)
+				}
+				b.tmpl(dsToolOutputBegin)
+				b.msg(m.Content)
+				b.tmpl(dsToolOutputEnd)
+				if i == len(msgs)-1 || msgs[i+1].Role != RoleTool {
+					b.tmpl(dsToolOutputsEnd)
+				}
 			default:
-				b.tmpl(dsAssistant)
+				if !afterTools {
+					b.tmpl(dsAssistant)
+				}
 				b.msg(m.Content)
 				b.tmpl(dsEndOfSentence)
 			}
+			afterTools = m.Role == RoleTool
 		}
-		if addAssistant {
+		if addAssistant && !afterTools {
 			b.tmpl(dsAssistant)
 		}
 	default:
@@ -468,12 +537,20 @@ func (t Template) mistral(b *builder, msgs []Message) {
 	case MistralV3Tekken:
 		trail = ""
 	}
-	inTurn := false
+	inTurn, afterTools := false, false
 	for _, m := range msgs {
-		if !inTurn {
+		if m.Role == RoleTool {
+			// A result follows the assistant's call, outside [INST], and the
+			// assistant's answer to it follows the result.
+			t.toolResults(b, m, trail)
+			inTurn, afterTools = false, true
+			continue
+		}
+		if !inTurn && !(afterTools && m.Role == RoleAssistant) {
 			b.tmpl(lead, "[INST]", trail)
 			inTurn = true
 		}
+		afterTools = false
 		switch m.Role {
 		case RoleSystem:
 			b.msg(m.Content)
@@ -492,6 +569,40 @@ func (t Template) mistral(b *builder, msgs []Message) {
 			inTurn = false
 		}
 	}
+}
+
+// toolResults writes a tool message in Mistral's format: the content, as
+// is, in a JSON object with the call's id, between [TOOL_RESULTS] markers.
+// Mistral's v7 templates keep the id's last 9 characters; a message without
+// an id has no call_id.
+func (t Template) toolResults(b *builder, m Message, sp string) {
+	b.tmpl("[TOOL_RESULTS]", sp, `{"content": `)
+	b.msg(m.Content)
+	if id := m.ToolCallID; id != "" {
+		if r := []rune(id); (t.Family == MistralV7 || t.Family == MistralV7Tekken) && len(r) > 9 {
+			id = string(r[len(r)-9:])
+		}
+		b.tmpl(`, "call_id": "`)
+		b.msg(jsonEscaper.Replace(id))
+		b.tmpl(`"`)
+	}
+	b.tmpl("}[/TOOL_RESULTS]")
+}
+
+// jsonEscaper escapes the characters a JSON string cannot hold as they are
+// (control characters never reach here: requests refuse them).
+var jsonEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
+// toolsAsUser returns msgs with tool messages turned into user messages.
+func toolsAsUser(msgs []Message) []Message {
+	out := make([]Message, len(msgs))
+	for i, m := range msgs {
+		if m.Role == RoleTool {
+			m.Role = RoleUser
+		}
+		out[i] = m
+	}
+	return out
 }
 
 // Join returns the prompt text of segs.

@@ -24,6 +24,31 @@
 // a template that names "<|endoftext|>" gets it, and the others get the EOS
 // text passed to [New].
 //
+// # Tool results and empty turns
+//
+// Besides system, user and assistant, a message may have the role tool: the
+// result of a function call, sent back to the model. Each family writes it
+// as its own templates do:
+//
+//   - chatml, phi4, llama3, phi3, falcon3 and zephyr, whose turns name their
+//     role, write a turn named "tool" ("<|im_start|>tool\n…"); llama3 names
+//     it "ipython" instead when the template does, as Llama 3.1 to 3.3's do
+//     ([New] sets [Template.ToolRole]).
+//   - mistral-v3, mistral-v3-tekken, mistral-v7 and mistral-v7-tekken write
+//     `[TOOL_RESULTS] {"content": …, "call_id": "…"}[/TOOL_RESULTS]` after
+//     the assistant's turn, and the assistant's answer follows it without a
+//     new [INST].
+//   - deepseek3 gathers consecutive results in one block of tool outputs,
+//     which the assistant's answer follows directly.
+//   - llama2 and its variants, mistral-v1, gemma, vicuna, vicuna-orca,
+//     deepseek and deepseek2 have no tool role (their templates refuse any
+//     other role), so a result is written as a user turn.
+//
+// The function calls themselves (an assistant message's tool_calls in
+// OpenAI's API) are not written: such a message is an assistant turn with
+// its content, often empty. Any message may be empty; chat interfaces keep
+// empty replies in the histories they send back.
+//
 // # No template, or an unknown one
 //
 // As llama.cpp's server does, a model without a chat template, or with one

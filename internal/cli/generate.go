@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"rbee/internal/ggml"
-	"rbee/internal/gguf"
 	"rbee/worker/engine"
 )
 
@@ -102,6 +101,9 @@ func runGenerate(ctx context.Context, env *Env, args []string) error {
 		if errors.Is(err, engine.ErrContextFull) {
 			return withHint(err, "use a shorter prompt or a larger --ctx-size")
 		}
+		if errors.Is(err, engine.ErrNonFinite) {
+			return withHint(err, "the model's weights may be damaged: download it again or use another copy or quantization")
+		}
 		return err
 	}
 	fmt.Fprintf(env.Stderr, "rbee: prompt %d tokens at %.1f tok/s; generated %d tokens at %.1f tok/s; stop: %s\n",
@@ -116,7 +118,7 @@ func modelError(path string, err error) error {
 		return withHint(fmt.Errorf("model file %s does not exist", path), "give the path of a .gguf file")
 	case errors.Is(err, os.ErrPermission):
 		return fmt.Errorf("model file %s cannot be read: permission denied", path)
-	case errors.Is(err, gguf.ErrNotGGUF):
+	case errors.Is(err, engine.ErrNotGGUF):
 		return withHint(err, "rbee reads GGUF model files (as llama.cpp and ollama do); convert other formats with llama.cpp's tools")
 	case errors.Is(err, engine.ErrUnsupported):
 		return err
@@ -124,7 +126,7 @@ func modelError(path string, err error) error {
 	return err
 }
 
-func displayName(info gguf.ModelInfo, path string) string {
+func displayName(info engine.ModelInfo, path string) string {
 	if info.Name != "" {
 		return info.Name
 	}

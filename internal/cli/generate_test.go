@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,6 +70,11 @@ func TestGenerateBadInput(t *testing.T) {
 	b, err := os.ReadFile(model)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(truncated, b[:len(b)/2], 0o644))
+	// A model whose output head is all NaN (a damaged file): every logit is NaN.
+	nanSpec := synth.Tiny("F32")
+	nanSpec.OutputScale = float32(math.NaN())
+	nanModel := filepath.Join(t.TempDir(), "nan.gguf")
+	require.NoError(t, synth.Write(nanModel, nanSpec))
 	cases := []struct {
 		name string
 		args []string
@@ -86,6 +92,8 @@ func TestGenerateBadInput(t *testing.T) {
 		{"not gguf", []string{"--model", notGGUF, "--prompt", "x"}, ExitFailure, "not a GGUF file"},
 		{"truncated", []string{"--model", truncated, "--prompt", "x"}, ExitFailure, "truncated"},
 		{"context", []string{"--model", model, "--prompt", strings.Repeat("hello world ", 100), "--ctx-size", "32"}, ExitFailure, "context"},
+		{"NaN weights, greedy", []string{"--model", nanModel, "--prompt", "x", "--temperature", "0"}, ExitFailure, "non-finite values (NaN or Inf)"},
+		{"NaN weights, sampled", []string{"--model", nanModel, "--prompt", "x", "--seed", "1"}, ExitFailure, "weights may be damaged"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -133,12 +133,45 @@ func runInfer(ctx context.Context, env *Env, args []string) error {
 			cancel()
 		}
 		return ctx.Err() // reported as "Canceled.", exit 130
-	case errors.Is(err, rbee.ErrWorkerCrashed), errors.Is(err, rbee.ErrStreamClosed):
+	case out.cutShort(err):
+		// The answer is incomplete and this command did not ask for that:
+		// keep what came, say how far it got, and fail.
 		out.endLine()
 		out.savePartial()
-		return q.explain(err)
+		return q.explainCut(err)
 	}
 	out.endLine()
+	return q.explain(err)
+}
+
+// errCancelledElsewhere ends an rbee infer whose task ended as cancelled
+// although this command did not cancel it.
+var errCancelledElsewhere = errors.New("the task ended as cancelled, but this command did not cancel it: the answer is incomplete")
+
+// cutShort reports whether err ended a generation before its end without
+// this command asking: the worker crashed or its stream broke, the worker
+// (or its hive, or the queen) shut down while generating, or the task was
+// cancelled by someone else.
+func (p *inferPrinter) cutShort(err error) bool {
+	switch {
+	case errors.Is(err, rbee.ErrWorkerCrashed), errors.Is(err, rbee.ErrStreamClosed), errors.Is(err, errCancelledElsewhere):
+		return true
+	case errors.Is(err, rbee.ErrShuttingDown):
+		return p.generating
+	}
+	return false
+}
+
+// explainCut is explain for a generation cut short: the message names the
+// error code, so that the reason is plain in a terminal and in a log.
+func (q *queen) explainCut(err error) error {
+	var e *rbee.Error
+	switch {
+	case errors.As(err, &e):
+		return withHint(fmt.Errorf("%w (%s)", err, e.Code), e.Hint())
+	case errors.Is(err, errCancelledElsewhere):
+		return withHint(err, "another client cancelled the task (DELETE /v2/tasks/ID); run the command again for a whole answer")
+	}
 	return q.explain(err)
 }
 
@@ -166,6 +199,9 @@ type inferPrinter struct {
 	tokens int
 	bar    *progress
 	open   bool // stdout holds tokens not yet ended by a newline
+	// generating is set once the worker started the generation (its
+	// narration, or a first token came).
+	generating bool
 }
 
 func (p *inferPrinter) run(ctx context.Context, q *queen, req rbee.TaskRequest) error {
@@ -179,15 +215,26 @@ func (p *inferPrinter) run(ctx context.Context, q *queen, req rbee.TaskRequest) 
 		if p.taskID == "" && ev.Kind == rbee.KindNarration {
 			p.taskID = ev.Narration.RequestID
 		}
-		if ev.Kind == rbee.KindToken {
+		switch ev.Kind {
+		case rbee.KindToken:
 			p.text.WriteString(ev.Token.Token)
 			p.tokens++
+			p.generating = true
+		case rbee.KindNarration:
+			p.generating = p.generating || ev.Narration.Actor == api.ActorWorker
 		}
-		if p.json {
+		// A done "cancelled" is this command's only when it cancelled (and
+		// then its context has ended and the stream is no longer read).
+		unasked := ev.Kind == rbee.KindDone && ev.Done.StopReason == rbee.StopCancelled && ctx.Err() == nil
+		switch {
+		case p.json:
 			p.printJSON(ev)
-			continue
+		case !unasked:
+			p.show(ev)
 		}
-		p.show(ev)
+		if unasked {
+			return errCancelledElsewhere
+		}
 	}
 	return nil
 }

@@ -341,6 +341,16 @@ home = `)
 # binary_path = "bin/rbee"
 # git_repo_dir = "src"              # where rbee setup install builds from source
 # worker_port_start = 8001
+
+[hive]
+# idle_timeout = "5m"               # stop a local worker idle for this long
+
+[security]
+# Which requests the daemons answer, so that web pages cannot drive them.
+# Host names besides IP addresses, localhost and the daemon's own name:
+# allowed_hosts = []                # e.g. ["gpu-box.example.com", "*.lan"]
+# Web origins whose pages may call the API (none but the daemon's own by default):
+# allowed_origins = []              # e.g. ["http://localhost:3000"]
 `)
 	return b.String()
 }

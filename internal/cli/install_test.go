@@ -352,3 +352,21 @@ func TestOnPath(t *testing.T) {
 		assert.Equal(t, tc.want, onPath(tc.dir, tc.path), "%q in %q", tc.dir, tc.path)
 	}
 }
+
+// TestDefaultConfigNamesEveryKey uncomments every setting of the file rbee
+// install writes: the result parses, and every key the configuration
+// package knows appears in it, so a new setting cannot be left out.
+func TestDefaultConfigNamesEveryKey(t *testing.T) {
+	home := t.TempDir()
+	text := defaultConfig(installLayout{homeValue: home})
+	setting := regexp.MustCompile(`(?m)^# ([a-z_]+ = .*?)([ \t]+#.*)?$`)
+	uncommented := setting.ReplaceAllString(text, "$1")
+	env := config.Env{Getenv: func(string) string { return "" }, UserHome: home}
+	f, err := config.Parse("default.toml", []byte(uncommented), env)
+	require.NoError(t, err, uncommented)
+	for _, key := range config.KnownKeys() {
+		table, name, _ := strings.Cut(key, ".")
+		assert.Regexp(t, `(?m)^\[`+table+`\]\n(?:[^\[\n].*\n|\n)*?`+name+` = `, uncommented, key)
+	}
+	assert.Equal(t, home, f.Paths.Home)
+}

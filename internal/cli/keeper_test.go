@@ -222,14 +222,25 @@ func TestInferAuthFailure(t *testing.T) {
 	assert.Contains(t, r.stderr, "RBEE_API_KEY")
 }
 
+// TestInferCrashSavesPartialText: a generation cut short without the
+// keeper asking — the worker crashed, its stream or the queen's broke, the
+// worker shut down, or another client cancelled the task — exits 1 with the
+// partial text saved and how far it got, never as a success.
 func TestInferCrashSavesPartialText(t *testing.T) {
 	tests := []struct {
-		name string
-		tail []api.Event
-		cut  bool
+		name   string
+		tail   []api.Event
+		cut    bool
+		stderr []string
 	}{
-		{"worker crashed", []api.Event{{Kind: api.KindError, Error: api.Errorf(api.CodeWorkerCrashed, "stream closed unexpectedly").With("tokens_generated", 2)}}, false},
-		{"queen went away", nil, true},
+		{name: "worker crashed", tail: []api.Event{{Kind: api.KindError, Error: api.Errorf(api.CodeWorkerCrashed, "stream closed unexpectedly").With("tokens_generated", 2)}},
+			stderr: []string{"rbee infer: stream closed unexpectedly (WORKER_CRASHED)\n"}},
+		{name: "queen went away", cut: true},
+		{name: "worker shut down", tail: []api.Event{{Kind: api.KindError, Error: api.Errorf(api.CodeShuttingDown,
+			"worker w-1 is shutting down: the generation stopped after 2 of at most 10 tokens").WithHint("run the request again")}},
+			stderr: []string{"rbee infer: worker w-1 is shutting down: the generation stopped after 2 of at most 10 tokens (SHUTTING_DOWN)\n", "hint: run the request again\n"}},
+		{name: "cancelled by another client", tail: []api.Event{{Kind: api.KindDone, Done: &api.Done{Done: true, TotalTokens: 2, StopReason: api.StopCancelled}}},
+			stderr: []string{"did not cancel it", "hint: another client cancelled the task"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -240,6 +251,10 @@ func TestInferCrashSavesPartialText(t *testing.T) {
 			assert.Equal(t, "Once upon\n", r.stdout)
 			assert.Contains(t, r.stderr, "stream closed unexpectedly\n")
 			assert.Contains(t, r.stderr, "tokens generated: 2/10\n")
+			assert.NotContains(t, r.stderr, "stop: cancelled", "no success line")
+			for _, s := range tc.stderr {
+				assert.Contains(t, r.stderr, s)
+			}
 			m := regexp.MustCompile(`partial text saved to (\S+)`).FindStringSubmatch(r.stderr)
 			require.NotNil(t, m, r.stderr)
 			t.Cleanup(func() { os.Remove(m[1]) })
@@ -248,6 +263,32 @@ func TestInferCrashSavesPartialText(t *testing.T) {
 			assert.Equal(t, "Once upon", string(b))
 		})
 	}
+
+	t.Run("json", func(t *testing.T) {
+		f := newFakeQueen(t)
+		f.stream([]api.Event{start("task-abc"), tok("Once", 0),
+			{Kind: api.KindError, Error: api.Errorf(api.CodeShuttingDown, "worker w-1 is shutting down")}}, false)
+		r := run(t, t.Context(), nil, nil, "infer", "--json", "--queen-url", f.srv.URL, "--model", "file:/m.gguf", "--prompt", "hi", "--max-tokens", "10")
+		assert.Equal(t, ExitFailure, r.code)
+		assert.Contains(t, r.stdout, `"code":"SHUTTING_DOWN"`)
+		assert.Contains(t, r.stderr, "tokens generated: 1/10\n")
+		m := regexp.MustCompile(`partial text saved to (\S+)`).FindStringSubmatch(r.stderr)
+		require.NotNil(t, m, r.stderr)
+		os.Remove(m[1])
+	})
+
+	t.Run("shutting down before generating", func(t *testing.T) {
+		// The queen stopping while the worker loads is a plain failure:
+		// there is no partial answer to keep.
+		f := newFakeQueen(t)
+		f.stream([]api.Event{start("task-abc"), api.NarrationEvent(api.ActorQueen, "spawn", "Spawning a worker on local"),
+			{Kind: api.KindError, Error: api.Errorf(api.CodeShuttingDown, "the queen is shutting down")}}, false)
+		r := run(t, t.Context(), nil, nil, "infer", "--queen-url", f.srv.URL, "--model", "file:/m.gguf", "--prompt", "hi", "--max-tokens", "10")
+		assert.Equal(t, ExitFailure, r.code)
+		assert.Contains(t, r.stderr, "rbee infer: the queen is shutting down\n")
+		assert.NotContains(t, r.stderr, "stream closed unexpectedly")
+		assert.NotContains(t, r.stderr, "partial text")
+	})
 }
 
 // signalWriter closes ch at the first write.
@@ -437,4 +478,54 @@ func TestNoQueenRunning(t *testing.T) {
 	assert.Equal(t, ExitFailure, r.code)
 	assert.Contains(t, r.stderr, "rbee workers: no queen answers at "+url)
 	assert.Contains(t, r.stderr, "hint: start one with 'rbee queen'")
+}
+
+// TestWorkersListUnreachable: a node whose hive did not answer is a row of
+// its own (state unreachable) among the others, with why and a hint on
+// stderr, and is in --json as the queen sent it.
+func TestWorkersListUnreachable(t *testing.T) {
+	f := newFakeQueen(t)
+	down := api.Errorf(api.CodeConnectionTimeout, "lost contact with rbee-hive on gpu while listing its workers: connection refused").
+		With("node", "gpu").WithHint("Check if rbee-hive is running on gpu (rbee workers health --node gpu)")
+	list := api.WorkerList{
+		Workers: []api.WorkerInfo{
+			{ID: "w-aaa", Node: "local", URL: "http://127.0.0.1:8001", ModelRef: "file:/m.gguf", Backend: "cpu", State: "idle", SlotsTotal: 1, SlotsAvailable: 1},
+			{ID: "w-bbb", Node: "mac", URL: "http://mac:8001", ModelRef: "hf:org/repo", Backend: "metal", State: "busy", SlotsTotal: 2},
+		},
+		Unreachable: []api.UnreachableNode{{Node: "gpu", Error: down}, {Node: "zeta", Error: api.Errorf(api.CodeSSHConnectionFailed, "ssh to zeta timed out")}},
+	}
+	f.handle("GET /v2/workers/list", func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, 200, list) })
+
+	r := run(t, t.Context(), nil, nil, "workers", "list", "--queen-url", f.srv.URL)
+	assert.Equal(t, ExitOK, r.code, r.stderr)
+	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	require.Len(t, lines, 5, r.stdout)
+	var nodes, states []string
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		nodes, states = append(nodes, f[0]), append(states, f[4])
+	}
+	assert.Equal(t, []string{"gpu", "local", "mac", "zeta"}, nodes, "rows in node order")
+	assert.Equal(t, []string{"unreachable", "idle", "busy", "unreachable"}, states)
+	assert.Regexp(t, `^gpu\s+-\s+-\s+-\s+unreachable\s+-\s+-\s+-$`, lines[1])
+	assert.Contains(t, r.stderr, "node gpu is unreachable: lost contact with rbee-hive on gpu while listing its workers: connection refused (CONNECTION_TIMEOUT)\n")
+	assert.Contains(t, r.stderr, "hint: Check if rbee-hive is running on gpu (rbee workers health --node gpu)\n")
+	assert.Contains(t, r.stderr, "node zeta is unreachable: ssh to zeta timed out (SSH_CONNECTION_FAILED)\n")
+
+	r = run(t, t.Context(), nil, nil, "workers", "list", "--json", "--queen-url", f.srv.URL)
+	assert.Equal(t, ExitOK, r.code, r.stderr)
+	var got api.WorkerList
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &got), r.stdout)
+	assert.Len(t, got.Workers, 2)
+	require.Len(t, got.Unreachable, 2)
+	assert.Equal(t, "gpu", got.Unreachable[0].Node)
+	assert.Equal(t, api.CodeConnectionTimeout, got.Unreachable[0].Error.Code)
+	assert.Equal(t, "Check if rbee-hive is running on gpu (rbee workers health --node gpu)", got.Unreachable[0].Error.Hint())
+
+	// Only unreachable nodes: no "No workers." that would hide them.
+	list.Workers = nil
+	r = run(t, t.Context(), nil, nil, "workers", "list", "--queen-url", f.srv.URL)
+	assert.Equal(t, ExitOK, r.code, r.stderr)
+	assert.NotContains(t, r.stdout, "No workers.")
+	assert.Contains(t, r.stdout, "unreachable")
 }

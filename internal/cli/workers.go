@@ -79,18 +79,29 @@ func runWorkersList(ctx context.Context, env *Env, name string, args []string) e
 	if err != nil {
 		return err
 	}
-	ws, err := q.Workers(ctx)
+	l, err := q.WorkerList(ctx)
 	if err != nil {
 		return q.explain(err)
 	}
 	if *asJSON {
-		return printJSON(env.Stdout, api.WorkerList{Workers: ws})
+		return printJSON(env.Stdout, l)
 	}
-	if len(ws) == 0 {
+	if len(l.Workers) == 0 && len(l.Unreachable) == 0 {
 		fmt.Fprintln(env.Stdout, "No workers.")
 		return nil
 	}
-	printWorkers(env.Stdout, ws, true)
+	printWorkerTable(env.Stdout, l.Workers, l.Unreachable, true)
+	// Why each unreachable node is missing, and what to do, on stderr.
+	for _, u := range l.Unreachable {
+		msg, hint := "no answer", ""
+		if u.Error != nil {
+			msg, hint = fmt.Sprintf("%s (%s)", oneLine(u.Error.Message), u.Error.Code), u.Error.Hint()
+		}
+		fmt.Fprintf(env.Stderr, "node %s is unreachable: %s\n", u.Node, msg)
+		if hint != "" {
+			fmt.Fprintf(env.Stderr, "hint: %s\n", hint)
+		}
+	}
 	return nil
 }
 
@@ -156,18 +167,44 @@ func runWorkersShutdown(ctx context.Context, env *Env, name string, args []strin
 
 // printWorkers prints a table of workers, with their node when withNode.
 func printWorkers(w io.Writer, ws []rbee.WorkerInfo, withNode bool) {
+	printWorkerTable(w, ws, nil, withNode)
+}
+
+// stateUnreachable is the STATE of a node's row when its hive did not answer.
+const stateUnreachable = "unreachable"
+
+// printWorkerTable prints a table of workers, with their node when
+// withNode, and one row per unreachable node, in node order.
+func printWorkerTable(w io.Writer, ws []rbee.WorkerInfo, down []rbee.UnreachableNode, withNode bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if withNode {
 		fmt.Fprint(tw, "NODE\t")
 	}
 	fmt.Fprintln(tw, "WORKER\tMODEL\tBACKEND\tSTATE\tSLOTS FREE\tLAST ACTIVE\tURL")
 	now := time.Now()
-	for _, x := range ws {
+	row := func(x rbee.WorkerInfo) {
 		if withNode {
 			fmt.Fprintf(tw, "%s\t", orDash(x.Node))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s:%d\t%s\t%d/%d\t%s\t%s\n", x.ID, x.ModelRef, orDash(x.Backend), x.Device, orDash(x.State),
 			x.SlotsAvailable, x.SlotsTotal, ago(now, x.LastActivity), x.URL)
+	}
+	downRow := func(u rbee.UnreachableNode) {
+		if withNode {
+			fmt.Fprintf(tw, "%s\t", orDash(u.Node))
+		}
+		fmt.Fprintf(tw, "-\t-\t-\t%s\t-\t-\t-\n", stateUnreachable)
+	}
+	// Both lists come sorted by node; merge them so a node's rows stay together.
+	i := 0
+	for _, x := range ws {
+		for ; i < len(down) && down[i].Node < x.Node; i++ {
+			downRow(down[i])
+		}
+		row(x)
+	}
+	for ; i < len(down); i++ {
+		downRow(down[i])
 	}
 	tw.Flush()
 }

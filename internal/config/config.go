@@ -37,6 +37,10 @@
 //	git_repo_dir = "/opt/rbee/src"      # where install builds from source
 //	worker_port_start = 8001            # first worker port of remote hives
 //
+//	[security]
+//	allowed_hosts = ["gpu-box.example.com", "*.lan"]  # names requests may use besides loopback and IPs
+//	allowed_origins = ["http://localhost:3000"]       # web pages that may call the daemons
+//
 // Unknown keys are an error naming the key and the file, so that a typo
 // never goes unnoticed. Local paths may start with "~/" (this machine's
 // home). Remote paths are absolute, or relative to each node's install
@@ -54,11 +58,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"rbee/internal/httpx"
 )
 
 // Environment variables the configuration reads.
@@ -89,6 +96,9 @@ type File struct {
 	Paths  Paths  `toml:"paths"`
 	SSH    SSH    `toml:"ssh"`
 	Remote Remote `toml:"remote"`
+	// Security is read by the queen, which passes it on to the hives it
+	// starts, and they to their workers.
+	Security Security `toml:"security"`
 
 	// Path is the file these settings came from; "" when none was found.
 	Path string `toml:"-"`
@@ -141,6 +151,31 @@ type Remote struct {
 	// WorkerPortStart is the first port remote hives try for workers
 	// (default 8001).
 	WorkerPortStart int `toml:"worker_port_start"`
+}
+
+// Security is the [security] table: which requests the daemons answer,
+// to keep web pages from driving them. Browsers let any page send requests
+// to loopback; the daemons refuse those that name them by a host name they
+// do not know (DNS rebinding) or that come from another web origin.
+// Programs that send no Origin header (curl, the rbee client, SDKs) are
+// not affected. The queen takes these lists, unless --allowed-hosts,
+// --allowed-origins, $RBEE_ALLOWED_HOSTS or $RBEE_ALLOWED_ORIGINS set
+// them, and passes them to the hives it starts, which pass them to their
+// workers.
+type Security struct {
+	// AllowedHosts are the names requests may give in their Host header
+	// besides IP addresses, localhost and *.localhost, the name a daemon
+	// listens on and, when it listens on 0.0.0.0 or ::, the machine's
+	// host name. An entry is a host name without port
+	// ("gpu-box.example.com"), "*.example.com" (any subdomain of it), or
+	// "*" (any name: the check is off). Default: none.
+	AllowedHosts []string `toml:"allowed_hosts"`
+	// AllowedOrigins are the web origins whose pages may call the daemons
+	// (with CORS answers, so that browser apps work): exact origins with
+	// their port ("http://localhost:3000"), "https://*.example.com" (any
+	// subdomain, any port), "app://*" (any origin of a scheme), or "*" (any
+	// page). Default: none but a daemon's own origin.
+	AllowedOrigins []string `toml:"allowed_origins"`
 }
 
 // Env is what Find and Load read of the outside world. The zero value
@@ -274,7 +309,11 @@ func Parse(path string, data []byte, e Env) (*File, error) {
 var knownKeys = []string{
 	"queen.url", "queen.host", "queen.port", "queen.local_hive_port", "queen.local_worker_port_start", "hive.idle_timeout",
 	"paths.home", "ssh.known_hosts", "remote.binary_path", "remote.git_repo_dir", "remote.worker_port_start",
+	"security.allowed_hosts", "security.allowed_origins",
 }
+
+// KnownKeys lists every key a configuration file may set, as "table.key".
+func KnownKeys() []string { return slices.Clone(knownKeys) }
 
 // check validates the values and expands "~/" in local paths.
 func (c *File) check(e Env) error {
@@ -308,6 +347,12 @@ func (c *File) check(e Env) error {
 	}
 	if c.SSH.KnownHosts, err = localPath("ssh.known_hosts", c.SSH.KnownHosts, e); err != nil {
 		return err
+	}
+	if err := httpx.CheckAllowedHosts(c.Security.AllowedHosts); err != nil {
+		return fmt.Errorf("security.%w", err)
+	}
+	if err := httpx.CheckAllowedOrigins(c.Security.AllowedOrigins); err != nil {
+		return fmt.Errorf("security.%w", err)
 	}
 	for _, p := range []struct{ key, v string }{
 		{"remote.binary_path", c.Remote.BinaryPath},

@@ -154,8 +154,9 @@ func TestS35BusyWorker(t *testing.T) {
 
 // TestS38InsufficientVRAM asks for a cuda device too small for the model
 // (EC3): the local hive, started by the queen with a stand-in GPU of 1 MB,
-// refuses in its preflight with VRAM_EXHAUSTED, both sizes and the hint to
-// use a smaller quantization; no worker starts and the keeper exits 1.
+// refuses in its preflight with VRAM_EXHAUSTED, both sizes and a hint that
+// weighs smaller quantizations (none would fit in 1 MB); no worker starts
+// and the keeper exits 1.
 func TestS38InsufficientVRAM(t *testing.T) {
 	c := newCluster(t, tinyModel(t))
 	c.startQueen("--local-fake-devices", "cuda:0:1")
@@ -170,7 +171,8 @@ func TestS38InsufficientVRAM(t *testing.T) {
 	assert.Contains(t, r.stderr, "[queen] Spawning a worker for file:"+c.model+" on local (cuda:0)\n")
 	assert.Contains(t, r.stderr, fmt.Sprintf("rbee infer: Insufficient VRAM on cuda:0: need %d MB, have 1 MB\n", need))
 	assert.True(t, strings.HasSuffix(r.stderr,
-		"hint: the model is Q8_0; use a smaller quantization of the model (e.g. Q4_K_M instead of Q8_0)\n"), r.stderr)
+		"hint: the model is Q8_0 (about 8.5 bits per weight); even Q2_K (about 3 bits per weight) would need about 2 MB: "+
+			"use a smaller model (fewer parameters) or a node with more memory\n"), r.stderr)
 	assert.Empty(t, c.workers(), "no worker registered")
 	assert.Empty(t, c.role("worker"), "no worker process")
 

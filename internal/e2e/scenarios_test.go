@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -124,6 +125,28 @@ func TestPersistent(t *testing.T) {
 		assert.NotContains(t, r.stdout, "api_key", "worker tokens never reach keepers")
 	})
 
+	t.Run("S59 unreachable node", func(t *testing.T) {
+		// A registered node whose hive does not answer is shown, not left out.
+		registerNode(t, c, "gone", freePortNot(t, c))
+		t.Cleanup(func() { c.rbee("setup", "remove-node", "--name", "gone", "--queen-url", c.queenURL()) })
+		r := c.rbee("workers", "list", "--queen-url", c.queenURL())
+		require.Equal(t, 0, r.code, r.String())
+		assert.Regexp(t, `(?m)^gone\s+-\s+-\s+-\s+unreachable\s`, r.stdout)
+		assert.Regexp(t, `(?m)^local\s+w-\S+\s+\S+\s+cpu:0\s+idle\s`, r.stdout, "the others are still listed")
+		assert.Contains(t, r.stderr, "node gone is unreachable: ")
+		assert.Contains(t, r.stderr, "(CONNECTION_TIMEOUT)\n")
+		assert.Contains(t, r.stderr, "hint: Check if rbee-hive is running on gone (rbee workers health --node gone)\n")
+
+		r = c.rbee("workers", "list", "--json", "--queen-url", c.queenURL())
+		require.Equal(t, 0, r.code, r.String())
+		var l rbee.WorkerList
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &l), r.stdout)
+		require.Len(t, l.Unreachable, 1, r.stdout)
+		assert.Equal(t, "gone", l.Unreachable[0].Node)
+		assert.Equal(t, rbee.ErrConnectionTimeout.Code, l.Unreachable[0].Error.Code)
+		assert.Len(t, l.Workers, 2)
+	})
+
 	t.Run("S60", func(t *testing.T) {
 		r := c.rbee("workers", "health", "--node", "local", "--queen-url", c.queenURL())
 		require.Equal(t, 0, r.code, r.String())
@@ -239,6 +262,11 @@ func TestInterrupt(t *testing.T) {
 		r := run.wait(t)
 		assert.Equal(t, 130, r.code, "%s%s", r, c.logs())
 		assert.True(t, strings.HasSuffix(r.stderr, "Canceled.\n"), r.stderr)
+		// The queen tells a cancellation by its own client from a failure.
+		ended := c.taskEnded(t, taskID(t, r.stderr))
+		assert.Contains(t, ended, "outcome=cancelled", ended)
+		eventually(t, 10*time.Second, func() bool { return c.metric(`rbee_tasks_total{outcome="cancelled"}`) == 1 },
+			"the queen did not count the task as cancelled:\n%s", c.metrics())
 		// The slot is free again: the worker is idle and takes the next task.
 		eventually(t, 10*time.Second, func() bool {
 			ws := c.workers()
@@ -274,6 +302,10 @@ func TestInterrupt(t *testing.T) {
 		text, err := os.ReadFile(saved[1])
 		require.NoError(t, err)
 		assert.Equal(t, strings.TrimSuffix(r.stdout, "\n"), string(text), "the file holds what was printed")
+		assert.Contains(t, r.stderr, "(WORKER_CRASHED)\n", "the error names its code")
+		ended := c.taskEnded(t, taskID(t, r.stderr))
+		assert.Contains(t, ended, "outcome=failed", ended)
+		assert.Contains(t, ended, "code=WORKER_CRASHED", ended)
 		eventually(t, 10*time.Second, func() bool { return len(c.workers()) == 0 }, "the hive did not remove the dead worker")
 	})
 }

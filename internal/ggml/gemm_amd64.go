@@ -1,13 +1,13 @@
 package ggml
 
-// Gemm on amd64 (gemm_amd64.s) for Q8_0, Q4_0, Q4_K, Q5_K and Q6_K, with
-// AVX2 or AVX-512 VNNI kernels (other types run one Gemv per column). Weight
-// rows are taken 8 at a time (with VNNI two such groups, 16 rows) and a run
-// of their blocks is repacked into a buffer on the stack so that lane i of
-// every 32-byte vector belongs to row i; the kernel then runs every
-// activation vector over the buffer while it sits in L1, one VPDPBUSD (or
-// VPMADDUBSW pair) with 4 bytes of an activation broadcast advancing 8 row
-// products at once.
+// Gemm on amd64 (gemm_amd64.s and the generated gemm_*_amd64.s) for Q8_0,
+// Q4_0, Q4_K, Q5_K and Q6_K, with AVX2 or AVX-512 VNNI kernels (other types
+// run one Gemv per column). Weight rows are taken 8 at a time (with VNNI two
+// such groups, 16 rows) and a run of their blocks is repacked into a buffer
+// on the stack so that lane i of every 32-byte vector belongs to row i; the
+// kernel then runs every activation vector over the buffer while it sits in
+// L1, one VPDPBUSD (or VPMADDUBSW pair) with 4 bytes of an activation
+// broadcast advancing 8 row products at once.
 //
 // Kernel arguments: p the repacked records, nb their number, x the first
 // activation vector (at the first block the records cover), xStride the bytes

@@ -160,6 +160,8 @@ func floatAt(t Type, b []byte, i int) float32 {
 	return math.Float32frombits(le32(b[4*i:]))
 }
 
+// The activation quantizers and the F16 conversion below are in quantize_amd64.s.
+
 //go:noescape
 func quantizeQ8_0AVX2(src *float32, dst *byte, nb int)
 

@@ -124,12 +124,12 @@ func (c *Client) Download(ctx context.Context, f File, dest string, opt Options)
 		url: c.endpoint() + "/" + escapePath(f.Repo) + "/resolve/" + escapePath(rev) + "/" + escapePath(f.Name),
 		log: c.log().With("repo", f.Repo, "file", f.Name)}
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
-		return Result{}, api.Errorf(api.CodeInternal, "creating the models folder %s: %v", d.dir, err)
+		return Result{}, d.fsError("creating the models folder "+d.dir, err)
 	}
 	part := PartPath(dest, f)
 	file, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return Result{}, api.Errorf(api.CodeInternal, "creating %s: %v", part, err)
+		return Result{}, d.fsError("creating "+part, err)
 	}
 	d.file = file
 	defer func() {
@@ -182,11 +182,11 @@ func (c *Client) Download(ctx context.Context, f File, dest string, opt Options)
 	}
 
 	if err := d.file.Sync(); err != nil {
-		return Result{}, api.Errorf(api.CodeInternal, "writing %s: %v", part, err)
+		return Result{}, d.fsError("writing "+part, err)
 	}
 	if err := d.file.Close(); err != nil {
 		d.file = nil
-		return Result{}, api.Errorf(api.CodeInternal, "writing %s: %v", part, err)
+		return Result{}, d.fsError("writing "+part, err)
 	}
 	d.file = nil
 	sum := hex.EncodeToString(d.h.Sum(nil))
@@ -202,7 +202,7 @@ func (c *Client) Download(ctx context.Context, f File, dest string, opt Options)
 			With("bytes", d.offset).WithHint("download it again; if it keeps failing, the hub or a proxy is serving a damaged file")
 	}
 	if err := os.Rename(part, dest); err != nil {
-		return Result{}, api.Errorf(api.CodeInternal, "moving %s into place: %v", part, err)
+		return Result{}, d.fsError("moving "+part+" into place", err)
 	}
 	syncDir(d.dir)
 	d.log.Info("download complete", "path", dest, "bytes", d.offset, "attempts", attempt, "verified", want != "",
@@ -238,7 +238,7 @@ func (d *download) openPart() (int64, error) {
 // restart empties the partial file.
 func (d *download) restart() error {
 	if err := d.file.Truncate(0); err != nil {
-		return api.Errorf(api.CodeInternal, "truncating %s: %v", d.file.Name(), err)
+		return d.fsError("truncating "+d.file.Name(), err)
 	}
 	if _, err := d.file.Seek(0, io.SeekStart); err != nil {
 		return api.Errorf(api.CodeInternal, "truncating %s: %v", d.file.Name(), err)
@@ -257,7 +257,7 @@ func (d *download) checkDisk() error {
 	d.checked = true
 	free := d.c.DiskFree
 	if free == nil {
-		free = diskFree
+		free = DiskFree
 	}
 	have, err := free(d.dir)
 	if err != nil {
@@ -270,7 +270,7 @@ func (d *download) checkDisk() error {
 			d.f.Name, mb(need), mb(have), d.dir).
 			With("required", mb(need)).With("available", mb(have)).With("required_bytes", need).With("available_bytes", have).
 			With("file_size_bytes", d.total).With("dir", d.dir).
-			WithHint("free space on the node, or use a smaller quantization of the model (e.g. Q4_K_M instead of Q8_0)")
+			WithHint("free space on the node, or choose a smaller quantization (a lower-bit file of the repository) or a smaller model")
 	}
 	return nil
 }
@@ -422,14 +422,44 @@ func (d *download) failed(ctx, actx context.Context, err error) error {
 	return &transientError{err}
 }
 
-// writeError is INSUFFICIENT_DISK for a full disk, INTERNAL otherwise.
+// writeError is the error of a failed write to the partial file.
 func (d *download) writeError(err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return api.Errorf(api.CodeInsufficientDisk, "the disk filled up while downloading %s, at byte %d", d.f.Name, d.offset).
-			With("dir", d.dir).With("bytes_downloaded", d.offset).With("bytes_total", d.total).
-			WithHint("free space on the node; the download resumes where it stopped")
+	return d.fsError("writing "+d.file.Name(), err)
+}
+
+// fsError is INSUFFICIENT_DISK with the numbers the download knows when
+// err says the disk (or the user's quota) is full, INTERNAL otherwise.
+func (d *download) fsError(doing string, err error) error {
+	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
+		return api.Errorf(api.CodeInternal, "%s: %v", doing, err)
 	}
-	return api.Errorf(api.CodeInternal, "writing %s: %v", d.file.Name(), err)
+	why := "the disk is full"
+	if errors.Is(err, syscall.EDQUOT) {
+		why = "the disk quota is used up"
+	}
+	e := api.Errorf(api.CodeInsufficientDisk, "Insufficient disk space for %s: %s in %s after %d of %s bytes",
+		d.f.Name, why, d.dir, d.offset, sizeOrUnknown(d.total)).
+		With("dir", d.dir).With("file", d.f.Name).With("bytes_downloaded", d.offset).With("bytes_total", d.total)
+	if d.total > 0 {
+		need := d.total - d.offset
+		e = e.With("required", mb(need)).With("required_bytes", need)
+	}
+	free := d.c.DiskFree
+	if free == nil {
+		free = DiskFree
+	}
+	if have, ferr := free(d.dir); ferr == nil {
+		e = e.With("available", mb(have)).With("available_bytes", have)
+	}
+	d.log.Error("the disk filled up during the download", "doing", doing, "error", err, "bytes_downloaded", d.offset, "bytes_total", d.total)
+	return e.WithHint("free space on the node; the download resumes where it stopped")
+}
+
+func sizeOrUnknown(n int64) string {
+	if n <= 0 {
+		return "an unknown number of"
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // outOfAttempts is the error after the last attempt failed.

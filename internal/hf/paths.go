@@ -64,8 +64,8 @@ func LocalPath(modelsDir string, f File) (string, error) {
 	return p, nil
 }
 
-// diskFree is the space an unprivileged user may fill on dir's file system.
-func diskFree(dir string) (int64, error) {
+// DiskFree is the space an unprivileged user may fill on dir's file system.
+func DiskFree(dir string) (int64, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return 0, fmt.Errorf("free space of %s: %w", dir, err)

@@ -117,3 +117,36 @@ func TestCheckBindAndFingerprint(t *testing.T) {
 	assert.Len(t, Fingerprint("secret"), 6)
 	assert.NotContains(t, Fingerprint("secret"), "secret")
 }
+
+func TestDecodeJSONStrictAndLenient(t *testing.T) {
+	type body struct {
+		Name string `json:"name"`
+	}
+	decode := func(lenient bool, payload string) (body, *api.Error) {
+		var b body
+		r := httptest.NewRequest("POST", "/", strings.NewReader(payload))
+		w := httptest.NewRecorder()
+		if lenient {
+			return b, DecodeJSONLenient(w, r, &b)
+		}
+		return b, DecodeJSON(w, r, &b)
+	}
+	const extra = `{"name":"a","user":"someone"}`
+	_, e := decode(false, extra)
+	require.NotNil(t, e)
+	assert.Equal(t, api.CodeInvalidRequest, e.Code)
+	assert.Equal(t, "user", e.Details["field"])
+
+	b, e := decode(true, extra)
+	require.Nil(t, e)
+	assert.Equal(t, "a", b.Name)
+
+	for _, lenient := range []bool{false, true} {
+		_, e = decode(lenient, `{"name":1}`)
+		require.NotNil(t, e)
+		assert.Equal(t, "name", e.Details["field"])
+		_, e = decode(lenient, `{"name":"a"} {}`)
+		require.NotNil(t, e)
+		assert.Contains(t, e.Message, "after the JSON object")
+	}
+}

@@ -2,6 +2,11 @@
 // bodies with the 1 MiB limit, the error envelope, request ids, bearer-token
 // authentication, panic recovery, and a JSON client that turns error
 // envelopes back into *api.Error.
+//
+// Every daemon serves through [NewServer], whose [Limits] keep slow and
+// idle clients from holding its connections, behind a [Guard], which keeps
+// web pages from driving it (Host and Origin checks, CORS for the origins
+// the user allowed).
 package httpx
 
 import (
@@ -16,6 +21,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strings"
 
@@ -47,6 +53,21 @@ func RequestID(r *http.Request) string {
 // validRequestID accepts ids a client may choose: the worker-id alphabet.
 func validRequestID(id string) bool { return id != "" && api.ValidateWorkerID(id) == nil }
 
+// withRequestID gives r its id, unless an outer handler (a Guard) did:
+// the client's X-Request-ID when it is well formed, else a new one. The id
+// is echoed in the response.
+func withRequestID(w http.ResponseWriter, r *http.Request) *http.Request {
+	if RequestID(r) != "" {
+		return r
+	}
+	id := r.Header.Get(RequestIDHeader)
+	if !validRequestID(id) {
+		id = NewID("req-")
+	}
+	w.Header().Set(RequestIDHeader, id)
+	return r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+}
+
 // Middleware gives every request an id (the client's X-Request-ID when it is
 // well formed, else a new one), echoes it in the response, and turns a panic
 // into an INTERNAL error envelope logged with its stack.
@@ -55,12 +76,8 @@ func Middleware(log hclog.Logger, next http.Handler) http.Handler {
 		log = hclog.NewNullLogger()
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(RequestIDHeader)
-		if !validRequestID(id) {
-			id = NewID("req-")
-		}
-		w.Header().Set(RequestIDHeader, id)
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+		r = withRequestID(w, r)
+		id := RequestID(r)
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
@@ -118,17 +135,31 @@ func ToAPIError(err error) *api.Error {
 
 // DecodeJSON reads a JSON body of at most api.MaxBodyBytes into v. Unknown
 // fields and trailing data are INVALID_REQUEST; a larger body is
-// PAYLOAD_TOO_LARGE.
+// PAYLOAD_TOO_LARGE; a body that stalls past its deadline is REQUEST_TIMEOUT.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) *api.Error {
+	return decodeJSON(w, r, v, true)
+}
+
+// DecodeJSONLenient is DecodeJSON for APIs that imitate another one (OpenAI's):
+// fields v does not have are ignored, as that API's servers do.
+func DecodeJSONLenient(w http.ResponseWriter, r *http.Request, v any) *api.Error {
+	return decodeJSON(w, r, v, false)
+}
+
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any, strict bool) *api.Error {
 	body := http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
 	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		var tooLarge *http.MaxBytesError
 		var typeErr *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &tooLarge):
 			return api.Errorf(api.CodePayloadTooLarge, "the request body is over %d bytes", api.MaxBodyBytes).With("limit", api.MaxBodyBytes)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return api.Errorf(api.CodeRequestTimeout, "the request body did not arrive in time")
 		case errors.Is(err, io.EOF):
 			return api.Errorf(api.CodeInvalidRequest, "the request body is empty; a JSON object is expected")
 		case errors.As(err, &typeErr):

@@ -33,8 +33,8 @@
 //
 // A [Model] holds the weights and a pool of goroutines; a [Session] holds one
 // conversation's KV cache and reuses the longest common prefix between
-// requests. Matrix multiplies split rows over the pool; the kernels of package
-// rbee/internal/ggml use AVX2 where the CPU has it and portable Go elsewhere.
+// requests. Matrix multiplies split rows over the pool; rbee's kernels use
+// AVX2 (and AVX-512 VNNI) where the CPU has it and portable Go elsewhere.
 //
 // The package knows nothing of HTTP: the worker daemon serves it.
 package engine

@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -285,8 +287,16 @@ func TestLoadProgressAndInfo(t *testing.T) {
 	info := m.Info()
 	assert.Equal(t, "llama", info.Architecture)
 	assert.Equal(t, "Q4_K_M", info.Quantization)
-	assert.Equal(t, 512, info.VocabSize)
-	assert.Equal(t, 2, info.EOS)
+	assert.Equal(t, spec.Name, info.Name)
+	assert.EqualValues(t, 15, info.FileType, "llama.cpp's number for Q4_K_M")
+	assert.Equal(t, 3+9*spec.Layers, info.Tensors)
+	E, F, V, kv := spec.Embedding, spec.FeedForward, spec.Vocab, spec.HeadsKV*spec.Embedding/spec.Heads
+	perLayer := 2*E + 2*E*E + 2*kv*E + 3*F*E // norms, q and output, k and v, feed-forward
+	assert.EqualValues(t, 2*V*E+E+spec.Layers*perLayer, info.Parameters, "embedding, output head and norm, blocks")
+	assert.Equal(t, m.FileSize(), info.FileSize)
+	assert.Equal(t, 512, m.Config().VocabSize)
+	assert.Equal(t, 512, m.Tokenizer().VocabSize())
+	assert.Equal(t, 2, m.Tokenizer().EOS())
 	assert.Equal(t, spec.Layers, m.Config().Layers)
 }
 
@@ -365,7 +375,24 @@ func TestUnsupportedModels(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "x.gguf")
 		require.NoError(t, writeFile(p, []byte("PK\x03\x04 this is a zip file")))
 		_, err := Load(t.Context(), p, Options{})
+		assert.ErrorIs(t, err, ErrNotGGUF)
 		assert.ErrorIs(t, err, gguf.ErrNotGGUF)
+		assert.ErrorContains(t, err, p, "the reader's message, with the path")
+	})
+	t.Run("truncated", func(t *testing.T) {
+		b, err := os.ReadFile(writeModel(t, synth.Tiny("Q8_0")))
+		require.NoError(t, err)
+		p := filepath.Join(t.TempDir(), "short.gguf")
+		require.NoError(t, writeFile(p, b[:len(b)/2]))
+		_, err = Load(t.Context(), p, Options{})
+		assert.ErrorIs(t, err, ErrInvalidModel)
+		assert.NotErrorIs(t, err, ErrNotGGUF)
+		assert.ErrorIs(t, err, gguf.ErrTruncated, "the reader's own sentinel still matches")
+	})
+	t.Run("missing", func(t *testing.T) {
+		_, err := Load(t.Context(), filepath.Join(t.TempDir(), "absent.gguf"), Options{})
+		assert.ErrorIs(t, err, fs.ErrNotExist)
+		assert.NotErrorIs(t, err, ErrInvalidModel)
 	})
 }
 

@@ -67,7 +67,7 @@ func rate(n int, d time.Duration) float64 {
 	return float64(n) / d.Seconds()
 }
 
-// Validate checks a request's ranges (DESIGN §10) without a model.
+// Validate checks a request's ranges (what a client may ask for) without a model.
 func (r *Request) Validate() error {
 	switch {
 	case r.MaxTokens < 1:
@@ -102,7 +102,9 @@ func (r *Request) Validate() error {
 //
 // If ctx ends, Generate returns what was generated with stop reason
 // "cancelled" and ctx's error. If yield returns an error, Generate stops and
-// returns it.
+// returns it. If the model produces a NaN or infinite logit (damaged
+// weights), Generate stops with an error wrapping ErrNonFinite and no stop
+// reason; the tokens before it were already passed to yield.
 func (s *Session) Generate(ctx context.Context, req Request, yield func(Token) error) (Result, error) {
 	var res Result
 	if err := req.Validate(); err != nil {
@@ -169,7 +171,11 @@ func (s *Session) Generate(ctx context.Context, req Request, yield func(Token) e
 			r, _ := finish(StopCancelled)
 			return r, err
 		}
-		id := smp.sample(logits, history)
+		id, err := smp.sample(logits, history)
+		if err != nil {
+			res.Text = text.String()
+			return res, fmt.Errorf("choosing token %d: %w", res.Tokens+1, err)
+		}
 		if !req.IgnoreEOS && m.tok.IsEOG(id) {
 			return finish(StopEOS)
 		}

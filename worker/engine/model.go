@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -47,7 +48,8 @@ type Model struct {
 	cfg      Config
 	file     *gguf.File
 	tok      *tokenizer.Tokenizer
-	info     gguf.ModelInfo
+	tokens   *Tokenizer // tok, as the package's users see it
+	info     ModelInfo
 	ctxSize  int
 	batch    int
 	threads  int
@@ -91,7 +93,7 @@ func Load(ctx context.Context, path string, opts Options) (*Model, error) {
 	start := time.Now()
 	f, err := gguf.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, fileError(err)
 	}
 	m, err := newModel(f, opts)
 	if err != nil {
@@ -119,7 +121,11 @@ func newModel(f *gguf.File, opts Options) (*Model, error) {
 	if tok.VocabSize() != cfg.VocabSize {
 		return nil, fmt.Errorf("%w: the tokenizer has %d tokens, the model %d", ErrInvalidModel, tok.VocabSize(), cfg.VocabSize)
 	}
-	m := &Model{cfg: cfg, file: f, tok: tok, info: f.ModelInfo()}
+	gi := f.ModelInfo()
+	m := &Model{cfg: cfg, file: f, tok: tok, tokens: &Tokenizer{tok: tok}, info: ModelInfo{
+		Architecture: gi.Architecture, Name: gi.Name, Quantization: gi.Quantization,
+		FileType: uint32(gi.FileType), Parameters: gi.Parameters, Tensors: gi.TensorCount, FileSize: gi.FileSize,
+	}}
 	m.threads = opts.Threads
 	if m.threads <= 0 {
 		m.threads = runtime.NumCPU()
@@ -289,11 +295,26 @@ func (m *Model) Close() error {
 // Config returns the model's hyperparameters.
 func (m *Model) Config() Config { return m.cfg }
 
-// Info returns the model's GGUF metadata summary.
-func (m *Model) Info() gguf.ModelInfo { return m.info }
+// ModelInfo describes a model file: what its metadata says it is and how
+// big it is. The hyperparameters the engine computes with are in [Config].
+type ModelInfo struct {
+	Architecture string // general.architecture, such as "llama"
+	Name         string // general.name; "" when the file has none
+	// Quantization names the file's encoding as llama.cpp does ("Q4_K_M",
+	// "Q8_0", "F16"): from general.file_type, or when that is absent guessed
+	// from the most common encoding of its matrices; "" when neither works.
+	Quantization string
+	FileType     uint32 // general.file_type, llama.cpp's number for Quantization (0 when unknown)
+	Parameters   int64  // elements in all tensors
+	Tensors      int    // number of tensors
+	FileSize     int64  // bytes
+}
+
+// Info describes the model file.
+func (m *Model) Info() ModelInfo { return m.info }
 
 // Tokenizer returns the model's tokenizer.
-func (m *Model) Tokenizer() *tokenizer.Tokenizer { return m.tok }
+func (m *Model) Tokenizer() *Tokenizer { return m.tokens }
 
 // ContextSize is the number of positions one session holds.
 func (m *Model) ContextSize() int { return m.ctxSize }
@@ -312,3 +333,23 @@ func (m *Model) FileSize() int64 { return m.file.Size }
 func (m *Model) KVCacheBytes() int64 {
 	return int64(m.cfg.Layers) * 2 * int64(m.ctxSize) * int64(m.cfg.HeadsKV*m.cfg.HeadDim) * 2
 }
+
+// fileError makes the file reader's errors about a file's content match this
+// package's sentinels (ErrNotGGUF, or else ErrInvalidModel) as well as the
+// reader's own, keeping the reader's message (which says where in the file).
+func fileError(err error) error {
+	var fe *gguf.FormatError
+	if !errors.As(err, &fe) {
+		return err // opening or mapping the file failed: the system's error
+	}
+	sentinel := ErrInvalidModel
+	if errors.Is(err, gguf.ErrNotGGUF) {
+		sentinel = ErrNotGGUF
+	}
+	return &modelFileError{sentinel: sentinel, err: err}
+}
+
+type modelFileError struct{ sentinel, err error }
+
+func (e *modelFileError) Error() string   { return e.err.Error() }
+func (e *modelFileError) Unwrap() []error { return []error{e.sentinel, e.err} }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -45,10 +46,19 @@ func newSampler(cfg Sampling) *sampler {
 }
 
 // sample picks a token from logits (which it may modify) given the recent
-// history for the repetition penalty.
-func (s *sampler) sample(logits []float32, history []int) int {
+// history for the repetition penalty. It fails with ErrNonFinite, before
+// touching anything, when a logit is NaN or infinite: no probability can be
+// made from those. Whatever the parameters, it either returns a valid index
+// of logits or an error.
+func (s *sampler) sample(logits []float32, history []int) (int, error) {
+	if len(logits) == 0 {
+		return -1, fmt.Errorf("%w: no logits to sample from", ErrInvalidRequest)
+	}
+	if err := checkFinite(logits); err != nil {
+		return -1, err
+	}
 	c := s.cfg
-	if c.RepeatPenalty > 0 && c.RepeatPenalty != 1 {
+	if c.RepeatPenalty > 0 && c.RepeatPenalty != 1 && c.RepeatPenalty <= math.MaxFloat32 {
 		n := c.RepeatLastN
 		if n <= 0 {
 			n = 64
@@ -60,16 +70,20 @@ func (s *sampler) sample(logits []float32, history []int) int {
 				continue
 			}
 			seen[id] = true
+			// A finite logit and a finite, positive penalty cannot make a NaN,
+			// but an extreme penalty can overflow: keep the result finite.
 			if logits[id] > 0 {
-				logits[id] /= c.RepeatPenalty
+				logits[id] = clampFinite(logits[id] / c.RepeatPenalty)
 			} else {
-				logits[id] *= c.RepeatPenalty
+				logits[id] = clampFinite(logits[id] * c.RepeatPenalty)
 			}
 		}
 	}
-	if c.Temperature <= 0 {
-		return argmax(logits)
+	// NaN and non-positive temperatures are greedy.
+	if !(c.Temperature > 0) {
+		return argmax(logits), nil
 	}
+	temp := min(c.Temperature, math.MaxFloat32)
 
 	var cands []candidate
 	sorted := false
@@ -86,7 +100,6 @@ func (s *sampler) sample(logits []float32, history []int) int {
 	if c.TopP > 0 && c.TopP < 1 {
 		if !sorted {
 			slices.SortFunc(cands, byLogitDesc)
-			sorted = true
 		}
 		softmaxCands(cands, 1)
 		var cum float32
@@ -100,12 +113,13 @@ func (s *sampler) sample(logits []float32, history []int) int {
 		}
 		cands = cands[:keep]
 	}
-	if c.MinP > 0 {
+	if c.MinP > 0 && c.MinP <= 1 {
 		top := cands[0].logit
 		for _, k := range cands {
 			top = max(top, k.logit)
 		}
-		// p_i ≥ minP·p_max  ⇔  logit_i ≥ logit_max + ln(minP)
+		// p_i ≥ minP·p_max  ⇔  logit_i ≥ logit_max + ln(minP). ln(minP) ≤ 0,
+		// so the most likely token always stays.
 		floor := top + float32(math.Log(float64(c.MinP)))
 		kept := cands[:0]
 		for _, k := range cands {
@@ -115,16 +129,40 @@ func (s *sampler) sample(logits []float32, history []int) int {
 		}
 		cands = kept
 	}
-	softmaxCands(cands, c.Temperature)
+	softmaxCands(cands, temp)
 	r := s.rng.Float32()
 	var cum float32
 	for _, k := range cands {
 		cum += k.p
 		if r < cum {
-			return k.id
+			return k.id, nil
 		}
 	}
-	return cands[len(cands)-1].id
+	return cands[len(cands)-1].id, nil
+}
+
+// checkFinite returns an error wrapping ErrNonFinite when a logit is NaN or
+// ±Inf, saying how many and which came first. One pass over the row; v-v is
+// 0 for every finite v and NaN for NaN and both infinities.
+func checkFinite(logits []float32) error {
+	for i, v := range logits {
+		if v-v == 0 {
+			continue
+		}
+		bad := 0
+		for _, w := range logits[i:] {
+			if w-w != 0 {
+				bad++
+			}
+		}
+		return fmt.Errorf("%w: %d of %d logits, the first for token %d (%v)", ErrNonFinite, bad, len(logits), i, v)
+	}
+	return nil
+}
+
+// clampFinite maps ±Inf to the largest finite float32 of the same sign.
+func clampFinite(v float32) float32 {
+	return max(-math.MaxFloat32, min(v, math.MaxFloat32))
 }
 
 // topK returns the k highest logits, best first, in O(n log k): a min-heap of

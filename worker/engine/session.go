@@ -92,7 +92,9 @@ func (s *Session) Truncate(n int) {
 
 // Eval runs tokens through the model after the cached ones and returns the
 // logits that predict the token after the last of them. The slice is reused
-// by the next call. Long inputs are evaluated in batches.
+// by the next call. Long inputs are evaluated in batches. The logits are
+// returned as computed: a model with damaged weights can give NaN or infinite
+// values, which Generate refuses with ErrNonFinite.
 func (s *Session) Eval(ctx context.Context, tokens []int) ([]float32, error) {
 	if len(tokens) == 0 {
 		return nil, fmt.Errorf("%w: no tokens to evaluate", ErrInvalidRequest)

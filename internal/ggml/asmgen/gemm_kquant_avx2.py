@@ -1,5 +1,7 @@
-# Generates the AVX2 K-quant Gemm kernels (appended to gemm_amd64.s).
-out = []
+# Generates gemm_kquant_avx2_amd64.s: the AVX2 K-quant Gemm kernels.
+import common
+
+out = common.header("gemm_kquant_avx2.py") + common.STORE
 def e(s): out.append("\t" + s)
 
 XR = ["R8", "R9"]
@@ -108,10 +110,10 @@ def kernel(name, g16, what):
     e("VZEROUPPER")
     e("RET")
 
-print("\n// Generated AVX2 forms of the K kernels, 2 columns at a time: VPMADDUBSW")
-print("// products of 4 (Q4_K, Q5_K) or 2 (Q6_K) vectors are summed in int16, which")
-print("// cannot overflow for quants below 32 or 64, then VPMADDWD by the group scale")
-print("// pairs (S_g, S_g) yields the scaled int32 sums.")
+out.append("\n// Generated AVX2 forms of the K kernels, 2 columns at a time: VPMADDUBSW")
+out.append("// products of 4 (Q4_K, Q5_K) or 2 (Q6_K) vectors are summed in int16, which")
+out.append("// cannot overflow for quants below 32 or 64, then VPMADDWD by the group scale")
+out.append("// pairs (S_g, S_g) yields the scaled int32 sums.")
 kernel("gemmK32x8AVX2", False, "Q4_K and Q5_K, as gemmK32x8VNNI.")
 kernel("gemmK16x8AVX2", True, "Q6_K, as gemmK16x8VNNI.")
-print("\n".join(out))
+common.write(out)

@@ -1,6 +1,8 @@
-# Generates gemmK32x16VNNI / gemmK16x16VNNI: two 8-row groups (records
-# interleaved, 5760 bytes per super-block) by 4 columns.
-out = []
+# Generates gemm_kquant_vnni16_amd64.s: gemmK32x16VNNI and gemmK16x16VNNI, two
+# 8-row groups (records interleaved, 5760 bytes per super-block) by 4 columns.
+import common
+
+out = common.header("gemm_kquant_vnni16.py") + common.STORE
 def e(s): out.append("\t" + s)
 XR = ["R8", "R9", "R10", "R11"]
 F = [["Y0", "Y1", "Y2", "Y3"], ["Y4", "Y5", "Y6", "Y7"]]
@@ -96,10 +98,10 @@ def kernel(name, g16, lp, what):
     out.append(f"{lp}_done:")
     e("VZEROUPPER"); e("RET")
 
-print("\n// Generated 16-row forms of the VNNI K kernels: two 8-row groups whose")
-print("// records are interleaved (5760 bytes per super-block) share each activation")
-print("// broadcast; one accumulator per group and column (8 chains per group of")
-print("// quants), the bsum terms folded in at the end of each super-block.")
+out.append("\n// Generated 16-row forms of the VNNI K kernels: two 8-row groups whose")
+out.append("// records are interleaved (5760 bytes per super-block) share each activation")
+out.append("// broadcast; one accumulator per group and column (8 chains per group of")
+out.append("// quants), the bsum terms folded in at the end of each super-block.")
 kernel("gemmK32x16VNNI", False, "k32w", "Q4_K and Q5_K over 16 rows.")
 kernel("gemmK16x16VNNI", True, "k16w", "Q6_K over 16 rows.")
-print("\n".join(out))
+common.write(out)

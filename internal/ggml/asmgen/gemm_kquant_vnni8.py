@@ -1,6 +1,8 @@
-# Generates the VNNI K-quant Gemm kernels (appended to gemm_amd64.s).
+# Generates gemm_kquant_vnni8_amd64.s: the VNNI K-quant Gemm kernels.
 import sys
-out = []
+import common
+
+out = common.header("gemm_kquant_vnni8.py") + common.STORE
 def e(s): out.append("\t" + s)
 
 XR = ["R8", "R9", "R10", "R11"]
@@ -111,10 +113,10 @@ def kernel(name, g16, what):
     e("VZEROUPPER")
     e("RET")
 
-print("\n// Generated kernels: per super-block and column, every group's VPDPBUSD sum")
-print("// is scaled by its S_g (VPMULLD) into I, the bsum term goes to M")
-print("// (VPDPWSSD), and F += d8·(dA·I − dB·M); two sets of group accumulators")
-print("// alternate so that consecutive groups overlap.")
+out.append("\n// Generated kernels: per super-block and column, every group's VPDPBUSD sum")
+out.append("// is scaled by its S_g (VPMULLD) into I, the bsum term goes to M")
+out.append("// (VPDPWSSD), and F += d8·(dA·I − dB·M); two sets of group accumulators")
+out.append("// alternate so that consecutive groups overlap.")
 kernel("gemmK32x8VNNI", False, "Q4_K and Q5_K: 8 groups of 32 quants; F += d8·dA·I − d8·dB·M.")
 kernel("gemmK16x8VNNI", True, "Q6_K: 16 groups of 16 quants; F += d8·dA·(I − 32·M), exact in int32.")
-print("\n".join(out))
+common.write(out)

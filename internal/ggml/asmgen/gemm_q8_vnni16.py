@@ -1,6 +1,8 @@
-# Generates gemmQ8x16VNNI: two 8-row groups (records interleaved, 640 bytes
-# per block) by 4 columns.
-out = []
+# Generates gemm_q8_vnni16_amd64.s: gemmQ8x16VNNI, two 8-row groups (records
+# interleaved, 640 bytes per block) by 4 columns.
+import common
+
+out = common.header("gemm_q8_vnni16.py") + common.STORE + common.data32("gbytes80", b"\x80")
 def e(s): out.append("\t" + s)
 XR = ["R8", "R9", "R10", "R11"]
 F = [["Y0", "Y1", "Y2", "Y3"], ["Y4", "Y5", "Y6", "Y7"]]          # [group][col]
@@ -77,4 +79,4 @@ e("MOVQ AX, R8"); e("STORE(Y0, DI)"); e("ADDQ $32, DI"); e("STORE(Y4, DI)"); e("
 e("ADDQ BX, R8"); e("ADDQ DX, DI"); e("DECQ R12"); e(f"JMP {lp}_single")
 out.append(f"{lp}_done:")
 e("VZEROUPPER"); e("RET")
-print("\n".join(out))
+common.write(out)

@@ -1,10 +1,10 @@
-# Prints the Gemv kernels of internal/ggml/gemv_amd64.s (its first 941 lines, byte for byte); the activation quantizers and f32ToF16AVX2 after them were written by hand.
-out = []
+# Generates gemv_amd64.s: the AVX2 Gemv kernels (the activation quantizers and
+# f32ToF16AVX2, written by hand, are in quantize_amd64.s).
+import common
+
+out = common.header("gemv.py")
 def e(s=""): out.append(s)
 
-e("//go:build amd64")
-e("")
-e("#include \"textflag.h\"")
 e("")
 e("// AVX2 + FMA + F16C Gemv kernels. Arguments (ABI0), all kernels:")
 e("//   w+0(FP) weight rows, stride+8(FP) bytes between rows, x+16(FP) activations,")
@@ -412,4 +412,4 @@ e("\tJNZ sym_loop")
 e("\tVZEROUPPER")
 e("\tRET")
 
-print("\n".join(out))
+common.write(out)

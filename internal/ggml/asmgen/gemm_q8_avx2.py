@@ -1,5 +1,7 @@
-# Generates the AVX2 Q8_0/Q4_0 Gemm kernel (appended to gemm_amd64.s).
-out = []
+# Generates gemm_q8_avx2_amd64.s: the AVX2 Q8_0/Q4_0 Gemm kernel.
+import common
+
+out = common.header("gemm_q8_avx2.py") + common.STORE + common.data32("gwords01", b"\x01\x00")
 def e(s): out.append("\t" + s)
 XR = ["R8", "R9", "R10", "R11"]
 F = ["Y0", "Y1", "Y2", "Y3"]
@@ -64,4 +66,4 @@ e("DECQ CX"); e(f"JNZ {p}_sblock")
 e("MOVQ AX, R8"); e("STORE(Y0, DI)"); e("ADDQ BX, R8"); e("ADDQ DX, DI"); e("DECQ R12"); e(f"JMP {p}_single")
 out.append(f"{p}_done:")
 e("VZEROUPPER"); e("RET")
-print("\n".join(out))
+common.write(out)
