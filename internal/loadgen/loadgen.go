@@ -245,7 +245,11 @@ func (g *Generator) Do(ctx context.Context, index int) Result {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return fail(answerError(resp.StatusCode, b))
+		e := answerError(resp.StatusCode, b)
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			e.Message = strings.TrimSpace(e.Message + " (Retry-After: " + clip(ra, 40) + ")")
+		}
+		return fail(e)
 	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		return fail(&RequestError{Code: "not_a_stream", Status: resp.StatusCode,
@@ -430,11 +434,12 @@ func transportError(err error) *RequestError {
 	return e
 }
 
+// clip cuts s to at most n bytes, on a character boundary.
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + "…"
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // Progress is called after each request of a run ends, with how many have

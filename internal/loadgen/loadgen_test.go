@@ -375,7 +375,7 @@ func TestRunCountsErrorsByCode(t *testing.T) {
 		"stream_cut":            2,
 		"502":                   2,
 	}, rep.Errors)
-	assert.Equal(t, "all 1 inference slots are busy", rep.ErrorMessages["503 all_slots_busy"])
+	assert.Equal(t, "all 1 inference slots are busy (Retry-After: 2)", rep.ErrorMessages["503 all_slots_busy"], "the server's advice is shown, not followed")
 	assert.Equal(t, "worker w1 crashed", rep.ErrorMessages["stream worker_crashed"])
 	assert.Equal(t, "<html>bad gateway</html>", rep.ErrorMessages["502"])
 	assert.Equal(t, 6, rep.TotalOutputTokens, "only successful requests count")
