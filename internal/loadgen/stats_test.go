@@ -2,12 +2,17 @@ package loadgen
 
 import (
 	"math"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"rbee/internal/gguf"
+	"rbee/internal/testutil"
+	"rbee/internal/tokenizer"
 )
 
 func TestPercentile(t *testing.T) {
@@ -90,5 +95,27 @@ func TestBaseURL(t *testing.T) {
 	for _, bad := range []string{"", "127.0.0.1:8080", "ftp://host/", "http://", "http://host/v1?x=1", "http://host/#frag", "://"} {
 		_, err := BaseURL(bad)
 		assert.Error(t, err, "%q", bad)
+	}
+}
+
+// TestPromptLengthWithRealVocabularies: with the vocabularies of real models
+// (Llama's SentencePiece one, as Phi-3 ships it, and GPT-2's BPE) a prompt
+// asked for 128 tokens is within a few tokens of it, beginning-of-text
+// included. (The synthetic models' small vocabulary splits words further.)
+func TestPromptLengthWithRealVocabularies(t *testing.T) {
+	dir := testutil.Fixtures(t)
+	for _, vocab := range []string{"phi-3", "gpt-2"} {
+		t.Run(vocab, func(t *testing.T) {
+			f, err := gguf.Open(filepath.Join(dir, "tokenizer", "ggml-vocab-"+vocab+".gguf"))
+			require.NoError(t, err)
+			defer f.Close()
+			tok, err := tokenizer.FromGGUF(f)
+			require.NoError(t, err)
+			total := 0
+			for i := range 16 {
+				total += len(tok.Encode(Prompt(0, i, 128), true, false))
+			}
+			assert.InDelta(t, 128, float64(total)/16, 4)
+		})
 	}
 }
