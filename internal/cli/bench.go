@@ -41,6 +41,9 @@ type benchResult struct {
 }
 
 func runBench(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 && args[0] == "serve" {
+		return runBenchServe(ctx, env, args[1:])
+	}
 	fs := newFlags(env, "bench")
 	var models stringList
 	fs.Var(&models, "model", "GGUF model to measure (repeatable); default: synthetic TinyLlama-shaped models")
