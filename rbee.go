@@ -35,6 +35,17 @@ type (
 	Done = api.Done
 	// Health is the queen's answer to GET /health.
 	Health = api.Health
+	// WorkerState is where a worker is in its life: loading, idle, busy,
+	// stopping or failed.
+	WorkerState = api.WorkerState
+	// Backend names a compute backend: cpu, cuda or metal.
+	Backend = api.Backend
+	// Stage says what a Progress event reports.
+	Stage = api.Stage
+	// StopReason says why a generation ended.
+	StopReason = api.StopReason
+	// NodeStatus is whether the queen could last reach a node.
+	NodeStatus = api.NodeStatus
 	// WorkerInfo is one worker of a node, as the queen lists them.
 	WorkerInfo = api.WorkerInfo
 	// WorkerList is the queen's cluster-wide worker list: the workers of
@@ -107,6 +118,21 @@ const (
 	StateIdle     = api.StateIdle
 	StateBusy     = api.StateBusy
 	StateStopping = api.StateStopping
+	StateFailed   = api.StateFailed
+)
+
+// Backends.
+const (
+	BackendCPU   = api.BackendCPU
+	BackendCUDA  = api.BackendCUDA
+	BackendMetal = api.BackendMetal
+)
+
+// Node statuses in the queen's registry.
+const (
+	NodeUnknown     = api.NodeUnknown
+	NodeReachable   = api.NodeReachable
+	NodeUnreachable = api.NodeUnreachable
 )
 
 // ActionTaskStart is the action of the narration that opens every inference

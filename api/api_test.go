@@ -101,7 +101,7 @@ func TestSampling(t *testing.T) {
 func TestEventRoundTrip(t *testing.T) {
 	evs := []Event{
 		NarrationEvent(ActorHive, "download", "Downloading model from Hugging Face"),
-		{Kind: KindProgress, Progress: &Progress{Stage: StageDownloading, BytesDownloaded: 5, BytesTotal: 10, SpeedMbps: 1.5}},
+		{Kind: KindProgress, Progress: &Progress{Stage: StageDownloading, BytesDownloaded: 5, BytesTotal: 10, MegabytesPerSecond: 1.5}},
 		{Kind: KindToken, Token: &Token{Token: " upon", Index: 1}},
 		{Kind: KindDone, Done: &Done{Done: true, TotalTokens: 20, DurationMs: 1234, StopReason: StopMaxTokens}},
 		{Kind: KindError, Error: Errorf(CodeVRAMExhausted, "Insufficient VRAM").With("required", 6000)},

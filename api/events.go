@@ -43,25 +43,30 @@ type Narration struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
+// Stage says what a Progress event reports.
+type Stage string
+
 // Progress stages.
 const (
-	StageDownloading = "downloading"     // BytesDownloaded of BytesTotal, SpeedMbps
-	StageComplete    = "complete"        // download finished at LocalPath
-	StageLoading     = "loading_to_vram" // LayersLoaded of LayersTotal; VramMB is the model's memory on its device (RAM for cpu)
-	StageReady       = "ready"           // the worker is ready
+	StageDownloading Stage = "downloading"     // BytesDownloaded of BytesTotal, MegabytesPerSecond
+	StageComplete    Stage = "complete"        // download finished at LocalPath
+	StageLoading     Stage = "loading_to_vram" // LayersLoaded of LayersTotal; VramMB is the model's memory on its device (RAM for cpu)
+	StageReady       Stage = "ready"           // the worker is ready
 )
 
 // Progress reports a download or a model load.
 type Progress struct {
-	Stage           string  `json:"stage"`
-	BytesDownloaded int64   `json:"bytes_downloaded,omitempty"`
-	BytesTotal      int64   `json:"bytes_total,omitempty"`
-	SpeedMbps       float64 `json:"speed_mbps,omitempty"`
-	LayersLoaded    int     `json:"layers_loaded,omitempty"`
-	LayersTotal     int     `json:"layers_total,omitempty"`
-	VramMB          int64   `json:"vram_mb,omitempty"`
-	LocalPath       string  `json:"local_path,omitempty"`
-	WorkerID        string  `json:"worker_id,omitempty"`
+	Stage           Stage `json:"stage"`
+	BytesDownloaded int64 `json:"bytes_downloaded,omitempty"`
+	BytesTotal      int64 `json:"bytes_total,omitempty"`
+	// MegabytesPerSecond is the download's recent speed in MB/s (10^6
+	// bytes); its JSON name is historical.
+	MegabytesPerSecond float64 `json:"speed_mbps,omitempty"`
+	LayersLoaded       int     `json:"layers_loaded,omitempty"`
+	LayersTotal        int     `json:"layers_total,omitempty"`
+	VramMB             int64   `json:"vram_mb,omitempty"`
+	LocalPath          string  `json:"local_path,omitempty"`
+	WorkerID           string  `json:"worker_id,omitempty"`
 }
 
 // Token is one piece of generated text.
@@ -70,25 +75,28 @@ type Token struct {
 	Index int    `json:"index"`
 }
 
+// StopReason says why a generation ended.
+type StopReason string
+
 // Stop reasons of a Done event.
 const (
-	StopMaxTokens = "max_tokens"
-	StopEOS       = "eos"
-	StopString    = "stop"
-	StopCancelled = "cancelled"
+	StopMaxTokens StopReason = "max_tokens"
+	StopEOS       StopReason = "eos"
+	StopString    StopReason = "stop"
+	StopCancelled StopReason = "cancelled"
 )
 
 // Done ends an inference.
 type Done struct {
-	Done            bool    `json:"done"`
-	TotalTokens     int     `json:"total_tokens"`
-	DurationMs      int64   `json:"duration_ms"`
-	StopReason      string  `json:"stop_reason"`
-	PromptTokens    int     `json:"prompt_tokens,omitempty"`
-	TokensPerSecond float64 `json:"tokens_per_second,omitempty"`
-	FirstTokenMs    int64   `json:"first_token_ms,omitempty"`
-	RequestID       string  `json:"request_id,omitempty"`
-	WorkerID        string  `json:"worker_id,omitempty"`
+	Done            bool       `json:"done"`
+	TotalTokens     int        `json:"total_tokens"`
+	DurationMs      int64      `json:"duration_ms"`
+	StopReason      StopReason `json:"stop_reason"`
+	PromptTokens    int        `json:"prompt_tokens,omitempty"`
+	TokensPerSecond float64    `json:"tokens_per_second,omitempty"`
+	FirstTokenMs    int64      `json:"first_token_ms,omitempty"`
+	RequestID       string     `json:"request_id,omitempty"`
+	WorkerID        string     `json:"worker_id,omitempty"`
 }
 
 // MarshalData returns the event's SSE data (JSON).

@@ -4,22 +4,22 @@ import "time"
 
 // Health is the body of the queen's GET /health and the worker's GET /v1/health.
 type Health struct {
-	Status  string `json:"status"` // "ok"
-	Version string `json:"version"`
-	State   string `json:"state,omitempty"` // worker: loading, idle, busy
+	Status  string      `json:"status"` // "ok"
+	Version string      `json:"version"`
+	State   WorkerState `json:"state,omitempty"` // worker: loading, idle, busy
 }
 
 // WorkerHealth is the body of the worker's GET /v1/health (public): what the
 // hive's monitor and registry read.
 type WorkerHealth struct {
-	Status       string    `json:"status"` // "ok"
-	Version      string    `json:"version"`
-	WorkerID     string    `json:"worker_id"`
-	ModelRef     string    `json:"model_ref"`
-	State        string    `json:"state"` // loading, idle, busy, stopping
-	SlotsTotal   int       `json:"slots_total"`
-	SlotsBusy    int       `json:"slots_busy"`
-	LastActivity time.Time `json:"last_activity"` // the end of the last inference (start of the worker before any)
+	Status       string      `json:"status"` // "ok"
+	Version      string      `json:"version"`
+	WorkerID     string      `json:"worker_id"`
+	ModelRef     string      `json:"model_ref"`
+	State        WorkerState `json:"state"` // loading, idle, busy, stopping
+	SlotsTotal   int         `json:"slots_total"`
+	SlotsBusy    int         `json:"slots_busy"`
+	LastActivity time.Time   `json:"last_activity"` // the end of the last inference (start of the worker before any)
 }
 
 // HiveHealth is the body of the hive's GET /v1/health.
@@ -29,20 +29,28 @@ type HiveHealth struct {
 	APIVersion string `json:"api_version"`
 }
 
+// WorkerState is where a worker is in its life. A worker moves forward
+// only: loading, then idle and busy (back and forth), then stopping; failed
+// ends a worker that could not load or crashed.
+type WorkerState string
+
 // Worker states.
 const (
-	StateLoading  = "loading"
-	StateIdle     = "idle"
-	StateBusy     = "busy"
-	StateStopping = "stopping"
-	StateFailed   = "failed"
+	StateLoading  WorkerState = "loading"
+	StateIdle     WorkerState = "idle"
+	StateBusy     WorkerState = "busy"
+	StateStopping WorkerState = "stopping"
+	StateFailed   WorkerState = "failed"
 )
+
+// Backend names the compute backend a worker runs on.
+type Backend string
 
 // Backends.
 const (
-	BackendCPU   = "cpu"
-	BackendCUDA  = "cuda"
-	BackendMetal = "metal"
+	BackendCPU   Backend = "cpu"
+	BackendCUDA  Backend = "cuda"
+	BackendMetal Backend = "metal"
 )
 
 // TaskRequest is the body of the queen's POST /v2/tasks: one inference on a
@@ -59,7 +67,7 @@ type TaskRequest struct {
 	RepeatPenalty *float64 `json:"repeat_penalty,omitempty"`
 	Seed          *uint64  `json:"seed,omitempty"`
 	Stop          []string `json:"stop,omitempty"`
-	Backend       string   `json:"backend,omitempty"` // "" means cpu
+	Backend       Backend  `json:"backend,omitempty"` // "" means cpu
 	Device        *int     `json:"device,omitempty"`  // nil means 0
 
 	// Messages, instead of Prompt, is a chat: the worker formats it with the
@@ -108,16 +116,16 @@ func (t *TaskRequest) Inference() InferenceRequest {
 
 // SpawnRequest is the body of the hive's POST /v1/workers/spawn.
 type SpawnRequest struct {
-	ModelRef string `json:"model_ref"`
-	Backend  string `json:"backend"`
-	Device   int    `json:"device"`
+	ModelRef string  `json:"model_ref"`
+	Backend  Backend `json:"backend"`
+	Device   int     `json:"device"`
 }
 
 // SpawnResponse answers a spawn: the worker is loading.
 type SpawnResponse struct {
-	WorkerID string `json:"worker_id"`
-	URL      string `json:"url"`
-	State    string `json:"state"` // "loading"
+	WorkerID string      `json:"worker_id"`
+	URL      string      `json:"url"`
+	State    WorkerState `json:"state"` // "loading"
 	// APIKey is the worker's bearer token, for the queen only (never shown to
 	// keepers or logged).
 	APIKey string `json:"api_key,omitempty"`
@@ -126,26 +134,26 @@ type SpawnResponse struct {
 // ReadyCallback is the body of the hive's POST /v1/workers/ready, sent by a
 // worker when its model is loaded.
 type ReadyCallback struct {
-	WorkerID string `json:"worker_id"`
-	URL      string `json:"url"`
-	ModelRef string `json:"model_ref"`
-	Backend  string `json:"backend"`
-	Device   int    `json:"device"`
+	WorkerID string  `json:"worker_id"`
+	URL      string  `json:"url"`
+	ModelRef string  `json:"model_ref"`
+	Backend  Backend `json:"backend"`
+	Device   int     `json:"device"`
 }
 
 // WorkerInfo is one entry of a hive's (or, with Node, the queen's) worker list.
 type WorkerInfo struct {
-	ID             string    `json:"id"`
-	Node           string    `json:"node,omitempty"`
-	URL            string    `json:"url"`
-	ModelRef       string    `json:"model_ref"`
-	Backend        string    `json:"backend"`
-	Device         int       `json:"device"`
-	State          string    `json:"state"`
-	SlotsTotal     int       `json:"slots_total"`
-	SlotsAvailable int       `json:"slots_available"`
-	LastActivity   time.Time `json:"last_activity"`
-	PID            int       `json:"pid,omitempty"`
+	ID             string      `json:"id"`
+	Node           string      `json:"node,omitempty"`
+	URL            string      `json:"url"`
+	ModelRef       string      `json:"model_ref"`
+	Backend        Backend     `json:"backend"`
+	Device         int         `json:"device"`
+	State          WorkerState `json:"state"`
+	SlotsTotal     int         `json:"slots_total"`
+	SlotsAvailable int         `json:"slots_available"`
+	LastActivity   time.Time   `json:"last_activity"`
+	PID            int         `json:"pid,omitempty"`
 	// APIKey is the worker's bearer token: in the hive's answers to the
 	// queen, stripped from the queen's answers.
 	APIKey string `json:"api_key,omitempty"`
@@ -185,10 +193,10 @@ type NodeHealth struct {
 
 // ReadyResponse is the body of the worker's GET /v1/ready.
 type ReadyResponse struct {
-	Ready       bool   `json:"ready"`
-	State       string `json:"state"`
-	ProgressURL string `json:"progress_url,omitempty"`
-	ModelLoaded bool   `json:"model_loaded"`
+	Ready       bool        `json:"ready"`
+	State       WorkerState `json:"state"`
+	ProgressURL string      `json:"progress_url,omitempty"`
+	ModelLoaded bool        `json:"model_loaded"`
 	// While loading: how far it got.
 	LayersLoaded int `json:"layers_loaded,omitempty"`
 	LayersTotal  int `json:"layers_total,omitempty"`
@@ -213,27 +221,31 @@ type ModelList struct {
 	Models []ModelEntry `json:"models"`
 }
 
+// NodeStatus is what the queen last learned of a node: whether it could
+// reach it.
+type NodeStatus string
+
 // Node statuses in the queen's registry.
 const (
-	NodeUnknown     = "unknown"
-	NodeReachable   = "reachable"
-	NodeUnreachable = "unreachable"
+	NodeUnknown     NodeStatus = "unknown"
+	NodeReachable   NodeStatus = "reachable"
+	NodeUnreachable NodeStatus = "unreachable"
 )
 
 // Node is a row of the queen's node registry (table beehives).
 type Node struct {
-	Name              string `json:"node_name"`
-	SSHHost           string `json:"ssh_host"`
-	SSHPort           int    `json:"ssh_port"`
-	SSHUser           string `json:"ssh_user"`
-	SSHKeyPath        string `json:"ssh_key_path"`
-	GitRepoURL        string `json:"git_repo_url"`
-	GitBranch         string `json:"git_branch"`
-	InstallPath       string `json:"install_path"`
-	HivePort          int    `json:"hive_port"`
-	LastConnectedUnix int64  `json:"last_connected_unix"`
-	LastError         string `json:"last_error,omitempty"`
-	Status            string `json:"status"`
+	Name              string     `json:"node_name"`
+	SSHHost           string     `json:"ssh_host"`
+	SSHPort           int        `json:"ssh_port"`
+	SSHUser           string     `json:"ssh_user"`
+	SSHKeyPath        string     `json:"ssh_key_path"`
+	GitRepoURL        string     `json:"git_repo_url"`
+	GitBranch         string     `json:"git_branch"`
+	InstallPath       string     `json:"install_path"`
+	HivePort          int        `json:"hive_port"`
+	LastConnectedUnix int64      `json:"last_connected_unix"`
+	LastError         string     `json:"last_error,omitempty"`
+	Status            NodeStatus `json:"status"`
 	// Tunnel: the queen reaches the node's hive and workers through its SSH
 	// connection (local port forwarding) instead of the network.
 	Tunnel bool `json:"tunnel,omitempty"`

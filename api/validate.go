@@ -269,7 +269,7 @@ func (r *InferenceRequest) Validate(ctx int) (Sampling, *Error) {
 
 // ValidateBackend checks the shape of a backend and device ("" means cpu);
 // whether the node has it is preflight's question.
-func ValidateBackend(backend string, device int) *Error {
+func ValidateBackend(backend Backend, device int) *Error {
 	switch backend {
 	case "", BackendCPU, BackendCUDA, BackendMetal:
 	default:

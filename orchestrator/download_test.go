@@ -85,8 +85,8 @@ func TestS16QueenDownloadsBeforeSpawn(t *testing.T) {
 	hive := newModelHive(t)
 	hive.stream = []api.Event{
 		api.NarrationEvent(api.ActorHive, "download", "Downloading tiny.Q4_K_M.gguf (1.1 MB) from Hugging Face repository rbee-test/tiny-GGUF"),
-		progressEvent(api.Progress{Stage: api.StageDownloading, BytesDownloaded: 100, BytesTotal: 1000, SpeedMbps: 1.5}),
-		progressEvent(api.Progress{Stage: api.StageDownloading, BytesDownloaded: 1000, BytesTotal: 1000, SpeedMbps: 2}),
+		progressEvent(api.Progress{Stage: api.StageDownloading, BytesDownloaded: 100, BytesTotal: 1000, MegabytesPerSecond: 1.5}),
+		progressEvent(api.Progress{Stage: api.StageDownloading, BytesDownloaded: 1000, BytesTotal: 1000, MegabytesPerSecond: 2}),
 		progressEvent(api.Progress{Stage: api.StageComplete, LocalPath: "/home/models/hf/rbee-test/tiny-GGUF/tiny.Q4_K_M.gguf"}),
 	}
 	hive.spawnNext = newFakeWorker(t, "w-new")
@@ -114,7 +114,7 @@ func TestS16QueenDownloadsBeforeSpawn(t *testing.T) {
 				assert.Equal(t, "local", ev.Narration.Node)
 			}
 		case api.KindProgress:
-			order = append(order, "progress:"+ev.Progress.Stage)
+			order = append(order, "progress:"+string(ev.Progress.Stage))
 		}
 	}
 	assert.Subset(t, order, []string{"rbee-queen:download", "rbee-hive:download", "progress:downloading", "progress:complete", "rbee-queen:spawn"})

@@ -56,7 +56,7 @@ func newFakeWorker(t *testing.T, id string) *fakeWorker {
 		w.mu.Lock()
 		hang := w.hangLoad
 		w.mu.Unlock()
-		httpx.WriteJSON(rw, 200, api.ReadyResponse{Ready: !hang, State: map[bool]string{true: api.StateLoading, false: api.StateIdle}[hang], ModelLoaded: !hang})
+		httpx.WriteJSON(rw, 200, api.ReadyResponse{Ready: !hang, State: map[bool]api.WorkerState{true: api.StateLoading, false: api.StateIdle}[hang], ModelLoaded: !hang})
 	})
 	mux.HandleFunc("GET /v1/loading/progress", w.progress)
 	mux.HandleFunc("POST /v1/inference", w.infer)
@@ -76,7 +76,7 @@ func newFakeWorker(t *testing.T, id string) *fakeWorker {
 	return w
 }
 
-func (w *fakeWorker) info(model, state string) api.WorkerInfo {
+func (w *fakeWorker) info(model string, state api.WorkerState) api.WorkerInfo {
 	avail := 1
 	if state != api.StateIdle {
 		avail = 0

@@ -259,7 +259,7 @@ func (m *hiveManager) nothingListening(ctx context.Context, h *hiveClient) bool 
 }
 
 // record saves the outcome of reaching a registry node (local has no row).
-func (m *hiveManager) record(ctx context.Context, t hiveTarget, status, lastErr string) {
+func (m *hiveManager) record(ctx context.Context, t hiveTarget, status api.NodeStatus, lastErr string) {
 	if t.local {
 		return
 	}

@@ -32,7 +32,7 @@ var durationBuckets = []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 
 // workerStates are the states rbee_workers counts (0 included) for every
 // node whose hive answers.
-var workerStates = []string{api.StateLoading, api.StateIdle, api.StateBusy, api.StateStopping, api.StateFailed}
+var workerStates = []api.WorkerState{api.StateLoading, api.StateIdle, api.StateBusy, api.StateStopping, api.StateFailed}
 
 // queenMetrics counts what the queen's tasks did since it started. The zero
 // value is ready; it is safe for concurrent use.
@@ -111,7 +111,7 @@ func (s *meteredSink) Send(ev api.Event) error {
 type nodeState struct {
 	node    string
 	up      bool
-	workers map[string]int // by state
+	workers map[api.WorkerState]int // by state
 }
 
 // writeMetrics writes the Prometheus text exposition (version 0.0.4) of the
@@ -190,7 +190,7 @@ func (m *queenMetrics) write(b *bytes.Buffer, running int, nodes []nodeState) {
 			}
 		}
 		for _, s := range states {
-			fmt.Fprintf(b, "rbee_workers{node=%s,state=%s} %d\n", labelValue(n.node), labelValue(s), n.workers[s])
+			fmt.Fprintf(b, "rbee_workers{node=%s,state=%s} %d\n", labelValue(n.node), labelValue(string(s)), n.workers[s])
 		}
 	}
 }
@@ -231,7 +231,7 @@ func (q *Queen) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 	nodes := make([]nodeState, 0, len(all))
 	for i, nw := range all {
-		ns := nodeState{up: nw.err == nil, workers: map[string]int{}}
+		ns := nodeState{up: nw.err == nil, workers: map[api.WorkerState]int{}}
 		switch {
 		case nw.hive != nil:
 			ns.node = nw.hive.node

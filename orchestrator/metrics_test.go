@@ -36,9 +36,9 @@ func TestMetricsExposition(t *testing.T) {
 
 	var b bytes.Buffer
 	m.write(&b, 2, []nodeState{
-		{node: "local", up: true, workers: map[string]int{api.StateIdle: 1, api.StateBusy: 2}},
+		{node: "local", up: true, workers: map[api.WorkerState]int{api.StateIdle: 1, api.StateBusy: 2}},
 		{node: "mac", up: false},
-		{node: "odd", up: true, workers: map[string]int{"weird\"state": 1}},
+		{node: "odd", up: true, workers: map[api.WorkerState]int{"weird\"state": 1}},
 	})
 	want := `# HELP rbee_build_info The queen's version (always 1).
 # TYPE rbee_build_info gauge

@@ -24,7 +24,7 @@ import (
 type recWorker struct {
 	srv    *httptest.Server
 	tokens []string
-	stop   string // the done event's stop reason
+	stop   api.StopReason // the done event's stop reason
 
 	mu   sync.Mutex
 	reqs []api.InferenceRequest

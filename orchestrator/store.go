@@ -268,7 +268,7 @@ func (s *store) Remove(ctx context.Context, name string) error {
 // SetStatus records the outcome of reaching a node: status, and when it was
 // reached (a zero time keeps the previous last_connected_unix) and the last
 // error ("" clears it).
-func (s *store) SetStatus(ctx context.Context, name, status string, connected time.Time, lastError string) error {
+func (s *store) SetStatus(ctx context.Context, name string, status api.NodeStatus, connected time.Time, lastError string) error {
 	if !validStatus(status) {
 		return api.InvalidField("status", "status is unknown, reachable or unreachable")
 	}
@@ -310,7 +310,7 @@ func (s *store) EnsureToken(ctx context.Context, name, fresh string) (string, er
 	return s.Token(ctx, name)
 }
 
-func validStatus(s string) bool {
+func validStatus(s api.NodeStatus) bool {
 	return s == api.NodeUnknown || s == api.NodeReachable || s == api.NodeUnreachable
 }
 

@@ -341,7 +341,7 @@ func (r *taskRun) matches(w api.WorkerInfo) bool {
 	return r.req.Device == nil || w.Device == *r.req.Device
 }
 
-func (r *taskRun) backendDevice() (string, int) {
+func (r *taskRun) backendDevice() (api.Backend, int) {
 	b, d := r.req.Backend, 0
 	if b == "" {
 		b = api.BackendCPU
@@ -359,7 +359,7 @@ func (r *taskRun) backendDevice() (string, int) {
 // cold tasks share one spawn.
 func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*workerClient, error) {
 	backend, device := r.backendDevice()
-	unlock, err := r.q.hives.locks.lock(ctx, "worker\x00"+r.req.Node+"\x00"+r.req.Model+"\x00"+r.req.Backend+"\x00"+
+	unlock, err := r.q.hives.locks.lock(ctx, "worker\x00"+r.req.Node+"\x00"+r.req.Model+"\x00"+string(r.req.Backend)+"\x00"+
 		strconv.Itoa(device))
 	if err != nil {
 		return nil, err

@@ -257,14 +257,14 @@ func TestColdStartSpawnsAndRelaysLoading(t *testing.T) {
 	assert.Nil(t, res.errorEvent())
 	require.Equal(t, 1, hive.spawnCount())
 	assert.Equal(t, api.SpawnRequest{ModelRef: testModel, Backend: api.BackendCPU, Device: 0}, hive.spawnReqs[0])
-	var stages []string
+	var stages []api.Stage
 	for _, ev := range res.events {
 		if ev.Kind == api.KindProgress {
 			stages = append(stages, ev.Progress.Stage)
 			assert.Equal(t, "w-new", ev.Progress.WorkerID)
 		}
 	}
-	assert.Equal(t, []string{api.StageLoading, api.StageLoading, api.StageReady}, stages)
+	assert.Equal(t, []api.Stage{api.StageLoading, api.StageLoading, api.StageReady}, stages)
 	assert.Len(t, res.narration("spawn"), 1)
 	assert.Len(t, res.narration("worker_ready"), 1)
 	assert.Equal(t, "Once upon a time", res.text())
@@ -510,7 +510,7 @@ func TestBackendAndDeviceMatching(t *testing.T) {
 
 	dev := func(d int) *int { return &d }
 	for _, tc := range []struct {
-		backend string
+		backend api.Backend
 		device  *int
 		want    string // the worker used, or "" for a spawn
 	}{

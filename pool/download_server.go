@@ -66,7 +66,7 @@ func (h *Hive) handleDownloadProgress(w http.ResponseWriter, r *http.Request) {
 	sendProgress := func(s DownloadStatus) error {
 		last, sentAny = s, true
 		return out.Send(api.Event{Kind: api.KindProgress, Progress: &api.Progress{Stage: api.StageDownloading,
-			BytesDownloaded: s.BytesDownloaded, BytesTotal: s.BytesTotal, SpeedMbps: round2(s.SpeedMBps)}})
+			BytesDownloaded: s.BytesDownloaded, BytesTotal: s.BytesTotal, MegabytesPerSecond: round2(s.SpeedMBps)}})
 	}
 	for {
 		d.mu.Lock()

@@ -59,7 +59,7 @@ func (th *testHive) follow(t *testing.T, id string) ([]api.Event, *api.Error) {
 }
 
 // progressOf returns the download progress events.
-func progressOf(evs []api.Event, stage string) []api.Progress {
+func progressOf(evs []api.Event, stage api.Stage) []api.Progress {
 	var out []api.Progress
 	for _, ev := range evs {
 		if ev.Kind == api.KindProgress && ev.Progress.Stage == stage {
@@ -125,7 +125,7 @@ func TestS16DownloadThenSpawn(t *testing.T) {
 		assert.Less(t, prog[0].BytesDownloaded, size, "the first report comes before the end")
 		last := prog[len(prog)-1]
 		assert.Equal(t, size, last.BytesDownloaded, "the last report is 100 %")
-		assert.Greater(t, last.SpeedMbps, 0.0, "with a speed")
+		assert.Greater(t, last.MegabytesPerSecond, 0.0, "with a speed")
 		complete := progressOf(evs, api.StageComplete)
 		require.Len(t, complete, 1)
 		assert.Equal(t, want, complete[0].LocalPath)

@@ -39,22 +39,22 @@ func TestMain(m *testing.M) {
 
 // fakeBehaviour scripts a fake worker.
 type fakeBehaviour struct {
-	ExitCode     int      `json:"exit_code"`     // exit at once with this status (when not 0)
-	BusyPorts    []int    `json:"busy_ports"`    // exit 3 ("port P is in use") on these ports
-	State        string   `json:"state"`         // health state (default idle, after ready)
-	IdleFor      Duration `json:"idle_for"`      // last_activity this long ago
-	Slots        int      `json:"slots"`         // slots_total (default 1)
-	SlotsBusy    int      `json:"slots_busy"`    // slots_busy
-	IgnoreAdmin  bool     `json:"ignore_admin"`  // accept admin shutdown but do not exit
-	IgnoreTerm   bool     `json:"ignore_term"`   // ignore SIGTERM
-	NoCallback   bool     `json:"no_callback"`   // never call back ready
-	NoHealth     bool     `json:"no_health"`     // never listen
-	LoadDelay    Duration `json:"load_delay"`    // stay loading this long
-	ListenDelay  Duration `json:"listen_delay"`  // bind the port only after this long
-	CrashAfter   Duration `json:"crash_after"`   // exit 1 this long after start
-	OtherID      string   `json:"other_id"`      // answer health as this worker id
-	CallbackBody string   `json:"callback_body"` // a raw callback body instead of the right one
-	CallbackAuth string   `json:"callback_auth"` // a bearer token instead of RBEE_API_KEY
+	ExitCode     int             `json:"exit_code"`     // exit at once with this status (when not 0)
+	BusyPorts    []int           `json:"busy_ports"`    // exit 3 ("port P is in use") on these ports
+	State        api.WorkerState `json:"state"`         // health state (default idle, after ready)
+	IdleFor      Duration        `json:"idle_for"`      // last_activity this long ago
+	Slots        int             `json:"slots"`         // slots_total (default 1)
+	SlotsBusy    int             `json:"slots_busy"`    // slots_busy
+	IgnoreAdmin  bool            `json:"ignore_admin"`  // accept admin shutdown but do not exit
+	IgnoreTerm   bool            `json:"ignore_term"`   // ignore SIGTERM
+	NoCallback   bool            `json:"no_callback"`   // never call back ready
+	NoHealth     bool            `json:"no_health"`     // never listen
+	LoadDelay    Duration        `json:"load_delay"`    // stay loading this long
+	ListenDelay  Duration        `json:"listen_delay"`  // bind the port only after this long
+	CrashAfter   Duration        `json:"crash_after"`   // exit 1 this long after start
+	OtherID      string          `json:"other_id"`      // answer health as this worker id
+	CallbackBody string          `json:"callback_body"` // a raw callback body instead of the right one
+	CallbackAuth string          `json:"callback_auth"` // a bearer token instead of RBEE_API_KEY
 }
 
 // Duration is a time.Duration in JSON as a Go duration string.
@@ -171,7 +171,7 @@ func fakeWorkerMain(args []string) int {
 		body := b.CallbackBody
 		if body == "" {
 			raw, _ := json.Marshal(api.ReadyCallback{WorkerID: *id, URL: "http://" + net.JoinHostPort(*host, strconv.Itoa(*port)),
-				ModelRef: *ref, Backend: *backend, Device: *device})
+				ModelRef: *ref, Backend: api.Backend(*backend), Device: *device})
 			body = string(raw)
 		}
 		token := os.Getenv("RBEE_API_KEY")

@@ -20,13 +20,13 @@ import (
 // Device is an accelerator the hive can place a worker on: a CUDA GPU or
 // Apple's Metal device, with its free memory.
 type Device struct {
-	Backend string // api.BackendCUDA or api.BackendMetal
+	Backend api.Backend // api.BackendCUDA or api.BackendMetal
 	Index   int
 	VRAMMB  int64 // free memory in MiB
 }
 
 // String is "backend:index".
-func (d Device) String() string { return d.Backend + ":" + strconv.Itoa(d.Index) }
+func (d Device) String() string { return string(d.Backend) + ":" + strconv.Itoa(d.Index) }
 
 // ParseDevices parses a device list like "cuda:0:8192,cuda:1:8192"
 // (backend:index:vram_mb), the hidden --fake-devices flag that stands in for
@@ -42,7 +42,7 @@ func ParseDevices(s string) ([]Device, error) {
 		if len(parts) != 3 {
 			return nil, fmt.Errorf("device %q: want backend:index:vram_mb (cuda:0:8192)", item)
 		}
-		d := Device{Backend: parts[0]}
+		d := Device{Backend: api.Backend(parts[0])}
 		if d.Backend != api.BackendCUDA && d.Backend != api.BackendMetal {
 			return nil, fmt.Errorf("device %q: backend must be cuda or metal", item)
 		}
@@ -151,7 +151,7 @@ func requiredMB(size int64) int64 {
 // as quant) on backend/device: the backend exists, and the memory it would
 // use is there. It returns BACKEND_UNAVAILABLE, INSUFFICIENT_RAM or
 // VRAM_EXHAUSTED, or nil.
-func (h *Hive) preflight(size int64, quant, backend string, device int) *api.Error {
+func (h *Hive) preflight(size int64, quant string, backend api.Backend, device int) *api.Error {
 	need := requiredMB(size)
 	if backend == api.BackendCPU {
 		if device != 0 {
@@ -249,7 +249,7 @@ func bitsText(b float64) string { return strconv.FormatFloat(b, 'f', -1, 64) }
 
 // available lists the node's backends and devices: "cpu", "cuda:0", …
 func (h *Hive) available() []string {
-	out := []string{api.BackendCPU}
+	out := []string{string(api.BackendCPU)}
 	for _, d := range h.devices {
 		out = append(out, d.String())
 	}

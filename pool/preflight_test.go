@@ -71,7 +71,7 @@ func TestPreflight(t *testing.T) {
 	cases := []struct {
 		name    string
 		size    int64
-		backend string
+		backend api.Backend
 		device  int
 		code    api.Code // "" passes
 		inMsg   []string

@@ -254,7 +254,7 @@ func TestS26BackendUnavailable(t *testing.T) {
 	cases := []struct {
 		name    string
 		devices []Device
-		backend string
+		backend api.Backend
 		device  int
 		msg     string
 	}{
@@ -534,7 +534,7 @@ func TestHiveProcessFakeFlags(t *testing.T) {
 	hp := startHiveProcess(t, "--fake-memory-mb", "1", "--fake-devices", "cuda:0:8192,cuda:1:1")
 	path := tinyModel(t, "Q8_0", nil)
 	cases := []struct {
-		backend string
+		backend api.Backend
 		device  int
 		code    api.Code
 		msg     string

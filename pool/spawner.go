@@ -240,7 +240,7 @@ func newWorkerID() string {
 
 // start runs the worker process, retrying on the next port when the one it
 // got turns out to be busy.
-func (h *Hive) start(ctx context.Context, m model, backend string, device int) (*Worker, error) {
+func (h *Hive) start(ctx context.Context, m model, backend api.Backend, device int) (*Worker, error) {
 	id := newWorkerID()
 	token := httpx.NewToken()
 	skip := map[int]bool{}
@@ -262,7 +262,7 @@ func (h *Hive) start(ctx context.Context, m model, backend string, device int) (
 
 // startOnce starts one worker process on a reserved port and waits for its
 // health. On errPortBusy the returned handle says which port it was.
-func (h *Hive) startOnce(ctx context.Context, id, token string, m model, backend string, device int, skip map[int]bool) (*Worker, error) {
+func (h *Hive) startOnce(ctx context.Context, id, token string, m model, backend api.Backend, device int, skip map[int]bool) (*Worker, error) {
 	w := &Worker{ID: id, ModelRef: m.entry.Reference, ModelPath: m.entry.LocalPath, Backend: backend, Device: device,
 		LogPath: filepath.Join(paths.LogsDir(h.cfg.Home), "worker-"+id+".log"), Started: time.Now(),
 		token: token, stopGrace: h.cfg.StopGrace, killAfter: h.cfg.KillAfter, ready: make(chan struct{}),
@@ -277,7 +277,7 @@ func (h *Hive) startOnce(ctx context.Context, id, token string, m model, backend
 	args := []string{"worker",
 		"--model", m.entry.LocalPath,
 		"--model-ref", m.entry.Reference,
-		"--backend", backend,
+		"--backend", string(backend),
 		"--device", strconv.Itoa(device),
 		"--host", h.cfg.WorkerHost,
 		"--port", strconv.Itoa(w.Port),

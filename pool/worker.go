@@ -26,7 +26,7 @@ type Worker struct {
 	URL       string // http://host:port
 	ModelRef  string
 	ModelPath string
-	Backend   string
+	Backend   api.Backend
 	Device    int
 	Port      int
 	LogPath   string
@@ -49,7 +49,7 @@ type Worker struct {
 	closeErr  error
 
 	mu           sync.Mutex
-	state        string
+	state        api.WorkerState
 	slotsTotal   int
 	slotsBusy    int
 	lastActivity time.Time
@@ -67,7 +67,7 @@ func (w *Worker) Exited() <-chan struct{} { return w.proc.Exited() }
 func (w *Worker) ExitCode() int { return w.proc.ExitCode() }
 
 // State is the last known state: loading, idle, busy or stopping.
-func (w *Worker) State() string {
+func (w *Worker) State() api.WorkerState {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.state
@@ -125,7 +125,7 @@ func (w *Worker) apply(h api.WorkerHealth) {
 // stateStep is where a state sits in a worker's life: loading, then serving
 // (idle or busy), then stopping, then failed. A worker never goes back a
 // step; it may go from idle to busy and back within the serving step.
-func stateStep(state string) (int, bool) {
+func stateStep(state api.WorkerState) (int, bool) {
 	switch state {
 	case api.StateLoading:
 		return 0, true
@@ -141,7 +141,7 @@ func stateStep(state string) (int, bool) {
 
 // canMove reports whether a worker in state from may move to state to: to
 // is a known state, and it is a later step, or the other of idle and busy.
-func canMove(from, to string) bool {
+func canMove(from, to api.WorkerState) bool {
 	t, ok := stateStep(to)
 	if !ok || from == to {
 		return false
@@ -152,7 +152,7 @@ func canMove(from, to string) bool {
 
 // moveLocked is the one place a worker's state changes: it moves to state
 // to when canMove allows it and reports whether it did. w.mu is held.
-func (w *Worker) moveLocked(to string) bool {
+func (w *Worker) moveLocked(to api.WorkerState) bool {
 	if !canMove(w.state, to) {
 		return false
 	}

@@ -15,8 +15,8 @@ import (
 // TestWorkerStateMoves is the table of the moves a worker's state may make:
 // forward only (loading → idle/busy → stopping → failed), idle ⇄ busy.
 func TestWorkerStateMoves(t *testing.T) {
-	states := []string{api.StateLoading, api.StateIdle, api.StateBusy, api.StateStopping, api.StateFailed}
-	allowed := map[[2]string]bool{
+	states := []api.WorkerState{api.StateLoading, api.StateIdle, api.StateBusy, api.StateStopping, api.StateFailed}
+	allowed := map[[2]api.WorkerState]bool{
 		{api.StateLoading, api.StateIdle}:     true,
 		{api.StateLoading, api.StateBusy}:     true,
 		{api.StateLoading, api.StateStopping}: true,
@@ -31,13 +31,13 @@ func TestWorkerStateMoves(t *testing.T) {
 	}
 	for _, from := range states {
 		for _, to := range states {
-			t.Run(from+"→"+to, func(t *testing.T) {
-				assert.Equal(t, allowed[[2]string{from, to}], canMove(from, to))
+			t.Run(string(from)+"→"+string(to), func(t *testing.T) {
+				assert.Equal(t, allowed[[2]api.WorkerState{from, to}], canMove(from, to))
 				w := &Worker{state: from}
 				w.mu.Lock()
 				moved := w.moveLocked(to)
 				w.mu.Unlock()
-				assert.Equal(t, allowed[[2]string{from, to}], moved)
+				assert.Equal(t, allowed[[2]api.WorkerState{from, to}], moved)
 				if moved {
 					assert.Equal(t, to, w.State())
 				} else {

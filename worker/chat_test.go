@@ -161,7 +161,7 @@ func TestChatOverHTTP(t *testing.T) {
 	assert.Equal(t, rawDone.PromptTokens, chatDone.PromptTokens, "the same prompt tokens")
 	assert.Equal(t, rawText, chatText, "the same greedy reply")
 	assert.Equal(t, rawDone.TotalTokens, chatDone.TotalTokens)
-	assert.Contains(t, []string{api.StopMaxTokens, api.StopEOS}, chatDone.StopReason)
+	assert.Contains(t, []api.StopReason{api.StopMaxTokens, api.StopEOS}, chatDone.StopReason)
 
 	t.Run("empty turns and a tool result", func(t *testing.T) {
 		msgs := []api.ChatMessage{{Role: api.RoleUser}, {Role: api.RoleAssistant}, {Role: api.RoleTool, Content: "21", ToolCallID: "call_1"}}

@@ -27,7 +27,7 @@ type Config struct {
 	ModelRef string
 	// Backend and Device name where the model runs. Only "cpu" (the default)
 	// exists in this build.
-	Backend string
+	Backend api.Backend
 	Device  int
 
 	// Host and Port are where the worker listens (default 127.0.0.1 and

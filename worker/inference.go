@@ -212,7 +212,7 @@ func (in *inference) generate(ctx context.Context, emit func(text string) error)
 	if tps == 0 && res.Tokens > 0 && elapsed > 0 {
 		tps = float64(res.Tokens) / elapsed.Seconds()
 	}
-	in.done = api.Done{Done: true, TotalTokens: res.Tokens, DurationMs: elapsed.Milliseconds(), StopReason: reason,
+	in.done = api.Done{Done: true, TotalTokens: res.Tokens, DurationMs: elapsed.Milliseconds(), StopReason: api.StopReason(reason),
 		PromptTokens: res.PromptTokens, TokensPerSecond: tps, FirstTokenMs: in.firstToken.Milliseconds(),
 		RequestID: in.requestID, WorkerID: in.s.cfg.WorkerID}
 	in.err = err

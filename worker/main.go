@@ -33,7 +33,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	var cfg Config
 	fs.StringVar(&cfg.ModelPath, "model", "", "GGUF model `file` to serve (required)")
 	fs.StringVar(&cfg.ModelRef, "model-ref", "", "the model's reference in the hive's catalog (default file:PATH)")
-	fs.StringVar(&cfg.Backend, "backend", api.BackendCPU, "compute backend (only cpu in this build)")
+	backend := fs.String("backend", string(api.BackendCPU), "compute backend (only cpu in this build)")
 	fs.IntVar(&cfg.Device, "device", 0, "device index on the backend")
 	fs.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on")
 	fs.IntVar(&cfg.Port, "port", api.DefaultWorkerPort, "port to listen on")
@@ -48,6 +48,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 
+	cfg.Backend = api.Backend(*backend)
 	if cfg.ModelPath == "" {
 		return cliutil.Usagef("--model is required")
 	}

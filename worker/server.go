@@ -332,7 +332,7 @@ func (s *Server) stop() {
 }
 
 // stateLocked is the worker's state as the API names it. s.mu is held.
-func (s *Server) stateLocked() (state string, busy int) {
+func (s *Server) stateLocked() (state api.WorkerState, busy int) {
 	for _, sl := range s.slots {
 		if sl.busy {
 			busy++
@@ -383,6 +383,6 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleShutdown(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("shutdown requested", "request_id", httpx.RequestID(r))
-	httpx.WriteJSON(w, http.StatusAccepted, map[string]string{"state": api.StateStopping})
+	httpx.WriteJSON(w, http.StatusAccepted, map[string]api.WorkerState{"state": api.StateStopping})
 	s.Shutdown()
 }

@@ -84,7 +84,7 @@ func TestS19LoadsQuantizedGGUF(t *testing.T) {
 		assert.NotEmpty(t, txt)
 		assert.Positive(t, done.TotalTokens)
 		assert.LessOrEqual(t, done.TotalTokens, 8)
-		assert.Contains(t, []string{api.StopMaxTokens, api.StopEOS}, done.StopReason)
+		assert.Contains(t, []api.StopReason{api.StopMaxTokens, api.StopEOS}, done.StopReason)
 	})
 
 	t.Run("fixture Q4_K_M", func(t *testing.T) {
@@ -309,7 +309,7 @@ func TestS34StreamAndStates(t *testing.T) {
 	assert.True(t, d.Done)
 	assert.Equal(t, "task-s34", d.RequestID)
 	assert.Equal(t, "w-test", d.WorkerID)
-	assert.Contains(t, []string{api.StopMaxTokens, api.StopEOS}, d.StopReason)
+	assert.Contains(t, []api.StopReason{api.StopMaxTokens, api.StopEOS}, d.StopReason)
 	if d.StopReason == api.StopMaxTokens {
 		assert.Equal(t, 12, d.TotalTokens)
 	}
@@ -371,7 +371,7 @@ func TestTwoSlotsServeTwoStreams(t *testing.T) {
 	g.open()
 	for _, s := range []*stream{a, b} {
 		_, done := text(t, s.rest(t))
-		assert.Contains(t, []string{api.StopMaxTokens, api.StopEOS}, done.StopReason)
+		assert.Contains(t, []api.StopReason{api.StopMaxTokens, api.StopEOS}, done.StopReason)
 	}
 	assert.Equal(t, api.StateIdle, tw.health(t).State)
 }

@@ -14,7 +14,7 @@ import (
 )
 
 func dlProgress(done, total int64, mbps float64) api.Event {
-	return api.Event{Kind: api.KindProgress, Progress: &api.Progress{Stage: api.StageDownloading, BytesDownloaded: done, BytesTotal: total, SpeedMbps: mbps}}
+	return api.Event{Kind: api.KindProgress, Progress: &api.Progress{Stage: api.StageDownloading, BytesDownloaded: done, BytesTotal: total, MegabytesPerSecond: mbps}}
 }
 
 func downloadEvents() []api.Event {

@@ -36,7 +36,7 @@ func runInfer(ctx context.Context, env *Env, args []string) error {
 	seed := fs.Int64("seed", -1, "random seed (-1 = random)")
 	var stops stringList
 	fs.Var(&stops, "stop", "stop when this text is generated (repeatable, at most 4)")
-	backend := fs.String("backend", api.BackendCPU, "backend: cpu, cuda or metal")
+	backend := fs.String("backend", string(api.BackendCPU), "backend: cpu, cuda or metal")
 	device := fs.Int("device", 0, "device index of the backend")
 	asJSON := fs.Bool("json", false, "print every event as one JSON object per line on stdout")
 	hivePort := fs.Int("hive-port", 0, "port of the local hive, for a queen this command starts (0 = the queen's default)")
@@ -61,7 +61,7 @@ func runInfer(ctx context.Context, env *Env, args []string) error {
 		}
 		text = string(b)
 	}
-	req := rbee.TaskRequest{Node: *node, Model: *model, Prompt: text, MaxTokens: *maxTokens, Backend: *backend, Stop: stops}
+	req := rbee.TaskRequest{Node: *node, Model: *model, Prompt: text, MaxTokens: *maxTokens, Backend: api.Backend(*backend), Stop: stops}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if set["temperature"] {
@@ -289,7 +289,7 @@ func (p *inferPrinter) showProgress(pr *rbee.Progress) {
 	case rbee.StageDownloading:
 		// A bar with percent, MB and speed on a terminal; a plain line now
 		// and then otherwise.
-		p.barFor("Downloading model").download(pr.BytesDownloaded, pr.BytesTotal, pr.SpeedMbps)
+		p.barFor("Downloading model").download(pr.BytesDownloaded, pr.BytesTotal, pr.MegabytesPerSecond)
 	default:
 		p.clearBar()
 	}

@@ -177,7 +177,7 @@ func runSetupListNodes(ctx context.Context, env *Env, name string, args []string
 		if n.Tunnel {
 			tunnel = "yes"
 		}
-		fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%s\t%d\t%s\n", n.Name, host, orDash(n.Status), last, orDash(n.InstallPath), n.HivePort, tunnel)
+		fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%s\t%d\t%s\n", n.Name, host, orDash(string(n.Status)), last, orDash(n.InstallPath), n.HivePort, tunnel)
 	}
 	return tw.Flush()
 }

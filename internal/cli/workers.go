@@ -186,7 +186,7 @@ func printWorkerTable(w io.Writer, ws []rbee.WorkerInfo, down []rbee.Unreachable
 		if withNode {
 			fmt.Fprintf(tw, "%s\t", orDash(x.Node))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s:%d\t%s\t%d/%d\t%s\t%s\n", x.ID, x.ModelRef, orDash(x.Backend), x.Device, orDash(x.State),
+		fmt.Fprintf(tw, "%s\t%s\t%s:%d\t%s\t%d/%d\t%s\t%s\n", x.ID, x.ModelRef, orDash(string(x.Backend)), x.Device, orDash(string(x.State)),
 			x.SlotsAvailable, x.SlotsTotal, ago(now, x.LastActivity), x.URL)
 	}
 	downRow := func(u rbee.UnreachableNode) {
