@@ -126,9 +126,6 @@ type SpawnResponse struct {
 	WorkerID string      `json:"worker_id"`
 	URL      string      `json:"url"`
 	State    WorkerState `json:"state"` // "loading"
-	// APIKey is the worker's bearer token, for the queen only (never shown to
-	// keepers or logged).
-	APIKey string `json:"api_key,omitempty"`
 }
 
 // ReadyCallback is the body of the hive's POST /v1/workers/ready, sent by a
@@ -154,9 +151,6 @@ type WorkerInfo struct {
 	SlotsAvailable int         `json:"slots_available"`
 	LastActivity   time.Time   `json:"last_activity"`
 	PID            int         `json:"pid,omitempty"`
-	// APIKey is the worker's bearer token: in the hive's answers to the
-	// queen, stripped from the queen's answers.
-	APIKey string `json:"api_key,omitempty"`
 }
 
 // WorkerList is the body of GET /v1/workers/list (hive) and /v2/workers/list (queen).

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee/api"
+	"rbee/internal/hivewire"
 	"rbee/internal/httpx"
 	"rbee/internal/sse"
 )
@@ -76,13 +77,13 @@ func newFakeWorker(t *testing.T, id string) *fakeWorker {
 	return w
 }
 
-func (w *fakeWorker) info(model string, state api.WorkerState) api.WorkerInfo {
+func (w *fakeWorker) info(model string, state api.WorkerState) hivewire.Worker {
 	avail := 1
 	if state != api.StateIdle {
 		avail = 0
 	}
-	return api.WorkerInfo{ID: w.id, URL: w.srv.URL, ModelRef: model, Backend: api.BackendCPU, State: state,
-		SlotsTotal: 1, SlotsAvailable: avail, APIKey: w.token}
+	return hivewire.Worker{WorkerInfo: api.WorkerInfo{ID: w.id, URL: w.srv.URL, ModelRef: model, Backend: api.BackendCPU, State: state,
+		SlotsTotal: 1, SlotsAvailable: avail}, APIKey: w.token}
 }
 
 func (w *fakeWorker) progress(rw http.ResponseWriter, r *http.Request) {
@@ -174,7 +175,7 @@ type fakeHive struct {
 
 	mu        sync.Mutex
 	version   string
-	workers   []api.WorkerInfo
+	workers   []hivewire.Worker
 	spawnNext *fakeWorker // what a spawn starts
 	spawnErr  *api.Error
 	spawnWait time.Duration
@@ -196,7 +197,7 @@ func newFakeHive(t *testing.T, token string) *fakeHive {
 	})
 	mux.HandleFunc("GET /v1/workers/list", func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
-		list := api.WorkerList{Workers: append([]api.WorkerInfo{}, h.workers...)}
+		list := hivewire.WorkerList{Workers: append([]hivewire.Worker{}, h.workers...)}
 		h.mu.Unlock()
 		httpx.WriteJSON(w, 200, list)
 	})
@@ -229,7 +230,7 @@ func newFakeHive(t *testing.T, token string) *fakeHive {
 			httpx.WriteError(w, r, api.Errorf(api.CodeInternal, "fake hive: no worker scripted"))
 			return
 		}
-		httpx.WriteJSON(w, 200, api.SpawnResponse{WorkerID: fw.id, URL: fw.srv.URL, State: api.StateLoading, APIKey: fw.token})
+		httpx.WriteJSON(w, 200, hivewire.Spawned{SpawnResponse: api.SpawnResponse{WorkerID: fw.id, URL: fw.srv.URL, State: api.StateLoading}, APIKey: fw.token})
 	})
 	mux.HandleFunc("POST /v1/workers/shutdown", func(w http.ResponseWriter, r *http.Request) {
 		var req api.WorkerShutdownRequest
@@ -262,7 +263,7 @@ func newFakeHive(t *testing.T, token string) *fakeHive {
 
 func (h *fakeHive) port() int { return h.srv.Listener.Addr().(*net.TCPAddr).Port }
 
-func (h *fakeHive) addWorker(w api.WorkerInfo) {
+func (h *fakeHive) addWorker(w hivewire.Worker) {
 	h.mu.Lock()
 	h.workers = append(h.workers, w)
 	h.mu.Unlock()

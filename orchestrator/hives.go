@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"rbee/api"
+	"rbee/internal/hivewire"
 	"rbee/internal/httpx"
 	"rbee/internal/paths"
 	"rbee/internal/proc"
@@ -46,16 +47,16 @@ func (h *hiveClient) health(ctx context.Context) (api.HiveHealth, error) {
 	return out, err
 }
 
-func (h *hiveClient) workers(ctx context.Context) ([]api.WorkerInfo, error) {
-	var out api.WorkerList
+func (h *hiveClient) workers(ctx context.Context) ([]hivewire.Worker, error) {
+	var out hivewire.WorkerList
 	if err := h.c.Do(ctx, http.MethodGet, "/v1/workers/list", nil, &out); err != nil {
 		return nil, err
 	}
 	return out.Workers, nil
 }
 
-func (h *hiveClient) spawn(ctx context.Context, req api.SpawnRequest) (api.SpawnResponse, error) {
-	var out api.SpawnResponse
+func (h *hiveClient) spawn(ctx context.Context, req api.SpawnRequest) (hivewire.Spawned, error) {
+	var out hivewire.Spawned
 	err := h.c.Do(ctx, http.MethodPost, "/v1/workers/spawn", req, &out)
 	return out, err
 }

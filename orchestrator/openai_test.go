@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee/api"
+	"rbee/internal/hivewire"
 	"rbee/internal/httpx"
 	"rbee/internal/sse"
 )
@@ -61,9 +62,9 @@ func newRecWorker(t *testing.T, tokens ...string) *recWorker {
 	return w
 }
 
-func (w *recWorker) info(id, model string) api.WorkerInfo {
-	return api.WorkerInfo{ID: id, URL: w.srv.URL, ModelRef: model, Backend: api.BackendCPU, State: api.StateIdle,
-		SlotsTotal: 1, SlotsAvailable: 1}
+func (w *recWorker) info(id, model string) hivewire.Worker {
+	return hivewire.Worker{WorkerInfo: api.WorkerInfo{ID: id, URL: w.srv.URL, ModelRef: model, Backend: api.BackendCPU,
+		State: api.StateIdle, SlotsTotal: 1, SlotsAvailable: 1}}
 }
 
 func (w *recWorker) requests() []api.InferenceRequest {

@@ -221,7 +221,6 @@ func TestScenarioLocalNode(t *testing.T) {
 		assert.Equal(t, "alive", nh.Hive.Status)
 		assert.Equal(t, api.Version, nh.Hive.Version)
 		require.Len(t, nh.Workers, 1)
-		assert.Empty(t, nh.Workers[0].APIKey)
 	})
 
 	t.Run("cancel reaches the worker", func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"rbee/api"
+	"rbee/internal/hivewire"
 	"rbee/internal/httpx"
 	"rbee/internal/sse"
 )
@@ -371,10 +372,10 @@ func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*workerClient, 
 	if err != nil {
 		return nil, hive.unreachable(err, "listing its workers")
 	}
-	var idle, loading, busy *api.WorkerInfo
+	var idle, loading, busy *hivewire.Worker
 	for i := range ws {
 		w := &ws[i]
-		if !r.matches(*w) {
+		if !r.matches(w.WorkerInfo) {
 			continue
 		}
 		switch {
@@ -392,7 +393,7 @@ func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*workerClient, 
 			}
 		}
 	}
-	use := func(w *api.WorkerInfo) (*workerClient, error) {
+	use := func(w *hivewire.Worker) (*workerClient, error) {
 		r.workerID = w.ID
 		return r.q.newWorkerClient(r.req.Node, w.ID, w.URL, w.APIKey)
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"rbee/api"
+	"rbee/internal/hivewire"
 	"rbee/internal/httpx"
 )
 
@@ -52,18 +53,18 @@ func (w *workerClient) cancel(ctx context.Context, requestID string) error {
 	return w.c.Do(ctx, http.MethodDelete, "/v1/inference/"+url.PathEscape(requestID), nil, nil)
 }
 
-// strip returns a worker entry for keepers: node set, token removed.
-func strip(node string, w api.WorkerInfo) api.WorkerInfo {
-	w.Node = node
-	w.APIKey = ""
-	return w
+// strip returns a worker entry for keepers: node set, token left behind.
+func strip(node string, w hivewire.Worker) api.WorkerInfo {
+	info := w.WorkerInfo
+	info.Node = node
+	return info
 }
 
 // nodeWorkers is one node's part of the cluster-wide worker list.
 type nodeWorkers struct {
 	node    string
-	hive    *hiveClient      // nil when the node could not even be resolved
-	workers []api.WorkerInfo // as the hive gave them (tokens included)
+	hive    *hiveClient       // nil when the node could not even be resolved
+	workers []hivewire.Worker // as the hive gave them (tokens included)
 	err     error
 }
 

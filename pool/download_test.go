@@ -14,6 +14,7 @@ import (
 	"rbee/api"
 	"rbee/internal/hf"
 	"rbee/internal/hftest"
+	"rbee/internal/hivewire"
 	"rbee/internal/paths"
 	"rbee/internal/sse"
 )
@@ -101,7 +102,7 @@ func TestS16DownloadThenSpawn(t *testing.T) {
 
 	_, err := th.spawn(t, "/nowhere") // (a file: spawn, to show the hf one below is different)
 	require.Error(t, err)
-	var sresp api.SpawnResponse
+	var sresp hivewire.Spawned
 	err = th.client.Do(t.Context(), "POST", "/v1/workers/spawn", api.SpawnRequest{ModelRef: ref}, &sresp)
 	e := apiErr(t, err)
 	assert.Equal(t, api.CodeModelNotFound, e.Code, "no download on spawn")

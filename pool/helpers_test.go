@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee/api"
+	"rbee/internal/hivewire"
 	"rbee/internal/httpx"
 	"rbee/internal/synth"
 	"rbee/internal/testutil"
@@ -129,17 +130,17 @@ func raw(t *testing.T, method, url, token, body string) (int, *api.Error, []byte
 }
 
 // spawn asks the hive for a worker of the model file.
-func (th *testHive) spawn(t *testing.T, path string) (api.SpawnResponse, error) {
+func (th *testHive) spawn(t *testing.T, path string) (hivewire.Spawned, error) {
 	t.Helper()
-	var out api.SpawnResponse
+	var out hivewire.Spawned
 	err := th.client.Do(t.Context(), "POST", "/v1/workers/spawn", api.SpawnRequest{ModelRef: "file:" + path, Backend: "cpu"}, &out)
 	return out, err
 }
 
-// list returns the hive's worker list.
-func (th *testHive) list(t *testing.T) []api.WorkerInfo {
+// list returns the hive's worker list, as the queen reads it.
+func (th *testHive) list(t *testing.T) []hivewire.Worker {
 	t.Helper()
-	var out api.WorkerList
+	var out hivewire.WorkerList
 	require.NoError(t, th.client.Do(t.Context(), "GET", "/v1/workers/list", nil, &out))
 	return out.Workers
 }

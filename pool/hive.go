@@ -438,6 +438,17 @@ func (h *Hive) ShutdownWorker(ctx context.Context, id string) error {
 // health (500 ms each, in parallel); a worker that does not answer keeps its
 // last known state.
 func (h *Hive) ListWorkers(ctx context.Context) []api.WorkerInfo {
+	ws := h.refreshedWorkers(ctx)
+	out := make([]api.WorkerInfo, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, w.Info())
+	}
+	return out
+}
+
+// refreshedWorkers returns the registry's workers after asking each for
+// its health (500 ms each, in parallel).
+func (h *Hive) refreshedWorkers(ctx context.Context) []*Worker {
 	ws := h.reg.list()
 	var wg sync.WaitGroup
 	for _, w := range ws {
@@ -453,11 +464,7 @@ func (h *Hive) ListWorkers(ctx context.Context) []api.WorkerInfo {
 		}()
 	}
 	wg.Wait()
-	out := make([]api.WorkerInfo, 0, len(ws))
-	for _, w := range ws {
-		out = append(out, w.Info())
-	}
-	return out
+	return ws
 }
 
 // Models returns the catalog, each entry with what its file's GGUF header

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee/api"
+	"rbee/internal/hivewire"
 	"rbee/internal/paths"
 )
 
@@ -431,7 +432,7 @@ func TestConcurrentSpawnsGetTheirOwnPorts(t *testing.T) {
 	errs := make(chan error, n)
 	for range n {
 		go func() {
-			var resp api.SpawnResponse
+			var resp hivewire.Spawned
 			err := th.client.Do(context.Background(), "POST", "/v1/workers/spawn", api.SpawnRequest{ModelRef: "file:" + model}, &resp)
 			errs <- err
 			urls <- resp.URL

@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee/api"
+	"rbee/internal/hivewire"
 	"rbee/internal/httpx"
 	"rbee/internal/paths"
 	"rbee/internal/proc"
@@ -55,7 +56,7 @@ func realHive(t *testing.T, mutate func(*Config)) *testHive {
 }
 
 // spawnReady spawns a real worker for the model file and waits for its load.
-func (th *testHive) spawnReady(t *testing.T, path string) (api.SpawnResponse, *Worker) {
+func (th *testHive) spawnReady(t *testing.T, path string) (hivewire.Spawned, *Worker) {
 	t.Helper()
 	resp, err := th.spawn(t, path)
 	require.NoError(t, err)
@@ -86,7 +87,7 @@ func TestS15ModelInCatalogUsesItsLocalPath(t *testing.T) {
 	row := catalogFile(t, th.Catalog(), "hf", ref, stored)
 
 	for range 2 {
-		var resp api.SpawnResponse
+		var resp hivewire.Spawned
 		require.NoError(t, th.client.Do(t.Context(), "POST", "/v1/workers/spawn", api.SpawnRequest{ModelRef: ref}, &resp))
 		w, _ := th.Worker(resp.WorkerID)
 		args := cmdline(t, w.Pid())
@@ -242,7 +243,7 @@ func TestS24RAMCheckFails(t *testing.T) {
 
 func TestS25BackendCPUPasses(t *testing.T) {
 	th := realHive(t, nil)
-	var resp api.SpawnResponse
+	var resp hivewire.Spawned
 	require.NoError(t, th.client.Do(t.Context(), "POST", "/v1/workers/spawn",
 		api.SpawnRequest{ModelRef: "file:" + tinyModel(t, "Q8_0", nil), Backend: "cpu", Device: 0}, &resp))
 	w, _ := th.Worker(resp.WorkerID)
@@ -272,7 +273,7 @@ func TestS26BackendUnavailable(t *testing.T) {
 			assert.Equal(t, 400, status)
 			assert.Equal(t, api.CodeBackendUnavailable, e.Code)
 			assert.Contains(t, e.Message, tc.msg)
-			assert.Equal(t, tc.backend, e.Details["backend"])
+			assert.Equal(t, string(tc.backend), e.Details["backend"])
 			assert.Empty(t, h.Workers())
 		})
 	}
@@ -337,7 +338,7 @@ func TestS29RegistryEntryAndRestart(t *testing.T) {
 	assert.Equal(t, resp.WorkerID, e.ID)
 	assert.Equal(t, resp.URL, e.URL)
 	assert.Equal(t, "file:"+path, e.ModelRef)
-	assert.Equal(t, "cpu", e.Backend)
+	assert.Equal(t, api.BackendCPU, e.Backend)
 	assert.Equal(t, 0, e.Device)
 	assert.Equal(t, api.StateIdle, e.State)
 	assert.Equal(t, 1, e.SlotsTotal)
@@ -490,7 +491,7 @@ func TestS49SIGTERMStopsEveryWorker(t *testing.T) {
 	var pids []int
 	models := []string{tinyModel(t, "Q8_0", nil), tinyModel(t, "Q4_0", nil)}
 	for _, m := range models {
-		var resp api.SpawnResponse
+		var resp hivewire.Spawned
 		require.NoError(t, hp.client.Do(t.Context(), "POST", "/v1/workers/spawn", api.SpawnRequest{ModelRef: "file:" + m}, &resp))
 		require.Eventually(t, func() bool {
 			var list api.WorkerList

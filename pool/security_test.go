@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee/api"
+	"rbee/internal/hivewire"
 	"rbee/internal/httpx"
 )
 
@@ -119,7 +120,7 @@ func TestHiveProcessAllowedListsReachWorkers(t *testing.T) {
 		t.Skip("runs rbee hive and rbee worker processes")
 	}
 	hp := startHiveProcess(t, "--allowed-hosts", "gpu.example.com", "--allowed-origins", "http://localhost:3000")
-	var spawned api.SpawnResponse
+	var spawned hivewire.Spawned
 	require.NoError(t, hp.client.Do(t.Context(), "POST", "/v1/workers/spawn",
 		api.SpawnRequest{ModelRef: "file:" + tinyModel(t, "Q8_0", nil), Backend: "cpu"}, &spawned))
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"rbee/api"
+	"rbee/internal/hivewire"
 	"rbee/internal/httpx"
 )
 
@@ -47,7 +48,8 @@ func (h *Hive) handleSpawn(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, api.SpawnResponse{WorkerID: wk.ID, URL: wk.URL, State: api.StateLoading, APIKey: wk.token})
+	httpx.WriteJSON(w, http.StatusOK, hivewire.Spawned{
+		SpawnResponse: api.SpawnResponse{WorkerID: wk.ID, URL: wk.URL, State: api.StateLoading}, APIKey: wk.token})
 }
 
 // handleReady takes a worker's ready callback. The caller is either the
@@ -112,7 +114,13 @@ func checkCallback(cb api.ReadyCallback, wk *Worker) *api.Error {
 }
 
 func (h *Hive) handleList(w http.ResponseWriter, r *http.Request) {
-	httpx.WriteJSON(w, http.StatusOK, api.WorkerList{Workers: h.ListWorkers(r.Context())})
+	// The list goes to the queen, which needs each worker's token to call it.
+	ws := h.refreshedWorkers(r.Context())
+	list := hivewire.WorkerList{Workers: make([]hivewire.Worker, 0, len(ws))}
+	for _, wk := range ws {
+		list.Workers = append(list.Workers, hivewire.Worker{WorkerInfo: wk.Info(), APIKey: wk.token})
+	}
+	httpx.WriteJSON(w, http.StatusOK, list)
 }
 
 func (h *Hive) handleShutdownWorker(w http.ResponseWriter, r *http.Request) {

@@ -16,6 +16,7 @@ import (
 
 	"rbee/api"
 	"rbee/internal/hftest"
+	"rbee/internal/hivewire"
 	"rbee/internal/paths"
 )
 
@@ -197,7 +198,7 @@ func TestSameSizeCorruptedHFModelRedownloaded(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, st.ModTime().UnixNano(), row.MTimeNs)
 
-	var sresp api.SpawnResponse
+	var sresp hivewire.Spawned
 	require.NoError(t, th.client.Do(t.Context(), "POST", "/v1/workers/spawn", api.SpawnRequest{ModelRef: ref}, &sresp))
 	w, ok := th.Worker(sresp.WorkerID)
 	require.True(t, ok)

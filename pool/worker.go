@@ -73,8 +73,7 @@ func (w *Worker) State() api.WorkerState {
 	return w.state
 }
 
-// Info is the worker's registry entry as the hive lists it, with its API key
-// (for the queen).
+// Info is the worker's registry entry as the hive lists it.
 func (w *Worker) Info() api.WorkerInfo {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -84,7 +83,7 @@ func (w *Worker) Info() api.WorkerInfo {
 	}
 	return api.WorkerInfo{ID: w.ID, URL: w.URL, ModelRef: w.ModelRef, Backend: w.Backend, Device: w.Device,
 		State: w.state, SlotsTotal: w.slotsTotal, SlotsAvailable: avail, LastActivity: w.lastActivity,
-		PID: w.proc.Pid(), APIKey: w.token}
+		PID: w.proc.Pid()}
 }
 
 // markReady records the worker's ready callback: a loading worker is idle

@@ -192,7 +192,7 @@ func TestLoading(t *testing.T) {
 		e := apiError(t, err)
 		assert.Equal(t, api.CodeAllSlotsBusy, e.Code)
 		assert.Equal(t, "the model is still loading", e.Message)
-		assert.Equal(t, api.StateLoading, e.Details["state"])
+		assert.Equal(t, string(api.StateLoading), e.Details["state"])
 	})
 
 	t.Run("S31", func(t *testing.T) {

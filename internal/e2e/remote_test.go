@@ -272,7 +272,7 @@ func TestRemoteNodes(t *testing.T) {
 			"[queen] SSH connection to "+target+" works; node workstation saved to the registry as reachable\n"+
 			"Node workstation added. Install rbee on it with: rbee setup install --node workstation\n", r.stdout)
 		n := rc.nodes(t)["workstation"]
-		assert.Equal(t, "reachable", n.Status)
+		assert.Equal(t, rbee.NodeReachable, n.Status)
 		assert.GreaterOrEqual(t, n.LastConnectedUnix, before)
 		known, err := os.ReadFile(rc.knownHosts)
 		require.NoError(t, err)
