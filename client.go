@@ -209,7 +209,7 @@ func (c *Client) RemoveNode(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodPost, "/v2/registry/beehives/remove", api.NodeRequest{Name: name}, nil)
 }
 
-// AddNode registers a node in the queen's registry (S01): the queen checks
+// AddNode registers a node in the queen's registry: the queen checks
 // every field, then connects to the node over SSH and runs echo there, and
 // saves the node, as reachable, only if that worked. It yields the queen's
 // narration as it happens ("Testing SSH connection to …", then the outcome)
@@ -225,7 +225,7 @@ func (c *Client) AddNode(ctx context.Context, req AddNodeRequest) iter.Seq2[Even
 	return c.nodeStream(ctx, "/v2/registry/beehives/add", req)
 }
 
-// InstallNode installs rbee on a registered node over SSH (S03): the
+// InstallNode installs rbee on a registered node over SSH: the
 // queen's own binary is uploaded when the node's OS and architecture
 // match, else the node's git repository is cloned and built there with go
 // build (req.FromSource asks for that in any case). Each step is yielded

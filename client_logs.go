@@ -8,7 +8,7 @@ import (
 	"rbee/api"
 )
 
-// Logs streams a node's log lines (S62): its hive's and its workers', each
+// Logs streams a node's log lines: its hive's and its workers', each
 // with the node, its source ([SourceHive] or a worker id) and its time (a
 // line without a timestamp of its own continues the entry above it and has
 // that entry's time). The last lines come first (lines of them, 0 to

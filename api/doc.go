@@ -1,6 +1,6 @@
 // Package api holds the types that rbee's client and daemons exchange: the
 // JSON bodies of every endpoint, the events of the SSE streams, the error
-// envelope with its codes, and the validation rules of DESIGN §10.
+// envelope with its codes, and the validation rules of docs/protocol.md.
 //
 // It is a leaf package: it imports nothing of rbee, so the root package, the
 // queen (orchestrator), the hive (pool) and the worker can all share it

@@ -6,7 +6,7 @@ import (
 	"net/http"
 )
 
-// Code is a machine-readable error code (DESIGN §3).
+// Code is a machine-readable error code (docs/errors.md lists them).
 type Code string
 
 // The error codes and, in HTTPStatus, their HTTP statuses.

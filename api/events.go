@@ -8,7 +8,7 @@ import (
 // EventKind names an SSE event: the stream's "event:" field.
 type EventKind string
 
-// The events of rbee's streams (DESIGN §3).
+// The events of rbee's streams (docs/protocol.md).
 const (
 	KindNarration EventKind = "narration"
 	KindProgress  EventKind = "progress"

@@ -1,6 +1,6 @@
 package api
 
-// ModelMeta is what a GGUF file's header says about its model (DESIGN §5):
+// ModelMeta is what a GGUF file's header says about its model:
 // read by the hive from the file itself, never guessed from its name.
 type ModelMeta struct {
 	Architecture  string `json:"architecture"`

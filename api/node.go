@@ -17,7 +17,7 @@ const (
 	DefaultBranch  = "main"
 )
 
-// Validate checks every field of an add-node request (DESIGN §10: nothing
+// Validate checks every field of an add-node request (nothing
 // from a request reaches a shell unchecked) and fills in the defaults:
 // ssh_port 22, git_branch main, hive_port 9200. Errors are INVALID_REQUEST
 // naming the field; the value is not echoed.

@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits of DESIGN §10.
+// Limits of the validation rules (docs/protocol.md).
 const (
 	MaxNodeNameLen = 63
 	MaxWorkerIDLen = 64

@@ -119,13 +119,13 @@ const (
 )
 
 // DefaultHiveRetryDelays and DefaultBusyRetryDelays are the retry policies of
-// DESIGN §8 (EC1, EC6). Callers must not modify them.
+// the retry policy of docs/architecture.md. Callers must not modify them.
 var (
 	DefaultHiveRetryDelays = []time.Duration{0, 200 * time.Millisecond, 400 * time.Millisecond}
 	DefaultBusyRetryDelays = []time.Duration{1 * time.Second, 2 * time.Second, 4 * time.Second}
 )
 
-// Timeouts the policy fixes (DESIGN §8, §7).
+// Timeouts the policy fixes (docs/architecture.md).
 const (
 	hiveAttemptTimeout = 10 * time.Second       // one health check of a hive
 	hiveStopTimeout    = 30 * time.Second       // a hive's own shutdown cascade

@@ -1,6 +1,6 @@
 // Package orchestrator is the queen: the daemon on the control machine that
 // keeps the node registry, starts hives, finds or spawns workers and relays
-// inference streams to clients (DESIGN §1–2).
+// inference streams to clients (docs/architecture.md).
 //
 // # Using it
 //

@@ -10,7 +10,7 @@ import (
 	"rbee/internal/sse"
 )
 
-// ensureModel gets an hf: model onto the node before a spawn (DESIGN §2
+// ensureModel gets an hf: model onto the node before a spawn (the cold-start flow of docs/architecture.md,
 // step 5): when the hive's catalog lacks it (or its file), the hive
 // downloads it and the download's narration and progress are relayed to
 // the client until it completes. file: models and models in the catalog

@@ -14,7 +14,7 @@ import (
 	"rbee/sshx"
 )
 
-// installer puts rbee on a node over SSH (S03). When the node's platform
+// installer puts rbee on a node over SSH. When the node's platform
 // (uname -sm) is the queen's and the request does not ask for a build, the
 // queen's own binary (Config.Binary) is uploaded; otherwise the node's
 // git_repo_url is cloned (or fetched) into the git repo dir, the branch

@@ -44,7 +44,7 @@ func (s *nodeStream) finish(err error) {
 	_ = s.out.Error(&e)
 }
 
-// handleNodesAdd serves POST /v2/registry/beehives/add (S01, S02): every
+// handleNodesAdd serves POST /v2/registry/beehives/add: every
 // field is checked and a duplicate name refused (plain error envelopes)
 // before anything connects anywhere; then, on an event stream, the queen
 // connects over SSH, runs echo, and saves the node — reachable, with
@@ -154,7 +154,7 @@ func firstLine(s string) string {
 	return s
 }
 
-// handleNodesInstall serves POST /v2/registry/beehives/install (S03): the
+// handleNodesInstall serves POST /v2/registry/beehives/install: the
 // node must be registered (a plain NODE_NOT_FOUND otherwise); then, on an
 // event stream, rbee is installed on it over SSH, each step narrated; a
 // failed step ends the stream with an error naming the step and its

@@ -13,7 +13,7 @@ import (
 	"rbee/internal/httpx"
 )
 
-// The OpenAI-compatible API (DESIGN §3): POST /v1/chat/completions,
+// The OpenAI-compatible API (docs/protocol.md): POST /v1/chat/completions,
 // POST /v1/completions and GET /v1/models, in OpenAI's request, response,
 // stream and error shapes, so that OpenAI SDKs and tools written for
 // ollama or llama.cpp's server work against the queen.

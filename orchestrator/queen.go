@@ -17,7 +17,7 @@ import (
 	"rbee/internal/paths"
 )
 
-// Queen is the orchestrator daemon (DESIGN §1–2): the node registry, the
+// Queen is the orchestrator daemon (docs/architecture.md): the node registry, the
 // local hive it starts as a child process, the task flow that finds or
 // spawns a worker and relays its stream, and the cluster-wide worker view.
 //

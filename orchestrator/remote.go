@@ -26,7 +26,7 @@ import (
 // remotes reaches registry nodes over SSH: it keeps one connection per
 // node (dialled again when it has died), the tunnels of nodes in tunnel
 // mode, and the hives this queen started on nodes, so that it can stop
-// them (DESIGN §7: whoever started a process stops it).
+// them (whoever started a process stops it).
 //
 // A remote hive is started as
 //

@@ -265,7 +265,7 @@ func (q *Queen) handleTaskCancel(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// taskRun is the state of one task's flow (DESIGN §2 steps 3–7).
+// taskRun is the state of one task's flow, from reaching the hive to relaying the tokens.
 type taskRun struct {
 	q    *Queen
 	t    *task
@@ -353,7 +353,7 @@ func (r *taskRun) backendDevice() (api.Backend, int) {
 	return b, d
 }
 
-// worker finds a worker for the task on the hive (DESIGN §2 steps 4–6): an
+// worker finds a worker for the task on the hive: an
 // idle one with the model, else one loading it (waiting for it), else a busy
 // one (the inference then retries), else a new one spawned and waited for.
 // Tasks for the same model on the same node choose one at a time, so two

@@ -19,7 +19,7 @@ var ErrCatalogCorrupt = errors.New("model catalog is corrupt")
 var ErrNotInCatalog = errors.New("model not in the catalog")
 
 // Catalog is the hive's model catalog: the table models of
-// <home>/models.db (DESIGN §4). It is safe for concurrent use.
+// <home>/models.db. It is safe for concurrent use.
 type Catalog struct {
 	db   *sql.DB
 	path string

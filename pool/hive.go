@@ -108,7 +108,7 @@ type Config struct {
 }
 
 // Hive is the pool daemon of one node: its model catalog, its workers and
-// their HTTP API (DESIGN §3). Create it with New, serve it with Run (or mount
+// their HTTP API (docs/protocol.md). Create it with New, serve it with Run (or mount
 // Handler and call Close).
 type Hive struct {
 	cfg           Config
@@ -337,7 +337,7 @@ func (h *Hive) Workers() []*Worker { return h.reg.list() }
 
 // Run serves the API on Host:Port and runs the health monitor until ctx ends
 // or POST /v1/admin/shutdown, then shuts down: every worker is stopped in
-// parallel (DESIGN §7), the registry is cleared, the catalog is closed. It
+// parallel (docs/architecture.md), the registry is cleared, the catalog is closed. It
 // returns nil after a clean shutdown.
 func (h *Hive) Run(ctx context.Context) error {
 	if !h.running.CompareAndSwap(false, true) {

@@ -19,7 +19,7 @@ import (
 	"rbee/internal/sse"
 )
 
-// Log streaming (GET /v1/logs, DESIGN §3): the node's log files are the
+// Log streaming (GET /v1/logs, docs/protocol.md): the node's log files are the
 // hive's own (Config.LogFile, else hive*.log in <home>/logs) and one
 // worker-<id>.log per worker in <home>/logs. Only regular files found by
 // listing that directory are read (never a path from the request, never a

@@ -9,7 +9,7 @@ import (
 )
 
 // failuresToRemove is how many health checks in a row a worker may fail
-// before the hive removes it (DESIGN §7).
+// before the hive removes it (docs/architecture.md).
 const failuresToRemove = 3
 
 // monitor is the hive's one long-running loop, owned by Run: every health

@@ -134,7 +134,7 @@ func parseMemAvailable(r io.Reader) (int64, error) {
 	return 0, errors.New("/proc/meminfo has no MemAvailable line")
 }
 
-// RAMFactor is how much memory a model needs beyond its file size (DESIGN §9).
+// RAMFactor is how much memory a model needs beyond its file size.
 const RAMFactor = 1.2
 
 // requiredMB is the memory a model file of size bytes needs, in MiB (rounded up).

@@ -7,7 +7,7 @@ import (
 	"rbee/api"
 )
 
-// registry is the hive's in-memory worker registry (DESIGN §4: lost when the
+// registry is the hive's in-memory worker registry (lost when the
 // hive restarts). It also reserves the worker ports, so that two spawns never
 // pick the same one.
 type registry struct {

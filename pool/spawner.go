@@ -41,7 +41,7 @@ type model struct {
 // errPortBusy means the worker exited with ExitPortInUse.
 var errPortBusy = errors.New("worker port is in use")
 
-// Spawn starts a worker for req (DESIGN §2 step 5): it resolves the model
+// Spawn starts a worker for req: it resolves the model
 // through the catalog, runs the preflight, starts `<binary> worker …` on a
 // free port and waits until the worker answers its health check. The worker
 // is then registered and loading its model; WaitUntilReady waits for the
@@ -74,7 +74,7 @@ func (h *Hive) Spawn(ctx context.Context, req api.SpawnRequest) (*Worker, error)
 // validateSpawn checks a spawn request, naming the JSON field that fails.
 func validateSpawn(req *api.SpawnRequest) *api.Error { return req.Validate() }
 
-// resolveModel finds the model of a reference: its catalog row (S15),
+// resolveModel finds the model of a reference: its catalog row,
 // whose file is checked first (see checkFile), or, for a file: reference
 // not yet catalogued, the file itself, which it then registers with its
 // size, modification time and SHA-256.

@@ -13,7 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// Defaults of [Config] (DESIGN §8: SSH connect).
+// Defaults of [Config] (docs/architecture.md, "Retries and timeouts").
 const (
 	DefaultPort    = 22
 	DefaultTimeout = 10 * time.Second

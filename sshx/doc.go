@@ -1,7 +1,7 @@
 // Package sshx is how the queen reaches remote nodes: an SSH client built
 // on golang.org/x/crypto/ssh that authenticates with key files or
 // ssh-agent, checks host keys against known_hosts, retries connecting
-// (DESIGN §8), and offers just what starting and stopping a hive needs.
+// (docs/architecture.md, "Retries and timeouts"), and offers just what starting and stopping a hive needs.
 //
 // # Connecting
 //

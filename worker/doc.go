@@ -1,5 +1,5 @@
 // Package worker is the worker daemon: it serves one loaded model over HTTP
-// (DESIGN §3), streaming tokens as Server-Sent Events. The inference engine
+// (docs/protocol.md), streaming tokens as Server-Sent Events. The inference engine
 // it serves is package rbee/worker/engine; this package adds the slots, the
 // API and the lifecycle around it.
 //

@@ -33,7 +33,7 @@ const (
 )
 
 // Server is a worker: one model, its inference slots and the HTTP API of
-// DESIGN §3. Make one with New and call Run.
+// docs/protocol.md. Make one with New and call Run.
 type Server struct {
 	cfg     Config
 	log     hclog.Logger

@@ -87,7 +87,7 @@ func layoutFor(env *Env, system bool) (installLayout, error) {
 	return l, nil
 }
 
-// runInstall is rbee install [--system] [--force] (S54, S55): the running
+// runInstall is rbee install [--system] [--force]: the running
 // binary into a bin directory, the configuration and data directories, and
 // a default configuration file, saying what it did line by line.
 func runInstall(ctx context.Context, env *Env, args []string) error {

@@ -14,7 +14,7 @@ import (
 	"rbee/internal/paths"
 )
 
-// runLogs is rbee logs (S62): a node's hive and worker log lines through
+// runLogs is rbee logs: a node's hive and worker log lines through
 // the queen, "[source] line" on stdout (or one JSON object per line). With
 // --follow it streams until Ctrl+C (exit 130); otherwise it exits 0 when
 // the last lines are printed.

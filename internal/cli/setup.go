@@ -35,7 +35,7 @@ var addNodeFlags = map[string]string{
 	"git_repo_url": "git-repo", "git_branch": "git-branch", "install_path": "install-path", "hive_port": "hive-port",
 }
 
-// runSetupAddNode is rbee setup add-node (S01, S02): the queen tests the
+// runSetupAddNode is rbee setup add-node: the queen tests the
 // node's SSH connection (echo) and saves it only if that worked. Its
 // narration is printed as it comes.
 func runSetupAddNode(ctx context.Context, env *Env, name string, args []string) error {
@@ -94,7 +94,7 @@ func runSetupAddNode(ctx context.Context, env *Env, name string, args []string) 
 	return nil
 }
 
-// runSetupInstall is rbee setup install (S03): the queen installs rbee on
+// runSetupInstall is rbee setup install: the queen installs rbee on
 // the node over SSH, narrating each step.
 func runSetupInstall(ctx context.Context, env *Env, name string, args []string) error {
 	fs := cliutil.NewFlagSet(name)

@@ -1,4 +1,4 @@
-// Package config reads rbee's configuration file (DESIGN §11).
+// Package config reads rbee's configuration file (the README's Configuration section).
 //
 // # Where it is
 //

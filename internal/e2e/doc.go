@@ -2,7 +2,7 @@
 // drive it as a user does (rbee infer, rbee workers, rbee queen), with real
 // queen, hive and worker processes on free loopback ports, their own
 // RBEE_HOME, and small models written on the fly. Scenario tests are named
-// after DESIGN §12 (TestS58…, subtests S08, …).
+// after the scenarios they prove (TestS58…, subtests S08, …).
 //
 // BenchmarkChain compares an inference sent through keeper → queen → hive →
 // worker with the same request sent straight to a worker (time to first

@@ -1,4 +1,4 @@
-// Package hf fetches GGUF models from a Hugging Face hub (DESIGN §5): it
+// Package hf fetches GGUF models from a Hugging Face hub: it
 // lists a repository's files, resolves rbee's hf: references to one GGUF
 // file, and downloads it with resumption, retries, stall detection, a disk
 // space check and SHA-256 verification.
@@ -36,7 +36,7 @@ const (
 	EnvToken    = "HF_TOKEN"
 )
 
-// Defaults of the Client's zero fields (DESIGN §5).
+// Defaults of the Client's zero fields.
 const (
 	DefaultAttempts     = 6
 	DefaultFirstDelay   = 100 * time.Millisecond

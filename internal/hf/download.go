@@ -23,7 +23,7 @@ import (
 )
 
 // DiskMargin is the share of a file's size a download wants free beyond the
-// bytes it still has to write (DESIGN §9).
+// bytes it still has to write.
 const DiskMargin = 0.10
 
 // Progress is how far a download is.

@@ -11,10 +11,10 @@ import (
 )
 
 // PreferredQuant is the quantization hf:ORG/REPO picks when the repository
-// has it (DESIGN §5).
+// has it.
 const PreferredQuant = "Q4_K_M"
 
-// Resolve finds the file an hf: reference names (DESIGN §5):
+// Resolve finds the file an hf: reference names:
 //   - hf:ORG/REPO: the repository's Q4_K_M GGUF, else its smallest GGUF;
 //   - hf:ORG/REPO:QUANT: the GGUF whose name carries that quantization
 //     (case-insensitive: *.Q8_0.gguf, *-q8_0.gguf);

@@ -13,7 +13,7 @@ const APIKeyEnv = "RBEE_API_KEY"
 
 // ReadAPIKey returns a daemon's API key: the contents of file when one is
 // given, else env (trimmed; it may be empty, which serves loopback only).
-// DESIGN §10: a token file must be readable by its owner only (mode 0600 or
+// A token file must be readable by its owner only (mode 0600 or
 // 0400); anything wider is refused. Messages never contain the token.
 func ReadAPIKey(file, env string) (string, error) {
 	if file == "" {

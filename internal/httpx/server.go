@@ -232,7 +232,7 @@ func NewToken() string {
 const MinTokenLength = 16
 
 // CheckBind refuses to serve a non-loopback address without a token of at
-// least MinTokenLength characters (DESIGN §10).
+// least MinTokenLength characters (docs/security.md).
 func CheckBind(addr, token string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

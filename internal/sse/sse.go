@@ -1,4 +1,4 @@
-// Package sse writes and reads rbee's Server-Sent Event streams (DESIGN §3) on
+// Package sse writes and reads rbee's Server-Sent Event streams (docs/protocol.md) on
 // top of github.com/tmaxmax/go-sse: every event carries a self-describing JSON
 // object, and every stream ends with "data: [DONE]".
 package sse
