@@ -14,8 +14,9 @@ import (
 // use; several Sessions of one Model may run at once.
 type Session struct {
 	m      *Model
-	k, v   [][]uint16 // per layer: keys [ctx][kvDim]; values transposed [kvDim][ctx]
-	tokens []int      // the tokens whose keys and values are cached, in order
+	k, v   [][]uint16  // per layer: keys [ctx][kvDim]; values transposed [kvDim][ctx]
+	tokens []int       // the tokens whose keys and values are cached, in order
+	gen    *Generation // the latest generation started on the session
 
 	// Scratch for a batch of up to m.batch tokens.
 	x, xn, q, kcur, vcur, attn, gate, up, tmp []float32
@@ -94,7 +95,9 @@ func (s *Session) Truncate(n int) {
 // logits that predict the token after the last of them. The slice is reused
 // by the next call. Long inputs are evaluated in batches. The logits are
 // returned as computed: a model with damaged weights can give NaN or infinite
-// values, which Generate refuses with ErrNonFinite.
+// values, which Generate refuses with ErrNonFinite. Eval, Reset and Truncate
+// are for a session with no unfinished Generation: they would move the
+// cache under it.
 func (s *Session) Eval(ctx context.Context, tokens []int) ([]float32, error) {
 	if len(tokens) == 0 {
 		return nil, fmt.Errorf("%w: no tokens to evaluate", ErrInvalidRequest)
