@@ -20,6 +20,10 @@ type WorkerHealth struct {
 	SlotsTotal   int         `json:"slots_total"`
 	SlotsBusy    int         `json:"slots_busy"`
 	LastActivity time.Time   `json:"last_activity"` // the end of the last inference (start of the worker before any)
+	// Batch is the number of inferences the worker's last forward pass
+	// advanced together, and Steps the forward passes it has run.
+	Batch int   `json:"batch,omitempty"`
+	Steps int64 `json:"steps,omitempty"`
 }
 
 // HiveHealth is the body of the hive's GET /v1/health.

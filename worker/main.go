@@ -10,6 +10,7 @@ import (
 	"rbee/api"
 	"rbee/internal/cliutil"
 	"rbee/internal/httpx"
+	"rbee/worker/engine"
 )
 
 // APIKeyEnv is the environment variable a worker reads its token from when no
@@ -40,7 +41,8 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.CallbackURL, "callback-url", "", "the hive's ready endpoint, called once the model is loaded")
 	fs.StringVar(&cfg.WorkerID, "worker-id", "", "the worker's id (default a new one)")
 	keyFile := fs.String("api-key-file", "", "file holding the API key (mode 0600); default $"+APIKeyEnv)
-	fs.IntVar(&cfg.Slots, "slots", 1, "inferences served at once")
+	fs.IntVar(&cfg.Slots, "slots", 0, "inferences served at once, sharing each forward pass (0: 4, fewer if their KV caches would not fit in the memory left after the model)")
+	fs.IntVar(&cfg.PromptChunk, "chunk", engine.DefaultChunk, "at most this many prompt tokens read per forward pass, over all slots")
 	fs.IntVar(&cfg.Threads, "threads", 0, "threads per forward pass (0: one per CPU)")
 	fs.IntVar(&cfg.ContextSize, "ctx-size", 0, "context size in tokens per slot (0: the model's, at most 4096)")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
@@ -55,8 +57,11 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.Port < 1 || cfg.Port > 65535 {
 		return cliutil.Usagef("--port must be between 1 and 65535")
 	}
-	if cfg.Slots < 1 || cfg.Slots > MaxSlots {
-		return cliutil.Usagef("--slots must be between 1 and %d", MaxSlots)
+	if cfg.Slots < 0 || cfg.Slots > MaxSlots {
+		return cliutil.Usagef("--slots must be between 0 (automatic) and %d", MaxSlots)
+	}
+	if cfg.PromptChunk < 1 || cfg.PromptChunk > MaxPromptChunk {
+		return cliutil.Usagef("--chunk must be between 1 and %d", MaxPromptChunk)
 	}
 	if cfg.Threads < 0 {
 		return cliutil.Usagef("--threads must not be negative")

@@ -37,7 +37,9 @@ func TestMainUsageErrors(t *testing.T) {
 		{"port zero", []string{"--model", model, "--port", "0"}, "--port"},
 		{"port too large", []string{"--model", model, "--port", "70000"}, "--port"},
 		{"port not a number", []string{"--model", model, "--port", "abc"}, "port"},
-		{"slots zero", []string{"--model", model, "--slots", "0"}, "--slots"},
+		{"slots negative", []string{"--model", model, "--slots", "-1"}, "--slots"},
+		{"chunk zero", []string{"--model", model, "--chunk", "0"}, "--chunk"},
+		{"chunk too large", []string{"--model", model, "--chunk", "5000"}, "--chunk"},
 		{"slots too many", []string{"--model", model, "--slots", "65"}, "--slots"},
 		{"negative threads", []string{"--model", model, "--threads", "-1"}, "--threads"},
 		{"negative context", []string{"--model", model, "--ctx-size", "-1"}, "--ctx-size"},
@@ -289,7 +291,7 @@ func TestProcess(t *testing.T) {
 	})
 
 	t.Run("usage error exits 2", func(t *testing.T) {
-		wp := startProc(t, []string{"--model", model, "--slots", "0"})
+		wp := startProc(t, []string{"--model", model, "--slots", "-1"})
 		assert.Equal(t, 2, wp.exitCode(t))
 		assert.True(t, strings.Contains(wp.stderr.String(), "--slots"), "stderr: %s", wp.stderr.String())
 	})
