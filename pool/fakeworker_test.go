@@ -84,7 +84,6 @@ func fakeWorkerMain(args []string) int {
 	port := fs.Int("port", 0, "")
 	callback := fs.String("callback-url", "", "")
 	id := fs.String("worker-id", "", "")
-	slots := fs.Int("slots", 0, "")
 	if err := fs.Parse(args); err != nil {
 		fmt.Println("fake worker:", err)
 		return 2
@@ -96,7 +95,7 @@ func fakeWorkerMain(args []string) int {
 			return 2
 		}
 	}
-	fmt.Printf("fake worker %s starting on port %d with %d slots\n", *id, *port, *slots)
+	fmt.Printf("fake worker %s starting on port %d\n", *id, *port)
 	if b.ExitCode != 0 {
 		fmt.Println("fake worker: failing on purpose")
 		return b.ExitCode

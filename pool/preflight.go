@@ -15,9 +15,6 @@ import (
 	"time"
 
 	"rbee/api"
-	"rbee/internal/gguf"
-	"rbee/worker"
-	"rbee/worker/engine"
 )
 
 // Device is an accelerator the hive can place a worker on: a CUDA GPU or
@@ -150,45 +147,12 @@ func requiredMB(size int64) int64 {
 	return n
 }
 
-// kvCacheBytes is the memory one inference slot's KV cache takes in a
-// worker serving the model: F16 keys and values for every layer and position
-// of the context the worker gives a slot (the model's training context, 2048
-// when the file does not say, at most engine.DefaultContextSize). The head
-// size is taken as the embedding length over the heads, as most models have
-// it. 0 when the file lacks the sizes.
-func kvCacheBytes(info gguf.ModelInfo) int64 {
-	if info.HeadCount <= 0 || info.BlockCount <= 0 || info.EmbeddingLength <= 0 {
-		return 0
-	}
-	ctx := info.ContextLength
-	if ctx <= 0 {
-		ctx = 2048
-	}
-	ctx = min(ctx, engine.DefaultContextSize)
-	kvHeads := info.HeadCountKV
-	if kvHeads <= 0 {
-		kvHeads = info.HeadCount
-	}
-	headDim := info.EmbeddingLength / info.HeadCount
-	return int64(info.BlockCount) * 2 * int64(ctx) * int64(kvHeads*headDim) * 2
-}
-
-// cpuSlots is the number of slots a CPU worker of the model gets, chosen as
-// the worker chooses it when left to itself (worker.AutoSlots: 4, fewer when
-// their KV caches would not fit in the memory left after the weights), and
-// the KV cache of one slot.
-func (h *Hive) cpuSlots(info gguf.ModelInfo) (slots int, kvBytes int64) {
-	kvBytes = kvCacheBytes(info)
-	have, err := h.memAvailableMB()
-	return worker.AutoSlots(have<<20, err, info.FileSize, kvBytes), kvBytes
-}
-
 // preflight checks that the node can run a model of size bytes (quantized
-// as quant) with kvBytes of KV caches (its slots') on backend/device: the
-// backend exists, and the memory it would use is there. It returns
-// BACKEND_UNAVAILABLE, INSUFFICIENT_RAM or VRAM_EXHAUSTED, or nil.
-func (h *Hive) preflight(size, kvBytes int64, quant string, backend api.Backend, device int) *api.Error {
-	need := requiredMB(size) + (kvBytes+1<<20-1)>>20
+// as quant) on backend/device: the backend exists, and the memory it would
+// use is there. It returns BACKEND_UNAVAILABLE, INSUFFICIENT_RAM or
+// VRAM_EXHAUSTED, or nil.
+func (h *Hive) preflight(size int64, quant string, backend api.Backend, device int) *api.Error {
+	need := requiredMB(size)
 	if backend == api.BackendCPU {
 		if device != 0 {
 			return api.Errorf(api.CodeBackendUnavailable, "backend cpu has only device 0, not device %d", device).
@@ -200,7 +164,7 @@ func (h *Hive) preflight(size, kvBytes int64, quant string, backend api.Backend,
 		}
 		if need > have {
 			return api.Errorf(api.CodeInsufficientRAM, "Insufficient RAM: need %d MB, have %d MB", need, have).
-				With("required", need).With("available", have).With("model_size_bytes", size).With("kv_cache_bytes", kvBytes).WithHint(smallerHint(quant, need, have))
+				With("required", need).With("available", have).With("model_size_bytes", size).WithHint(smallerHint(quant, need, have))
 		}
 		return nil
 	}

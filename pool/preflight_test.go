@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee/api"
-	"rbee/internal/gguf"
 )
 
 func TestParseMemAvailable(t *testing.T) {
@@ -89,7 +88,7 @@ func TestPreflight(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := h.preflight(tc.size, 0, "Q8_0", tc.backend, tc.device)
+			err := h.preflight(tc.size, "Q8_0", tc.backend, tc.device)
 			if tc.code == "" {
 				assert.Nil(t, err)
 				return
@@ -113,45 +112,6 @@ func TestPreflight(t *testing.T) {
 }
 
 const http400 = 400
-
-// TestPreflightCountsSlots: a CPU worker gets the slots the worker itself
-// would choose (4, fewer when their KV caches would not fit after the
-// weights), and the preflight counts the file and those KV caches.
-func TestPreflightCountsSlots(t *testing.T) {
-	const mib = 1 << 20
-	// TinyLlama's shape: 22 layers, 4 of 32 heads for keys and values,
-	// embedding 2048, a 2048-token context: 44 MiB of KV cache per slot.
-	info := gguf.ModelInfo{BlockCount: 22, HeadCount: 32, HeadCountKV: 4, EmbeddingLength: 2048, ContextLength: 2048,
-		FileSize: 600 * mib}
-	assert.EqualValues(t, 44*mib, kvCacheBytes(info))
-	long := info
-	long.ContextLength = 1 << 17
-	assert.EqualValues(t, 88*mib, kvCacheBytes(long), "a slot holds at most 4096 positions")
-	assert.Zero(t, kvCacheBytes(gguf.ModelInfo{}), "unknown sizes")
-
-	cases := []struct {
-		memMB int64
-		slots int
-	}{
-		{8000, 4},             // plenty
-		{600 + 512 + 2*44, 2}, // room for two caches after the weights and the reserve
-		{600 + 512 + 10, 1},   // never fewer than one
-	}
-	for _, c := range cases {
-		h := &Hive{cfg: Config{FakeMemoryMB: c.memMB}}
-		slots, kv := h.cpuSlots(info)
-		assert.Equal(t, c.slots, slots, "%d MB available", c.memMB)
-		assert.EqualValues(t, 44*mib, kv)
-	}
-
-	h := &Hive{cfg: Config{FakeMemoryMB: 1000}}
-	assert.Nil(t, h.preflight(600*mib, 4*44*mib, "Q4_K_M", "cpu", 0), "720 + 176 MB of 1000")
-	e := h.preflight(700*mib, 4*44*mib, "Q4_K_M", "cpu", 0)
-	require.NotNil(t, e, "840 + 176 MB of 1000")
-	assert.Equal(t, api.CodeInsufficientRAM, e.Code)
-	assert.EqualValues(t, 840+176, e.Details["required"])
-	assert.EqualValues(t, 4*44*mib, e.Details["kv_cache_bytes"])
-}
 
 // TestSmallerHint: the hint of INSUFFICIENT_RAM and VRAM_EXHAUSTED names a
 // real quantization smaller than the model's own (the largest that would

@@ -64,17 +64,11 @@ func (h *Hive) Spawn(ctx context.Context, req api.SpawnRequest) (*Worker, error)
 	h.log.Info("model resolved", "model", m.entry.Reference, "path", m.entry.LocalPath, "size_bytes", m.info.FileSize,
 		"architecture", m.info.Architecture, "quantization", m.info.Quantization, "vocab_size", m.info.VocabSize,
 		"bos", m.info.BOS, "eos", m.info.EOS, "context_length", m.info.ContextLength)
-	// A CPU worker serves several inferences at once, each with its own KV
-	// cache: the hive chooses how many, and counts their memory.
-	slots, kv := 0, int64(0)
-	if req.Backend == api.BackendCPU {
-		slots, kv = h.cpuSlots(m.info)
-	}
-	if err := h.preflight(m.info.FileSize, int64(slots)*kv, m.info.Quantization, req.Backend, req.Device); err != nil {
+	if err := h.preflight(m.info.FileSize, m.info.Quantization, req.Backend, req.Device); err != nil {
 		h.log.Info("preflight refused the spawn", "model", m.entry.Reference, "backend", req.Backend, "device", req.Device, "code", err.Code, "reason", err.Message)
 		return nil, err
 	}
-	return h.start(ctx, m, req.Backend, req.Device, slots)
+	return h.start(ctx, m, req.Backend, req.Device)
 }
 
 // validateSpawn checks a spawn request, naming the JSON field that fails.
@@ -246,13 +240,13 @@ func newWorkerID() string {
 
 // start runs the worker process, retrying on the next port when the one it
 // got turns out to be busy.
-func (h *Hive) start(ctx context.Context, m model, backend api.Backend, device, slots int) (*Worker, error) {
+func (h *Hive) start(ctx context.Context, m model, backend api.Backend, device int) (*Worker, error) {
 	id := newWorkerID()
 	token := httpx.NewToken()
 	skip := map[int]bool{}
 	var tried []int
 	for attempt := 0; attempt < maxPortAttempts; attempt++ {
-		w, err := h.startOnce(ctx, id, token, m, backend, device, slots, skip)
+		w, err := h.startOnce(ctx, id, token, m, backend, device, skip)
 		if err == nil {
 			return w, nil
 		}
@@ -268,7 +262,7 @@ func (h *Hive) start(ctx context.Context, m model, backend api.Backend, device, 
 
 // startOnce starts one worker process on a reserved port and waits for its
 // health. On errPortBusy the returned handle says which port it was.
-func (h *Hive) startOnce(ctx context.Context, id, token string, m model, backend api.Backend, device, slots int, skip map[int]bool) (*Worker, error) {
+func (h *Hive) startOnce(ctx context.Context, id, token string, m model, backend api.Backend, device int, skip map[int]bool) (*Worker, error) {
 	w := &Worker{ID: id, ModelRef: m.entry.Reference, ModelPath: m.entry.LocalPath, Backend: backend, Device: device,
 		LogPath: filepath.Join(paths.LogsDir(h.cfg.Home), "worker-"+id+".log"), Started: time.Now(),
 		token: token, stopGrace: h.cfg.StopGrace, killAfter: h.cfg.KillAfter, ready: make(chan struct{}),
@@ -289,9 +283,6 @@ func (h *Hive) startOnce(ctx context.Context, id, token string, m model, backend
 		"--port", strconv.Itoa(w.Port),
 		"--callback-url", h.callbackURL(),
 		"--worker-id", id,
-	}
-	if slots > 0 {
-		args = append(args, "--slots", strconv.Itoa(slots))
 	}
 	// The worker answers to the same names and origins as its hive, and to
 	// the name in its URL; both lists are always set, so that nothing is
