@@ -255,8 +255,12 @@ func (q *Queen) handleWorkersHealth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := api.NodeHealth{Node: node, Hive: health, HiveURL: t.url, Workers: make([]api.WorkerInfo, 0, len(ws))}
+	_, counts, _ := q.queue.snapshot()
 	for _, wi := range ws {
-		out.Workers = append(out.Workers, strip(node, wi))
+		info := strip(node, wi)
+		c := counts[workerKey{node: node, id: info.ID}]
+		info.SlotsBusy, info.QueueDepth = slotsBusy(info, c), c.waiting
+		out.Workers = append(out.Workers, info)
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
