@@ -275,3 +275,41 @@ func TestQueueRetryAfterEstimate(t *testing.T) {
 	q.hold = time.Hour
 	assert.Equal(t, int(retryAfterMax/time.Second), q.retryAfter(testKey), "bounded")
 }
+
+// BenchmarkQueueFreeSlot is the queue's cost on a task that finds a free
+// slot: take it, give it back.
+func BenchmarkQueueFreeSlot(b *testing.B) {
+	q := newSlotQueue(DefaultMaxQueue, time.Minute, nil)
+	ctx := context.Background()
+	for b.Loop() {
+		tk := q.ticket(testKey, "t", "w1", 4)
+		if err := tk.acquire(ctx, func(int) {}); err != nil {
+			b.Fatal(err)
+		}
+		tk.release()
+	}
+}
+
+// BenchmarkQueueHandoff is a slot passing from one task to the next
+// waiting one on a 1-slot worker: the waiter's wake-up included.
+func BenchmarkQueueHandoff(b *testing.B) {
+	q := newSlotQueue(DefaultMaxQueue, time.Minute, nil)
+	ctx := context.Background()
+	holder := q.ticket(testKey, "h", "w1", 1)
+	if err := holder.acquire(ctx, func(int) {}); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		next := q.ticket(testKey, "n", "w1", 1)
+		entered := make(chan struct{})
+		done := make(chan error, 1)
+		go func() { done <- next.acquire(ctx, func(int) { close(entered) }) }()
+		<-entered
+		holder.release()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		holder = next
+	}
+	holder.release()
+}
