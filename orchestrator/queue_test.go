@@ -313,3 +313,48 @@ func BenchmarkQueueHandoff(b *testing.B) {
 	}
 	holder.release()
 }
+
+// TestQueueManyTasks runs many tasks through a 2-slot worker at once, some
+// cancelled while they wait: never more than two hold a slot, every other
+// one gets a slot in the end, and the queue ends empty.
+func TestQueueManyTasks(t *testing.T) {
+	q := newSlotQueue(DefaultMaxQueue, time.Minute, nil)
+	const tasks, slots = 40, 2
+	var mu sync.Mutex
+	holding, most, served, cancelled := 0, 0, 0, 0
+	var wg sync.WaitGroup
+	for i := range tasks {
+		wg.Go(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if i%5 == 4 {
+				time.AfterFunc(time.Duration(i%3)*time.Millisecond, cancel)
+			}
+			tk := q.ticket(testKey, "t", "w1", slots)
+			if err := tk.acquire(ctx, func(int) {}); err != nil {
+				assert.ErrorIs(t, err, context.Canceled)
+				mu.Lock()
+				cancelled++
+				mu.Unlock()
+				return
+			}
+			mu.Lock()
+			holding++
+			most = max(most, holding)
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+			mu.Lock()
+			holding--
+			served++
+			mu.Unlock()
+			tk.release()
+		})
+	}
+	wg.Wait()
+	assert.LessOrEqual(t, most, slots)
+	assert.Equal(t, tasks, served+cancelled)
+	assert.GreaterOrEqual(t, served, tasks*4/5, "only the cancelled ones may miss out")
+	_, counts, depth := q.snapshot()
+	assert.Zero(t, depth)
+	assert.Empty(t, counts)
+}
