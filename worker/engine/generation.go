@@ -282,18 +282,17 @@ func (m *Model) Step(ctx context.Context, gens []*Generation, chunk int, emit fu
 	return nil
 }
 
-// forwardParts runs one forward pass over every part. Each part runs
-// through its own session's pass, one after the other.
+// forwardParts runs one forward pass over every part that fits its
+// session's context; a part that does not fails its generation alone.
 func (m *Model) forwardParts(parts []part) error {
+	bp := make([]batchPart, 0, len(parts))
 	for _, p := range parts {
 		s := p.g.s
 		if len(s.tokens)+len(p.tokens) > m.ctxSize {
 			p.g.fail(fmt.Errorf("%w: %d cached + %d new tokens exceed the context of %d", ErrContextFull, len(s.tokens), len(p.tokens), m.ctxSize))
 			continue
 		}
-		if err := s.forward(p.tokens, p.wantLogits); err != nil {
-			return err
-		}
+		bp = append(bp, batchPart{s: s, tokens: p.tokens, wantLogits: p.wantLogits})
 	}
-	return nil
+	return m.forward(bp)
 }

@@ -61,9 +61,11 @@ type Model struct {
 	ropeFreqs  []float32 // per-pair frequency divisors (Llama 3.1's rope_freqs), or nil
 	layers     []layer
 
-	mu     sync.Mutex // serializes forward passes (they share the pool)
-	pool   *pool
-	closed bool
+	mu      sync.Mutex // serializes forward passes (they share the pool and scratch)
+	pool    *pool
+	scratch scratch // the forward pass's working space, sized for the largest batch
+	passes  int     // forward passes run, for tests
+	closed  bool
 }
 
 // matrix is a weight matrix in the file's encoding: rows of cols elements.
