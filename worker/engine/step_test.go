@@ -403,6 +403,10 @@ func TestStepErrors(t *testing.T) {
 	assert.False(t, g.Reading())
 	assert.Equal(t, 1, g.Result().Tokens)
 
+	// Listed twice, a generation advances once.
+	require.NoError(t, m.Step(t.Context(), []*Generation{g, g}, 0, nil))
+	assert.Equal(t, 2, g.Result().Tokens)
+
 	// A closed model fails the pass and its generations.
 	require.NoError(t, m.Close())
 	require.ErrorIs(t, m.Step(t.Context(), []*Generation{g}, 0, nil), ErrClosed)
