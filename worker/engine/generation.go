@@ -68,7 +68,7 @@ func (s *Session) start(req Request) (*Generation, error) {
 		return g, fmt.Errorf("%w: the session is busy with another generation", ErrInvalidRequest)
 	}
 	m := s.m
-	prompt := req.PromptTokens
+	prompt := slices.Clone(req.PromptTokens) // the caller may reuse its slice
 	if prompt == nil {
 		prompt = m.tok.Encode(req.Prompt, true, true)
 	}

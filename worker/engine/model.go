@@ -22,6 +22,9 @@ type Options struct {
 	// the model's training context, capped at DefaultContextSize.
 	ContextSize int
 	// BatchSize is the number of prompt tokens evaluated together; 0 means 256.
+	// It also caps the prompt tokens one Step reads. The model keeps working
+	// space for the largest pass it has run (about BatchSize rows of
+	// activations), shared by all its sessions.
 	BatchSize int
 	// Progress, when set, is called as layers are loaded (from the goroutine that
 	// called Load).
