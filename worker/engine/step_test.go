@@ -280,6 +280,11 @@ func TestStepCancelOneLeavesOthers(t *testing.T) {
 	before := gens[1].Session().Len()
 	require.NoError(t, m.Step(t.Context(), []*Generation{gens[1]}, 0, nil))
 	assert.Equal(t, before, gens[1].Session().Len())
+	// The new generation, reading only what the cache lacks, gets the
+	// answer a fresh session gets.
+	again := runSteps(t, m, []*Generation{g}, 0, nil)
+	require.NoError(t, g.Err())
+	sameUnlessClose(t, want[1], again[g].ids, margins[1], "restarted")
 }
 
 // writeModelWithNaNToken writes the F32 synthetic model with the embedding of
