@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,7 +68,7 @@ func (s *Session) start(req Request) (*Generation, error) {
 		return g, fmt.Errorf("%w: the session is busy with another generation", ErrInvalidRequest)
 	}
 	m := s.m
-	prompt := req.PromptTokens
+	prompt := slices.Clone(req.PromptTokens) // the caller may reuse its slice
 	if prompt == nil {
 		prompt = m.tok.Encode(req.Prompt, true, true)
 	}
@@ -214,11 +215,15 @@ type part struct {
 // generation releases, with the same Tokens as Generate's callback, in the
 // order of gens. A generation that fails (non-finite logits, a full context)
 // ends with Err set and does not disturb the others. Done generations are
-// skipped, as are generations of another model or a session's generation
-// that is not its latest (those fail with ErrInvalidRequest). Step returns an
-// error only when the pass cannot run at all: ctx ended (the generations are
-// left as they were, to be stepped again or cancelled) or the model was
-// closed (every generation in the pass fails with ErrClosed).
+// skipped; a generation listed twice advances once; a generation of another
+// model, or one whose session has started another since, fails with
+// ErrInvalidRequest. Step returns an error only when the pass cannot run at
+// all: ctx ended (the generations are left as they were, to be stepped again
+// or cancelled) or the model was closed (the generations in the pass fail
+// with ErrClosed).
+//
+// Several goroutines may call Step on one model at once, with disjoint
+// generations: their passes take turns.
 func (m *Model) Step(ctx context.Context, gens []*Generation, chunk int, emit func(*Generation, Token)) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -239,6 +244,8 @@ func (m *Model) Step(ctx context.Context, gens []*Generation, chunk int, emit fu
 		case g.s.gen != g:
 			g.fail(fmt.Errorf("%w: the session has started another generation", ErrInvalidRequest))
 			continue
+		case slices.ContainsFunc(parts, func(p part) bool { return p.g == g }):
+			continue // listed twice: it advances once
 		}
 		if g.Reading() {
 			n := min(budget, len(g.prompt)-g.read)
@@ -282,18 +289,17 @@ func (m *Model) Step(ctx context.Context, gens []*Generation, chunk int, emit fu
 	return nil
 }
 
-// forwardParts runs one forward pass over every part. Each part runs
-// through its own session's pass, one after the other.
+// forwardParts runs one forward pass over every part that fits its
+// session's context; a part that does not fails its generation alone.
 func (m *Model) forwardParts(parts []part) error {
+	bp := make([]batchPart, 0, len(parts))
 	for _, p := range parts {
 		s := p.g.s
 		if len(s.tokens)+len(p.tokens) > m.ctxSize {
 			p.g.fail(fmt.Errorf("%w: %d cached + %d new tokens exceed the context of %d", ErrContextFull, len(s.tokens), len(p.tokens), m.ctxSize))
 			continue
 		}
-		if err := s.forward(p.tokens, p.wantLogits); err != nil {
-			return err
-		}
+		bp = append(bp, batchPart{s: s, tokens: p.tokens, wantLogits: p.wantLogits})
 	}
-	return nil
+	return m.forward(bp)
 }

@@ -82,24 +82,32 @@ func soloGreedy(t *testing.T, m *Model, req Request) (ids []int, margins []float
 	return ids, margins
 }
 
-// clearMargin is the gap between the two best logits above which batching's
-// rounding (a few float32 ulps of the logits' size) cannot change the choice.
-const clearMargin = 0.05
+// clearMargin is the gap between the two best logits above which batching
+// cannot change the choice. The batched matrix product rounds the sum of its
+// blocks differently from the single-row one (by a float32 ulp or so); where
+// that moves an activation across a rounding boundary of its 8-bit encoding
+// for the next product the difference grows, on the synthetic models with
+// their random weights to a few hundredths of a logit.
+const clearMargin = 0.2
 
-// requireSameWhereClear checks got against want up to the first token whose
-// solo margin is not clear, and that this covers at least minClear tokens.
-func requireSameWhereClear(t *testing.T, want, got []int, margins []float32, minClear int, what string) {
+// sameUnlessClose checks a generation in company (got) against the same
+// request alone (want, with the solo margins): they agree token for token,
+// or part where the solo choice was close. It returns how many leading tokens
+// agree, which callers sum to make sure enough was compared.
+func sameUnlessClose(t *testing.T, want, got []int, margins []float32, what string) int {
 	t.Helper()
-	n := 0
-	for n < len(want) && margins[n] > clearMargin {
-		n++
+	d := 0
+	for d < len(want) && d < len(got) && want[d] == got[d] {
+		d++
 	}
-	require.GreaterOrEqual(t, n, minClear, "%s: too few tokens with a clear margin to compare", what)
-	require.GreaterOrEqual(t, len(got), n, "%s: generated fewer tokens", what)
-	assert.Equal(t, want[:n], got[:n], "%s", what)
-	if n == len(want) {
+	if d == len(want) {
 		assert.Equal(t, want, got, "%s", what)
+		return d
 	}
+	if d < len(got) {
+		assert.Less(t, margins[d], float32(clearMargin), "%s: token %d differs (%d, alone %d) although the choice alone was clear", what, d, got[d], want[d])
+	}
+	return d
 }
 
 var companyPrompts = []string{
@@ -131,14 +139,20 @@ func TestStepCompanyDoesNotChangeAnswers(t *testing.T) {
 				gens = append(gens, g)
 			}
 			got := runSteps(t, m, gens, 5, nil)
+			agreed, total := 0, 0
 			for i, g := range gens {
 				require.NoError(t, g.Err())
 				res := g.Result()
 				assert.Equal(t, StopMaxTokens, res.StopReason)
 				assert.Equal(t, reqs[i].MaxTokens, res.Tokens)
 				assert.Equal(t, got[g].text, res.Text)
-				requireSameWhereClear(t, want[i], got[g].ids, margins[i], 4, companyPrompts[i])
+				agreed += sameUnlessClose(t, want[i], got[g].ids, margins[i], companyPrompts[i])
+				total += len(want[i])
+				if quant == "F16" { // no batched kernel: company changes nothing at all
+					assert.Equal(t, want[i], got[g].ids)
+				}
 			}
+			assert.GreaterOrEqual(t, 2*agreed, total, "most tokens compared")
 		})
 	}
 }
@@ -177,17 +191,24 @@ func TestStepJoinMidGeneration(t *testing.T) {
 		return []*Generation{g}
 	})
 	require.Len(t, late, 2)
+	agreed := 0
 	for i, g := range append(gens, late...) {
 		require.NoError(t, g.Err())
 		assert.Equal(t, 16, g.Result().Tokens)
-		requireSameWhereClear(t, want[i], got[g].ids, margins[i], 4, companyPrompts[i])
+		agreed += sameUnlessClose(t, want[i], got[g].ids, margins[i], companyPrompts[i])
 	}
+	assert.GreaterOrEqual(t, agreed, 32, "most tokens compared")
 }
 
 // TestStepSeededSamplingInCompany: a seeded, sampled request draws the same
-// tokens in company as alone, whatever the others do.
+// tokens in company as alone, whatever the others do: each generation has
+// its own random stream and sampler. The model is F16, whose products have
+// no batched kernel, so its logits in company equal those alone to the bit
+// and any difference would be the sampling's; with 8-bit weights batching
+// can move a logit by a rounding step, and a draw that falls that close to
+// the edge between two tokens can go either way.
 func TestStepSeededSamplingInCompany(t *testing.T) {
-	m := loadModel(t, synth.Tiny("Q8_0"), Options{Threads: 2})
+	m := loadModel(t, synth.Tiny("F16"), Options{Threads: 2})
 	var reqs []Request
 	var want [][]int
 	for i, p := range companyPrompts {
@@ -245,11 +266,13 @@ func TestStepCancelOneLeavesOthers(t *testing.T) {
 	assert.NoError(t, gens[1].Err())
 	assert.Equal(t, 4, res.Tokens, "one token per step before the cancel")
 	assert.Equal(t, want[1][:4], got[gens[1]].ids)
+	agreed := 0
 	for _, i := range []int{0, 2} {
 		require.NoError(t, gens[i].Err())
 		assert.Equal(t, StopMaxTokens, gens[i].Result().StopReason)
-		requireSameWhereClear(t, want[i], got[gens[i]].ids, margins[i], 4, companyPrompts[i])
+		agreed += sameUnlessClose(t, want[i], got[gens[i]].ids, margins[i], companyPrompts[i])
 	}
+	assert.GreaterOrEqual(t, agreed, 14, "most tokens compared")
 	// The cancelled session is free again, and a cancelled generation is not stepped.
 	g, err := gens[1].Session().Start(reqs[1])
 	require.NoError(t, err)
@@ -257,6 +280,11 @@ func TestStepCancelOneLeavesOthers(t *testing.T) {
 	before := gens[1].Session().Len()
 	require.NoError(t, m.Step(t.Context(), []*Generation{gens[1]}, 0, nil))
 	assert.Equal(t, before, gens[1].Session().Len())
+	// The new generation, reading only what the cache lacks, gets the
+	// answer a fresh session gets.
+	again := runSteps(t, m, []*Generation{g}, 0, nil)
+	require.NoError(t, g.Err())
+	sameUnlessClose(t, want[1], again[g].ids, margins[1], "restarted")
 }
 
 // writeModelWithNaNToken writes the F32 synthetic model with the embedding of
@@ -318,11 +346,13 @@ func TestStepNonFiniteFailsOnlyThatOne(t *testing.T) {
 	assert.Empty(t, gens[1].Result().StopReason)
 	assert.Zero(t, gens[1].Result().Tokens)
 	assert.Empty(t, got[gens[1]].ids, "no token of the failed generation was released")
+	agreed := 0
 	for k, i := range []int{0, 2} {
 		require.NoError(t, gens[i].Err())
 		assert.Equal(t, StopMaxTokens, gens[i].Result().StopReason)
-		requireSameWhereClear(t, want[k], got[gens[i]].ids, margins[k], 3, "good request")
+		agreed += sameUnlessClose(t, want[k], got[gens[i]].ids, margins[k], "good request")
 	}
+	assert.GreaterOrEqual(t, agreed, 10, "most tokens compared")
 }
 
 // TestStepChunkBudget: prompt tokens read per step stay within the chunk, in
@@ -338,8 +368,10 @@ func TestStepChunkBudget(t *testing.T) {
 	lens := func() [2]int { return [2]int{a.Session().Len(), b.Session().Len()} }
 	steps := [][2]int{{5, 0}, {7, 3}, {8, 4}, {9, 5}}
 	for i, want := range steps {
+		passes := m.passes
 		require.NoError(t, m.Step(t.Context(), gens, 5, nil))
 		assert.Equal(t, want, lens(), "after step %d", i+1)
+		assert.Equal(t, passes+1, m.passes, "one forward pass per step")
 	}
 	assert.False(t, a.Reading())
 	assert.Equal(t, 3, a.Result().Tokens, "its first token came with the end of its prompt")
@@ -375,6 +407,10 @@ func TestStepErrors(t *testing.T) {
 	require.ErrorIs(t, og.Err(), ErrInvalidRequest)
 	assert.False(t, g.Reading())
 	assert.Equal(t, 1, g.Result().Tokens)
+
+	// Listed twice, a generation advances once.
+	require.NoError(t, m.Step(t.Context(), []*Generation{g, g}, 0, nil))
+	assert.Equal(t, 2, g.Result().Tokens)
 
 	// A closed model fails the pass and its generations.
 	require.NoError(t, m.Close())
