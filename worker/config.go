@@ -95,6 +95,10 @@ type Config struct {
 	// does step the others) until the handler has dealt with every token
 	// it was given. ctx ends when the generation is cancelled.
 	tokenHook func(ctx context.Context, requestID string, index int)
+	// slowClient, set by tests with a tokenHook, makes the hook a slow
+	// client instead: the generation goes on while the hook blocks, and its
+	// tokens wait for the handler.
+	slowClient bool
 	// stepHook, when set (by tests), is called by the scheduler loop after
 	// each forward pass with the number of generations it advanced; the
 	// loop waits for it.

@@ -127,7 +127,7 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 	if smp.Seed != nil {
 		seed = *smp.Seed
 	}
-	j := &job{id: requestID, ctx: ctx, cancel: cancel, start: time.Now(), paced: s.cfg.tokenHook != nil,
+	j := &job{id: requestID, ctx: ctx, cancel: cancel, start: time.Now(), paced: s.cfg.tokenHook != nil && !s.cfg.slowClient,
 		done: make(chan struct{}), box: mailbox{notify: make(chan struct{}, 1)},
 		req: engine.Request{PromptTokens: prompt, MaxTokens: smp.MaxTokens, Stop: stop, Sampling: engine.Sampling{
 			Temperature: float32(smp.Temperature), TopK: smp.TopK, TopP: float32(smp.TopP), MinP: float32(smp.MinP),

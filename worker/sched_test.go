@@ -423,3 +423,48 @@ func TestBatchNonFiniteFailsOnlyItsRequest(t *testing.T) {
 	assert.Equal(t, 4, slices.Max(sg.batchesSince(mark)), "the bad request ran in the batch")
 	assert.Equal(t, api.StateIdle, tw.health(t).State)
 }
+
+// TestBatchSlowClientHoldsBackNobody: a client that stops reading does not
+// stall the others: its generation goes on, its slot frees when it ends,
+// and its text waits for it, whole.
+func TestBatchSlowClientHoldsBackNobody(t *testing.T) {
+	path := writeModel(t, "Q8_0")
+	prompts, n := batchPrompts(t, path)
+	slow, fast := clearGreedy(prompts[0], n[0]), clearGreedy(prompts[1], n[1])
+	solo := soloTexts(t, path, []api.InferenceRequest{slow, fast})
+
+	stuck := make(chan struct{})
+	defer func() {
+		select {
+		case <-stuck:
+		default:
+			close(stuck)
+		}
+	}()
+	hook := func(ctx context.Context, id string, index int) {
+		if id == "req-slow" && index == 0 {
+			select {
+			case <-stuck:
+			case <-ctx.Done():
+			}
+		}
+	}
+	tw := startWorker(t, Config{ModelPath: path, Slots: 2, tokenHook: hook, slowClient: true})
+	tw.waitReady(t)
+	s := tw.openStream(t, slow, "req-slow")
+	f := tw.openStream(t, fast, "req-fast")
+	gotFast, _ := text(t, f.rest(t))
+	assert.Equal(t, solo[1], gotFast, "the other request finished while the slow client read nothing")
+
+	// The slow client's generation ends too, and frees its slot, while its
+	// handler is still stuck on the first token.
+	deadline := time.Now().Add(10 * time.Second)
+	for tw.health(t).SlotsBusy != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.Equal(t, 0, tw.health(t).SlotsBusy)
+	close(stuck)
+	gotSlow, done := text(t, s.rest(t))
+	assert.Equal(t, solo[0], gotSlow, "nothing was dropped")
+	assert.Equal(t, n[0], done.TotalTokens)
+}
