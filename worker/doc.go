@@ -24,6 +24,8 @@
 //   - POST /v1/inference: a narration, token events and a done event, or
 //     one JSON api.InferenceResult with "stream": false; 503 ALL_SLOTS_BUSY
 //     when every slot is in use (or the model is still loading);
+//   - GET /metrics: slots, forward passes and a histogram of their batch
+//     sizes, in Prometheus's text format;
 //   - DELETE /v1/inference/{id}: cancels that request's generation (its
 //     stream ends with done stop_reason "cancelled"), 204 always;
 //   - POST /v1/admin/shutdown: 202, then the running inferences end, the

@@ -2,9 +2,12 @@ package worker
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -220,6 +223,55 @@ func TestBatchFourSlotsEightRequests(t *testing.T) {
 	assert.Equal(t, 0, h.SlotsBusy)
 	assert.EqualValues(t, sg.count(), h.Steps)
 	assert.Equal(t, batches[len(batches)-1], h.Batch)
+
+	// /metrics counts the passes by batch size.
+	m := metricsText(t, tw)
+	fours := 0
+	for _, b := range sg.batchesSince(0) {
+		if b == 4 {
+			fours++
+		}
+	}
+	le3, le4 := metricValue(t, m, `rbee_worker_batch_size_bucket{le="3"}`), metricValue(t, m, `rbee_worker_batch_size_bucket{le="4"}`)
+	assert.Equal(t, fours, le4-le3, "passes of four:\n%s", m)
+	assert.Equal(t, sg.count(), metricValue(t, m, "rbee_worker_batch_size_count"))
+	assert.Equal(t, sg.count(), metricValue(t, m, "rbee_worker_steps_total"))
+	assert.Equal(t, 4, metricValue(t, m, "rbee_worker_slots"))
+	assert.Equal(t, 0, metricValue(t, m, "rbee_worker_slots_busy"))
+}
+
+// metricsText reads the worker's GET /metrics (which needs the token).
+func metricsText(t *testing.T, tw *testWorker) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, tw.url+"/metrics", nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "no token, no metrics")
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// metricValue finds the sample named series (with its labels) in a
+// Prometheus text exposition.
+func metricValue(t *testing.T, text, series string) int {
+	t.Helper()
+	for line := range strings.Lines(text) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			n, err := strconv.Atoi(v)
+			require.NoError(t, err, "%s", line)
+			return n
+		}
+	}
+	t.Fatalf("no %s in\n%s", series, text)
+	return 0
 }
 
 // TestBatchJoinMidGeneration: a request that arrives while another is

@@ -106,6 +106,7 @@ func (b *mailbox) take(into []engine.Token) ([]engine.Token, *jobEnd) {
 type schedStats struct {
 	steps     atomic.Int64 // forward passes run
 	lastBatch atomic.Int64 // generations in the last one
+	batches   batchHistogram
 }
 
 // wakeLoop tells the loop that something changed: a job was submitted, a
@@ -225,6 +226,7 @@ func (s *Server) schedule(ctx context.Context, m *engine.Model) {
 		}
 		s.stats.steps.Add(1)
 		s.stats.lastBatch.Store(int64(len(gens)))
+		s.stats.batches.observe(len(gens))
 		if h := s.cfg.stepHook; h != nil {
 			h(ctx, len(gens))
 		}

@@ -86,7 +86,8 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("POST /v1/inference", s.handleInference)
 	mux.HandleFunc("DELETE /v1/inference/{id}", s.handleCancel)
 	mux.HandleFunc("POST /v1/admin/shutdown", s.handleShutdown)
-	routes := httpx.Routes(mux, "the worker", "the worker's endpoints are under /v1/: health, ready, loading/progress, inference and admin/shutdown")
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	routes := httpx.Routes(mux, "the worker", "the worker's endpoints are under /v1/: health, ready, loading/progress, inference and admin/shutdown; and GET /metrics")
 	s.handler = httpx.Middleware(s.log, httpx.Auth(cfg.APIKey, []string{"/v1/health"}, routes))
 	// The Host and Origin checks come first, before authentication.
 	listen := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
