@@ -109,7 +109,7 @@ func clearGreedy(prompt string, maxTokens int) api.InferenceRequest {
 // clearMargin is the logit gap between the best and the second-best token
 // that rounding differences between one forward pass and another (a batch
 // of other generations, a cached prefix) cannot close.
-const clearMargin = 1e-2
+const clearMargin = 0.05
 
 // clearTokens runs prompt greedily on the model alone and returns how many
 // of its first limit tokens win by at least clearMargin: a generation of
