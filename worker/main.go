@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -16,6 +17,12 @@ import (
 // APIKeyEnv is the environment variable a worker reads its token from when no
 // --api-key-file is given.
 const APIKeyEnv = httpx.APIKeyEnv
+
+// SlotsEnv is the environment variable a worker reads its slot count from
+// when no --slots is given. A worker inherits its hive's environment, so
+// RBEE_WORKER_SLOTS set for a hive (or a queen that starts the local hive)
+// applies to all its workers.
+const SlotsEnv = "RBEE_WORKER_SLOTS"
 
 const (
 	usageLine = "--model PATH --port PORT [flags]"
@@ -41,7 +48,15 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.CallbackURL, "callback-url", "", "the hive's ready endpoint, called once the model is loaded")
 	fs.StringVar(&cfg.WorkerID, "worker-id", "", "the worker's id (default a new one)")
 	keyFile := fs.String("api-key-file", "", "file holding the API key (mode 0600); default $"+APIKeyEnv)
-	fs.IntVar(&cfg.Slots, "slots", 0, "inferences served at once, sharing each forward pass (0: 4, fewer if their KV caches would not fit in the memory left after the model)")
+	slotsDefault := 0
+	if v := os.Getenv(SlotsEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > MaxSlots {
+			return cliutil.Usagef("$%s=%q: want a number of slots from 0 (automatic) to %d", SlotsEnv, v, MaxSlots)
+		}
+		slotsDefault = n
+	}
+	fs.IntVar(&cfg.Slots, "slots", slotsDefault, "inferences served at once, sharing each forward pass (0: 4, fewer if their KV caches would not fit in the memory left after the model); default $"+SlotsEnv+", else 0")
 	fs.IntVar(&cfg.PromptChunk, "chunk", engine.DefaultChunk, "at most this many prompt tokens read per forward pass, over all slots")
 	fs.IntVar(&cfg.Threads, "threads", 0, "threads per forward pass (0: one per CPU)")
 	fs.IntVar(&cfg.ContextSize, "ctx-size", 0, "context size in tokens per slot (0: the model's, at most 4096)")
