@@ -44,11 +44,10 @@ func ExampleOrchestrator() {
 	c := o.Client() // served in process: no sockets
 	greedy := 0.0
 	req := rbee.TaskRequest{
-		Node:        rbee.LocalNode,
-		Model:       "file:" + model,
-		Prompt:      "Once upon a time",
-		MaxTokens:   6,
-		Temperature: &greedy,
+		Node:           rbee.LocalNode,
+		Model:          "file:" + model,
+		Prompt:         "Once upon a time",
+		SamplingParams: rbee.SamplingParams{MaxTokens: 6, Temperature: &greedy},
 	}
 	for ev, err := range c.Infer(ctx, req) {
 		if err != nil {

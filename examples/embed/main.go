@@ -67,7 +67,7 @@ func serve(ctx context.Context, addr, model string, maxTokens int, o *rbee.Orche
 			http.Error(w, "send the prompt as the request body", http.StatusBadRequest)
 			return
 		}
-		req := rbee.TaskRequest{Node: rbee.LocalNode, Model: model, Prompt: string(prompt), MaxTokens: maxTokens}
+		req := rbee.TaskRequest{Node: rbee.LocalNode, Model: model, Prompt: string(prompt), SamplingParams: rbee.SamplingParams{MaxTokens: maxTokens}}
 		rc := http.NewResponseController(w)
 		started := false
 		for ev, err := range c.Infer(r.Context(), req) {
