@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"rbee"
+	"rbee/orchestrator"
 )
 
 func main() {
@@ -45,11 +46,11 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, *addr, *model, *maxTokens, &rbee.Orchestrator{
+	if err := serve(ctx, *addr, *model, *maxTokens, &rbee.Orchestrator{Config: orchestrator.Config{
 		Home:                 *home,
 		LocalHivePort:        *hivePort,
 		LocalWorkerPortStart: *workerPort,
-	}); err != nil {
+	}}); err != nil {
 		log.Fatal(err)
 	}
 }
