@@ -1,0 +1,160 @@
+package orchestrator
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"rbee/internal/config"
+	"rbee/internal/httpx"
+	"rbee/internal/settings"
+)
+
+// tomlLine writes key = value for a configuration file: numbers bare,
+// the [security] lists as lists, anything else as a string.
+func tomlLine(key, value string) string {
+	table, name, _ := strings.Cut(key, ".")
+	v := strconv.Quote(value)
+	if _, err := strconv.Atoi(value); err == nil {
+		v = value
+	} else if table == "security" {
+		var q []string
+		for _, s := range httpx.SplitList(value) {
+			q = append(q, strconv.Quote(s))
+		}
+		v = "[" + strings.Join(q, ", ") + "]"
+	}
+	return fmt.Sprintf("[%s]\n%s = %s\n", table, name, v)
+}
+
+// parseWith runs the queen's table on args with env and a configuration
+// file of the given contents (empty: a file that sets nothing).
+func parseWith(t *testing.T, args []string, env map[string]string, file string) (queenArgs, map[int]settings.Origin) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.toml")
+	require.NoError(t, os.WriteFile(path, []byte(file), 0o600))
+	getenv := func(k string) string {
+		if k == config.EnvConfig {
+			return path
+		}
+		return env[k]
+	}
+	var a queenArgs
+	origins, err := queenSettings.Parse(&a, "queen", args, &bytes.Buffer{}, usageLine, summary, queenSources(getenv))
+	require.NoError(t, err, "args %q env %v file %q", args, env, file)
+	return a, origins
+}
+
+// TestQueenSettingsWired sets each setting of the table in turn through its
+// flag, its environment variable and its configuration key, and sees the
+// setting change from its default and come from that source; with several
+// sources at once, the flag wins, then the environment, then the file.
+func TestQueenSettingsWired(t *testing.T) {
+	base, _ := parseWith(t, nil, nil, "")
+	for i, e := range queenSettings {
+		name := e.Flag + e.Env + e.Key
+		t.Run(name, func(t *testing.T) {
+			require.NotEmpty(t, e.Example, "every setting has an example value")
+			require.NotEqual(t, e.Default, e.Example, "the example differs from the default")
+			require.False(t, e.Flag == "" && e.Env == "" && e.Key == "", "a setting has a source")
+			var flagArgs []string
+			env := map[string]string{}
+			var file string
+			if e.Flag != "" {
+				flagArgs = []string{"--" + e.Flag, e.Example}
+				got, origins := parseWith(t, flagArgs, nil, "")
+				assert.NotEqual(t, base, got, "--%s %s changes nothing", e.Flag, e.Example)
+				assert.Equal(t, settings.FromFlag, origins[i])
+			}
+			if e.Env != "" {
+				env[e.Env] = e.Example
+				got, origins := parseWith(t, nil, env, "")
+				assert.NotEqual(t, base, got, "$%s=%s changes nothing", e.Env, e.Example)
+				assert.Equal(t, settings.FromEnv, origins[i])
+			}
+			if e.Key != "" {
+				assert.Contains(t, config.KnownKeys(), e.Key)
+				file = tomlLine(e.Key, e.Example)
+				got, origins := parseWith(t, nil, nil, file)
+				assert.NotEqual(t, base, got, "%s = %s changes nothing", e.Key, e.Example)
+				assert.Equal(t, settings.FromFile, origins[i])
+			}
+			_, origins := parseWith(t, flagArgs, env, file)
+			want := settings.FromFile
+			switch {
+			case e.Flag != "":
+				want = settings.FromFlag
+			case e.Env != "":
+				want = settings.FromEnv
+			}
+			assert.Equal(t, want, origins[i], "precedence")
+		})
+	}
+}
+
+// Every key of the configuration file is a setting of the queen's, but
+// queen.url, which tells keepers where the queen is.
+func TestQueenSettingsCoverTheFile(t *testing.T) {
+	keys := map[string]bool{}
+	flags := map[string]bool{}
+	for _, e := range queenSettings {
+		if e.Key != "" {
+			assert.False(t, keys[e.Key], "key %s twice", e.Key)
+			keys[e.Key] = true
+		}
+		if e.Flag != "" {
+			assert.False(t, flags[e.Flag], "flag %s twice", e.Flag)
+			flags[e.Flag] = true
+		}
+	}
+	for _, k := range config.KnownKeys() {
+		if k != "queen.url" {
+			assert.True(t, keys[k], "no queen setting reads %s", k)
+		}
+	}
+}
+
+// A bad value names where it came from: a flag is a usage error, a
+// variable or a key of the file an error naming it.
+func TestQueenSettingsErrorsNameTheSource(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	require.NoError(t, os.WriteFile(path, []byte("[security]\nallowed_hosts = [\"ok.lan\"]\n"), 0o600))
+	env := map[string]string{config.EnvConfig: path, httpx.AllowedHostsEnv: "bad host:1"}
+	_, _, err := parseArgs(nil, &bytes.Buffer{}, func(k string) string { return env[k] })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "$"+httpx.AllowedHostsEnv)
+
+	delete(env, httpx.AllowedHostsEnv)
+	cfg, _, err := parseArgs(nil, &bytes.Buffer{}, func(k string) string { return env[k] })
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ok.lan"}, cfg.AllowedHosts)
+	cfg, _, err = parseArgs([]string{"--allowed-hosts="}, &bytes.Buffer{}, func(k string) string { return env[k] })
+	require.NoError(t, err)
+	assert.Empty(t, cfg.AllowedHosts, "a flag given empty clears the file's list")
+}
+
+// docs/settings.md shows the queen's table as it is; RBEE_UPDATE_DOCS=1
+// rewrites it.
+func TestQueenSettingsDoc(t *testing.T) {
+	const path = "../docs/settings.md"
+	const begin = "<!-- generated from orchestrator/settings.go: RBEE_UPDATE_DOCS=1 go test ./orchestrator -run TestQueenSettingsDoc -->\n"
+	const end = "<!-- end of generated table -->\n"
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	doc := string(b)
+	i, j := strings.Index(doc, begin), strings.Index(doc, end)
+	require.True(t, i >= 0 && j > i, "the markers of the generated table")
+	want := doc[:i+len(begin)] + queenSettings.Markdown() + doc[j:]
+	if os.Getenv("RBEE_UPDATE_DOCS") == "1" {
+		require.NoError(t, os.WriteFile(path, []byte(want), 0o644))
+		return
+	}
+	assert.Equal(t, want, doc, "docs/settings.md is out of date: RBEE_UPDATE_DOCS=1 go test ./orchestrator -run TestQueenSettingsDoc")
+}
