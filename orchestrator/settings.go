@@ -2,9 +2,7 @@ package orchestrator
 
 import (
 	"errors"
-	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -44,13 +42,13 @@ var queenSettings = settings.Table[queenArgs]{
 		}},
 	{Flag: "port", Key: "queen.port", Default: "8080", Example: "18080",
 		Usage: "`port` to listen on",
-		Set:   setPort(func(a *queenArgs) *int { return &a.port }, 0)},
+		Set:   settings.Port(func(a *queenArgs) *int { return &a.port }, 0)},
 	{Flag: "api-key-file", Example: "/etc/rbee/queen.key",
 		Usage: "`file` holding the API key (mode 0600); default $" + httpx.APIKeyEnv,
-		Set:   setString(func(a *queenArgs) *string { return &a.keyFile })},
+		Set:   settings.String(func(a *queenArgs) *string { return &a.keyFile })},
 	{Env: httpx.APIKeyEnv, Example: "env-token-0123456789",
 		Usage: "the API key, when no --api-key-file is given",
-		Set:   setString(func(a *queenArgs) *string { return &a.envKey })},
+		Set:   settings.String(func(a *queenArgs) *string { return &a.envKey })},
 	{Flag: "home", Env: config.EnvHome, Key: "paths.home", Example: "/srv/rbee",
 		Usage: "state `directory` (default ~/.rbee)",
 		Set: func(a *queenArgs, v string) error {
@@ -61,19 +59,19 @@ var queenSettings = settings.Table[queenArgs]{
 		}},
 	{Flag: "binary", Example: "/usr/local/bin/rbee",
 		Usage: "rbee `binary` the local hive is started from (default this executable)",
-		Set:   setString(func(a *queenArgs) *string { return &a.Binary })},
+		Set:   settings.String(func(a *queenArgs) *string { return &a.Binary })},
 	{Flag: "local-hive-port", Key: "queen.local_hive_port", Default: "9200", Example: "19200",
 		Usage: "`port` of the local node's hive",
-		Set:   setPort(func(a *queenArgs) *int { return &a.LocalHivePort }, 1)},
+		Set:   settings.Port(func(a *queenArgs) *int { return &a.LocalHivePort }, 1)},
 	{Flag: "local-worker-port-start", Key: "queen.local_worker_port_start", Default: "8001", Example: "18001",
 		Usage: "first `port` the local hive tries for workers",
-		Set:   setPort(func(a *queenArgs) *int { return &a.LocalWorkerPortStart }, 1)},
+		Set:   settings.Port(func(a *queenArgs) *int { return &a.LocalWorkerPortStart }, 1)},
 	{Flag: "loading-timeout", Default: DefaultLoadingTimeout.String(), Example: "90s",
 		Usage: "how long a worker may take to load its model (a `duration`)",
-		Set:   setDuration(func(a *queenArgs) *time.Duration { return &a.LoadingTimeout }, false)},
+		Set:   settings.Duration(func(a *queenArgs) *time.Duration { return &a.LoadingTimeout }, false)},
 	{Flag: "local-idle-timeout", Key: "hive.idle_timeout", Example: "10m0s",
 		Usage: "stop a local worker idle for this `duration` (default the hive's 5m)",
-		Set:   setDuration(func(a *queenArgs) *time.Duration { return &a.LocalIdleTimeout }, true)},
+		Set:   settings.Duration(func(a *queenArgs) *time.Duration { return &a.LocalIdleTimeout }, true)},
 	{Flag: "log-level", Default: "info", Example: "debug",
 		Usage: "log `level`: trace, debug, info, warn or error",
 		Set: func(a *queenArgs, v string) error {
@@ -84,40 +82,40 @@ var queenSettings = settings.Table[queenArgs]{
 		}},
 	{Flag: "allowed-hosts", Env: httpx.AllowedHostsEnv, Key: "security.allowed_hosts", Example: "gpu-box.example.com,*.lan",
 		Usage: "comma-separated host `names` requests may use besides IP addresses and localhost (*.domain and * allowed)",
-		Set:   setList(func(a *queenArgs) *[]string { return &a.AllowedHosts }, httpx.CheckAllowedHosts)},
+		Set:   settings.List(func(a *queenArgs) *[]string { return &a.AllowedHosts }, httpx.CheckAllowedHosts)},
 	{Flag: "allowed-origins", Env: httpx.AllowedOriginsEnv, Key: "security.allowed_origins", Example: "http://localhost:3000",
 		Usage: "comma-separated web `origins` whose pages may call the queen, like http://localhost:3000",
-		Set:   setList(func(a *queenArgs) *[]string { return &a.AllowedOrigins }, httpx.CheckAllowedOrigins)},
+		Set:   settings.List(func(a *queenArgs) *[]string { return &a.AllowedOrigins }, httpx.CheckAllowedOrigins)},
 	{Key: "ssh.known_hosts", Example: "/etc/rbee/known_hosts",
 		Usage: "the known_hosts file remote nodes' host keys are checked against and recorded in",
-		Set:   setString(func(a *queenArgs) *string { return &a.KnownHostsPath })},
+		Set:   settings.String(func(a *queenArgs) *string { return &a.KnownHostsPath })},
 	{Key: "remote.binary_path", Example: "/opt/rbee/bin/rbee",
 		Usage: "the rbee binary on remote nodes (absolute, or relative to the install path)",
-		Set:   setString(func(a *queenArgs) *string { return &a.RemoteBinaryPath })},
+		Set:   settings.String(func(a *queenArgs) *string { return &a.RemoteBinaryPath })},
 	{Key: "remote.git_repo_dir", Example: "/opt/rbee/src",
 		Usage: "where rbee setup install builds rbee on a node",
-		Set:   setString(func(a *queenArgs) *string { return &a.RemoteGitRepoDir })},
+		Set:   settings.String(func(a *queenArgs) *string { return &a.RemoteGitRepoDir })},
 	{Key: "remote.worker_port_start", Example: "18001",
 		Usage: "first port the hives started over SSH try for workers",
-		Set:   setPort(func(a *queenArgs) *int { return &a.RemoteWorkerPortStart }, 1)},
+		Set:   settings.Port(func(a *queenArgs) *int { return &a.RemoteWorkerPortStart }, 1)},
 
 	// Test knobs, left out of --help. An empty value ("--busy-retry-delays=")
 	// is an empty list.
 	{Flag: "hive-retry-delays", Hidden: true, Example: "0s,10ms",
 		Usage: "waits before each attempt to reach a hive",
-		Set:   setDelays(func(a *queenArgs) *[]time.Duration { return &a.HiveRetryDelays }, true)},
+		Set:   settings.Durations(func(a *queenArgs) *[]time.Duration { return &a.HiveRetryDelays }, true)},
 	{Flag: "busy-retry-delays", Hidden: true, Example: "5ms,6ms",
 		Usage: "waits before each retry of an inference whose worker was busy",
-		Set:   setDelays(func(a *queenArgs) *[]time.Duration { return &a.BusyRetryDelays }, false)},
+		Set:   settings.Durations(func(a *queenArgs) *[]time.Duration { return &a.BusyRetryDelays }, false)},
 	{Flag: "hive-start-timeout", Hidden: true, Example: "3s",
 		Usage: "how long a local hive may take to answer its first health check",
-		Set:   setDuration(func(a *queenArgs) *time.Duration { return &a.HiveStartTimeout }, false)},
+		Set:   settings.Duration(func(a *queenArgs) *time.Duration { return &a.HiveStartTimeout }, false)},
 	{Flag: "ssh-retry-delays", Hidden: true, Example: "0s,10ms",
 		Usage: "waits before each SSH connection attempt",
-		Set:   setDelays(func(a *queenArgs) *[]time.Duration { return &a.SSHRetryDelays }, true)},
+		Set:   settings.Durations(func(a *queenArgs) *[]time.Duration { return &a.SSHRetryDelays }, true)},
 	{Flag: "ssh-timeout", Hidden: true, Example: "2s",
 		Usage: "bound of one SSH connection attempt",
-		Set:   setDuration(func(a *queenArgs) *time.Duration { return &a.SSHTimeout }, false)},
+		Set:   settings.Duration(func(a *queenArgs) *time.Duration { return &a.SSHTimeout }, false)},
 	{Flag: "local-fake-devices", Hidden: true, Example: "cuda:0:8192",
 		Usage: "stand-in GPUs of the local hive: backend:index:vram_mb,… (the hive checks them)",
 		Set: func(a *queenArgs, v string) error {
@@ -127,71 +125,6 @@ var queenSettings = settings.Table[queenArgs]{
 			}
 			return nil
 		}},
-}
-
-func setString(field func(*queenArgs) *string) func(*queenArgs, string) error {
-	return func(a *queenArgs, v string) error { *field(a) = v; return nil }
-}
-
-// setPort parses a port of at least lowest (0 picks a free port, where
-// that makes sense) and at most 65535.
-func setPort(field func(*queenArgs) *int, lowest int) func(*queenArgs, string) error {
-	return func(a *queenArgs, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < lowest || n > 65535 {
-			return fmt.Errorf("a port is a number between %d and 65535", lowest)
-		}
-		*field(a) = n
-		return nil
-	}
-}
-
-// setDuration parses a positive duration ("90s"), or zero too when
-// zeroOK.
-func setDuration(field func(*queenArgs) *time.Duration, zeroOK bool) func(*queenArgs, string) error {
-	return func(a *queenArgs, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d == 0 && !zeroOK {
-			return errors.New("a positive duration like 90s or 5m")
-		}
-		*field(a) = d
-		return nil
-	}
-}
-
-// setList parses a comma-separated list and checks it; an empty value is
-// an empty list.
-func setList(field func(*queenArgs) *[]string, check func([]string) error) func(*queenArgs, string) error {
-	return func(a *queenArgs, v string) error {
-		list := httpx.SplitList(v)
-		if err := check(list); err != nil {
-			return err
-		}
-		*field(a) = list
-		return nil
-	}
-}
-
-// setDelays parses "0s,200ms,400ms"; "" (or "none") is a non-nil empty
-// list, refused when needOne.
-func setDelays(field func(*queenArgs) *[]time.Duration, needOne bool) func(*queenArgs, string) error {
-	return func(a *queenArgs, v string) error {
-		out := []time.Duration{}
-		if v != "" && v != "none" {
-			for _, s := range strings.Split(v, ",") {
-				d, err := time.ParseDuration(strings.TrimSpace(s))
-				if err != nil || d < 0 {
-					return errors.New("a comma-separated list of durations like 0s,200ms,400ms")
-				}
-				out = append(out, d)
-			}
-		}
-		if needOne && len(out) == 0 {
-			return errors.New("at least one delay is needed (the first attempt's)")
-		}
-		*field(a) = out
-		return nil
-	}
 }
 
 // queenSources are the environment (through getenv) and the configuration

@@ -2,10 +2,8 @@ package orchestrator
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -15,24 +13,8 @@ import (
 	"rbee/internal/config"
 	"rbee/internal/httpx"
 	"rbee/internal/settings"
+	"rbee/internal/settings/settingstest"
 )
-
-// tomlLine writes key = value for a configuration file: numbers bare,
-// the [security] lists as lists, anything else as a string.
-func tomlLine(key, value string) string {
-	table, name, _ := strings.Cut(key, ".")
-	v := strconv.Quote(value)
-	if _, err := strconv.Atoi(value); err == nil {
-		v = value
-	} else if table == "security" {
-		var q []string
-		for _, s := range httpx.SplitList(value) {
-			q = append(q, strconv.Quote(s))
-		}
-		v = "[" + strings.Join(q, ", ") + "]"
-	}
-	return fmt.Sprintf("[%s]\n%s = %s\n", table, name, v)
-}
 
 // parseWith runs the queen's table on args with env and a configuration
 // file of the given contents (empty: a file that sets nothing).
@@ -57,45 +39,11 @@ func parseWith(t *testing.T, args []string, env map[string]string, file string) 
 // setting change from its default and come from that source; with several
 // sources at once, the flag wins, then the environment, then the file.
 func TestQueenSettingsWired(t *testing.T) {
-	base, _ := parseWith(t, nil, nil, "")
-	for i, e := range queenSettings {
-		name := e.Flag + e.Env + e.Key
-		t.Run(name, func(t *testing.T) {
-			require.NotEmpty(t, e.Example, "every setting has an example value")
-			require.NotEqual(t, e.Default, e.Example, "the example differs from the default")
-			require.False(t, e.Flag == "" && e.Env == "" && e.Key == "", "a setting has a source")
-			var flagArgs []string
-			env := map[string]string{}
-			var file string
-			if e.Flag != "" {
-				flagArgs = []string{"--" + e.Flag, e.Example}
-				got, origins := parseWith(t, flagArgs, nil, "")
-				assert.NotEqual(t, base, got, "--%s %s changes nothing", e.Flag, e.Example)
-				assert.Equal(t, settings.FromFlag, origins[i])
-			}
-			if e.Env != "" {
-				env[e.Env] = e.Example
-				got, origins := parseWith(t, nil, env, "")
-				assert.NotEqual(t, base, got, "$%s=%s changes nothing", e.Env, e.Example)
-				assert.Equal(t, settings.FromEnv, origins[i])
-			}
-			if e.Key != "" {
-				assert.Contains(t, config.KnownKeys(), e.Key)
-				file = tomlLine(e.Key, e.Example)
-				got, origins := parseWith(t, nil, nil, file)
-				assert.NotEqual(t, base, got, "%s = %s changes nothing", e.Key, e.Example)
-				assert.Equal(t, settings.FromFile, origins[i])
-			}
-			_, origins := parseWith(t, flagArgs, env, file)
-			want := settings.FromFile
-			switch {
-			case e.Flag != "":
-				want = settings.FromFlag
-			case e.Env != "":
-				want = settings.FromEnv
-			}
-			assert.Equal(t, want, origins[i], "precedence")
-		})
+	settingstest.Wired(t, queenSettings, parseWith)
+	for _, e := range queenSettings {
+		if e.Key != "" {
+			assert.Contains(t, config.KnownKeys(), e.Key)
+		}
 	}
 }
 
