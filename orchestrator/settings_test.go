@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -91,18 +90,5 @@ func TestQueenSettingsErrorsNameTheSource(t *testing.T) {
 // docs/settings.md shows the queen's table as it is; RBEE_UPDATE_DOCS=1
 // rewrites it.
 func TestQueenSettingsDoc(t *testing.T) {
-	const path = "../docs/settings.md"
-	const begin = "<!-- generated from orchestrator/settings.go: RBEE_UPDATE_DOCS=1 go test ./orchestrator -run TestQueenSettingsDoc -->\n"
-	const end = "<!-- end of generated table -->\n"
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	doc := string(b)
-	i, j := strings.Index(doc, begin), strings.Index(doc, end)
-	require.True(t, i >= 0 && j > i, "the markers of the generated table")
-	want := doc[:i+len(begin)] + queenSettings.Markdown() + doc[j:]
-	if os.Getenv("RBEE_UPDATE_DOCS") == "1" {
-		require.NoError(t, os.WriteFile(path, []byte(want), 0o644))
-		return
-	}
-	assert.Equal(t, want, doc, "docs/settings.md is out of date: RBEE_UPDATE_DOCS=1 go test ./orchestrator -run TestQueenSettingsDoc")
+	settingstest.Doc(t, "../docs/settings.md", "queen", queenSettings)
 }

@@ -22,3 +22,9 @@ func TestHiveSettingsWired(t *testing.T) {
 		return a, origins
 	})
 }
+
+// docs/settings.md shows the hive's table as it is; RBEE_UPDATE_DOCS=1
+// rewrites it.
+func TestHiveSettingsDoc(t *testing.T) {
+	settingstest.Doc(t, "../docs/settings.md", "hive", hiveSettings)
+}

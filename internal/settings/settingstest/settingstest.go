@@ -4,6 +4,7 @@ package settingstest
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,4 +90,23 @@ func TOMLLine(key, value string) string {
 		v = "[" + strings.Join(q, ", ") + "]"
 	}
 	return fmt.Sprintf("[%s]\n%s = %s\n", table, name, v)
+}
+
+// Doc checks that the Markdown file at path shows table between the
+// lines "<!-- settings NAME -->" and "<!-- end of settings NAME -->"; with
+// RBEE_UPDATE_DOCS=1 in the environment it rewrites that part instead.
+func Doc[C any](t *testing.T, path, name string, table settings.Table[C]) {
+	t.Helper()
+	begin, end := "<!-- settings "+name+" -->\n", "<!-- end of settings "+name+" -->\n"
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	doc := string(b)
+	i, j := strings.Index(doc, begin), strings.Index(doc, end)
+	require.True(t, i >= 0 && j > i, "%s has no %q and %q lines", path, strings.TrimSpace(begin), strings.TrimSpace(end))
+	want := doc[:i+len(begin)] + table.Markdown() + doc[j:]
+	if os.Getenv("RBEE_UPDATE_DOCS") == "1" {
+		require.NoError(t, os.WriteFile(path, []byte(want), 0o644))
+		return
+	}
+	assert.Equal(t, want, doc, "%s is out of date: run the test with RBEE_UPDATE_DOCS=1", path)
 }
