@@ -103,7 +103,7 @@ func (g *stepGate) count() int {
 
 // clearGreedy is a greedy request for prompt without a repetition penalty.
 func clearGreedy(prompt string, maxTokens int) api.InferenceRequest {
-	return api.InferenceRequest{Prompt: prompt, MaxTokens: maxTokens, Temperature: ptr(0.0), RepeatPenalty: ptr(1.0)}
+	return api.InferenceRequest{Prompt: prompt, SamplingParams: api.SamplingParams{MaxTokens: maxTokens, Temperature: ptr(0.0), RepeatPenalty: ptr(1.0)}}
 }
 
 // clearMargin is the logit gap between the best and the second-best token
