@@ -23,11 +23,54 @@ type Config struct {
 	RopeBase      float32 // rotary frequency base
 	RopeFreqScale float32 // 1/linear scaling factor (1 when unscaled)
 	RopeDims      int     // leading dimensions of a head that rotate
+	// RopeNeox rotates each head's element i with element i+RopeDims/2
+	// (GPT-NeoX's layout, used by qwen2, phi3 and gemma2) instead of
+	// adjacent pairs (llama's).
+	RopeNeox bool
+
+	// SlidingWindow, when positive, limits attention to the SlidingWindow
+	// latest positions (the row's own included) in the layers that
+	// SlidingLayers selects.
+	SlidingWindow int
+	SlidingLayers SlidingLayers
+	// QueryScale multiplies the attention scores: 1/√HeadDim, except for the
+	// largest Gemma 2 (1/√(Embedding/Heads)).
+	QueryScale float32
+	// AttnSoftcap and FinalSoftcap, when positive, squash attention scores
+	// and output logits into (−cap, cap) with cap·tanh(x/cap) (Gemma 2).
+	AttnSoftcap, FinalSoftcap float32
+	// EmbedScale, when not 1, multiplies the token embeddings (Gemma 2: √Embedding).
+	EmbedScale float32
+}
+
+// SlidingLayers says which layers a sliding window applies to.
+type SlidingLayers uint8
+
+const (
+	SlidingAll  SlidingLayers = iota // every layer (phi3)
+	SlidingEven                      // layers 0, 2, 4, … (gemma2)
+)
+
+// Sliding reports whether layer li attends only within the sliding window.
+func (c *Config) Sliding(li int) bool {
+	if c.SlidingWindow <= 0 {
+		return false
+	}
+	return c.SlidingLayers == SlidingAll || li%2 == 0
 }
 
 // supportedArchitectures lists what the engine's forward pass implements.
-// Mistral-style models are published with the "llama" architecture.
-var supportedArchitectures = map[string]bool{"llama": true}
+// Mistral-style models are published with the "llama" architecture; Qwen 2
+// and 2.5 (and the DeepSeek-R1 distills built on them) as "qwen2"; Phi-3
+// and 3.5 as "phi3"; Gemma 2 as "gemma2".
+var supportedArchitectures = map[string]bool{"llama": true, "qwen2": true, "phi3": true, "gemma2": true}
+
+// SupportedArchitecture reports whether the engine runs models whose
+// general.architecture is arch.
+func SupportedArchitecture(arch string) bool { return supportedArchitectures[arch] }
+
+// SupportedArchitectures lists the architectures the engine runs.
+func SupportedArchitectures() []string { return []string{"llama", "qwen2", "phi3", "gemma2"} }
 
 func readConfig(f *gguf.File) (Config, error) {
 	var c Config
@@ -36,7 +79,7 @@ func readConfig(f *gguf.File) (Config, error) {
 		return c, fmt.Errorf("%w: general.architecture is missing", ErrInvalidModel)
 	}
 	if !supportedArchitectures[arch] {
-		return c, fmt.Errorf("%w: architecture %q (the engine runs llama-architecture models: Llama 2 and 3, TinyLlama, Mistral)", ErrUnsupported, arch)
+		return c, fmt.Errorf("%w: architecture %q (the engine runs llama, qwen2, phi3 and gemma2 models)", ErrUnsupported, arch)
 	}
 	c.Architecture = arch
 	c.Name, _ = f.GetString("general.name")
@@ -85,6 +128,11 @@ func readConfig(f *gguf.File) (Config, error) {
 	if c.HeadDim, err = geti("attention.key_length", c.Embedding/c.Heads, false); err != nil {
 		return c, err
 	}
+	if vl, err := geti("attention.value_length", c.HeadDim, false); err != nil {
+		return c, err
+	} else if vl != c.HeadDim {
+		return c, fmt.Errorf("%w: value heads of %d differ from key heads of %d", ErrUnsupported, vl, c.HeadDim)
+	}
 	if c.Heads%c.HeadsKV != 0 {
 		return c, fmt.Errorf("%w: head count %d is not a multiple of the key/value head count %d", ErrInvalidModel, c.Heads, c.HeadsKV)
 	}
@@ -114,6 +162,9 @@ func readConfig(f *gguf.File) (Config, error) {
 	default:
 		return c, fmt.Errorf("%w: rope scaling %q (the engine implements none and linear)", ErrUnsupported, scaling)
 	}
+	if err := c.readFamily(f, geti, getf); err != nil {
+		return c, err
+	}
 	if !(c.NormEpsilon > 0) || !(c.RopeBase > 0) || math.IsInf(float64(c.RopeBase), 0) {
 		return c, fmt.Errorf("%w: norm epsilon %g or rope base %g out of range", ErrInvalidModel, c.NormEpsilon, c.RopeBase)
 	}
@@ -126,4 +177,52 @@ func readConfig(f *gguf.File) (Config, error) {
 		return c, fmt.Errorf("%w: vocabulary size unknown (no %s.vocab_size, no tokenizer.ggml.tokens)", ErrInvalidModel, arch)
 	}
 	return c, nil
+}
+
+// readFamily reads what sets arch apart from plain llama.
+func (c *Config) readFamily(f *gguf.File, geti func(string, int, bool) (int, error), getf func(string, float64) float32) error {
+	arch := c.Architecture
+	c.QueryScale = float32(1 / math.Sqrt(float64(c.HeadDim)))
+	c.EmbedScale = 1
+	var err error
+	switch arch {
+	case "qwen2":
+		c.RopeNeox = true
+	case "phi3":
+		c.RopeNeox = true
+		// Files converted before the window had its own key leave it out;
+		// llama.cpp then assumes the window of the published Phi-3 models
+		// of that shape, and so does this.
+		def := 0
+		switch {
+		case (c.Layers == 32 || c.Layers == 40) && c.TrainContext == 4096:
+			def = 2047
+		case c.Layers == 32 && c.HeadsKV == 32 && c.TrainContext == 131072:
+			def = 262144
+		case c.Layers == 40 && c.TrainContext == 131072:
+			def = 131072
+		}
+		if c.SlidingWindow, err = geti("attention.sliding_window", def, def == 0); err != nil {
+			return err
+		}
+		c.SlidingLayers = SlidingAll
+	case "gemma2":
+		c.RopeNeox = true
+		if c.SlidingWindow, err = geti("attention.sliding_window", 4096, false); err != nil {
+			return err
+		}
+		c.SlidingLayers = SlidingEven
+		c.AttnSoftcap = getf("attn_logit_softcapping", 50)
+		c.FinalSoftcap = getf("final_logit_softcapping", 30)
+		if !(c.AttnSoftcap > 0) || !(c.FinalSoftcap > 0) {
+			return fmt.Errorf("%w: soft-capping %g / %g must be positive", ErrInvalidModel, c.AttnSoftcap, c.FinalSoftcap)
+		}
+		c.EmbedScale = float32(math.Sqrt(float64(c.Embedding)))
+		// Gemma 2 27B (46 blocks) scales queries by the model width per
+		// head rather than by the head size; the smaller ones by the head.
+		if c.Layers == 46 {
+			c.QueryScale = float32(1 / math.Sqrt(float64(c.Embedding/c.Heads)))
+		}
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"math"
 
 	"rbee/internal/ggml"
 )
@@ -36,6 +35,7 @@ type scratch struct {
 	cap                                       int
 	x, xn, q, kcur, vcur, attn, gate, up, tmp []float32
 	cos, sin                                  []float32
+	wide                                      []float32 // fused projections' outputs (phi3), rows of qDim+2·kvDim or 2·FeedForward
 	logits                                    []float32 // one row of VocabSize per row that wants logits
 	rows                                      []batchRow
 	sel                                       []int // rows that produce logits, ascending
@@ -71,6 +71,9 @@ func (sc *scratch) ensure(m *Model, n int) {
 	sc.tmp = make([]float32, n*c.Embedding)
 	sc.cos = make([]float32, n*c.RopeDims/2)
 	sc.sin = make([]float32, n*c.RopeDims/2)
+	if c.Architecture == "phi3" {
+		sc.wide = make([]float32, n*max(qDim+2*kvDim, 2*c.FeedForward))
+	}
 	if sc.work == nil {
 		sc.work = make([]workerScratch, m.threads)
 		for i := range sc.work {
@@ -119,6 +122,9 @@ func (m *Model) forward(parts []batchPart) error {
 			if err := ggml.Dequantize(m.embed.typ, row, sc.x[r*E:(r+1)*E]); err != nil {
 				return fmt.Errorf("embedding of token %d: %w", id, err)
 			}
+			if c.EmbedScale != 1 {
+				scale(sc.x[r*E:(r+1)*E], c.EmbedScale)
+			}
 			ropeCache(sc.cos[r*half:(r+1)*half], sc.sin[r*half:(r+1)*half], p0+t, c.RopeDims, c.RopeBase, c.RopeFreqScale, m.ropeFreqs)
 		}
 		if p.wantLogits {
@@ -134,16 +140,42 @@ func (m *Model) forward(parts []batchPart) error {
 			rmsNorm(sc.xn[r*E:(r+1)*E], sc.x[r*E:(r+1)*E], l.attnNorm, c.NormEpsilon)
 		})
 		sc.acts.set(sc.xn, R, E)
-		m.matmul(l.wq, sc.q)
-		m.matmul(l.wk, sc.kcur)
-		m.matmul(l.wv, sc.vcur)
-		// Rotate queries and keys; cache keys and values (each row writes its
-		// own session's row and column at its position, so rows run in
+		if l.wqkv.rows > 0 {
+			m.matmul(l.wqkv, sc.wide)
+		} else {
+			m.matmul(l.wq, sc.q)
+			m.matmul(l.wk, sc.kcur)
+			m.matmul(l.wv, sc.vcur)
+		}
+		// Split fused projections, add biases, rotate queries and keys
+		// (scaling the queries where the model does that before the
+		// product with the keys); cache keys and values (each row writes
+		// its own session's row and column at its position, so rows run in
 		// parallel).
 		m.pool.run(R, func(_, r int) {
+			q, k, v := sc.q[r*qDim:(r+1)*qDim], sc.kcur[r*kvDim:(r+1)*kvDim], sc.vcur[r*kvDim:(r+1)*kvDim]
+			if l.wqkv.rows > 0 {
+				w := sc.wide[r*(qDim+2*kvDim):]
+				copy(q, w[:qDim])
+				copy(k, w[qDim:qDim+kvDim])
+				copy(v, w[qDim+kvDim:qDim+2*kvDim])
+			}
+			if l.bq != nil {
+				add(q, l.bq)
+				add(k, l.bk)
+				add(v, l.bv)
+			}
 			cos, sin := sc.cos[r*half:(r+1)*half], sc.sin[r*half:(r+1)*half]
-			rope(sc.q[r*qDim:(r+1)*qDim], c.Heads, c.HeadDim, cos, sin)
-			rope(sc.kcur[r*kvDim:(r+1)*kvDim], c.HeadsKV, c.HeadDim, cos, sin)
+			if c.RopeNeox {
+				ropeNeox(q, c.Heads, c.HeadDim, cos, sin)
+				ropeNeox(k, c.HeadsKV, c.HeadDim, cos, sin)
+			} else {
+				rope(q, c.Heads, c.HeadDim, cos, sin)
+				rope(k, c.HeadsKV, c.HeadDim, cos, sin)
+			}
+			if m.qPreScale {
+				scale(q, c.QueryScale)
+			}
 			s, pos := sc.rows[r].s, sc.rows[r].pos
 			toF16(s.k[li][pos*kvDim:(pos+1)*kvDim], sc.kcur[r*kvDim:(r+1)*kvDim])
 			vt := s.v[li]
@@ -172,7 +204,7 @@ func (m *Model) forward(parts []batchPart) error {
 		sc.acts.set(sc.attn, rows, qDim)
 		m.matmul(l.wo, sc.tmp)
 		x := sc.x[:rows*E]
-		add(x, sc.tmp[:rows*E])
+		m.residual(x, sc.tmp[:rows*E], l.postAttnNorm, rows)
 
 		// Feed-forward block.
 		m.pool.run(rows, func(_, r int) {
@@ -180,17 +212,30 @@ func (m *Model) forward(parts []batchPart) error {
 		})
 		sc.acts.set(sc.xn, rows, E)
 		F := c.FeedForward
-		m.matmul(l.wgate, sc.gate)
-		m.matmul(l.wup, sc.up)
-		const siluChunk = 2048
 		g, u := sc.gate[:rows*F], sc.up[:rows*F]
-		m.pool.run((len(g)+siluChunk-1)/siluChunk, func(_, i int) {
-			a, b := i*siluChunk, min((i+1)*siluChunk, len(g))
-			siluMul(g[a:b], g[a:b], u[a:b])
-		})
+		if l.fusedGateUp {
+			// One matrix gives each row's gate then its up projection.
+			m.matmul(l.wup, sc.wide)
+			m.pool.run(rows, func(_, r int) {
+				w := sc.wide[r*2*F : (r+1)*2*F]
+				siluMul(g[r*F:(r+1)*F], w[:F], w[F:])
+			})
+		} else {
+			m.matmul(l.wgate, sc.gate)
+			m.matmul(l.wup, sc.up)
+			act := siluMul
+			if m.geluGate {
+				act = geluMul
+			}
+			const actChunk = 2048
+			m.pool.run((len(g)+actChunk-1)/actChunk, func(_, i int) {
+				a, b := i*actChunk, min((i+1)*actChunk, len(g))
+				act(g[a:b], g[a:b], u[a:b])
+			})
+		}
 		sc.acts.set(sc.gate, rows, F)
 		m.matmul(l.wdown, sc.tmp)
-		add(x, sc.tmp[:rows*E])
+		m.residual(x, sc.tmp[:rows*E], l.postFFNNorm, rows)
 	}
 	for _, p := range parts {
 		p.s.tokens = append(p.s.tokens, p.tokens...)
@@ -208,6 +253,13 @@ func (m *Model) forward(parts []batchPart) error {
 		sc.logits = make([]float32, L*V)
 	}
 	m.matmul(m.output, sc.logits)
+	if cp := c.FinalSoftcap; cp > 0 {
+		lg := sc.logits[:L*V]
+		const capChunk = 4096
+		m.pool.run((len(lg)+capChunk-1)/capChunk, func(_, i int) {
+			softcap(lg[i*capChunk:min((i+1)*capChunk, len(lg))], cp)
+		})
+	}
 	i := 0
 	for _, p := range parts {
 		if p.wantLogits {
@@ -229,11 +281,18 @@ func (m *Model) attention(li int, sel []int) {
 	hd := c.HeadDim
 	qDim, kvDim := c.Heads*hd, c.HeadsKV*hd
 	group := c.Heads / c.HeadsKV
-	scale := float32(1 / math.Sqrt(float64(hd)))
 	ctx := m.ctxSize
 	n := len(sc.rows)
 	if sel != nil {
 		n = len(sel)
+	}
+	scale := m.cfg.QueryScale
+	if m.qPreScale {
+		scale = 1 // the queries are scaled already
+	}
+	window := 0
+	if m.layers[li].slidingWindow {
+		window = c.SlidingWindow
 	}
 	m.pool.run(n*c.Heads, func(w, task int) {
 		i := task / c.Heads
@@ -246,15 +305,24 @@ func (m *Model) attention(li int, sel []int) {
 		row := sc.rows[r]
 		kb := u16Bytes(row.s.k[li])
 		vb := u16Bytes(row.s.v[li])
-		npos := row.pos + 1
+		// Positions lo..pos are attended to: all before the row's own, or
+		// those within the sliding window.
+		lo := 0
+		if window > 0 {
+			lo = max(0, row.pos-window+1)
+		}
+		npos := row.pos + 1 - lo
 		ws := &sc.work[w]
 		toF16(ws.q16, sc.q[r*qDim+h*hd:r*qDim+(h+1)*hd])
 		scores := ws.scores[:npos]
-		ggml.Gemv(ggml.F16, hd, kb[kvh*hd*2:], kvDim*2, u16Bytes(ws.q16), scores)
+		ggml.Gemv(ggml.F16, hd, kb[(lo*kvDim+kvh*hd)*2:], kvDim*2, u16Bytes(ws.q16), scores)
+		if c.AttnSoftcap > 0 {
+			softcap(scores, c.AttnSoftcap)
+		}
 		softmaxScaled(scores, scale)
 		toF16(ws.p16[:npos], scores)
 		out := sc.attn[i*qDim+h*hd : i*qDim+(h+1)*hd]
-		ggml.Gemv(ggml.F16, npos, vb[kvh*hd*ctx*2:], ctx*2, u16Bytes(ws.p16[:npos]), out)
+		ggml.Gemv(ggml.F16, npos, vb[(kvh*hd*ctx+lo)*2:], ctx*2, u16Bytes(ws.p16[:npos]), out)
 	})
 }
 
@@ -347,4 +415,21 @@ func (a *activations) quantized(t ggml.Type, p *pool) []byte {
 		_ = ggml.QuantizeInto(t, buf[r*rs:(r+1)*rs], x[r*n:(r+1)*n])
 	})
 	return e.buf
+}
+
+// residual adds a block's output y to the residual stream x (rows of
+// Embedding), normalizing y first when the model has a norm there (Gemma 2's
+// post-attention and post-feed-forward norms).
+func (m *Model) residual(x, y, norm []float32, rows int) {
+	if norm == nil {
+		add(x, y)
+		return
+	}
+	E := m.cfg.Embedding
+	eps := m.cfg.NormEpsilon
+	m.pool.run(rows, func(_, r int) {
+		v := y[r*E : (r+1)*E]
+		rmsNorm(v, v, norm, eps)
+		add(x[r*E:(r+1)*E], v)
+	})
 }

@@ -63,6 +63,8 @@ type Model struct {
 	outputNorm []float32
 	ropeFreqs  []float32 // per-pair frequency divisors (Llama 3.1's rope_freqs), or nil
 	layers     []layer
+	qPreScale  bool // queries are scaled by QueryScale before the product with keys (phi3, gemma2), not the scores after
+	geluGate   bool // the feed-forward gate is GELU (gemma2), not SiLU
 
 	mu      sync.Mutex // serializes forward passes (they share the pool and scratch)
 	pool    *pool
@@ -85,6 +87,16 @@ type layer struct {
 	attnNorm, ffnNorm []float32
 	wq, wk, wv, wo    matrix
 	wgate, wup, wdown matrix
+
+	// wqkv, when it has rows, holds wq, wk and wv stacked (phi3's attn_qkv);
+	// wq, wk and wv are then empty. Likewise a gate-less layer's wup holds
+	// the gate's rows followed by the up rows (phi3's fused ffn_up).
+	wqkv          matrix
+	bq, bk, bv    []float32 // biases added after wq, wk, wv (qwen2), or nil
+	postAttnNorm  []float32 // norm of the attention output before the residual (gemma2), or nil
+	postFFNNorm   []float32 // norm of the feed-forward output before the residual (gemma2), or nil
+	fusedGateUp   bool
+	slidingWindow bool // attends to the latest Config.SlidingWindow positions only
 }
 
 // Load opens the GGUF model at path and makes it ready to generate. The file is
@@ -150,6 +162,8 @@ func newModel(f *gguf.File, opts Options) (*Model, error) {
 	if err := m.bind(); err != nil {
 		return nil, err
 	}
+	m.qPreScale = cfg.Architecture == "phi3" || cfg.Architecture == "gemma2"
+	m.geluGate = cfg.Architecture == "gemma2"
 	return m, nil
 }
 
@@ -187,20 +201,54 @@ func (m *Model) bind() error {
 		m.ropeFreqs = vec("rope_freqs.weight", c.RopeDims/2)
 	}
 	qDim, kvDim := c.Heads*c.HeadDim, c.HeadsKV*c.HeadDim
+	has := func(name string) bool { _, ok := m.file.Tensor(name); return ok }
+	if err == nil {
+		// Phi-3's long-context files carry two sets of frequency factors
+		// picked by the context size (LongRoPE); the engine has not learnt that.
+		for _, name := range []string{"rope_factors_long.weight", "rope_factors_short.weight"} {
+			if has(name) {
+				return fmt.Errorf("%w: %s (LongRoPE frequency factors, as in Phi-3 128k models)", ErrUnsupported, name)
+			}
+		}
+	}
 	m.layers = make([]layer, c.Layers)
 	for i := range m.layers {
 		p := fmt.Sprintf("blk.%d.", i)
-		m.layers[i] = layer{
-			attnNorm: vec(p+"attn_norm.weight", c.Embedding),
-			ffnNorm:  vec(p+"ffn_norm.weight", c.Embedding),
-			wq:       mat(p+"attn_q.weight", qDim, c.Embedding),
-			wk:       mat(p+"attn_k.weight", kvDim, c.Embedding),
-			wv:       mat(p+"attn_v.weight", kvDim, c.Embedding),
-			wo:       mat(p+"attn_output.weight", c.Embedding, qDim),
-			wgate:    mat(p+"ffn_gate.weight", c.FeedForward, c.Embedding),
-			wup:      mat(p+"ffn_up.weight", c.FeedForward, c.Embedding),
-			wdown:    mat(p+"ffn_down.weight", c.Embedding, c.FeedForward),
+		l := layer{
+			attnNorm:      vec(p+"attn_norm.weight", c.Embedding),
+			ffnNorm:       vec(p+"ffn_norm.weight", c.Embedding),
+			wo:            mat(p+"attn_output.weight", c.Embedding, qDim),
+			wdown:         mat(p+"ffn_down.weight", c.Embedding, c.FeedForward),
+			slidingWindow: c.Sliding(i),
 		}
+		switch c.Architecture {
+		case "phi3":
+			if has(p + "attn_qkv.weight") {
+				l.wqkv = mat(p+"attn_qkv.weight", qDim+2*kvDim, c.Embedding)
+			} else {
+				l.wq = mat(p+"attn_q.weight", qDim, c.Embedding)
+				l.wk = mat(p+"attn_k.weight", kvDim, c.Embedding)
+				l.wv = mat(p+"attn_v.weight", kvDim, c.Embedding)
+			}
+			l.wup = mat(p+"ffn_up.weight", 2*c.FeedForward, c.Embedding)
+			l.fusedGateUp = true
+		default:
+			l.wq = mat(p+"attn_q.weight", qDim, c.Embedding)
+			l.wk = mat(p+"attn_k.weight", kvDim, c.Embedding)
+			l.wv = mat(p+"attn_v.weight", kvDim, c.Embedding)
+			l.wgate = mat(p+"ffn_gate.weight", c.FeedForward, c.Embedding)
+			l.wup = mat(p+"ffn_up.weight", c.FeedForward, c.Embedding)
+		}
+		if c.Architecture == "qwen2" {
+			l.bq = vec(p+"attn_q.bias", qDim)
+			l.bk = vec(p+"attn_k.bias", kvDim)
+			l.bv = vec(p+"attn_v.bias", kvDim)
+		}
+		if c.Architecture == "gemma2" {
+			l.postAttnNorm = vec(p+"post_attention_norm.weight", c.Embedding)
+			l.postFFNNorm = vec(p+"post_ffw_norm.weight", c.Embedding)
+		}
+		m.layers[i] = l
 	}
 	return err
 }
@@ -247,7 +295,7 @@ func (m *Model) vector(name string, n int) ([]float32, error) {
 func (m *Model) touch(ctx context.Context, progress func(LoadProgress)) error {
 	groups := make([][][]byte, 0, len(m.layers)+1)
 	for _, l := range m.layers {
-		groups = append(groups, [][]byte{l.wq.data, l.wk.data, l.wv.data, l.wo.data, l.wgate.data, l.wup.data, l.wdown.data})
+		groups = append(groups, [][]byte{l.wq.data, l.wk.data, l.wv.data, l.wqkv.data, l.wo.data, l.wgate.data, l.wup.data, l.wdown.data})
 	}
 	last := [][]byte{m.embed.data}
 	if &m.output.data[0] != &m.embed.data[0] {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math"
+	"sync"
 	"unsafe"
 
 	"rbee/internal/ggml"
@@ -147,3 +148,73 @@ var hostLittleEndian = func() bool {
 	x := uint16(1)
 	return *(*byte)(unsafe.Pointer(&x)) == 1
 }()
+
+// scale multiplies x by s in place.
+func scale(x []float32, s float32) {
+	for i := range x {
+		x[i] *= s
+	}
+}
+
+// softcap replaces x with cp·tanh(x/cp), in three float32 roundings as ggml
+// computes it (scale by 1/cp, tanh, scale by cp).
+func softcap(x []float32, cp float32) {
+	inv := 1 / cp
+	for i, v := range x {
+		x[i] = float32(math.Tanh(float64(v*inv))) * cp
+	}
+}
+
+// ropeNeox rotates the leading 2·len(cos) elements of each head of x the
+// GPT-NeoX way: element i with element i+len(cos).
+func ropeNeox(x []float32, heads, headDim int, cos, sin []float32) {
+	n := len(cos)
+	for h := 0; h < heads; h++ {
+		v := x[h*headDim : h*headDim+2*n]
+		a, b := v[:n], v[n:2*n]
+		for i := range cos {
+			x0, x1 := a[i], b[i]
+			a[i] = x0*cos[i] - x1*sin[i]
+			b[i] = x0*sin[i] + x1*cos[i]
+		}
+	}
+}
+
+// geluMul writes gelu(g)·u to dst, GELU in its tanh form. Like ggml's CPU
+// backend, inputs in (−10, 10) go through a table of the function at every
+// F16 value (the input rounded to F16, the result rounded to F16); beyond
+// that GELU is 0 or the identity.
+func geluMul(dst, g, u []float32) {
+	geluOnce.Do(initGeluTable)
+	u = u[:len(g)]
+	dst = dst[:len(g)]
+	for i, v := range g {
+		var y float32
+		switch {
+		case v <= -10:
+			y = 0
+		case v >= 10:
+			y = v
+		default:
+			y = ggml.F16ToF32(geluTable[ggml.F32ToF16(v)])
+		}
+		dst[i] = y * u[i]
+	}
+}
+
+var (
+	geluOnce  sync.Once
+	geluTable []uint16
+)
+
+func initGeluTable() {
+	const sqrt2OverPi = 0.79788456080286535587989211986876
+	const coefA = 0.044715
+	geluTable = make([]uint16, 1<<16)
+	for i := range geluTable {
+		x := ggml.F16ToF32(uint16(i))
+		inner := float32(sqrt2OverPi) * x * (1 + float32(coefA)*x*x)
+		y := 0.5 * x * (1 + float32(math.Tanh(float64(inner))))
+		geluTable[i] = ggml.F32ToF16(y)
+	}
+}
