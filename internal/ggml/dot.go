@@ -40,6 +40,8 @@ func dotFunc(t Type) func(n int, w, x []byte) float32 {
 		return dotBF16
 	case Q4_0:
 		return dotQ4_0
+	case Q5_0:
+		return dotQ5_0
 	case Q8_0:
 		return dotQ8_0
 	case Q4_K:

@@ -20,7 +20,7 @@ var (
 // convertible reports whether Dequantize and Quantize handle t.
 func convertible(t Type) bool {
 	switch t {
-	case F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, Q8_K:
+	case F32, F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, Q8_K:
 		return true
 	}
 	return false
@@ -44,7 +44,7 @@ func checkShape(op string, t Type, n, size int) (int, error) {
 	return need, nil
 }
 
-// Dequantize decodes len(dst) elements of type t from src (F32, F16, BF16, Q4_0,
+// Dequantize decodes len(dst) elements of type t from src (F32, F16, BF16, Q4_0, Q5_0,
 // Q8_0, Q4_K, Q5_K, Q6_K, Q8_K). len(dst) must be a multiple of t's block size
 // and src must hold at least t.RowSize(len(dst)) bytes; bytes beyond are
 // ignored. The results are those of ggml's dequantize_row functions.
@@ -69,6 +69,8 @@ func Dequantize(t Type, src []byte, dst []float32) error {
 		}
 	case Q4_0:
 		dequantQ4_0(src, dst)
+	case Q5_0:
+		dequantQ5_0(src, dst)
 	case Q8_0:
 		dequantQ8_0(src, dst)
 	case Q4_K:
@@ -83,7 +85,7 @@ func Dequantize(t Type, src []byte, dst []float32) error {
 	return nil
 }
 
-// Quantize encodes src as type t (F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q5_K, Q6_K,
+// Quantize encodes src as type t (F32, F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K,
 // Q8_K) into a new slice of t.RowSize(len(src)) bytes. len(src) must be a
 // multiple of t's block size. See [QuantizeInto] for the rules each type follows.
 func Quantize(t Type, src []float32) ([]byte, error) {
@@ -114,6 +116,8 @@ func Quantize(t Type, src []float32) ([]byte, error) {
 //     (so d has the opposite sign of max). An all-zero block encodes d = 0.
 //   - Q4_0 follows quantize_row_q4_0_ref: d = max/-8 with max the signed element of
 //     largest magnitude, q = min(15, trunc(x/d + 8.5)).
+//   - Q5_0 follows quantize_row_q5_0_ref the same way with d = max/-16 and
+//     q = min(31, trunc(x/d + 16.5)), the fifth bits gathered in qh.
 //   - Q4_K and Q5_K search, per sub-block of 32, the scale and minimum minimizing a
 //     weighted squared error as llama.cpp's make_qkx2_quants does, then quantize
 //     the 8 scales and mins to 6 bits against the super-block's largest.
@@ -148,6 +152,8 @@ func quantizeInto(t Type, dst []byte, src []float32) {
 		}
 	case Q4_0:
 		quantQ4_0(dst, src)
+	case Q5_0:
+		quantQ5_0(dst, src)
 	case Q8_0:
 		quantizeRowQ8_0(dst, src)
 	case Q4_K:
@@ -163,13 +169,13 @@ func quantizeInto(t Type, dst []byte, src []float32) {
 
 // VecDotType is the type activations are converted to before a dot product with
 // weights of type t, as in ggml's CPU backend: F32, F16 and BF16 pair with
-// themselves, Q4_0 and Q8_0 with Q8_0, and Q4_K, Q5_K and Q6_K with Q8_K. For any
+// themselves, Q4_0, Q5_0 and Q8_0 with Q8_0, and Q4_K, Q5_K and Q6_K with Q8_K. For any
 // other type it returns F32, and [VecDot] does not handle that type.
 func VecDotType(t Type) Type {
 	switch t {
 	case F16, BF16:
 		return t
-	case Q4_0, Q8_0:
+	case Q4_0, Q5_0, Q8_0:
 		return Q8_0
 	case Q4_K, Q5_K, Q6_K:
 		return Q8_K

@@ -73,7 +73,7 @@ var types = [...]typeInfo{
 	F16:     {"F16", 1, 2, true},
 	Q4_0:    {"Q4_0", QK, 2 + QK/2, true},
 	Q4_1:    {"Q4_1", QK, 4 + QK/2, false},
-	Q5_0:    {"Q5_0", QK, 2 + 4 + QK/2, false},
+	Q5_0:    {"Q5_0", QK, 2 + 4 + QK/2, true},
 	Q5_1:    {"Q5_1", QK, 4 + 4 + QK/2, false},
 	Q8_0:    {"Q8_0", QK, 2 + QK, true},
 	Q8_1:    {"Q8_1", QK, 4 + QK, false},

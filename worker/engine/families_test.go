@@ -20,6 +20,7 @@ import (
 // besides plain llama, with llama.cpp's outputs on them.
 var familyFixtures = []string{
 	"llama3-Q4_K_M",
+	"qwen2-Q4_K_M",
 	"qwen2-tied-Q4_K_M",
 	"phi3-Q4_K_M",
 	"phi3-Q8_0",

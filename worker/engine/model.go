@@ -259,7 +259,7 @@ func (m *Model) tensor(name string) (*gguf.TensorInfo, error) {
 		return nil, fmt.Errorf("%w: tensor %s is missing", ErrInvalidModel, name)
 	}
 	if !t.Type.Supported() {
-		return nil, fmt.Errorf("%w: tensor %s has type %s (the engine computes with F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q5_K and Q6_K)", ErrUnsupported, name, t.Type)
+		return nil, fmt.Errorf("%w: tensor %s has type %s (the engine computes with F32, F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K)", ErrUnsupported, name, t.Type)
 	}
 	return t, nil
 }
