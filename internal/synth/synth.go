@@ -1,4 +1,5 @@
-// Package synth writes llama-architecture GGUF models with random weights: tiny
+// Package synth writes GGUF models with random weights (llama, qwen2, phi3 and
+// gemma2 architectures): tiny
 // ones that tests build in a temporary directory, and full-size ones (the
 // shape of TinyLlama 1.1B) for benchmarks. Model files never live in the
 // repository; they are made when needed.
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -19,7 +21,12 @@ import (
 
 // Spec describes a model to write.
 type Spec struct {
-	Name        string
+	Name string
+	// Arch is the architecture: "llama" (also when empty), "qwen2" (biases
+	// on the query, key and value projections), "phi3" (fused attn_qkv and
+	// gate+up matrices, a sliding window) or "gemma2" (post-norms, soft-caps,
+	// a sliding window on even layers, a tied head).
+	Arch        string
 	Embedding   int
 	Layers      int
 	Heads       int
@@ -44,6 +51,44 @@ type Spec struct {
 	// SpecialTokens are control tokens ("<|im_start|>", "<|im_end|>") that
 	// take the last ids of the vocabulary, for the chat template to use.
 	SpecialTokens []string
+	// HeadDim, when set, is the size of a head (key_length and value_length)
+	// instead of Embedding/Heads.
+	HeadDim int
+	// SlidingWindow is written as attention.sliding_window when positive
+	// (phi3 needs one; 0 leaves gemma2 at its default).
+	SlidingWindow int
+	// AttnSoftcap and FinalSoftcap are gemma2's soft-caps (written when positive).
+	AttnSoftcap, FinalSoftcap float32
+	// Metadata adds or overrides keys, and ExtraTensors adds F32 vectors,
+	// for tests of what a reader refuses.
+	Metadata     map[string]any
+	ExtraTensors map[string][]float32
+}
+
+// Archs lists the architectures Write accepts.
+func Archs() []string { return []string{"llama", "qwen2", "phi3", "gemma2"} }
+
+// Family is the tiny model of Tiny in another architecture, with the
+// features that set it apart turned up so that they matter on short prompts:
+// qwen2 gets a NEOX base of 1e6; phi3 a window of 6; gemma2 a window of 5
+// and soft-caps of 4 (attention) and 30 (logits), and heads of 128 over a
+// width of 256 (so that the heads' total is not the width).
+func Family(arch, quant string) Spec {
+	s := Tiny(quant)
+	s.Arch = arch
+	s.Name = "synthetic-tiny-" + arch + "-" + quant
+	switch arch {
+	case "qwen2":
+		s.RopeBase = 1e6
+	case "phi3":
+		s.SlidingWindow = 6
+	case "gemma2":
+		s.SlidingWindow = 5
+		s.AttnSoftcap, s.FinalSoftcap = 4, 30
+		s.HeadDim = 128
+		s.TiedOutput = true
+	}
+	return s
 }
 
 // TinyLlama is the shape of TinyLlama 1.1B: 22 blocks of width 2048, 32 heads
@@ -75,7 +120,13 @@ func (s Spec) validate() error {
 	if s.Embedding <= 0 || s.Layers <= 0 || s.Heads <= 0 || s.HeadsKV <= 0 || s.FeedForward <= 0 || s.Context <= 0 {
 		return fmt.Errorf("synth: every size must be positive: %+v", s)
 	}
-	if s.Embedding%s.Heads != 0 || s.Heads%s.HeadsKV != 0 || (s.Embedding/s.Heads)%2 != 0 {
+	if s.Arch != "" && !slices.Contains(Archs(), s.Arch) {
+		return fmt.Errorf("synth: unknown architecture %q (want one of %v)", s.Arch, Archs())
+	}
+	if s.Arch == "phi3" && s.SlidingWindow <= 0 {
+		return fmt.Errorf("synth: phi3 needs a sliding window")
+	}
+	if s.Embedding%s.Heads != 0 || s.Heads%s.HeadsKV != 0 || (s.Embedding/s.Heads)%2 != 0 || s.HeadDim%2 != 0 {
 		return fmt.Errorf("synth: width %d, heads %d and key/value heads %d do not divide evenly", s.Embedding, s.Heads, s.HeadsKV)
 	}
 	if s.Vocab < 300 {
@@ -136,23 +187,46 @@ func Write(path string, s Spec) error {
 	var w gguf.Writer
 	var setErr error
 	set := func(k string, v any) {
+		if _, over := s.Metadata[k]; over {
+			return // written below
+		}
 		if setErr == nil {
 			setErr = w.Set(k, v)
 		}
 	}
 	headDim := s.Embedding / s.Heads
-	set("general.architecture", "llama")
+	if s.HeadDim > 0 {
+		headDim = s.HeadDim
+	}
+	arch := s.Arch
+	if arch == "" {
+		arch = "llama"
+	}
+	set("general.architecture", arch)
 	set("general.name", s.Name)
-	set("llama.context_length", uint32(s.Context))
-	set("llama.embedding_length", uint32(s.Embedding))
-	set("llama.block_count", uint32(s.Layers))
-	set("llama.feed_forward_length", uint32(s.FeedForward))
-	set("llama.rope.dimension_count", uint32(headDim))
-	set("llama.attention.head_count", uint32(s.Heads))
-	set("llama.attention.head_count_kv", uint32(s.HeadsKV))
-	set("llama.attention.layer_norm_rms_epsilon", float32(1e-5))
-	set("llama.rope.freq_base", s.RopeBase)
-	set("llama.vocab_size", uint32(s.Vocab))
+	set(arch+".context_length", uint32(s.Context))
+	set(arch+".embedding_length", uint32(s.Embedding))
+	set(arch+".block_count", uint32(s.Layers))
+	set(arch+".feed_forward_length", uint32(s.FeedForward))
+	set(arch+".rope.dimension_count", uint32(headDim))
+	set(arch+".attention.head_count", uint32(s.Heads))
+	set(arch+".attention.head_count_kv", uint32(s.HeadsKV))
+	set(arch+".attention.layer_norm_rms_epsilon", float32(1e-5))
+	set(arch+".rope.freq_base", s.RopeBase)
+	set(arch+".vocab_size", uint32(s.Vocab))
+	if s.HeadDim > 0 {
+		set(arch+".attention.key_length", uint32(headDim))
+		set(arch+".attention.value_length", uint32(headDim))
+	}
+	if s.SlidingWindow > 0 {
+		set(arch+".attention.sliding_window", uint32(s.SlidingWindow))
+	}
+	if s.AttnSoftcap > 0 {
+		set(arch+".attn_logit_softcapping", s.AttnSoftcap)
+	}
+	if s.FinalSoftcap > 0 {
+		set(arch+".final_logit_softcapping", s.FinalSoftcap)
+	}
 	tokens, scores, types := Vocabulary(s.Vocab - len(s.SpecialTokens))
 	for _, t := range s.SpecialTokens {
 		if slices.Contains(tokens, t) {
@@ -176,6 +250,11 @@ func Write(path string, s Spec) error {
 	set("tokenizer.ggml.add_eos_token", false)
 	set("general.quantization_version", uint32(2))
 	set("general.file_type", uint32(fileTypes[s.Quant]))
+	for _, k := range slices.Sorted(maps.Keys(s.Metadata)) {
+		if setErr == nil {
+			setErr = w.Set(k, s.Metadata[k])
+		}
+	}
 	if setErr != nil {
 		return fmt.Errorf("synth: %w", setErr)
 	}
@@ -211,23 +290,54 @@ func Write(path string, s Spec) error {
 	steps = append(steps,
 		tensorSpec{"output_norm.weight", -1, 1, E, 0.05, 1},
 		tensorSpec{"token_embd.weight", -1, s.Vocab, E, std * 10, 0})
+	Q := s.Heads * headDim
 	for l := 0; l < s.Layers; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
+		steps = append(steps, tensorSpec{p + "attn_norm.weight", l, 1, E, 0.05, 1})
+		if arch == "phi3" {
+			steps = append(steps, tensorSpec{p + "attn_qkv.weight", l, Q + 2*kv, E, std * 2, 0})
+		} else {
+			steps = append(steps,
+				tensorSpec{p + "attn_q.weight", l, Q, E, std * 2, 0},
+				tensorSpec{p + "attn_k.weight", l, kv, E, std * 2, 0},
+				tensorSpec{p + "attn_v.weight", l, kv, E, std, 0})
+		}
+		if arch == "qwen2" {
+			steps = append(steps,
+				tensorSpec{p + "attn_q.bias", l, 1, Q, 0.5, 0},
+				tensorSpec{p + "attn_k.bias", l, 1, kv, 0.5, 0},
+				tensorSpec{p + "attn_v.bias", l, 1, kv, 0.1, 0})
+		}
 		steps = append(steps,
-			tensorSpec{p + "attn_norm.weight", l, 1, E, 0.05, 1},
-			tensorSpec{p + "attn_q.weight", l, E, E, std * 2, 0},
-			tensorSpec{p + "attn_k.weight", l, kv, E, std * 2, 0},
-			tensorSpec{p + "attn_v.weight", l, kv, E, std, 0},
-			tensorSpec{p + "attn_output.weight", l, E, E, std, 0},
-			tensorSpec{p + "ffn_norm.weight", l, 1, E, 0.05, 1},
-			tensorSpec{p + "ffn_gate.weight", l, F, E, std, 0},
-			tensorSpec{p + "ffn_up.weight", l, F, E, std, 0},
-			tensorSpec{p + "ffn_down.weight", l, E, F, std, 0},
-		)
+			tensorSpec{p + "attn_output.weight", l, E, Q, std, 0},
+			tensorSpec{p + "ffn_norm.weight", l, 1, E, 0.05, 1})
+		if arch == "phi3" {
+			steps = append(steps, tensorSpec{p + "ffn_up.weight", l, 2 * F, E, std, 0})
+		} else {
+			steps = append(steps,
+				tensorSpec{p + "ffn_gate.weight", l, F, E, std, 0},
+				tensorSpec{p + "ffn_up.weight", l, F, E, std, 0})
+		}
+		steps = append(steps, tensorSpec{p + "ffn_down.weight", l, E, F, std, 0})
+		if arch == "gemma2" {
+			steps = append(steps,
+				tensorSpec{p + "post_attention_norm.weight", l, 1, E, 0.05, 1},
+				tensorSpec{p + "post_ffw_norm.weight", l, 1, E, 0.05, 1})
+		}
 	}
 	for _, t := range steps {
 		if err := add(t.name, t.layer, t.rows, t.cols, t.std, t.mean); err != nil {
 			return err
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.ExtraTensors)) {
+		v := s.ExtraTensors[name]
+		data, err := ggml.Quantize(ggml.F32, v)
+		if err != nil {
+			return fmt.Errorf("synth: %s: %w", name, err)
+		}
+		if err := w.AddTensor(name, ggml.F32, []uint64{uint64(len(v))}, data); err != nil {
+			return fmt.Errorf("synth: %w", err)
 		}
 	}
 	return w.WriteFile(path)

@@ -97,3 +97,56 @@ func TestVocabularyTokenizesAnything(t *testing.T) {
 	assert.Equal(t, "<0x00>", toks[3])
 	assert.Equal(t, int32(6), types[3+255])
 }
+
+// TestFamilies writes each family and checks the metadata and tensors that
+// set it apart, under the architecture's own key prefix.
+func TestFamilies(t *testing.T) {
+	cases := map[string]struct {
+		has, lacks []string
+		keys       []string
+	}{
+		"qwen2":  {has: []string{"blk.0.attn_q.bias", "blk.1.attn_v.bias", "output.weight"}, lacks: []string{"blk.0.attn_qkv.weight"}},
+		"phi3":   {has: []string{"blk.0.attn_qkv.weight"}, lacks: []string{"blk.0.attn_q.weight", "blk.0.ffn_gate.weight"}, keys: []string{"phi3.attention.sliding_window"}},
+		"gemma2": {has: []string{"blk.1.post_attention_norm.weight", "blk.1.post_ffw_norm.weight"}, lacks: []string{"output.weight"}, keys: []string{"gemma2.attn_logit_softcapping", "gemma2.final_logit_softcapping", "gemma2.attention.key_length"}},
+	}
+	for arch, c := range cases {
+		t.Run(arch, func(t *testing.T) {
+			s := Family(arch, "Q8_0")
+			f, err := gguf.Open(write(t, s))
+			require.NoError(t, err)
+			defer f.Close()
+			got, _ := f.GetString("general.architecture")
+			assert.Equal(t, arch, got)
+			_, ok := f.GetUint(arch + ".block_count")
+			assert.True(t, ok)
+			for _, n := range c.has {
+				_, ok := f.Tensor(n)
+				assert.True(t, ok, n)
+			}
+			for _, n := range c.lacks {
+				_, ok := f.Tensor(n)
+				assert.False(t, ok, n)
+			}
+			for _, k := range c.keys {
+				_, ok := f.Get(k)
+				assert.True(t, ok, k)
+			}
+		})
+	}
+	if ti, ok := mustOpen(t, Family("phi3", "F16")).Tensor("blk.0.ffn_up.weight"); assert.True(t, ok) {
+		assert.Equal(t, []uint64{256, 2 * 768}, ti.Shape, "phi3's ffn_up holds the gate and the up rows")
+	}
+	bad := Tiny("F16")
+	bad.Arch = "mamba"
+	assert.ErrorContains(t, Write(filepath.Join(t.TempDir(), "x"), bad), "unknown architecture")
+	bad = Family("phi3", "F16")
+	bad.SlidingWindow = 0
+	assert.ErrorContains(t, Write(filepath.Join(t.TempDir(), "x"), bad), "sliding window")
+}
+
+func mustOpen(t *testing.T, s Spec) *gguf.File {
+	f, err := gguf.Open(write(t, s))
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	return f
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee/internal/ggml"
+	"rbee/internal/synth"
 	"rbee/internal/testutil"
 )
 
@@ -118,4 +119,90 @@ func readFamilyGoldens(t *testing.T, path string) []familyGolden {
 		out = append(out, g)
 	}
 	return out
+}
+
+// TestFamiliesMatchReference runs tiny synthesized models of each family
+// through the engine and through the float64 reference, a prompt as one
+// batch and then token by token past the sliding windows, and compares all
+// logits. It needs no fixtures.
+func TestFamiliesMatchReference(t *testing.T) {
+	tokens := []int{1, 300, 301, 302, 450, 7, 99, 260, 311, 400, 333, 290, 470, 305}
+	for _, arch := range []string{"qwen2", "phi3", "gemma2"} {
+		for _, c := range []struct {
+			quant string
+			tol   float64
+		}{{"F32", 2e-3}, {"Q8_0", 0.03}, {"Q4_K_M", 0.05}} {
+			t.Run(arch+"-"+c.quant, func(t *testing.T) {
+				path := writeModel(t, synth.Family(arch, c.quant))
+				m, err := Load(t.Context(), path, Options{Threads: 2})
+				require.NoError(t, err)
+				defer m.Close()
+				require.Equal(t, arch, m.Config().Architecture)
+				ref := newReference(t, path)
+				s := m.NewSession()
+				logits, err := s.Eval(t.Context(), tokens[:7])
+				require.NoError(t, err)
+				var want []float64
+				for _, tok := range tokens[:7] {
+					want = ref.next(t, tok)
+				}
+				compareLogits(t, want, logits, c.tol, "after the batch")
+				for _, tok := range tokens[7:] {
+					logits, err = s.Eval(t.Context(), []int{tok})
+					require.NoError(t, err)
+					compareLogits(t, ref.next(t, tok), logits, c.tol, "token by token")
+				}
+			})
+		}
+	}
+}
+
+// TestFamiliesRefuseWhatIsMissing checks that models needing something the
+// engine does not compute are refused with ErrUnsupported, and that the
+// error names what is missing.
+func TestFamiliesRefuseWhatIsMissing(t *testing.T) {
+	cases := []struct {
+		name string
+		spec func() synth.Spec
+		want string
+	}{
+		{"yarn", func() synth.Spec {
+			s := synth.Family("qwen2", "F16")
+			s.Metadata = map[string]any{"qwen2.rope.scaling.type": "yarn", "qwen2.rope.scaling.factor": float32(4)}
+			return s
+		}, `rope scaling "yarn"`},
+		{"architecture", func() synth.Spec {
+			s := synth.Tiny("F16")
+			s.Metadata = map[string]any{"general.architecture": "falcon"}
+			return s
+		}, `architecture "falcon"`},
+		{"value-length", func() synth.Spec {
+			s := synth.Family("gemma2", "F16")
+			s.Metadata = map[string]any{"gemma2.attention.value_length": uint32(64)}
+			return s
+		}, "value heads of 64"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load(t.Context(), writeModel(t, c.spec()), Options{})
+			require.ErrorIs(t, err, ErrUnsupported)
+			assert.ErrorContains(t, err, c.want)
+		})
+	}
+	// LongRoPE factors (Phi-3 128k) are refused, not ignored: add one to a
+	// phi3 file through the GGUF writer.
+	t.Run("longrope", func(t *testing.T) {
+		s := synth.Family("phi3", "F16")
+		s.ExtraTensors = map[string][]float32{"rope_factors_long.weight": make([]float32, 16)}
+		_, err := Load(t.Context(), writeModel(t, s), Options{})
+		require.ErrorIs(t, err, ErrUnsupported)
+		assert.ErrorContains(t, err, "rope_factors_long")
+	})
+	// phi3 without a window, of a shape llama.cpp has no default for, is invalid.
+	t.Run("phi3-no-window", func(t *testing.T) {
+		s := synth.Family("phi3", "F16")
+		s.Metadata = map[string]any{"phi3.attention.sliding_window": uint32(0)}
+		_, err := Load(t.Context(), writeModel(t, s), Options{})
+		require.ErrorIs(t, err, ErrInvalidModel)
+	})
 }

@@ -11,9 +11,12 @@ import (
 	"rbee/internal/gguf"
 )
 
-// referenceModel is a deliberately plain llama forward pass in float64 over
-// dequantized weights, written from the architecture's definition rather than
-// from the engine: an independent oracle for the engine's logits.
+// referenceModel is a deliberately plain forward pass in float64 over
+// dequantized weights, written from the architectures' definitions rather
+// than from the engine: an independent oracle for the engine's logits. It
+// knows llama and the families' differences: qwen2's biases, NEOX rotation,
+// phi3's fused matrices and window, gemma2's scaled embedding, post-norms,
+// GELU, soft-caps and windows on even layers.
 type referenceModel struct {
 	cfg    Config
 	f      *gguf.File
@@ -72,16 +75,36 @@ func (r *referenceModel) norm(t *testing.T, name string, x []float64) []float64 
 
 func (r *referenceModel) rope(x []float64, heads, pos int) {
 	c := r.cfg
+	half := c.RopeDims / 2
 	for h := 0; h < heads; h++ {
-		for i := 0; i < c.RopeDims/2; i++ {
+		for i := 0; i < half; i++ {
 			freq := math.Pow(float64(c.RopeBase), -2*float64(i)/float64(c.RopeDims))
 			theta := float64(pos) * freq * float64(c.RopeFreqScale)
-			a, b := x[h*c.HeadDim+2*i], x[h*c.HeadDim+2*i+1]
-			x[h*c.HeadDim+2*i] = a*math.Cos(theta) - b*math.Sin(theta)
-			x[h*c.HeadDim+2*i+1] = a*math.Sin(theta) + b*math.Cos(theta)
+			// The pair rotated: adjacent elements, or i and i+half (NEOX).
+			ia, ib := h*c.HeadDim+2*i, h*c.HeadDim+2*i+1
+			if c.RopeNeox {
+				ia, ib = h*c.HeadDim+i, h*c.HeadDim+i+half
+			}
+			a, b := x[ia], x[ib]
+			x[ia] = a*math.Cos(theta) - b*math.Sin(theta)
+			x[ib] = a*math.Sin(theta) + b*math.Cos(theta)
 		}
 	}
 }
+
+func (r *referenceModel) has(name string) bool { _, ok := r.f.Tensor(name); return ok }
+
+func (r *referenceModel) addBias(t *testing.T, name string, x []float64) {
+	if !r.has(name) {
+		return
+	}
+	b, _ := r.tensor(t, name)
+	for i := range x {
+		x[i] += b[i]
+	}
+}
+
+func softcap64(x, cp float64) float64 { return cp * math.Tanh(x/cp) }
 
 // next feeds one token and returns the logits for the following one.
 func (r *referenceModel) next(t *testing.T, token int) []float64 {
@@ -90,12 +113,27 @@ func (r *referenceModel) next(t *testing.T, token int) []float64 {
 	r.tokens = append(r.tokens, token)
 	emb, E := r.tensor(t, "token_embd.weight")
 	x := append([]float64(nil), emb[token*E:(token+1)*E]...)
+	if c.Architecture == "gemma2" {
+		for i := range x {
+			x[i] *= math.Sqrt(float64(E))
+		}
+	}
+	qDim, kvDim := c.Heads*c.HeadDim, c.HeadsKV*c.HeadDim
 	for l := 0; l < c.Layers; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
 		xn := r.norm(t, p+"attn_norm.weight", x)
-		q := r.matvec(t, p+"attn_q.weight", xn)
-		k := r.matvec(t, p+"attn_k.weight", xn)
-		v := r.matvec(t, p+"attn_v.weight", xn)
+		var q, k, v []float64
+		if r.has(p + "attn_qkv.weight") {
+			qkv := r.matvec(t, p+"attn_qkv.weight", xn)
+			q, k, v = qkv[:qDim], qkv[qDim:qDim+kvDim], qkv[qDim+kvDim:]
+		} else {
+			q = r.matvec(t, p+"attn_q.weight", xn)
+			k = r.matvec(t, p+"attn_k.weight", xn)
+			v = r.matvec(t, p+"attn_v.weight", xn)
+		}
+		r.addBias(t, p+"attn_q.bias", q)
+		r.addBias(t, p+"attn_k.bias", k)
+		r.addBias(t, p+"attn_v.bias", v)
 		r.rope(q, c.Heads, pos)
 		r.rope(k, c.HeadsKV, pos)
 		r.k[l] = append(r.k[l], k)
@@ -110,11 +148,18 @@ func (r *referenceModel) next(t *testing.T, token int) []float64 {
 				for i := 0; i < c.HeadDim; i++ {
 					s += q[h*c.HeadDim+i] * r.k[l][j][kvh*c.HeadDim+i]
 				}
-				scores[j] = s / math.Sqrt(float64(c.HeadDim))
+				scores[j] = s * float64(c.QueryScale)
+				if c.AttnSoftcap > 0 {
+					scores[j] = softcap64(scores[j], float64(c.AttnSoftcap))
+				}
 				maxs = math.Max(maxs, scores[j])
 			}
 			var sum float64
 			for j := range scores {
+				if c.Sliding(l) && pos-j >= c.SlidingWindow {
+					scores[j] = 0 // outside the window
+					continue
+				}
 				scores[j] = math.Exp(scores[j] - maxs)
 				sum += scores[j]
 			}
@@ -125,24 +170,47 @@ func (r *referenceModel) next(t *testing.T, token int) []float64 {
 			}
 		}
 		o := r.matvec(t, p+"attn_output.weight", att)
+		if r.has(p + "post_attention_norm.weight") {
+			o = r.norm(t, p+"post_attention_norm.weight", o)
+		}
 		for i := range x {
 			x[i] += o[i]
 		}
 		xn = r.norm(t, p+"ffn_norm.weight", x)
-		g := r.matvec(t, p+"ffn_gate.weight", xn)
-		u := r.matvec(t, p+"ffn_up.weight", xn)
+		var g, u []float64
+		if r.has(p + "ffn_gate.weight") {
+			g = r.matvec(t, p+"ffn_gate.weight", xn)
+			u = r.matvec(t, p+"ffn_up.weight", xn)
+		} else { // fused: the gate's rows, then the up rows
+			gu := r.matvec(t, p+"ffn_up.weight", xn)
+			g, u = gu[:len(gu)/2], gu[len(gu)/2:]
+		}
 		for i := range g {
-			g[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
+			if c.Architecture == "gemma2" {
+				a := g[i]
+				g[i] = 0.5 * a * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(a+0.044715*a*a*a))) * u[i]
+			} else {
+				g[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
+			}
 		}
 		d := r.matvec(t, p+"ffn_down.weight", g)
+		if r.has(p + "post_ffw_norm.weight") {
+			d = r.norm(t, p+"post_ffw_norm.weight", d)
+		}
 		for i := range x {
 			x[i] += d[i]
 		}
 	}
 	xn := r.norm(t, "output_norm.weight", x)
 	out := "output.weight"
-	if _, ok := r.f.Tensor(out); !ok {
+	if !r.has(out) {
 		out = "token_embd.weight"
 	}
-	return r.matvec(t, out, xn)
+	logits := r.matvec(t, out, xn)
+	if c.FinalSoftcap > 0 {
+		for i := range logits {
+			logits[i] = softcap64(logits[i], float64(c.FinalSoftcap))
+		}
+	}
+	return logits
 }
