@@ -31,6 +31,24 @@ func gemvnQ8_0x3AVX2(w *byte, stride int, x *byte, xStride int, nb int, out *flo
 //go:noescape
 func gemvnQ8_0x4AVX2(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
 
+//go:noescape
+func gemvnQ4Kx2VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+
+//go:noescape
+func gemvnQ4Kx3VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+
+//go:noescape
+func gemvnQ4Kx4VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+
+//go:noescape
+func gemvnQ6Kx2VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+
+//go:noescape
+func gemvnQ6Kx3VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+
+//go:noescape
+func gemvnQ6Kx4VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+
 type gemvnKernel func(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
 
 // gemvnKernels[t][c-2] is the kernel for c vectors of weights of type t.
@@ -38,6 +56,12 @@ var gemvnKernels = map[Type][3]gemvnKernel{
 	Q4_K: {gemvnQ4Kx2AVX2, gemvnQ4Kx3AVX2, gemvnQ4Kx4AVX2},
 	Q6_K: {gemvnQ6Kx2AVX2, gemvnQ6Kx3AVX2, gemvnQ6Kx4AVX2},
 	Q8_0: {gemvnQ8_0x2AVX2, gemvnQ8_0x3AVX2, gemvnQ8_0x4AVX2},
+}
+
+// gemvnKernelsVNNI replaces gemvnKernels' entries on CPUs with AVX-512 VNNI.
+var gemvnKernelsVNNI = map[Type][3]gemvnKernel{
+	Q4_K: {gemvnQ4Kx2VNNI, gemvnQ4Kx3VNNI, gemvnQ4Kx4VNNI},
+	Q6_K: {gemvnQ6Kx2VNNI, gemvnQ6Kx3VNNI, gemvnQ6Kx4VNNI},
 }
 
 // gemvnTileBytes bounds the weights of one tile of rows: GemvN runs every
@@ -56,6 +80,9 @@ func gemvnSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, col
 	switch t {
 	case Q4_K, Q6_K, Q8_0:
 		ks = gemvnKernels[t]
+		if k, ok := gemvnKernelsVNNI[t]; ok && useVNNI {
+			ks = k
+		}
 	default:
 		return false
 	}

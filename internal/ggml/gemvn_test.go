@@ -20,13 +20,15 @@ func (c gemmCase) runGemvN() []float32 {
 // TestGemvNMatchesVecDot checks GemvN element by element against VecDot for
 // the types with small-batch kernels, every batch size from 1 to 17 (odd
 // ones leave groups of 2 and 3 vectors), ragged row counts and padded
-// strides, with the SIMD kernels and with the portable Go code.
+// strides, with the fastest kernels, with AVX2 only and with the portable Go
+// code.
 func TestGemvNMatchesVecDot(t *testing.T) {
 	modes := []struct {
 		name string
 		wrap func(func())
 	}{
 		{"simd", func(f func()) { f() }},
+		{"avx2", withoutVNNI},
 		{"generic", withoutSIMD},
 	}
 	for _, typ := range []Type{Q4_K, Q6_K, Q8_0} {
@@ -104,11 +106,17 @@ func TestGemvNKernelCoverage(t *testing.T) {
 	if !useAVX2 {
 		t.Skip("no SIMD kernels on this machine")
 	}
-	for _, typ := range []Type{Q8_0, Q4_K, Q6_K} {
-		c := newGemmCase(t, typ, typ.BlockSize()*2, 3, 4, 0, true)
-		out := make([]float32, 12)
-		assert.True(t, gemvnSIMD(typ, c.n, c.w, c.stride, 3, c.x, c.xStride, 4, out, 3), typ.String())
+	check := func(mode string) {
+		for _, typ := range []Type{Q8_0, Q4_K, Q6_K} {
+			c := newGemmCase(t, typ, typ.BlockSize()*2, 3, 4, 0, true)
+			out := make([]float32, 12)
+			assert.True(t, gemvnSIMD(typ, c.n, c.w, c.stride, 3, c.x, c.xStride, 4, out, 3), "%s %s", mode, typ)
+		}
 	}
+	if useVNNI {
+		check("vnni")
+	}
+	withoutVNNI(func() { check("avx2") })
 	assert.False(t, gemvnSIMD(Q5_K, QKK, make([]byte, 3*176), 176, 3, make([]byte, 2*292), 292, 2, make([]float32, 6), 3))
 }
 
@@ -123,7 +131,7 @@ func BenchmarkGemvN(b *testing.B) {
 			stride := typ.RowSize(s.n)
 			xt := VecDotType(typ)
 			xs := xt.RowSize(s.n)
-			for _, cols := range []int{2, 4, 8, 16} {
+			for _, cols := range []int{2, 4, 5, 6, 8, 16} {
 				x := make([]byte, cols*xs)
 				for c := 0; c < cols; c++ {
 					enc, err := Quantize(xt, randFloats(uint64(2+c), s.n, 1))

@@ -106,8 +106,17 @@ def epilogue(name, C, size):
 xsize = {}
 
 # ---------- Q4_K ----------
-def q4k(C):
-    name = "gemvnQ4Kx%dAVX2" % C
+def madd_add(scale, t, acc, vnni):
+    """acc += the pairwise word products of t and scale (int32 sums)."""
+    if vnni:
+        e("\tVPDPWSSD %s, %s, %s" % (scale, t, acc))
+    else:
+        e("\tVPMADDWD %s, %s, %s" % (scale, t, t))
+        e("\tVPADDD %s, %s, %s" % (t, acc, acc))
+
+
+def q4k(C, vnni=False):
+    name = "gemvnQ4Kx%d%s" % (C, "VNNI" if vnni else "AVX2")
     xsize[name] = 292
     prologue(name, C, ["\tVMOVDQU nnib0F<>(SB), Y15"])
     e("\t// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks")
@@ -153,11 +162,9 @@ def q4k(C):
             if c == 0:
                 e("\tVPMADDWD Y12, Y14, %s" % acc)
             else:
-                e("\tVPMADDWD Y12, Y14, Y14")
-                e("\tVPADDD Y14, %s, %s" % (acc, acc))
+                madd_add("Y12", "Y14", acc, vnni)
             e("\tVPMADDUBSW %s, Y11, Y14" % col(j, 36 + 64*c))
-            e("\tVPMADDWD Y13, Y14, Y14")
-            e("\tVPADDD Y14, %s, %s" % (acc, acc))
+            madd_add("Y13", "Y14", acc, vnni)
     e("\t// d (Y11) and dmin (Y12)")
     e("\tVMOVD (AX), X10")
     e("\tVCVTPH2PS X10, X10")
@@ -181,8 +188,8 @@ def q4k(C):
 
 
 # ---------- Q6_K ----------
-def q6k(C):
-    name = "gemvnQ6Kx%dAVX2" % C
+def q6k(C, vnni=False):
+    name = "gemvnQ6Kx%d%s" % (C, "VNNI" if vnni else "AVX2")
     xsize[name] = 292
     prologue(name, C)
     e("\t// the 16 int8 scales (X8); the −32 offset: start from −32·Σ scale·bsum")
@@ -223,8 +230,7 @@ def q6k(C):
             for j in range(C):
                 acc = "Y%d" % (4 + j)
                 e("\tVPMADDUBSW %s, Y13, Y15" % col(j, 4 + 128*h + 32*k))
-                e("\tVPMADDWD Y14, Y15, Y15")
-                e("\tVPADDD Y15, %s, %s" % (acc, acc))
+                madd_add("Y14", "Y15", acc, vnni)
     e("\t// d (Y9)")
     e("\tMOVWLZX 208(AX), DX")
     e("\tVMOVD DX, X9")
@@ -268,5 +274,14 @@ for C in (2, 3, 4):
     q6k(C)
 for C in (2, 3, 4):
     q80(C)
+
+e("// The same K-quant kernels for CPUs with AVX-512 VNNI: VPDPWSSD applies the")
+e("// sub-block scales and adds to the sums in one instruction (on 256-bit")
+e("// vectors, as the VNNI Gemm kernels use it).")
+e("")
+for C in (2, 3, 4):
+    q4k(C, True)
+for C in (2, 3, 4):
+    q6k(C, True)
 
 common.write(out)
