@@ -7,9 +7,11 @@ package ggml
 // by up to four vectors while it is in registers; Gemm instead repacks the
 // weights into tiles first, which pays off only over many vectors (a prompt).
 //
-// GemvNMaxCols is the batch size up to which GemvN is the faster of the two
-// on the machines we measured; GemvN still gives correct results beyond it.
-// Types without a small-batch kernel (and machines without AVX2) run Gemm.
+// The kernels cover Q4_K and Q6_K (the weights of Q4_K_M models), whose
+// blocks take real work to decode; other types, and machines without AVX2,
+// run Gemm. GemvNMaxCols is the batch size up to which GemvN was the faster
+// of the two in our measurements; beyond it GemvN is still correct, but
+// Gemm's repacking pays for itself.
 // Like Gemm, GemvN neither allocates nor validates beyond slice bounds
 // checks, and may round the float combination of blocks differently from
 // VecDot, within float32 rounding of the same terms.
@@ -24,4 +26,4 @@ func GemvN(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols in
 }
 
 // GemvNMaxCols is the largest batch for which GemvN beats Gemm (see GemvN).
-const GemvNMaxCols = 16
+const GemvNMaxCols = 8

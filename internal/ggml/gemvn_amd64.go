@@ -23,15 +23,6 @@ func gemvnQ6Kx3AVX2(w *byte, stride int, x *byte, xStride int, nb int, out *floa
 func gemvnQ6Kx4AVX2(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
 
 //go:noescape
-func gemvnQ8_0x2AVX2(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-
-//go:noescape
-func gemvnQ8_0x3AVX2(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-
-//go:noescape
-func gemvnQ8_0x4AVX2(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-
-//go:noescape
 func gemvnQ4Kx2VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
 
 //go:noescape
@@ -55,7 +46,6 @@ type gemvnKernel func(w *byte, stride int, x *byte, xStride int, nb int, out *fl
 var gemvnKernels = map[Type][3]gemvnKernel{
 	Q4_K: {gemvnQ4Kx2AVX2, gemvnQ4Kx3AVX2, gemvnQ4Kx4AVX2},
 	Q6_K: {gemvnQ6Kx2AVX2, gemvnQ6Kx3AVX2, gemvnQ6Kx4AVX2},
-	Q8_0: {gemvnQ8_0x2AVX2, gemvnQ8_0x3AVX2, gemvnQ8_0x4AVX2},
 }
 
 // gemvnKernelsVNNI replaces gemvnKernels' entries on CPUs with AVX-512 VNNI.
@@ -78,7 +68,7 @@ func gemvnSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, col
 	}
 	var ks [3]gemvnKernel
 	switch t {
-	case Q4_K, Q6_K, Q8_0:
+	case Q4_K, Q6_K:
 		ks = gemvnKernels[t]
 		if k, ok := gemvnKernelsVNNI[t]; ok && useVNNI {
 			ks = k

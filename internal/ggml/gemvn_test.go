@@ -31,7 +31,7 @@ func TestGemvNMatchesVecDot(t *testing.T) {
 		{"avx2", withoutVNNI},
 		{"generic", withoutSIMD},
 	}
-	for _, typ := range []Type{Q4_K, Q6_K, Q8_0} {
+	for _, typ := range []Type{Q4_K, Q6_K} {
 		sizes := dotSizes(typ)
 		for _, n := range []int{sizes[0], sizes[len(sizes)-2]} {
 			for cols := 1; cols <= 17; cols++ {
@@ -65,7 +65,7 @@ func TestGemvNOtherTypes(t *testing.T) {
 // TestGemvNLongRows covers rows long enough that a tile holds a few rows
 // only, so that the vectors' groups go over several tiles.
 func TestGemvNLongRows(t *testing.T) {
-	for _, typ := range []Type{Q8_0, Q4_K, Q6_K} {
+	for _, typ := range []Type{Q4_K, Q6_K} {
 		n := 22 * QKK
 		t.Run(typ.String(), func(t *testing.T) {
 			c := newGemmCase(t, typ, n, 37, 11, 5, true)
@@ -75,7 +75,7 @@ func TestGemvNLongRows(t *testing.T) {
 }
 
 func TestGemvNBoundsPanic(t *testing.T) {
-	for _, typ := range []Type{Q8_0, Q4_K, Q6_K} {
+	for _, typ := range []Type{Q4_K, Q6_K} {
 		n := typ.BlockSize() * 2
 		rs, xs := typ.RowSize(n), VecDotType(typ).RowSize(n)
 		w := make([]byte, 8*rs)
@@ -89,7 +89,7 @@ func TestGemvNBoundsPanic(t *testing.T) {
 }
 
 func TestGemvNDoesNotAllocate(t *testing.T) {
-	for _, typ := range []Type{Q8_0, Q4_K, Q6_K} {
+	for _, typ := range []Type{Q4_K, Q6_K} {
 		n := dotSizes(typ)[2]
 		c := newGemmCase(t, typ, n, 16, 7, 0, true)
 		out := make([]float32, 16*7)
@@ -107,7 +107,7 @@ func TestGemvNKernelCoverage(t *testing.T) {
 		t.Skip("no SIMD kernels on this machine")
 	}
 	check := func(mode string) {
-		for _, typ := range []Type{Q8_0, Q4_K, Q6_K} {
+		for _, typ := range []Type{Q4_K, Q6_K} {
 			c := newGemmCase(t, typ, typ.BlockSize()*2, 3, 4, 0, true)
 			out := make([]float32, 12)
 			assert.True(t, gemvnSIMD(typ, c.n, c.w, c.stride, 3, c.x, c.xStride, 4, out, 3), "%s %s", mode, typ)
@@ -117,6 +117,7 @@ func TestGemvNKernelCoverage(t *testing.T) {
 		check("vnni")
 	}
 	withoutVNNI(func() { check("avx2") })
+	assert.False(t, gemvnSIMD(Q8_0, QK, make([]byte, 3*34), 34, 3, make([]byte, 2*34), 34, 2, make([]float32, 6), 3))
 	assert.False(t, gemvnSIMD(Q5_K, QKK, make([]byte, 3*176), 176, 3, make([]byte, 2*292), 292, 2, make([]float32, 6), 3))
 }
 
@@ -125,7 +126,7 @@ func TestGemvNKernelCoverage(t *testing.T) {
 // decode): kernel=gemvn is GemvN, kernel=gemm Gemm, kernel=gemv one Gemv per
 // vector. Compare them with `benchstat -col /kernel`.
 func BenchmarkGemvN(b *testing.B) {
-	for _, typ := range []Type{Q4_K, Q6_K, Q8_0} {
+	for _, typ := range []Type{Q4_K, Q6_K} {
 		for _, s := range []struct{ rows, n int }{{5632, 2048}, {2048, 5632}} {
 			w := randomWeights(typ, s.n, s.rows, 1)
 			stride := typ.RowSize(s.n)

@@ -2,7 +2,8 @@
 # one weight row at a time, decodes each of its blocks once, straight from
 # the encoding as stored, and multiplies the decoded block by C activation
 # vectors (C = 2, 3 or 4) before moving on, so that the weights are read once
-# for all of them.
+# for all of them. (A Q8_0 form was slower than Gemm's repacked kernel at
+# every batch size we measured: Q8_0 needs no decoding to share.)
 import common
 
 out = common.header("gemvn.py")
@@ -36,7 +37,6 @@ def data(name, bs):
 
 data("nnib0F", [0x0f]*32)
 data("nbytes30", [0x30]*32)
-data("nones16", [1, 0]*16)
 m = []
 for k in range(8):
     m += [2*k, 2*k+1]*16
@@ -244,37 +244,10 @@ def q6k(C, vnni=False):
     epilogue(name, C, 210)
 
 
-# ---------- Q8_0 ----------
-def q80(C):
-    name = "gemvnQ8_0x%dAVX2" % C
-    xsize[name] = 34
-    prologue(name, C, ["\tVMOVDQU nones16<>(SB), Y15"])
-    e("\t// the weights' scale (Y10), quants (Y9) and their magnitudes (Y8)")
-    e("\tVPBROADCASTW (AX), X10")
-    e("\tVCVTPH2PS X10, Y10")
-    e("\tVMOVDQU 2(AX), Y9")
-    e("\tVPSIGNB Y9, Y9, Y8")
-    for j in range(C):
-        e("\t// vector %d: signed × signed via |w| × (x·sign(w))" % j)
-        e("\tVMOVDQU %s, Y11" % col(j, 2))
-        e("\tVPSIGNB Y9, Y11, Y11")
-        e("\tVPMADDUBSW Y11, Y8, Y11")
-        e("\tVPMADDWD Y15, Y11, Y11")
-        e("\tVCVTDQ2PS Y11, Y11")
-        e("\tVPBROADCASTW %s, X12" % col(j, 0))
-        e("\tVCVTPH2PS X12, Y12")
-        e("\tVMULPS Y12, Y10, Y12")
-        e("\tVFMADD231PS Y12, Y11, Y%d" % j)
-    epilogue(name, C, 34)
-
-
 for C in (2, 3, 4):
     q4k(C)
 for C in (2, 3, 4):
     q6k(C)
-for C in (2, 3, 4):
-    q80(C)
-
 e("// The same K-quant kernels for CPUs with AVX-512 VNNI: VPDPWSSD applies the")
 e("// sub-block scales and adds to the sums in one instruction (on 256-bit")
 e("// vectors, as the VNNI Gemm kernels use it).")
