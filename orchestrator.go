@@ -63,6 +63,13 @@ type Orchestrator struct {
 	// LoadingTimeout bounds how long a task waits for a worker to load its
 	// model (default 5 minutes).
 	LoadingTimeout time.Duration
+	// MaxQueue is how many tasks may wait for a free worker slot, over all
+	// the queen's queues, before more are refused with [ErrAllSlotsBusy]
+	// and a Retry-After: nil means 256, a pointer to 0 turns the queue off
+	// (a busy worker is then retried after 1, 2 and 4 s). QueueTimeout is
+	// how long a task may wait (default 5 minutes).
+	MaxQueue     *int
+	QueueTimeout time.Duration
 	// KnownHostsPath is the known_hosts file the host keys of remote nodes
 	// are checked against and recorded in (default ~/.ssh/known_hosts).
 	KnownHostsPath string
@@ -118,6 +125,8 @@ func (o *Orchestrator) init() error {
 			LocalWorkerPortStart:  o.LocalWorkerPortStart,
 			LocalIdleTimeout:      o.LocalIdleTimeout,
 			LoadingTimeout:        o.LoadingTimeout,
+			MaxQueue:              o.MaxQueue,
+			QueueTimeout:          o.QueueTimeout,
 			KnownHostsPath:        o.KnownHostsPath,
 			RemoteBinaryPath:      o.RemoteBinaryPath,
 			RemoteGitRepoDir:      o.RemoteGitRepoDir,

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee"
+	"rbee/internal/testutil"
 )
 
 func TestOrchestratorLifecycle(t *testing.T) {
@@ -58,6 +59,24 @@ func TestOrchestratorWithoutStart(t *testing.T) {
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "/health", nil)
 	o.Handler().ServeHTTP(rec, req)
 	assert.Equal(t, http.StatusOK, rec.status)
+}
+
+// TestOrchestratorQueueSettings: MaxQueue and QueueTimeout reach the queen,
+// a pointer to 0 turning the queue off, as Client.Queue shows.
+func TestOrchestratorQueueSettings(t *testing.T) {
+	off := 0
+	o := &rbee.Orchestrator{Home: t.TempDir(), LocalHivePort: testutil.FreePort(t), MaxQueue: &off, QueueTimeout: 90 * time.Second}
+	defer o.Close()
+	st, err := o.Client().Queue(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, &rbee.QueueStatus{MaxQueue: 0, TimeoutMs: 90000, Queues: []rbee.Queue{}, Workers: []rbee.WorkerSlots{}}, st)
+
+	d := &rbee.Orchestrator{Home: t.TempDir(), LocalHivePort: testutil.FreePort(t)}
+	defer d.Close()
+	st, err = d.Client().Queue(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, 256, st.MaxQueue, "unset is the default")
+	assert.EqualValues(t, 5*60*1000, st.TimeoutMs)
 }
 
 type recorder struct {

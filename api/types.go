@@ -151,6 +151,13 @@ type WorkerInfo struct {
 	SlotsAvailable int         `json:"slots_available"`
 	LastActivity   time.Time   `json:"last_activity"`
 	PID            int         `json:"pid,omitempty"`
+	// SlotsBusy and QueueDepth are set in the queen's answer only (a hive
+	// leaves them 0): the slots
+	// in use (the more of what the worker reported and the tasks the queen
+	// has running on it) and how many tasks wait in the queen's queue for
+	// this worker.
+	SlotsBusy  int `json:"slots_busy"`
+	QueueDepth int `json:"queue_depth"`
 }
 
 // WorkerList is the body of GET /v1/workers/list (hive) and /v2/workers/list (queen).
@@ -278,4 +285,48 @@ type InstallRequest struct {
 	// git_repo_url at git_branch, then go build) even when the queen's own
 	// binary would run there.
 	FromSource bool `json:"from_source,omitempty"`
+}
+
+// QueueStatus is the body of the queen's GET /v2/queue: the tasks waiting
+// for a free slot and how busy each worker is.
+type QueueStatus struct {
+	// Depth is how many tasks wait, over all queues; MaxQueue the most
+	// that may (0: queueing is off, a busy worker is retried instead);
+	// TimeoutMs how long a task may wait before it fails.
+	Depth     int   `json:"depth"`
+	MaxQueue  int   `json:"max_queue"`
+	TimeoutMs int64 `json:"timeout_ms"`
+	// Queues has one entry per node and model with waiting tasks.
+	Queues []Queue `json:"queues"`
+	// Workers has one entry per ready worker of the nodes that answered.
+	Workers []WorkerSlots `json:"workers"`
+	// Unreachable names the nodes whose workers could not be listed.
+	Unreachable []UnreachableNode `json:"unreachable,omitempty"`
+}
+
+// Queue is the FIFO queue of one model on one node.
+type Queue struct {
+	Node  string       `json:"node"`
+	Model string       `json:"model"`
+	Tasks []QueuedTask `json:"tasks"`
+}
+
+// QueuedTask is one task waiting for a slot.
+type QueuedTask struct {
+	ID string `json:"id"`
+	// Position counts from 1, the next task to go.
+	Position int `json:"position"`
+	// WorkerID is the worker the task waits for.
+	WorkerID     string    `json:"worker_id,omitempty"`
+	WaitingSince time.Time `json:"waiting_since"`
+}
+
+// WorkerSlots is how busy one worker is, as the queen sees it.
+type WorkerSlots struct {
+	Node       string `json:"node"`
+	WorkerID   string `json:"worker_id"`
+	Model      string `json:"model"`
+	SlotsBusy  int    `json:"slots_busy"`
+	SlotsTotal int    `json:"slots_total"`
+	QueueDepth int    `json:"queue_depth"`
 }

@@ -63,6 +63,8 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 	fs.IntVar(&cfg.LocalWorkerPortStart, "local-worker-port-start", 8001, "first port the local hive tries for workers")
 	fs.DurationVar(&cfg.LoadingTimeout, "loading-timeout", DefaultLoadingTimeout, "how long a worker may take to load its model")
 	fs.DurationVar(&cfg.LocalIdleTimeout, "local-idle-timeout", 0, "stop a local worker idle for this long (default [hive] idle_timeout, else the hive's 5m)")
+	maxQueue := fs.Int("max-queue", DefaultMaxQueue, "most tasks waiting for a free slot before more are refused (0 = no queue: retry a busy worker, then fail)")
+	fs.DurationVar(&cfg.QueueTimeout, "queue-timeout", DefaultQueueTimeout, "how long a task may wait for a free slot")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
 	allowedHosts := fs.String("allowed-hosts", "", "comma-separated host names requests may use besides IP addresses and localhost (*.domain and * allowed; default $"+httpx.AllowedHostsEnv+", else [security] allowed_hosts)")
 	allowedOrigins := fs.String("allowed-origins", "", "comma-separated web origins whose pages may call the queen, like http://localhost:3000 (default $"+httpx.AllowedOriginsEnv+", else [security] allowed_origins)")
@@ -71,6 +73,15 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 	}
 	if err := applyFile(&cfg, fs, host, port, getenv); err != nil {
 		return cfg, 0, err
+	}
+	if cfg.MaxQueue == nil {
+		cfg.MaxQueue = MaxQueueOf(*maxQueue)
+	}
+	if *cfg.MaxQueue < 0 {
+		return cfg, 0, cliutil.Usagef("--max-queue %d: give 0 (no queue) or more", *cfg.MaxQueue)
+	}
+	if cfg.QueueTimeout < time.Second {
+		return cfg, 0, cliutil.Usagef("--queue-timeout %s: give at least a second, like 5m", cfg.QueueTimeout)
 	}
 	if err := applySecurity(&cfg, fs, *allowedHosts, *allowedOrigins, getenv); err != nil {
 		return cfg, 0, err
@@ -149,7 +160,7 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 }
 
 // applyFile fills in what no flag set from the configuration file: the
-// queen's host, port and local hive ports, the local hive's idle timeout
+// queen's host, port, local hive ports and queue bounds, the local hive's idle timeout
 // ([hive] idle_timeout), the home (unless $RBEE_HOME names one), known_hosts,
 // the [remote] settings and the [security] lists.
 func applyFile(cfg *Config, fs *flag.FlagSet, host *string, port *int, getenv func(string) string) error {
@@ -170,6 +181,12 @@ func applyFile(cfg *Config, fs *flag.FlagSet, host *string, port *int, getenv fu
 	}
 	if !set["local-worker-port-start"] && file.Queen.LocalWorkerPortStart != 0 {
 		cfg.LocalWorkerPortStart = file.Queen.LocalWorkerPortStart
+	}
+	if !set["max-queue"] && file.Queen.MaxQueue != nil {
+		cfg.MaxQueue = MaxQueueOf(*file.Queen.MaxQueue)
+	}
+	if !set["queue-timeout"] && file.Queen.QueueTimeout != 0 {
+		cfg.QueueTimeout = file.Queen.QueueTimeout
 	}
 	if !set["local-idle-timeout"] {
 		cfg.LocalIdleTimeout = file.Hive.IdleTimeout

@@ -123,6 +123,7 @@ func writeOpenAIError(w http.ResponseWriter, r *http.Request, err error, id stri
 	if e.Code == api.CodeMissingAPIKey || e.Code == api.CodeInvalidAPIKey {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rbee"`)
 	}
+	httpx.SetRetryAfter(w, &e)
 	httpx.WriteJSON(w, e.HTTPStatus(), openAIErrorBody{Error: toOpenAIError(&e)})
 }
 

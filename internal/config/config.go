@@ -116,6 +116,12 @@ type Queen struct {
 	// LocalWorkerPortStart the first port it tries for workers.
 	LocalHivePort        int `toml:"local_hive_port"`
 	LocalWorkerPortStart int `toml:"local_worker_port_start"`
+	// MaxQueue is how many tasks may wait for a free slot before more are
+	// refused (nil: the default, 256; 0 turns the queue off).
+	MaxQueue *int `toml:"max_queue"`
+	// QueueTimeout is how long a task may wait for a free slot ("5m"; at
+	// least a second; default 5 minutes).
+	QueueTimeout time.Duration `toml:"queue_timeout"`
 }
 
 // Hive is the [hive] table: settings of the hive the queen starts on the
@@ -307,7 +313,8 @@ func Parse(path string, data []byte, e Env) (*File, error) {
 
 // knownKeys lists every key, for the unknown-key error.
 var knownKeys = []string{
-	"queen.url", "queen.host", "queen.port", "queen.local_hive_port", "queen.local_worker_port_start", "hive.idle_timeout",
+	"queen.url", "queen.host", "queen.port", "queen.local_hive_port", "queen.local_worker_port_start", "queen.max_queue",
+	"queen.queue_timeout", "hive.idle_timeout",
 	"paths.home", "ssh.known_hosts", "remote.binary_path", "remote.git_repo_dir", "remote.worker_port_start",
 	"security.allowed_hosts", "security.allowed_origins",
 }
@@ -337,6 +344,12 @@ func (c *File) check(e Env) error {
 		if p.v < 0 || p.v > 65535 {
 			return fmt.Errorf("%s %d: a port is between 1 and 65535", p.key, p.v)
 		}
+	}
+	if c.Queen.MaxQueue != nil && *c.Queen.MaxQueue < 0 {
+		return fmt.Errorf("queen.max_queue %d: give 0 (no queue) or more", *c.Queen.MaxQueue)
+	}
+	if c.Queen.QueueTimeout != 0 && c.Queen.QueueTimeout < time.Second {
+		return fmt.Errorf("queen.queue_timeout %s: give a duration of at least a second, like \"5m\"", c.Queen.QueueTimeout)
 	}
 	if c.Hive.IdleTimeout != 0 && c.Hive.IdleTimeout < time.Second {
 		return fmt.Errorf("hive.idle_timeout %s: give a duration of at least a second, like \"5m\"", c.Hive.IdleTimeout)

@@ -23,7 +23,9 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -109,7 +111,16 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Code == api.CodeMissingAPIKey || e.Code == api.CodeInvalidAPIKey {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rbee"`)
 	}
+	SetRetryAfter(w, e)
 	WriteJSON(w, e.HTTPStatus(), api.Envelope{Error: e})
+}
+
+// SetRetryAfter sets the Retry-After header (whole seconds, at least 1)
+// from an error that says how long to wait (api.DetailRetryAfter).
+func SetRetryAfter(w http.ResponseWriter, e *api.Error) {
+	if d := e.RetryAfter(); d > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(max(1, (d+time.Second-1)/time.Second)), 10))
+	}
 }
 
 func copyWithRequestID(e *api.Error, id string) *api.Error {
