@@ -127,6 +127,10 @@ gemvnQ4Kx2AVX2_block:
 	VPMOVZXBW X8, X8
 	VPMOVZXBW X9, X9
 	VINSERTI128 $1, X8, Y8, Y8
+	// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums
+	VPUNPCKLWD X9, X9, X10
+	VPUNPCKHWD X9, X9, X9
+	VINSERTI128 $1, X9, Y10, Y9
 	// elements 0…63: low nibbles (Y10), high nibbles (Y11)
 	VMOVDQU 16(AX), Y10
 	VPSRLW $4, Y10, Y11
@@ -207,27 +211,21 @@ gemvnQ4Kx2AVX2_block:
 	VBROADCASTSS X10, Y11
 	VMOVSHDUP X10, X12
 	VBROADCASTSS X12, Y12
-	// vector 0: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 0: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS Y14, Y4, Y0
-	VMOVDQU 260(BX), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y0
-	// vector 1: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 1: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX)(R8*1), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS Y14, Y5, Y1
-	VMOVDQU 260(BX)(R8*1), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX)(R8*1), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y1
@@ -304,6 +302,10 @@ gemvnQ4Kx3AVX2_block:
 	VPMOVZXBW X8, X8
 	VPMOVZXBW X9, X9
 	VINSERTI128 $1, X8, Y8, Y8
+	// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums
+	VPUNPCKLWD X9, X9, X10
+	VPUNPCKHWD X9, X9, X9
+	VINSERTI128 $1, X9, Y10, Y9
 	// elements 0…63: low nibbles (Y10), high nibbles (Y11)
 	VMOVDQU 16(AX), Y10
 	VPSRLW $4, Y10, Y11
@@ -407,39 +409,30 @@ gemvnQ4Kx3AVX2_block:
 	VBROADCASTSS X10, Y11
 	VMOVSHDUP X10, X12
 	VBROADCASTSS X12, Y12
-	// vector 0: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 0: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS Y14, Y4, Y0
-	VMOVDQU 260(BX), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y0
-	// vector 1: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 1: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX)(R8*1), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS Y14, Y5, Y1
-	VMOVDQU 260(BX)(R8*1), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX)(R8*1), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y1
-	// vector 2: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 2: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX)(R8*2), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y6, Y6
 	VFMADD231PS Y14, Y6, Y2
-	VMOVDQU 260(BX)(R8*2), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX)(R8*2), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y2
@@ -524,6 +517,10 @@ gemvnQ4Kx4AVX2_block:
 	VPMOVZXBW X8, X8
 	VPMOVZXBW X9, X9
 	VINSERTI128 $1, X8, Y8, Y8
+	// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums
+	VPUNPCKLWD X9, X9, X10
+	VPUNPCKHWD X9, X9, X9
+	VINSERTI128 $1, X9, Y10, Y9
 	// elements 0…63: low nibbles (Y10), high nibbles (Y11)
 	VMOVDQU 16(AX), Y10
 	VPSRLW $4, Y10, Y11
@@ -650,51 +647,39 @@ gemvnQ4Kx4AVX2_block:
 	VBROADCASTSS X10, Y11
 	VMOVSHDUP X10, X12
 	VBROADCASTSS X12, Y12
-	// vector 0: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 0: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS Y14, Y4, Y0
-	VMOVDQU 260(BX), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y0
-	// vector 1: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 1: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX)(R8*1), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS Y14, Y5, Y1
-	VMOVDQU 260(BX)(R8*1), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX)(R8*1), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y1
-	// vector 2: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 2: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX)(R8*2), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y6, Y6
 	VFMADD231PS Y14, Y6, Y2
-	VMOVDQU 260(BX)(R8*2), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX)(R8*2), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y2
-	// vector 3: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 3: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX)(R9*1), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y7, Y7
 	VFMADD231PS Y14, Y7, Y3
-	VMOVDQU 260(BX)(R9*1), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX)(R9*1), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y3
@@ -755,16 +740,14 @@ gemvnQ6Kx2AVX2_row:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 gemvnQ6Kx2AVX2_block:
-	// the 16 int8 scales (X8); the −32 offset: start from −32·Σ scale·bsum
+	// the 16 int8 scales (X8); the −32 offset: start from Σ (−32·scale)·bsum
 	VMOVDQU 192(AX), X8
 	VPMOVSXBW X8, Y9
+	VPSLLW $5, Y9, Y9
 	VPXOR Y15, Y15, Y15
+	VPSUBW Y9, Y15, Y9
 	VPMADDWD 260(BX), Y9, Y4
-	VPSLLD $5, Y4, Y4
-	VPSUBD Y4, Y15, Y4
 	VPMADDWD 260(BX)(R8*1), Y9, Y5
-	VPSLLD $5, Y5, Y5
-	VPSUBD Y5, Y15, Y5
 	// elements 0…127
 	VMOVDQU 0(AX), Y10
 	VMOVDQU 32(AX), Y11
@@ -927,19 +910,15 @@ gemvnQ6Kx3AVX2_row:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 gemvnQ6Kx3AVX2_block:
-	// the 16 int8 scales (X8); the −32 offset: start from −32·Σ scale·bsum
+	// the 16 int8 scales (X8); the −32 offset: start from Σ (−32·scale)·bsum
 	VMOVDQU 192(AX), X8
 	VPMOVSXBW X8, Y9
+	VPSLLW $5, Y9, Y9
 	VPXOR Y15, Y15, Y15
+	VPSUBW Y9, Y15, Y9
 	VPMADDWD 260(BX), Y9, Y4
-	VPSLLD $5, Y4, Y4
-	VPSUBD Y4, Y15, Y4
 	VPMADDWD 260(BX)(R8*1), Y9, Y5
-	VPSLLD $5, Y5, Y5
-	VPSUBD Y5, Y15, Y5
 	VPMADDWD 260(BX)(R8*2), Y9, Y6
-	VPSLLD $5, Y6, Y6
-	VPSUBD Y6, Y15, Y6
 	// elements 0…127
 	VMOVDQU 0(AX), Y10
 	VMOVDQU 32(AX), Y11
@@ -1138,22 +1117,16 @@ gemvnQ6Kx4AVX2_row:
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 gemvnQ6Kx4AVX2_block:
-	// the 16 int8 scales (X8); the −32 offset: start from −32·Σ scale·bsum
+	// the 16 int8 scales (X8); the −32 offset: start from Σ (−32·scale)·bsum
 	VMOVDQU 192(AX), X8
 	VPMOVSXBW X8, Y9
+	VPSLLW $5, Y9, Y9
 	VPXOR Y15, Y15, Y15
+	VPSUBW Y9, Y15, Y9
 	VPMADDWD 260(BX), Y9, Y4
-	VPSLLD $5, Y4, Y4
-	VPSUBD Y4, Y15, Y4
 	VPMADDWD 260(BX)(R8*1), Y9, Y5
-	VPSLLD $5, Y5, Y5
-	VPSUBD Y5, Y15, Y5
 	VPMADDWD 260(BX)(R8*2), Y9, Y6
-	VPSLLD $5, Y6, Y6
-	VPSUBD Y6, Y15, Y6
 	VPMADDWD 260(BX)(R9*1), Y9, Y7
-	VPSLLD $5, Y7, Y7
-	VPSUBD Y7, Y15, Y7
 	// elements 0…127
 	VMOVDQU 0(AX), Y10
 	VMOVDQU 32(AX), Y11
@@ -1420,6 +1393,10 @@ gemvnQ4Kx2VNNI_block:
 	VPMOVZXBW X8, X8
 	VPMOVZXBW X9, X9
 	VINSERTI128 $1, X8, Y8, Y8
+	// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums
+	VPUNPCKLWD X9, X9, X10
+	VPUNPCKHWD X9, X9, X9
+	VINSERTI128 $1, X9, Y10, Y9
 	// elements 0…63: low nibbles (Y10), high nibbles (Y11)
 	VMOVDQU 16(AX), Y10
 	VPSRLW $4, Y10, Y11
@@ -1486,27 +1463,21 @@ gemvnQ4Kx2VNNI_block:
 	VBROADCASTSS X10, Y11
 	VMOVSHDUP X10, X12
 	VBROADCASTSS X12, Y12
-	// vector 0: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 0: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS Y14, Y4, Y0
-	VMOVDQU 260(BX), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y0
-	// vector 1: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 1: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX)(R8*1), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS Y14, Y5, Y1
-	VMOVDQU 260(BX)(R8*1), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX)(R8*1), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y1
@@ -1583,6 +1554,10 @@ gemvnQ4Kx3VNNI_block:
 	VPMOVZXBW X8, X8
 	VPMOVZXBW X9, X9
 	VINSERTI128 $1, X8, Y8, Y8
+	// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums
+	VPUNPCKLWD X9, X9, X10
+	VPUNPCKHWD X9, X9, X9
+	VINSERTI128 $1, X9, Y10, Y9
 	// elements 0…63: low nibbles (Y10), high nibbles (Y11)
 	VMOVDQU 16(AX), Y10
 	VPSRLW $4, Y10, Y11
@@ -1665,39 +1640,30 @@ gemvnQ4Kx3VNNI_block:
 	VBROADCASTSS X10, Y11
 	VMOVSHDUP X10, X12
 	VBROADCASTSS X12, Y12
-	// vector 0: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 0: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS Y14, Y4, Y0
-	VMOVDQU 260(BX), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y0
-	// vector 1: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 1: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX)(R8*1), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS Y14, Y5, Y1
-	VMOVDQU 260(BX)(R8*1), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX)(R8*1), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y1
-	// vector 2: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 2: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX)(R8*2), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y6, Y6
 	VFMADD231PS Y14, Y6, Y2
-	VMOVDQU 260(BX)(R8*2), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX)(R8*2), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y2
@@ -1782,6 +1748,10 @@ gemvnQ4Kx4VNNI_block:
 	VPMOVZXBW X8, X8
 	VPMOVZXBW X9, X9
 	VINSERTI128 $1, X8, Y8, Y8
+	// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums
+	VPUNPCKLWD X9, X9, X10
+	VPUNPCKHWD X9, X9, X9
+	VINSERTI128 $1, X9, Y10, Y9
 	// elements 0…63: low nibbles (Y10), high nibbles (Y11)
 	VMOVDQU 16(AX), Y10
 	VPSRLW $4, Y10, Y11
@@ -1880,51 +1850,39 @@ gemvnQ4Kx4VNNI_block:
 	VBROADCASTSS X10, Y11
 	VMOVSHDUP X10, X12
 	VBROADCASTSS X12, Y12
-	// vector 0: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 0: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS Y14, Y4, Y0
-	VMOVDQU 260(BX), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y0
-	// vector 1: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 1: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX)(R8*1), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS Y14, Y5, Y1
-	VMOVDQU 260(BX)(R8*1), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX)(R8*1), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y1
-	// vector 2: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 2: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX)(R8*2), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y6, Y6
 	VFMADD231PS Y14, Y6, Y2
-	VMOVDQU 260(BX)(R8*2), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX)(R8*2), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y2
-	// vector 3: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum (in the low half)
+	// vector 3: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum
 	VBROADCASTSS 0(BX)(R9*1), Y13
 	VMULPS Y13, Y11, Y14
 	VCVTDQ2PS Y7, Y7
 	VFMADD231PS Y14, Y7, Y3
-	VMOVDQU 260(BX)(R9*1), Y14
-	VEXTRACTI128 $1, Y14, X10
-	VPHADDW X10, X14, X14
-	VPMADDWD X9, X14, X14
+	VPMADDWD 260(BX)(R9*1), Y9, Y14
 	VCVTDQ2PS Y14, Y14
 	VMULPS Y13, Y12, Y13
 	VFNMADD231PS Y13, Y14, Y3
@@ -1985,16 +1943,14 @@ gemvnQ6Kx2VNNI_row:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 gemvnQ6Kx2VNNI_block:
-	// the 16 int8 scales (X8); the −32 offset: start from −32·Σ scale·bsum
+	// the 16 int8 scales (X8); the −32 offset: start from Σ (−32·scale)·bsum
 	VMOVDQU 192(AX), X8
 	VPMOVSXBW X8, Y9
+	VPSLLW $5, Y9, Y9
 	VPXOR Y15, Y15, Y15
+	VPSUBW Y9, Y15, Y9
 	VPMADDWD 260(BX), Y9, Y4
-	VPSLLD $5, Y4, Y4
-	VPSUBD Y4, Y15, Y4
 	VPMADDWD 260(BX)(R8*1), Y9, Y5
-	VPSLLD $5, Y5, Y5
-	VPSUBD Y5, Y15, Y5
 	// elements 0…127
 	VMOVDQU 0(AX), Y10
 	VMOVDQU 32(AX), Y11
@@ -2141,19 +2097,15 @@ gemvnQ6Kx3VNNI_row:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 gemvnQ6Kx3VNNI_block:
-	// the 16 int8 scales (X8); the −32 offset: start from −32·Σ scale·bsum
+	// the 16 int8 scales (X8); the −32 offset: start from Σ (−32·scale)·bsum
 	VMOVDQU 192(AX), X8
 	VPMOVSXBW X8, Y9
+	VPSLLW $5, Y9, Y9
 	VPXOR Y15, Y15, Y15
+	VPSUBW Y9, Y15, Y9
 	VPMADDWD 260(BX), Y9, Y4
-	VPSLLD $5, Y4, Y4
-	VPSUBD Y4, Y15, Y4
 	VPMADDWD 260(BX)(R8*1), Y9, Y5
-	VPSLLD $5, Y5, Y5
-	VPSUBD Y5, Y15, Y5
 	VPMADDWD 260(BX)(R8*2), Y9, Y6
-	VPSLLD $5, Y6, Y6
-	VPSUBD Y6, Y15, Y6
 	// elements 0…127
 	VMOVDQU 0(AX), Y10
 	VMOVDQU 32(AX), Y11
@@ -2328,22 +2280,16 @@ gemvnQ6Kx4VNNI_row:
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 gemvnQ6Kx4VNNI_block:
-	// the 16 int8 scales (X8); the −32 offset: start from −32·Σ scale·bsum
+	// the 16 int8 scales (X8); the −32 offset: start from Σ (−32·scale)·bsum
 	VMOVDQU 192(AX), X8
 	VPMOVSXBW X8, Y9
+	VPSLLW $5, Y9, Y9
 	VPXOR Y15, Y15, Y15
+	VPSUBW Y9, Y15, Y9
 	VPMADDWD 260(BX), Y9, Y4
-	VPSLLD $5, Y4, Y4
-	VPSUBD Y4, Y15, Y4
 	VPMADDWD 260(BX)(R8*1), Y9, Y5
-	VPSLLD $5, Y5, Y5
-	VPSUBD Y5, Y15, Y5
 	VPMADDWD 260(BX)(R8*2), Y9, Y6
-	VPSLLD $5, Y6, Y6
-	VPSUBD Y6, Y15, Y6
 	VPMADDWD 260(BX)(R9*1), Y9, Y7
-	VPSLLD $5, Y7, Y7
-	VPSUBD Y7, Y15, Y7
 	// elements 0…127
 	VMOVDQU 0(AX), Y10
 	VMOVDQU 32(AX), Y11
