@@ -205,7 +205,7 @@ func startHive(t *testing.T, c *cluster) int {
 	t.Helper()
 	port := freePortNot(t, c)
 	home := t.TempDir()
-	p, err := proc.Start(proc.Spec{Path: c.bin, Env: []string{"RBEE_HOME=" + home},
+	p, err := proc.Start(proc.Spec{Path: c.bin, Env: []string{"RBEE_HOME=" + home, oneSlot},
 		Args: []string{"hive", "--port", strconv.Itoa(port), "--home", home, "--worker-port-start", strconv.Itoa(freePortNot(t, c))},
 		// The marker of c.processes: the cluster's home is in the log path.
 		LogFile: filepath.Join(c.home, "hive-mac.log")})
