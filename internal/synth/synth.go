@@ -55,7 +55,8 @@ type Spec struct {
 	// instead of Embedding/Heads.
 	HeadDim int
 	// SlidingWindow is written as attention.sliding_window when positive
-	// (phi3 needs one; 0 leaves gemma2 at its default).
+	// (0 leaves gemma2 at its default, and a phi3 file without the key its
+	// readers need).
 	SlidingWindow int
 	// AttnSoftcap and FinalSoftcap are gemma2's soft-caps (written when positive).
 	AttnSoftcap, FinalSoftcap float32
@@ -122,9 +123,6 @@ func (s Spec) validate() error {
 	}
 	if s.Arch != "" && !slices.Contains(Archs(), s.Arch) {
 		return fmt.Errorf("synth: unknown architecture %q (want one of %v)", s.Arch, Archs())
-	}
-	if s.Arch == "phi3" && s.SlidingWindow <= 0 {
-		return fmt.Errorf("synth: phi3 needs a sliding window")
 	}
 	if s.Embedding%s.Heads != 0 || s.Heads%s.HeadsKV != 0 || (s.Embedding/s.Heads)%2 != 0 || s.HeadDim%2 != 0 {
 		return fmt.Errorf("synth: width %d, heads %d and key/value heads %d do not divide evenly", s.Embedding, s.Heads, s.HeadsKV)

@@ -52,7 +52,7 @@ const (
 )
 
 // Sliding reports whether layer li attends only within the sliding window.
-func (c *Config) Sliding(li int) bool {
+func (c Config) Sliding(li int) bool {
 	if c.SlidingWindow <= 0 {
 		return false
 	}
@@ -202,8 +202,16 @@ func (c *Config) readFamily(f *gguf.File, geti func(string, int, bool) (int, err
 		case c.Layers == 40 && c.TrainContext == 131072:
 			def = 131072
 		}
-		if c.SlidingWindow, err = geti("attention.sliding_window", def, def == 0); err != nil {
-			return err
+		// A window of 0 (Phi-4, published as phi3) means none.
+		if v, ok := f.GetUint(arch + ".attention.sliding_window"); ok {
+			if v > 1<<24 {
+				return fmt.Errorf("%w: %s.attention.sliding_window = %d is out of range", ErrInvalidModel, arch, v)
+			}
+			c.SlidingWindow = int(v)
+		} else if def > 0 {
+			c.SlidingWindow = def
+		} else {
+			return fmt.Errorf("%w: %s.attention.sliding_window is missing", ErrInvalidModel, arch)
 		}
 		c.SlidingLayers = SlidingAll
 	case "gemma2":

@@ -1,6 +1,6 @@
-// Package engine is rbee's inference engine: it runs llama-architecture GGUF
-// models in pure Go, with no cgo, so that one static binary runs everywhere
-// and a Go program gets inference with go get.
+// Package engine is rbee's inference engine: it runs GGUF language models in
+// pure Go, with no cgo, so that one static binary runs everywhere and a Go
+// program gets inference with go get.
 //
 // # What it computes
 //
@@ -8,9 +8,30 @@
 // grouped-query attention): token embedding, RMSNorm, rotary position
 // embeddings (base and linear scaling from the metadata, Llama 3.1 frequency
 // factors), attention with an F16 KV cache, SwiGLU feed-forward, and an output
-// head tied to the embedding when the file has none. Weights are used in place
-// from the file's memory map in any of F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q5_K and
-// Q6_K (what Q4_K_M, Q5_K_M and Q8_0 files hold).
+// head tied to the embedding when the file has none. Three more families,
+// read from general.architecture, change parts of it as llama.cpp does:
+//
+//   - qwen2 (Qwen 2 and 2.5, the DeepSeek-R1 distills built on them): biases on
+//     the query, key and value projections, and NEOX rotation (each head's
+//     element i turns with element i+d/2 rather than with its neighbour);
+//   - phi3 (Phi-3 and 3.5): the query, key and value matrices fused into one
+//     attn_qkv, the gate and up matrices fused into one ffn_up (gate rows
+//     first), NEOX rotation, and attention limited to a sliding window of
+//     the latest positions in every layer;
+//   - gemma2: embeddings scaled by √width, norms on the attention and
+//     feed-forward outputs before they join the residual, a GELU (tanh form)
+//     gate, attention scores and output logits soft-capped as cap·tanh(x/cap),
+//     a sliding window on even layers, and heads whose total width may differ
+//     from the model's. (Gemma's norm weights are stored with the +1 already
+//     added by llama.cpp's converter, so they are used as they are.)
+//
+// Every size, window, cap and factor comes from the file's metadata. What the
+// engine does not compute is refused with ErrUnsupported naming it: other
+// architectures, YaRN and other rope scalings besides linear, Phi-3's
+// LongRoPE factor pairs (its 128k-context files), value heads of another
+// size than key heads. Weights are used in place from the file's memory map
+// in any of F32, F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K (what
+// Q4_K_M, Q5_K_M and Q8_0 files hold).
 //
 // It follows llama.cpp's arithmetic where it matters for agreement: activations
 // are quantized once per matrix multiply to the encoding llama.cpp pairs with

@@ -198,11 +198,18 @@ func TestFamiliesRefuseWhatIsMissing(t *testing.T) {
 		require.ErrorIs(t, err, ErrUnsupported)
 		assert.ErrorContains(t, err, "rope_factors_long")
 	})
-	// phi3 without a window, of a shape llama.cpp has no default for, is invalid.
-	t.Run("phi3-no-window", func(t *testing.T) {
+	// phi3 without a window key, of a shape llama.cpp has no default for,
+	// is invalid; a window of 0 (Phi-4) means none.
+	t.Run("phi3-window", func(t *testing.T) {
 		s := synth.Family("phi3", "F16")
-		s.Metadata = map[string]any{"phi3.attention.sliding_window": uint32(0)}
+		s.SlidingWindow = 0
 		_, err := Load(t.Context(), writeModel(t, s), Options{})
 		require.ErrorIs(t, err, ErrInvalidModel)
+		assert.ErrorContains(t, err, "sliding_window is missing")
+		s.Metadata = map[string]any{"phi3.attention.sliding_window": uint32(0)}
+		m, err := Load(t.Context(), writeModel(t, s), Options{})
+		require.NoError(t, err)
+		defer m.Close()
+		assert.False(t, m.Config().Sliding(0))
 	})
 }
