@@ -170,6 +170,14 @@ func TestSynthModelCommand(t *testing.T) {
 	assert.Contains(t, errOut, "--preset")
 	_, _, code = runCLI(t, "synth-model", "--quant", "Q2_K", "--out", out)
 	assert.Equal(t, ExitUsage, code)
+	// Other architectures: a tiny gemma2 generates; an unknown one is a usage error.
+	_, errOut, code = runCLI(t, "synth-model", "--preset", "tiny", "--arch", "gemma2", "--quant", "q8_0", "--out", out)
+	require.Equal(t, ExitOK, code, errOut)
+	_, errOut, code = runCLI(t, "generate", "--model", out, "--prompt", "hi", "--max-tokens", "2")
+	assert.Equal(t, ExitOK, code, errOut)
+	_, errOut, code = runCLI(t, "synth-model", "--arch", "mamba", "--out", out)
+	assert.Equal(t, ExitUsage, code)
+	assert.Contains(t, errOut, "--arch")
 }
 
 func TestTopLevel(t *testing.T) {

@@ -16,18 +16,22 @@ func runSynth(ctx context.Context, env *Env, args []string) error {
 	preset := fs.String("preset", "tinyllama", "shape: tinyllama (1.1B parameters) or tiny (for tests)")
 	quant := fs.String("quant", "Q4_K_M", "encoding: "+strings.Join(synth.Quants(), ", "))
 	seed := fs.Uint64("seed", 1, "seed of the random weights")
+	arch := fs.String("arch", "llama", "architecture: "+strings.Join(synth.Archs(), ", "))
 	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
 	if *out == "" {
 		return usagef("--out is required")
 	}
+	if !slices.Contains(synth.Archs(), *arch) {
+		return usagef("--arch must be one of %s", strings.Join(synth.Archs(), ", "))
+	}
 	var spec synth.Spec
 	switch *preset {
 	case "tinyllama":
-		spec = synth.TinyLlama(strings.ToUpper(*quant))
+		spec = synth.TinyLlamaAs(*arch, strings.ToUpper(*quant))
 	case "tiny":
-		spec = synth.Tiny(strings.ToUpper(*quant))
+		spec = synth.Family(*arch, strings.ToUpper(*quant))
 	default:
 		return usagef("--preset must be tinyllama or tiny")
 	}

@@ -76,6 +76,9 @@ func Archs() []string { return []string{"llama", "qwen2", "phi3", "gemma2"} }
 // width of 256 (so that the heads' total is not the width).
 func Family(arch, quant string) Spec {
 	s := Tiny(quant)
+	if arch == "llama" || arch == "" {
+		return s
+	}
 	s.Arch = arch
 	s.Name = "synthetic-tiny-" + arch + "-" + quant
 	switch arch {
@@ -97,6 +100,30 @@ func Family(arch, quant string) Spec {
 func TinyLlama(quant string) Spec {
 	return Spec{Name: "synthetic-tinyllama-" + quant, Embedding: 2048, Layers: 22, Heads: 32, HeadsKV: 4,
 		FeedForward: 5632, Vocab: 32000, Context: 2048, Quant: quant, Seed: 1}
+}
+
+// TinyLlamaAs is TinyLlama's shape in another architecture ("llama" gives
+// TinyLlama itself), with each family's everyday settings: qwen2 a rope base
+// of 1e6, phi3 Phi-3 mini's window of 2047, gemma2 a window of 4096,
+// soft-caps of 50 and 30 and a tied head. For comparing speeds per family.
+func TinyLlamaAs(arch, quant string) Spec {
+	s := TinyLlama(quant)
+	if arch == "llama" || arch == "" {
+		return s
+	}
+	s.Arch = arch
+	s.Name = "synthetic-tinyllama-" + arch + "-" + quant
+	switch arch {
+	case "qwen2":
+		s.RopeBase = 1e6
+	case "phi3":
+		s.SlidingWindow = 2047
+	case "gemma2":
+		s.SlidingWindow = 4096
+		s.AttnSoftcap, s.FinalSoftcap = 50, 30
+		s.TiedOutput = true
+	}
+	return s
 }
 
 // Tiny is a small model for tests: width 256, 2 blocks, 4 heads over 2

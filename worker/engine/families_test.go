@@ -42,8 +42,8 @@ func TestFamiliesConformWithLlamaCpp(t *testing.T) {
 	detected := ggml.SIMD()
 	for _, level := range []string{"generic", "avx2", detected} {
 		t.Run(level, func(t *testing.T) {
-			if testing.Short() && level != detected {
-				t.Skip("-short checks the detected kernel level only")
+			if (testing.Short() || raceEnabled) && level != detected {
+				t.Skip("-short and -race check the detected kernel level only")
 			}
 			defer ggml.LimitSIMD(level)()
 			if level == "avx2" && ggml.SIMD() == "generic" {
