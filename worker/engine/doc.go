@@ -30,8 +30,11 @@
 // architectures, YaRN and other rope scalings besides linear, Phi-3's
 // LongRoPE factor pairs (its 128k-context files), value heads of another
 // size than key heads. Weights are used in place from the file's memory map
-// in any of F32, F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K (what
-// Q4_K_M, Q5_K_M and Q8_0 files hold).
+// in any of F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q5_K and Q6_K (what Q4_K_M,
+// Q5_K_M and Q8_0 files hold). Q5_0 matrices, which llama.cpp's quantizer
+// puts where rows are not a multiple of 256 (Qwen's widths), are the
+// exception: they are re-encoded once at load as Q8_0 with the same values,
+// for the Q8_0 kernels, taking half again their size in memory.
 //
 // It follows llama.cpp's arithmetic where it matters for agreement: activations
 // are quantized once per matrix multiply to the encoding llama.cpp pairs with

@@ -213,3 +213,19 @@ func TestFamiliesRefuseWhatIsMissing(t *testing.T) {
 		assert.False(t, m.Config().Sliding(0))
 	})
 }
+
+// TestQ5_0AsQ8_0 checks that Q5_0 blocks re-encoded as Q8_0 decode to the
+// same values.
+func TestQ5_0AsQ8_0(t *testing.T) {
+	x := make([]float32, 4*32)
+	for i := range x {
+		x[i] = float32(math.Sin(float64(i)*0.7)) * float32(1+i%5)
+	}
+	q5, err := ggml.Quantize(ggml.Q5_0, x)
+	require.NoError(t, err)
+	want := make([]float32, len(x))
+	require.NoError(t, ggml.Dequantize(ggml.Q5_0, q5, want))
+	got := make([]float32, len(x))
+	require.NoError(t, ggml.Dequantize(ggml.Q8_0, q5_0ToQ8_0(q5), got))
+	assert.Equal(t, want, got)
+}

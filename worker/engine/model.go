@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -272,7 +273,35 @@ func (m *Model) matrix(name string, rows, cols int) (matrix, error) {
 	if len(t.Shape) != 2 || t.Shape[0] != uint64(cols) || t.Shape[1] != uint64(rows) {
 		return matrix{}, fmt.Errorf("%w: tensor %s has shape %v, want [%d %d]", ErrInvalidModel, name, t.Shape, cols, rows)
 	}
-	return matrix{name: name, typ: t.Type, rows: rows, cols: cols, stride: t.Type.RowSize(cols), data: m.file.TensorData(t)}, nil
+	data := m.file.TensorData(t)
+	if t.Type == ggml.Q5_0 {
+		// Q5_0 has only portable kernels; its values are Q8_0 values with
+		// the same scales, so re-encode it once: the products are the same
+		// integers and run on the Q8_0 kernels, for half again the bytes.
+		return matrix{name: name, typ: ggml.Q8_0, rows: rows, cols: cols, stride: ggml.Q8_0.RowSize(cols), data: q5_0ToQ8_0(data)}, nil
+	}
+	return matrix{name: name, typ: t.Type, rows: rows, cols: cols, stride: t.Type.RowSize(cols), data: data}, nil
+}
+
+// q5_0ToQ8_0 re-encodes Q5_0 blocks (F16 scale, 32 fifth bits, 16 bytes of
+// nibbles) as Q8_0 blocks (the same scale, 32 signed bytes) holding the
+// same values, level − 16.
+func q5_0ToQ8_0(src []byte) []byte {
+	const in, out = 22, 34
+	nb := len(src) / in
+	dst := make([]byte, nb*out)
+	for i := 0; i < nb; i++ {
+		b, o := src[i*in:(i+1)*in], dst[i*out:(i+1)*out]
+		o[0], o[1] = b[0], b[1]
+		qh := binary.LittleEndian.Uint32(b[2:])
+		for j := 0; j < 16; j++ {
+			lo := int(b[6+j]&15) | int(qh>>j&1)<<4
+			hi := int(b[6+j]>>4) | int(qh>>(j+16)&1)<<4
+			o[2+j] = byte(int8(lo - 16))
+			o[18+j] = byte(int8(hi - 16))
+		}
+	}
+	return dst
 }
 
 func (m *Model) vector(name string, n int) ([]float32, error) {
