@@ -338,10 +338,10 @@ func TestUnsupportedModels(t *testing.T) {
 	}
 	t.Run("architecture", func(t *testing.T) {
 		var w gguf.Writer
-		require.NoError(t, w.Set("general.architecture", "qwen2"))
+		require.NoError(t, w.Set("general.architecture", "falcon"))
 		_, err := Load(t.Context(), write(t, &w), Options{})
 		assert.ErrorIs(t, err, ErrUnsupported)
-		assert.ErrorContains(t, err, `"qwen2"`)
+		assert.ErrorContains(t, err, `"falcon"`)
 	})
 	t.Run("missing metadata", func(t *testing.T) {
 		_, err := Load(t.Context(), write(t, base()), Options{})
