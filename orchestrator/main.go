@@ -65,6 +65,7 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 	fs.DurationVar(&cfg.LocalIdleTimeout, "local-idle-timeout", 0, "stop a local worker idle for this long (default [hive] idle_timeout, else the hive's 5m)")
 	maxQueue := fs.Int("max-queue", DefaultMaxQueue, "most tasks waiting for a free slot before more are refused (0 = no queue: retry a busy worker, then fail)")
 	fs.DurationVar(&cfg.QueueTimeout, "queue-timeout", DefaultQueueTimeout, "how long a task may wait for a free slot")
+	fs.IntVar(&cfg.MaxWorkersPerModel, "max-workers-per-model", DefaultMaxWorkersPerModel, "most workers of one model per node and device; more than 1 lets the queen start another while tasks wait")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
 	allowedHosts := fs.String("allowed-hosts", "", "comma-separated host names requests may use besides IP addresses and localhost (*.domain and * allowed; default $"+httpx.AllowedHostsEnv+", else [security] allowed_hosts)")
 	allowedOrigins := fs.String("allowed-origins", "", "comma-separated web origins whose pages may call the queen, like http://localhost:3000 (default $"+httpx.AllowedOriginsEnv+", else [security] allowed_origins)")
@@ -79,6 +80,9 @@ func parseArgs(args []string, out io.Writer, getenv func(string) string) (Config
 	}
 	if *cfg.MaxQueue < 0 {
 		return cfg, 0, cliutil.Usagef("--max-queue %d: give 0 (no queue) or more", *cfg.MaxQueue)
+	}
+	if cfg.MaxWorkersPerModel < 1 {
+		return cfg, 0, cliutil.Usagef("--max-workers-per-model %d: give 1 or more", cfg.MaxWorkersPerModel)
 	}
 	if cfg.QueueTimeout < time.Second {
 		return cfg, 0, cliutil.Usagef("--queue-timeout %s: give at least a second, like 5m", cfg.QueueTimeout)
@@ -184,6 +188,9 @@ func applyFile(cfg *Config, fs *flag.FlagSet, host *string, port *int, getenv fu
 	}
 	if !set["max-queue"] && file.Queen.MaxQueue != nil {
 		cfg.MaxQueue = MaxQueueOf(*file.Queen.MaxQueue)
+	}
+	if !set["max-workers-per-model"] && file.Queen.MaxWorkersPerModel != 0 {
+		cfg.MaxWorkersPerModel = file.Queen.MaxWorkersPerModel
 	}
 	if !set["queue-timeout"] && file.Queen.QueueTimeout != 0 {
 		cfg.QueueTimeout = file.Queen.QueueTimeout

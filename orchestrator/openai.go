@@ -21,7 +21,8 @@ import (
 // A completion request becomes a task (the same flow as POST /v2/tasks:
 // hive started, worker found or spawned, inference relayed); "model" is an
 // rbee model reference (hf:… or file:…), the node comes from the
-// X-Rbee-Node header or the "node" field (default local). Chat messages are
+// X-Rbee-Node header or the "node" field; without one (or with "auto") the
+// queen places the request (see Queen.place). Chat messages are
 // formatted by the worker with the model's chat template. Fields OpenAI
 // clients send that rbee does not use are ignored; bad values of the fields
 // it uses are refused with OpenAI's error body.
@@ -144,7 +145,7 @@ type openAIParams struct {
 	MinP          *float64 `json:"min_p"`
 	RepeatPenalty *float64 `json:"repeat_penalty"`
 	// Node is rbee's extension: the node to run on (else the X-Rbee-Node
-	// header, else local).
+	// header; else, or "auto", the queen places the request).
 	Node string `json:"node"`
 }
 
@@ -210,9 +211,6 @@ func (p *openAIParams) task(r *http.Request) (api.TaskRequest, *api.Error) {
 			return t, api.InvalidField("node", "the node field and the %s header name different nodes", NodeHeader)
 		}
 		t.Node = h
-	}
-	if t.Node == "" {
-		t.Node = api.LocalNode
 	}
 	mt := p.MaxTokens
 	if mt == nil {

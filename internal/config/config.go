@@ -122,6 +122,9 @@ type Queen struct {
 	// QueueTimeout is how long a task may wait for a free slot ("5m"; at
 	// least a second; default 5 minutes).
 	QueueTimeout time.Duration `toml:"queue_timeout"`
+	// MaxWorkersPerModel is how many workers of one model the queen may run
+	// per node and device while tasks wait for a slot (0: the default, 1).
+	MaxWorkersPerModel int `toml:"max_workers_per_model"`
 }
 
 // Hive is the [hive] table: settings of the hive the queen starts on the
@@ -314,7 +317,7 @@ func Parse(path string, data []byte, e Env) (*File, error) {
 // knownKeys lists every key, for the unknown-key error.
 var knownKeys = []string{
 	"queen.url", "queen.host", "queen.port", "queen.local_hive_port", "queen.local_worker_port_start", "queen.max_queue",
-	"queen.queue_timeout", "hive.idle_timeout",
+	"queen.queue_timeout", "queen.max_workers_per_model", "hive.idle_timeout",
 	"paths.home", "ssh.known_hosts", "remote.binary_path", "remote.git_repo_dir", "remote.worker_port_start",
 	"security.allowed_hosts", "security.allowed_origins",
 }
@@ -347,6 +350,9 @@ func (c *File) check(e Env) error {
 	}
 	if c.Queen.MaxQueue != nil && *c.Queen.MaxQueue < 0 {
 		return fmt.Errorf("queen.max_queue %d: give 0 (no queue) or more", *c.Queen.MaxQueue)
+	}
+	if c.Queen.MaxWorkersPerModel < 0 {
+		return fmt.Errorf("queen.max_workers_per_model %d: give 1 or more", c.Queen.MaxWorkersPerModel)
 	}
 	if c.Queen.QueueTimeout != 0 && c.Queen.QueueTimeout < time.Second {
 		return fmt.Errorf("queen.queue_timeout %s: give a duration of at least a second, like \"5m\"", c.Queen.QueueTimeout)
