@@ -70,8 +70,8 @@ type workerSlots struct {
 	listed  bool          // register made it: kept until its hive no longer lists it
 	gone    bool          // it stopped answering: never free again
 	total   int           // slots, from the hive's list; 0 while unknown (no limit assumed)
-	busy    int       // the queen's tasks holding a slot on it
-	blocked time.Time // it answered ALL_SLOTS_BUSY: full until then, or until a slot frees
+	busy    int           // the queen's tasks holding a slot on it
+	blocked time.Time     // it answered ALL_SLOTS_BUSY: full until then, or until a slot frees
 	unblock *time.Timer
 }
 
@@ -357,7 +357,7 @@ func (t *ticket) acquire(ctx context.Context, notify func(ahead int)) error {
 	}
 	now := time.Now()
 	if t.worker.id != "" && q.on() {
-		q.slotsOf(t) // the worker the task found is known from now on:
+		q.slotsOf(t)      // the worker the task found is known from now on:
 		q.dispatch(t.key) // it may be free for tasks already waiting
 	}
 	if !q.on() {
