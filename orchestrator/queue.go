@@ -216,6 +216,17 @@ func (q *slotQueue) hasFree(key queueKey, backend api.Backend, device *int) bool
 	return q.pick(probe, time.Now()) != nil
 }
 
+// freeFor reports whether worker id of key would give a task limited to
+// backend and device a slot at once: it has one free and no waiting task
+// comes first.
+func (q *slotQueue) freeFor(key queueKey, id string, backend api.Backend, device *int) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	w := q.workers[workerKey{key.node, id}]
+	probe := &ticket{key: key, backend: backend, device: device}
+	return w != nil && w.key == key && w.free(time.Now()) && probe.accepts(w) && !q.claimed(w, probe)
+}
+
 // pick chooses a free worker of t's key for t that no other waiting task
 // may use (those come first): t's preferred one, else the one with the
 // fewest slots in use. nil when there is none. Called with q.mu held.
@@ -357,8 +368,10 @@ func (t *ticket) acquire(ctx context.Context, notify func(ahead int)) error {
 	}
 	now := time.Now()
 	if t.worker.id != "" && q.on() {
-		q.slotsOf(t)      // the worker the task found is known from now on:
-		q.dispatch(t.key) // it may be free for tasks already waiting
+		// The worker the task found is known from now on, and may be free
+		// for tasks already waiting.
+		q.slotsOf(t)
+		q.dispatch(t.key)
 	}
 	if !q.on() {
 		if t.worker.id != "" {

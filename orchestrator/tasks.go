@@ -421,7 +421,9 @@ func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*ticket, error)
 	}
 	var idle, busy *hivewire.Worker
 	for _, w := range ready {
-		free := w.State == api.StateIdle || w.SlotsAvailable > 0
+		// Free by the hive's list (which lags) and by the queue's count of
+		// the queen's tasks on it.
+		free := (w.State == api.StateIdle || w.SlotsAvailable > 0) && r.q.queue.freeFor(r.key(), w.ID, r.req.Backend, r.req.Device)
 		switch {
 		case free && idle == nil:
 			idle = w
