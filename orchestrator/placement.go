@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 
 	"rbee/api"
 	"rbee/internal/hivewire"
@@ -32,6 +33,47 @@ import (
 type placement struct {
 	node   string
 	reason string
+	// settle ends the reservation of the worker chosen for its free slot,
+	// once the task holds a slot (the queue counts it then) or has ended.
+	// Safe to call more than once.
+	settle func()
+}
+
+// placements makes placements one at a time and remembers the free slots
+// they promised until the tasks take them, so that tasks placed at the
+// same moment spread over the free workers instead of all choosing the
+// first.
+type placements struct {
+	choosing sync.Mutex // held while one placement chooses
+	mu       sync.Mutex
+	promised map[workerKey]int
+}
+
+func (p *placements) count(wk workerKey) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.promised[wk]
+}
+
+// promise reserves a slot of worker wk and returns what ends the
+// reservation.
+func (p *placements) promise(wk workerKey) func() {
+	p.mu.Lock()
+	if p.promised == nil {
+		p.promised = make(map[workerKey]int)
+	}
+	p.promised[wk]++
+	p.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if p.promised[wk]--; p.promised[wk] <= 0 {
+				delete(p.promised, wk)
+			}
+		})
+	}
 }
 
 // candidate is a ready worker of the task's model seen during placement.
@@ -41,8 +83,19 @@ type candidate struct {
 	busy, total int
 }
 
-// place chooses the node of a task that names none.
+// place chooses the node of a task that names none. Placements run one
+// at a time.
 func (q *Queen) place(ctx context.Context, req api.TaskRequest) placement {
+	q.placing.choosing.Lock()
+	defer q.placing.choosing.Unlock()
+	p := q.choose(ctx, req)
+	if p.settle == nil {
+		p.settle = func() {}
+	}
+	return p
+}
+
+func (q *Queen) choose(ctx context.Context, req api.TaskRequest) placement {
 	all, err := q.clusterWorkers(ctx)
 	if err != nil {
 		q.log.Debug("placement: the node registry could not be read; using the local node", "error", err)
@@ -74,8 +127,9 @@ func (q *Queen) place(ctx context.Context, req api.TaskRequest) placement {
 				continue
 			}
 			withWorkers[nw.node] = true
-			c := counts[workerKey{node: nw.node, id: w.ID}]
-			busy := slotsBusy(strip(nw.node, w), c)
+			wk := workerKey{node: nw.node, id: w.ID}
+			c := counts[wk]
+			busy := slotsBusy(strip(nw.node, w), c) + q.placing.count(wk)
 			total := max(w.SlotsTotal, c.total)
 			open := w.State == api.StateIdle || w.SlotsAvailable > 0
 			if open && (total == 0 || busy < total) && c.waiting == 0 {
@@ -88,7 +142,8 @@ func (q *Queen) place(ctx context.Context, req api.TaskRequest) placement {
 			return cmp.Or(cmp.Compare(a.busy, b.busy), localFirst(a.node, b.node), cmp.Compare(a.worker.ID, b.worker.ID))
 		})
 		return placement{node: best.node, reason: fmt.Sprintf("worker %s has a free slot (%d of %s in use)",
-			best.worker.ID, best.busy, slotCountText(best.total))}
+			best.worker.ID, best.busy, slotCountText(best.total)),
+			settle: q.placing.promise(workerKey{node: best.node, id: best.worker.ID})}
 	}
 	if len(withWorkers) > 0 {
 		nodes := make([]string, 0, len(withWorkers))

@@ -294,3 +294,24 @@ func TestMoreWorkersCrashedWorkerSendsWaiterElsewhere(t *testing.T) {
 	assert.Equal(t, "w-2", doneWorker(t, r))
 	assert.Equal(t, api.CodeWorkerCrashed, recv(t, s.holder, "the first task").errorEvent().Code)
 }
+
+// TestPlacementTasksAtOnceSpread: tasks placed at the same moment spread
+// over the free workers: a placement promises the slot it counted on until
+// its task takes it.
+func TestPlacementTasksAtOnceSpread(t *testing.T) {
+	n := newTwoNodes(t, Config{})
+	_, openL := gatedWorker(t, n.local, "w-local")
+	_, openR := gatedWorker(t, n.remote, "w-ws")
+	a := n.tq.q.place(t.Context(), taskBody(""))
+	b := n.tq.q.place(t.Context(), taskBody(""))
+	assert.Equal(t, "local", a.node)
+	assert.Equal(t, "ws", b.node, "the local worker's slot is promised to the first task")
+	a.settle()
+	a.settle() // twice is harmless
+	c := n.tq.q.place(t.Context(), taskBody(""))
+	assert.Equal(t, "local", c.node, "the promise ended")
+	b.settle()
+	c.settle()
+	openL()
+	openR()
+}

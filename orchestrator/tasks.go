@@ -183,9 +183,11 @@ type eventSink interface {
 // with Close or Error, and returns nil.
 func (q *Queen) runTask(ctx context.Context, id string, req api.TaskRequest, samp api.Sampling, open func() eventSink) error {
 	var placed *placement
+	settle := func() {}
 	if req.Node == "" {
 		p := q.place(ctx, req)
-		placed, req.Node = &p, p.node
+		placed, req.Node, settle = &p, p.node, p.settle
+		defer settle()
 		q.log.Debug("task placed", "task", id, "node", p.node, "model", req.Model, "why", p.reason)
 	} else if req.Node != api.LocalNode {
 		if _, err := q.store.Get(ctx, req.Node); err != nil {
@@ -206,7 +208,7 @@ func (q *Queen) runTask(ctx context.Context, id string, req api.TaskRequest, sam
 	defer q.tasks.remove(t)
 
 	out := &meteredSink{eventSink: open()}
-	run := &taskRun{q: q, t: t, req: req, samp: samp, out: out,
+	run := &taskRun{q: q, t: t, req: req, samp: samp, out: out, settle: settle,
 		log: q.log.Named("task").With("task", id, "node", req.Node, "model", req.Model)}
 	start := time.Now()
 	run.log.Info("task started")
@@ -300,6 +302,7 @@ type taskRun struct {
 	slots    int        // the worker's slot count from its hive's list; 0 unknown
 	tokens   int        // token events relayed
 	gone     *api.Error // the last worker found not answering, if any
+	settle   func()     // ends the placement's promise of a slot, once the task holds one
 }
 
 // key is the task's queue.
@@ -788,6 +791,7 @@ func (r *taskRun) waitSlot(ctx context.Context, tk *ticket) error {
 	if err != nil {
 		return err
 	}
+	r.settle()
 	if id := tk.workerID(); id != r.workerID {
 		if r.workerID != "" {
 			r.narrate("worker_switch", fmt.Sprintf("Worker %s with %s on %s has a free slot first; running there", id, r.req.Model, r.req.Node))
