@@ -328,7 +328,7 @@ func TestInfer(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f, c := newFakeQueen(t, streamHandler("task-42", tc.events, tc.end))
-			req := rbee.TaskRequest{Node: "local", Model: "file:/m.gguf", Prompt: "Once", MaxTokens: 2}
+			req := rbee.TaskRequest{Node: "local", Model: "file:/m.gguf", Prompt: "Once", SamplingParams: rbee.SamplingParams{MaxTokens: 2}}
 			evs, errs := collect(t, c.Infer(t.Context(), req))
 			var kinds []rbee.EventKind
 			var text strings.Builder

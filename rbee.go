@@ -25,6 +25,10 @@ type (
 	// TaskRequest is one inference on a node: the body of POST /v2/tasks.
 	// Nil sampling fields take llama.cpp's defaults.
 	TaskRequest = api.TaskRequest
+	// SamplingParams are the generation parameters a TaskRequest embeds:
+	// max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, seed
+	// and stop. Nil fields take llama.cpp's defaults.
+	SamplingParams = api.SamplingParams
 	// Event is one event of an inference stream. Exactly one of its
 	// pointers (Narration, Progress, Token, Done, Log) matches Kind.
 	Event = api.Event

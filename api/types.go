@@ -20,6 +20,10 @@ type WorkerHealth struct {
 	SlotsTotal   int         `json:"slots_total"`
 	SlotsBusy    int         `json:"slots_busy"`
 	LastActivity time.Time   `json:"last_activity"` // the end of the last inference (start of the worker before any)
+	// Batch is the number of inferences the worker's last forward pass
+	// advanced together, and Steps the forward passes it has run.
+	Batch int   `json:"batch,omitempty"`
+	Steps int64 `json:"steps,omitempty"`
 }
 
 // HiveHealth is the body of the hive's GET /v1/health.
@@ -53,13 +57,12 @@ const (
 	BackendMetal Backend = "metal"
 )
 
-// TaskRequest is the body of the queen's POST /v2/tasks: one inference on a
-// node. Nil sampling fields take the defaults (DefaultTemperature, …). An
-// empty Node, or AutoNode, lets the queen choose the node.
-type TaskRequest struct {
-	Node          string   `json:"node"`
-	Model         string   `json:"model"`
-	Prompt        string   `json:"prompt"`
+// SamplingParams are the generation parameters as a request carries them:
+// every request type that runs an inference embeds this struct, so its
+// fields appear at the top level of the request's JSON. A nil field (or a
+// zero MaxTokens) takes the default (DefaultTemperature, …); Validate checks
+// the values and applies the defaults.
+type SamplingParams struct {
 	MaxTokens     int      `json:"max_tokens,omitempty"` // 0 means DefaultMaxTokens
 	Temperature   *float64 `json:"temperature,omitempty"`
 	TopP          *float64 `json:"top_p,omitempty"`
@@ -68,8 +71,18 @@ type TaskRequest struct {
 	RepeatPenalty *float64 `json:"repeat_penalty,omitempty"`
 	Seed          *uint64  `json:"seed,omitempty"`
 	Stop          []string `json:"stop,omitempty"`
-	Backend       Backend  `json:"backend,omitempty"` // "" means cpu
-	Device        *int     `json:"device,omitempty"`  // nil means 0
+}
+
+// TaskRequest is the body of the queen's POST /v2/tasks: one inference on a
+// node. Nil sampling fields take the defaults (DefaultTemperature, …). An
+// empty Node, or AutoNode, lets the queen choose the node.
+type TaskRequest struct {
+	Node   string `json:"node"`
+	Model  string `json:"model"`
+	Prompt string `json:"prompt"`
+	SamplingParams
+	Backend Backend `json:"backend,omitempty"` // "" means cpu
+	Device  *int    `json:"device,omitempty"`  // nil means 0
 
 	// Messages, instead of Prompt, is a chat: the worker formats it with the
 	// model's chat template (exactly one of the two is given).
@@ -87,16 +100,9 @@ const (
 
 // InferenceRequest is the body of the worker's POST /v1/inference.
 type InferenceRequest struct {
-	Prompt        string   `json:"prompt"`
-	MaxTokens     int      `json:"max_tokens,omitempty"`
-	Temperature   *float64 `json:"temperature,omitempty"`
-	TopP          *float64 `json:"top_p,omitempty"`
-	TopK          *int     `json:"top_k,omitempty"`
-	MinP          *float64 `json:"min_p,omitempty"`
-	RepeatPenalty *float64 `json:"repeat_penalty,omitempty"`
-	Seed          *uint64  `json:"seed,omitempty"`
-	Stop          []string `json:"stop,omitempty"`
-	Stream        *bool    `json:"stream,omitempty"` // nil or true: SSE; false: one JSON InferenceResult
+	Prompt string `json:"prompt"`
+	SamplingParams
+	Stream *bool `json:"stream,omitempty"` // nil or true: SSE; false: one JSON InferenceResult
 
 	// Messages, instead of Prompt, is a chat formatted with the model's chat
 	// template (exactly one of the two is given).
@@ -111,8 +117,7 @@ type InferenceResult struct {
 
 // Inference returns the worker request that carries t's generation parameters.
 func (t *TaskRequest) Inference() InferenceRequest {
-	return InferenceRequest{Prompt: t.Prompt, MaxTokens: t.MaxTokens, Temperature: t.Temperature, TopP: t.TopP,
-		TopK: t.TopK, MinP: t.MinP, RepeatPenalty: t.RepeatPenalty, Seed: t.Seed, Stop: t.Stop, Messages: t.Messages}
+	return InferenceRequest{Prompt: t.Prompt, SamplingParams: t.SamplingParams, Messages: t.Messages}
 }
 
 // SpawnRequest is the body of the hive's POST /v1/workers/spawn.

@@ -59,7 +59,7 @@ worker_port_start = 18500
 	env["RBEE_HOME"] = "/env/home"
 	cfg, _, err = parseArgs(nil, &bytes.Buffer{}, getenv)
 	require.NoError(t, err)
-	assert.Empty(t, cfg.Home, "$RBEE_HOME beats the file (New reads it)")
+	assert.Equal(t, "/env/home", cfg.Home, "$RBEE_HOME beats the file")
 
 	require.NoError(t, os.WriteFile(file, []byte("[remote]\nbinary = \"/x\"\n"), 0o600))
 	_, _, err = parseArgs(nil, &bytes.Buffer{}, getenv)

@@ -36,7 +36,7 @@ func TestPlacementRealHivesSpread(t *testing.T) {
 
 	// A named node is honoured: one worker on each node.
 	for _, node := range []string{"ws", api.LocalNode} {
-		res := postTask(t, t.Context(), srv, "", api.TaskRequest{Node: node, Model: model, Prompt: "Hi", MaxTokens: 4}, nil)
+		res := postTask(t, t.Context(), srv, "", api.TaskRequest{Node: node, Model: model, Prompt: "Hi", SamplingParams: api.SamplingParams{MaxTokens: 4}}, nil)
 		require.Nil(t, res.errorEvent(), "%+v", res.errorEvent())
 		require.NotNil(t, res.done())
 		assert.Empty(t, res.narration("placement"))
@@ -55,7 +55,7 @@ func TestPlacementRealHivesSpread(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range results {
 		wg.Go(func() {
-			results[i] = postTask(t, t.Context(), srv, "", api.TaskRequest{Model: model, Prompt: "Once upon a time", MaxTokens: 32}, nil)
+			results[i] = postTask(t, t.Context(), srv, "", api.TaskRequest{Model: model, Prompt: "Once upon a time", SamplingParams: api.SamplingParams{MaxTokens: 32}}, nil)
 		})
 	}
 	wg.Wait()

@@ -24,7 +24,7 @@ import (
 const testModel = "file:/models/tiny.gguf"
 
 func taskBody(node string) api.TaskRequest {
-	return api.TaskRequest{Node: node, Model: testModel, Prompt: "Once upon a time", MaxTokens: 4}
+	return api.TaskRequest{Node: node, Model: testModel, Prompt: "Once upon a time", SamplingParams: api.SamplingParams{MaxTokens: 4}}
 }
 
 // TestS10IdleWorkerIsReused: a matching idle worker skips straight to

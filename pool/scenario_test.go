@@ -31,6 +31,7 @@ import (
 	"rbee/internal/sse"
 	"rbee/internal/synth"
 	"rbee/internal/testutil"
+	"rbee/worker"
 )
 
 // rbeeBinary is the rbee binary of this checkout ($RBEE_TEST_BINARY when set,
@@ -341,8 +342,10 @@ func TestS29RegistryEntryAndRestart(t *testing.T) {
 	assert.Equal(t, api.BackendCPU, e.Backend)
 	assert.Equal(t, 0, e.Device)
 	assert.Equal(t, api.StateIdle, e.State)
-	assert.Equal(t, 1, e.SlotsTotal)
-	assert.Equal(t, 1, e.SlotsAvailable)
+	// A CPU worker left to choose serves 4 at once (the tiny model's KV
+	// caches fit anywhere).
+	assert.Equal(t, worker.DefaultSlots, e.SlotsTotal)
+	assert.Equal(t, worker.DefaultSlots, e.SlotsAvailable)
 	assert.False(t, e.LastActivity.IsZero())
 	assert.Equal(t, w.Pid(), e.PID)
 	assert.Equal(t, resp.APIKey, e.APIKey)
@@ -377,7 +380,7 @@ func TestS46HiveKeepsRunningAfterSpawnAndInference(t *testing.T) {
 	hiveAlive()
 
 	wc := &httpx.Client{BaseURL: resp.URL, Token: resp.APIKey}
-	httpResp, err := wc.Stream(t.Context(), "POST", "/v1/inference", api.InferenceRequest{Prompt: "Once upon a time", MaxTokens: 8}, nil)
+	httpResp, err := wc.Stream(t.Context(), "POST", "/v1/inference", api.InferenceRequest{Prompt: "Once upon a time", SamplingParams: api.SamplingParams{MaxTokens: 8}}, nil)
 	require.NoError(t, err)
 	tokens, done := 0, false
 	for ev, err := range sse.Read(httpResp.Body) {

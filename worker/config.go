@@ -55,9 +55,16 @@ type Config struct {
 	AllowedHosts   []string
 	AllowedOrigins []string
 
-	// Slots is the number of inferences served at once (default 1); each slot
-	// is an engine session with its own KV cache.
+	// Slots is the number of inferences served at once; each slot is an
+	// engine session with its own KV cache, and the running inferences share
+	// every forward pass. 0 (the default) chooses DefaultSlots, fewer when
+	// their KV caches would not fit in the memory left after the weights
+	// (see AutoSlots); a number given is used as is.
 	Slots int
+	// PromptChunk caps the prompt tokens one forward pass reads, over all the
+	// slots (default engine.DefaultChunk, 256): a long prompt then delays the
+	// tokens of the other running inferences by at most one chunk's pass.
+	PromptChunk int
 	// Threads is the goroutines of a forward pass (0: one per CPU).
 	Threads int
 	// ContextSize is the tokens a slot holds (0: the engine's default).
@@ -82,19 +89,37 @@ type Config struct {
 	// loadHook, when set (by tests), is called before the load starts and
 	// after each layer, with the progress so far; the load waits for it.
 	loadHook func(ctx context.Context, p engine.LoadProgress)
-	// tokenHook, when set (by tests), is called after each piece of text a
-	// generation emits (index counts them from 0); the generation waits for
-	// it. ctx ends when the generation is cancelled.
+	// tokenHook, when set (by tests), is called by the request's handler
+	// after each piece of text a generation emits (index counts them from
+	// 0); the generation waits for it: the scheduler does not step it (but
+	// does step the others) until the handler has dealt with every token
+	// it was given. ctx ends when the generation is cancelled.
 	tokenHook func(ctx context.Context, requestID string, index int)
+	// slowClient, set by tests with a tokenHook, makes the hook a slow
+	// client instead: the generation goes on while the hook blocks, and its
+	// tokens wait for the handler.
+	slowClient bool
+	// stepHook, when set (by tests), is called by the scheduler loop after
+	// each forward pass with the number of generations it advanced; the
+	// loop waits for it.
+	stepHook func(ctx context.Context, batch int)
 }
 
 // Limits on the configuration.
 const (
-	MaxSlots = 64
+	MaxSlots       = 64
+	MaxPromptChunk = 4096
 )
 
 // Defaults.
 const (
+	// DefaultSlots is the number of slots a worker serves when its
+	// configuration does not say, unless memory is short (see AutoSlots).
+	// Decoding is bound by reading the weights, and one forward pass reads
+	// them once for every slot in the batch: on a CPU, eight concurrent
+	// streams get several times the aggregate tokens/s of one, where four
+	// slots would leave half of eight clients waiting in the queen's queue.
+	DefaultSlots         = 8
 	DefaultReadyTimeout  = 30 * time.Second
 	DefaultShutdownGrace = 5 * time.Second
 )
@@ -183,11 +208,14 @@ func (c Config) withDefaults() (Config, error) {
 	if err := httpx.CheckAllowedOrigins(c.AllowedOrigins); err != nil {
 		return c, configErr("%v", err)
 	}
-	if c.Slots == 0 {
-		c.Slots = 1
+	if c.Slots < 0 || c.Slots > MaxSlots {
+		return c, configErr("slots must be between 0 (automatic) and %d", MaxSlots)
 	}
-	if c.Slots < 1 || c.Slots > MaxSlots {
-		return c, configErr("slots must be between 1 and %d", MaxSlots)
+	if c.PromptChunk == 0 {
+		c.PromptChunk = engine.DefaultChunk
+	}
+	if c.PromptChunk < 1 || c.PromptChunk > MaxPromptChunk {
+		return c, configErr("prompt chunk must be between 1 and %d tokens", MaxPromptChunk)
 	}
 	if c.Threads < 0 || c.Threads > 1024 {
 		return c, configErr("threads must be between 0 (one per CPU) and 1024")
@@ -208,4 +236,29 @@ func (c Config) withDefaults() (Config, error) {
 		c.ShutdownGrace = DefaultShutdownGrace
 	}
 	return c, nil
+}
+
+// memoryReserve is memory AutoSlots leaves for everything but the weights
+// and the KV caches: the sessions' scratch space, the Go runtime, the HTTP
+// server and the rest of the machine.
+const memoryReserve = 512 << 20
+
+// sessionBudget is the memory left for the slots' KV caches when available
+// bytes were free before a model file of modelBytes was loaded.
+func sessionBudget(available, modelBytes int64) int64 {
+	return available - modelBytes - memoryReserve
+}
+
+// AutoSlots is the number of slots a worker serves when its configuration
+// leaves it open: DefaultSlots, or fewer (at least 1) when that many KV
+// caches of kvBytes each would not fit in the memory that was available
+// (available bytes, memErr when it could not be read) before the model of
+// modelBytes was loaded, less a reserve of 512 MiB. Where the available
+// memory cannot be read it is DefaultSlots.
+func AutoSlots(available int64, memErr error, modelBytes, kvBytes int64) int {
+	if memErr != nil || available <= 0 || kvBytes <= 0 {
+		return DefaultSlots
+	}
+	fit := sessionBudget(available, modelBytes) / kvBytes
+	return int(max(1, min(fit, DefaultSlots)))
 }

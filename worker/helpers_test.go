@@ -62,6 +62,9 @@ func startWorker(t *testing.T, cfg Config) *testWorker {
 	if cfg.Threads == 0 {
 		cfg.Threads = 1
 	}
+	if cfg.Slots == 0 {
+		cfg.Slots = 1 // the tests that need more say so
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	cfg.Listener = ln

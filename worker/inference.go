@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"sync"
 	"time"
 
 	"rbee/api"
@@ -30,14 +29,6 @@ type slot struct {
 	busy bool
 }
 
-// generation is a running inference: DELETE /v1/inference/{id} cancels it
-// and waits for done.
-type generation struct {
-	cancel  context.CancelCauseFunc // with errCancelRequested or errWorkerStopping
-	done    chan struct{}
-	release func() // frees the slot once
-}
-
 // unavailableLocked says why the worker cannot take an inference now, or nil.
 // s.mu is held.
 func (s *Server) unavailableLocked() *api.Error {
@@ -54,16 +45,16 @@ func (s *Server) unavailableLocked() *api.Error {
 }
 
 // acquire takes a free slot for the request, preferring the one whose cache
-// shares the longest prefix with the prompt, and registers the generation
-// under the request id.
-func (s *Server) acquire(requestID string, prompt []int, cancel context.CancelCauseFunc) (*slot, *generation, *api.Error) {
+// shares the longest prefix with the prompt, registers the job under the
+// request id and submits it to the scheduler loop.
+func (s *Server) acquire(j *job) *api.Error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.unavailableLocked(); e != nil {
-		return nil, nil, e
+		return e
 	}
-	if _, dup := s.active[requestID]; dup {
-		return nil, nil, api.Errorf(api.CodeInvalidRequest, "request id %s is already running on this worker", requestID).
+	if _, dup := s.active[j.id]; dup {
+		return api.Errorf(api.CodeInvalidRequest, "request id %s is already running on this worker", j.id).
 			With("field", httpx.RequestIDHeader)
 	}
 	var best *slot
@@ -73,28 +64,21 @@ func (s *Server) acquire(requestID string, prompt []int, cancel context.CancelCa
 			busy++
 			continue
 		}
-		if n := commonPrefix(sl.sess.Tokens(), prompt); n > bestLen {
+		if n := commonPrefix(sl.sess.Tokens(), j.req.PromptTokens); n > bestLen {
 			best, bestLen = sl, n
 		}
 	}
 	if best == nil {
-		return nil, nil, api.Errorf(api.CodeAllSlotsBusy, "all %d inference slots of worker %s are busy", len(s.slots), s.cfg.WorkerID).
+		return api.Errorf(api.CodeAllSlotsBusy, "all %d inference slots of worker %s are busy", len(s.slots), s.cfg.WorkerID).
 			With("slots_total", len(s.slots)).With("slots_busy", busy)
 	}
 	best.busy = true
-	g := &generation{cancel: cancel, done: make(chan struct{})}
-	g.release = sync.OnceFunc(func() {
-		s.mu.Lock()
-		best.busy = false
-		delete(s.active, requestID)
-		s.lastActivity = time.Now()
-		s.mu.Unlock()
-		close(g.done)
-		s.gens.Done()
-	})
-	s.active[requestID] = g
+	j.sl = best
+	s.active[j.id] = j
+	s.pending = append(s.pending, j)
 	s.gens.Add(1)
-	return best, g, nil
+	s.wakeLoop()
+	return nil
 }
 
 func commonPrefix(a, b []int) int {
@@ -139,25 +123,31 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 	requestID := httpx.RequestID(r)
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
-	sl, g, e := s.acquire(requestID, prompt, cancel)
-	if e != nil {
-		httpx.WriteError(w, r, e)
-		return
-	}
-	defer g.release()
-
 	seed := rand.Uint64()
 	if smp.Seed != nil {
 		seed = *smp.Seed
 	}
-	ereq := engine.Request{PromptTokens: prompt, MaxTokens: smp.MaxTokens, Stop: stop, Sampling: engine.Sampling{
-		Temperature: float32(smp.Temperature), TopK: smp.TopK, TopP: float32(smp.TopP), MinP: float32(smp.MinP),
-		RepeatPenalty: float32(smp.RepeatPenalty), Seed: seed,
-	}}
-	log := s.log.With("request_id", requestID, "slot", sl.id)
+	j := &job{id: requestID, ctx: ctx, cancel: cancel, start: time.Now(), paced: s.cfg.tokenHook != nil && !s.cfg.slowClient,
+		done: make(chan struct{}), box: mailbox{notify: make(chan struct{}, 1)},
+		req: engine.Request{PromptTokens: prompt, MaxTokens: smp.MaxTokens, Stop: stop, Sampling: engine.Sampling{
+			Temperature: float32(smp.Temperature), TopK: smp.TopK, TopP: float32(smp.TopP), MinP: float32(smp.MinP),
+			RepeatPenalty: float32(smp.RepeatPenalty), Seed: seed,
+		}}}
+	if e := s.acquire(j); e != nil {
+		httpx.WriteError(w, r, e)
+		return
+	}
+	// However the handler ends, the job ends: the loop sees the context's
+	// end at its next step boundary.
+	defer func() {
+		cancel(errClientGone)
+		<-j.done
+	}()
+
+	log := s.log.With("request_id", requestID, "slot", j.sl.id)
 	log.Info("inference started", "prompt_tokens", len(prompt), "max_tokens", smp.MaxTokens)
 
-	run := &inference{s: s, sl: sl, g: g, req: ereq, requestID: requestID, start: time.Now()}
+	run := &inference{s: s, j: j}
 	if req.Stream != nil && !*req.Stream {
 		run.json(ctx, w, r)
 	} else {
@@ -167,54 +157,60 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 		"duration_ms", run.done.DurationMs, "error", run.err)
 }
 
-// inference is one request's generation on a slot.
+// inference is one request's handler: it passes what the scheduler loop
+// posts to the job's mailbox on to the client.
 type inference struct {
-	s         *Server
-	sl        *slot
-	g         *generation
-	req       engine.Request
-	requestID string
-	start     time.Time
+	s *Server
+	j *job
 
-	firstToken time.Duration
-	done       api.Done
-	err        error
+	done api.Done
+	err  error
 }
 
-// generate runs the engine, calling emit for every non-empty piece of text;
-// it frees the slot before returning, so that a client that reads the done
-// event finds the worker idle.
+// generate waits for the job's tokens, calling emit for every piece of
+// text, until the job ends. The loop has freed the slot by then, so that a
+// client that reads the done event finds the worker idle. An emit error (the
+// client went away) cancels the generation; the rest of its text is dropped.
 func (in *inference) generate(ctx context.Context, emit func(text string) error) (engine.Result, error) {
-	emitted := 0
-	res, err := in.sl.sess.Generate(ctx, in.req, func(t engine.Token) error {
-		if in.firstToken == 0 && t.ID >= 0 {
-			in.firstToken = max(time.Since(in.start), time.Microsecond)
+	j := in.j
+	var (
+		buf     []engine.Token
+		end     *jobEnd
+		emitErr error
+		emitted int
+	)
+	for end == nil {
+		<-j.box.notify
+		buf, end = j.box.take(buf)
+		for _, t := range buf {
+			if emitErr == nil {
+				if emitErr = emit(t.Text); emitErr != nil {
+					j.cancel(errClientGone)
+				} else if h := in.s.cfg.tokenHook; h != nil {
+					h(ctx, j.id, emitted)
+				}
+				emitted++
+			}
+			if j.box.unacked.Add(-1) == 0 && j.paced {
+				in.s.wakeLoop()
+			}
 		}
-		if t.Text == "" {
-			return nil
-		}
-		if err := emit(t.Text); err != nil {
-			return err
-		}
-		if h := in.s.cfg.tokenHook; h != nil {
-			h(ctx, in.requestID, emitted)
-		}
-		emitted++
-		return nil
-	})
-	elapsed := time.Since(in.start)
-	in.g.release()
+	}
+	res, err := end.res, end.err
+	if emitErr != nil && err == nil {
+		err = emitErr
+	}
 	reason := res.StopReason
 	if err != nil && ctx.Err() != nil {
 		reason = engine.StopCancelled
 	}
 	tps := res.DecodeTokensPerSecond()
-	if tps == 0 && res.Tokens > 0 && elapsed > 0 {
-		tps = float64(res.Tokens) / elapsed.Seconds()
+	if tps == 0 && res.Tokens > 0 && end.elapsed > 0 {
+		tps = float64(res.Tokens) / end.elapsed.Seconds()
 	}
-	in.done = api.Done{Done: true, TotalTokens: res.Tokens, DurationMs: elapsed.Milliseconds(), StopReason: api.StopReason(reason),
-		PromptTokens: res.PromptTokens, TokensPerSecond: tps, FirstTokenMs: in.firstToken.Milliseconds(),
-		RequestID: in.requestID, WorkerID: in.s.cfg.WorkerID}
+	in.done = api.Done{Done: true, TotalTokens: res.Tokens, DurationMs: end.elapsed.Milliseconds(), StopReason: api.StopReason(reason),
+		PromptTokens: res.PromptTokens, TokensPerSecond: tps, FirstTokenMs: end.firstToken.Milliseconds(),
+		RequestID: j.id, WorkerID: in.s.cfg.WorkerID}
 	in.err = err
 	return res, err
 }
@@ -243,12 +239,12 @@ func (in *inference) failed(ctx context.Context, err error) *api.Error {
 		// Not the client's fault, and likely to recur with this model: tell
 		// whoever reads the worker's log too.
 		in.s.log.Error("the model produced non-finite logits; its weights may be damaged",
-			"request_id", in.requestID, "slot", in.sl.id, "model", in.s.cfg.ModelPath, "error", err)
+			"request_id", in.j.id, "slot", in.j.sl.id, "model", in.s.cfg.ModelPath, "error", err)
 		e = api.Errorf(api.CodeInferenceFailed, "the model produced non-finite values (NaN/Inf); its weights may be damaged").
 			With("tokens_generated", in.done.TotalTokens).
 			WithHint("check the model file: download it again or use another copy or quantization")
 	}
-	e.RequestID = in.requestID
+	e.RequestID = in.j.id
 	return e
 }
 
@@ -257,10 +253,10 @@ func (in *inference) failed(ctx context.Context, err error) *api.Error {
 func (in *inference) stoppedError() *api.Error {
 	id := in.s.cfg.WorkerID
 	e := api.Errorf(api.CodeShuttingDown, "worker %s is shutting down: the generation stopped after %d of at most %d tokens",
-		id, in.done.TotalTokens, in.req.MaxTokens).
-		With("worker_id", id).With("tokens_generated", in.done.TotalTokens).With("max_tokens", in.req.MaxTokens).
+		id, in.done.TotalTokens, in.j.req.MaxTokens).
+		With("worker_id", id).With("tokens_generated", in.done.TotalTokens).With("max_tokens", in.j.req.MaxTokens).
 		WithHint("the worker was told to stop (by its hive, an administrator or a signal); run the request again")
-	e.RequestID = in.requestID
+	e.RequestID = in.j.id
 	return e
 }
 
@@ -268,12 +264,11 @@ func (in *inference) stream(ctx context.Context, w http.ResponseWriter, r *http.
 	sw := sse.NewWriter(w)
 	s := in.s
 	human := fmt.Sprintf("Generating up to %d tokens from a %d-token prompt on slot %d of worker %s",
-		in.req.MaxTokens, len(in.req.PromptTokens), in.sl.id, s.cfg.WorkerID)
+		in.j.req.MaxTokens, len(in.j.req.PromptTokens), in.j.sl.id, s.cfg.WorkerID)
 	start := api.Event{Kind: api.KindNarration, Narration: &api.Narration{Actor: api.ActorWorker, Action: "inference_start",
-		Human: human, WorkerID: s.cfg.WorkerID, RequestID: in.requestID}}
+		Human: human, WorkerID: s.cfg.WorkerID, RequestID: in.j.id}}
 	if err := sw.Send(start); err != nil {
-		in.g.release()
-		return
+		return // the client went away: the deferred cancel ends the job
 	}
 	index := 0
 	_, err := in.generate(ctx, func(text string) error {

@@ -37,7 +37,9 @@ func TestMainUsageErrors(t *testing.T) {
 		{"port zero", []string{"--model", model, "--port", "0"}, "--port"},
 		{"port too large", []string{"--model", model, "--port", "70000"}, "--port"},
 		{"port not a number", []string{"--model", model, "--port", "abc"}, "port"},
-		{"slots zero", []string{"--model", model, "--slots", "0"}, "--slots"},
+		{"slots negative", []string{"--model", model, "--slots", "-1"}, "--slots"},
+		{"chunk zero", []string{"--model", model, "--chunk", "0"}, "--chunk"},
+		{"chunk too large", []string{"--model", model, "--chunk", "5000"}, "--chunk"},
 		{"slots too many", []string{"--model", model, "--slots", "65"}, "--slots"},
 		{"negative threads", []string{"--model", model, "--threads", "-1"}, "--threads"},
 		{"negative context", []string{"--model", model, "--ctx-size", "-1"}, "--ctx-size"},
@@ -289,8 +291,60 @@ func TestProcess(t *testing.T) {
 	})
 
 	t.Run("usage error exits 2", func(t *testing.T) {
-		wp := startProc(t, []string{"--model", model, "--slots", "0"})
+		wp := startProc(t, []string{"--model", model, "--slots", "-1"})
 		assert.Equal(t, 2, wp.exitCode(t))
 		assert.True(t, strings.Contains(wp.stderr.String(), "--slots"), "stderr: %s", wp.stderr.String())
+	})
+}
+
+// TestMainSlots: --slots beats $RBEE_WORKER_SLOTS, which beats the
+// automatic choice (4 for the tiny model, whose KV caches fit anywhere).
+func TestMainSlots(t *testing.T) {
+	model := writeModel(t, "Q8_0")
+	cases := []struct {
+		name string
+		env  string
+		args []string
+		want int
+	}{
+		{"automatic", "", nil, DefaultSlots},
+		{"environment", "3", nil, 3},
+		{"flag beats environment", "3", []string{"--slots", "2"}, 2},
+		{"environment asks automatic", "0", nil, DefaultSlots},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(APIKeyEnv, testToken)
+			t.Setenv(SlotsEnv, c.env)
+			port := testutil.FreePort(t)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			done := make(chan error, 1)
+			var logs testutil.SyncBuffer
+			go func() {
+				done <- Main(ctx, append([]string{"--model", model, "--port", strconv.Itoa(port), "--threads", "1"}, c.args...), &logs)
+			}()
+			base := fmt.Sprintf("http://127.0.0.1:%d", port)
+			waitHealthy(t, base, done)
+			cl := &httpx.Client{BaseURL: base, Token: testToken}
+			waitLoaded(t, cl)
+			var h api.WorkerHealth
+			require.NoError(t, cl.Do(t.Context(), http.MethodGet, "/v1/health", nil, &h))
+			assert.Equal(t, c.want, h.SlotsTotal)
+			cancel()
+			select {
+			case err := <-done:
+				assert.NoError(t, err)
+			case <-time.After(20 * time.Second):
+				t.Fatal("Main did not return after its context ended")
+			}
+		})
+	}
+	t.Run("bad environment", func(t *testing.T) {
+		t.Setenv(SlotsEnv, "many")
+		var out bytes.Buffer
+		err := Main(t.Context(), []string{"--model", model}, &out)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), SlotsEnv)
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"rbee/api"
 	"rbee/internal/gguf"
 	"rbee/internal/httpx"
+	"rbee/internal/sysmem"
 	"rbee/worker/engine"
 )
 
@@ -48,10 +49,15 @@ type Server struct {
 	phase        phase
 	model        *engine.Model
 	slots        []*slot
-	active       map[string]*generation // running generations by request id
-	gens         sync.WaitGroup         // running generations (Add under mu while serving)
+	active       map[string]*job // running jobs by request id
+	pending      []*job          // submitted, not yet taken by the scheduler loop
+	gens         sync.WaitGroup  // running jobs (Add under mu while serving)
 	lastActivity time.Time
 	url          string // the worker's own base URL, once bound
+	slotsTotal   int    // the configured slots (DefaultSlots when automatic) until the model is loaded
+
+	wake  chan struct{} // capacity 1: wakes the scheduler loop
+	stats schedStats
 }
 
 // New checks cfg and makes a worker. It neither binds nor loads: Run does.
@@ -65,8 +71,13 @@ func New(cfg Config) (*Server, error) {
 		log:          cfg.Logger.With("worker_id", cfg.WorkerID),
 		load:         newLoadBroadcast(),
 		shutdownCh:   make(chan struct{}),
-		active:       make(map[string]*generation),
+		active:       make(map[string]*job),
+		wake:         make(chan struct{}, 1),
 		lastActivity: time.Now(),
+		slotsTotal:   cfg.Slots,
+	}
+	if s.slotsTotal == 0 {
+		s.slotsTotal = DefaultSlots
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", s.handleHealth)
@@ -75,7 +86,8 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("POST /v1/inference", s.handleInference)
 	mux.HandleFunc("DELETE /v1/inference/{id}", s.handleCancel)
 	mux.HandleFunc("POST /v1/admin/shutdown", s.handleShutdown)
-	routes := httpx.Routes(mux, "the worker", "the worker's endpoints are under /v1/: health, ready, loading/progress, inference and admin/shutdown")
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	routes := httpx.Routes(mux, "the worker", "the worker's endpoints are under /v1/: health, ready, loading/progress, inference and admin/shutdown; and GET /metrics")
 	s.handler = httpx.Middleware(s.log, httpx.Auth(cfg.APIKey, []string{"/v1/health"}, routes))
 	// The Host and Origin checks come first, before authentication.
 	listen := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
@@ -140,13 +152,22 @@ func (s *Server) Run(ctx context.Context) error {
 
 	loadCtx, cancelLoad := context.WithCancel(ctx)
 	defer cancelLoad()
+	// The scheduler loop outlives the load: it stops after the running
+	// inferences have ended (or the grace period is over).
+	schedCtx, cancelSched := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSched()
 	fatal := make(chan error, 1)
 	var bg sync.WaitGroup
 	bg.Go(func() {
-		if err := s.loadModel(loadCtx); err != nil {
+		m, err := s.loadModel(loadCtx)
+		if err != nil {
 			fatal <- err
 			return
 		}
+		if m == nil {
+			return // shut down while loading
+		}
+		bg.Go(func() { s.schedule(schedCtx, m) })
 		if s.cfg.CallbackURL == "" || loadCtx.Err() != nil {
 			return
 		}
@@ -177,6 +198,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if !waitTimeout(&s.gens, s.cfg.ShutdownGrace) {
 		s.log.Warn("inferences still running after the grace period")
 	}
+	cancelSched()
 	shutCtx, cancelShut := context.WithDeadline(context.Background(), deadline.Add(time.Second))
 	if err := srv.Shutdown(shutCtx); err != nil {
 		s.log.Warn("closing connections that did not finish", "error", err)
@@ -250,17 +272,18 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	}
 }
 
-// loadModel loads the model, reporting progress to the subscribers. A load
-// cut short by shutdown is not an error.
-func (s *Server) loadModel(ctx context.Context) error {
+// loadModel loads the model, reporting progress to the subscribers, and
+// returns it once the worker serves it. A load cut short by shutdown returns
+// no model and no error.
+func (s *Server) loadModel(ctx context.Context) (*engine.Model, error) {
 	start := time.Now()
-	fail := func(err error) error {
+	fail := func(err error) (*engine.Model, error) {
 		if ctx.Err() != nil {
 			// Cut short by shutdown (Run is stopping the worker).
 			s.load.update(func(st *loadStatus) {
 				st.err = api.Errorf(api.CodeShuttingDown, "the worker is shutting down")
 			})
-			return nil
+			return nil, nil
 		}
 		s.mu.Lock()
 		if s.phase == phaseLoading {
@@ -269,12 +292,13 @@ func (s *Server) loadModel(ctx context.Context) error {
 		s.mu.Unlock()
 		e := api.Errorf(api.CodeInferenceFailed, "loading the model failed: %v", err)
 		s.load.update(func(st *loadStatus) { st.err = e })
-		return fmt.Errorf("loading model %s: %w", s.cfg.ModelPath, err)
+		return nil, fmt.Errorf("loading model %s: %w", s.cfg.ModelPath, err)
 	}
 	info, err := gguf.ReadInfo(s.cfg.ModelPath)
 	if err != nil {
 		return fail(err)
 	}
+	memBefore, memErr := sysmem.Available()
 	initial := engine.LoadProgress{LayersTotal: info.BlockCount + 1}
 	s.load.update(func(st *loadStatus) { st.progress = initial })
 	s.log.Info("loading model", "path", s.cfg.ModelPath, "architecture", info.Architecture,
@@ -296,7 +320,14 @@ func (s *Server) loadModel(ctx context.Context) error {
 	if err != nil {
 		return fail(err)
 	}
-	slots := make([]*slot, s.cfg.Slots)
+	n := s.cfg.Slots
+	if n == 0 {
+		n = AutoSlots(memBefore, memErr, m.FileSize(), m.KVCacheBytes())
+	} else if memErr == nil && memBefore > 0 && sessionBudget(memBefore, m.FileSize()) < int64(n)*m.KVCacheBytes() {
+		s.log.Warn("the KV caches of the slots may not fit in the memory left after the weights",
+			"slots", n, "kv_cache_bytes", m.KVCacheBytes(), "available_bytes", memBefore, "model_bytes", m.FileSize())
+	}
+	slots := make([]*slot, n)
 	for i := range slots {
 		slots[i] = &slot{id: i, sess: m.NewSession()}
 	}
@@ -304,14 +335,15 @@ func (s *Server) loadModel(ctx context.Context) error {
 	if s.phase != phaseLoading {
 		s.mu.Unlock()
 		m.Close()
-		return nil
+		return nil, nil
 	}
-	s.model, s.slots, s.phase = m, slots, phaseServing
+	s.model, s.slots, s.slotsTotal, s.phase = m, slots, len(slots), phaseServing
 	s.mu.Unlock()
 	s.load.update(func(st *loadStatus) { st.ready = true })
 	s.log.Info("model loaded", "duration", time.Since(start).Round(time.Millisecond),
-		"context_size", m.ContextSize(), "threads", m.Threads(), "slots", len(slots), "chat_template", chatTemplateName(m))
-	return nil
+		"context_size", m.ContextSize(), "threads", m.Threads(), "slots", len(slots), "kv_cache_bytes", m.KVCacheBytes(), "prompt_chunk", s.cfg.PromptChunk,
+		"chat_template", chatTemplateName(m))
+	return m, nil
 }
 
 // stop moves the worker to stopping and cancels every running generation
@@ -358,7 +390,8 @@ func (s *Server) Health() api.WorkerHealth {
 	defer s.mu.Unlock()
 	state, busy := s.stateLocked()
 	return api.WorkerHealth{Status: "ok", Version: api.Version, WorkerID: s.cfg.WorkerID, ModelRef: s.cfg.ModelRef,
-		State: state, SlotsTotal: s.cfg.Slots, SlotsBusy: busy, LastActivity: s.lastActivity}
+		State: state, SlotsTotal: s.slotsTotal, SlotsBusy: busy, LastActivity: s.lastActivity,
+		Batch: int(s.stats.lastBatch.Load()), Steps: s.stats.steps.Load()}
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

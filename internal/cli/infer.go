@@ -64,7 +64,8 @@ func runInfer(ctx context.Context, env *Env, args []string) error {
 		}
 		text = string(b)
 	}
-	req := rbee.TaskRequest{Node: *node, Model: *model, Prompt: text, MaxTokens: *maxTokens, Backend: api.Backend(*backend), Stop: stops}
+	req := rbee.TaskRequest{Node: *node, Model: *model, Prompt: text, Backend: api.Backend(*backend),
+		SamplingParams: rbee.SamplingParams{MaxTokens: *maxTokens, Stop: stops}}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if set["temperature"] {

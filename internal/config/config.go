@@ -58,6 +58,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -117,10 +118,8 @@ type Queen struct {
 	LocalHivePort        int `toml:"local_hive_port"`
 	LocalWorkerPortStart int `toml:"local_worker_port_start"`
 	// MaxQueue is how many tasks may wait for a free slot before more are
-	// refused (nil: the default, 256; 0 turns the queue off).
-	MaxQueue *int `toml:"max_queue"`
-	// QueueTimeout is how long a task may wait for a free slot ("5m"; at
-	// least a second; default 5 minutes).
+	// refused (0: no queue). QueueTimeout is how long one may wait ("5m").
+	MaxQueue     *int          `toml:"max_queue"`
 	QueueTimeout time.Duration `toml:"queue_timeout"`
 	// MaxWorkersPerModel is how many workers of one model the queen may run
 	// per node and device while tasks wait for a slot (0: the default, 1).
@@ -314,16 +313,81 @@ func Parse(path string, data []byte, e Env) (*File, error) {
 	return &c, nil
 }
 
-// knownKeys lists every key, for the unknown-key error.
-var knownKeys = []string{
-	"queen.url", "queen.host", "queen.port", "queen.local_hive_port", "queen.local_worker_port_start", "queen.max_queue",
-	"queen.queue_timeout", "queen.max_workers_per_model", "hive.idle_timeout",
-	"paths.home", "ssh.known_hosts", "remote.binary_path", "remote.git_repo_dir", "remote.worker_port_start",
-	"security.allowed_hosts", "security.allowed_origins",
+// knownKeys lists every key, for the unknown-key error: the toml tags of
+// File's tables and their fields, declared nowhere else.
+var knownKeys = func() []string {
+	var keys []string
+	ft := reflect.TypeFor[File]()
+	for i := range ft.NumField() {
+		table := ft.Field(i)
+		tname := tomlName(table)
+		if tname == "" || table.Type.Kind() != reflect.Struct {
+			continue
+		}
+		for j := range table.Type.NumField() {
+			if name := tomlName(table.Type.Field(j)); name != "" {
+				keys = append(keys, tname+"."+name)
+			}
+		}
+	}
+	return keys
+}()
+
+func tomlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+	if name == "-" || !f.IsExported() {
+		return ""
+	}
+	return name
 }
 
 // KnownKeys lists every key a configuration file may set, as "table.key".
 func KnownKeys() []string { return slices.Clone(knownKeys) }
+
+// Lookup returns what the file sets key ("queen.port") to, in the text a
+// command-line flag would take: numbers in decimal, durations as "5m0s",
+// lists joined with commas. ok is false when the file leaves the key unset
+// (or empty), or when key is not one of KnownKeys. A nil File sets
+// nothing.
+func (c *File) Lookup(key string) (value string, ok bool) {
+	if c == nil {
+		return "", false
+	}
+	tname, name, _ := strings.Cut(key, ".")
+	v := reflect.ValueOf(c).Elem()
+	for _, want := range []string{tname, name} {
+		found := false
+		for i := range v.NumField() {
+			if tomlName(v.Type().Field(i)) == want {
+				v, found = v.Field(i), true
+				break
+			}
+		}
+		if !found {
+			return "", false
+		}
+	}
+	if v.IsZero() {
+		return "", false
+	}
+	switch x := v.Interface().(type) {
+	case string:
+		return x, true
+	case *int: // a number where 0 differs from unset
+		return strconv.Itoa(*x), true
+	case int:
+		return strconv.Itoa(x), true
+	case time.Duration:
+		return x.String(), true
+	case []string:
+		return strings.Join(x, ","), true
+	}
+	return fmt.Sprint(v.Interface()), true
+}
+
+// Source names key of this file in messages ("queen.port in
+// /etc/rbee/config.toml").
+func (c *File) Source(key string) string { return c.source(key) }
 
 // check validates the values and expands "~/" in local paths.
 func (c *File) check(e Env) error {
@@ -347,15 +411,6 @@ func (c *File) check(e Env) error {
 		if p.v < 0 || p.v > 65535 {
 			return fmt.Errorf("%s %d: a port is between 1 and 65535", p.key, p.v)
 		}
-	}
-	if c.Queen.MaxQueue != nil && *c.Queen.MaxQueue < 0 {
-		return fmt.Errorf("queen.max_queue %d: give 0 (no queue) or more", *c.Queen.MaxQueue)
-	}
-	if c.Queen.MaxWorkersPerModel < 0 {
-		return fmt.Errorf("queen.max_workers_per_model %d: give 1 or more", c.Queen.MaxWorkersPerModel)
-	}
-	if c.Queen.QueueTimeout != 0 && c.Queen.QueueTimeout < time.Second {
-		return fmt.Errorf("queen.queue_timeout %s: give a duration of at least a second, like \"5m\"", c.Queen.QueueTimeout)
 	}
 	if c.Hive.IdleTimeout != 0 && c.Hive.IdleTimeout < time.Second {
 		return fmt.Errorf("hive.idle_timeout %s: give a duration of at least a second, like \"5m\"", c.Hive.IdleTimeout)

@@ -69,8 +69,13 @@ func (c *cluster) queenURL() string { return "http://127.0.0.1:" + strconv.Itoa(
 // client is the library client of this cluster's queen.
 func (c *cluster) client() *rbee.Client { return &rbee.Client{BaseURL: c.queenURL()} }
 
-// env is the environment of the commands: RBEE_HOME set, and nothing of the
-// test runner's rbee settings.
+// oneSlot gives the workers of a cluster one slot each (a worker inherits
+// its hive's environment, and a local hive its queen's): the scenarios were
+// written for workers that a second task finds busy.
+const oneSlot = "RBEE_WORKER_SLOTS=1"
+
+// env is the environment of the commands: RBEE_HOME set, one slot per
+// worker, and nothing of the test runner's rbee settings.
 func (c *cluster) env() []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -79,7 +84,7 @@ func (c *cluster) env() []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, "RBEE_HOME="+c.home)
+	return append(env, "RBEE_HOME="+c.home, oneSlot)
 }
 
 // tinyModel writes the small synthetic model the scenarios use.
@@ -240,7 +245,7 @@ func (r *running) waitFirstToken(t testing.TB) {
 // with extra flags (hidden test flags like --busy-retry-delays) if given.
 func (c *cluster) startQueen(extra ...string) *proc.Process {
 	c.t.Helper()
-	p, err := proc.Start(proc.Spec{Path: c.bin, Env: []string{"RBEE_HOME=" + c.home},
+	p, err := proc.Start(proc.Spec{Path: c.bin, Env: []string{"RBEE_HOME=" + c.home, oneSlot},
 		Args: append([]string{"queen", "--port", strconv.Itoa(c.queenPort), "--home", c.home,
 			"--local-hive-port", strconv.Itoa(c.hivePort), "--local-worker-port-start", strconv.Itoa(c.workerPort)}, extra...),
 		LogFile: filepath.Join(c.home, "queen-test.log")})
