@@ -227,6 +227,17 @@ func (q *slotQueue) freeFor(key queueKey, id string, backend api.Backend, device
 	return w != nil && w.key == key && w.free(time.Now()) && probe.accepts(w) && !q.claimed(w, probe)
 }
 
+// busyOn returns how many of the queen's tasks hold a slot on worker id of
+// key's node.
+func (q *slotQueue) busyOn(key queueKey, id string) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if w := q.workers[workerKey{key.node, id}]; w != nil {
+		return w.busy
+	}
+	return 0
+}
+
 // pick chooses a free worker of t's key for t that no other waiting task
 // may use (those come first): t's preferred one, else the one with the
 // fewest slots in use. nil when there is none. Called with q.mu held.

@@ -446,8 +446,9 @@ func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*ticket, error)
 			}
 		}
 		r.workerID, r.slots = busy.ID, busy.SlotsTotal
+		inUse := max(busy.SlotsTotal-busy.SlotsAvailable, r.q.queue.busyOn(r.key(), busy.ID))
 		r.narrate("worker_busy", fmt.Sprintf("Worker %s with %s on %s is busy (%d/%d slots in use); waiting for a free slot",
-			busy.ID, busy.ModelRef, r.req.Node, busy.SlotsTotal-busy.SlotsAvailable, busy.SlotsTotal))
+			busy.ID, busy.ModelRef, r.req.Node, inUse, busy.SlotsTotal))
 		return r.ticket(), nil
 	case loading != nil:
 		unlock()
