@@ -188,7 +188,6 @@ func (q *Queen) runTask(ctx context.Context, id string, req api.TaskRequest, sam
 		p := q.place(ctx, req)
 		placed, req.Node, settle = &p, p.node, p.settle
 		defer settle()
-		q.log.Debug("task placed", "task", id, "node", p.node, "model", req.Model, "why", p.reason)
 	} else if req.Node != api.LocalNode {
 		if _, err := q.store.Get(ctx, req.Node); err != nil {
 			return err
