@@ -84,7 +84,12 @@ func VocabFromGGUF(f *gguf.File) (Vocab, error) {
 			v.Pre = "default"
 		}
 		v.BOS, v.EOS = inRange(11), inRange(11)
-		v.AddBOS = preKinds[v.Pre] == preLlama3
+		if pre, ok := preKinds[v.Pre]; ok {
+			v.AddBOS = pre.addBOS
+			if pre.noBOS {
+				v.BOS = -1
+			}
+		}
 	default:
 		return Vocab{}, fmt.Errorf("%w: tokenizer model %q", ErrUnsupported, v.Model)
 	}

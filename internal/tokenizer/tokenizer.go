@@ -8,8 +8,12 @@
 //     Spaces become "▁", adjacent pieces are merged best score first, and
 //     characters missing from the vocabulary fall back to <0xXX> byte tokens.
 //   - "gpt2": byte-level BPE with ranked merges (llama.cpp's
-//     llm_tokenizer_bpe), with the pre-tokenizer named by tokenizer.ggml.pre
-//     (Llama 3, Qwen 2, GPT-2 and llama.cpp's "default").
+//     llm_tokenizer_bpe), with the pre-tokenizer named by tokenizer.ggml.pre:
+//     every name llama.cpp knows (Llama 3, Qwen 2, GPT-2, DeepSeek, Falcon,
+//     StarCoder, BLOOM, Tekken, Chameleon, … and its "default" when the key
+//     is absent). Most of them are regex splits, which run on a small
+//     backtracking engine with std::regex's semantics over the same
+//     category stand-ins llama.cpp uses, so that the splits agree exactly.
 //
 // A [Tokenizer] is immutable after [New] or [FromGGUF] and safe for
 // concurrent use. No method panics, whatever the input text or ids.
@@ -50,10 +54,10 @@ type Vocab struct {
 	// Model is tokenizer.ggml.model: "llama" (SentencePiece) or "gpt2"
 	// (byte-level BPE).
 	Model string
-	// Pre is tokenizer.ggml.pre, the pre-tokenizer of a gpt2 vocabulary:
-	// "llama-bpe"/"llama3"/"llama-v3"/"falcon3" (Llama 3 rules), "qwen2",
-	// "gpt-2" and its aliases, or "default"/"" (llama.cpp's default). It is
-	// ignored for llama vocabularies.
+	// Pre is tokenizer.ggml.pre, the pre-tokenizer of a gpt2 vocabulary,
+	// by llama.cpp's names ("llama-bpe", "qwen2", "gpt-2", "falcon",
+	// "deepseek-coder", …), or "default"/"" (llama.cpp's default). An
+	// unknown name is ErrUnsupported. It is ignored for llama vocabularies.
 	Pre string
 	// Tokens holds each token's text; the index is the id.
 	Tokens []string
@@ -99,7 +103,7 @@ const (
 // Tokenizer encodes text to token ids and decodes ids to text.
 type Tokenizer struct {
 	model        modelKind
-	pre          preKind
+	pre          *preTokenizer
 	ignoreMerges bool
 
 	tokens []string
@@ -179,7 +183,7 @@ func New(v Vocab) (*Tokenizer, error) {
 			return nil, fmt.Errorf("%w: pre-tokenizer %q", ErrUnsupported, v.Pre)
 		}
 		t.pre = pre
-		t.ignoreMerges = pre == preLlama3
+		t.ignoreMerges = pre.ignoreMerges
 	default:
 		return nil, fmt.Errorf("%w: tokenizer model %q", ErrUnsupported, v.Model)
 	}
