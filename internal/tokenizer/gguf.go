@@ -22,7 +22,26 @@ const (
 	keyAddBOS         = "tokenizer.ggml.add_bos_token"
 	keyAddEOS         = "tokenizer.ggml.add_eos_token"
 	keyAddSpacePrefix = "tokenizer.ggml.add_space_prefix"
+	keyName           = "general.name"
 )
+
+// moreKeys are the keys of further special ids, in llama.cpp's order (a
+// later key wins: the deprecated prefix/suffix/middle names come last).
+var moreKeys = []struct {
+	key  string
+	kind Special
+}{
+	{"tokenizer.ggml.eom_token_id", SpecialEOM},
+	{"tokenizer.ggml.fim_pre_token_id", SpecialFIMPre},
+	{"tokenizer.ggml.fim_suf_token_id", SpecialFIMSuf},
+	{"tokenizer.ggml.fim_mid_token_id", SpecialFIMMid},
+	{"tokenizer.ggml.fim_pad_token_id", SpecialFIMPad},
+	{"tokenizer.ggml.fim_rep_token_id", SpecialFIMRep},
+	{"tokenizer.ggml.fim_sep_token_id", SpecialFIMSep},
+	{"tokenizer.ggml.prefix_token_id", SpecialFIMPre},
+	{"tokenizer.ggml.suffix_token_id", SpecialFIMSuf},
+	{"tokenizer.ggml.middle_token_id", SpecialFIMMid},
+}
 
 // FromGGUF builds the Tokenizer described by the tokenizer.ggml.* keys of f.
 // It is [VocabFromGGUF] followed by [New].
@@ -102,6 +121,15 @@ func VocabFromGGUF(f *gguf.File) (Vocab, error) {
 			*k.id = int(u)
 		}
 	}
+	for _, k := range moreKeys {
+		if u, has := f.GetUint(k.key); has && u < uint64(n) {
+			if v.More == nil {
+				v.More = make(map[Special]int)
+			}
+			v.More[k.kind] = int(u)
+		}
+	}
+	v.Name, _ = f.GetString(keyName)
 	for _, k := range []struct {
 		key string
 		b   *bool
