@@ -53,6 +53,22 @@ func FromGGUF(f *gguf.File) (*Tokenizer, error) {
 	return New(v)
 }
 
+// Open reads the tokenizer of the GGUF file at path and closes the file. It
+// reads the metadata only: the file may hold no tensors at all (llama.cpp's
+// vocab-only files), and tensors that are there are neither read nor
+// checked, so any architecture's file will do.
+func Open(path string) (*Tokenizer, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := FromGGUF(f)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		return nil, fmt.Errorf("tokenizer: closing %s: %w", path, cerr)
+	}
+	return tok, err
+}
+
 // VocabFromGGUF reads the tokenizer.ggml.* keys of f, with llama.cpp's
 // defaults for keys that are absent:
 //   - llama: BOS 1, EOS 2, UNK 0, add BOS, add a space prefix;
