@@ -45,6 +45,7 @@ type reNode struct {
 }
 
 type reCharClass struct {
+	ascii          [2]uint64 // membership of units below 0x80, precomputed
 	neg            bool
 	ranges         []rune // pairs lo, hi
 	space, nospace bool   // \s and \S inside the class
@@ -59,7 +60,15 @@ func isWordUnit(r rune) bool {
 	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_'
 }
 
+// has reports whether unit u is in the class.
 func (c *reCharClass) has(u rune) bool {
+	if u >= 0 && u < 0x80 {
+		return c.ascii[u>>6]&(1<<(u&63)) != 0
+	}
+	return c.slowHas(u)
+}
+
+func (c *reCharClass) slowHas(u rune) bool {
 	in := c.space && isSpaceUnit(u) || c.nospace && !isSpaceUnit(u) ||
 		c.digit && u >= '0' && u <= '9' || c.word && isWordUnit(u)
 	for i := 0; !in && i+1 < len(c.ranges); i += 2 {
@@ -254,6 +263,11 @@ func litNode(r rune) *reNode {
 }
 
 func classNode(c *reCharClass) *reNode {
+	for u := range rune(0x80) {
+		if c.slowHas(u) {
+			c.ascii[u>>6] |= 1 << (u & 63)
+		}
+	}
 	return &reNode{op: reClass, cls: c, unit: c.has}
 }
 
