@@ -153,7 +153,7 @@ func TestPersistent(t *testing.T) {
 		require.Equal(t, 0, r.code, r.String())
 		assert.Contains(t, r.stdout, "Node local: hive alive (version "+rbee.Version+", api v1) at http://127.0.0.1:"+strconv.Itoa(c.hivePort))
 		assert.Contains(t, r.stdout, worker.ID)
-		assert.Regexp(t, regexp.MustCompile(regexp.QuoteMeta(worker.ID)+`\s+\S+\s+cpu:0\s+idle\s+1/1`), r.stdout)
+		assert.Regexp(t, regexp.MustCompile(regexp.QuoteMeta(worker.ID)+`\s+\S+\s+cpu:0\s+idle\s+0/1\s+0\s`), r.stdout, "idle: 0 of 1 slots busy, nothing queued")
 
 		r = c.rbee("workers", "health", "--node", "nowhere", "--queen-url", c.queenURL())
 		assert.Equal(t, 1, r.code)

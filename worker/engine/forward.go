@@ -278,6 +278,12 @@ func (m *Model) matmul(w matrix, out []float32) {
 			ggml.Gemv(w.typ, w.cols, wb, w.stride, xq[:rs], out[r0:r1])
 			return
 		}
+		if T <= ggml.GemvNMaxCols {
+			// A few tokens (decode steps of several sessions): read each
+			// weight once for all of them rather than repack it for Gemm.
+			ggml.GemvN(w.typ, w.cols, wb, w.stride, r1-r0, xq, rs, T, out[r0:], w.rows)
+			return
+		}
 		ggml.Gemm(w.typ, w.cols, wb, w.stride, r1-r0, xq, rs, T, out[r0:], w.rows)
 	})
 }

@@ -1,0 +1,292 @@
+# Generates gemvn_amd64.s: the AVX2 small-batch kernels of GemvN. Each takes
+# one weight row at a time, decodes each of its blocks once, straight from
+# the encoding as stored, and multiplies the decoded block by C activation
+# vectors (C = 2…4, or 2…8 with AVX-512) before moving on, so that the weights are read once
+# for all of them. (A Q8_0 form was slower than Gemm's repacked kernel at
+# every batch size we measured: Q8_0 needs no decoding to share.)
+import common
+
+out = common.header("gemvn.py")
+def e(s=""): out.append(s)
+
+e("")
+e("// AVX2 + FMA + F16C small-batch kernels. Arguments (ABI0), all kernels:")
+e("//   w+0(FP) weight rows, stride+8(FP) bytes between rows, x+16(FP) the first")
+e("//   activation vector, xStride+24(FP) bytes between activation vectors,")
+e("//   nb+32(FP) blocks per row, out+40(FP) the output of row 0 for the first")
+e("//   vector, outStride+48(FP) floats between the vectors' outputs,")
+e("//   rows+56(FP) (at least 1).")
+e("// Registers: SI current row, DI its first output, R11 rows left; AX walks")
+e("// the blocks of the row, BX those of the first vector, the others at")
+e("// BX+R8, BX+2·R8 and BX+R9 (R9 = 3·R8), vectors 4…7 likewise from R13 =")
+e("// BX+4·R8; CX counts blocks; for up to 4 vectors R13 is instead the output")
+e("// stride in bytes. Y0…Y3 (and Y16…Y19) hold the vectors' float sums, Y4…Y7")
+e("// (and Y20…Y23) their integer sums within a block. The integer products are those of the Gemv")
+e("// kernels (gemv_amd64.s), so each vector's sums are exact the same way.")
+e("")
+
+
+def data(name, bs):
+    assert len(bs) % 8 == 0
+    for i in range(0, len(bs), 8):
+        v = 0
+        for j in range(8):
+            v |= bs[i+j] << (8*j)
+        e("DATA %s<>+%d(SB)/8, $0x%016x" % (name, i, v))
+    e("GLOBL %s<>(SB), RODATA|NOPTR, $%d" % (name, len(bs)))
+    e("")
+
+data("nnib0F", [0x0f]*32)
+data("nbytes30", [0x30]*32)
+m = []
+for k in range(8):
+    m += [2*k, 2*k+1]*16
+data("nshufK4", m)
+m = []
+for p in range(8):
+    m += [2*p]*8 + [2*p+1]*8
+data("nshufQ6", m)
+
+
+def col(j, off):
+    """The address off bytes into the current block of activation vector j
+    (vectors 4…7 from R13 = BX + 4·R8)."""
+    return ["%d(BX)", "%d(BX)(R8*1)", "%d(BX)(R8*2)", "%d(BX)(R9*1)",
+            "%d(R13)", "%d(R13)(R8*1)", "%d(R13)(R8*2)", "%d(R13)(R9*1)"][j] % off
+
+
+def acc(j):
+    """The float sums of vector j (vectors 4…7 in the AVX-512 registers)."""
+    return "Y%d" % (j if j < 4 else 12 + j)
+
+
+def isum(j):
+    """The integer sums of vector j within a block."""
+    return "Y%d" % (4 + j if j < 4 else 16 + j)
+
+
+def prologue(name, C, extra=()):
+    e("// func %s(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)" % name)
+    e("TEXT ·%s(SB), NOSPLIT, $0-64" % name)
+    e("\tMOVQ w+0(FP), SI")
+    e("\tMOVQ xStride+24(FP), R8")
+    e("\tLEAQ (R8)(R8*2), R9")
+    e("\tMOVQ out+40(FP), DI")
+    if C <= 4:
+        e("\tMOVQ outStride+48(FP), R13")
+        e("\tSHLQ $2, R13")
+    e("\tMOVQ rows+56(FP), R11")
+    for s in extra:
+        e(s)
+    e("%s_row:" % name)
+    e("\tMOVQ SI, AX")
+    e("\tMOVQ x+16(FP), BX")
+    if C > 4:
+        e("\tLEAQ (BX)(R8*4), R13")
+    e("\tMOVQ nb+32(FP), CX")
+    for j in range(C):
+        e("\tVXORPS %s, %s, %s" % (acc(j), acc(j), acc(j)))
+    e("%s_block:" % name)
+
+
+def epilogue(name, C, size):
+    e("\tADDQ $%d, AX" % size)
+    e("\tADDQ $%d, BX" % xsize[name])
+    if C > 4:
+        e("\tADDQ $%d, R13" % xsize[name])
+    e("\tDECQ CX")
+    e("\tJNZ %s_block" % name)
+    e("\t// horizontal sums, stored to the row's output in each vector's column")
+    for j in range(C):
+        if j < 4:
+            e("\tVEXTRACTF128 $1, Y%d, X14" % j)
+            e("\tVADDPS X14, X%d, X%d" % (j, j))
+        else:
+            # vectors 4…7 are summed into X4…X7 (their integer sums are spent)
+            e("\tVEXTRACTF32X4 $1, %s, X14" % acc(j))
+            e("\tVADDPS X14, X%d, X%d" % (12 + j, j))
+        e("\tVMOVHLPS X%d, X%d, X14" % (j, j))
+        e("\tVADDPS X14, X%d, X%d" % (j, j))
+        e("\tVMOVSHDUP X%d, X14" % j)
+        e("\tVADDSS X14, X%d, X%d" % (j, j))
+    if C <= 4:
+        e("\tVMOVSS X0, (DI)")
+        if C > 1:
+            e("\tVMOVSS X1, (DI)(R13*1)")
+        if C > 2:
+            e("\tVMOVSS X2, (DI)(R13*2)")
+        if C > 3:
+            e("\tLEAQ (R13)(R13*2), DX")
+            e("\tVMOVSS X3, (DI)(DX*1)")
+    else:
+        e("\tMOVQ outStride+48(FP), DX")
+        e("\tSHLQ $2, DX")
+        e("\tLEAQ (DX)(DX*2), R10")
+        e("\tLEAQ (DI)(DX*4), R12")
+        dst = ["(DI)", "(DI)(DX*1)", "(DI)(DX*2)", "(DI)(R10*1)",
+               "(R12)", "(R12)(DX*1)", "(R12)(DX*2)", "(R12)(R10*1)"]
+        for j in range(C):
+            e("\tVMOVSS X%d, %s" % (j, dst[j]))
+    e("\tADDQ $4, DI")
+    e("\tADDQ stride+8(FP), SI")
+    e("\tDECQ R11")
+    e("\tJNZ %s_row" % name)
+    e("\tVZEROUPPER")
+    e("\tRET")
+    e("")
+
+
+xsize = {}
+
+# ---------- Q4_K ----------
+def madd_add(scale, t, acc, vnni):
+    """acc += the pairwise word products of t and scale (int32 sums)."""
+    if vnni:
+        e("\tVPDPWSSD %s, %s, %s" % (scale, t, acc))
+    else:
+        e("\tVPMADDWD %s, %s, %s" % (scale, t, t))
+        e("\tVPADDD %s, %s, %s" % (t, acc, acc))
+
+
+def q4k(C, vnni=False):
+    name = "gemvnQ4Kx%d%s" % (C, "VNNI" if vnni else "AVX2")
+    xsize[name] = 292
+    prologue(name, C, ["\tVMOVDQU nnib0F<>(SB), Y15"])
+    e("\t// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks")
+    e("\tMOVL 4(AX), DX")
+    e("\tMOVL 12(AX), R14")
+    e("\tMOVL DX, R10")
+    e("\tANDL $0x3f3f3f3f, R10")
+    e("\tMOVL R14, R12")
+    e("\tANDL $0x0f0f0f0f, R12")
+    e("\tSHRL $6, DX")
+    e("\tANDL $0x03030303, DX")
+    e("\tSHLL $4, DX")
+    e("\tORL DX, R12")
+    e("\tSHLQ $32, R12")
+    e("\tORQ R12, R10")
+    e("\tMOVL 8(AX), DX")
+    e("\tMOVL DX, R12")
+    e("\tANDL $0x3f3f3f3f, R12")
+    e("\tSHRL $4, R14")
+    e("\tANDL $0x0f0f0f0f, R14")
+    e("\tSHRL $6, DX")
+    e("\tANDL $0x03030303, DX")
+    e("\tSHLL $4, DX")
+    e("\tORL DX, R14")
+    e("\tSHLQ $32, R14")
+    e("\tORQ R14, R12")
+    e("\tVMOVQ R10, X8")
+    e("\tVMOVQ R12, X9")
+    e("\tVPMOVZXBW X8, X8")
+    e("\tVPMOVZXBW X9, X9")
+    e("\tVINSERTI128 $1, X8, Y8, Y8")
+    e("\t// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums")
+    e("\tVPUNPCKLWD X9, X9, X10")
+    e("\tVPUNPCKHWD X9, X9, X9")
+    e("\tVINSERTI128 $1, X9, Y10, Y9")
+    for c in range(4):
+        e("\t// elements %d…%d: low nibbles (Y10), high nibbles (Y11)" % (64*c, 64*c + 63))
+        e("\tVMOVDQU %d(AX), Y10" % (16 + 32*c))
+        e("\tVPSRLW $4, Y10, Y11")
+        e("\tVPAND Y15, Y10, Y10")
+        e("\tVPAND Y15, Y11, Y11")
+        e("\tVPSHUFB nshufK4<>+%d(SB), Y8, Y12" % (64*c))
+        e("\tVPSHUFB nshufK4<>+%d(SB), Y8, Y13" % (64*c + 32))
+        for j in range(C):
+            e("\tVPMADDUBSW %s, Y10, Y14" % col(j, 4 + 64*c))
+            if c == 0:
+                e("\tVPMADDWD Y12, Y14, %s" % isum(j))
+            else:
+                madd_add("Y12", "Y14", isum(j), vnni)
+            e("\tVPMADDUBSW %s, Y11, Y14" % col(j, 36 + 64*c))
+            madd_add("Y13", "Y14", isum(j), vnni)
+    e("\t// d (Y11) and dmin (Y12)")
+    e("\tVMOVD (AX), X10")
+    e("\tVCVTPH2PS X10, X10")
+    e("\tVBROADCASTSS X10, Y11")
+    e("\tVMOVSHDUP X10, X12")
+    e("\tVBROADCASTSS X12, Y12")
+    for j in range(C):
+        e("\t// vector %d: += d·d8·Σ sc·Σ q·x, −= dmin·d8·Σ m·bsum" % j)
+        e("\tVBROADCASTSS %s, Y13" % col(j, 0))
+        e("\tVMULPS Y13, Y11, Y14")
+        e("\tVCVTDQ2PS %s, %s" % (isum(j), isum(j)))
+        e("\tVFMADD231PS Y14, %s, %s" % (isum(j), acc(j)))
+        e("\tVPMADDWD %s, Y9, Y14" % col(j, 260))
+        e("\tVCVTDQ2PS Y14, Y14")
+        e("\tVMULPS Y13, Y12, Y13")
+        e("\tVFNMADD231PS Y13, Y14, %s" % acc(j))
+    epilogue(name, C, 144)
+
+
+# ---------- Q6_K ----------
+def q6k(C, vnni=False):
+    name = "gemvnQ6Kx%d%s" % (C, "VNNI" if vnni else "AVX2")
+    xsize[name] = 292
+    prologue(name, C)
+    e("\t// the 16 int8 scales (X8); the −32 offset: start from Σ (−32·scale)·bsum")
+    e("\tVMOVDQU 192(AX), X8")
+    e("\tVPMOVSXBW X8, Y9")
+    e("\tVPSLLW $5, Y9, Y9")
+    e("\tVPXOR Y15, Y15, Y15")
+    e("\tVPSUBW Y9, Y15, Y9")
+    for j in range(C):
+        e("\tVPMADDWD %s, Y9, %s" % (col(j, 260), isum(j)))
+    for h in range(2):
+        e("\t// elements %d…%d" % (128*h, 128*h + 127))
+        e("\tVMOVDQU %d(AX), Y10" % (64*h))
+        e("\tVMOVDQU %d(AX), Y11" % (64*h + 32))
+        e("\tVMOVDQU %d(AX), Y12" % (128 + 32*h))
+        for k in range(4):
+            src = "Y10" if k in (0, 2) else "Y11"
+            if k < 2:
+                e("\tVPAND nnib0F<>(SB), %s, Y13" % src)
+            else:
+                e("\tVPSRLW $4, %s, Y13" % src)
+                e("\tVPAND nnib0F<>(SB), Y13, Y13")
+            if k == 0:
+                e("\tVPSLLW $4, Y12, Y14")
+                e("\tVPAND nbytes30<>(SB), Y14, Y14")
+            elif k == 1:
+                e("\tVPSLLW $2, Y12, Y14")
+                e("\tVPAND nbytes30<>(SB), Y14, Y14")
+            elif k == 2:
+                e("\tVPAND nbytes30<>(SB), Y12, Y14")
+            else:
+                e("\tVPSRLW $2, Y12, Y14")
+                e("\tVPAND nbytes30<>(SB), Y14, Y14")
+            e("\tVPOR Y14, Y13, Y13")
+            e("\tVPSHUFB nshufQ6<>+%d(SB), X8, X14" % (16*(4*h + k)))
+            e("\tVPMOVSXBW X14, Y14")
+            for j in range(C):
+                e("\tVPMADDUBSW %s, Y13, Y15" % col(j, 4 + 128*h + 32*k))
+                madd_add("Y14", "Y15", isum(j), vnni)
+    e("\t// d (Y9)")
+    e("\tMOVWLZX 208(AX), DX")
+    e("\tVMOVD DX, X9")
+    e("\tVCVTPH2PS X9, X9")
+    e("\tVBROADCASTSS X9, Y9")
+    for j in range(C):
+        e("\tVBROADCASTSS %s, Y10" % col(j, 0))
+        e("\tVMULPS Y10, Y9, Y10")
+        e("\tVCVTDQ2PS %s, %s" % (isum(j), isum(j)))
+        e("\tVFMADD231PS Y10, %s, %s" % (isum(j), acc(j)))
+    epilogue(name, C, 210)
+
+
+for C in (2, 3, 4):
+    q4k(C)
+for C in (2, 3, 4):
+    q6k(C)
+e("// The same kernels for CPUs with AVX-512 VNNI: VPDPWSSD applies the")
+e("// sub-block scales and adds to the sums in one instruction (on 256-bit")
+e("// vectors, as the VNNI Gemm kernels use it), and the 16 more vector")
+e("// registers of AVX-512 hold the sums of up to 8 activation vectors.")
+e("")
+for C in range(2, 9):
+    q4k(C, True)
+for C in range(2, 9):
+    q6k(C, True)
+
+common.write(out)

@@ -1,0 +1,29 @@
+package ggml
+
+// GemvN computes the same products as [Gemm] (out[c*outStride + r] for
+// r < rows and c < cols), with kernels made for a few activation vectors: the
+// decode steps of several generations sharing one forward pass. Each weight
+// row is read once, block by block as stored, and every block is multiplied
+// by up to four vectors while it is in registers; Gemm instead repacks the
+// weights into tiles first, which pays off only over many vectors (a prompt).
+//
+// The kernels cover Q4_K and Q6_K (the weights of Q4_K_M models), whose
+// blocks take real work to decode; other types, and machines without AVX2,
+// run Gemm. GemvNMaxCols is the batch size up to which GemvN was the faster
+// of the two in our measurements; beyond it GemvN is still correct, but
+// Gemm's repacking pays for itself.
+// Like Gemm, GemvN neither allocates nor validates beyond slice bounds
+// checks, and may round the float combination of blocks differently from
+// VecDot, within float32 rounding of the same terms.
+func GemvN(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	if cols > 1 && gemvnSIMD(t, n, w, stride, rows, x, xStride, cols, out, outStride) {
+		return
+	}
+	Gemm(t, n, w, stride, rows, x, xStride, cols, out, outStride)
+}
+
+// GemvNMaxCols is the largest batch for which GemvN beats Gemm (see GemvN).
+const GemvNMaxCols = 8

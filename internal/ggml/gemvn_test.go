@@ -1,0 +1,159 @@
+package ggml
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// runGemvN calls GemvN into a fresh output whose padding holds a sentinel.
+func (c gemmCase) runGemvN() []float32 {
+	out := make([]float32, (c.cols-1)*c.outStride+c.rows+1)
+	for i := range out {
+		out[i] = -12345
+	}
+	GemvN(c.typ, c.n, c.w, c.stride, c.rows, c.x, c.xStride, c.cols, out, c.outStride)
+	return out
+}
+
+// TestGemvNMatchesVecDot checks GemvN element by element against VecDot for
+// the types with small-batch kernels, every batch size from 1 to 17 (odd
+// ones leave groups of 2 and 3 vectors), ragged row counts and padded
+// strides, with the fastest kernels, with AVX2 only and with the portable Go
+// code.
+func TestGemvNMatchesVecDot(t *testing.T) {
+	modes := []struct {
+		name string
+		wrap func(func())
+	}{
+		{"simd", func(f func()) { f() }},
+		{"avx2", withoutVNNI},
+		{"generic", withoutSIMD},
+	}
+	for _, typ := range []Type{Q4_K, Q6_K} {
+		sizes := dotSizes(typ)
+		for _, n := range []int{sizes[0], sizes[len(sizes)-2]} {
+			for cols := 1; cols <= 17; cols++ {
+				for _, rows := range []int{1, 3, 8, 23} {
+					pad := (cols + rows) % 2 * 7
+					name := fmt.Sprintf("%s/n=%d/%dx%d/pad=%d", typ, n, rows, cols, pad)
+					t.Run(name, func(t *testing.T) {
+						c := newGemmCase(t, typ, n, rows, cols, pad, cols%3 != 0)
+						for _, m := range modes {
+							var out []float32
+							m.wrap(func() { out = c.runGemvN() })
+							m.wrap(func() { c.check(t, out) })
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestGemvNOtherTypes checks that the types without a small-batch kernel
+// still get Gemm's results.
+func TestGemvNOtherTypes(t *testing.T) {
+	for _, typ := range weightTypes {
+		n := dotSizes(typ)[1]
+		c := newGemmCase(t, typ, n, 9, 5, 3, true)
+		c.check(t, c.runGemvN())
+	}
+}
+
+// TestGemvNLongRows covers rows long enough that a tile holds a few rows
+// only, so that the vectors' groups go over several tiles.
+func TestGemvNLongRows(t *testing.T) {
+	for _, typ := range []Type{Q4_K, Q6_K} {
+		n := 22 * QKK
+		t.Run(typ.String(), func(t *testing.T) {
+			c := newGemmCase(t, typ, n, 37, 11, 5, true)
+			c.check(t, c.runGemvN())
+		})
+	}
+}
+
+func TestGemvNBoundsPanic(t *testing.T) {
+	for _, typ := range []Type{Q4_K, Q6_K} {
+		n := typ.BlockSize() * 2
+		rs, xs := typ.RowSize(n), VecDotType(typ).RowSize(n)
+		w := make([]byte, 8*rs)
+		x := make([]byte, 3*xs)
+		out := make([]float32, 24)
+		assert.Panics(t, func() { GemvN(typ, n, w[:8*rs-1], rs, 8, x, xs, 3, out, 8) }, typ.String())
+		assert.Panics(t, func() { GemvN(typ, n, w, rs, 8, x[:3*xs-1], xs, 3, out, 8) }, typ.String())
+		assert.Panics(t, func() { GemvN(typ, n, w, rs, 8, x, xs, 3, out[:23], 8) }, typ.String())
+		assert.NotPanics(t, func() { GemvN(typ, n, w, rs, 8, x, xs, 3, out, 8) }, typ.String())
+	}
+}
+
+func TestGemvNDoesNotAllocate(t *testing.T) {
+	for _, typ := range []Type{Q4_K, Q6_K} {
+		n := dotSizes(typ)[2]
+		c := newGemmCase(t, typ, n, 16, 7, 0, true)
+		out := make([]float32, 16*7)
+		allocs := testing.AllocsPerRun(10, func() {
+			GemvN(typ, n, c.w, c.stride, c.rows, c.x, c.xStride, c.cols, out, c.outStride)
+		})
+		assert.Zero(t, allocs, typ.String())
+	}
+}
+
+// TestGemvNKernelCoverage makes sure the kernels the tests above compare are
+// the ones GemvN picks on this machine.
+func TestGemvNKernelCoverage(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no SIMD kernels on this machine")
+	}
+	check := func(mode string) {
+		for _, typ := range []Type{Q4_K, Q6_K} {
+			c := newGemmCase(t, typ, typ.BlockSize()*2, 3, 4, 0, true)
+			out := make([]float32, 12)
+			assert.True(t, gemvnSIMD(typ, c.n, c.w, c.stride, 3, c.x, c.xStride, 4, out, 3), "%s %s", mode, typ)
+		}
+	}
+	if useVNNI {
+		check("vnni")
+	}
+	withoutVNNI(func() { check("avx2") })
+	assert.False(t, gemvnSIMD(Q8_0, QK, make([]byte, 3*34), 34, 3, make([]byte, 2*34), 34, 2, make([]float32, 6), 3))
+	assert.False(t, gemvnSIMD(Q5_K, QKK, make([]byte, 3*176), 176, 3, make([]byte, 2*292), 292, 2, make([]float32, 6), 3))
+}
+
+// BenchmarkGemvN multiplies a whole weight matrix, larger than the L2 cache
+// as a model's are, by a few activation vectors (the engine's batched
+// decode): kernel=gemvn is GemvN, kernel=gemm Gemm, kernel=gemv one Gemv per
+// vector. Compare them with `benchstat -col /kernel`.
+func BenchmarkGemvN(b *testing.B) {
+	for _, typ := range []Type{Q4_K, Q6_K} {
+		for _, s := range []struct{ rows, n int }{{5632, 2048}, {2048, 5632}} {
+			w := randomWeights(typ, s.n, s.rows, 1)
+			stride := typ.RowSize(s.n)
+			xt := VecDotType(typ)
+			xs := xt.RowSize(s.n)
+			for _, cols := range []int{2, 4, 5, 6, 8, 16} {
+				x := make([]byte, cols*xs)
+				for c := 0; c < cols; c++ {
+					enc, err := Quantize(xt, randFloats(uint64(2+c), s.n, 1))
+					if err != nil {
+						b.Fatal(err)
+					}
+					copy(x[c*xs:], enc)
+				}
+				out := make([]float32, cols*s.rows)
+				run := func(name string, f func()) {
+					b.Run(fmt.Sprintf("type=%s/shape=%dx%dx%d/kernel=%s", typ, s.rows, s.n, cols, name), func(b *testing.B) {
+						for b.Loop() {
+							f()
+						}
+						b.ReportMetric(float64(s.rows*s.n*cols)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+					})
+				}
+				run("gemvn", func() { GemvN(typ, s.n, w, stride, s.rows, x, xs, cols, out, s.rows) })
+				run("gemm", func() { Gemm(typ, s.n, w, stride, s.rows, x, xs, cols, out, s.rows) })
+				run("gemv", func() { gemmByColumns(typ, s.n, w, stride, s.rows, x, xs, cols, out, s.rows) })
+			}
+		}
+	}
+}
