@@ -27,9 +27,7 @@ type Session struct {
 
 // workerScratch is one pool worker's private space for attention.
 type workerScratch struct {
-	scores []float32
-	p16    []uint16
-	q16    []uint16
+	attn ggml.AttnScratch
 }
 
 // NewSession allocates a session with an empty KV cache of the model's context size.
@@ -59,13 +57,6 @@ func (m *Model) NewSession() *Session {
 	for l := range s.k {
 		s.k[l] = make([]uint16, m.ctxSize*kvDim)
 		s.v[l] = make([]uint16, kvDim*m.ctxSize)
-	}
-	for i := range s.work {
-		s.work[i] = workerScratch{
-			scores: make([]float32, m.ctxSize),
-			p16:    make([]uint16, m.ctxSize),
-			q16:    make([]uint16, c.HeadDim),
-		}
 	}
 	return s
 }
@@ -221,32 +212,41 @@ func (s *Session) forward(tokens []int, wantLogits bool) error {
 
 // attention computes, for the batch rows first…T-1 at positions p0+t, every
 // head's softmax(q·K/√d)·V over the cached positions up to its own (causal).
-// Like llama.cpp, queries and probabilities are rounded to F16 to meet the
-// F16 cache.
+// A task takes the query heads that share one key/value head (or a part of
+// them, when there are too few tasks to keep the threads busy), so that the
+// cache is read once per group rather than once per query head.
 func (s *Session) attention(li, p0, first, T int) {
 	m := s.m
 	c := m.cfg
 	hd := c.HeadDim
 	qDim, kvDim := c.Heads*hd, c.HeadsKV*hd
 	group := c.Heads / c.HeadsKV
+	parts := attentionParts(T-first, c.HeadsKV, group, m.threads)
+	per := group / parts
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	kb := u16Bytes(s.k[li])
 	vb := u16Bytes(s.v[li])
 	ctx := m.ctxSize
-	m.pool.run((T-first)*c.Heads, func(w, task int) {
-		t := first + task/c.Heads
-		h := task % c.Heads
-		kvh := h / group
-		n := p0 + t + 1
-		ws := &s.work[w]
-		toF16(ws.q16, s.q[t*qDim+h*hd:t*qDim+(h+1)*hd])
-		scores := ws.scores[:n]
-		ggml.Gemv(ggml.F16, hd, kb[kvh*hd*2:], kvDim*2, u16Bytes(ws.q16), scores)
-		softmaxScaled(scores, scale)
-		toF16(ws.p16[:n], scores)
-		out := s.attn[t*qDim+h*hd : t*qDim+(h+1)*hd]
-		ggml.Gemv(ggml.F16, n, vb[kvh*hd*ctx*2:], ctx*2, u16Bytes(ws.p16[:n]), out)
+	m.pool.run((T-first)*c.HeadsKV*parts, func(w, task int) {
+		t := first + task/(c.HeadsKV*parts)
+		h0 := task % (c.HeadsKV * parts) * per // first query head
+		kvh := h0 / group
+		q := s.q[t*qDim+h0*hd : t*qDim+(h0+per)*hd]
+		out := s.attn[t*qDim+h0*hd : t*qDim+(h0+per)*hd]
+		ggml.AttendF16(hd, p0+t+1, per, q, kb[kvh*hd*2:], kvDim*2, vb[kvh*hd*ctx*2:], ctx*2, scale, out, &s.work[w].attn)
 	})
+}
+
+// attentionParts is how many parts the query heads of a group are split into:
+// 1, unless rows·kvHeads tasks would leave threads idle, then the smallest
+// divisor of group that gives every thread a task.
+func attentionParts(rows, kvHeads, group, threads int) int {
+	for p := 1; p <= group; p++ {
+		if group%p == 0 && rows*kvHeads*p >= threads {
+			return p
+		}
+	}
+	return group
 }
 
 // matmul computes out[t·rows + r] = w[r]·x[t] for the rows of w and the
