@@ -100,6 +100,18 @@ DATA shufQ6<>+112(SB)/8, $0x0e0e0e0e0e0e0e0e
 DATA shufQ6<>+120(SB)/8, $0x0f0f0f0f0f0f0f0f
 GLOBL shufQ6<>(SB), RODATA|NOPTR, $128
 
+DATA kscLo<>+0(SB)/8, $0x0b0a090803020100
+DATA kscLo<>+8(SB)/8, $0x0b0a090807060504
+GLOBL kscLo<>(SB), RODATA|NOPTR, $16
+
+DATA kscHi<>+0(SB)/8, $0x0302010080808080
+DATA kscHi<>+8(SB)/8, $0x0706050480808080
+GLOBL kscHi<>(SB), RODATA|NOPTR, $16
+
+DATA kscMask<>+0(SB)/8, $0x0f0f0f0f3f3f3f3f
+DATA kscMask<>+8(SB)/8, $0x0f0f0f0f3f3f3f3f
+GLOBL kscMask<>(SB), RODATA|NOPTR, $16
+
 // func gemvQ4KAVX2(w *byte, stride int, x *byte, nb int, out *float32, rows int)
 TEXT ·gemvQ4KAVX2(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), SI
@@ -116,32 +128,19 @@ q4k_row:
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 q4k_block:
-	// unpack the 6-bit scales (R10) and mins (R12), as ggml's utmp dance
-	MOVL 4(AX), DX
-	MOVL 8(AX), R8
-	MOVL 12(AX), R9
-	MOVL DX, R10
-	ANDL $0x3f3f3f3f, R10
-	MOVL R9, R12
-	ANDL $0x0f0f0f0f, R12
-	SHRL $6, DX
-	ANDL $0x03030303, DX
-	SHLL $4, DX
-	ORL DX, R12
-	SHLQ $32, R12
-	ORQ R12, R10
-	MOVL R8, R12
-	ANDL $0x3f3f3f3f, R12
-	SHRL $4, R9
-	ANDL $0x0f0f0f0f, R9
-	SHRL $6, R8
-	ANDL $0x03030303, R8
-	SHLL $4, R8
-	ORL R8, R9
-	SHLQ $32, R9
-	ORQ R9, R12
-	VMOVQ R10, X2
-	VMOVQ R12, X3
+	// unpack the 6-bit scales and mins (get_scale_min_k4) in one vector:
+	// bytes 0-7 scales, 8-15 mins; low bits from bytes 0-3/8-11 (scales)
+	// and 4-7/8-11 (mins), high bits of 4-7 from bits 6-7 of 0-3/4-7
+	VMOVDQU 4(AX), X4
+	VPSHUFB kscLo<>(SB), X4, X2
+	VPSRLW $4, X2, X3
+	VPBLENDW $0xc0, X3, X2, X2
+	VPAND kscMask<>(SB), X2, X2
+	VPSHUFB kscHi<>(SB), X4, X3
+	VPSRLW $2, X3, X3
+	VPAND bytes30<>(SB), X3, X3
+	VPOR X3, X2, X2
+	VPSRLDQ $8, X2, X3
 	VPMOVZXBW X2, X2
 	VPMOVZXBW X3, X3
 	VINSERTI128 $1, X2, Y2, Y2
@@ -248,32 +247,19 @@ q5k_row:
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 q5k_block:
-	// unpack the 6-bit scales (R10) and mins (R12), as ggml's utmp dance
-	MOVL 4(AX), DX
-	MOVL 8(AX), R8
-	MOVL 12(AX), R9
-	MOVL DX, R10
-	ANDL $0x3f3f3f3f, R10
-	MOVL R9, R12
-	ANDL $0x0f0f0f0f, R12
-	SHRL $6, DX
-	ANDL $0x03030303, DX
-	SHLL $4, DX
-	ORL DX, R12
-	SHLQ $32, R12
-	ORQ R12, R10
-	MOVL R8, R12
-	ANDL $0x3f3f3f3f, R12
-	SHRL $4, R9
-	ANDL $0x0f0f0f0f, R9
-	SHRL $6, R8
-	ANDL $0x03030303, R8
-	SHLL $4, R8
-	ORL R8, R9
-	SHLQ $32, R9
-	ORQ R9, R12
-	VMOVQ R10, X2
-	VMOVQ R12, X3
+	// unpack the 6-bit scales and mins (get_scale_min_k4) in one vector:
+	// bytes 0-7 scales, 8-15 mins; low bits from bytes 0-3/8-11 (scales)
+	// and 4-7/8-11 (mins), high bits of 4-7 from bits 6-7 of 0-3/4-7
+	VMOVDQU 4(AX), X4
+	VPSHUFB kscLo<>(SB), X4, X2
+	VPSRLW $4, X2, X3
+	VPBLENDW $0xc0, X3, X2, X2
+	VPAND kscMask<>(SB), X2, X2
+	VPSHUFB kscHi<>(SB), X4, X3
+	VPSRLW $2, X3, X3
+	VPAND bytes30<>(SB), X3, X3
+	VPOR X3, X2, X2
+	VPSRLDQ $8, X2, X3
 	VPMOVZXBW X2, X2
 	VPMOVZXBW X3, X3
 	VINSERTI128 $1, X2, Y2, Y2

@@ -43,6 +43,22 @@ for p in range(8):
     m += [2*p]*8 + [2*p+1]*8
 data32("shufQ6", m)
 
+def data16(name, bs):
+    assert len(bs) == 16
+    for i in range(0, 16, 8):
+        v = 0
+        for j in range(8):
+            v |= bs[i+j] << (8*j)
+        e("DATA %s<>+%d(SB)/8, $0x%016x" % (name, i, v))
+    e("GLOBL %s<>(SB), RODATA|NOPTR, $16" % name)
+    e("")
+
+# K-quant scale unpacking: gather the low and the high bits of the eight
+# 6-bit scales (bytes 0-7) and mins (bytes 8-15) of a super-block.
+data16("kscLo", [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11])
+data16("kscHi", [0x80]*4 + [0, 1, 2, 3] + [0x80]*4 + [4, 5, 6, 7])
+data16("kscMask", [63]*4 + [15]*4 + [63]*4 + [15]*4)
+
 def prologue(name, extra=""):
     e("// func %s(w *byte, stride int, x *byte, nb int, out *float32, rows int)" % name)
     e("TEXT ·%s(SB), NOSPLIT, $0-48" % name)
@@ -81,32 +97,19 @@ def row_end(lbl):
 
 # ---------- Q4_K and Q5_K ----------
 def kscales():
-    e("\t// unpack the 6-bit scales (R10) and mins (R12), as ggml's utmp dance")
-    e("\tMOVL 4(AX), DX")
-    e("\tMOVL 8(AX), R8")
-    e("\tMOVL 12(AX), R9")
-    e("\tMOVL DX, R10")
-    e("\tANDL $0x3f3f3f3f, R10")
-    e("\tMOVL R9, R12")
-    e("\tANDL $0x0f0f0f0f, R12")
-    e("\tSHRL $6, DX")
-    e("\tANDL $0x03030303, DX")
-    e("\tSHLL $4, DX")
-    e("\tORL DX, R12")
-    e("\tSHLQ $32, R12")
-    e("\tORQ R12, R10")
-    e("\tMOVL R8, R12")
-    e("\tANDL $0x3f3f3f3f, R12")
-    e("\tSHRL $4, R9")
-    e("\tANDL $0x0f0f0f0f, R9")
-    e("\tSHRL $6, R8")
-    e("\tANDL $0x03030303, R8")
-    e("\tSHLL $4, R8")
-    e("\tORL R8, R9")
-    e("\tSHLQ $32, R9")
-    e("\tORQ R9, R12")
-    e("\tVMOVQ R10, X2")
-    e("\tVMOVQ R12, X3")
+    e("\t// unpack the 6-bit scales and mins (get_scale_min_k4) in one vector:")
+    e("\t// bytes 0-7 scales, 8-15 mins; low bits from bytes 0-3/8-11 (scales)")
+    e("\t// and 4-7/8-11 (mins), high bits of 4-7 from bits 6-7 of 0-3/4-7")
+    e("\tVMOVDQU 4(AX), X4")
+    e("\tVPSHUFB kscLo<>(SB), X4, X2")
+    e("\tVPSRLW $4, X2, X3")
+    e("\tVPBLENDW $0xc0, X3, X2, X2")
+    e("\tVPAND kscMask<>(SB), X2, X2")
+    e("\tVPSHUFB kscHi<>(SB), X4, X3")
+    e("\tVPSRLW $2, X3, X3")
+    e("\tVPAND bytes30<>(SB), X3, X3")
+    e("\tVPOR X3, X2, X2")
+    e("\tVPSRLDQ $8, X2, X3")
     e("\tVPMOVZXBW X2, X2")
     e("\tVPMOVZXBW X3, X3")
     e("\tVINSERTI128 $1, X2, Y2, Y2")
