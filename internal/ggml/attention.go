@@ -1,6 +1,9 @@
 package ggml
 
-import "math"
+import (
+	"math"
+	"unsafe"
+)
 
 // AttnScratch is the working space of AttendF16 for one caller at a time:
 // query heads as float32, the scores of every head over the cache, and one
@@ -9,6 +12,12 @@ type AttnScratch struct {
 	q, s, kf []float32
 	part     [8]float32
 	sums     [4]float64
+	// The last partial block of 8 positions, zero-padded for the kernels:
+	// keys [8][hd] F16, their scores [g][8], values [hd][8] F16,
+	// probabilities [g][8] and the values' sums [g][hd].
+	tk, tv []byte
+	ts, tp []float32
+	to     []float32
 }
 
 // grow makes room for g heads of hd elements over n positions.
@@ -23,6 +32,13 @@ func (a *AttnScratch) grow(g, hd, n int) {
 		a.kf = make([]float32, 8*hd)
 	}
 	a.q, a.s, a.kf = a.q[:g*hd], a.s[:g*n], a.kf[:8*hd]
+	if cap(a.tk) < 16*hd {
+		a.tk, a.tv = make([]byte, 16*hd), make([]byte, 16*hd)
+	}
+	if cap(a.ts) < 8*g || cap(a.to) < g*hd {
+		a.ts, a.tp, a.to = make([]float32, 8*g), make([]float32, 8*g), make([]float32, g*hd)
+	}
+	a.tk, a.tv, a.ts, a.tp, a.to = a.tk[:16*hd], a.tv[:16*hd], a.ts[:8*g], a.tp[:8*g], a.to[:g*hd]
 }
 
 // AttendF16 computes scaled dot-product attention for g query heads that
@@ -58,11 +74,26 @@ func AttendF16(hd, n, g int, q []float32, k []byte, kStride int, v []byte, vStri
 	_ = k[(n-1)*kStride+2*hd-1]
 	_ = v[(hd-1)*vStride+2*n-1]
 
-	// Scores: whole blocks of 8 keys in assembly, the rest here.
+	// Scores: blocks of 8 keys in assembly (the last one copied and padded
+	// with zeros), or all here without AVX2.
+	simd := useAVX2 && hd%8 == 0 && kStride >= 0 && vStride >= 0
 	nb := 0
-	if useAVX2 && hd%8 == 0 && n >= 8 && kStride >= 0 {
+	if simd {
 		nb = n / 8
-		attnScoresAVX2(&k[0], kStride, nb, &a.q[0], g, hd, &a.s[0], 4*n, scale, &a.kf[0])
+		if nb > 0 {
+			attnScoresAVX2(&k[0], kStride, nb, &a.q[0], g, hd, &a.s[0], 4*n, scale, &a.kf[0])
+		}
+		if rest := n - 8*nb; rest > 0 {
+			clear(a.tk)
+			for i := 0; i < rest; i++ {
+				copy(a.tk[i*2*hd:(i+1)*2*hd], k[(8*nb+i)*kStride:])
+			}
+			attnScoresAVX2(&a.tk[0], 2*hd, 1, &a.q[0], g, hd, &a.ts[0], 32, scale, &a.kf[0])
+			for h := 0; h < g; h++ {
+				copy(a.s[h*n+8*nb:(h+1)*n], a.ts[8*h:8*h+rest])
+			}
+		}
+		nb = n // all scored
 	}
 	for i := 8 * nb; i < n; i++ {
 		row := k[i*kStride : i*kStride+2*hd]
@@ -84,25 +115,31 @@ func AttendF16(hd, n, g int, q []float32, k []byte, kStride int, v []byte, vStri
 	// Probabilities times values: whole chunks of 8 positions in assembly,
 	// up to 4 heads per pass over the values, the rest here.
 	nch := 0
-	if useAVX2 && n >= 8 && vStride >= 0 {
+	if simd {
 		nch = n / 8
-		for h0 := 0; h0 < g; h0 += 4 {
-			gh := min(4, g-h0)
-			vp, pp, op := &v[0], &a.s[h0*n], &out[h0*hd]
-			switch gh {
-			case 1:
-				attnValues1AVX2(vp, vStride, nch, pp, 4*n, hd, op, 4*hd)
-			case 2:
-				attnValues2AVX2(vp, vStride, nch, pp, 4*n, hd, op, 4*hd)
-			case 3:
-				attnValues3AVX2(vp, vStride, nch, pp, 4*n, hd, op, 4*hd)
-			default:
-				attnValues4AVX2(vp, vStride, nch, pp, 4*n, hd, op, 4*hd)
+		if nch > 0 {
+			attnValues(&v[0], vStride, nch, &a.s[0], 4*n, g, hd, &out[0])
+		} else {
+			clear(out)
+		}
+		if start := 8 * nch; start < n {
+			rest := n - start
+			clear(a.tv)
+			clear(a.tp)
+			for d := 0; d < hd; d++ {
+				copy(a.tv[d*16:d*16+2*rest], v[d*vStride+2*start:])
+			}
+			for h := 0; h < g; h++ {
+				copy(a.tp[8*h:8*h+rest], a.s[h*n+start:(h+1)*n])
+			}
+			attnValues(&a.tv[0], 16, 1, &a.tp[0], 32, g, hd, &a.to[0])
+			for i, x := range a.to {
+				out[i] += x
 			}
 		}
-	} else {
-		clear(out)
+		return
 	}
+	clear(out)
 	if start := 8 * nch; start < n {
 		for d := 0; d < hd; d++ {
 			row := v[d*vStride+2*start : d*vStride+2*n]
@@ -114,6 +151,25 @@ func AttendF16(hd, n, g int, q []float32, k []byte, kStride int, v []byte, vStri
 				}
 				out[h*hd+d] += sum
 			}
+		}
+	}
+}
+
+// attnValues runs the values kernel over g heads, up to 4 per pass.
+func attnValues(v *byte, vStride, nch int, p *float32, pStride, g, hd int, out *float32) {
+	ps := unsafe.Slice(p, g*pStride/4)
+	os := unsafe.Slice(out, g*hd)
+	for h0 := 0; h0 < g; h0 += 4 {
+		pp, op := &ps[h0*pStride/4], &os[h0*hd]
+		switch min(4, g-h0) {
+		case 1:
+			attnValues1AVX2(v, vStride, nch, pp, pStride, hd, op, 4*hd)
+		case 2:
+			attnValues2AVX2(v, vStride, nch, pp, pStride, hd, op, 4*hd)
+		case 3:
+			attnValues3AVX2(v, vStride, nch, pp, pStride, hd, op, 4*hd)
+		default:
+			attnValues4AVX2(v, vStride, nch, pp, pStride, hd, op, 4*hd)
 		}
 	}
 }
