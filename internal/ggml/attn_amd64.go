@@ -27,3 +27,6 @@ func expSubAVX2(x *float32, nch int, m float32, sum *[4]float64)
 
 //go:noescape
 func scaleRoundF16AVX2(x *float32, nch int, s float32)
+
+//go:noescape
+func siluMulAVX2(dst, gate, u *float32, nch int)

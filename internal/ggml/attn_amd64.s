@@ -599,6 +599,68 @@ exp_loop:
 	VZEROUPPER
 	RET
 
+DATA expmax<>+0(SB)/8, $0x42b0000042b00000
+DATA expmax<>+8(SB)/8, $0x42b0000042b00000
+DATA expmax<>+16(SB)/8, $0x42b0000042b00000
+DATA expmax<>+24(SB)/8, $0x42b0000042b00000
+GLOBL expmax<>(SB), RODATA|NOPTR, $32
+
+// func siluMulAVX2(dst, gate, u *float32, nch int)
+// dst[i] = g[i]/(1+e^-g[i]) · u[i] over nch chunks of 8, e^-g as expf
+// computes it with the argument held to [-87, 88] (beyond which 1+e^-g is
+// 1 or the quotient is 0 to float32 precision); NaN stays NaN.
+TEXT ·siluMulAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ gate+8(FP), SI
+	MOVQ u+16(FP), DX
+	MOVQ nch+24(FP), CX
+	VMOVUPS expmin<>(SB), Y13
+	VMOVUPS expmax<>(SB), Y14
+	VXORPS Y15, Y15, Y15
+silu_loop:
+	VMOVUPS (SI), Y8
+	VSUBPS Y8, Y15, Y0
+	// clamp with the constant first, so that a NaN (the second operand) passes
+	VMAXPS Y0, Y13, Y0
+	VMINPS Y0, Y14, Y0
+	VMULPS log2e<>(SB), Y0, Y1
+	VADDPS magic<>(SB), Y1, Y1
+	VSUBPS magic<>(SB), Y1, Y1
+	VMULPS ln2hi<>(SB), Y1, Y2
+	VSUBPS Y2, Y0, Y2
+	VMULPS ln2lo<>(SB), Y1, Y3
+	VSUBPS Y3, Y2, Y2
+	VMOVUPS expc0<>(SB), Y3
+	VMULPS Y2, Y3, Y3
+	VADDPS expc1<>(SB), Y3, Y3
+	VMULPS Y2, Y3, Y3
+	VADDPS expc2<>(SB), Y3, Y3
+	VMULPS Y2, Y3, Y3
+	VADDPS expc3<>(SB), Y3, Y3
+	VMULPS Y2, Y3, Y3
+	VADDPS expc4<>(SB), Y3, Y3
+	VMULPS Y2, Y3, Y3
+	VADDPS expc5<>(SB), Y3, Y3
+	VMULPS Y2, Y3, Y3
+	VMULPS Y2, Y3, Y3
+	VADDPS Y2, Y3, Y3
+	VADDPS one<>(SB), Y3, Y3
+	VCVTTPS2DQ Y1, Y4
+	VPADDD i127<>(SB), Y4, Y4
+	VPSLLD $23, Y4, Y4
+	VMULPS Y4, Y3, Y3
+	VADDPS one<>(SB), Y3, Y3
+	VDIVPS Y3, Y8, Y8
+	VMULPS (DX), Y8, Y8
+	VMOVUPS Y8, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ silu_loop
+	VZEROUPPER
+	RET
+
 // func scaleRoundF16AVX2(x *float32, nch int, s float32)
 // x[i] = x[i]·s rounded to the nearest F16 (even on ties), over nch chunks of 8.
 TEXT ·scaleRoundF16AVX2(SB), NOSPLIT, $0-20

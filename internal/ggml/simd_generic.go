@@ -52,3 +52,5 @@ func maxAVX2(x *float32, nch int, out *[8]float32) { panic("ggml: no assembly ke
 func expSubAVX2(x *float32, nch int, m float32, sum *[4]float64) { panic("ggml: no assembly kernels") }
 
 func scaleRoundF16AVX2(x *float32, nch int, s float32) { panic("ggml: no assembly kernels") }
+
+func siluMulAVX2(dst, gate, u *float32, nch int) { panic("ggml: no assembly kernels") }

@@ -29,14 +29,7 @@ func rmsNorm(dst, x, w []float32, eps float32) {
 }
 
 // siluMul writes silu(g)·u to dst (SwiGLU's gate), silu(x) = x/(1+e^-x).
-func siluMul(dst, g, u []float32) {
-	u = u[:len(g)]
-	dst = dst[:len(g)]
-	for i, v := range g {
-		s := v / (1 + expf(-v))
-		dst[i] = s * u[i]
-	}
-}
+func siluMul(dst, g, u []float32) { ggml.SiLUMul(dst, g, u) }
 
 func add(dst, a []float32) {
 	a = a[:len(dst)]
