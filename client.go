@@ -166,6 +166,27 @@ func (c *Client) WorkerList(ctx context.Context) (*WorkerList, error) {
 	return &l, nil
 }
 
+// Queue returns the queen's queue: the tasks waiting for a free slot per
+// node and model (oldest first), and per worker its slots in use, its slot
+// count and how many tasks wait for it.
+//
+// A task the queue turns away (it is full, or the task waited too long)
+// fails with [ErrAllSlotsBusy]; (*Error).RetryAfter then says how long the
+// queen suggests waiting before trying again.
+func (c *Client) Queue(ctx context.Context) (*QueueStatus, error) {
+	var st api.QueueStatus
+	if err := c.do(ctx, http.MethodGet, "/v2/queue", nil, &st); err != nil {
+		return nil, err
+	}
+	if st.Queues == nil {
+		st.Queues = []Queue{}
+	}
+	if st.Workers == nil {
+		st.Workers = []WorkerSlots{}
+	}
+	return &st, nil
+}
+
 // WorkersHealth checks a node's hive and its workers.
 func (c *Client) WorkersHealth(ctx context.Context, node string) (*NodeHealth, error) {
 	if err := api.ValidateNodeName(node); err != nil {

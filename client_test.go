@@ -100,6 +100,24 @@ func TestClientJSONCalls(t *testing.T) {
 			want: []rbee.WorkerInfo{{ID: "w-1", Node: "local", State: "idle", SlotsTotal: 1, SlotsAvailable: 1, LastActivity: now}},
 		},
 		{
+			name: "queue",
+			call: func(ctx context.Context, c *rbee.Client) (any, error) { return c.Queue(ctx) },
+			answer: api.QueueStatus{Depth: 1, MaxQueue: 256, TimeoutMs: 300000,
+				Queues:  []api.Queue{{Node: "local", Model: "file:/m.gguf", Tasks: []api.QueuedTask{{ID: "task-2", Position: 1, WorkerID: "w-1", WaitingSince: now}}}},
+				Workers: []api.WorkerSlots{{Node: "local", WorkerID: "w-1", Model: "file:/m.gguf", SlotsBusy: 1, SlotsTotal: 1, QueueDepth: 1}}},
+			wantMethod: "GET", wantPath: "/v2/queue",
+			want: &rbee.QueueStatus{Depth: 1, MaxQueue: 256, TimeoutMs: 300000,
+				Queues:  []rbee.Queue{{Node: "local", Model: "file:/m.gguf", Tasks: []rbee.QueuedTask{{ID: "task-2", Position: 1, WorkerID: "w-1", WaitingSince: now}}}},
+				Workers: []rbee.WorkerSlots{{Node: "local", WorkerID: "w-1", Model: "file:/m.gguf", SlotsBusy: 1, SlotsTotal: 1, QueueDepth: 1}}},
+		},
+		{
+			name:       "empty queue has empty slices",
+			call:       func(ctx context.Context, c *rbee.Client) (any, error) { return c.Queue(ctx) },
+			answer:     map[string]any{"depth": 0, "max_queue": 0},
+			wantMethod: "GET", wantPath: "/v2/queue",
+			want: &rbee.QueueStatus{Queues: []rbee.Queue{}, Workers: []rbee.WorkerSlots{}},
+		},
+		{
 			name:       "workers empty is an empty slice",
 			call:       func(ctx context.Context, c *rbee.Client) (any, error) { return c.Workers(ctx) },
 			answer:     map[string]any{"workers": nil},
@@ -310,7 +328,7 @@ func TestInfer(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f, c := newFakeQueen(t, streamHandler("task-42", tc.events, tc.end))
-			req := rbee.TaskRequest{Node: "local", Model: "file:/m.gguf", Prompt: "Once", MaxTokens: 2}
+			req := rbee.TaskRequest{Node: "local", Model: "file:/m.gguf", Prompt: "Once", SamplingParams: rbee.SamplingParams{MaxTokens: 2}}
 			evs, errs := collect(t, c.Infer(t.Context(), req))
 			var kinds []rbee.EventKind
 			var text strings.Builder
@@ -350,6 +368,47 @@ func TestInferRefused(t *testing.T) {
 	assert.Empty(t, evs)
 	require.Len(t, errs, 1)
 	assert.ErrorIs(t, errs[0], rbee.ErrNodeNotFound)
+}
+
+// TestRetryAfter: a 503 ALL_SLOTS_BUSY of the queen carries its
+// Retry-After to the caller, from the header of a plain answer or from the
+// details of an error event.
+func TestRetryAfter(t *testing.T) {
+	t.Run("header", func(t *testing.T) {
+		_, c := newFakeQueen(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "7")
+			httpx.WriteJSON(w, http.StatusServiceUnavailable, api.Envelope{Error: api.Errorf(api.CodeAllSlotsBusy, "the queue is full")})
+		})
+		_, errs := collect(t, c.Infer(t.Context(), rbee.TaskRequest{Node: "local", Model: "file:/m.gguf", Prompt: "x"}))
+		require.Len(t, errs, 1)
+		assert.ErrorIs(t, errs[0], rbee.ErrAllSlotsBusy)
+		var e *rbee.Error
+		require.ErrorAs(t, errs[0], &e)
+		assert.Equal(t, 7*time.Second, e.RetryAfter())
+	})
+	t.Run("queen's own answer", func(t *testing.T) {
+		_, c := newFakeQueen(t, func(w http.ResponseWriter, r *http.Request) {
+			httpx.WriteError(w, r, api.Errorf(api.CodeAllSlotsBusy, "the queue is full").With(api.DetailRetryAfter, 3))
+		})
+		_, err := c.Queue(t.Context())
+		var e *rbee.Error
+		require.ErrorAs(t, err, &e)
+		assert.Equal(t, 3*time.Second, e.RetryAfter())
+	})
+	t.Run("event", func(t *testing.T) {
+		_, c := newFakeQueen(t, streamHandler("task-1", nil, func(s *sse.Writer) {
+			_ = s.Error(api.Errorf(api.CodeAllSlotsBusy, "waited too long").With(api.DetailRetryAfter, 2))
+		}))
+		_, errs := collect(t, c.Infer(t.Context(), rbee.TaskRequest{Node: "local", Model: "file:/m.gguf", Prompt: "x"}))
+		require.Len(t, errs, 1)
+		var e *rbee.Error
+		require.ErrorAs(t, errs[0], &e)
+		assert.Equal(t, 2*time.Second, e.RetryAfter())
+	})
+	t.Run("none", func(t *testing.T) {
+		assert.Zero(t, api.Errorf(api.CodeAllSlotsBusy, "busy").RetryAfter())
+		assert.Zero(t, api.Errorf(api.CodeAllSlotsBusy, "busy").With(api.DetailRetryAfter, "soon").RetryAfter())
+	})
 }
 
 func TestInferStopsWithContext(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"rbee"
+	"rbee/orchestrator"
 )
 
 // An embedded queen runs an inference on the local node: it starts the
@@ -28,14 +29,14 @@ func ExampleOrchestrator() {
 	defer os.RemoveAll(dir)
 	model := tinyModel(dir)
 
-	o := &rbee.Orchestrator{
+	o := &rbee.Orchestrator{Config: orchestrator.Config{
 		Addr: "127.0.0.1:0", // any free port; o.URL() says which
 		Home: filepath.Join(dir, "home"),
 		// Free ports for the local hive and its workers, instead of the
 		// defaults (9200, and 8001 and up).
 		LocalHivePort:        freePort(),
 		LocalWorkerPortStart: freePort(),
-	}
+	}}
 	if err := o.Up(ctx); err != nil {
 		log.Fatal(err)
 	}
@@ -44,11 +45,10 @@ func ExampleOrchestrator() {
 	c := o.Client() // served in process: no sockets
 	greedy := 0.0
 	req := rbee.TaskRequest{
-		Node:        rbee.LocalNode,
-		Model:       "file:" + model,
-		Prompt:      "Once upon a time",
-		MaxTokens:   6,
-		Temperature: &greedy,
+		Node:           rbee.LocalNode,
+		Model:          "file:" + model,
+		Prompt:         "Once upon a time",
+		SamplingParams: rbee.SamplingParams{MaxTokens: 6, Temperature: &greedy},
 	}
 	for ev, err := range c.Infer(ctx, req) {
 		if err != nil {

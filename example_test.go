@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"rbee"
+	"rbee/orchestrator"
 )
 
 // Errors carry a code: test for it with errors.Is, read the rest with
@@ -18,7 +19,7 @@ func ExampleError() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(home)
-	o := &rbee.Orchestrator{Home: home}
+	o := &rbee.Orchestrator{Config: orchestrator.Config{Home: home}}
 	defer o.Close()
 
 	req := rbee.TaskRequest{Node: "gpu-box", Model: "hf:TheBloke/TinyLlama-1.1B-GGUF", Prompt: "Hello"}

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"rbee/api"
 	"rbee/internal/httpx"
 	"rbee/orchestrator"
@@ -24,72 +22,30 @@ const DefaultAddr = orchestrator.DefaultAddr
 var ErrOrchestratorClosed = errors.New("rbee: the orchestrator is closed")
 
 // Orchestrator is a queen embedded in a Go program: the same daemon as
-// `rbee queen`, modelled on tsnet.Server. Set its fields, then call
+// `rbee queen`, modelled on tsnet.Server. Set its settings, then call
 // [Orchestrator.Start] to serve on Addr, or use [Orchestrator.Handler] or
 // [Orchestrator.Client] without listening at all. [Orchestrator.Close]
 // stops it, and with it the local hive it started and that hive's workers.
+//
+// The settings are those of the daemon, an [orchestrator.Config] embedded
+// whole, so every knob of `rbee queen` is a field here too, declared and
+// documented once in package orchestrator. Write them in a literal as
+//
+//	o := &rbee.Orchestrator{Config: orchestrator.Config{Addr: "127.0.0.1:0", Home: dir}}
+//
+// or set them on the value: o.Addr, o.Token and the rest are promoted.
+// Start listens on Config.Listener when it is set, else on Addr.
 //
 // The queen starts the local node's hive as a child process of Binary, and
 // the hive starts its workers the same way. By default Binary is the running
 // program, which must then call [HandleChildProcess] at the start of main;
 // or set Binary to an installed rbee command.
 //
-// The fields must be set before the first method call and not changed
+// The settings must be set before the first method call and not changed
 // after. The zero value is a queen on [DefaultAddr] with its state in
-// $RBEE_HOME (or ~/.rbee).
+// $RBEE_HOME (or ~/.rbee), its logs discarded.
 type Orchestrator struct {
-	// Addr is the host:port Start listens on (default "127.0.0.1:8080").
-	// Port 0 picks a free port; [Orchestrator.URL] then says which. An
-	// address that is not loopback needs a Token.
-	Addr string
-	// Token is the bearer token every endpoint but GET /health requires;
-	// empty disables authentication (loopback addresses only).
-	// [Orchestrator.Client] sends it.
-	Token string
-	// Home is rbee's state directory: the node registry, logs and the local
-	// hive's models (default $RBEE_HOME, else ~/.rbee).
-	Home string
-	// Binary is the program the local hive and its workers run as (default
-	// the running program, see [HandleChildProcess]).
-	Binary string
-	// LocalHivePort is the port of the local hive on 127.0.0.1 (default
-	// 9200); LocalWorkerPortStart is the first port it tries for workers
-	// (default 8001).
-	LocalHivePort        int
-	LocalWorkerPortStart int
-	// LocalIdleTimeout is how long a worker of the local hive may stay idle
-	// before the hive stops it and unloads its model (default 5 minutes).
-	LocalIdleTimeout time.Duration
-	// LoadingTimeout bounds how long a task waits for a worker to load its
-	// model (default 5 minutes).
-	LoadingTimeout time.Duration
-	// KnownHostsPath is the known_hosts file the host keys of remote nodes
-	// are checked against and recorded in (default ~/.ssh/known_hosts).
-	KnownHostsPath string
-	// RemoteBinaryPath and RemoteGitRepoDir are where rbee's binary and
-	// sources live on remote nodes: absolute, or relative to each node's
-	// install path (defaults "bin/rbee" and "src"). RemoteWorkerPortStart
-	// is the first port the hives started over SSH try for workers
-	// (default 8001).
-	RemoteBinaryPath      string
-	RemoteGitRepoDir      string
-	RemoteWorkerPortStart int
-	// AllowedHosts and AllowedOrigins keep web pages from driving the
-	// queen and the hives it starts. A request must name the queen by an
-	// IP address, localhost (or *.localhost), the host of Addr (for
-	// 0.0.0.0 or ::, the machine's host name) or a name in AllowedHosts
-	// ("gpu-box.example.com", "*.example.com", or "*" for any); a request
-	// with an Origin header must come from the queen's own origin or one
-	// in AllowedOrigins ("http://localhost:3000", "https://*.example.com",
-	// "app://*", or "*"), which get CORS answers. Anything else is
-	// FORBIDDEN (403). Programs that send no Origin header are not
-	// affected. The defaults (none) suit a queen used from the command
-	// line and Go programs; a browser app needs its origin here.
-	AllowedHosts   []string
-	AllowedOrigins []string
-	// Logger receives the queen's logs (default: discarded). Secrets are
-	// logged only as fingerprints.
-	Logger hclog.Logger
+	orchestrator.Config
 
 	initOnce sync.Once
 	queen    *orchestrator.Queen
@@ -109,23 +65,7 @@ type Orchestrator struct {
 // init makes the queen once: New opens the registry but starts nothing.
 func (o *Orchestrator) init() error {
 	o.initOnce.Do(func() {
-		o.queen, o.initErr = orchestrator.New(orchestrator.Config{
-			Addr:                  o.Addr,
-			Token:                 o.Token,
-			Home:                  o.Home,
-			Binary:                o.Binary,
-			LocalHivePort:         o.LocalHivePort,
-			LocalWorkerPortStart:  o.LocalWorkerPortStart,
-			LocalIdleTimeout:      o.LocalIdleTimeout,
-			LoadingTimeout:        o.LoadingTimeout,
-			KnownHostsPath:        o.KnownHostsPath,
-			RemoteBinaryPath:      o.RemoteBinaryPath,
-			RemoteGitRepoDir:      o.RemoteGitRepoDir,
-			RemoteWorkerPortStart: o.RemoteWorkerPortStart,
-			AllowedHosts:          o.AllowedHosts,
-			AllowedOrigins:        o.AllowedOrigins,
-			Logger:                o.Logger,
-		})
+		o.queen, o.initErr = orchestrator.New(o.Config)
 		if o.initErr != nil {
 			o.initErr = fmt.Errorf("rbee: %w", o.initErr)
 		}
@@ -156,16 +96,22 @@ func (o *Orchestrator) start(ctx context.Context) error {
 	if addr == "" {
 		addr = DefaultAddr
 	}
+	if o.Listener != nil {
+		addr = o.Listener.Addr().String()
+	}
 	if err := httpx.CheckBind(addr, o.Token); err != nil {
 		return fmt.Errorf("rbee: %w", err)
 	}
 	if err := o.init(); err != nil {
 		return err
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("rbee: orchestrator: %w", err)
+	ln := o.Listener
+	if ln == nil {
+		var lc net.ListenConfig
+		var err error
+		if ln, err = lc.Listen(ctx, "tcp", addr); err != nil {
+			return fmt.Errorf("rbee: orchestrator: %w", err)
+		}
 	}
 	o.url = "http://" + ln.Addr().String()
 	if o.Logger != nil {

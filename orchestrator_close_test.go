@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee"
+	"rbee/orchestrator"
 )
 
 // assertShuttingDown checks a handler's answer: 503 and the SHUTTING_DOWN
@@ -33,7 +34,7 @@ func assertShuttingDown(t *testing.T, h http.Handler, path string) {
 // queen was used before Close or never made.
 func TestOrchestratorAfterClose(t *testing.T) {
 	t.Run("used, then closed", func(t *testing.T) {
-		o := &rbee.Orchestrator{Home: t.TempDir()}
+		o := &rbee.Orchestrator{Config: orchestrator.Config{Home: t.TempDir()}}
 		c := o.Client()
 		_, err := c.Nodes(t.Context())
 		require.NoError(t, err)
@@ -47,7 +48,7 @@ func TestOrchestratorAfterClose(t *testing.T) {
 		assertShuttingDown(t, o.Handler(), "/v2/registry/beehives/list")
 	})
 	t.Run("closed before any use", func(t *testing.T) {
-		o := &rbee.Orchestrator{Home: t.TempDir()}
+		o := &rbee.Orchestrator{Config: orchestrator.Config{Home: t.TempDir()}}
 		require.NoError(t, o.Close())
 		_, err := o.Client().Nodes(t.Context())
 		assert.ErrorIs(t, err, rbee.ErrShuttingDown)
@@ -59,7 +60,7 @@ func TestOrchestratorAfterClose(t *testing.T) {
 // handler from several goroutines while Close runs (run it with -race):
 // every call either succeeds or fails with SHUTTING_DOWN, nothing panics.
 func TestOrchestratorCallsDuringClose(t *testing.T) {
-	o := &rbee.Orchestrator{Home: t.TempDir()}
+	o := &rbee.Orchestrator{Config: orchestrator.Config{Home: t.TempDir()}}
 	_, err := o.Client().Health(t.Context())
 	require.NoError(t, err)
 	h := o.Handler()

@@ -8,13 +8,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee"
+	"rbee/orchestrator"
 )
 
 // TestOrchestratorRefusesWebPages: the embedded queen applies the Host and
 // Origin checks of its AllowedHosts and AllowedOrigins, while its
 // in-process client and ordinary clients keep working.
 func TestOrchestratorRefusesWebPages(t *testing.T) {
-	o := &rbee.Orchestrator{Addr: "127.0.0.1:0", Home: t.TempDir(), AllowedOrigins: []string{"http://localhost:3000"}}
+	o := &rbee.Orchestrator{Config: orchestrator.Config{Addr: "127.0.0.1:0", Home: t.TempDir(), AllowedOrigins: []string{"http://localhost:3000"}}}
 	require.NoError(t, o.Up(t.Context()))
 	defer o.Close()
 
@@ -45,7 +46,7 @@ func TestOrchestratorRefusesWebPages(t *testing.T) {
 	_, err = (&rbee.Client{BaseURL: o.URL()}).Workers(t.Context())
 	assert.NoError(t, err)
 
-	bad := &rbee.Orchestrator{Addr: "127.0.0.1:0", Home: t.TempDir(), AllowedHosts: []string{"gpu-box:9200"}}
+	bad := &rbee.Orchestrator{Config: orchestrator.Config{Addr: "127.0.0.1:0", Home: t.TempDir(), AllowedHosts: []string{"gpu-box:9200"}}}
 	defer bad.Close()
 	err = bad.Start(t.Context())
 	require.Error(t, err)

@@ -2,6 +2,7 @@ package rbee_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -10,10 +11,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee"
+	"rbee/internal/testutil"
+	"rbee/orchestrator"
 )
 
 func TestOrchestratorLifecycle(t *testing.T) {
-	o := &rbee.Orchestrator{Addr: "127.0.0.1:0", Home: t.TempDir()}
+	o := &rbee.Orchestrator{Config: orchestrator.Config{Addr: "127.0.0.1:0", Home: t.TempDir()}}
 	assert.Empty(t, o.URL(), "no URL before Start")
 	require.NoError(t, o.Start(t.Context()))
 	url := o.URL()
@@ -43,7 +46,7 @@ func TestOrchestratorLifecycle(t *testing.T) {
 }
 
 func TestOrchestratorWithoutStart(t *testing.T) {
-	o := &rbee.Orchestrator{Home: t.TempDir()}
+	o := &rbee.Orchestrator{Config: orchestrator.Config{Home: t.TempDir()}}
 	defer o.Close()
 	c := o.Client()
 	h, err := c.Health(t.Context())
@@ -58,6 +61,24 @@ func TestOrchestratorWithoutStart(t *testing.T) {
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "/health", nil)
 	o.Handler().ServeHTTP(rec, req)
 	assert.Equal(t, http.StatusOK, rec.status)
+}
+
+// TestOrchestratorQueueSettings: MaxQueue and QueueTimeout reach the queen,
+// a pointer to 0 turning the queue off, as Client.Queue shows.
+func TestOrchestratorQueueSettings(t *testing.T) {
+	off := 0
+	o := &rbee.Orchestrator{Config: orchestrator.Config{Home: t.TempDir(), LocalHivePort: testutil.FreePort(t), MaxQueue: &off, QueueTimeout: 90 * time.Second}}
+	defer o.Close()
+	st, err := o.Client().Queue(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, &rbee.QueueStatus{MaxQueue: 0, TimeoutMs: 90000, Queues: []rbee.Queue{}, Workers: []rbee.WorkerSlots{}}, st)
+
+	d := &rbee.Orchestrator{Config: orchestrator.Config{Home: t.TempDir(), LocalHivePort: testutil.FreePort(t)}}
+	defer d.Close()
+	st, err = d.Client().Queue(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, 256, st.MaxQueue, "unset is the default")
+	assert.EqualValues(t, 5*60*1000, st.TimeoutMs)
 }
 
 type recorder struct {
@@ -76,7 +97,7 @@ func (r *recorder) WriteHeader(code int) { r.status = code }
 
 func TestOrchestratorToken(t *testing.T) {
 	const token = "orchestrator-token-0123456789"
-	o := &rbee.Orchestrator{Addr: "127.0.0.1:0", Home: t.TempDir(), Token: token}
+	o := &rbee.Orchestrator{Config: orchestrator.Config{Addr: "127.0.0.1:0", Home: t.TempDir(), Token: token}}
 	require.NoError(t, o.Up(t.Context()))
 	defer o.Close()
 
@@ -91,7 +112,7 @@ func TestOrchestratorToken(t *testing.T) {
 }
 
 func TestOrchestratorStartErrors(t *testing.T) {
-	busy := &rbee.Orchestrator{Addr: "127.0.0.1:0", Home: t.TempDir()}
+	busy := &rbee.Orchestrator{Config: orchestrator.Config{Addr: "127.0.0.1:0", Home: t.TempDir()}}
 	require.NoError(t, busy.Start(t.Context()))
 	defer busy.Close()
 	taken := busy.URL()[len("http://"):]
@@ -101,9 +122,9 @@ func TestOrchestratorStartErrors(t *testing.T) {
 		o    *rbee.Orchestrator
 		want string
 	}{
-		{"public address without a token", &rbee.Orchestrator{Addr: "0.0.0.0:0", Home: t.TempDir()}, "API key"},
-		{"port in use", &rbee.Orchestrator{Addr: taken, Home: t.TempDir()}, "address already in use"},
-		{"bad port", &rbee.Orchestrator{Addr: "127.0.0.1:0", Home: t.TempDir(), LocalHivePort: 70000}, "LocalHivePort"},
+		{"public address without a token", &rbee.Orchestrator{Config: orchestrator.Config{Addr: "0.0.0.0:0", Home: t.TempDir()}}, "API key"},
+		{"port in use", &rbee.Orchestrator{Config: orchestrator.Config{Addr: taken, Home: t.TempDir()}}, "address already in use"},
+		{"bad port", &rbee.Orchestrator{Config: orchestrator.Config{Addr: "127.0.0.1:0", Home: t.TempDir(), LocalHivePort: 70000}}, "LocalHivePort"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,4 +136,26 @@ func TestOrchestratorStartErrors(t *testing.T) {
 			assert.Empty(t, tc.o.URL())
 		})
 	}
+}
+
+// The embedded settings are the daemon's: promoted fields set them, and a
+// Listener the program opened itself is where Start serves.
+func TestOrchestratorSettingsAndListener(t *testing.T) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	o := &rbee.Orchestrator{}
+	o.Home = t.TempDir()
+	o.Listener = ln
+	o.Token = "0123456789abcdef"
+	require.NoError(t, o.Start(t.Context()))
+	defer o.Close()
+	assert.Equal(t, "http://"+ln.Addr().String(), o.URL())
+
+	// The token set through the promoted field guards the queen.
+	_, err = (&rbee.Client{BaseURL: o.URL()}).Nodes(t.Context())
+	require.ErrorIs(t, err, rbee.ErrMissingAPIKey)
+	nodes, err := (&rbee.Client{BaseURL: o.URL(), Token: o.Token}).Nodes(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, nodes)
 }

@@ -19,6 +19,10 @@ type (
 	// TaskRequest is one inference on a node: the body of POST /v2/tasks.
 	// Nil sampling fields take llama.cpp's defaults.
 	TaskRequest = api.TaskRequest
+	// SamplingParams are the generation parameters a TaskRequest embeds:
+	// max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, seed
+	// and stop. Nil fields take llama.cpp's defaults.
+	SamplingParams = api.SamplingParams
 	// Event is one event of an inference stream. Exactly one of its
 	// pointers (Narration, Progress, Token, Done, Log) matches Kind.
 	Event = api.Event
@@ -53,6 +57,15 @@ type (
 	WorkerList = api.WorkerList
 	// UnreachableNode is a node left out of a WorkerList, with the error.
 	UnreachableNode = api.UnreachableNode
+	// QueueStatus is the queen's queue: the tasks waiting for a free slot,
+	// per node and model, and how busy each worker is.
+	QueueStatus = api.QueueStatus
+	// Queue is the waiting tasks of one model on one node, oldest first.
+	Queue = api.Queue
+	// QueuedTask is one task waiting for a free slot.
+	QueuedTask = api.QueuedTask
+	// WorkerSlots is one worker's slots in use, slot count and queue depth.
+	WorkerSlots = api.WorkerSlots
 	// NodeHealth is a node's hive health and its workers.
 	NodeHealth = api.NodeHealth
 	// HiveHealth is a hive's answer to its health check.

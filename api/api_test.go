@@ -78,16 +78,16 @@ func TestPrompts(t *testing.T) {
 
 func TestSampling(t *testing.T) {
 	f := func(v float64) *float64 { return &v }
-	s, err := SamplingOf(0, nil, nil, nil, nil, nil, nil, nil, 2048)
+	s, err := SamplingParams{}.Validate(2048)
 	require.Nil(t, err)
 	assert.Equal(t, DefaultMaxTokens, s.MaxTokens)
 	assert.Equal(t, DefaultTemperature, s.Temperature)
 	bad := map[string]func() *Error{
-		"max_tokens":  func() *Error { _, e := SamplingOf(5000, nil, nil, nil, nil, nil, nil, nil, 2048); return e },
-		"temperature": func() *Error { _, e := SamplingOf(1, f(2.1), nil, nil, nil, nil, nil, nil, 2048); return e },
-		"top_p":       func() *Error { _, e := SamplingOf(1, nil, f(-0.1), nil, nil, nil, nil, nil, 2048); return e },
+		"max_tokens":  func() *Error { _, e := SamplingParams{MaxTokens: 5000}.Validate(2048); return e },
+		"temperature": func() *Error { _, e := SamplingParams{MaxTokens: 1, Temperature: f(2.1)}.Validate(2048); return e },
+		"top_p":       func() *Error { _, e := SamplingParams{MaxTokens: 1, TopP: f(-0.1)}.Validate(2048); return e },
 		"stop": func() *Error {
-			_, e := SamplingOf(1, nil, nil, nil, nil, nil, nil, []string{"a", "b", "c", "d", "e"}, 2048)
+			_, e := SamplingParams{MaxTokens: 1, Stop: []string{"a", "b", "c", "d", "e"}}.Validate(2048)
 			return e
 		},
 	}

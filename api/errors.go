@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Code is a machine-readable error code (docs/errors.md lists them).
@@ -159,6 +160,33 @@ func (e *Error) With(key string, value any) *Error {
 
 // WithHint returns a copy of e with details.hint set.
 func (e *Error) WithHint(hint string) *Error { return e.With("hint", hint) }
+
+// DetailRetryAfter is the details key of how many seconds a client should
+// wait before trying again (a whole number, at least 1). Servers send it as
+// the Retry-After header too when the error is the whole answer; inside an
+// event stream the detail is the only place for it.
+const DetailRetryAfter = "retry_after_s"
+
+// RetryAfter returns how long the server asked the client to wait before
+// trying again (details.retry_after_s, filled from a Retry-After header by
+// rbee's clients), or 0 when it did not say.
+func (e *Error) RetryAfter() time.Duration {
+	var s float64
+	switch v := e.Details[DetailRetryAfter].(type) {
+	case float64:
+		s = v
+	case int:
+		s = float64(v)
+	case int64:
+		s = float64(v)
+	default:
+		return 0
+	}
+	if s <= 0 || s > 1e6 {
+		return 0
+	}
+	return time.Duration(s * float64(time.Second))
+}
 
 // AsError returns err as an *Error: itself if it is one (or wraps one),
 // otherwise an INTERNAL error carrying err's text.

@@ -53,12 +53,12 @@ const (
 	BackendMetal Backend = "metal"
 )
 
-// TaskRequest is the body of the queen's POST /v2/tasks: one inference on a
-// node. Nil sampling fields take the defaults (DefaultTemperature, …).
-type TaskRequest struct {
-	Node          string   `json:"node"`
-	Model         string   `json:"model"`
-	Prompt        string   `json:"prompt"`
+// SamplingParams are the generation parameters as a request carries them:
+// every request type that runs an inference embeds this struct, so its
+// fields appear at the top level of the request's JSON. A nil field (or a
+// zero MaxTokens) takes the default (DefaultTemperature, …); Validate checks
+// the values and applies the defaults.
+type SamplingParams struct {
 	MaxTokens     int      `json:"max_tokens,omitempty"` // 0 means DefaultMaxTokens
 	Temperature   *float64 `json:"temperature,omitempty"`
 	TopP          *float64 `json:"top_p,omitempty"`
@@ -67,8 +67,17 @@ type TaskRequest struct {
 	RepeatPenalty *float64 `json:"repeat_penalty,omitempty"`
 	Seed          *uint64  `json:"seed,omitempty"`
 	Stop          []string `json:"stop,omitempty"`
-	Backend       Backend  `json:"backend,omitempty"` // "" means cpu
-	Device        *int     `json:"device,omitempty"`  // nil means 0
+}
+
+// TaskRequest is the body of the queen's POST /v2/tasks: one inference on a
+// node. Nil sampling fields take the defaults (DefaultTemperature, …).
+type TaskRequest struct {
+	Node   string `json:"node"`
+	Model  string `json:"model"`
+	Prompt string `json:"prompt"`
+	SamplingParams
+	Backend Backend `json:"backend,omitempty"` // "" means cpu
+	Device  *int    `json:"device,omitempty"`  // nil means 0
 
 	// Messages, instead of Prompt, is a chat: the worker formats it with the
 	// model's chat template (exactly one of the two is given).
@@ -86,16 +95,9 @@ const (
 
 // InferenceRequest is the body of the worker's POST /v1/inference.
 type InferenceRequest struct {
-	Prompt        string   `json:"prompt"`
-	MaxTokens     int      `json:"max_tokens,omitempty"`
-	Temperature   *float64 `json:"temperature,omitempty"`
-	TopP          *float64 `json:"top_p,omitempty"`
-	TopK          *int     `json:"top_k,omitempty"`
-	MinP          *float64 `json:"min_p,omitempty"`
-	RepeatPenalty *float64 `json:"repeat_penalty,omitempty"`
-	Seed          *uint64  `json:"seed,omitempty"`
-	Stop          []string `json:"stop,omitempty"`
-	Stream        *bool    `json:"stream,omitempty"` // nil or true: SSE; false: one JSON InferenceResult
+	Prompt string `json:"prompt"`
+	SamplingParams
+	Stream *bool `json:"stream,omitempty"` // nil or true: SSE; false: one JSON InferenceResult
 
 	// Messages, instead of Prompt, is a chat formatted with the model's chat
 	// template (exactly one of the two is given).
@@ -110,8 +112,7 @@ type InferenceResult struct {
 
 // Inference returns the worker request that carries t's generation parameters.
 func (t *TaskRequest) Inference() InferenceRequest {
-	return InferenceRequest{Prompt: t.Prompt, MaxTokens: t.MaxTokens, Temperature: t.Temperature, TopP: t.TopP,
-		TopK: t.TopK, MinP: t.MinP, RepeatPenalty: t.RepeatPenalty, Seed: t.Seed, Stop: t.Stop, Messages: t.Messages}
+	return InferenceRequest{Prompt: t.Prompt, SamplingParams: t.SamplingParams, Messages: t.Messages}
 }
 
 // SpawnRequest is the body of the hive's POST /v1/workers/spawn.
@@ -151,6 +152,13 @@ type WorkerInfo struct {
 	SlotsAvailable int         `json:"slots_available"`
 	LastActivity   time.Time   `json:"last_activity"`
 	PID            int         `json:"pid,omitempty"`
+	// SlotsBusy and QueueDepth are set in the queen's answer only (a hive
+	// leaves them 0): the slots
+	// in use (the more of what the worker reported and the tasks the queen
+	// has running on it) and how many tasks wait in the queen's queue for
+	// this worker.
+	SlotsBusy  int `json:"slots_busy"`
+	QueueDepth int `json:"queue_depth"`
 }
 
 // WorkerList is the body of GET /v1/workers/list (hive) and /v2/workers/list (queen).
@@ -278,4 +286,48 @@ type InstallRequest struct {
 	// git_repo_url at git_branch, then go build) even when the queen's own
 	// binary would run there.
 	FromSource bool `json:"from_source,omitempty"`
+}
+
+// QueueStatus is the body of the queen's GET /v2/queue: the tasks waiting
+// for a free slot and how busy each worker is.
+type QueueStatus struct {
+	// Depth is how many tasks wait, over all queues; MaxQueue the most
+	// that may (0: queueing is off, a busy worker is retried instead);
+	// TimeoutMs how long a task may wait before it fails.
+	Depth     int   `json:"depth"`
+	MaxQueue  int   `json:"max_queue"`
+	TimeoutMs int64 `json:"timeout_ms"`
+	// Queues has one entry per node and model with waiting tasks.
+	Queues []Queue `json:"queues"`
+	// Workers has one entry per ready worker of the nodes that answered.
+	Workers []WorkerSlots `json:"workers"`
+	// Unreachable names the nodes whose workers could not be listed.
+	Unreachable []UnreachableNode `json:"unreachable,omitempty"`
+}
+
+// Queue is the FIFO queue of one model on one node.
+type Queue struct {
+	Node  string       `json:"node"`
+	Model string       `json:"model"`
+	Tasks []QueuedTask `json:"tasks"`
+}
+
+// QueuedTask is one task waiting for a slot.
+type QueuedTask struct {
+	ID string `json:"id"`
+	// Position counts from 1, the next task to go.
+	Position int `json:"position"`
+	// WorkerID is the worker the task waits for.
+	WorkerID     string    `json:"worker_id,omitempty"`
+	WaitingSince time.Time `json:"waiting_since"`
+}
+
+// WorkerSlots is how busy one worker is, as the queen sees it.
+type WorkerSlots struct {
+	Node       string `json:"node"`
+	WorkerID   string `json:"worker_id"`
+	Model      string `json:"model"`
+	SlotsBusy  int    `json:"slots_busy"`
+	SlotsTotal int    `json:"slots_total"`
+	QueueDepth int    `json:"queue_depth"`
 }

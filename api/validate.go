@@ -181,12 +181,13 @@ type Sampling struct {
 	Stop          []string
 }
 
-// SamplingOf validates the generation parameters shared by tasks and
-// inferences and applies the defaults. maxTokensLimit bounds max_tokens (a
-// worker passes its context size).
-func SamplingOf(maxTokens int, temperature, topP *float64, topK *int, minP, repeatPenalty *float64, seed *uint64, stop []string, maxTokensLimit int) (Sampling, *Error) {
-	s := Sampling{MaxTokens: maxTokens, Temperature: DefaultTemperature, TopP: DefaultTopP, TopK: DefaultTopK,
-		MinP: DefaultMinP, RepeatPenalty: 1, Seed: seed, Stop: stop}
+// Validate checks the generation parameters and returns them with the
+// defaults applied. maxTokensLimit bounds max_tokens (a worker passes its
+// context size).
+func (p SamplingParams) Validate(maxTokensLimit int) (Sampling, *Error) {
+	temperature, topP, topK, minP, repeatPenalty, stop := p.Temperature, p.TopP, p.TopK, p.MinP, p.RepeatPenalty, p.Stop
+	s := Sampling{MaxTokens: p.MaxTokens, Temperature: DefaultTemperature, TopP: DefaultTopP, TopK: DefaultTopK,
+		MinP: DefaultMinP, RepeatPenalty: 1, Seed: p.Seed, Stop: stop}
 	if s.MaxTokens == 0 {
 		s.MaxTokens = min(DefaultMaxTokens, maxTokensLimit)
 	}
@@ -256,7 +257,7 @@ func (t *TaskRequest) Validate() (Sampling, *Error) {
 	if err := ValidateBackend(t.Backend, dev); err != nil {
 		return Sampling{}, err
 	}
-	return SamplingOf(t.MaxTokens, t.Temperature, t.TopP, t.TopK, t.MinP, t.RepeatPenalty, t.Seed, t.Stop, MaxTokensLimit)
+	return t.SamplingParams.Validate(MaxTokensLimit)
 }
 
 // Validate checks an inference request against a model context of ctx tokens.
@@ -264,7 +265,7 @@ func (r *InferenceRequest) Validate(ctx int) (Sampling, *Error) {
 	if err := validateInput(r.Prompt, r.Messages); err != nil {
 		return Sampling{}, err
 	}
-	return SamplingOf(r.MaxTokens, r.Temperature, r.TopP, r.TopK, r.MinP, r.RepeatPenalty, r.Seed, r.Stop, ctx)
+	return r.SamplingParams.Validate(ctx)
 }
 
 // ValidateBackend checks the shape of a backend and device ("" means cpu);

@@ -58,6 +58,15 @@ type Config struct {
 	// worker answered ALL_SLOTS_BUSY (default 1 s, 2 s, 4 s). A non-nil empty
 	// slice means no retries.
 	BusyRetryDelays []time.Duration
+	// MaxQueue is how many tasks may wait for a free slot, over all the
+	// queen's queues, before more are refused with ALL_SLOTS_BUSY and a
+	// Retry-After. nil means the default, 256; a pointer to 0 turns the
+	// queue off: a task whose worker is busy is then retried after each of
+	// BusyRetryDelays and fails after the last. Use MaxQueueOf to set it.
+	MaxQueue *int
+	// QueueTimeout is how long a task may wait in the queue before it fails
+	// with ALL_SLOTS_BUSY and a Retry-After (default 5 minutes).
+	QueueTimeout time.Duration
 	// HiveStartTimeout bounds how long a freshly started local hive may take
 	// to answer its health check (default 60 s).
 	HiveStartTimeout time.Duration
@@ -106,6 +115,9 @@ type Config struct {
 	// (tests: the hidden --local-fake-devices flag of rbee queen).
 	localHiveArgs []string
 }
+
+// MaxQueueOf returns a pointer to n, for Config.MaxQueue.
+func MaxQueueOf(n int) *int { return &n }
 
 // Defaults of Config.
 const (
@@ -202,6 +214,17 @@ func (c Config) withDefaults() (Config, error) {
 	if c.HiveStartTimeout == 0 {
 		c.HiveStartTimeout = DefaultHiveStartTimeout
 	}
+	if c.MaxQueue == nil {
+		c.MaxQueue = MaxQueueOf(DefaultMaxQueue)
+	} else {
+		c.MaxQueue = MaxQueueOf(*c.MaxQueue)
+	}
+	if *c.MaxQueue < 0 {
+		return c, fmt.Errorf("MaxQueue %d: give 0 (no queue) or more", *c.MaxQueue)
+	}
+	if c.QueueTimeout == 0 {
+		c.QueueTimeout = DefaultQueueTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
 	}
@@ -218,7 +241,7 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%s: %w", p.name, err)
 		}
 	}
-	if c.LoadingTimeout < 0 || c.HiveStartTimeout < 0 || c.SSHTimeout < 0 || c.LocalIdleTimeout < 0 {
+	if c.LoadingTimeout < 0 || c.HiveStartTimeout < 0 || c.QueueTimeout < 0 || c.SSHTimeout < 0 || c.LocalIdleTimeout < 0 {
 		return c, fmt.Errorf("timeouts must be positive")
 	}
 	if err := httpx.CheckAllowedHosts(c.AllowedHosts); err != nil {

@@ -3,14 +3,17 @@ package orchestrator
 import (
 	"bytes"
 	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"rbee/api"
+	"rbee/internal/cliutil"
 )
 
 // TestS57ParseArgsConfigFile: rbee queen takes what no flag sets from the
@@ -56,7 +59,7 @@ worker_port_start = 18500
 	env["RBEE_HOME"] = "/env/home"
 	cfg, _, err = parseArgs(nil, &bytes.Buffer{}, getenv)
 	require.NoError(t, err)
-	assert.Empty(t, cfg.Home, "$RBEE_HOME beats the file (New reads it)")
+	assert.Equal(t, "/env/home", cfg.Home, "$RBEE_HOME beats the file")
 
 	require.NoError(t, os.WriteFile(file, []byte("[remote]\nbinary = \"/x\"\n"), 0o600))
 	_, _, err = parseArgs(nil, &bytes.Buffer{}, getenv)
@@ -136,4 +139,50 @@ func TestStoreMigratesSchema1(t *testing.T) {
 			assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), suffix)
 		}
 	}
+}
+
+// TestQueueSettings: max_queue and queue_timeout come from their flags, else
+// [queen] in the configuration file, else the defaults; max_queue 0 (queue
+// off) stays 0 and a Config left unset gets 256.
+func TestQueueSettings(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config.toml")
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+
+	cfg, _, err := parseArgs(nil, &bytes.Buffer{}, getenv)
+	require.NoError(t, err)
+	require.NotNil(t, cfg.MaxQueue)
+	assert.Equal(t, DefaultMaxQueue, *cfg.MaxQueue)
+	assert.Equal(t, DefaultQueueTimeout, cfg.QueueTimeout)
+
+	require.NoError(t, os.WriteFile(file, []byte("[queen]\nmax_queue = 0\nqueue_timeout = \"90s\"\n"), 0o600))
+	env["RBEE_CONFIG"] = file
+	cfg, _, err = parseArgs(nil, &bytes.Buffer{}, getenv)
+	require.NoError(t, err)
+	assert.Equal(t, 0, *cfg.MaxQueue, "0 from the file turns the queue off")
+	assert.Equal(t, 90*time.Second, cfg.QueueTimeout)
+
+	cfg, _, err = parseArgs([]string{"--max-queue", "12", "--queue-timeout", "2m"}, &bytes.Buffer{}, getenv)
+	require.NoError(t, err)
+	assert.Equal(t, 12, *cfg.MaxQueue, "flags beat the file")
+	assert.Equal(t, 2*time.Minute, cfg.QueueTimeout)
+
+	for _, args := range [][]string{{"--max-queue", "-1"}, {"--queue-timeout", "10ms"}, {"--queue-timeout", "0s"}} {
+		_, _, err := parseArgs(args, &bytes.Buffer{}, getenv)
+		var ue *cliutil.UsageError
+		assert.True(t, errors.As(err, &ue), "%v: a usage error, got %v", args, err)
+	}
+	require.NoError(t, os.WriteFile(file, []byte("[queen]\nmax_queue = -3\n"), 0o600))
+	_, _, err = parseArgs(nil, &bytes.Buffer{}, getenv)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "queen.max_queue")
+
+	unset, err := Config{Home: t.TempDir(), Binary: "/bin/true"}.withDefaults()
+	require.NoError(t, err)
+	assert.Equal(t, DefaultMaxQueue, *unset.MaxQueue)
+	off, err := Config{Home: t.TempDir(), Binary: "/bin/true", MaxQueue: MaxQueueOf(0)}.withDefaults()
+	require.NoError(t, err)
+	assert.Equal(t, 0, *off.MaxQueue)
+	_, err = Config{Home: t.TempDir(), Binary: "/bin/true", MaxQueue: MaxQueueOf(-1)}.withDefaults()
+	assert.Error(t, err)
 }

@@ -42,7 +42,10 @@ type fakeWorker struct {
 	requestIDs []string       // X-Request-ID of each inference
 	auth       []string       // Authorization of each inference
 	cancels    map[string]chan struct{}
-	deleted    chan string // ids of DELETE /v1/inference/{id}
+	deleted    chan string   // ids of DELETE /v1/inference/{id}
+	gate       chan struct{} // when set, generations wait for it to close before their first token
+	active     int           // generations running now
+	maxActive  int           // the most that ran at once
 }
 
 func newFakeWorker(t *testing.T, id string) *fakeWorker {
@@ -122,14 +125,32 @@ func (w *fakeWorker) infer(rw http.ResponseWriter, r *http.Request) {
 	}
 	cancelled := make(chan struct{})
 	w.cancels[rid] = cancelled
-	tokens, cut, delay, failAfter, failWith, cancelAt := w.tokens, w.cutAfter, w.tokenDelay, w.failAfter, w.failWith, w.cancelAt
+	tokens, cut, delay, failAfter, failWith, cancelAt, gate := w.tokens, w.cutAfter, w.tokenDelay, w.failAfter, w.failWith, w.cancelAt, w.gate
+	w.active++
+	w.maxActive = max(w.maxActive, w.active)
 	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.active--
+		w.mu.Unlock()
+	}()
 
 	out := sse.NewWriter(rw)
 	_ = out.Send(api.Event{Kind: api.KindNarration, Narration: &api.Narration{Actor: api.ActorWorker, Action: "inference_start",
 		Human: "Starting inference", RequestID: rid, WorkerID: w.id}})
 	n := 0
 	stop := api.StopMaxTokens
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-cancelled:
+			_ = out.Send(api.Event{Kind: api.KindDone, Done: &api.Done{Done: true, StopReason: api.StopCancelled, RequestID: rid, WorkerID: w.id}})
+			_ = out.Close()
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
 loop:
 	for i, tok := range tokens {
 		if cut > 0 && i == cut {

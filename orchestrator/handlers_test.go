@@ -381,7 +381,7 @@ func TestS53ErrorEnvelopes(t *testing.T) {
 		h := newFakeHive(t, "")
 		w := newFakeWorker(t, "w-1")
 		setup(h, w)
-		return newTestQueen(t, Config{LocalHivePort: h.port(), LoadingTimeout: 200 * time.Millisecond})
+		return newTestQueen(t, Config{LocalHivePort: h.port(), LoadingTimeout: 200 * time.Millisecond, QueueTimeout: 300 * time.Millisecond})
 	}
 	cases := []struct {
 		name string
@@ -424,7 +424,7 @@ func TestS53ErrorEnvelopes(t *testing.T) {
 		}, []string{"worker_id", "layers_loaded", "layers_total", "hint"}},
 		{"busy", api.CodeAllSlotsBusy, func(t *testing.T) result {
 			return run(t, hiveWith(t, func(h *fakeHive, w *fakeWorker) { w.busyFor = 100; h.addWorker(w.info(testModel, api.StateBusy)) }), "", taskBody("local"))
-		}, []string{"slots_total", "slots_busy", "hint"}},
+		}, []string{"slots_total", "slots_busy", "hint", api.DetailRetryAfter}},
 		{"stream cut", api.CodeWorkerCrashed, func(t *testing.T) result {
 			return run(t, hiveWith(t, func(h *fakeHive, w *fakeWorker) { w.cutAfter = 2; h.addWorker(w.info(testModel, api.StateIdle)) }), "", taskBody("local"))
 		}, []string{"tokens_generated", "max_tokens", "worker_id", "hint"}},

@@ -45,6 +45,73 @@ type queenMetrics struct {
 	buckets      []uint64 // per durationBuckets, not cumulative
 	durSum       float64
 	durCount     uint64
+
+	queueWait  histogram // seconds a task waited in the queue
+	firstToken histogram // seconds from a task's request to its first token
+	tokensPerS histogram // a task's output tokens per second
+}
+
+// Bucket bounds of the queue's and the generation's histograms.
+var (
+	queueWaitBuckets  = []float64{0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+	firstTokenBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+	tokensPerSBuckets = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500}
+)
+
+// histogram is one Prometheus histogram: counts per bucket (not
+// cumulative), their sum and count. Its owner guards it.
+type histogram struct {
+	counts []uint64
+	sum    float64
+	n      uint64
+}
+
+func (h *histogram) observe(bounds []float64, v float64) {
+	if h.counts == nil {
+		h.counts = make([]uint64, len(bounds))
+	}
+	if i, _ := slices.BinarySearch(bounds, v); i < len(bounds) {
+		h.counts[i]++
+	}
+	h.sum += v
+	h.n++
+}
+
+func (h histogram) clone() histogram {
+	h.counts = slices.Clone(h.counts)
+	return h
+}
+
+// write writes the histogram's series under name.
+func (h histogram) write(b *bytes.Buffer, name string, bounds []float64) {
+	var cum uint64
+	for i, le := range bounds {
+		if h.counts != nil {
+			cum += h.counts[i]
+		}
+		fmt.Fprintf(b, "%s_bucket{le=%s} %d\n", name, labelValue(formatFloat(le)), cum)
+	}
+	fmt.Fprintf(b, "%s_bucket{le=\"+Inf\"} %d\n", name, h.n)
+	fmt.Fprintf(b, "%s_sum %s\n", name, formatFloat(h.sum))
+	fmt.Fprintf(b, "%s_count %d\n", name, h.n)
+}
+
+// queueWaited records how long a task waited in the queue.
+func (m *queenMetrics) queueWaited(d time.Duration) {
+	m.mu.Lock()
+	m.queueWait.observe(queueWaitBuckets, d.Seconds())
+	m.mu.Unlock()
+}
+
+// generated records a task's time to first token (from its request) and
+// its output rate, for a task whose worker sent at least one token.
+func (m *queenMetrics) generated(ttft time.Duration, tokensPerSecond float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.firstToken.observe(firstTokenBuckets, ttft.Seconds())
+	if tokensPerSecond > 0 {
+		m.tokensPerS.observe(tokensPerSBuckets, tokensPerSecond)
+	}
 }
 
 // taskEnded records a task that ended with err (nil: done) after d; done is
@@ -93,13 +160,22 @@ func (m *queenMetrics) taskEnded(ctx context.Context, err error, done *api.Done,
 	m.durCount++
 }
 
-// meteredSink passes a task's events on and keeps its done event.
+// meteredSink passes a task's events on and keeps its done event and
+// when the first token came.
 type meteredSink struct {
 	eventSink
-	done *api.Done
+	done       *api.Done
+	firstToken time.Time
+	tokens     int
 }
 
 func (s *meteredSink) Send(ev api.Event) error {
+	if ev.Kind == api.KindToken {
+		if s.tokens == 0 {
+			s.firstToken = time.Now()
+		}
+		s.tokens++
+	}
 	if ev.Kind == api.KindDone && ev.Done != nil {
 		d := *ev.Done
 		s.done = &d
@@ -116,8 +192,9 @@ type nodeState struct {
 
 // writeMetrics writes the Prometheus text exposition (version 0.0.4) of the
 // counters, the running tasks and the nodes.
-func (m *queenMetrics) write(b *bytes.Buffer, running int, nodes []nodeState) {
+func (m *queenMetrics) write(b *bytes.Buffer, running int, nodes []nodeState, queues map[queueKey]int) {
 	m.mu.Lock()
+	queueWait, firstToken, tokensPerS := m.queueWait.clone(), m.firstToken.clone(), m.tokensPerS.clone()
 	tasks := make(map[string]uint64, len(outcomes))
 	for _, o := range outcomes {
 		tasks[o] = m.tasks[o]
@@ -169,6 +246,25 @@ func (m *queenMetrics) write(b *bytes.Buffer, running int, nodes []nodeState) {
 	fmt.Fprintf(b, "rbee_task_duration_seconds_bucket{le=\"+Inf\"} %d\n", durCount)
 	fmt.Fprintf(b, "rbee_task_duration_seconds_sum %s\n", formatFloat(durSum))
 	fmt.Fprintf(b, "rbee_task_duration_seconds_count %d\n", durCount)
+
+	family("rbee_queue_depth", "gauge", "Tasks waiting in the queen's queue for a free slot, by node and model (the total without labels).")
+	total := 0
+	keys := make([]queueKey, 0, len(queues))
+	for k, n := range queues {
+		keys = append(keys, k)
+		total += n
+	}
+	slices.SortFunc(keys, func(a, b queueKey) int { return strings.Compare(a.node+"\x00"+a.model, b.node+"\x00"+b.model) })
+	fmt.Fprintf(b, "rbee_queue_depth %d\n", total)
+	for _, k := range keys {
+		fmt.Fprintf(b, "rbee_queue_depth{node=%s,model=%s} %d\n", labelValue(k.node), labelValue(k.model), queues[k])
+	}
+	family("rbee_queue_wait_seconds", "histogram", "How long tasks waited in the queue for a free slot (those that got one and those that left).")
+	queueWait.write(b, "rbee_queue_wait_seconds", queueWaitBuckets)
+	family("rbee_time_to_first_token_seconds", "histogram", "Time from a task's request to its first token, queueing and cold starts included.")
+	firstToken.write(b, "rbee_time_to_first_token_seconds", firstTokenBuckets)
+	family("rbee_task_tokens_per_second", "histogram", "Output tokens per second of each task that generated tokens, as its worker measured it.")
+	tokensPerS.write(b, "rbee_task_tokens_per_second", tokensPerSBuckets)
 
 	family("rbee_hive_up", "gauge", "Whether the node's hive answered this scrape (1) or not (0).")
 	for _, n := range nodes {
@@ -246,7 +342,7 @@ func (q *Queen) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		nodes = append(nodes, ns)
 	}
 	var b bytes.Buffer
-	q.metrics.write(&b, q.tasks.running(), nodes)
+	q.metrics.write(&b, q.tasks.running(), nodes, q.queue.depths())
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b.Bytes())

@@ -34,12 +34,17 @@ func TestMetricsExposition(t *testing.T) {
 	m.taskEnded(bg, errors.New("something odd"), nil, 2*time.Second)
 	m.taskEnded(cancelledCtx(errQueenShutdown), context.Canceled, &api.Done{TotalTokens: 1}, 400*time.Second)
 
+	m.queueWaited(1500 * time.Millisecond)
+	m.queueWaited(20 * time.Millisecond)
+	m.generated(300*time.Millisecond, 12.5)
+	m.generated(2*time.Second, 0) // no rate reported: only the first token counts
+
 	var b bytes.Buffer
 	m.write(&b, 2, []nodeState{
 		{node: "local", up: true, workers: map[api.WorkerState]int{api.StateIdle: 1, api.StateBusy: 2}},
 		{node: "mac", up: false},
 		{node: "odd", up: true, workers: map[api.WorkerState]int{"weird\"state": 1}},
-	})
+	}, map[queueKey]int{{node: "mac", model: "hf:a/b"}: 1, {node: "local", model: "file:/m.gguf"}: 2})
 	want := `# HELP rbee_build_info The queen's version (always 1).
 # TYPE rbee_build_info gauge
 rbee_build_info{version="` + api.Version + `"} 1
@@ -78,6 +83,56 @@ rbee_task_duration_seconds_bucket{le="300"} 5
 rbee_task_duration_seconds_bucket{le="+Inf"} 6
 rbee_task_duration_seconds_sum 403.65
 rbee_task_duration_seconds_count 6
+# HELP rbee_queue_depth Tasks waiting in the queen's queue for a free slot, by node and model (the total without labels).
+# TYPE rbee_queue_depth gauge
+rbee_queue_depth 3
+rbee_queue_depth{node="local",model="file:/m.gguf"} 2
+rbee_queue_depth{node="mac",model="hf:a/b"} 1
+# HELP rbee_queue_wait_seconds How long tasks waited in the queue for a free slot (those that got one and those that left).
+# TYPE rbee_queue_wait_seconds histogram
+rbee_queue_wait_seconds_bucket{le="0.01"} 0
+rbee_queue_wait_seconds_bucket{le="0.1"} 1
+rbee_queue_wait_seconds_bucket{le="0.5"} 1
+rbee_queue_wait_seconds_bucket{le="1"} 1
+rbee_queue_wait_seconds_bucket{le="2.5"} 2
+rbee_queue_wait_seconds_bucket{le="5"} 2
+rbee_queue_wait_seconds_bucket{le="10"} 2
+rbee_queue_wait_seconds_bucket{le="30"} 2
+rbee_queue_wait_seconds_bucket{le="60"} 2
+rbee_queue_wait_seconds_bucket{le="120"} 2
+rbee_queue_wait_seconds_bucket{le="300"} 2
+rbee_queue_wait_seconds_bucket{le="+Inf"} 2
+rbee_queue_wait_seconds_sum 1.52
+rbee_queue_wait_seconds_count 2
+# HELP rbee_time_to_first_token_seconds Time from a task's request to its first token, queueing and cold starts included.
+# TYPE rbee_time_to_first_token_seconds histogram
+rbee_time_to_first_token_seconds_bucket{le="0.05"} 0
+rbee_time_to_first_token_seconds_bucket{le="0.1"} 0
+rbee_time_to_first_token_seconds_bucket{le="0.25"} 0
+rbee_time_to_first_token_seconds_bucket{le="0.5"} 1
+rbee_time_to_first_token_seconds_bucket{le="1"} 1
+rbee_time_to_first_token_seconds_bucket{le="2.5"} 2
+rbee_time_to_first_token_seconds_bucket{le="5"} 2
+rbee_time_to_first_token_seconds_bucket{le="10"} 2
+rbee_time_to_first_token_seconds_bucket{le="30"} 2
+rbee_time_to_first_token_seconds_bucket{le="60"} 2
+rbee_time_to_first_token_seconds_bucket{le="+Inf"} 2
+rbee_time_to_first_token_seconds_sum 2.3
+rbee_time_to_first_token_seconds_count 2
+# HELP rbee_task_tokens_per_second Output tokens per second of each task that generated tokens, as its worker measured it.
+# TYPE rbee_task_tokens_per_second histogram
+rbee_task_tokens_per_second_bucket{le="1"} 0
+rbee_task_tokens_per_second_bucket{le="2"} 0
+rbee_task_tokens_per_second_bucket{le="5"} 0
+rbee_task_tokens_per_second_bucket{le="10"} 0
+rbee_task_tokens_per_second_bucket{le="20"} 1
+rbee_task_tokens_per_second_bucket{le="50"} 1
+rbee_task_tokens_per_second_bucket{le="100"} 1
+rbee_task_tokens_per_second_bucket{le="200"} 1
+rbee_task_tokens_per_second_bucket{le="500"} 1
+rbee_task_tokens_per_second_bucket{le="+Inf"} 1
+rbee_task_tokens_per_second_sum 12.5
+rbee_task_tokens_per_second_count 1
 # HELP rbee_hive_up Whether the node's hive answered this scrape (1) or not (0).
 # TYPE rbee_hive_up gauge
 rbee_hive_up{node="local"} 1
@@ -103,7 +158,7 @@ rbee_workers{node="odd",state="weird\"state"} 1
 	// A fresh queen exposes its counters at zero.
 	var fresh queenMetrics
 	b.Reset()
-	fresh.write(&b, 0, nil)
+	fresh.write(&b, 0, nil, nil)
 	assert.Contains(t, b.String(), "rbee_tasks_total{outcome=\"done\"} 0\n")
 	assert.Contains(t, b.String(), "rbee_task_duration_seconds_bucket{le=\"+Inf\"} 0\n")
 	assert.Contains(t, b.String(), "rbee_task_duration_seconds_sum 0\n")

@@ -123,25 +123,29 @@ func writeOpenAIError(w http.ResponseWriter, r *http.Request, err error, id stri
 	if e.Code == api.CodeMissingAPIKey || e.Code == api.CodeInvalidAPIKey {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rbee"`)
 	}
+	httpx.SetRetryAfter(w, &e)
 	httpx.WriteJSON(w, e.HTTPStatus(), openAIErrorBody{Error: toOpenAIError(&e)})
 }
 
 // openAIParams are the fields both completion endpoints read.
+//
+// The sampling parameters are rbee's own (temperature, top_p, and top_k,
+// min_p and repeat_penalty, which llama.cpp's server accepts too), except
+// three that OpenAI shapes differently: max_tokens may be null, seed is
+// signed and stop is a string or a list. The fields declared here for those
+// three hide the embedded ones of the same JSON name, so a body's
+// max_tokens, seed and stop land here and task converts them; the hidden
+// embedded fields stay zero.
 type openAIParams struct {
-	Model               string          `json:"model"`
-	Stream              *bool           `json:"stream"`
-	StreamOptions       *streamOptions  `json:"stream_options"`
+	Model         string         `json:"model"`
+	Stream        *bool          `json:"stream"`
+	StreamOptions *streamOptions `json:"stream_options"`
+	api.SamplingParams
 	MaxTokens           *int            `json:"max_tokens"`
 	MaxCompletionTokens *int            `json:"max_completion_tokens"` // the newer name of max_tokens
-	Temperature         *float64        `json:"temperature"`
-	TopP                *float64        `json:"top_p"`
 	Seed                *int64          `json:"seed"`
 	Stop                json.RawMessage `json:"stop"` // a string or up to 4 strings
 	N                   *int            `json:"n"`
-	// Sampling fields llama.cpp's server accepts too.
-	TopK          *int     `json:"top_k"`
-	MinP          *float64 `json:"min_p"`
-	RepeatPenalty *float64 `json:"repeat_penalty"`
 	// Node is rbee's extension: the node to run on (else the X-Rbee-Node
 	// header, else local).
 	Node string `json:"node"`
@@ -173,31 +177,15 @@ type openAICompletionRequest struct {
 	Prompt json.RawMessage `json:"prompt"` // a string, or a list of one string
 }
 
-// embeddedParams is how encoding/json names a field of the embedded
-// openAIParams in its type errors.
-const embeddedParams = "openAIParams."
-
 // decodeOpenAI reads a JSON body of at most 1 MiB, ignoring fields it does
 // not know (OpenAI clients send many).
 func decodeOpenAI(w http.ResponseWriter, r *http.Request, v any) *api.Error {
-	e := httpx.DecodeJSONLenient(w, r, v)
-	if e == nil {
-		return nil
-	}
-	// Fields of the embedded parameters are named as in the JSON.
-	if f, ok := e.Details["field"].(string); ok && strings.HasPrefix(f, embeddedParams) {
-		named := strings.TrimPrefix(f, embeddedParams)
-		fixed := e.With("field", named)
-		fixed.Message = strings.Replace(e.Message, f, named, 1)
-		return fixed
-	}
-	return e
+	return httpx.DecodeJSONLenient(w, r, v)
 }
 
 // task maps the shared fields onto a task request.
 func (p *openAIParams) task(r *http.Request) (api.TaskRequest, *api.Error) {
-	t := api.TaskRequest{Model: p.Model, Node: p.Node, Temperature: p.Temperature, TopP: p.TopP, TopK: p.TopK,
-		MinP: p.MinP, RepeatPenalty: p.RepeatPenalty}
+	t := api.TaskRequest{Model: p.Model, Node: p.Node, SamplingParams: p.SamplingParams}
 	if t.Model == "" {
 		return t, api.InvalidField("model", "model is required: an rbee model reference (hf:ORG/REPO or file:/path/model.gguf)")
 	}

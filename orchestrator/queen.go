@@ -36,6 +36,7 @@ type Queen struct {
 	hives   *hiveManager
 	tasks   taskRegistry
 	metrics queenMetrics
+	queue   *slotQueue
 	logs    logStreams
 	http    *http.Client
 	handler http.Handler
@@ -68,6 +69,7 @@ func New(cfg Config) (*Queen, error) {
 	}
 	q := &Queen{cfg: cfg, log: cfg.Logger.Named("queen"), store: st, http: &http.Client{Transport: transport}}
 	st.log = q.log.Named("registry")
+	q.queue = newSlotQueue(*cfg.MaxQueue, cfg.QueueTimeout, q.metrics.queueWaited)
 	q.hives = &hiveManager{cfg: cfg, log: q.log.Named("hives"), store: st, http: q.http,
 		remote: newRemotes(cfg, q.log.Named("remote"), st, q.http)}
 	q.handler = q.routes()
@@ -128,7 +130,7 @@ func (q *Queen) Run(ctx context.Context) error {
 	}
 	srv := httpx.NewServer(q.handler, q.log.Named("http"), q.cfg.limits)
 	q.log.Info("queen listening", "addr", ln.Addr().String(), "version", api.Version,
-		"api_key", httpx.Fingerprint(q.cfg.Token), "home", q.cfg.Home)
+		"api_key", httpx.Fingerprint(q.cfg.Token), "home", q.cfg.Home, "queue", q.queue.String())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	var err error
@@ -200,6 +202,7 @@ func (q *Queen) endpoints() []endpoint {
 		{"POST", "/v2/registry/beehives/add", q.handleNodesAdd},
 		{"POST", "/v2/registry/beehives/install", q.handleNodesInstall},
 		{"GET", "/v2/logs", q.handleLogs},
+		{"GET", "/v2/queue", q.handleQueue},
 		{"GET", "/metrics", q.handleMetrics},
 	}
 }

@@ -479,7 +479,7 @@ func TestS07RemoteColdStart(t *testing.T) {
 			return nr
 		}
 		res := postTask(t, t.Context(), rs.tq.url, "", api.TaskRequest{Node: name, Model: nr.model, Prompt: "Once upon a time",
-			MaxTokens: 20, Temperature: ptrTo(0.0)}, nil)
+			SamplingParams: api.SamplingParams{MaxTokens: 20, Temperature: ptrTo(0.0)}}, nil)
 		require.Equal(t, http.StatusOK, res.status, "%+v", res.envelope)
 		require.Nil(t, res.errorEvent(), "%+v\n%q", res.errorEvent(), res.narrations())
 		nr.cold, nr.hive = res, hivePid(t, res)
@@ -554,7 +554,7 @@ func TestS07RemoteColdStart(t *testing.T) {
 			}
 
 			warm := postTask(t, t.Context(), rs.tq.url, "", api.TaskRequest{Node: name, Model: nr.model, Prompt: "Again",
-				MaxTokens: 4, Temperature: ptrTo(0.0)}, nil)
+				SamplingParams: api.SamplingParams{MaxTokens: 4, Temperature: ptrTo(0.0)}}, nil)
 			require.Nil(t, warm.errorEvent(), "%+v", warm.errorEvent())
 			assert.NotEmpty(t, warm.narration("worker_reuse"), "a warm start reuses the worker")
 			assert.Empty(t, warm.narration("hive_ssh"), "the hive already runs")
@@ -602,7 +602,7 @@ func TestS07RemoteColdStart(t *testing.T) {
 		require.NoError(t, syscall.Kill(nr.hive, syscall.SIGKILL))
 		require.Eventually(t, func() bool { return !alive(nr.hive) }, 5*time.Second, 20*time.Millisecond)
 		res := postTask(t, t.Context(), rs.tq.url, "", api.TaskRequest{Node: "workstation", Model: nr.model, Prompt: "Again",
-			MaxTokens: 4, Temperature: ptrTo(0.0)}, nil)
+			SamplingParams: api.SamplingParams{MaxTokens: 4, Temperature: ptrTo(0.0)}}, nil)
 		require.Nil(t, res.errorEvent(), "%+v\n%q", res.errorEvent(), res.narrations())
 		assert.Len(t, res.narration("hive_ssh"), 1)
 		pid := hivePid(t, res)

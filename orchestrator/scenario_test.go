@@ -158,7 +158,7 @@ func TestScenarioLocalNode(t *testing.T) {
 	skipShort(t)
 	model := tinyModel(t)
 	q, home := startQueenProcess(t, 0)
-	task := api.TaskRequest{Node: "local", Model: model, Prompt: "Once upon a time", MaxTokens: 12, Seed: ptrTo(uint64(7))}
+	task := api.TaskRequest{Node: "local", Model: model, Prompt: "Once upon a time", SamplingParams: api.SamplingParams{MaxTokens: 12, Seed: ptrTo(uint64(7))}}
 
 	// The cold start, which every subtest below builds on (each can run
 	// alone: go test -run 'TestScenarioLocalNode/S61').
@@ -286,7 +286,7 @@ func TestScenarioSIGTERMStopsWhatItStarted(t *testing.T) {
 	skipShort(t)
 	model := tinyModel(t)
 	q, _ := startQueenProcess(t, 0)
-	res := postTask(t, t.Context(), q.url, "", api.TaskRequest{Node: "local", Model: model, Prompt: "Hello", MaxTokens: 3}, nil)
+	res := postTask(t, t.Context(), q.url, "", api.TaskRequest{Node: "local", Model: model, Prompt: "Hello", SamplingParams: api.SamplingParams{MaxTokens: 3}}, nil)
 	require.Nil(t, res.errorEvent())
 	hive := hivePid(t, res)
 	list, _ := listWorkers(t, q.url)
@@ -314,7 +314,7 @@ func TestScenarioForeignHiveLeftRunning(t *testing.T) {
 		"--worker-port-start", strconv.Itoa(testutil.FreePort(t)))
 	q, _ := startQueenProcess(t, hivePort)
 
-	res := postTask(t, t.Context(), q.url, "", api.TaskRequest{Node: "local", Model: model, Prompt: "Hello", MaxTokens: 3}, nil)
+	res := postTask(t, t.Context(), q.url, "", api.TaskRequest{Node: "local", Model: model, Prompt: "Hello", SamplingParams: api.SamplingParams{MaxTokens: 3}}, nil)
 	require.Nil(t, res.errorEvent())
 	assert.Empty(t, res.narration("hive_start"), "the running hive is used")
 	list, _ := listWorkers(t, q.url)
@@ -354,7 +354,7 @@ func TestScenarioConcurrentColdStart(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range results {
 		wg.Go(func() {
-			results[i] = postTask(t, t.Context(), srv, "", api.TaskRequest{Node: "local", Model: model, Prompt: "Hi", MaxTokens: 4}, nil)
+			results[i] = postTask(t, t.Context(), srv, "", api.TaskRequest{Node: "local", Model: model, Prompt: "Hi", SamplingParams: api.SamplingParams{MaxTokens: 4}}, nil)
 		})
 	}
 	wg.Wait()

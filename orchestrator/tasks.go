@@ -186,6 +186,11 @@ func (q *Queen) runTask(ctx context.Context, id string, req api.TaskRequest, sam
 			return err
 		}
 	}
+	if e := q.queue.full(queueKey{node: req.Node, model: req.Model}); e != nil {
+		q.log.Info("task refused: the queue is full", "task", id, "node", req.Node, "model", req.Model, "retry_after_s", e.Details[api.DetailRetryAfter])
+		q.metrics.taskEnded(ctx, e, nil, 0)
+		return e
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	t := &task{id: id, cancel: cancel}
@@ -210,6 +215,13 @@ func (q *Queen) runTask(ctx context.Context, id string, req api.TaskRequest, sam
 	}
 	run.finish(ended, err)
 	q.metrics.taskEnded(ended, err, out.done, time.Since(start))
+	if out.tokens > 0 {
+		tps := 0.0
+		if out.done != nil {
+			tps = out.done.TokensPerSecond
+		}
+		q.metrics.generated(out.firstToken.Sub(start), tps)
+	}
 	args := []any{"tokens", run.tokens, "duration", time.Since(start).Round(time.Millisecond)}
 	switch o, code := outcome(ended, err, out.done); o {
 	case outcomeFailed:
@@ -275,6 +287,7 @@ type taskRun struct {
 	log  hclog.Logger
 
 	workerID string // once known, put in narration
+	slots    int    // the worker's slot count from its hive's list; 0 unknown
 	tokens   int    // token events relayed
 }
 
@@ -394,7 +407,7 @@ func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*workerClient, 
 		}
 	}
 	use := func(w *hivewire.Worker) (*workerClient, error) {
-		r.workerID = w.ID
+		r.workerID, r.slots = w.ID, w.SlotsTotal
 		return r.q.newWorkerClient(r.req.Node, w.ID, w.URL, w.APIKey)
 	}
 	switch {
@@ -411,7 +424,11 @@ func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*workerClient, 
 			return nil, err
 		}
 		r.narrate("worker_wait", fmt.Sprintf("Worker %s on %s is already loading %s; waiting for it", loading.ID, r.req.Node, loading.ModelRef))
-		return wc, r.followLoading(ctx, wc)
+		if err := r.followLoading(ctx, wc); err != nil {
+			return nil, err
+		}
+		r.learnSlots(ctx, hive)
+		return wc, nil
 	case busy != nil:
 		wc, err := use(busy)
 		if err == nil {
@@ -442,7 +459,30 @@ func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*workerClient, 
 	}
 	r.log.Info("worker spawned", "worker_id", sr.WorkerID, "url", sr.URL)
 	r.narrate("spawned", fmt.Sprintf("Worker %s started at %s; loading %s", sr.WorkerID, sr.URL, r.req.Model))
-	return wc, r.followLoading(ctx, wc)
+	if err := r.followLoading(ctx, wc); err != nil {
+		return nil, err
+	}
+	r.learnSlots(ctx, hive)
+	return wc, nil
+}
+
+// learnSlots reads the slot count of the task's worker, which a worker
+// tells once it has loaded, from the hive's list. Without it the queue
+// assumes no limit until the worker turns a task away.
+func (r *taskRun) learnSlots(ctx context.Context, hive *hiveClient) {
+	lctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
+	ws, err := hive.workers(lctx)
+	if err != nil {
+		r.log.Debug("could not read the worker's slot count", "worker_id", r.workerID, "error", err)
+		return
+	}
+	for _, w := range ws {
+		if w.ID == r.workerID {
+			r.slots = w.SlotsTotal
+			return
+		}
+	}
 }
 
 // followLoading relays the worker's loading progress until it is ready,
@@ -518,14 +558,23 @@ func (r *taskRun) loadingFailure(ctx, lctx context.Context, w *workerClient, las
 		With("worker_id", w.id).With("node", r.req.Node).WithHint(hint)
 }
 
-// infer runs the inference on the worker and relays its stream, retrying
-// ALL_SLOTS_BUSY after each of BusyRetryDelays.
+// infer runs the inference on the worker and relays its stream. It first
+// takes a slot of the worker in the queen's queue, waiting its turn while
+// the worker has none free. A worker that answers ALL_SLOTS_BUSY anyway
+// puts the task back at the head of the queue; with the queue off, the
+// inference is retried after each of BusyRetryDelays instead.
 func (r *taskRun) infer(ctx context.Context, w *workerClient) error {
 	ireq := r.req.Inference()
 	header := http.Header{httpx.RequestIDHeader: {r.t.id}}
 	delays := r.q.cfg.BusyRetryDelays
+	tk := r.q.queue.ticket(queueKey{node: r.req.Node, model: r.req.Model}, r.t.id, w.id, r.slots)
+	defer tk.release()
 	var resp *http.Response
+	turnedAway := 0
 	for attempt := 0; ; attempt++ {
+		if err := r.waitSlot(ctx, tk, w); err != nil {
+			return err
+		}
 		var err error
 		resp, err = w.c.Stream(ctx, http.MethodPost, "/v1/inference", ireq, header)
 		if err == nil {
@@ -544,6 +593,17 @@ func (r *taskRun) infer(ctx context.Context, w *workerClient) error {
 		if e.Code != api.CodeAllSlotsBusy {
 			return e
 		}
+		if r.q.queue.on() {
+			backoff := time.Second
+			if len(delays) > 0 {
+				backoff = delays[min(turnedAway, len(delays)-1)]
+			}
+			turnedAway++
+			r.log.Info("the worker turned the task away: back to the head of the queue", "worker_id", w.id, "backoff", backoff)
+			tk.turnedAway(backoff)
+			continue
+		}
+		tk.release() // the queue is off: the slot is only counted
 		if attempt == len(delays) {
 			out := e.With("worker_id", w.id).With("node", r.req.Node).With("retries", attempt).
 				WithHint("wait for the running inference to finish or use another node")
@@ -591,6 +651,18 @@ func (r *taskRun) infer(ctx context.Context, w *workerClient) error {
 		}
 	}
 	return nil
+}
+
+// waitSlot takes a slot of worker w for the task, waiting in the queue
+// with narration while it has none.
+func (r *taskRun) waitSlot(ctx context.Context, tk *ticket, w *workerClient) error {
+	err := tk.acquire(ctx, func(ahead int) {
+		r.narrate("queued", fmt.Sprintf("Waiting for a free slot on worker %s (%d ahead)", w.id, ahead))
+	})
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // unaskedCancel is the error of a worker stream that ended with done

@@ -24,7 +24,7 @@ import (
 const testModel = "file:/models/tiny.gguf"
 
 func taskBody(node string) api.TaskRequest {
-	return api.TaskRequest{Node: node, Model: testModel, Prompt: "Once upon a time", MaxTokens: 4}
+	return api.TaskRequest{Node: node, Model: testModel, Prompt: "Once upon a time", SamplingParams: api.SamplingParams{MaxTokens: 4}}
 }
 
 // TestS10IdleWorkerIsReused: a matching idle worker skips straight to
@@ -73,9 +73,10 @@ func TestS10IdleWorkerIsReused(t *testing.T) {
 	}
 }
 
-// TestS11BusyWorker: a matching busy worker leads to inference with busy
-// handling: retries after each delay, success when it frees, and
-// ALL_SLOTS_BUSY with the hint when the retries run out.
+// TestS11BusyWorker: with the queue off (max_queue 0), a matching busy
+// worker leads to inference with busy handling: retries after each delay,
+// success when it frees, and ALL_SLOTS_BUSY with the hint when the retries
+// run out.
 func TestS11BusyWorker(t *testing.T) {
 	delays := []time.Duration{30 * time.Millisecond, 60 * time.Millisecond, 120 * time.Millisecond}
 	t.Run("frees", func(t *testing.T) {
@@ -83,7 +84,7 @@ func TestS11BusyWorker(t *testing.T) {
 		w := newFakeWorker(t, "w-busy")
 		w.busyFor = 2
 		hive.addWorker(w.info(testModel, api.StateBusy))
-		tq := newTestQueen(t, Config{LocalHivePort: hive.port(), BusyRetryDelays: delays})
+		tq := newTestQueen(t, Config{LocalHivePort: hive.port(), BusyRetryDelays: delays, MaxQueue: MaxQueueOf(0)})
 
 		res := postTask(t, t.Context(), tq.url, "", taskBody("local"), nil)
 		require.NoError(t, res.streamErr)
@@ -104,7 +105,7 @@ func TestS11BusyWorker(t *testing.T) {
 		w := newFakeWorker(t, "w-busy")
 		w.busyFor = 1000
 		hive.addWorker(w.info(testModel, api.StateBusy))
-		tq := newTestQueen(t, Config{LocalHivePort: hive.port(), BusyRetryDelays: delays})
+		tq := newTestQueen(t, Config{LocalHivePort: hive.port(), BusyRetryDelays: delays, MaxQueue: MaxQueueOf(0)})
 
 		res := postTask(t, t.Context(), tq.url, "", taskBody("local"), nil)
 		require.NoError(t, res.streamErr)

@@ -146,6 +146,7 @@ func (q *Queen) handleWorkersList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	list := api.WorkerList{Workers: []api.WorkerInfo{}}
+	_, counts, _ := q.queue.snapshot()
 	for _, nw := range all {
 		if nw.err != nil {
 			if !q.absent(nw) {
@@ -154,7 +155,10 @@ func (q *Queen) handleWorkersList(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		for _, wi := range nw.workers {
-			list.Workers = append(list.Workers, strip(nw.hive.node, wi))
+			info := strip(nw.hive.node, wi)
+			c := counts[workerKey{node: info.Node, id: info.ID}]
+			info.SlotsBusy, info.QueueDepth = slotsBusy(info, c), c.waiting
+			list.Workers = append(list.Workers, info)
 		}
 	}
 	slices.SortFunc(list.Workers, func(a, b api.WorkerInfo) int {
@@ -162,6 +166,62 @@ func (q *Queen) handleWorkersList(w http.ResponseWriter, r *http.Request) {
 	})
 	slices.SortFunc(list.Unreachable, func(a, b api.UnreachableNode) int { return cmp.Compare(a.Node, b.Node) })
 	httpx.WriteJSON(w, http.StatusOK, list)
+}
+
+// slotsBusy is how many slots of a worker are in use: the more of what the
+// worker last reported to its hive and the tasks the queen has running on
+// it (the one lags, the other misses clients calling the worker directly).
+func slotsBusy(info api.WorkerInfo, c slotCount) int {
+	if info.State != api.StateIdle && info.State != api.StateBusy {
+		return c.busy
+	}
+	return max(info.SlotsTotal-info.SlotsAvailable, c.busy, 0)
+}
+
+// handleQueue serves GET /v2/queue: the tasks waiting per node and model,
+// and per ready worker its slots in use, its slot count and how many tasks
+// wait for it.
+func (q *Queen) handleQueue(w http.ResponseWriter, r *http.Request) {
+	all, err := q.clusterWorkers(r.Context())
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	queues, counts, depth := q.queue.snapshot()
+	out := api.QueueStatus{Depth: depth, MaxQueue: q.queue.max, TimeoutMs: q.queue.timeout.Milliseconds(),
+		Queues: queues, Workers: []api.WorkerSlots{}}
+	seen := map[workerKey]bool{}
+	for _, nw := range all {
+		if nw.err != nil {
+			if !q.absent(nw) {
+				out.Unreachable = append(out.Unreachable, unreachableNode(nw))
+			}
+			continue
+		}
+		for _, wi := range nw.workers {
+			info := strip(nw.hive.node, wi)
+			if info.State != api.StateIdle && info.State != api.StateBusy {
+				continue
+			}
+			wk := workerKey{node: info.Node, id: info.ID}
+			seen[wk] = true
+			c := counts[wk]
+			out.Workers = append(out.Workers, api.WorkerSlots{Node: info.Node, WorkerID: info.ID, Model: info.ModelRef,
+				SlotsBusy: slotsBusy(info, c), SlotsTotal: info.SlotsTotal, QueueDepth: c.waiting})
+		}
+	}
+	// Workers the queen has tasks on that their hive did not list (it did
+	// not answer, or the worker is on its way out).
+	for wk, c := range counts {
+		if !seen[wk] && (c.busy > 0 || c.waiting > 0) {
+			out.Workers = append(out.Workers, api.WorkerSlots{Node: wk.node, WorkerID: wk.id, Model: c.model, SlotsBusy: c.busy, SlotsTotal: c.total, QueueDepth: c.waiting})
+		}
+	}
+	slices.SortFunc(out.Workers, func(a, b api.WorkerSlots) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.WorkerID, b.WorkerID))
+	})
+	slices.SortFunc(out.Unreachable, func(a, b api.UnreachableNode) int { return cmp.Compare(a.Node, b.Node) })
+	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
 func (q *Queen) handleWorkersHealth(w http.ResponseWriter, r *http.Request) {
@@ -195,8 +255,12 @@ func (q *Queen) handleWorkersHealth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := api.NodeHealth{Node: node, Hive: health, HiveURL: t.url, Workers: make([]api.WorkerInfo, 0, len(ws))}
+	_, counts, _ := q.queue.snapshot()
 	for _, wi := range ws {
-		out.Workers = append(out.Workers, strip(node, wi))
+		info := strip(node, wi)
+		c := counts[workerKey{node: node, id: info.ID}]
+		info.SlotsBusy, info.QueueDepth = slotsBusy(info, c), c.waiting
+		out.Workers = append(out.Workers, info)
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }

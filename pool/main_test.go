@@ -89,12 +89,3 @@ func TestMainFlags(t *testing.T) {
 		})
 	}
 }
-
-func TestSplitFlags(t *testing.T) {
-	set := cliutil.NewFlagSet("x")
-	set.String("fake-devices", "", "")
-	set.Int64("fake-memory-mb", 0, "")
-	rest, taken := splitFlags([]string{"--port", "1", "--fake-devices", "cuda:0:1", "-fake-memory-mb=5", "--host=h", "--", "--fake-devices"}, set)
-	assert.Equal(t, []string{"--port", "1", "--host=h", "--", "--fake-devices"}, rest)
-	assert.Equal(t, []string{"--fake-devices", "cuda:0:1", "-fake-memory-mb=5"}, taken)
-}

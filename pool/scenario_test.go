@@ -377,7 +377,7 @@ func TestS46HiveKeepsRunningAfterSpawnAndInference(t *testing.T) {
 	hiveAlive()
 
 	wc := &httpx.Client{BaseURL: resp.URL, Token: resp.APIKey}
-	httpResp, err := wc.Stream(t.Context(), "POST", "/v1/inference", api.InferenceRequest{Prompt: "Once upon a time", MaxTokens: 8}, nil)
+	httpResp, err := wc.Stream(t.Context(), "POST", "/v1/inference", api.InferenceRequest{Prompt: "Once upon a time", SamplingParams: api.SamplingParams{MaxTokens: 8}}, nil)
 	require.NoError(t, err)
 	tokens, done := 0, false
 	for ev, err := range sse.Read(httpResp.Body) {

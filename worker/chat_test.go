@@ -156,7 +156,7 @@ func TestChatOverHTTP(t *testing.T) {
 	const formatted = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nOnce upon a time<|im_end|>\n" +
 		"<|im_start|>assistant\nthere was a fox<|im_end|>\n<|im_start|>user\nand then?<|im_end|>\n<|im_start|>assistant\n"
 
-	chatText, chatDone := text(t, tw.infer(t, api.InferenceRequest{Messages: msgs, MaxTokens: 8, Temperature: ptr(0.0)}))
+	chatText, chatDone := text(t, tw.infer(t, api.InferenceRequest{Messages: msgs, SamplingParams: api.SamplingParams{MaxTokens: 8, Temperature: ptr(0.0)}}))
 	rawText, rawDone := text(t, tw.infer(t, greedy(formatted, 8)))
 	assert.Equal(t, rawDone.PromptTokens, chatDone.PromptTokens, "the same prompt tokens")
 	assert.Equal(t, rawText, chatText, "the same greedy reply")
@@ -167,7 +167,7 @@ func TestChatOverHTTP(t *testing.T) {
 		msgs := []api.ChatMessage{{Role: api.RoleUser}, {Role: api.RoleAssistant}, {Role: api.RoleTool, Content: "21", ToolCallID: "call_1"}}
 		const formatted = "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>tool\n21<|im_end|>\n" +
 			"<|im_start|>assistant\n"
-		chatText, chatDone := text(t, tw.infer(t, api.InferenceRequest{Messages: msgs, MaxTokens: 8, Temperature: ptr(0.0)}))
+		chatText, chatDone := text(t, tw.infer(t, api.InferenceRequest{Messages: msgs, SamplingParams: api.SamplingParams{MaxTokens: 8, Temperature: ptr(0.0)}}))
 		rawText, rawDone := text(t, tw.infer(t, greedy(formatted, 8)))
 		assert.Equal(t, rawDone.PromptTokens, chatDone.PromptTokens, "the same prompt tokens")
 		assert.Equal(t, rawText, chatText, "the same greedy reply")
@@ -176,7 +176,7 @@ func TestChatOverHTTP(t *testing.T) {
 	t.Run("stream false", func(t *testing.T) {
 		var res api.InferenceResult
 		require.NoError(t, tw.client.Do(t.Context(), http.MethodPost, "/v1/inference",
-			api.InferenceRequest{Messages: msgs, MaxTokens: 8, Temperature: ptr(0.0), Stream: ptr(false)}, &res))
+			api.InferenceRequest{Messages: msgs, SamplingParams: api.SamplingParams{MaxTokens: 8, Temperature: ptr(0.0)}, Stream: ptr(false)}, &res))
 		assert.Equal(t, chatText, res.Text)
 		assert.Equal(t, chatDone.PromptTokens, res.PromptTokens)
 	})

@@ -7,9 +7,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"rbee/api"
 	"rbee/internal/cliutil"
 	"rbee/internal/httpx"
+	"rbee/internal/settings"
 )
 
 // APIKeyEnv is the environment variable a worker reads its token from when no
@@ -29,54 +29,20 @@ const (
 // RBEE_ALLOWED_ORIGINS (comma-separated, set by the hive). A taken port is
 // a *PortInUseError (exit status ExitPortInUse).
 func Main(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := cliutil.NewFlagSet("worker")
-	var cfg Config
-	fs.StringVar(&cfg.ModelPath, "model", "", "GGUF model `file` to serve (required)")
-	fs.StringVar(&cfg.ModelRef, "model-ref", "", "the model's reference in the hive's catalog (default file:PATH)")
-	backend := fs.String("backend", string(api.BackendCPU), "compute backend (only cpu in this build)")
-	fs.IntVar(&cfg.Device, "device", 0, "device index on the backend")
-	fs.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on")
-	fs.IntVar(&cfg.Port, "port", api.DefaultWorkerPort, "port to listen on")
-	fs.StringVar(&cfg.CallbackURL, "callback-url", "", "the hive's ready endpoint, called once the model is loaded")
-	fs.StringVar(&cfg.WorkerID, "worker-id", "", "the worker's id (default a new one)")
-	keyFile := fs.String("api-key-file", "", "file holding the API key (mode 0600); default $"+APIKeyEnv)
-	fs.IntVar(&cfg.Slots, "slots", 1, "inferences served at once")
-	fs.IntVar(&cfg.Threads, "threads", 0, "threads per forward pass (0: one per CPU)")
-	fs.IntVar(&cfg.ContextSize, "ctx-size", 0, "context size in tokens per slot (0: the model's, at most 4096)")
-	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
-	if err := cliutil.Parse(fs, args, stderr, usageLine, summary); err != nil {
+	var a workerArgs
+	if _, err := workerSettings.Parse(&a, "worker", args, stderr, usageLine, summary, settings.Sources{Getenv: os.Getenv}); err != nil {
 		return err
 	}
-
-	cfg.Backend = api.Backend(*backend)
+	cfg := a.Config
 	if cfg.ModelPath == "" {
 		return cliutil.Usagef("--model is required")
 	}
-	if cfg.Port < 1 || cfg.Port > 65535 {
-		return cliutil.Usagef("--port must be between 1 and 65535")
-	}
-	if cfg.Slots < 1 || cfg.Slots > MaxSlots {
-		return cliutil.Usagef("--slots must be between 1 and %d", MaxSlots)
-	}
-	if cfg.Threads < 0 {
-		return cliutil.Usagef("--threads must not be negative")
-	}
-	if cfg.ContextSize < 0 {
-		return cliutil.Usagef("--ctx-size must not be negative")
-	}
-	level := hclog.LevelFromString(*logLevel)
-	if level == hclog.NoLevel {
-		return cliutil.Usagef("--log-level %q: use trace, debug, info, warn or error", *logLevel)
-	}
-	key, err := httpx.ReadAPIKey(*keyFile, os.Getenv(APIKeyEnv))
+	key, err := httpx.ReadAPIKey(a.keyFile, a.envKey)
 	if err != nil {
 		return err
 	}
 	cfg.APIKey = key
-	// The hive passes the names and web origins the worker answers to.
-	cfg.AllowedHosts = httpx.SplitList(os.Getenv(httpx.AllowedHostsEnv))
-	cfg.AllowedOrigins = httpx.SplitList(os.Getenv(httpx.AllowedOriginsEnv))
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "rbee-worker", Level: level, Output: stderr})
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "rbee-worker", Level: a.level, Output: stderr})
 
 	srv, err := New(cfg)
 	if err != nil {

@@ -66,9 +66,9 @@ func TestNonFiniteLogitsOverHTTP(t *testing.T) {
 
 	requests := map[string]api.InferenceRequest{
 		"greedy":           greedy("Once upon a time", 8),
-		"default sampling": {Prompt: "Once upon a time", MaxTokens: 8, Seed: ptr(uint64(1))},
-		"temperature 1.2, top-k and top-p": {Prompt: "Once upon a time", MaxTokens: 8, Temperature: ptr(1.2),
-			TopK: ptr(10), TopP: ptr(0.5), MinP: ptr(0.0), RepeatPenalty: ptr(1.2), Seed: ptr(uint64(2))},
+		"default sampling": {Prompt: "Once upon a time", SamplingParams: api.SamplingParams{MaxTokens: 8, Seed: ptr(uint64(1))}},
+		"temperature 1.2, top-k and top-p": {Prompt: "Once upon a time", SamplingParams: api.SamplingParams{MaxTokens: 8,
+			Temperature: ptr(1.2), TopK: ptr(10), TopP: ptr(0.5), MinP: ptr(0.0), RepeatPenalty: ptr(1.2), Seed: ptr(uint64(2))}},
 	}
 	checkError := func(t *testing.T, e *api.Error) {
 		t.Helper()
@@ -123,7 +123,7 @@ func TestNonFiniteLogitsProcess(t *testing.T) {
 	c := &httpx.Client{BaseURL: wp.base, Token: token}
 	waitLoaded(t, c)
 
-	req := api.InferenceRequest{Prompt: "Once upon a time", MaxTokens: 8, Seed: ptr(uint64(3))} // default sampling
+	req := api.InferenceRequest{Prompt: "Once upon a time", SamplingParams: api.SamplingParams{MaxTokens: 8, Seed: ptr(uint64(3))}} // default sampling
 	resp, err := c.Stream(t.Context(), http.MethodPost, "/v1/inference", req, nil)
 	require.NoError(t, err)
 	evs := pullStream(t, resp).rest(t)

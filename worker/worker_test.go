@@ -66,7 +66,7 @@ func (g *gate) waitReached(t *testing.T) string {
 }
 
 func greedy(prompt string, maxTokens int) api.InferenceRequest {
-	return api.InferenceRequest{Prompt: prompt, MaxTokens: maxTokens, Temperature: ptr(0.0)}
+	return api.InferenceRequest{Prompt: prompt, SamplingParams: api.SamplingParams{MaxTokens: maxTokens, Temperature: ptr(0.0)}}
 }
 
 // Scenario S19 of DESIGN §12.
@@ -482,16 +482,16 @@ func TestSamplingOverHTTP(t *testing.T) {
 		}
 		require.NotEmpty(t, stop, "no ASCII stop string in %q", full)
 		cut := strings.Index(full, stop)
-		txt, done := text(t, tw.infer(t, api.InferenceRequest{Prompt: prompt, MaxTokens: 24, Temperature: ptr(0.0),
-			Stop: []string{"never-generated-zzz", stop}}))
+		txt, done := text(t, tw.infer(t, api.InferenceRequest{Prompt: prompt, SamplingParams: api.SamplingParams{MaxTokens: 24, Temperature: ptr(0.0),
+			Stop: []string{"never-generated-zzz", stop}}}))
 		assert.Equal(t, api.StopString, done.StopReason)
 		assert.Equal(t, full[:cut], txt)
 	})
 
 	t.Run("seed", func(t *testing.T) {
 		req := func(seed uint64) api.InferenceRequest {
-			return api.InferenceRequest{Prompt: prompt, MaxTokens: 16, Temperature: ptr(1.5), TopK: ptr(0),
-				TopP: ptr(1.0), MinP: ptr(0.0), Seed: ptr(seed)}
+			return api.InferenceRequest{Prompt: prompt, SamplingParams: api.SamplingParams{MaxTokens: 16, Temperature: ptr(1.5), TopK: ptr(0),
+				TopP: ptr(1.0), MinP: ptr(0.0), Seed: ptr(seed)}}
 		}
 		a, _ := text(t, tw.infer(t, req(42)))
 		b, _ := text(t, tw.infer(t, req(42)))
@@ -576,7 +576,7 @@ func TestSignalEndsStreams(t *testing.T) {
 	}
 	plain := make(chan answer, 1)
 	go func() {
-		body, _ := json.Marshal(api.InferenceRequest{Prompt: "Once upon a time", MaxTokens: 40, Temperature: ptr(0.0), Stream: ptr(false)})
+		body, _ := json.Marshal(api.InferenceRequest{Prompt: "Once upon a time", SamplingParams: api.SamplingParams{MaxTokens: 40, Temperature: ptr(0.0)}, Stream: ptr(false)})
 		req, err := http.NewRequest(http.MethodPost, tw.url+"/v1/inference", bytes.NewReader(body))
 		if err != nil {
 			plain <- answer{}

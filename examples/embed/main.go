@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"rbee"
+	"rbee/orchestrator"
 )
 
 func main() {
@@ -45,11 +46,11 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, *addr, *model, *maxTokens, &rbee.Orchestrator{
+	if err := serve(ctx, *addr, *model, *maxTokens, &rbee.Orchestrator{Config: orchestrator.Config{
 		Home:                 *home,
 		LocalHivePort:        *hivePort,
 		LocalWorkerPortStart: *workerPort,
-	}); err != nil {
+	}}); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -67,7 +68,7 @@ func serve(ctx context.Context, addr, model string, maxTokens int, o *rbee.Orche
 			http.Error(w, "send the prompt as the request body", http.StatusBadRequest)
 			return
 		}
-		req := rbee.TaskRequest{Node: rbee.LocalNode, Model: model, Prompt: string(prompt), MaxTokens: maxTokens}
+		req := rbee.TaskRequest{Node: rbee.LocalNode, Model: model, Prompt: string(prompt), SamplingParams: rbee.SamplingParams{MaxTokens: maxTokens}}
 		rc := http.NewResponseController(w)
 		started := false
 		for ev, err := range c.Infer(r.Context(), req) {

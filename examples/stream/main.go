@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	c := &rbee.Client{BaseURL: *queen, Token: os.Getenv("RBEE_API_KEY")}
-	req := rbee.TaskRequest{Node: *node, Model: *model, Prompt: *prompt, MaxTokens: *maxTokens}
+	req := rbee.TaskRequest{Node: *node, Model: *model, Prompt: *prompt, SamplingParams: rbee.SamplingParams{MaxTokens: *maxTokens}}
 	var taskID string
 	for ev, err := range c.Infer(ctx, req) {
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"time"
@@ -61,7 +62,8 @@ func runInfer(ctx context.Context, env *Env, args []string) error {
 		}
 		text = string(b)
 	}
-	req := rbee.TaskRequest{Node: *node, Model: *model, Prompt: text, MaxTokens: *maxTokens, Backend: api.Backend(*backend), Stop: stops}
+	req := rbee.TaskRequest{Node: *node, Model: *model, Prompt: text, Backend: api.Backend(*backend),
+		SamplingParams: rbee.SamplingParams{MaxTokens: *maxTokens, Stop: stops}}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if set["temperature"] {
@@ -121,7 +123,7 @@ func runInfer(ctx context.Context, env *Env, args []string) error {
 	}
 
 	out := &inferPrinter{env: env, json: *asJSON, want: req.MaxTokens}
-	err = out.run(ctx, q, req)
+	err = out.runRetrying(ctx, q, req, busyRetryDelays, rand.Float64)
 	switch {
 	case err == nil:
 		return nil
@@ -142,6 +144,66 @@ func runInfer(ctx context.Context, env *Env, args []string) error {
 	}
 	out.endLine()
 	return q.explain(err)
+}
+
+// busyRetryDelays are the waits before each retry of a task the queen's
+// queue turned away (it was full, or the task waited too long): 1, 2 and
+// 4 s, each jittered by ±20 % so that many keepers turned away at once do
+// not come back at once, and never shorter than the queen's Retry-After.
+var busyRetryDelays = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}
+
+// busyJitter is the fraction a busy retry's delay varies by, either way.
+const busyJitter = 0.2
+
+// busyRetryWait is how long to wait before a busy retry: base jittered by
+// r (a number in [0, 1)), and at least retryAfter.
+func busyRetryWait(base, retryAfter time.Duration, r float64) time.Duration {
+	d := time.Duration(float64(base) * (1 - busyJitter + 2*busyJitter*r))
+	return max(d, retryAfter)
+}
+
+// retryableBusy returns the ALL_SLOTS_BUSY error of a task the queen's
+// queue turned away before it generated anything, or nil. Only such an
+// error carries a Retry-After: a busy worker the queen already retried
+// (its queue off) is not retried again here.
+func (p *inferPrinter) retryableBusy(err error) *rbee.Error {
+	var e *rbee.Error
+	if p.tokens > 0 || !errors.As(err, &e) || e.Code != api.CodeAllSlotsBusy || e.RetryAfter() <= 0 {
+		return nil
+	}
+	return e
+}
+
+// runRetrying runs the task as run does, and runs it again after each of
+// delays (see busyRetryWait) while the queen's queue turns it away.
+func (p *inferPrinter) runRetrying(ctx context.Context, q *queen, req rbee.TaskRequest, delays []time.Duration, rnd func() float64) error {
+	for attempt := 0; ; attempt++ {
+		p.retriesLeft = len(delays) - attempt
+		err := p.run(ctx, q, req)
+		e := p.retryableBusy(err)
+		if e == nil || ctx.Err() != nil || attempt == len(delays) {
+			return err
+		}
+		wait := busyRetryWait(delays[attempt], e.RetryAfter(), rnd())
+		human := fmt.Sprintf("%s; retrying in %s (retry %d/%d)", strings.TrimSuffix(e.Message, "."), wait.Round(100*time.Millisecond), attempt+1, len(delays))
+		if p.json {
+			ev := api.NarrationEvent(api.ActorKeeper, "busy_retry", human)
+			ev.Narration.RequestID = e.RequestID
+			p.printJSON(ev)
+		} else {
+			p.clearBar()
+			p.endLine()
+			fmt.Fprintf(p.env.Stderr, "[keeper] %s\n", human)
+		}
+		p.taskID = ""
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // errCancelledElsewhere ends an rbee infer whose task ended as cancelled
@@ -202,12 +264,15 @@ type inferPrinter struct {
 	// generating is set once the worker started the generation (its
 	// narration, or a first token came).
 	generating bool
+	// retriesLeft is how many busy retries runRetrying has left; an error
+	// it will retry is not printed as the end of --json.
+	retriesLeft int
 }
 
 func (p *inferPrinter) run(ctx context.Context, q *queen, req rbee.TaskRequest) error {
 	for ev, err := range q.Infer(ctx, req) {
 		if err != nil {
-			if p.json {
+			if p.json && (p.retriesLeft == 0 || p.retryableBusy(err) == nil || ctx.Err() != nil) {
 				p.printJSON(rbee.Event{Kind: rbee.KindError, Error: api.AsError(err)})
 			}
 			return err

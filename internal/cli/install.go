@@ -326,6 +326,8 @@ func defaultConfig(l installLayout) string {
 # port = 8080
 # local_hive_port = 9200            # the hive of this machine
 # local_worker_port_start = 8001    # the first port it tries for workers
+# max_queue = 256                   # tasks that may wait for a free slot (0 = no queue)
+# queue_timeout = "5m"              # how long a task may wait for one
 
 [paths]
 # State: node registry, model catalog, models/, logs/ ($RBEE_HOME overrides it).

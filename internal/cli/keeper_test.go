@@ -355,7 +355,8 @@ func TestWorkersCommands(t *testing.T) {
 	f.handle("GET /v2/workers/list", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, 200, api.WorkerList{Workers: []api.WorkerInfo{
 			{ID: "w-aaa", Node: "local", URL: "http://127.0.0.1:8001", ModelRef: "file:/m.gguf", Backend: "cpu", State: "idle", SlotsTotal: 1, SlotsAvailable: 1, LastActivity: last},
-			{ID: "w-bbb", Node: "mac", URL: "http://mac:8001", ModelRef: "hf:org/repo", Backend: "metal", State: "busy", SlotsTotal: 2, SlotsAvailable: 0, LastActivity: last},
+			{ID: "w-bbb", Node: "mac", URL: "http://mac:8001", ModelRef: "hf:org/repo", Backend: "metal", State: "busy", SlotsTotal: 2, SlotsAvailable: 0, LastActivity: last,
+				SlotsBusy: 2, QueueDepth: 3},
 		}})
 	})
 	f.handle("GET /v2/workers/health", func(w http.ResponseWriter, r *http.Request) {
@@ -384,7 +385,7 @@ func TestWorkersCommands(t *testing.T) {
 		stderr   string
 		jsonList bool
 	}{
-		{name: "list", args: []string{"workers", "list"}, stdout: []string{"NODE", "w-aaa", "local", "idle", "1/1", "42s ago", "w-bbb", "mac", "busy", "0/2", "metal:0"}},
+		{name: "list", args: []string{"workers", "list"}, stdout: []string{"NODE", "SLOTS", "QUEUE", "w-aaa", "local", "idle", "0/1", "42s ago", "w-bbb", "mac", "busy", "2/2    3", "metal:0"}},
 		{name: "list json", args: []string{"workers", "list", "--json"}, jsonList: true},
 		{name: "health", args: []string{"workers", "health", "--node", "local"}, stdout: []string{"Node local: hive alive (version 0.1.0, api v1) at http://127.0.0.1:9200", "w-aaa"}},
 		{name: "health unknown node", args: []string{"workers", "health", "--node", "gpu"}, code: 1, stderr: "rbee workers: no node gpu"},
@@ -416,6 +417,10 @@ func TestWorkersCommands(t *testing.T) {
 				require.NoError(t, json.Unmarshal([]byte(r.stdout), &l))
 				require.Len(t, l.Workers, 2)
 				assert.Equal(t, "mac", l.Workers[1].Node)
+				assert.Equal(t, 2, l.Workers[1].SlotsBusy)
+				assert.Equal(t, 3, l.Workers[1].QueueDepth)
+				assert.Contains(t, r.stdout, `"slots_busy": 2`)
+				assert.Contains(t, r.stdout, `"queue_depth": 3`)
 			}
 		})
 	}
@@ -507,7 +512,7 @@ func TestWorkersListUnreachable(t *testing.T) {
 	}
 	assert.Equal(t, []string{"gpu", "local", "mac", "zeta"}, nodes, "rows in node order")
 	assert.Equal(t, []string{"unreachable", "idle", "busy", "unreachable"}, states)
-	assert.Regexp(t, `^gpu\s+-\s+-\s+-\s+unreachable\s+-\s+-\s+-$`, lines[1])
+	assert.Regexp(t, `^gpu\s+-\s+-\s+-\s+unreachable\s+-\s+-\s+-\s+-$`, lines[1])
 	assert.Contains(t, r.stderr, "node gpu is unreachable: lost contact with rbee-hive on gpu while listing its workers: connection refused (CONNECTION_TIMEOUT)\n")
 	assert.Contains(t, r.stderr, "hint: Check if rbee-hive is running on gpu (rbee workers health --node gpu)\n")
 	assert.Contains(t, r.stderr, "node zeta is unreachable: ssh to zeta timed out (SSH_CONNECTION_FAILED)\n")
@@ -528,4 +533,86 @@ func TestWorkersListUnreachable(t *testing.T) {
 	assert.Equal(t, ExitOK, r.code, r.stderr)
 	assert.NotContains(t, r.stdout, "No workers.")
 	assert.Contains(t, r.stdout, "unreachable")
+}
+
+// TestInferHonoursRetryAfter: a 503 ALL_SLOTS_BUSY with Retry-After from
+// the queen (its queue was full) is retried, no sooner than the header
+// says, as the queen's own clock shows.
+func TestInferHonoursRetryAfter(t *testing.T) {
+	f := newFakeQueen(t)
+	var mu sync.Mutex
+	var at []time.Time
+	f.handle("POST /v2/tasks", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		at = append(at, time.Now())
+		n := len(at)
+		mu.Unlock()
+		if n == 1 {
+			w.Header().Set("Retry-After", "1")
+			httpx.WriteError(w, r, api.Errorf(api.CodeAllSlotsBusy, "the queen's queue is full: 256 tasks are waiting for a free slot").
+				WithHint("try again later"))
+			return
+		}
+		w.Header().Set(httpx.RequestIDHeader, "task-abc")
+		s := sse.NewWriter(w)
+		_ = s.Send(start("task-abc"))
+		_ = s.Send(tok("Hi", 0))
+		_ = s.Send(api.Event{Kind: api.KindDone, Done: &api.Done{Done: true, TotalTokens: 1, StopReason: "max_tokens"}})
+		_ = s.Close()
+	})
+	r := run(t, t.Context(), nil, nil, "infer", "--queen-url", f.srv.URL, "--model", "file:/m.gguf", "--prompt", "hi")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "Hi\n", r.stdout)
+	assert.Regexp(t, `\[keeper\] the queen's queue is full: 256 tasks are waiting for a free slot; retrying in 1(\.[01])?s \(retry 1/3\)\n`, r.stderr)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, at, 2)
+	assert.GreaterOrEqual(t, at[1].Sub(at[0]), time.Second, "the keeper waited at least Retry-After")
+}
+
+// TestInferBusyRetriesRunOut: a task the queue keeps turning away (here in
+// its stream, as after a queue timeout) is tried 1 + 3 times, then fails
+// with the queen's message and hint; --json shows the retries as keeper
+// narration and the last error only.
+func TestInferBusyRetriesRunOut(t *testing.T) {
+	f := newFakeQueen(t)
+	f.stream([]api.Event{start("task-abc"), {Kind: api.KindError, Error: api.Errorf(api.CodeAllSlotsBusy, "no slot of worker w-1 on local freed within 5m0s").
+		With(api.DetailRetryAfter, 0.01).WithHint("try again later, use another node, or raise queue_timeout")}}, false)
+	env := &Env{Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, Getenv: func(string) string { return "" }}
+	qf := &queenFlags{url: f.srv.URL}
+	q, err := qf.client(env)
+	require.NoError(t, err)
+	for _, asJSON := range []bool{false, true} {
+		out := &bytes.Buffer{}
+		errb := &bytes.Buffer{}
+		p := &inferPrinter{env: &Env{Stdout: out, Stderr: errb}, json: asJSON}
+		before := len(f.requests())
+		err := p.runRetrying(t.Context(), q, api.TaskRequest{Node: "local", Model: "file:/m.gguf", Prompt: "hi"},
+			[]time.Duration{time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond}, func() float64 { return 0.5 })
+		require.ErrorIs(t, err, api.ErrAllSlotsBusy)
+		assert.Equal(t, 4, len(f.requests())-before, "one try and three retries")
+		if !asJSON {
+			assert.Equal(t, 3, strings.Count(errb.String(), "[keeper] no slot of worker w-1 on local freed within 5m0s; retrying in"), errb.String())
+			continue
+		}
+		var retries, errs int
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			switch {
+			case strings.Contains(line, `"action":"busy_retry"`):
+				retries++
+			case strings.HasPrefix(line, `{"event":"error"`):
+				errs++
+			}
+		}
+		assert.Equal(t, 3, retries, out.String())
+		assert.Equal(t, 1, errs, "only the last error ends --json")
+	}
+}
+
+func TestBusyRetryWait(t *testing.T) {
+	assert.Equal(t, 800*time.Millisecond, busyRetryWait(time.Second, 0, 0), "-20 %")
+	assert.Equal(t, time.Second, busyRetryWait(time.Second, 0, 0.5))
+	assert.Equal(t, 1200*time.Millisecond, busyRetryWait(time.Second, 0, 1), "+20 %")
+	assert.Equal(t, 3*time.Second, busyRetryWait(time.Second, 3*time.Second, 0.7), "never before Retry-After")
+	assert.Equal(t, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}, busyRetryDelays)
 }

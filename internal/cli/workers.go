@@ -170,6 +170,15 @@ func printWorkers(w io.Writer, ws []rbee.WorkerInfo, withNode bool) {
 	printWorkerTable(w, ws, nil, withNode)
 }
 
+// slotsInUse is the SLOTS column's count: what the queen says is in use,
+// or, from a queen that does not say, what the worker's free slots leave.
+func slotsInUse(x rbee.WorkerInfo) int {
+	if x.State != rbee.StateIdle && x.State != rbee.StateBusy {
+		return x.SlotsBusy
+	}
+	return max(x.SlotsBusy, x.SlotsTotal-x.SlotsAvailable, 0)
+}
+
 // stateUnreachable is the STATE of a node's row when its hive did not answer.
 const stateUnreachable = "unreachable"
 
@@ -180,20 +189,20 @@ func printWorkerTable(w io.Writer, ws []rbee.WorkerInfo, down []rbee.Unreachable
 	if withNode {
 		fmt.Fprint(tw, "NODE\t")
 	}
-	fmt.Fprintln(tw, "WORKER\tMODEL\tBACKEND\tSTATE\tSLOTS FREE\tLAST ACTIVE\tURL")
+	fmt.Fprintln(tw, "WORKER\tMODEL\tBACKEND\tSTATE\tSLOTS\tQUEUE\tLAST ACTIVE\tURL")
 	now := time.Now()
 	row := func(x rbee.WorkerInfo) {
 		if withNode {
 			fmt.Fprintf(tw, "%s\t", orDash(x.Node))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s:%d\t%s\t%d/%d\t%s\t%s\n", x.ID, x.ModelRef, orDash(string(x.Backend)), x.Device, orDash(string(x.State)),
-			x.SlotsAvailable, x.SlotsTotal, ago(now, x.LastActivity), x.URL)
+		fmt.Fprintf(tw, "%s\t%s\t%s:%d\t%s\t%d/%d\t%d\t%s\t%s\n", x.ID, x.ModelRef, orDash(string(x.Backend)), x.Device, orDash(string(x.State)),
+			slotsInUse(x), x.SlotsTotal, x.QueueDepth, ago(now, x.LastActivity), x.URL)
 	}
 	downRow := func(u rbee.UnreachableNode) {
 		if withNode {
 			fmt.Fprintf(tw, "%s\t", orDash(u.Node))
 		}
-		fmt.Fprintf(tw, "-\t-\t-\t%s\t-\t-\t-\n", stateUnreachable)
+		fmt.Fprintf(tw, "-\t-\t-\t%s\t-\t-\t-\t-\n", stateUnreachable)
 	}
 	// Both lists come sorted by node; merge them so a node's rows stay together.
 	i := 0

@@ -58,6 +58,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,6 +117,10 @@ type Queen struct {
 	// LocalWorkerPortStart the first port it tries for workers.
 	LocalHivePort        int `toml:"local_hive_port"`
 	LocalWorkerPortStart int `toml:"local_worker_port_start"`
+	// MaxQueue is how many tasks may wait for a free slot before more are
+	// refused (0: no queue). QueueTimeout is how long one may wait ("5m").
+	MaxQueue     *int          `toml:"max_queue"`
+	QueueTimeout time.Duration `toml:"queue_timeout"`
 }
 
 // Hive is the [hive] table: settings of the hive the queen starts on the
@@ -305,15 +310,81 @@ func Parse(path string, data []byte, e Env) (*File, error) {
 	return &c, nil
 }
 
-// knownKeys lists every key, for the unknown-key error.
-var knownKeys = []string{
-	"queen.url", "queen.host", "queen.port", "queen.local_hive_port", "queen.local_worker_port_start", "hive.idle_timeout",
-	"paths.home", "ssh.known_hosts", "remote.binary_path", "remote.git_repo_dir", "remote.worker_port_start",
-	"security.allowed_hosts", "security.allowed_origins",
+// knownKeys lists every key, for the unknown-key error: the toml tags of
+// File's tables and their fields, declared nowhere else.
+var knownKeys = func() []string {
+	var keys []string
+	ft := reflect.TypeFor[File]()
+	for i := range ft.NumField() {
+		table := ft.Field(i)
+		tname := tomlName(table)
+		if tname == "" || table.Type.Kind() != reflect.Struct {
+			continue
+		}
+		for j := range table.Type.NumField() {
+			if name := tomlName(table.Type.Field(j)); name != "" {
+				keys = append(keys, tname+"."+name)
+			}
+		}
+	}
+	return keys
+}()
+
+func tomlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+	if name == "-" || !f.IsExported() {
+		return ""
+	}
+	return name
 }
 
 // KnownKeys lists every key a configuration file may set, as "table.key".
 func KnownKeys() []string { return slices.Clone(knownKeys) }
+
+// Lookup returns what the file sets key ("queen.port") to, in the text a
+// command-line flag would take: numbers in decimal, durations as "5m0s",
+// lists joined with commas. ok is false when the file leaves the key unset
+// (or empty), or when key is not one of KnownKeys. A nil File sets
+// nothing.
+func (c *File) Lookup(key string) (value string, ok bool) {
+	if c == nil {
+		return "", false
+	}
+	tname, name, _ := strings.Cut(key, ".")
+	v := reflect.ValueOf(c).Elem()
+	for _, want := range []string{tname, name} {
+		found := false
+		for i := range v.NumField() {
+			if tomlName(v.Type().Field(i)) == want {
+				v, found = v.Field(i), true
+				break
+			}
+		}
+		if !found {
+			return "", false
+		}
+	}
+	if v.IsZero() {
+		return "", false
+	}
+	switch x := v.Interface().(type) {
+	case string:
+		return x, true
+	case *int: // a number where 0 differs from unset
+		return strconv.Itoa(*x), true
+	case int:
+		return strconv.Itoa(x), true
+	case time.Duration:
+		return x.String(), true
+	case []string:
+		return strings.Join(x, ","), true
+	}
+	return fmt.Sprint(v.Interface()), true
+}
+
+// Source names key of this file in messages ("queen.port in
+// /etc/rbee/config.toml").
+func (c *File) Source(key string) string { return c.source(key) }
 
 // check validates the values and expands "~/" in local paths.
 func (c *File) check(e Env) error {

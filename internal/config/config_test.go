@@ -213,3 +213,27 @@ func TestParseQueenURL(t *testing.T) {
 		assert.Equal(t, ok, err == nil, raw)
 	}
 }
+
+// Lookup gives a key's value in a flag's text form; unset keys, unknown
+// keys and a nil File give nothing.
+func TestLookup(t *testing.T) {
+	f, err := Parse("c.toml", []byte("[queen]\nport = 9090\nhost = \"0.0.0.0\"\n[hive]\nidle_timeout = \"90s\"\n"+
+		"[security]\nallowed_hosts = [\"a.lan\", \"*.b.lan\"]\n"), Env{Getenv: func(string) string { return "" }, UserHome: t.TempDir()})
+	require.NoError(t, err)
+	for key, want := range map[string]string{"queen.port": "9090", "queen.host": "0.0.0.0", "hive.idle_timeout": "1m30s",
+		"security.allowed_hosts": "a.lan,*.b.lan"} {
+		v, ok := f.Lookup(key)
+		assert.True(t, ok, key)
+		assert.Equal(t, want, v, key)
+	}
+	for _, key := range []string{"queen.url", "queen.nope", "nope.port", "queen"} {
+		_, ok := f.Lookup(key)
+		assert.False(t, ok, key)
+	}
+	_, ok := (*File)(nil).Lookup("queen.port")
+	assert.False(t, ok)
+	assert.Equal(t, "queen.port in c.toml", f.Source("queen.port"))
+	assert.Equal(t, []string{"queen.url", "queen.host", "queen.port", "queen.local_hive_port", "queen.local_worker_port_start",
+		"queen.max_queue", "queen.queue_timeout", "hive.idle_timeout", "paths.home", "ssh.known_hosts", "remote.binary_path", "remote.git_repo_dir",
+		"remote.worker_port_start", "security.allowed_hosts", "security.allowed_origins"}, KnownKeys())
+}

@@ -91,7 +91,7 @@ func BenchmarkChain(b *testing.B) {
 	c := newCluster(b, model)
 	c.startQueen()
 	greedy := 0.0
-	req := rbee.TaskRequest{Node: rbee.LocalNode, Model: "file:" + model, Prompt: benchPrompt, MaxTokens: benchTokens, Temperature: &greedy}
+	req := rbee.TaskRequest{Node: rbee.LocalNode, Model: "file:" + model, Prompt: benchPrompt, SamplingParams: rbee.SamplingParams{MaxTokens: benchTokens, Temperature: &greedy}}
 	ctx := context.Background()
 	measure(b, time.Now(), c.client().Infer(ctx, req)) // spawns the worker
 	workers := c.workers()

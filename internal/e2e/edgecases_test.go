@@ -49,7 +49,8 @@ func errorEvent(t *testing.T, l jsonLine) *api.Error {
 }
 
 // TestS35BusyWorker runs a second rbee infer for a model whose only worker
-// is busy with a long generation (EC6): the worker answers ALL_SLOTS_BUSY,
+// is busy with a long generation (EC6), with the queen's queue off: the
+// worker answers ALL_SLOTS_BUSY,
 // the queen retries after each of its busy delays (1, 2 and 4 s by
 // default; shorter here), saying so, then gives up with the
 // suggestion to wait or use another node, and the keeper exits 1. The
@@ -59,7 +60,9 @@ func TestS35BusyWorker(t *testing.T) {
 	// The policy is 1, 2 and 4 s (DefaultBusyRetryDelays); the test keeps
 	// its shape, doubling, but shorter, so that the long generation below
 	// outlasts the retries by far even on a fast machine.
-	c.startQueen("--busy-retry-delays", "250ms,500ms,1s")
+	// With the queue off (--max-queue 0), as here, the queen retries the
+	// busy worker; with it on, the task would wait its turn instead.
+	c.startQueen("--busy-retry-delays", "250ms,500ms,1s", "--max-queue", "0")
 
 	// A generation far longer than the test: 4000 tokens, about 13 s on two
 	// cores; the retries take under 2 s.

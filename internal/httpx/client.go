@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"rbee/api"
@@ -113,6 +114,11 @@ func ResponseError(resp *http.Response) error {
 	if json.Unmarshal(body, &env) == nil && env.Error != nil && env.Error.Code != "" {
 		if env.Error.RequestID == "" {
 			env.Error.RequestID = resp.Header.Get(RequestIDHeader)
+		}
+		if _, ok := env.Error.Details[api.DetailRetryAfter]; !ok {
+			if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s > 0 {
+				return env.Error.With(api.DetailRetryAfter, s)
+			}
 		}
 		return env.Error
 	}

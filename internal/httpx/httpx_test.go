@@ -150,3 +150,47 @@ func TestDecodeJSONStrictAndLenient(t *testing.T) {
 		assert.Contains(t, e.Message, "after the JSON object")
 	}
 }
+
+// A type error in a field of an embedded struct (the sampling parameters a
+// request embeds) names the field by its JSON key alone, as the client wrote
+// it, however deep the embedding; keys of nested objects keep their path.
+func TestDecodeJSONNamesEmbeddedFields(t *testing.T) {
+	type inner struct {
+		Temperature *float64 `json:"temperature"`
+	}
+	type middle struct {
+		inner
+		Model string `json:"model"`
+	}
+	type item struct {
+		Role string `json:"role"`
+	}
+	type body struct {
+		middle
+		api.SamplingParams
+		Items []item `json:"items"`
+	}
+	cases := map[string]string{
+		`{"temperature":"hot"}`:     "temperature",
+		`{"model":1}`:               "model",
+		`{"top_k":"many"}`:          "top_k",
+		`{"items":[{"role":7}]}`:    "items.role",
+		`{"stop":"one"}`:            "stop",
+		`{"items":{"role":"user"}}`: "items",
+	}
+	for payload, field := range cases {
+		for _, lenient := range []bool{false, true} {
+			var b body
+			r := httptest.NewRequest("POST", "/", strings.NewReader(payload))
+			var e *api.Error
+			if lenient {
+				e = DecodeJSONLenient(httptest.NewRecorder(), r, &b)
+			} else {
+				e = DecodeJSON(httptest.NewRecorder(), r, &b)
+			}
+			require.NotNil(t, e, payload)
+			assert.Equal(t, field, e.Details["field"], payload)
+			assert.NotContains(t, e.Message, "SamplingParams", payload)
+		}
+	}
+}

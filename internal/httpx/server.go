@@ -22,8 +22,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -109,7 +112,16 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Code == api.CodeMissingAPIKey || e.Code == api.CodeInvalidAPIKey {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rbee"`)
 	}
+	SetRetryAfter(w, e)
 	WriteJSON(w, e.HTTPStatus(), api.Envelope{Error: e})
+}
+
+// SetRetryAfter sets the Retry-After header (whole seconds, at least 1)
+// from an error that says how long to wait (api.DetailRetryAfter).
+func SetRetryAfter(w http.ResponseWriter, e *api.Error) {
+	if d := e.RetryAfter(); d > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(max(1, (d+time.Second-1)/time.Second)), 10))
+	}
 }
 
 func copyWithRequestID(e *api.Error, id string) *api.Error {
@@ -163,7 +175,8 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, strict bool) *api
 		case errors.Is(err, io.EOF):
 			return api.Errorf(api.CodeInvalidRequest, "the request body is empty; a JSON object is expected")
 		case errors.As(err, &typeErr):
-			return api.InvalidField(typeErr.Field, "wrong JSON type (want %s)", typeErr.Type)
+			field := jsonPath(reflect.TypeOf(v), typeErr.Field)
+			return api.InvalidField(field, "wrong JSON type (want %s)", typeErr.Type)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			return api.InvalidField(field, "unknown field")
@@ -172,6 +185,42 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, strict bool) *api
 	}
 	if dec.More() {
 		return api.Errorf(api.CodeInvalidRequest, "the request body has data after the JSON object")
+	}
+	return nil
+}
+
+// jsonPath drops from encoding/json's dotted field path the names of
+// embedded structs (api.SamplingParams in a request), whose fields appear at
+// the top level of the JSON, so that the path names only JSON keys.
+func jsonPath(t reflect.Type, path string) string {
+	var out []string
+	for _, name := range strings.Split(path, ".") {
+		for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map) {
+			t = t.Elem()
+		}
+		if t == nil || t.Kind() != reflect.Struct {
+			out = append(out, name)
+			t = nil
+			continue
+		}
+		f, ok := t.FieldByName(name)
+		if ok && f.Anonymous && f.Tag.Get("json") == "" {
+			t = f.Type
+			continue
+		}
+		out = append(out, name)
+		t = jsonField(t, name)
+	}
+	return strings.Join(out, ".")
+}
+
+// jsonField is the type of t's field whose JSON key is key, or nil.
+func jsonField(t reflect.Type, key string) reflect.Type {
+	for _, f := range reflect.VisibleFields(t) {
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == key || tag == "" && strings.EqualFold(f.Name, key) {
+			return f.Type
+		}
 	}
 	return nil
 }

@@ -36,5 +36,27 @@
 // requests. Matrix multiplies split rows over the pool; rbee's kernels use
 // AVX2 (and AVX-512 VNNI) where the CPU has it and portable Go elsewhere.
 //
+// # Serving many requests at once
+//
+// A server with several conversations in flight does not run them one after
+// another. [Session.Start] prepares a request on a session without running
+// the model, and [Model.Step] advances any number of such generations with
+// one forward pass: the next token of each one that is generating and a
+// chunk of the prompt of each one still reading it, all stacked into one
+// batch so that every weight matrix is read from memory once per step for
+// all of them. Attention runs per conversation against its own cache. A
+// session therefore costs its KV cache (and one row of logits); the working
+// space of the pass belongs to the model. [Session.Generate] is Start
+// followed by Steps of its one generation.
+//
+// Company does not change what a request gets: each generation has its own
+// sampler and random stream, stop strings and cancellation. The one
+// difference is rounding: a batched matrix product sums its blocks in a
+// different order from a single-row one, so a logit can move by a float32
+// rounding step (more where that moves an 8-bit activation to its
+// neighbouring value). A greedy choice between two nearly tied tokens, or a
+// random draw that falls at the edge between two tokens, can then go the
+// other way, as it can in llama.cpp's server with a different batch size.
+//
 // The package knows nothing of HTTP: the worker daemon serves it.
 package engine

@@ -63,3 +63,66 @@ func Example() {
 	// generated 8 tokens, stop reason "max_tokens"
 	// the session holds 20 tokens; the callbacks got all the text: true
 }
+
+// ExampleModel_Step serves three requests at once, the way a server's
+// scheduler does: each request is started on its own session, and one loop
+// steps every unfinished generation together, one forward pass per step,
+// until all are done. A request could join the loop at any step.
+func ExampleModel_Step() {
+	dir, err := os.MkdirTemp("", "engine-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "tiny.gguf")
+	if err := synth.Write(path, synth.Tiny("Q8_0")); err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	m, err := engine.Load(ctx, path, engine.Options{Threads: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	var gens []*engine.Generation
+	for i, prompt := range []string{"Once upon a time", "The capital of France is", "1, 2, 3,"} {
+		g, err := m.NewSession().Start(engine.Request{Prompt: prompt, MaxTokens: 4 + 2*i, IgnoreEOS: true})
+		if err != nil {
+			log.Fatal(err)
+		}
+		gens = append(gens, g)
+	}
+	released := map[*engine.Generation]int{}
+	steps := 0
+	for {
+		var active []*engine.Generation
+		for _, g := range gens {
+			if !g.Done() {
+				active = append(active, g)
+			}
+		}
+		if len(active) == 0 {
+			break
+		}
+		// Up to 8 prompt tokens per step in all, beside the generating ones.
+		if err := m.Step(ctx, active, 8, func(g *engine.Generation, t engine.Token) {
+			if t.ID >= 0 {
+				released[g]++
+			}
+		}); err != nil {
+			log.Fatal(err)
+		}
+		steps++
+	}
+	for _, g := range gens {
+		res := g.Result()
+		fmt.Printf("%d prompt tokens, %d generated (%d released), %s\n", res.PromptTokens, res.Tokens, released[g], res.StopReason)
+	}
+	fmt.Println("steps:", steps)
+	// Output:
+	// 13 prompt tokens, 4 generated (4 released), max_tokens
+	// 16 prompt tokens, 6 generated (6 released), max_tokens
+	// 7 prompt tokens, 8 generated (8 released), max_tokens
+	// steps: 12
+}

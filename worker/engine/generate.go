@@ -106,103 +106,31 @@ func (r *Request) Validate() error {
 // weights), Generate stops with an error wrapping ErrNonFinite and no stop
 // reason; the tokens before it were already passed to yield.
 func (s *Session) Generate(ctx context.Context, req Request, yield func(Token) error) (Result, error) {
-	var res Result
-	if err := req.Validate(); err != nil {
-		return res, err
-	}
-	m := s.m
-	prompt := req.PromptTokens
-	if prompt == nil {
-		prompt = m.tok.Encode(req.Prompt, true, true)
-	}
-	res.PromptTokens = len(prompt)
-	if len(prompt) == 0 {
-		return res, fmt.Errorf("%w: the prompt has no tokens", ErrInvalidRequest)
-	}
-	if len(prompt) >= m.ctxSize {
-		return res, fmt.Errorf("%w: the prompt has %d tokens; the context holds %d", ErrContextFull, len(prompt), m.ctxSize)
-	}
-
-	// Reuse the cached prefix; always evaluate at least the last prompt token
-	// to get fresh logits.
-	common := 0
-	for common < len(s.tokens) && common < len(prompt)-1 && s.tokens[common] == prompt[common] {
-		common++
-	}
-	s.Truncate(common)
-	res.CachedTokens = common
-
-	start := time.Now()
-	logits, err := s.Eval(ctx, prompt[common:])
-	res.PromptDuration = time.Since(start)
+	g, err := s.start(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			res.StopReason = StopCancelled
-		}
-		return res, err
+		return g.Result(), err
 	}
-
-	smp := newSampler(req.Sampling)
-	dec := m.tok.NewDecoder()
-	stop := stopMatcher{stops: req.Stop}
-	var text strings.Builder
-	history := append([]int(nil), prompt...)
-	decodeStart := time.Now()
-	emit := func(t Token) error {
-		text.WriteString(t.Text)
-		return yield(t)
+	var yieldErr error
+	emit := func(_ *Generation, t Token) {
+		if yieldErr == nil {
+			yieldErr = yield(t)
+		}
 	}
-	finish := func(reason string) (Result, error) {
-		res.StopReason = reason
-		res.DecodeDuration = time.Since(decodeStart)
-		if reason != StopString {
-			if tail := stop.flush(dec.Flush()); tail != "" {
-				if err := emit(Token{Index: res.Tokens - 1, ID: -1, Text: tail}); err != nil {
-					return res, err
-				}
-			}
-		}
-		res.Text = text.String()
-		return res, nil
-	}
-
-	for {
-		if err := ctx.Err(); err != nil {
-			r, _ := finish(StopCancelled)
-			return r, err
-		}
-		id, err := smp.sample(logits, history)
-		if err != nil {
-			res.Text = text.String()
-			return res, fmt.Errorf("choosing token %d: %w", res.Tokens+1, err)
-		}
-		if !req.IgnoreEOS && m.tok.IsEOG(id) {
-			return finish(StopEOS)
-		}
-		if res.Tokens == 0 {
-			decodeStart = time.Now()
-		}
-		res.Tokens++
-		history = append(history, id)
-		out, hit := stop.feed(dec.Next(id))
-		if err := emit(Token{Index: res.Tokens - 1, ID: id, Text: out}); err != nil {
-			r, _ := finish(StopCancelled)
-			return r, err
-		}
-		if hit {
-			return finish(StopString)
-		}
-		if res.Tokens >= req.MaxTokens || s.Len() >= m.ctxSize {
-			return finish(StopMaxTokens)
-		}
-		if logits, err = s.Eval(ctx, []int{id}); err != nil {
+	gens := []*Generation{g}
+	for !g.done {
+		if err := s.m.Step(ctx, gens, s.m.batch, emit); err != nil {
 			if ctx.Err() != nil {
-				r, _ := finish(StopCancelled)
-				return r, err
+				g.finish(StopCancelled, emit)
 			}
-			return res, err
+			g.fail(err)
+			return g.Result(), err
+		}
+		if yieldErr != nil {
+			g.finish(StopCancelled, emit)
+			return g.Result(), yieldErr
 		}
 	}
+	return g.Result(), g.err
 }
 
 // stopMatcher releases generated text except for a tail that could still

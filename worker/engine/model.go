@@ -22,6 +22,9 @@ type Options struct {
 	// the model's training context, capped at DefaultContextSize.
 	ContextSize int
 	// BatchSize is the number of prompt tokens evaluated together; 0 means 256.
+	// It also caps the prompt tokens one Step reads. The model keeps working
+	// space for the largest pass it has run (about BatchSize rows of
+	// activations), shared by all its sessions.
 	BatchSize int
 	// Progress, when set, is called as layers are loaded (from the goroutine that
 	// called Load).
@@ -61,9 +64,11 @@ type Model struct {
 	ropeFreqs  []float32 // per-pair frequency divisors (Llama 3.1's rope_freqs), or nil
 	layers     []layer
 
-	mu     sync.Mutex // serializes forward passes (they share the pool)
-	pool   *pool
-	closed bool
+	mu      sync.Mutex // serializes forward passes (they share the pool and scratch)
+	pool    *pool
+	scratch scratch // the forward pass's working space, sized for the largest batch
+	passes  int     // forward passes run, for tests
+	closed  bool
 }
 
 // matrix is a weight matrix in the file's encoding: rows of cols elements.

@@ -1,0 +1,352 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+
+	"rbee/internal/ggml"
+)
+
+// The forward pass runs over a batch of rows, one per token, that may come
+// from several sessions: the next token of each generating session and
+// chunks of prompts being read. The rows are stacked into one activation
+// matrix, so every weight matrix is read once per pass and multiplied by all
+// rows together (the Gemm kernels decode a block of weights once for every
+// row); only attention is per row, against the row's own session's cache at
+// the row's position. A session therefore costs its KV cache and its logits;
+// the activations live in the model's scratch, sized for the largest batch
+// seen and shared by all passes (which take turns on the model's lock).
+
+// batchPart is one session's share of a pass: tokens to append to its cache
+// and whether it needs the logits that predict the token after the last.
+type batchPart struct {
+	s          *Session
+	tokens     []int
+	wantLogits bool
+}
+
+// batchRow says where one row of the pass belongs.
+type batchRow struct {
+	s   *Session
+	pos int // the position of its token in its session
+}
+
+// scratch is the model's working space for a pass of up to cap rows.
+type scratch struct {
+	cap                                       int
+	x, xn, q, kcur, vcur, attn, gate, up, tmp []float32
+	cos, sin                                  []float32
+	logits                                    []float32 // one row of VocabSize per row that wants logits
+	rows                                      []batchRow
+	sel                                       []int // rows that produce logits, ascending
+	acts                                      activations
+	work                                      []workerScratch
+}
+
+// workerScratch is one pool worker's private space for attention.
+type workerScratch struct {
+	attn ggml.AttnScratch
+}
+
+// ensure makes room for a pass of n rows, growing (never shrinking) the
+// buffers; the logits buffer grows separately, as rows that want logits
+// are usually few.
+func (sc *scratch) ensure(m *Model, n int) {
+	if n <= sc.cap {
+		return
+	}
+	c := m.cfg
+	kvDim, qDim := c.HeadsKV*c.HeadDim, c.Heads*c.HeadDim
+	sc.cap = n
+	sc.x = make([]float32, n*c.Embedding)
+	sc.xn = make([]float32, n*max(c.Embedding, qDim))
+	sc.q = make([]float32, n*qDim)
+	sc.kcur = make([]float32, n*kvDim)
+	sc.vcur = make([]float32, n*kvDim)
+	sc.attn = make([]float32, n*qDim)
+	sc.gate = make([]float32, n*c.FeedForward)
+	sc.up = make([]float32, n*c.FeedForward)
+	sc.tmp = make([]float32, n*c.Embedding)
+	sc.cos = make([]float32, n*c.RopeDims/2)
+	sc.sin = make([]float32, n*c.RopeDims/2)
+	if sc.work == nil {
+		sc.work = make([]workerScratch, m.threads)
+	}
+}
+
+// forward evaluates every part in one pass: each part's tokens are appended
+// to its session's cache, and a part that wants logits gets those after its
+// last token in its session's logits. The caller has checked that the
+// tokens are in the vocabulary and fit each session's context, and that no
+// session appears twice.
+func (m *Model) forward(parts []batchPart) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	c := m.cfg
+	E := c.Embedding
+	qDim, kvDim := c.Heads*c.HeadDim, c.HeadsKV*c.HeadDim
+	half := c.RopeDims / 2
+	sc := &m.scratch
+
+	R := 0
+	for _, p := range parts {
+		R += len(p.tokens)
+	}
+	if R == 0 {
+		return nil
+	}
+	sc.ensure(m, R)
+	m.passes++
+	sc.rows, sc.sel = sc.rows[:0], sc.sel[:0]
+	for _, p := range parts {
+		p0 := len(p.s.tokens)
+		for t, id := range p.tokens {
+			r := len(sc.rows)
+			sc.rows = append(sc.rows, batchRow{s: p.s, pos: p0 + t})
+			row := m.embed.data[id*m.embed.stride : (id+1)*m.embed.stride]
+			if err := ggml.Dequantize(m.embed.typ, row, sc.x[r*E:(r+1)*E]); err != nil {
+				return fmt.Errorf("embedding of token %d: %w", id, err)
+			}
+			ropeCache(sc.cos[r*half:(r+1)*half], sc.sin[r*half:(r+1)*half], p0+t, c.RopeDims, c.RopeBase, c.RopeFreqScale, m.ropeFreqs)
+		}
+		if p.wantLogits {
+			sc.sel = append(sc.sel, len(sc.rows)-1)
+		}
+	}
+
+	for li := range m.layers {
+		l := &m.layers[li]
+		last := li == len(m.layers)-1
+		// Attention block.
+		m.pool.run(R, func(_, r int) {
+			rmsNorm(sc.xn[r*E:(r+1)*E], sc.x[r*E:(r+1)*E], l.attnNorm, c.NormEpsilon)
+		})
+		sc.acts.set(sc.xn, R, E)
+		m.matmul(l.wq, sc.q)
+		m.matmul(l.wk, sc.kcur)
+		m.matmul(l.wv, sc.vcur)
+		// Rotate queries and keys; cache keys and values (each row writes its
+		// own session's row and column at its position, so rows run in
+		// parallel).
+		m.pool.run(R, func(_, r int) {
+			cos, sin := sc.cos[r*half:(r+1)*half], sc.sin[r*half:(r+1)*half]
+			rope(sc.q[r*qDim:(r+1)*qDim], c.Heads, c.HeadDim, cos, sin)
+			rope(sc.kcur[r*kvDim:(r+1)*kvDim], c.HeadsKV, c.HeadDim, cos, sin)
+			s, pos := sc.rows[r].s, sc.rows[r].pos
+			toF16(s.k[li][pos*kvDim:(pos+1)*kvDim], sc.kcur[r*kvDim:(r+1)*kvDim])
+			vt := s.v[li]
+			for i, val := range sc.vcur[r*kvDim : (r+1)*kvDim] {
+				vt[i*m.ctxSize+pos] = ggml.F32ToF16(val)
+			}
+		})
+		// In the last layer only the rows that produce logits matter: keys and
+		// values of every row are cached above; the rows that want logits are
+		// gathered to the front and the rest of the layer runs on them alone.
+		rows := R
+		if last {
+			if len(sc.sel) == 0 {
+				break
+			}
+			rows = len(sc.sel)
+			m.attention(li, sc.sel)
+			for i, r := range sc.sel { // i ≤ r: moving rows forward never overwrites one still needed
+				if i != r {
+					copy(sc.x[i*E:(i+1)*E], sc.x[r*E:(r+1)*E])
+				}
+			}
+		} else {
+			m.attention(li, nil)
+		}
+		sc.acts.set(sc.attn, rows, qDim)
+		m.matmul(l.wo, sc.tmp)
+		x := sc.x[:rows*E]
+		add(x, sc.tmp[:rows*E])
+
+		// Feed-forward block.
+		m.pool.run(rows, func(_, r int) {
+			rmsNorm(sc.xn[r*E:(r+1)*E], x[r*E:(r+1)*E], l.ffnNorm, c.NormEpsilon)
+		})
+		sc.acts.set(sc.xn, rows, E)
+		F := c.FeedForward
+		m.matmul(l.wgate, sc.gate)
+		m.matmul(l.wup, sc.up)
+		const siluChunk = 2048
+		g, u := sc.gate[:rows*F], sc.up[:rows*F]
+		m.pool.run((len(g)+siluChunk-1)/siluChunk, func(_, i int) {
+			a, b := i*siluChunk, min((i+1)*siluChunk, len(g))
+			siluMul(g[a:b], g[a:b], u[a:b])
+		})
+		sc.acts.set(sc.gate, rows, F)
+		m.matmul(l.wdown, sc.tmp)
+		add(x, sc.tmp[:rows*E])
+	}
+	for _, p := range parts {
+		p.s.tokens = append(p.s.tokens, p.tokens...)
+	}
+	L := len(sc.sel)
+	if L == 0 {
+		return nil
+	}
+	V := c.VocabSize
+	m.pool.run(L, func(_, r int) {
+		rmsNorm(sc.xn[r*E:(r+1)*E], sc.x[r*E:(r+1)*E], m.outputNorm, c.NormEpsilon)
+	})
+	sc.acts.set(sc.xn, L, E)
+	if len(sc.logits) < L*V {
+		sc.logits = make([]float32, L*V)
+	}
+	m.matmul(m.output, sc.logits)
+	i := 0
+	for _, p := range parts {
+		if p.wantLogits {
+			copy(p.s.logits, sc.logits[i*V:(i+1)*V])
+			i++
+		}
+	}
+	return nil
+}
+
+// attention computes, for each row listed in sel (every row when sel is
+// nil), every head's softmax(q·K/√d)·V over its session's cached positions
+// up to its own (causal), writing the i-th listed row's output to row i of
+// the attention buffer. A task takes the query heads that share one
+// key/value head (or a part of them, when there would be too few tasks to
+// keep the threads busy), so that the cache is read once per group rather
+// than once per query head; see ggml.AttendF16.
+func (m *Model) attention(li int, sel []int) {
+	c := m.cfg
+	sc := &m.scratch
+	hd := c.HeadDim
+	qDim, kvDim := c.Heads*hd, c.HeadsKV*hd
+	group := c.Heads / c.HeadsKV
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	ctx := m.ctxSize
+	n := len(sc.rows)
+	if sel != nil {
+		n = len(sel)
+	}
+	parts := attentionParts(n, c.HeadsKV, group, m.threads)
+	per := group / parts // query heads per task
+	tasks := c.HeadsKV * parts
+	m.pool.run(n*tasks, func(w, task int) {
+		i := task / tasks
+		r := i
+		if sel != nil {
+			r = sel[i]
+		}
+		h0 := task % tasks * per // the task's first query head
+		kvh := h0 / group
+		row := sc.rows[r]
+		kb := u16Bytes(row.s.k[li])
+		vb := u16Bytes(row.s.v[li])
+		q := sc.q[r*qDim+h0*hd : r*qDim+(h0+per)*hd]
+		out := sc.attn[i*qDim+h0*hd : i*qDim+(h0+per)*hd]
+		ggml.AttendF16(hd, row.pos+1, per, q, kb[kvh*hd*2:], kvDim*2, vb[kvh*hd*ctx*2:], ctx*2, scale, out, &sc.work[w].attn)
+	})
+}
+
+// attentionParts is how many parts the query heads of a group are split
+// into: 1, unless rows·kvHeads tasks would leave threads idle, then the
+// smallest divisor of group that gives every thread a task.
+func attentionParts(rows, kvHeads, group, threads int) int {
+	for p := 1; p <= group; p++ {
+		if group%p == 0 && rows*kvHeads*p >= threads {
+			return p
+		}
+	}
+	return group
+}
+
+// matmul computes out[t·rows + r] = w[r]·x[t] for the rows of w and the
+// current activations x (every row of the pass), splitting the weight rows
+// across the pool. Each task takes a band of weight rows and runs every
+// activation row over it while the band is in cache.
+func (m *Model) matmul(w matrix, out []float32) {
+	a := &m.scratch.acts
+	vt := ggml.VecDotType(w.typ)
+	xq := a.quantized(vt, m.pool)
+	rs := vt.RowSize(a.n)
+	T := a.rows
+	band := bandRows(w.rows, T, m.threads)
+	tasks := (w.rows + band - 1) / band
+	m.pool.run(tasks, func(_, task int) {
+		r0 := task * band
+		r1 := min(r0+band, w.rows)
+		wb := w.data[r0*w.stride:]
+		if T == 1 {
+			ggml.Gemv(w.typ, w.cols, wb, w.stride, xq[:rs], out[r0:r1])
+			return
+		}
+		ggml.Gemm(w.typ, w.cols, wb, w.stride, r1-r0, xq, rs, T, out[r0:], w.rows)
+	})
+}
+
+// bandRows picks how many rows one task of a matrix multiply covers: for a
+// single token enough tasks to balance the threads; for a batch a multiple of
+// the 16 rows the Gemm kernels take at a time, with enough tasks that a
+// worker slowed by the rest of the machine does not hold up the others.
+// (Gemm keeps the weights it works on in L1 itself, so the band need not fit
+// in cache.)
+func bandRows(rows, tokens, threads int) int {
+	if tokens == 1 {
+		return max(16, rows/(threads*8))
+	}
+	return max(16, (rows/(threads*8))&^15)
+}
+
+// activations holds the input of the next matrix multiplies as floats and,
+// made on demand once per input, in each encoding the weights ask for.
+type activations struct {
+	x    []float32
+	rows int
+	n    int
+	enc  [3]encoded
+}
+
+type encoded struct {
+	typ   ggml.Type
+	valid bool
+	buf   []byte
+}
+
+func (a *activations) set(x []float32, rows, n int) {
+	a.x, a.rows, a.n = x[:rows*n], rows, n
+	for i := range a.enc {
+		a.enc[i].valid = false
+	}
+}
+
+func (a *activations) quantized(t ggml.Type, p *pool) []byte {
+	if t == ggml.F32 {
+		return f32Bytes(a.x)
+	}
+	free := -1
+	for i := range a.enc {
+		e := &a.enc[i]
+		if e.valid && e.typ == t {
+			return e.buf
+		}
+		if !e.valid && free < 0 {
+			free = i
+		}
+	}
+	if free < 0 {
+		free = 0
+	}
+	e := &a.enc[free]
+	rs := t.RowSize(a.n)
+	if cap(e.buf) < rs*a.rows {
+		e.buf = make([]byte, rs*a.rows)
+	}
+	e.buf = e.buf[:rs*a.rows]
+	e.typ, e.valid = t, true
+	buf, x, n := e.buf, a.x, a.n
+	p.run(a.rows, func(_, r int) {
+		// Shapes were checked at load, so quantizing a row cannot fail.
+		_ = ggml.QuantizeInto(t, buf[r*rs:(r+1)*rs], x[r*n:(r+1)*n])
+	})
+	return e.buf
+}
