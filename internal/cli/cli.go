@@ -60,6 +60,7 @@ func commands() []*command {
 		{name: "queen", args: "[--port 8080] [flags]", summary: "run the orchestrator daemon", run: daemonCommand(orchestrator.Main)},
 		{name: "hive", args: "[--port 9200] [flags]", summary: "run a node's pool daemon", run: daemonCommand(pool.Main)},
 		{name: "worker", args: "--model PATH --port PORT [flags]", summary: "run a worker serving one model (started by a hive)", hidden: true, run: daemonCommand(worker.Main)},
+		{name: "tokenize", args: "--model PATH [--pieces] [--add-special] [--parse-special] [--jsonl] [TEXT]", summary: "print the token ids of TEXT or standard input (any GGUF with a tokenizer, vocab-only files too)", run: runTokenize},
 		{name: "synth-model", args: "--out PATH [--preset tinyllama|tiny] [--quant Q4_K_M]", summary: "write a llama model with random weights (for tests and benchmarks)", run: runSynth},
 	}
 }

@@ -45,9 +45,7 @@ type scratch struct {
 
 // workerScratch is one pool worker's private space for attention.
 type workerScratch struct {
-	scores []float32
-	p16    []uint16
-	q16    []uint16
+	attn ggml.AttnScratch
 }
 
 // ensure makes room for a pass of n rows, growing (never shrinking) the
@@ -73,13 +71,6 @@ func (sc *scratch) ensure(m *Model, n int) {
 	sc.sin = make([]float32, n*c.RopeDims/2)
 	if sc.work == nil {
 		sc.work = make([]workerScratch, m.threads)
-		for i := range sc.work {
-			sc.work[i] = workerScratch{
-				scores: make([]float32, m.ctxSize),
-				p16:    make([]uint16, m.ctxSize),
-				q16:    make([]uint16, c.HeadDim),
-			}
-		}
 	}
 }
 
@@ -221,8 +212,10 @@ func (m *Model) forward(parts []batchPart) error {
 // attention computes, for each row listed in sel (every row when sel is
 // nil), every head's softmax(q·K/√d)·V over its session's cached positions
 // up to its own (causal), writing the i-th listed row's output to row i of
-// the attention buffer. Like llama.cpp, queries and probabilities are
-// rounded to F16 to meet the F16 cache.
+// the attention buffer. A task takes the query heads that share one
+// key/value head (or a part of them, when there would be too few tasks to
+// keep the threads busy), so that the cache is read once per group rather
+// than once per query head; see ggml.AttendF16.
 func (m *Model) attention(li int, sel []int) {
 	c := m.cfg
 	sc := &m.scratch
@@ -235,27 +228,36 @@ func (m *Model) attention(li int, sel []int) {
 	if sel != nil {
 		n = len(sel)
 	}
-	m.pool.run(n*c.Heads, func(w, task int) {
-		i := task / c.Heads
+	parts := attentionParts(n, c.HeadsKV, group, m.threads)
+	per := group / parts // query heads per task
+	tasks := c.HeadsKV * parts
+	m.pool.run(n*tasks, func(w, task int) {
+		i := task / tasks
 		r := i
 		if sel != nil {
 			r = sel[i]
 		}
-		h := task % c.Heads
-		kvh := h / group
+		h0 := task % tasks * per // the task's first query head
+		kvh := h0 / group
 		row := sc.rows[r]
 		kb := u16Bytes(row.s.k[li])
 		vb := u16Bytes(row.s.v[li])
-		npos := row.pos + 1
-		ws := &sc.work[w]
-		toF16(ws.q16, sc.q[r*qDim+h*hd:r*qDim+(h+1)*hd])
-		scores := ws.scores[:npos]
-		ggml.Gemv(ggml.F16, hd, kb[kvh*hd*2:], kvDim*2, u16Bytes(ws.q16), scores)
-		softmaxScaled(scores, scale)
-		toF16(ws.p16[:npos], scores)
-		out := sc.attn[i*qDim+h*hd : i*qDim+(h+1)*hd]
-		ggml.Gemv(ggml.F16, npos, vb[kvh*hd*ctx*2:], ctx*2, u16Bytes(ws.p16[:npos]), out)
+		q := sc.q[r*qDim+h0*hd : r*qDim+(h0+per)*hd]
+		out := sc.attn[i*qDim+h0*hd : i*qDim+(h0+per)*hd]
+		ggml.AttendF16(hd, row.pos+1, per, q, kb[kvh*hd*2:], kvDim*2, vb[kvh*hd*ctx*2:], ctx*2, scale, out, &sc.work[w].attn)
 	})
+}
+
+// attentionParts is how many parts the query heads of a group are split
+// into: 1, unless rows·kvHeads tasks would leave threads idle, then the
+// smallest divisor of group that gives every thread a task.
+func attentionParts(rows, kvHeads, group, threads int) int {
+	for p := 1; p <= group; p++ {
+		if group%p == 0 && rows*kvHeads*p >= threads {
+			return p
+		}
+	}
+	return group
 }
 
 // matmul computes out[t·rows + r] = w[r]·x[t] for the rows of w and the
