@@ -68,7 +68,7 @@ func ExampleOrchestrator() {
 	}
 	// Output:
 	// 6 tokens, stop: max_tokens
-	// worker on local: idle, 4/4 slots free
+	// worker on local: idle, 8/8 slots free
 }
 
 // tinyModel writes a small llama model with random weights into dir and

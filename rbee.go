@@ -13,6 +13,12 @@ const Version = api.Version
 // as a child process on its own machine.
 const LocalNode = api.LocalNode
 
+// AutoNode as a task's Node (as an empty Node does) lets the queen choose
+// where the task runs: a worker of the model with a free slot, else the
+// node with the shortest queue for it, else a node holding the model that
+// can run it, else the local node. A task's narration says where and why.
+const AutoNode = api.AutoNode
+
 // The wire types, so that programs import only "rbee". They are aliases of
 // the types in package rbee/api that client and daemons share.
 type (

@@ -25,5 +25,12 @@ const (
 // as a child process on the queen's own machine.
 const LocalNode = "local"
 
+// AutoNode, as a task's node (or an empty node), lets the queen choose
+// where the task runs: a worker of the model with a free slot, else the
+// node with the shortest queue for it, else a node that holds the model
+// and can run it, else the local node. It names no node, so no node may be
+// registered under it.
+const AutoNode = "auto"
+
 // MaxBodyBytes caps every request body (PAYLOAD_TOO_LARGE beyond).
 const MaxBodyBytes = 1 << 20

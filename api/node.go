@@ -39,6 +39,9 @@ func (r *AddNodeRequest) Validate() *Error {
 	if r.Name == LocalNode {
 		return InvalidField("node_name", "%q is the built-in local node; it needs no registration", LocalNode)
 	}
+	if r.Name == AutoNode {
+		return InvalidField("node_name", "%q asks the queen to choose a node; it cannot name one", AutoNode)
+	}
 	if r.SSHPort == 0 {
 		r.SSHPort = DefaultSSHPort
 	}

@@ -43,6 +43,7 @@ func TestAddNodeValidate(t *testing.T) {
 		{"empty name", func(r *AddNodeRequest) { r.Name = "" }, "node_name"},
 		{"upper name", func(r *AddNodeRequest) { r.Name = "Workstation" }, "node_name"},
 		{"local", func(r *AddNodeRequest) { r.Name = "local" }, "node_name"},
+		{"auto", func(r *AddNodeRequest) { r.Name = "auto" }, "node_name"},
 		{"long name", func(r *AddNodeRequest) { r.Name = strings.Repeat("a", 64) }, "node_name"},
 		{"no host", func(r *AddNodeRequest) { r.SSHHost = "" }, "ssh_host"},
 		{"host injection", func(r *AddNodeRequest) { r.SSHHost = "a;rm -rf /" }, "ssh_host"},
@@ -86,4 +87,23 @@ func TestAddNodeValidate(t *testing.T) {
 			assert.Equal(t, c.field, e.Details["field"])
 		})
 	}
+}
+
+// TestTaskRequestAutoNode: an empty node or "auto" leaves the node to the
+// queen (Node becomes ""); a named node is kept and checked.
+func TestTaskRequestAutoNode(t *testing.T) {
+	for _, node := range []string{"", AutoNode} {
+		r := TaskRequest{Node: node, Model: "file:/m.gguf", Prompt: "hi"}
+		_, e := r.Validate()
+		require.Nil(t, e, "%q", node)
+		assert.Empty(t, r.Node, "%q", node)
+	}
+	r := TaskRequest{Node: "ws", Model: "file:/m.gguf", Prompt: "hi"}
+	_, e := r.Validate()
+	require.Nil(t, e)
+	assert.Equal(t, "ws", r.Node)
+	r = TaskRequest{Node: "Bad_Node", Model: "file:/m.gguf", Prompt: "hi"}
+	_, e = r.Validate()
+	require.NotNil(t, e)
+	assert.Equal(t, "node", e.Details["field"])
 }

@@ -74,7 +74,8 @@ type SamplingParams struct {
 }
 
 // TaskRequest is the body of the queen's POST /v2/tasks: one inference on a
-// node. Nil sampling fields take the defaults (DefaultTemperature, …).
+// node. Nil sampling fields take the defaults (DefaultTemperature, …). An
+// empty Node, or AutoNode, lets the queen choose the node.
 type TaskRequest struct {
 	Node   string `json:"node"`
 	Model  string `json:"model"`
@@ -124,6 +125,16 @@ type SpawnRequest struct {
 	ModelRef string  `json:"model_ref"`
 	Backend  Backend `json:"backend"`
 	Device   int     `json:"device"`
+}
+
+// PreflightResult answers the hive's POST /v1/workers/preflight (whose body
+// is a SpawnRequest): a worker of the catalogued model would pass the
+// preflight now, needing RequiredMB of the AvailableMB of memory. A model
+// not in the catalog is MODEL_NOT_FOUND, a failed check its preflight
+// error. Nothing is started or reserved.
+type PreflightResult struct {
+	RequiredMB  int64 `json:"required_mb"`
+	AvailableMB int64 `json:"available_mb"`
 }
 
 // SpawnResponse answers a spawn: the worker is loading.

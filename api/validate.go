@@ -236,13 +236,16 @@ func (p SamplingParams) Validate(maxTokensLimit int) (Sampling, *Error) {
 	return s, nil
 }
 
-// Validate checks a task request and returns its sampling parameters.
+// Validate checks a task request and returns its sampling parameters. A
+// node of AutoNode becomes "": the queen places the task.
 func (t *TaskRequest) Validate() (Sampling, *Error) {
-	if t.Node == "" {
-		t.Node = LocalNode
+	if t.Node == AutoNode {
+		t.Node = ""
 	}
-	if err := ValidateNodeName(t.Node); err != nil {
-		return Sampling{}, err
+	if t.Node != "" {
+		if err := ValidateNodeName(t.Node); err != nil {
+			return Sampling{}, err
+		}
 	}
 	if _, err := ParseModelRef(t.Model); err != nil {
 		return Sampling{}, err

@@ -67,6 +67,14 @@ type Config struct {
 	// QueueTimeout is how long a task may wait in the queue before it fails
 	// with ALL_SLOTS_BUSY and a Retry-After (default 5 minutes).
 	QueueTimeout time.Duration
+	// MaxWorkersPerModel is how many workers of one model the queen runs
+	// per node and device (0: the default, 1). Above 1, when every worker of
+	// a model on a node is busy and tasks wait for a slot, the queen starts
+	// another copy there if the node's preflight allows it. One copy per
+	// device is the default because a second copy on the same cores or GPU
+	// shares their speed rather than adding to it; more helps a node whose
+	// workers have fewer slots than it has cores to spare.
+	MaxWorkersPerModel int
 	// HiveStartTimeout bounds how long a freshly started local hive may take
 	// to answer its health check (default 60 s).
 	HiveStartTimeout time.Duration
@@ -124,6 +132,8 @@ const (
 	DefaultAddr             = "127.0.0.1:8080"
 	DefaultLoadingTimeout   = 5 * time.Minute
 	DefaultHiveStartTimeout = 60 * time.Second
+	// DefaultMaxWorkersPerModel is one worker of a model per node and device.
+	DefaultMaxWorkersPerModel = 1
 	// DefaultRemoteBinaryPath and DefaultRemoteGitRepoDir are relative to
 	// each node's install_path.
 	DefaultRemoteBinaryPath = "bin/rbee"
@@ -224,6 +234,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.QueueTimeout == 0 {
 		c.QueueTimeout = DefaultQueueTimeout
+	}
+	if c.MaxWorkersPerModel == 0 {
+		c.MaxWorkersPerModel = DefaultMaxWorkersPerModel
+	}
+	if c.MaxWorkersPerModel < 0 {
+		return c, fmt.Errorf("MaxWorkersPerModel %d: give 1 or more", c.MaxWorkersPerModel)
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()

@@ -186,3 +186,39 @@ func TestQueueSettings(t *testing.T) {
 	_, err = Config{Home: t.TempDir(), Binary: "/bin/true", MaxQueue: MaxQueueOf(-1)}.withDefaults()
 	assert.Error(t, err)
 }
+
+// TestMaxWorkersPerModelSettings: max_workers_per_model comes from its
+// flag, else [queen] in the configuration file, else 1; below 1 is refused.
+func TestMaxWorkersPerModelSettings(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config.toml")
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+
+	cfg, _, err := parseArgs(nil, &bytes.Buffer{}, getenv)
+	require.NoError(t, err)
+	assert.Equal(t, DefaultMaxWorkersPerModel, cfg.MaxWorkersPerModel)
+
+	require.NoError(t, os.WriteFile(file, []byte("[queen]\nmax_workers_per_model = 3\n"), 0o600))
+	env["RBEE_CONFIG"] = file
+	cfg, _, err = parseArgs(nil, &bytes.Buffer{}, getenv)
+	require.NoError(t, err)
+	assert.Equal(t, 3, cfg.MaxWorkersPerModel)
+
+	cfg, _, err = parseArgs([]string{"--max-workers-per-model", "2"}, &bytes.Buffer{}, getenv)
+	require.NoError(t, err)
+	assert.Equal(t, 2, cfg.MaxWorkersPerModel, "the flag beats the file")
+
+	_, _, err = parseArgs([]string{"--max-workers-per-model", "0"}, &bytes.Buffer{}, getenv)
+	var ue *cliutil.UsageError
+	assert.True(t, errors.As(err, &ue), "a usage error, got %v", err)
+	require.NoError(t, os.WriteFile(file, []byte("[queen]\nmax_workers_per_model = -1\n"), 0o600))
+	_, _, err = parseArgs(nil, &bytes.Buffer{}, getenv)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "queen.max_workers_per_model")
+
+	unset, err := Config{Home: t.TempDir(), Binary: "/bin/true"}.withDefaults()
+	require.NoError(t, err)
+	assert.Equal(t, 1, unset.MaxWorkersPerModel)
+	_, err = Config{Home: t.TempDir(), Binary: "/bin/true", MaxWorkersPerModel: -2}.withDefaults()
+	assert.Error(t, err)
+}

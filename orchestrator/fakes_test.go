@@ -194,16 +194,19 @@ type fakeHive struct {
 	srv   *httptest.Server
 	token string
 
-	mu        sync.Mutex
-	version   string
-	workers   []hivewire.Worker
-	spawnNext *fakeWorker // what a spawn starts
-	spawnErr  *api.Error
-	spawnWait time.Duration
-	spawns    int
-	spawnReqs []api.SpawnRequest
-	stopped   []string
-	adminStop int
+	mu         sync.Mutex
+	version    string
+	workers    []hivewire.Worker
+	spawnNext  *fakeWorker // what a spawn starts
+	spawnErr   *api.Error
+	spawnWait  time.Duration
+	spawns     int
+	spawnReqs  []api.SpawnRequest
+	stopped    []string
+	adminStop  int
+	models     []api.ModelEntry // its catalog
+	preflight  *api.Error       // what POST /v1/workers/preflight answers (nil: it passes)
+	preflights int
 }
 
 func newFakeHive(t *testing.T, token string) *fakeHive {
@@ -252,6 +255,28 @@ func newFakeHive(t *testing.T, token string) *fakeHive {
 			return
 		}
 		httpx.WriteJSON(w, 200, hivewire.Spawned{SpawnResponse: api.SpawnResponse{WorkerID: fw.id, URL: fw.srv.URL, State: api.StateLoading}, APIKey: fw.token})
+	})
+	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		list := api.ModelList{Models: append([]api.ModelEntry{}, h.models...)}
+		h.mu.Unlock()
+		httpx.WriteJSON(w, 200, list)
+	})
+	mux.HandleFunc("POST /v1/workers/preflight", func(w http.ResponseWriter, r *http.Request) {
+		var req api.SpawnRequest
+		if e := httpx.DecodeJSON(w, r, &req); e != nil {
+			httpx.WriteError(w, r, e)
+			return
+		}
+		h.mu.Lock()
+		h.preflights++
+		e := h.preflight
+		h.mu.Unlock()
+		if e != nil {
+			httpx.WriteError(w, r, e)
+			return
+		}
+		httpx.WriteJSON(w, 200, api.PreflightResult{RequiredMB: 12, AvailableMB: 4096})
 	})
 	mux.HandleFunc("POST /v1/workers/shutdown", func(w http.ResponseWriter, r *http.Request) {
 		var req api.WorkerShutdownRequest

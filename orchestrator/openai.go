@@ -21,7 +21,8 @@ import (
 // A completion request becomes a task (the same flow as POST /v2/tasks:
 // hive started, worker found or spawned, inference relayed); "model" is an
 // rbee model reference (hf:… or file:…), the node comes from the
-// X-Rbee-Node header or the "node" field (default local). Chat messages are
+// X-Rbee-Node header or the "node" field; without one (or with "auto") the
+// queen places the request (see Queen.place). Chat messages are
 // formatted by the worker with the model's chat template. Fields OpenAI
 // clients send that rbee does not use are ignored; bad values of the fields
 // it uses are refused with OpenAI's error body.
@@ -147,7 +148,7 @@ type openAIParams struct {
 	Stop                json.RawMessage `json:"stop"` // a string or up to 4 strings
 	N                   *int            `json:"n"`
 	// Node is rbee's extension: the node to run on (else the X-Rbee-Node
-	// header, else local).
+	// header; else, or "auto", the queen places the request).
 	Node string `json:"node"`
 }
 
@@ -197,9 +198,6 @@ func (p *openAIParams) task(r *http.Request) (api.TaskRequest, *api.Error) {
 			return t, api.InvalidField("node", "the node field and the %s header name different nodes", NodeHeader)
 		}
 		t.Node = h
-	}
-	if t.Node == "" {
-		t.Node = api.LocalNode
 	}
 	mt := p.MaxTokens
 	if mt == nil {

@@ -38,7 +38,7 @@ func TestOpenAIParamsCarrySampling(t *testing.T) {
 			task, e := p.task(r)
 			require.Nil(t, e)
 			assert.Equal(t, want, task.SamplingParams)
-			assert.Equal(t, api.LocalNode, task.Node)
+			assert.Empty(t, task.Node, "no node: the queen places the request")
 		})
 	}
 

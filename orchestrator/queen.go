@@ -37,6 +37,7 @@ type Queen struct {
 	tasks   taskRegistry
 	metrics queenMetrics
 	queue   *slotQueue
+	placing placements
 	logs    logStreams
 	http    *http.Client
 	handler http.Handler

@@ -118,14 +118,75 @@ func TestQueueTwoSlotsNoWait(t *testing.T) {
 	require.NoError(t, c.result(t))
 }
 
-func TestQueueOtherWorkerNotBlocked(t *testing.T) {
+func TestQueueWaitingTaskTakesAnyWorker(t *testing.T) {
 	q := newSlotQueue(8, time.Minute, nil)
-	require.NoError(t, q.ticket(testKey, "a", "w1", 1).acquire(context.Background(), func(int) {}))
+	holder := q.ticket(testKey, "a", "w1", 1)
+	require.NoError(t, holder.acquire(context.Background(), func(int) {}))
 	waiter := startAcquire(context.Background(), q.ticket(testKey, "b", "w1", 1))
 	queued(t, q, 1)
-	// A task for another worker of the same model goes past the queue.
-	require.NoError(t, q.ticket(testKey, "c", "w2", 1).acquire(context.Background(), func(int) { t.Error("queued") }))
-	waiter.stillWaiting(t)
+	// A second worker of the model becomes ready: the waiting task takes it
+	// rather than wait for the one it first found.
+	q.register(testKey, workerEntry{id: "w2", backend: api.BackendCPU, slots: 1})
+	require.NoError(t, waiter.result(t))
+	assert.Equal(t, "w2", waiter.tk.workerID())
+	// Both are busy now: a new task waits, and takes whichever frees first.
+	late := startAcquire(context.Background(), q.ticket(testKey, "c", "w2", 1))
+	queued(t, q, 1)
+	holder.release()
+	require.NoError(t, late.result(t))
+	assert.Equal(t, "w1", late.tk.workerID())
+}
+
+func TestQueueTaskKeepsToItsBackend(t *testing.T) {
+	q := newSlotQueue(8, time.Minute, nil)
+	q.register(testKey, workerEntry{id: "gpu", backend: api.BackendCUDA, device: 1, slots: 1})
+	cpu := q.ticket(testKey, "a", "", 0)
+	cpu.backend = api.BackendCPU
+	assert.ErrorIs(t, cpu.acquire(context.Background(), func(int) { t.Error("queued") }), errNoWorker,
+		"a cpu task has no worker among cuda ones")
+	onDev := q.ticket(testKey, "b", "", 0)
+	onDev.backend, onDev.device = api.BackendCUDA, ptrTo(1)
+	require.NoError(t, onDev.acquire(context.Background(), func(int) { t.Error("queued") }))
+	assert.Equal(t, "gpu", onDev.workerID())
+	assert.False(t, q.hasFree(testKey, api.BackendCUDA, nil), "its one slot is taken")
+	assert.False(t, q.hasFree(testKey, api.BackendCPU, nil))
+}
+
+func TestQueueDroppedWorkerSendsWaitersElsewhere(t *testing.T) {
+	q := newSlotQueue(8, time.Minute, nil)
+	q.register(testKey, workerEntry{id: "w1", slots: 1})
+	q.register(testKey, workerEntry{id: "w2", slots: 1})
+	a, b := q.ticket(testKey, "a", "w1", 0), q.ticket(testKey, "b", "w2", 0)
+	require.NoError(t, a.acquire(context.Background(), func(int) {}))
+	require.NoError(t, b.acquire(context.Background(), func(int) {}))
+	c := startAcquire(context.Background(), q.ticket(testKey, "c", "w1", 0))
+	queued(t, q, 1)
+	// w1 does not answer: the task that found out drops it and goes back
+	// to the head of the queue, ahead of the task that waited for w1.
+	a.drop()
+	again := startAcquire(context.Background(), a)
+	queued(t, q, 2)
+	b.release()
+	require.NoError(t, again.result(t))
+	assert.Equal(t, "w2", a.workerID())
+	c.stillWaiting(t)
+	a.release()
+	require.NoError(t, c.result(t))
+	assert.Equal(t, "w2", c.tk.workerID())
+}
+
+func TestQueueLastWorkerGoneEndsTheWait(t *testing.T) {
+	q := newSlotQueue(8, time.Minute, nil)
+	a := q.ticket(testKey, "a", "w1", 1)
+	require.NoError(t, a.acquire(context.Background(), func(int) {}))
+	b := startAcquire(context.Background(), q.ticket(testKey, "b", "w1", 1))
+	queued(t, q, 1)
+	a.drop()
+	assert.ErrorIs(t, b.result(t), errNoWorker, "the waiting task must find or start another worker")
+	assert.ErrorIs(t, a.acquire(context.Background(), func(int) {}), errNoWorker)
+	_, counts, depth := q.snapshot()
+	assert.Zero(t, depth)
+	assert.Empty(t, counts)
 }
 
 func TestQueueCancelledTaskLeavesAtOnce(t *testing.T) {

@@ -83,6 +83,9 @@ var queenSettings = settings.Table[queenArgs]{
 			a.MaxQueue = MaxQueueOf(n)
 			return nil
 		}},
+	{Flag: "max-workers-per-model", Key: "queen.max_workers_per_model", Default: strconv.Itoa(DefaultMaxWorkersPerModel), Example: "2",
+		Usage: "most workers of one model per node and device; above 1 the queen starts another while tasks wait for a slot",
+		Set:   settings.Int(func(a *queenArgs) *int { return &a.MaxWorkersPerModel }, 1, 64)},
 	{Flag: "queue-timeout", Key: "queen.queue_timeout", Default: DefaultQueueTimeout.String(), Example: "90s",
 		Usage: "how long a task may wait for a free slot (a `duration`, at least 1s)",
 		Set: func(a *queenArgs, v string) error {

@@ -175,13 +175,20 @@ type eventSink interface {
 	Error(*api.Error) error
 }
 
-// runTask runs a validated task under id until it ends. Before anything is
-// sent it may return an error to answer plainly: an unknown node, or a
-// queen shutting down. Otherwise it opens the sink, sends it the task's
-// events (a task_start narration first), ends it with Close or Error, and
-// returns nil.
+// runTask runs a validated task under id until it ends. A task without a
+// node is placed first (see place). Before anything is sent it may return
+// an error to answer plainly: an unknown node, a full queue, or a queen
+// shutting down. Otherwise it opens the sink, sends it the task's events (a
+// task_start narration first, then where it was placed and why), ends it
+// with Close or Error, and returns nil.
 func (q *Queen) runTask(ctx context.Context, id string, req api.TaskRequest, samp api.Sampling, open func() eventSink) error {
-	if req.Node != api.LocalNode {
+	var placed *placement
+	settle := func() {}
+	if req.Node == "" {
+		p := q.place(ctx, req)
+		placed, req.Node, settle = &p, p.node, p.settle
+		defer settle()
+	} else if req.Node != api.LocalNode {
 		if _, err := q.store.Get(ctx, req.Node); err != nil {
 			return err
 		}
@@ -200,11 +207,15 @@ func (q *Queen) runTask(ctx context.Context, id string, req api.TaskRequest, sam
 	defer q.tasks.remove(t)
 
 	out := &meteredSink{eventSink: open()}
-	run := &taskRun{q: q, t: t, req: req, samp: samp, out: out,
+	run := &taskRun{q: q, t: t, req: req, samp: samp, out: out, settle: settle,
 		log: q.log.Named("task").With("task", id, "node", req.Node, "model", req.Model)}
 	start := time.Now()
 	run.log.Info("task started")
 	run.narrate("task_start", fmt.Sprintf("Task %s: %s on node %s, up to %d tokens", id, req.Model, req.Node, samp.MaxTokens))
+	if placed != nil {
+		run.log.Info("task placed", "why", placed.reason)
+		run.narrate("placement", fmt.Sprintf("Placing on node %s: %s", placed.node, placed.reason))
+	}
 	err := run.run(ctx)
 	// How the task ended is settled now: once the client has its last
 	// event it may go away, and that must not turn a failure into a
@@ -286,10 +297,15 @@ type taskRun struct {
 	out  eventSink
 	log  hclog.Logger
 
-	workerID string // once known, put in narration
-	slots    int    // the worker's slot count from its hive's list; 0 unknown
-	tokens   int    // token events relayed
+	workerID string     // once known, put in narration
+	slots    int        // the worker's slot count from its hive's list; 0 unknown
+	tokens   int        // token events relayed
+	gone     *api.Error // the last worker found not answering, if any
+	settle   func()     // ends the placement's promise of a slot, once the task holds one
 }
+
+// key is the task's queue.
+func (r *taskRun) key() queueKey { return queueKey{node: r.req.Node, model: r.req.Model} }
 
 // send relays one event; a failed write means the client left, which ends
 // the task.
@@ -311,12 +327,33 @@ func (r *taskRun) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w, err := r.worker(ctx, hive)
-	if err != nil {
-		return err
+	for search := 1; ; search++ {
+		tk, err := r.worker(ctx, hive)
+		if err != nil {
+			return err
+		}
+		err = r.infer(ctx, tk)
+		if !errors.Is(err, errNoWorker) {
+			return err
+		}
+		// Every worker of the model the task could use stopped answering
+		// before it started: look again (the hive may have one loading, or
+		// a new one is started).
+		if search == maxWorkerSearches {
+			if r.gone != nil {
+				return r.gone
+			}
+			return api.Errorf(api.CodeWorkerCrashed, "no worker with %s on %s stayed up long enough to take the task", r.req.Model, r.req.Node).
+				With("node", r.req.Node).WithHint(fmt.Sprintf("check the worker log (rbee logs --node %s)", r.req.Node))
+		}
+		r.log.Info("no worker of the model is left for the task; looking again", "search", search)
+		r.narrate("worker_search", fmt.Sprintf("No worker with %s on %s is left for this task; looking for another", r.req.Model, r.req.Node))
 	}
-	return r.infer(ctx, w)
 }
+
+// maxWorkerSearches bounds how often a task looks for a worker after the
+// ones it found stopped answering.
+const maxWorkerSearches = 3
 
 // finish ends the client's stream according to how the flow ended.
 func (r *taskRun) finish(ctx context.Context, err error) {
@@ -345,15 +382,7 @@ func (r *taskRun) finish(ctx context.Context, err error) {
 
 // matches reports whether a worker serves the task's model (and its backend
 // and device, when the task names them).
-func (r *taskRun) matches(w api.WorkerInfo) bool {
-	if w.ModelRef != r.req.Model {
-		return false
-	}
-	if r.req.Backend != "" && w.Backend != r.req.Backend {
-		return false
-	}
-	return r.req.Device == nil || w.Device == *r.req.Device
-}
+func (r *taskRun) matches(w api.WorkerInfo) bool { return taskMatches(r.req, w) }
 
 func (r *taskRun) backendDevice() (api.Backend, int) {
 	b, d := r.req.Backend, 0
@@ -366,13 +395,16 @@ func (r *taskRun) backendDevice() (api.Backend, int) {
 	return b, d
 }
 
-// worker finds a worker for the task on the hive: an
-// idle one with the model, else one loading it (waiting for it), else a busy
-// one (the inference then retries), else a new one spawned and waited for.
-// Tasks for the same model on the same node choose one at a time, so two
-// cold tasks share one spawn.
-func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*workerClient, error) {
-	backend, device := r.backendDevice()
+// worker finds a worker for the task on the hive and returns the task's
+// ticket for the queue: every ready worker of the model is made known to
+// the queue (the task takes whichever has a free slot first); with none, a
+// worker loading the model is waited for; else a new one is spawned and
+// waited for. When every ready worker is busy and the node has room for
+// another copy (max_workers_per_model), another is started first. Tasks
+// for the same model on the same node choose one at a time, so two cold
+// tasks share one spawn.
+func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*ticket, error) {
+	_, device := r.backendDevice()
 	unlock, err := r.q.hives.locks.lock(ctx, "worker\x00"+r.req.Node+"\x00"+r.req.Model+"\x00"+string(r.req.Backend)+"\x00"+
 		strconv.Itoa(device))
 	if err != nil {
@@ -385,62 +417,140 @@ func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*workerClient, 
 	if err != nil {
 		return nil, hive.unreachable(err, "listing its workers")
 	}
-	var idle, loading, busy *hivewire.Worker
-	for i := range ws {
-		w := &ws[i]
-		if !r.matches(w.WorkerInfo) {
-			continue
-		}
-		switch {
-		case w.State == api.StateIdle || w.State == api.StateBusy && w.SlotsAvailable > 0:
-			if idle == nil {
-				idle = w
-			}
-		case w.State == api.StateLoading:
-			if loading == nil {
-				loading = w
-			}
-		case w.State == api.StateBusy:
-			if busy == nil {
-				busy = w
-			}
-		}
+	ready, loading, err := r.known(ws)
+	if err != nil {
+		return nil, err
 	}
-	use := func(w *hivewire.Worker) (*workerClient, error) {
-		r.workerID, r.slots = w.ID, w.SlotsTotal
-		return r.q.newWorkerClient(r.req.Node, w.ID, w.URL, w.APIKey)
+	var idle, busy *hivewire.Worker
+	for _, w := range ready {
+		// Free by the hive's list (which lags) and by the queue's count of
+		// the queen's tasks on it.
+		free := (w.State == api.StateIdle || w.SlotsAvailable > 0) && r.q.queue.freeFor(r.key(), w.ID, r.req.Backend, r.req.Device)
+		switch {
+		case free && idle == nil:
+			idle = w
+		case !free && busy == nil:
+			busy = w
+		}
 	}
 	switch {
 	case idle != nil:
-		wc, err := use(idle)
-		if err == nil {
-			r.narrate("worker_reuse", fmt.Sprintf("Reusing idle worker %s (%s on %s:%d) on %s", idle.ID, idle.ModelRef, idle.Backend, idle.Device, r.req.Node))
+		r.workerID, r.slots = idle.ID, idle.SlotsTotal
+		r.narrate("worker_reuse", fmt.Sprintf("Reusing idle worker %s (%s on %s:%d) on %s", idle.ID, idle.ModelRef, idle.Backend, idle.Device, r.req.Node))
+		return r.ticket(), nil
+	case busy != nil:
+		if r.roomForAnother(len(ready), loading) {
+			if tk := r.another(ctx, hive, busy, len(ready), unlock); tk != nil {
+				return tk, nil
+			}
 		}
-		return wc, err
+		r.workerID, r.slots = busy.ID, busy.SlotsTotal
+		inUse := max(busy.SlotsTotal-busy.SlotsAvailable, r.q.queue.busyOn(r.key(), busy.ID))
+		r.narrate("worker_busy", fmt.Sprintf("Worker %s with %s on %s is busy (%d/%d slots in use); waiting for a free slot",
+			busy.ID, busy.ModelRef, r.req.Node, inUse, busy.SlotsTotal))
+		return r.ticket(), nil
 	case loading != nil:
 		unlock()
-		wc, err := use(loading)
+		wc, err := r.q.newWorkerClient(r.req.Node, loading.ID, loading.URL, loading.APIKey)
 		if err != nil {
 			return nil, err
 		}
+		r.workerID, r.slots = loading.ID, loading.SlotsTotal
 		r.narrate("worker_wait", fmt.Sprintf("Worker %s on %s is already loading %s; waiting for it", loading.ID, r.req.Node, loading.ModelRef))
 		if err := r.followLoading(ctx, wc); err != nil {
 			return nil, err
 		}
-		r.learnSlots(ctx, hive)
-		return wc, nil
-	case busy != nil:
-		wc, err := use(busy)
-		if err == nil {
-			r.narrate("worker_busy", fmt.Sprintf("Worker %s with %s on %s is busy (%d/%d slots in use); waiting for a free slot",
-				busy.ID, busy.ModelRef, r.req.Node, busy.SlotsTotal-busy.SlotsAvailable, busy.SlotsTotal))
-		}
-		return wc, err
+		r.learnSlots(ctx, hive, wc)
+		return r.ticket(), nil
 	}
 
 	if err := r.ensureModel(ctx, hive); err != nil {
 		return nil, err
 	}
+	wc, err := r.spawn(ctx, hive, unlock)
+	if err != nil {
+		return nil, err
+	}
+	r.learnSlots(ctx, hive, wc)
+	return r.ticket(), nil
+}
+
+// known tells the queue of the model's workers that hive list ws shows,
+// and returns those ready for the task (idle or busy) and one loading for
+// it, if any. Workers of the model the queue knew that the list no longer
+// shows are dropped.
+func (r *taskRun) known(ws []hivewire.Worker) (ready []*hivewire.Worker, loading *hivewire.Worker, err error) {
+	var listed []string
+	for i := range ws {
+		w := &ws[i]
+		if w.ModelRef == r.req.Model {
+			listed = append(listed, w.ID)
+		}
+		if !r.matches(w.WorkerInfo) {
+			continue
+		}
+		switch w.State {
+		case api.StateIdle, api.StateBusy:
+			wc, err := r.q.newWorkerClient(r.req.Node, w.ID, w.URL, w.APIKey)
+			if err != nil {
+				return nil, nil, err
+			}
+			r.q.queue.register(r.key(), workerEntry{id: w.ID, backend: w.Backend, device: w.Device, slots: w.SlotsTotal, client: wc})
+			ready = append(ready, w)
+		case api.StateLoading:
+			if loading == nil {
+				loading = w
+			}
+		}
+	}
+	r.q.queue.sync(r.key(), listed)
+	return ready, loading, nil
+}
+
+// ticket returns the task's place in the queue, preferring the worker
+// found (r.workerID) and limited to the backend and device the task names.
+func (r *taskRun) ticket() *ticket {
+	tk := r.q.queue.ticket(r.key(), r.t.id, r.workerID, r.slots)
+	tk.backend, tk.device = r.req.Backend, r.req.Device
+	return tk
+}
+
+// roomForAnother reports whether the task should start another worker for
+// its model: the queue is on, none of the model's ready workers has a
+// free slot for it (so it would wait), none is loading already, and the
+// node runs fewer than max_workers_per_model of them.
+func (r *taskRun) roomForAnother(ready int, loading *hivewire.Worker) bool {
+	return r.q.queue.on() && loading == nil && ready < r.q.cfg.MaxWorkersPerModel &&
+		!r.q.queue.hasFree(r.key(), r.req.Backend, r.req.Device)
+}
+
+// another starts another worker for the task's model, whose workers are
+// all busy, and returns the task's ticket once it is ready; nil when it
+// could not (preflight refused another copy, or it failed to load): the
+// task then waits for a slot of the busy ones.
+func (r *taskRun) another(ctx context.Context, hive *hiveClient, busy *hivewire.Worker, ready int, unlock func()) *ticket {
+	r.narrate("worker_more", fmt.Sprintf("All %d workers with %s on %s are busy; starting another (at most %d per model)",
+		ready, r.req.Model, r.req.Node, r.q.cfg.MaxWorkersPerModel))
+	wc, err := r.spawn(ctx, hive, unlock)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Info("no other worker started; the task waits for a busy one", "error", err)
+		r.narrate("worker_more_refused", fmt.Sprintf("Not starting another worker on %s: %s; waiting for a free slot of worker %s",
+			r.req.Node, api.AsError(err).Message, busy.ID))
+		r.workerID = busy.ID
+		return nil
+	}
+	r.learnSlots(ctx, hive, wc)
+	return r.ticket()
+}
+
+// spawn asks the hive for a new worker of the task's model and follows its
+// loading until it is ready. unlock is called once the hive has answered,
+// so that other tasks see the worker loading.
+func (r *taskRun) spawn(ctx context.Context, hive *hiveClient, unlock func()) (*workerClient, error) {
+	backend, device := r.backendDevice()
 	r.narrate("spawn", fmt.Sprintf("Spawning a worker for %s on %s (%s:%d)", r.req.Model, r.req.Node, backend, device))
 	sctx, scancel := context.WithTimeout(ctx, spawnTimeout)
 	sr, err := hive.spawn(sctx, api.SpawnRequest{ModelRef: r.req.Model, Backend: backend, Device: device})
@@ -462,27 +572,29 @@ func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*workerClient, 
 	if err := r.followLoading(ctx, wc); err != nil {
 		return nil, err
 	}
-	r.learnSlots(ctx, hive)
 	return wc, nil
 }
 
-// learnSlots reads the slot count of the task's worker, which a worker
-// tells once it has loaded, from the hive's list. Without it the queue
-// assumes no limit until the worker turns a task away.
-func (r *taskRun) learnSlots(ctx context.Context, hive *hiveClient) {
+// learnSlots makes worker w, which has just loaded, known to the queue
+// with its slot count, which a worker tells once it has loaded, from the
+// hive's list. Without it the queue assumes no limit until the worker
+// turns a task away.
+func (r *taskRun) learnSlots(ctx context.Context, hive *hiveClient, w *workerClient) {
 	lctx, cancel := context.WithTimeout(ctx, listTimeout)
 	defer cancel()
+	backend, device := r.backendDevice()
+	entry := workerEntry{id: w.id, backend: backend, device: device, client: w}
 	ws, err := hive.workers(lctx)
 	if err != nil {
-		r.log.Debug("could not read the worker's slot count", "worker_id", r.workerID, "error", err)
-		return
+		r.log.Debug("could not read the worker's slot count", "worker_id", w.id, "error", err)
 	}
-	for _, w := range ws {
-		if w.ID == r.workerID {
-			r.slots = w.SlotsTotal
-			return
+	for _, hw := range ws {
+		if hw.ID == w.id {
+			r.slots = hw.SlotsTotal
+			entry.backend, entry.device, entry.slots = hw.Backend, hw.Device, hw.SlotsTotal
 		}
 	}
+	r.q.queue.register(r.key(), entry)
 }
 
 // followLoading relays the worker's loading progress until it is ready,
@@ -558,22 +670,28 @@ func (r *taskRun) loadingFailure(ctx, lctx context.Context, w *workerClient, las
 		With("worker_id", w.id).With("node", r.req.Node).WithHint(hint)
 }
 
-// infer runs the inference on the worker and relays its stream. It first
-// takes a slot of the worker in the queen's queue, waiting its turn while
-// the worker has none free. A worker that answers ALL_SLOTS_BUSY anyway
-// puts the task back at the head of the queue; with the queue off, the
-// inference is retried after each of BusyRetryDelays instead.
-func (r *taskRun) infer(ctx context.Context, w *workerClient) error {
+// infer runs the inference on a worker of the task's model and relays its
+// stream. It first takes a slot in the queen's queue, waiting its turn
+// while no worker the task may use has one free. A worker that answers
+// ALL_SLOTS_BUSY anyway puts the task back at the head of the queue; with
+// the queue off, the inference is retried after each of BusyRetryDelays
+// instead. A worker that does not answer at all is dropped and the task
+// goes to another; errNoWorker means none is left.
+func (r *taskRun) infer(ctx context.Context, tk *ticket) error {
 	ireq := r.req.Inference()
 	header := http.Header{httpx.RequestIDHeader: {r.t.id}}
 	delays := r.q.cfg.BusyRetryDelays
-	tk := r.q.queue.ticket(queueKey{node: r.req.Node, model: r.req.Model}, r.t.id, w.id, r.slots)
 	defer tk.release()
 	var resp *http.Response
+	var w *workerClient
 	turnedAway := 0
 	for attempt := 0; ; attempt++ {
-		if err := r.waitSlot(ctx, tk, w); err != nil {
+		if err := r.waitSlot(ctx, tk); err != nil {
 			return err
+		}
+		w = tk.conn()
+		if w == nil {
+			return errNoWorker
 		}
 		var err error
 		resp, err = w.c.Stream(ctx, http.MethodPost, "/v1/inference", ireq, header)
@@ -586,9 +704,12 @@ func (r *taskRun) infer(ctx context.Context, w *workerClient) error {
 		}
 		var e *api.Error
 		if !errors.As(err, &e) {
-			return api.Errorf(api.CodeWorkerCrashed, "worker %s on %s is not answering: %s", w.id, r.req.Node, shortNetErr(err)).
+			r.gone = api.Errorf(api.CodeWorkerCrashed, "worker %s on %s is not answering: %s", w.id, r.req.Node, shortNetErr(err)).
 				With("worker_id", w.id).With("node", r.req.Node).
 				WithHint(fmt.Sprintf("check the worker log (rbee logs --node %s)", r.req.Node))
+			r.log.Warn("the worker is not answering: the task tries another", "worker_id", w.id, "error", err)
+			tk.drop()
+			continue
 		}
 		if e.Code != api.CodeAllSlotsBusy {
 			return e
@@ -653,16 +774,31 @@ func (r *taskRun) infer(ctx context.Context, w *workerClient) error {
 	return nil
 }
 
-// waitSlot takes a slot of worker w for the task, waiting in the queue
-// with narration while it has none.
-func (r *taskRun) waitSlot(ctx context.Context, tk *ticket, w *workerClient) error {
+// waitSlot takes a slot for the task, waiting in the queue with narration
+// while no worker it may use has one free. Granted a slot on another
+// worker than the one it found, the task says so.
+func (r *taskRun) waitSlot(ctx context.Context, tk *ticket) error {
 	err := tk.acquire(ctx, func(ahead int) {
-		r.narrate("queued", fmt.Sprintf("Waiting for a free slot on worker %s (%d ahead)", w.id, ahead))
+		if id := tk.workerID(); id != "" {
+			r.narrate("queued", fmt.Sprintf("Waiting for a free slot on worker %s (%d ahead)", id, ahead))
+		} else {
+			r.narrate("queued", fmt.Sprintf("Waiting for a free slot of a worker with %s on %s (%d ahead)", r.req.Model, r.req.Node, ahead))
+		}
 	})
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	r.settle()
+	if id := tk.workerID(); id != r.workerID {
+		if r.workerID != "" {
+			r.narrate("worker_switch", fmt.Sprintf("Worker %s with %s on %s has a free slot first; running there", id, r.req.Model, r.req.Node))
+		}
+		r.workerID = id
+	}
+	return nil
 }
 
 // unaskedCancel is the error of a worker stream that ended with done

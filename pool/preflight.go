@@ -147,6 +147,36 @@ func requiredMB(size int64) int64 {
 	return n
 }
 
+// Preflight reports whether a worker for req would pass the preflight now:
+// the model is in the catalog (MODEL_NOT_FOUND otherwise) and the backend
+// and memory checks pass (their error otherwise). Unlike Spawn it neither
+// reads nor verifies the model file and starts nothing.
+func (h *Hive) Preflight(ctx context.Context, req api.SpawnRequest) (api.PreflightResult, *api.Error) {
+	if req.Backend == "" {
+		req.Backend = api.BackendCPU
+	}
+	if err := validateSpawn(&req); err != nil {
+		return api.PreflightResult{}, err
+	}
+	ref, _ := api.ParseModelRef(req.ModelRef)
+	canon := ref.String()
+	r, err := h.catalog.row(ctx, canon)
+	if errors.Is(err, ErrNotInCatalog) {
+		return api.PreflightResult{}, api.Errorf(api.CodeModelNotFound, "model %s is not in this node's catalog", canon).With("model_ref", canon)
+	}
+	if err != nil {
+		return api.PreflightResult{}, catalogError(err, "read")
+	}
+	if e := h.preflight(r.SizeBytes, "", req.Backend, req.Device); e != nil {
+		return api.PreflightResult{}, e
+	}
+	res := api.PreflightResult{RequiredMB: requiredMB(r.SizeBytes)}
+	if req.Backend == api.BackendCPU {
+		res.AvailableMB, _ = h.memAvailableMB()
+	}
+	return res, nil
+}
+
 // preflight checks that the node can run a model of size bytes (quantized
 // as quant) on backend/device: the backend exists, and the memory it would
 // use is there. It returns BACKEND_UNAVAILABLE, INSUFFICIENT_RAM or

@@ -154,3 +154,46 @@ func TestSmallerHint(t *testing.T) {
 		assert.True(t, ok, "%s has a size", q)
 	}
 }
+
+// TestPreflightEndpoint: POST /v1/workers/preflight answers for a
+// catalogued model without starting anything: the memory it needs when the
+// checks pass, the preflight's error when they fail, MODEL_NOT_FOUND for a
+// model not in the catalog.
+func TestPreflightEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		memory int64
+		status int
+		code   api.Code
+	}{{"fits", 1 << 20, 200, ""}, {"too little memory", 1, 507, api.CodeInsufficientRAM}} {
+		t.Run(tc.name, func(t *testing.T) {
+			th := startHive(t, func(c *Config) { c.FakeMemoryMB = tc.memory })
+			path := tinyModel(t, "Q8_0", nil)
+			body := `{"model_ref":"file:` + path + `","backend":"cpu","device":0}`
+			status, e, _ := raw(t, "POST", th.url+"/v1/workers/preflight", testToken, body)
+			assert.Equal(t, 404, status)
+			require.NotNil(t, e)
+			assert.Equal(t, api.CodeModelNotFound, e.Code, "not in the catalog yet")
+
+			ref, perr := api.ParseModelRef("file:" + path)
+			require.Nil(t, perr)
+			_, rerr := th.resolveModel(t.Context(), ref)
+			require.Nil(t, rerr)
+			status, e, out := raw(t, "POST", th.url+"/v1/workers/preflight", testToken, body)
+			assert.Equal(t, tc.status, status)
+			if tc.code == "" {
+				assert.Nil(t, e)
+				assert.Contains(t, string(out), `"required_mb":`)
+				assert.Contains(t, string(out), `"available_mb":1048576`)
+			} else {
+				require.NotNil(t, e)
+				assert.Equal(t, tc.code, e.Code)
+			}
+			assert.Empty(t, th.list(t), "nothing was started")
+
+			status, e, _ = raw(t, "POST", th.url+"/v1/workers/preflight", "", body)
+			assert.Equal(t, 401, status, "the endpoint needs the hive's token")
+			assert.NotNil(t, e)
+		})
+	}
+}

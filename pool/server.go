@@ -21,6 +21,7 @@ func (h *Hive) routes() http.Handler {
 	mux.HandleFunc("GET /v1/health", h.handleHealth)
 	mux.HandleFunc("POST /v1/workers/spawn", h.handleSpawn)
 	mux.HandleFunc("POST /v1/workers/ready", h.handleReady)
+	mux.HandleFunc("POST /v1/workers/preflight", h.handlePreflight)
 	mux.HandleFunc("GET /v1/workers/list", h.handleList)
 	mux.HandleFunc("POST /v1/workers/shutdown", h.handleShutdownWorker)
 	mux.HandleFunc("GET /v1/models", h.handleModels)
@@ -50,6 +51,23 @@ func (h *Hive) handleSpawn(w http.ResponseWriter, r *http.Request) {
 	}
 	httpx.WriteJSON(w, http.StatusOK, hivewire.Spawned{
 		SpawnResponse: api.SpawnResponse{WorkerID: wk.ID, URL: wk.URL, State: api.StateLoading}, APIKey: wk.token})
+}
+
+// handlePreflight answers whether a worker of a catalogued model would
+// pass the preflight now, without starting anything: the queen asks it to
+// place a task on a node that holds the model.
+func (h *Hive) handlePreflight(w http.ResponseWriter, r *http.Request) {
+	var req api.SpawnRequest
+	if err := httpx.DecodeJSON(w, r, &req); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	res, err := h.Preflight(r.Context(), req)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, res)
 }
 
 // handleReady takes a worker's ready callback. The caller is either the

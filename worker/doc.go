@@ -40,7 +40,7 @@
 // Each slot is an engine Session with its own KV cache; a request takes the
 // free slot whose cache shares the longest prefix with its prompt, or is
 // refused with ALL_SLOTS_BUSY (the worker does not queue: its caller does).
-// By default a worker has DefaultSlots (4) slots, fewer when their KV caches
+// By default a worker has DefaultSlots (8) slots, fewer when their KV caches
 // would not fit in the memory left after the weights (AutoSlots).
 //
 // One goroutine, started by Run, drives every running inference: each turn

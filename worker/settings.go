@@ -58,7 +58,7 @@ var workerSettings = settings.Table[workerArgs]{
 		Usage: "the API key, when no --api-key-file is given",
 		Set:   settings.String(func(a *workerArgs) *string { return &a.envKey })},
 	{Flag: "slots", Env: SlotsEnv, Default: "0", Example: "4",
-		Usage: "inferences served at once, sharing each forward pass (0: 4, fewer if their KV caches would not fit in the memory left after the model)",
+		Usage: "inferences served at once, sharing each forward pass (0: 8, fewer if their KV caches would not fit in the memory left after the model)",
 		Set:   settings.Int(func(a *workerArgs) *int { return &a.Slots }, 0, MaxSlots)},
 	{Flag: "chunk", Default: strconv.Itoa(engine.DefaultChunk), Example: "512",
 		Usage: "at most this many prompt tokens read per forward pass, over all slots",

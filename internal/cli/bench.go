@@ -32,6 +32,7 @@ type benchResult struct {
 	KVBytes      int64   `json:"kv_cache_bytes"`
 	Threads      int     `json:"threads"`
 	LoadSeconds  float64 `json:"load_seconds"`
+	Depth        int     `json:"depth"` // tokens in the cache before the timed prompt and decode
 	PromptTokens int     `json:"prompt_tokens"`
 	GenTokens    int     `json:"gen_tokens"`
 	PromptTPS    float64 `json:"prompt_tokens_per_second"`
@@ -50,6 +51,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	quants := fs.String("quant", "Q4_K_M,Q8_0", "encodings of the synthetic models, when no --model is given")
 	threads := fs.String("threads", "1,2", "comma-separated thread counts")
 	promptTokens := fs.Int("prompt-tokens", 128, "prompt length")
+	depth := fs.Int("depth", 0, "tokens put in the cache (untimed) before the prompt and the decode are timed, to measure speed with a long context behind it (as llama-bench's -d)")
 	genTokens := fs.Int("gen-tokens", 64, "tokens to generate")
 	reps := fs.Int("reps", 3, "repetitions; the median is reported")
 	dir := fs.String("dir", "", "where synthetic models are kept (default: the user cache directory)")
@@ -58,8 +60,8 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
-	if *promptTokens < 1 || *genTokens < 2 || *reps < 1 {
-		return usagef("--prompt-tokens must be at least 1, --gen-tokens at least 2, --reps at least 1")
+	if *promptTokens < 1 || *genTokens < 2 || *reps < 1 || *depth < 0 {
+		return usagef("--prompt-tokens must be at least 1, --gen-tokens at least 2, --reps at least 1, --depth at least 0")
 	}
 	var threadCounts []int
 	for _, s := range strings.Split(*threads, ",") {
@@ -73,7 +75,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		if len(models) != 1 || len(threadCounts) != 1 {
 			return usagef("--measure takes one --model and one thread count")
 		}
-		r, err := benchOne(ctx, models[0], threadCounts[0], *promptTokens, *genTokens, *reps)
+		r, err := benchOne(ctx, models[0], threadCounts[0], *depth, *promptTokens, *genTokens, *reps)
 		if err != nil {
 			return err
 		}
@@ -109,7 +111,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	}
 
 	fmt.Fprintf(env.Stderr, "rbee bench: %s, %d CPUs, %s kernels, %s/%s, rbee %s\n", cpuName(), runtime.NumCPU(), ggml.SIMD(), runtime.GOOS, runtime.GOARCH, Version)
-	fmt.Fprintf(env.Stderr, "prompt: %d tokens; decode: %d tokens; median of %d\n", *promptTokens, *genTokens, *reps)
+	fmt.Fprintf(env.Stderr, "prompt: %d tokens; decode: %d tokens; depth: %d tokens; median of %d\n", *promptTokens, *genTokens, *depth, *reps)
 	if !*asJSON {
 		fmt.Fprintf(env.Stdout, "%-32s %-8s %9s %7s %8s %12s %12s %10s %10s\n", "model", "quant", "size", "threads", "load", "prompt tok/s", "decode tok/s", "peak RSS", "budget")
 	}
@@ -118,7 +120,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			r, err := benchChild(ctx, env, model, n, *promptTokens, *genTokens, *reps)
+			r, err := benchChild(ctx, env, model, n, *depth, *promptTokens, *genTokens, *reps)
 			if err != nil {
 				return err
 			}
@@ -136,13 +138,13 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 
 // benchChild measures one configuration in a fresh rbee process, so that its
 // peak RSS is its own.
-func benchChild(ctx context.Context, env *Env, model string, threads, promptTokens, genTokens, reps int) (benchResult, error) {
+func benchChild(ctx context.Context, env *Env, model string, threads, depth, promptTokens, genTokens, reps int) (benchResult, error) {
 	var r benchResult
 	if env.Executable == "" {
 		return r, errors.New("cannot find the rbee executable to run measurements in")
 	}
 	cmd := exec.CommandContext(ctx, env.Executable, "bench", "--measure", "--model", model,
-		"--threads", strconv.Itoa(threads), "--prompt-tokens", strconv.Itoa(promptTokens),
+		"--threads", strconv.Itoa(threads), "--depth", strconv.Itoa(depth), "--prompt-tokens", strconv.Itoa(promptTokens),
 		"--gen-tokens", strconv.Itoa(genTokens), "--reps", strconv.Itoa(reps))
 	cmd.Stderr = env.Stderr
 	out, err := cmd.Output()
@@ -155,10 +157,15 @@ func benchChild(ctx context.Context, env *Env, model string, threads, promptToke
 	return r, nil
 }
 
-// benchOne loads a model, warms it up, then times a prompt of promptTokens
-// random tokens and genTokens single-token decode steps, reps times.
-func benchOne(ctx context.Context, path string, threads, promptTokens, genTokens, reps int) (benchResult, error) {
-	m, err := engine.Load(ctx, path, engine.Options{Threads: threads, ContextSize: promptTokens + genTokens + 8, BatchSize: promptTokens})
+// benchOne loads a model, warms it up, fills the cache with depth random
+// tokens (untimed, once), then reps times: times a prompt of promptTokens
+// random tokens after them, drops it from the cache, and times genTokens
+// single-token decode steps after the depth tokens. Like llama-bench, prompt
+// and decode are each measured at the given depth, the decode not after the
+// prompt.
+func benchOne(ctx context.Context, path string, threads, depth, promptTokens, genTokens, reps int) (benchResult, error) {
+	ctxSize := depth + max(promptTokens, genTokens) + 8
+	m, err := engine.Load(ctx, path, engine.Options{Threads: threads, ContextSize: ctxSize, BatchSize: promptTokens})
 	if err != nil {
 		return benchResult{}, modelError(path, err)
 	}
@@ -166,20 +173,30 @@ func benchOne(ctx context.Context, path string, threads, promptTokens, genTokens
 	info := m.Info()
 	r := benchResult{Model: path, Name: displayName(info, path), Quantization: info.Quantization, FileBytes: m.FileSize(),
 		KVBytes: m.KVCacheBytes(), Threads: threads, LoadSeconds: m.LoadDuration().Seconds(),
-		PromptTokens: promptTokens, GenTokens: genTokens}
+		Depth: depth, PromptTokens: promptTokens, GenTokens: genTokens}
 	vocab := m.Config().VocabSize
 	rng := rand.New(rand.NewPCG(1, 2))
-	prompt := make([]int, promptTokens)
-	for i := range prompt {
-		prompt[i] = 3 + rng.IntN(vocab-3)
+	random := func(n int) []int {
+		t := make([]int, n)
+		for i := range t {
+			t[i] = 3 + rng.IntN(vocab-3)
+		}
+		return t
 	}
+	prompt := random(promptTokens)
 	s := m.NewSession()
 	if _, err := s.Eval(ctx, prompt[:min(8, len(prompt))]); err != nil { // warm-up
 		return r, err
 	}
+	s.Reset()
+	if depth > 0 {
+		if _, err := s.Eval(ctx, random(depth)); err != nil {
+			return r, err
+		}
+	}
 	var pt, dt []float64
 	for range reps {
-		s.Reset()
+		s.Truncate(depth)
 		start := time.Now()
 		logits, err := s.Eval(ctx, prompt)
 		if err != nil {
@@ -187,6 +204,7 @@ func benchOne(ctx context.Context, path string, threads, promptTokens, genTokens
 		}
 		pt = append(pt, float64(promptTokens)/time.Since(start).Seconds())
 		next := argmaxF(logits)
+		s.Truncate(depth)
 		start = time.Now()
 		for i := 0; i < genTokens; i++ {
 			if logits, err = s.Eval(ctx, []int{next}); err != nil {

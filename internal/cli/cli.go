@@ -52,7 +52,7 @@ func commands() []*command {
 	return []*command{
 		{name: "generate", args: "--model PATH --prompt TEXT [flags]", summary: "generate text from a GGUF model file in this process", run: runGenerate},
 		{name: "bench", args: "[--model PATH]... [--threads 1,2] [flags] | serve --url URL --model REF [flags]", summary: "measure prompt and decode speed and peak memory; serve: load-test an OpenAI-compatible server", run: runBench},
-		{name: "infer", args: "--node NAME --model REF --prompt TEXT [flags]", summary: "run an inference on a node through the queen (starts one if none runs)", run: runInfer},
+		{name: "infer", args: "--node NAME|auto --model REF --prompt TEXT [flags]", summary: "run an inference on a node through the queen (starts one if none runs)", run: runInfer},
 		{name: "workers", args: "list | health --node NAME | shutdown --id ID", summary: "list, check or stop workers across nodes", run: runWorkers},
 		{name: "logs", args: "[--node NAME] [--follow] [--lines N] [--json]", summary: "print a node's hive and worker logs (--follow streams until Ctrl+C)", run: runLogs},
 		{name: "setup", args: "add-node | install --node NAME | list-nodes | remove-node --name NAME", summary: "add remote nodes, install rbee on them, list or remove them", run: runSetup},
@@ -60,6 +60,7 @@ func commands() []*command {
 		{name: "queen", args: "[--port 8080] [flags]", summary: "run the orchestrator daemon", run: daemonCommand(orchestrator.Main)},
 		{name: "hive", args: "[--port 9200] [flags]", summary: "run a node's pool daemon", run: daemonCommand(pool.Main)},
 		{name: "worker", args: "--model PATH --port PORT [flags]", summary: "run a worker serving one model (started by a hive)", hidden: true, run: daemonCommand(worker.Main)},
+		{name: "tokenize", args: "--model PATH [--pieces] [--add-special] [--parse-special] [--jsonl] [TEXT]", summary: "print the token ids of TEXT or standard input (any GGUF with a tokenizer, vocab-only files too)", run: runTokenize},
 		{name: "synth-model", args: "--out PATH [--preset tinyllama|tiny] [--quant Q4_K_M]", summary: "write a llama model with random weights (for tests and benchmarks)", run: runSynth},
 	}
 }

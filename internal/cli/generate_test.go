@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -157,6 +159,35 @@ func TestBenchMeasuresInFreshProcesses(t *testing.T) {
 		assert.Equal(t, r.FileBytes+r.KVBytes+100<<20, r.RSSBudget)
 		assert.LessOrEqual(t, r.PeakRSS, r.RSSBudget, "peak RSS within file + KV cache + 100 MiB")
 	}
+}
+
+// TestBenchDepth: --depth fills the cache before timing, so the cache is
+// sized for it and the result says so; a negative depth is a usage error.
+func TestBenchDepth(t *testing.T) {
+	bin := testutil.RbeeBinary(t)
+	model := tinyModel(t, "Q4_K_M")
+	measure := func(depth int) benchResult {
+		cmd := exec.Command(bin, "bench", "--model", model, "--threads", "2", "--depth", strconv.Itoa(depth),
+			"--prompt-tokens", "16", "--gen-tokens", "8", "--reps", "2", "--json")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		require.NoError(t, cmd.Run(), stderr.String())
+		assert.Contains(t, stderr.String(), fmt.Sprintf("depth: %d tokens", depth))
+		var r benchResult
+		require.NoError(t, json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &r), stdout.String())
+		return r
+	}
+	shallow, deep := measure(0), measure(200)
+	assert.Equal(t, 0, shallow.Depth)
+	assert.Equal(t, 200, deep.Depth)
+	assert.Greater(t, deep.PromptTPS, 0.0)
+	assert.Greater(t, deep.DecodeTPS, 0.0)
+	// The KV cache grows linearly with its context: 200 more positions.
+	assert.Equal(t, shallow.KVBytes*(200+16+8)/(16+8), deep.KVBytes)
+
+	_, errOut, code := runCLI(t, "bench", "--model", model, "--depth", "-1")
+	assert.Equal(t, ExitUsage, code)
+	assert.Contains(t, errOut, "--depth")
 }
 
 func TestSynthModelCommand(t *testing.T) {

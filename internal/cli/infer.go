@@ -25,7 +25,9 @@ const cancelWait = 5 * time.Second
 func runInfer(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "infer")
 	qf := addQueenFlags(fs)
-	node := fs.String("node", rbee.LocalNode, "the node to run on")
+	node := fs.String("node", rbee.LocalNode, "the node to run on: local, a registered node, or auto to let the queen choose\n"+
+		"(a worker of the model with a free slot, else the node with the shortest queue for it,\n"+
+		"else a node holding the model that passes preflight, else local)")
 	model := fs.String("model", "", "model reference: file:/abs/path.gguf or hf:ORG/REPO[:QUANT] (required)")
 	prompt := fs.String("prompt", "", "text to continue (required; - reads standard input)")
 	maxTokens := fs.Int("max-tokens", api.DefaultMaxTokens, "most tokens to generate")

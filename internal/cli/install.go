@@ -328,6 +328,7 @@ func defaultConfig(l installLayout) string {
 # local_worker_port_start = 8001    # the first port it tries for workers
 # max_queue = 256                   # tasks that may wait for a free slot (0 = no queue)
 # queue_timeout = "5m"              # how long a task may wait for one
+# max_workers_per_model = 1         # workers of one model per node and device (more: started while tasks wait)
 
 [paths]
 # State: node registry, model catalog, models/, logs/ ($RBEE_HOME overrides it).

@@ -121,6 +121,9 @@ type Queen struct {
 	// refused (0: no queue). QueueTimeout is how long one may wait ("5m").
 	MaxQueue     *int          `toml:"max_queue"`
 	QueueTimeout time.Duration `toml:"queue_timeout"`
+	// MaxWorkersPerModel is how many workers of one model the queen may run
+	// per node and device while tasks wait for a slot (0: the default, 1).
+	MaxWorkersPerModel int `toml:"max_workers_per_model"`
 }
 
 // Hive is the [hive] table: settings of the hive the queen starts on the

@@ -234,6 +234,6 @@ func TestLookup(t *testing.T) {
 	assert.False(t, ok)
 	assert.Equal(t, "queen.port in c.toml", f.Source("queen.port"))
 	assert.Equal(t, []string{"queen.url", "queen.host", "queen.port", "queen.local_hive_port", "queen.local_worker_port_start",
-		"queen.max_queue", "queen.queue_timeout", "hive.idle_timeout", "paths.home", "ssh.known_hosts", "remote.binary_path", "remote.git_repo_dir",
+		"queen.max_queue", "queen.queue_timeout", "queen.max_workers_per_model", "hive.idle_timeout", "paths.home", "ssh.known_hosts", "remote.binary_path", "remote.git_repo_dir",
 		"remote.worker_port_start", "security.allowed_hosts", "security.allowed_origins"}, KnownKeys())
 }

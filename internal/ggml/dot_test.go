@@ -18,7 +18,7 @@ func dotSizes(t Type) []int {
 	case 1:
 		return []int{1, 3, 8, 31, 32, 33, 64, 100, 128, 255, 1000, 2048}
 	case QK:
-		return []int{32, 64, 96, 256, 2048 + 32}
+		return []int{32, 64, 96, 256, 416, 2048 + 32}
 	}
 	return []int{256, 512, 2048, 5632}
 }

@@ -12,3 +12,4 @@ package ggml
 //go:generate python3 -B asmgen/gemm_kquant_vnni16.py gemm_kquant_vnni16_amd64.s
 //go:generate python3 -B asmgen/gemm_kquant_avx2.py gemm_kquant_avx2_amd64.s
 //go:generate python3 -B asmgen/gemvn.py gemvn_amd64.s
+//go:generate python3 -B asmgen/attn.py attn_amd64.s

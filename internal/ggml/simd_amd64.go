@@ -21,6 +21,9 @@ func gemvQ6KAVX2(w *byte, stride int, x *byte, nb int, out *float32, rows int)
 func gemvQ8_0AVX2(w *byte, stride int, x *byte, nb int, out *float32, rows int)
 
 //go:noescape
+func gemvQ8_0x8AVX2(w *byte, stride int, x *byte, nb int, out *float32, rows int, xs *float32)
+
+//go:noescape
 func gemvQ4_0AVX2(w *byte, stride int, x *byte, nb int, out *float32, rows int)
 
 //go:noescape
@@ -82,7 +85,7 @@ func gemvSIMD(t Type, n int, w []byte, stride int, x []byte, out []float32) bool
 	case Q6_K:
 		gemvQ6KAVX2(wp, stride, xp, steps, op, rows)
 	case Q8_0:
-		gemvQ8_0AVX2(wp, stride, xp, steps, op, rows)
+		gemvQ8_0(wp, stride, x, steps, op, rows)
 	case Q4_0:
 		gemvQ4_0AVX2(wp, stride, xp, steps, op, rows)
 	case F16:
@@ -96,6 +99,23 @@ func gemvSIMD(t Type, n int, w []byte, stride int, x []byte, out []float32) bool
 		addFloatTails(t, n, tail, w, stride, x, out)
 	}
 	return true
+}
+
+// gemvQ8_0 runs the Q8_0 kernel that converts eight blocks' scales at a
+// time, with the activation's scales converted here once, when there are at
+// least 8 blocks and at most q8ScaleMax; otherwise the one-block kernel.
+func gemvQ8_0(wp *byte, stride int, x []byte, nb int, op *float32, rows int) {
+	const q8ScaleMax = 512
+	if nb < 8 || nb > q8ScaleMax {
+		gemvQ8_0AVX2(wp, stride, &x[0], nb, op, rows)
+		return
+	}
+	var xs [q8ScaleMax]float32
+	_ = x[nb*q8_0Size-1]
+	for b := range xs[:nb] {
+		xs[b] = F16ToF32(le16(x[b*q8_0Size:]))
+	}
+	gemvQ8_0x8AVX2(wp, stride, &x[0], nb, op, rows, &xs[0])
 }
 
 // addFloatTails adds to each out[r] the products of the last tail elements of

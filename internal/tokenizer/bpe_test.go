@@ -56,7 +56,7 @@ func bpeVocab(pre string, merges []string, extra ...string) Vocab {
 	}
 	v.BOS = len(v.Tokens) - 4
 	v.EOS = len(v.Tokens) - 3
-	v.AddBOS = preKinds[pre] == preLlama3
+	v.AddBOS = preKinds[pre] != nil && preKinds[pre].addBOS
 	return v
 }
 

@@ -75,7 +75,8 @@ func fuzzTokenizers(t testing.TB) (spm, bpe []*Tokenizer) {
 		if llama != nil {
 			fuzzToks.spm = append(fuzzToks.spm, llama)
 		}
-		for _, pre := range []string{"llama-bpe", "qwen2", "gpt-2", "default"} {
+		for _, d := range preDefs {
+			pre := d.names[0]
 			tok, err := New(bpeVocab(pre, merges))
 			if err != nil {
 				fuzzToks.err = err

@@ -22,7 +22,26 @@ const (
 	keyAddBOS         = "tokenizer.ggml.add_bos_token"
 	keyAddEOS         = "tokenizer.ggml.add_eos_token"
 	keyAddSpacePrefix = "tokenizer.ggml.add_space_prefix"
+	keyName           = "general.name"
 )
+
+// moreKeys are the keys of further special ids, in llama.cpp's order (a
+// later key wins: the deprecated prefix/suffix/middle names come last).
+var moreKeys = []struct {
+	key  string
+	kind Special
+}{
+	{"tokenizer.ggml.eom_token_id", SpecialEOM},
+	{"tokenizer.ggml.fim_pre_token_id", SpecialFIMPre},
+	{"tokenizer.ggml.fim_suf_token_id", SpecialFIMSuf},
+	{"tokenizer.ggml.fim_mid_token_id", SpecialFIMMid},
+	{"tokenizer.ggml.fim_pad_token_id", SpecialFIMPad},
+	{"tokenizer.ggml.fim_rep_token_id", SpecialFIMRep},
+	{"tokenizer.ggml.fim_sep_token_id", SpecialFIMSep},
+	{"tokenizer.ggml.prefix_token_id", SpecialFIMPre},
+	{"tokenizer.ggml.suffix_token_id", SpecialFIMSuf},
+	{"tokenizer.ggml.middle_token_id", SpecialFIMMid},
+}
 
 // FromGGUF builds the Tokenizer described by the tokenizer.ggml.* keys of f.
 // It is [VocabFromGGUF] followed by [New].
@@ -32,6 +51,22 @@ func FromGGUF(f *gguf.File) (*Tokenizer, error) {
 		return nil, err
 	}
 	return New(v)
+}
+
+// Open reads the tokenizer of the GGUF file at path and closes the file. It
+// reads the metadata only: the file may hold no tensors at all (llama.cpp's
+// vocab-only files), and tensors that are there are neither read nor
+// checked, so any architecture's file will do.
+func Open(path string) (*Tokenizer, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := FromGGUF(f)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		return nil, fmt.Errorf("tokenizer: closing %s: %w", path, cerr)
+	}
+	return tok, err
 }
 
 // VocabFromGGUF reads the tokenizer.ggml.* keys of f, with llama.cpp's
@@ -84,7 +119,12 @@ func VocabFromGGUF(f *gguf.File) (Vocab, error) {
 			v.Pre = "default"
 		}
 		v.BOS, v.EOS = inRange(11), inRange(11)
-		v.AddBOS = preKinds[v.Pre] == preLlama3
+		if pre, ok := preKinds[v.Pre]; ok {
+			v.AddBOS = pre.addBOS
+			if pre.noBOS {
+				v.BOS = -1
+			}
+		}
 	default:
 		return Vocab{}, fmt.Errorf("%w: tokenizer model %q", ErrUnsupported, v.Model)
 	}
@@ -97,6 +137,15 @@ func VocabFromGGUF(f *gguf.File) (Vocab, error) {
 			*k.id = int(u)
 		}
 	}
+	for _, k := range moreKeys {
+		if u, has := f.GetUint(k.key); has && u < uint64(n) {
+			if v.More == nil {
+				v.More = make(map[Special]int)
+			}
+			v.More[k.kind] = int(u)
+		}
+	}
+	v.Name, _ = f.GetString(keyName)
 	for _, k := range []struct {
 		key string
 		b   *bool

@@ -1,18 +1,22 @@
 package tokenizer
 
 import (
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
 
-// preKind selects the pre-tokenizer of a byte-level BPE vocabulary.
+// preKind selects a hand-written splitter for the most used pre-tokenizers;
+// preRegex runs a pre-tokenizer's steps one after the other.
 type preKind uint8
 
 const (
-	// preDefault is llama.cpp's LLAMA_VOCAB_PRE_TYPE_DEFAULT: punctuation
-	// split off, then GPT-2's rules, then numbers split off and cut into
-	// groups of three ASCII digits.
-	preDefault preKind = iota
+	// preRegex runs the steps of the pre-tokenizer.
+	preRegex preKind = iota
+	// preDefault is llama.cpp's LLAMA_VOCAB_PRE_TYPE_DEFAULT: runs of
+	// punctuation split off, then GPT-2's rules, then numbers split off and
+	// cut into groups of three ASCII digits.
+	preDefault
 	// preLlama3 is Llama 3's regex, with numbers of up to three digits.
 	preLlama3
 	// preQwen2 is Llama 3's regex with single-digit numbers.
@@ -21,30 +25,122 @@ const (
 	preGPT2
 )
 
+// preStep is one split of a pre-tokenizer: GPT-2's or Llama 3's rules
+// (which llama.cpp runs as hand-written code too), or a regex.
+type preStep struct {
+	gpt2, llama3 bool
+	re           *regex
+	collapsed    bool // re runs on category stand-ins, not code points
+}
+
+// preTokenizer is one of llama.cpp's pre-tokenizer types.
+type preTokenizer struct {
+	name  string
+	kind  preKind
+	steps []preStep
+	// ignoreMerges takes a word that is a token as a whole directly;
+	// addBOS is the default of tokenizer.ggml.add_bos_token; noBOS drops
+	// the BOS token (ChatGLM 4).
+	ignoreMerges, addBOS, noBOS bool
+}
+
+// GPT-2's and Llama 3's patterns, which llama.cpp recognizes by their text
+// and runs as hand-written code.
+const (
+	patGPT2   = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)`
+	patLlama3 = `(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	patQwen2  = `(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	patBloom  = ` ?[^(\s|.,!?…。，、।۔،)]+`
+)
+
+// preDefs lists llama.cpp's pre-tokenizer types: their tokenizer.ggml.pre
+// names and their patterns, applied in order, each to every piece the
+// previous one left.
+var preDefs = []struct {
+	names    []string
+	kind     preKind
+	patterns []string
+	flags    string // "i" ignore merges, "b" add BOS, "n" no BOS
+}{
+	{[]string{"default"}, preDefault, []string{`[\p{P}\$\+<=>\^~\|]+`, patGPT2, `\p{N}+`, `[0-9][0-9][0-9]`}, ""},
+	{[]string{"llama3", "llama-v3", "llama-bpe", "falcon3"}, preLlama3, []string{patLlama3}, "ib"},
+	{[]string{"dbrx", "smaug-bpe"}, preLlama3, []string{patLlama3}, ""},
+	{[]string{"chatglm-bpe"}, preLlama3, []string{patLlama3}, "n"},
+	{[]string{"deepseek-llm"}, preRegex, []string{
+		"[\r\n]",
+		`\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+`,
+		`\s?[!-/:-~！-／：-～‘-‟　-。]+`,
+		`\s+$`,
+		`[一-龥ࠀ-一가-퟿]+`,
+		`\p{N}+`,
+	}, ""},
+	{[]string{"deepseek-v3"}, preRegex, []string{
+		`\p{N}{1,3}`,
+		`[一-龥぀-ゟ゠-ヿ]+`,
+		"[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
+	}, ""},
+	{[]string{"deepseek-coder"}, preRegex, []string{"[\r\n]", `\s?\p{L}+`, `\s?\p{P}+`, `[一-龥ࠀ-一가-퟿]+`, `\p{N}`}, ""},
+	{[]string{"falcon"}, preRegex, []string{"[\\p{P}\\$\\+<=>\\^~\\|`]+", patGPT2, `[0-9][0-9][0-9]`}, ""},
+	{[]string{"starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b"}, preRegex, []string{`\p{N}`, patGPT2}, ""},
+	{[]string{"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v1-en", "jina-v2-es", "jina-v2-de", "jina-v2-code", "roberta-bpe", "mpt", "olmo", "jais"}, preGPT2, []string{patGPT2}, ""},
+	{[]string{"qwen2", "deepseek-r1-qwen", "stablelm2", "megrez"}, preQwen2, []string{patQwen2}, ""},
+	{[]string{"poro-chat", "bloom", "gpt3-finnish"}, preRegex, []string{patBloom}, ""},
+	{[]string{"viking"}, preRegex, []string{patBloom, `\p{N}`}, ""},
+	{[]string{"tekken"}, preRegex, []string{`[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`}, "ib"},
+	{[]string{"chameleon"}, preRegex, []string{
+		`<sentinel:[0-9]+>`,
+		`(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z`,
+		`([\t\n]|    |  )`,
+		`\p{N}`,
+		"[\\p{P}!-/:-@\\[-`{-~]",
+		patGPT2,
+	}, "b"},
+}
+
 // preKinds maps tokenizer.ggml.pre values to pre-tokenizers, following
-// llama.cpp's names.
-var preKinds = map[string]preKind{
-	"":             preDefault,
-	"default":      preDefault,
-	"llama3":       preLlama3,
-	"llama-v3":     preLlama3,
-	"llama-bpe":    preLlama3,
-	"falcon3":      preLlama3,
-	"qwen2":        preQwen2,
-	"gpt-2":        preGPT2,
-	"gpt2":         preGPT2,
-	"phi-2":        preGPT2,
-	"jina-es":      preGPT2,
-	"jina-de":      preGPT2,
-	"gigachat":     preGPT2,
-	"jina-v1-en":   preGPT2,
-	"jina-v2-es":   preGPT2,
-	"jina-v2-de":   preGPT2,
-	"jina-v2-code": preGPT2,
-	"roberta-bpe":  preGPT2,
-	"mpt":          preGPT2,
-	"olmo":         preGPT2,
-	"jais":         preGPT2,
+// llama.cpp's names ("" is the default too, as for a file without the key).
+var preKinds = func() map[string]*preTokenizer {
+	m := make(map[string]*preTokenizer)
+	for _, d := range preDefs {
+		p := &preTokenizer{
+			name: d.names[0], kind: d.kind,
+			ignoreMerges: strings.Contains(d.flags, "i"),
+			addBOS:       strings.Contains(d.flags, "b"),
+			noBOS:        strings.Contains(d.flags, "n"),
+		}
+		for _, pat := range d.patterns {
+			p.steps = append(p.steps, mustStep(pat))
+		}
+		for _, n := range d.names {
+			m[n] = p
+		}
+	}
+	m[""] = m["default"]
+	return m
+}()
+
+// mustStep compiles one pattern; the patterns are constants, checked by the
+// tests, so a failure is a bug in this file.
+func mustStep(pat string) preStep {
+	switch pat {
+	case patGPT2:
+		return preStep{gpt2: true}
+	case patLlama3:
+		return preStep{llama3: true}
+	}
+	units := []rune(pat)
+	collapsed := usesCategories(pat)
+	if collapsed {
+		var err error
+		if units, err = collapsePattern(pat); err != nil {
+			panic(err)
+		}
+	}
+	re, err := compileRegex(units)
+	if err != nil {
+		panic(err)
+	}
+	return preStep{re: re, collapsed: collapsed}
 }
 
 // Character classes of the pre-tokenizer rules.
@@ -53,7 +149,7 @@ const (
 	fLetter                   // \p{L}
 	fNumber                   // \p{N}
 	fSpace                    // \s (Unicode White_Space)
-	fPunct                    // \p{P} or one of $+<=>^`| (the default pre-tokenizer's first split)
+	fPunct                    // \p{P} or one of $+<=>^~| (the default pre-tokenizer's first split)
 )
 
 var asciiFlags = func() [128]uint8 {
@@ -78,7 +174,7 @@ func slowFlags(r rune) uint8 {
 		f |= fPunct
 	}
 	switch r {
-	case '$', '+', '<', '=', '>', '^', '`', '|':
+	case '$', '+', '<', '=', '>', '^', '~', '|':
 		f |= fPunct
 	}
 	return f
@@ -145,6 +241,9 @@ type preSession struct {
 	tmp   []int
 	words []span
 	clean []byte
+	// units of the code points for regex steps: category stand-ins, and
+	// code points with non-ASCII white space as \v
+	collapsed, wide []rune
 }
 
 // span is a word's byte range in the text.
@@ -188,23 +287,21 @@ func (t *Tokenizer) pretokenize(text string, ps *preSession) (string, []span) {
 
 	lens := append(ps.lens[:0], len(cpts))
 	tmp := ps.tmp[:0]
-	switch t.pre {
+	switch t.pre.kind {
 	case preLlama3:
-		tmp = splitLlama3(cpts, flags, lens, tmp, 3)
+		lens, tmp = splitLlama3(cpts, flags, lens, tmp, 3), lens
 	case preQwen2:
-		tmp = splitLlama3(cpts, flags, lens, tmp, 1)
+		lens, tmp = splitLlama3(cpts, flags, lens, tmp, 1), lens
 	case preGPT2:
-		tmp = splitGPT2(cpts, flags, lens, tmp)
+		lens, tmp = splitGPT2(cpts, flags, lens, tmp), lens
+	case preDefault:
+		lens, tmp = splitPunct(flags, lens, tmp), lens
+		lens, tmp = splitGPT2(cpts, flags, lens, tmp[:0]), lens
+		lens, tmp = splitNumbers(flags, lens, tmp[:0]), lens
+		lens, tmp = splitDigits3(cpts, lens, tmp[:0]), lens
 	default:
-		tmp = splitPunct(flags, lens, tmp)
-		lens, tmp = tmp, lens
-		tmp = splitGPT2(cpts, flags, lens, tmp[:0])
-		lens, tmp = tmp, lens
-		tmp = splitNumbers(flags, lens, tmp[:0])
-		lens, tmp = tmp, lens
-		tmp = splitDigits3(cpts, lens, tmp[:0])
+		lens, tmp = t.pre.runSteps(cpts, flags, lens, tmp, ps)
 	}
-	lens, tmp = tmp, lens
 
 	words := ps.words[:0]
 	pos := 0
@@ -216,6 +313,39 @@ func (t *Tokenizer) pretokenize(text string, ps *preSession) (string, []span) {
 	}
 	ps.cpts, ps.flags, ps.offs, ps.lens, ps.tmp, ps.words, ps.clean = cpts, flags, offs, lens, tmp, words, clean
 	return text, words
+}
+
+// runSteps applies every step of p in order; it returns the final piece
+// lengths and the spare buffer.
+func (p *preTokenizer) runSteps(cpts []rune, flags []uint8, lens, tmp []int, ps *preSession) ([]int, []int) {
+	haveWide, haveCollapsed := false, false
+	for _, st := range p.steps {
+		switch {
+		case st.gpt2:
+			lens, tmp = splitGPT2(cpts, flags, lens, tmp[:0]), lens
+		case st.llama3:
+			lens, tmp = splitLlama3(cpts, flags, lens, tmp[:0], 3), lens
+		case st.collapsed:
+			if !haveCollapsed {
+				ps.collapsed = ps.collapsed[:0]
+				for _, r := range cpts {
+					ps.collapsed = append(ps.collapsed, collapseUnit(r))
+				}
+				haveCollapsed = true
+			}
+			lens, tmp = st.re.split(ps.collapsed, lens, tmp[:0]), lens
+		default:
+			if !haveWide {
+				ps.wide = ps.wide[:0]
+				for _, r := range cpts {
+					ps.wide = append(ps.wide, wideUnit(r))
+				}
+				haveWide = true
+			}
+			lens, tmp = st.re.split(ps.wide, lens, tmp[:0]), lens
+		}
+	}
+	return lens, tmp
 }
 
 // cursor reads one piece [lo, hi) of the code points: outside it, at gives
@@ -393,10 +523,10 @@ func splitGPT2(cpts []rune, flags []uint8, lens, out []int) []int {
 }
 
 // splitPunct is the default pre-tokenizer's first step, the regex
-// [\p{P}\$\+<=>\^`\|]: each such character becomes a piece of its own, and
+// [\p{P}\$\+<=>\^~\|]+: each run of such characters becomes a piece, and
 // the runs between them pieces too.
 func splitPunct(flags []uint8, lens, out []int) []int {
-	return splitRuns(lens, out, func(i int) bool { return flags[i]&fPunct != 0 }, 1)
+	return splitRuns(lens, out, func(i int) bool { return flags[i]&fPunct != 0 }, 0)
 }
 
 // splitNumbers is the default pre-tokenizer's third step, \p{N}+: runs of

@@ -68,9 +68,28 @@ func TestPretokenize(t *testing.T) {
 		// llama.cpp's default: punctuation alone, GPT-2's rules, numbers
 		// apart and cut into groups of three ASCII digits.
 		{"default", "Hello, world! It's 12345 $5", []string{"Hello", ",", " world", "!", " It", "'", "s", " ", "123", "45", " ", "$", "5"}},
-		// "~" is a symbol, not split off by the first step: GPT-2's rules
-		// keep "~~" whole, where "!!" is cut.
-		{"default", "a+b=c~~d!!e", []string{"a", "+", "b", "=", "c", "~~", "d", "!", "!", "e"}},
+		// Runs of punctuation and of $+<=>^~| stay together; "`" is not
+		// one of them.
+		{"default", "a+b=c~~d!!e", []string{"a", "+", "b", "=", "c", "~~", "d", "!!", "e"}},
+		{"default", "x+=1 `a` ~/", []string{"x", "+=", "1", " `", "a", "`", " ", "~/"}},
+		// StarCoder: every digit alone, then GPT-2's rules.
+		{"starcoder", "abc 123 x", []string{"abc", " ", "1", "2", "3", " x"}},
+		// Falcon: runs of punctuation and symbols (with "`"), GPT-2's
+		// rules, groups of three digits.
+		{"falcon", "a+=b~`1234", []string{"a", "+=", "b", "~`", "123", "4"}},
+		// BLOOM: words up to the listed punctuation and white space.
+		{"bloom", "Hello, world! (a|b)", []string{"Hello", ",", " world", "! (", "a", "|", "b", ")"}},
+		// Tekken: words split before capitals.
+		{"tekken", "HelloWorld ABCdef", []string{"Hello", "World", " ABCdef"}},
+		{"tekken", "ABC def", []string{"ABC", " def"}},
+		// DeepSeek Coder: newlines, letters, punctuation, CJK, digits.
+		{"deepseek-coder", "Hi 你好, 42!\n", []string{"Hi", " ", "你好", ",", " ", "4", "2", "!", "\n"}},
+		{"deepseek-llm", "Hello world\n", []string{"Hello", " world", "\n"}},
+		{"deepseek-llm", "ab  ", []string{"ab", "  "}},
+		{"deepseek-v3", "abc123456 日本語x", []string{"abc", "123", "456", " ", "日本語", "x"}},
+		{"deepseek-v3", "x.foo", []string{"x", ".foo"}},
+		{"chameleon", "<sentinel:12>IMGIMGABZx  y", []string{"<", "sentinel", ":", "1", "2", ">", "IMGIMGABZ", "x", "  ", "y"}},
+		{"viking", "ab12 c", []string{"ab", "1", "2", " c"}},
 		// Invalid UTF-8 becomes U+FFFD, one per byte, as in llama.cpp.
 		{"llama-bpe", "a\xffb\xe6\x97", []string{"a", "\uFFFDb", "\uFFFD\uFFFD"}},
 		{"llama-bpe", "\xc0\x80", []string{"\x00"}}, // an overlong NUL is taken as NUL
@@ -179,4 +198,53 @@ func TestPretokenizeMatchesRegex(t *testing.T) {
 		require.Equal(t, refLlama3.split(text), words(llama3, text), "llama3 case %d: %q", i, text)
 		require.Equal(t, refGPT2.split(text), words(gpt2, text), "gpt2 case %d: %q", i, text)
 	}
+}
+
+// TestPretokenizeFastPaths checks the hand-written splitters against the
+// regex engine running llama.cpp's patterns, on random texts.
+func TestPretokenizeFastPaths(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for _, pre := range []string{"default", "qwen2", "llama-bpe", "gpt-2"} {
+		fast := preOnly(t, pre)
+		slow := preOnly(t, pre)
+		p := *slow.pre
+		p.kind = preRegex
+		p.steps = nil
+		for _, d := range preDefs {
+			if d.names[0] == p.name {
+				for _, pat := range d.patterns {
+					st := mustStep(pat)
+					if st.gpt2 || st.llama3 {
+						// Compare with the regex engine, not the
+						// hand-written code llama.cpp runs for these.
+						st = regexStep(t, pat)
+					}
+					p.steps = append(p.steps, st)
+				}
+			}
+		}
+		require.NotEmpty(t, p.steps)
+		slow.pre = &p
+		for i := range 2000 {
+			text := randomText(rng, 1+i%40)
+			require.Equal(t, words(slow, text), words(fast, text), "%s: text %q", pre, text)
+		}
+	}
+}
+
+func regexStep(t *testing.T, pat string) preStep {
+	units, err := collapsePattern(pat)
+	require.NoError(t, err)
+	re, err := compileRegex(units)
+	require.NoError(t, err)
+	return preStep{re: re, collapsed: true}
+}
+
+func TestRegexSyntax(t *testing.T) {
+	for _, bad := range []string{"(", "[a", "a{2", "a{3,1}", "\\p{L}", "a*?", "(?<x>a)", "[z-a]", ")"} {
+		_, err := compileRegex([]rune(bad))
+		assert.Error(t, err, "pattern %q", bad)
+	}
+	_, err := collapsePattern("\\p{L}é")
+	assert.Error(t, err)
 }

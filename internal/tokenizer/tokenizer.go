@@ -8,8 +8,12 @@
 //     Spaces become "▁", adjacent pieces are merged best score first, and
 //     characters missing from the vocabulary fall back to <0xXX> byte tokens.
 //   - "gpt2": byte-level BPE with ranked merges (llama.cpp's
-//     llm_tokenizer_bpe), with the pre-tokenizer named by tokenizer.ggml.pre
-//     (Llama 3, Qwen 2, GPT-2 and llama.cpp's "default").
+//     llm_tokenizer_bpe), with the pre-tokenizer named by tokenizer.ggml.pre:
+//     every name llama.cpp knows (Llama 3, Qwen 2, GPT-2, DeepSeek, Falcon,
+//     StarCoder, BLOOM, Tekken, Chameleon, … and its "default" when the key
+//     is absent). Most of them are regex splits, which run on a small
+//     backtracking engine with std::regex's semantics over the same
+//     category stand-ins llama.cpp uses, so that the splits agree exactly.
 //
 // A [Tokenizer] is immutable after [New] or [FromGGUF] and safe for
 // concurrent use. No method panics, whatever the input text or ids.
@@ -50,10 +54,10 @@ type Vocab struct {
 	// Model is tokenizer.ggml.model: "llama" (SentencePiece) or "gpt2"
 	// (byte-level BPE).
 	Model string
-	// Pre is tokenizer.ggml.pre, the pre-tokenizer of a gpt2 vocabulary:
-	// "llama-bpe"/"llama3"/"llama-v3"/"falcon3" (Llama 3 rules), "qwen2",
-	// "gpt-2" and its aliases, or "default"/"" (llama.cpp's default). It is
-	// ignored for llama vocabularies.
+	// Pre is tokenizer.ggml.pre, the pre-tokenizer of a gpt2 vocabulary,
+	// by llama.cpp's names ("llama-bpe", "qwen2", "gpt-2", "falcon",
+	// "deepseek-coder", …), or "default"/"" (llama.cpp's default). An
+	// unknown name is ErrUnsupported. It is ignored for llama vocabularies.
 	Pre string
 	// Tokens holds each token's text; the index is the id.
 	Tokens []string
@@ -76,6 +80,44 @@ type Vocab struct {
 	// AddSpacePrefix makes a llama vocabulary prepend a space to text at the
 	// start and after special tokens. It is ignored for gpt2 vocabularies.
 	AddSpacePrefix bool
+	// More holds further special ids by kind (SpecialEOM, SpecialFIMPre,
+	// …); a kind that is missing is looked for by its usual texts, as
+	// llama.cpp does.
+	More map[Special]int
+	// Name is the model's name (general.name). llama.cpp applies rules by
+	// name: a model whose lower-cased name contains "phi-3" or "phi3"
+	// drops the white space after special tokens and "</s>" (but not after
+	// "<unk>", "<s>" and "<|endoftext|>").
+	Name string
+}
+
+// Special names the special tokens of [Vocab.More].
+type Special string
+
+// Special token kinds beyond BOS, EOS, UNK, PAD and EOT.
+const (
+	SpecialEOM    Special = "eom"     // end of message (<|eom_id|>)
+	SpecialFIMPre Special = "fim_pre" // fill-in-the-middle prefix
+	SpecialFIMSuf Special = "fim_suf" // fill-in-the-middle suffix
+	SpecialFIMMid Special = "fim_mid" // fill-in-the-middle middle
+	SpecialFIMPad Special = "fim_pad" // fill-in-the-middle padding
+	SpecialFIMRep Special = "fim_rep" // repository name
+	SpecialFIMSep Special = "fim_sep" // file separator
+)
+
+// specialTexts are the texts by which llama.cpp finds a special token that
+// the metadata does not name; the token becomes a control token.
+var specialTexts = []struct {
+	kind  Special
+	texts []string
+}{
+	{SpecialEOM, []string{"<|eom_id|>"}},
+	{SpecialFIMPre, []string{"<|fim_prefix|>", "<fim-prefix>", "<｜fim▁begin｜>", "<PRE>"}},
+	{SpecialFIMSuf, []string{"<|fim_suffix|>", "<fim-suffix>", "<｜fim▁hole｜>", "<SUF>"}},
+	{SpecialFIMMid, []string{"<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>"}},
+	{SpecialFIMPad, []string{"<|fim_pad|>", "<fim-pad>", "<PAD>"}},
+	{SpecialFIMRep, []string{"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>"}},
+	{SpecialFIMSep, []string{"<|file_sep|>"}},
 }
 
 type modelKind uint8
@@ -96,10 +138,17 @@ const (
 	attrByte
 )
 
+// Strip flags of special tokens: white space next to the token is dropped
+// when the text is split at it.
+const (
+	stripLeft uint8 = 1 << iota
+	stripRight
+)
+
 // Tokenizer encodes text to token ids and decodes ids to text.
 type Tokenizer struct {
 	model        modelKind
-	pre          preKind
+	pre          *preTokenizer
 	ignoreMerges bool
 
 	tokens []string
@@ -113,6 +162,8 @@ type Tokenizer struct {
 	addSpacePrefix          bool
 
 	specials []int // control, user-defined and unknown tokens, longest text first
+	strip    map[int]uint8
+	more     map[Special]int
 	eog      map[int]struct{}
 
 	byteTok  [256]int          // SPM: id of <0xXX> for each byte, -1 if none
@@ -125,13 +176,13 @@ type Tokenizer struct {
 // eogTexts are token texts llama.cpp treats as end of generation.
 var eogTexts = []string{
 	"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-	"<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>",
+	"<|eom_id|>", "<EOT>",
 }
 
 // eotTexts are the texts llama.cpp looks for when no end-of-turn id is given.
 var eotTexts = []string{
 	"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-	"<EOT>", "_<EOT>", "<｜end▁of▁sentence｜>",
+	"<EOT>", "<｜end▁of▁sentence｜>",
 }
 
 // New builds a Tokenizer from v. It checks that the arrays agree in length,
@@ -164,6 +215,13 @@ func New(v Vocab) (*Tokenizer, error) {
 	if v.AddBOS && v.BOS < 0 {
 		return nil, fmt.Errorf("%w: AddBOS without a BOS token", ErrInvalidVocab)
 	}
+	t.more = make(map[Special]int, len(v.More))
+	for k, id := range v.More {
+		if id < 0 || id >= n {
+			return nil, fmt.Errorf("%w: %s id %d outside [0, %d)", ErrInvalidVocab, k, id, n)
+		}
+		t.more[k] = id
+	}
 	if v.AddEOS && v.EOS < 0 {
 		return nil, fmt.Errorf("%w: AddEOS without an EOS token", ErrInvalidVocab)
 	}
@@ -179,7 +237,7 @@ func New(v Vocab) (*Tokenizer, error) {
 			return nil, fmt.Errorf("%w: pre-tokenizer %q", ErrUnsupported, v.Pre)
 		}
 		t.pre = pre
-		t.ignoreMerges = pre == preLlama3
+		t.ignoreMerges = pre.ignoreMerges
 	default:
 		return nil, fmt.Errorf("%w: tokenizer model %q", ErrUnsupported, v.Model)
 	}
@@ -209,6 +267,7 @@ func New(v Vocab) (*Tokenizer, error) {
 	sort.SliceStable(t.specials, func(i, j int) bool {
 		return len(t.text(t.specials[i])) > len(t.text(t.specials[j]))
 	})
+	t.nameRules(v.Name, v.Pre)
 
 	switch t.model {
 	case modelSPM:
@@ -253,9 +312,10 @@ func attrOfType(typ int32) uint8 {
 	return attrUndefined
 }
 
-// findEOG fills the end-of-generation set as llama.cpp does: EOS, EOT (found
-// by text when not given) and tokens whose text marks an end of turn; tokens
-// found by text become control tokens.
+// findEOG fills the end-of-generation set as llama.cpp does: EOS, EOT and
+// EOM (found by text when not given), the fill-in-the-middle padding,
+// repository and file-separator tokens, and tokens whose text marks an end
+// of turn. Tokens found by text become control tokens.
 func (t *Tokenizer) findEOG() {
 	if t.eot < 0 {
 		for _, s := range eotTexts {
@@ -266,7 +326,24 @@ func (t *Tokenizer) findEOG() {
 			}
 		}
 	}
+	for _, st := range specialTexts {
+		if _, ok := t.more[st.kind]; ok {
+			continue
+		}
+		for _, s := range st.texts {
+			if id, ok := t.toID[s]; ok {
+				t.more[st.kind] = id
+				t.attrs[id] = attrControl
+				break
+			}
+		}
+	}
 	t.eog = make(map[int]struct{})
+	for _, k := range []Special{SpecialFIMPad, SpecialFIMRep, SpecialFIMSep, SpecialEOM} {
+		if id, ok := t.more[k]; ok {
+			t.eog[id] = struct{}{}
+		}
+	}
 	for _, s := range eogTexts {
 		if id, ok := t.toID[s]; ok {
 			t.eog[id] = struct{}{}
@@ -279,6 +356,39 @@ func (t *Tokenizer) findEOG() {
 	if t.eot >= 0 {
 		t.eog[t.eot] = struct{}{}
 	}
+}
+
+// nameRules applies llama.cpp's rules by model and pre-tokenizer name: Jina
+// v2 drops the white space before "<mask>"; Phi-3 drops the white space after
+// its special tokens and "</s>", except "<unk>", "<s>" and "<|endoftext|>".
+// A token the rule names but the vocabulary lacks is skipped.
+func (t *Tokenizer) nameRules(name, pre string) {
+	t.strip = make(map[int]uint8)
+	name = strings.ToLower(name)
+	switch {
+	case t.model == modelBPE && (strings.Contains(pre, "jina-v2-de") || strings.Contains(pre, "jina-v2-es") || strings.Contains(pre, "jina-v2-code")):
+		if id, ok := t.toID["<mask>"]; ok {
+			t.strip[id] |= stripLeft
+		}
+	case strings.Contains(name, "phi-3") || strings.Contains(name, "phi3"):
+		for _, id := range t.specials {
+			t.strip[id] |= stripRight
+		}
+		if id, ok := t.toID["</s>"]; ok {
+			t.strip[id] |= stripRight
+		}
+		for _, s := range []string{"<unk>", "<s>", "<|endoftext|>"} {
+			if id, ok := t.toID[s]; ok {
+				t.strip[id] &^= stripRight
+			}
+		}
+	}
+}
+
+// SpecialID returns the id of a special token kind, if the vocabulary has one.
+func (t *Tokenizer) SpecialID(k Special) (int, bool) {
+	id, ok := t.more[k]
+	return id, ok
 }
 
 // VocabSize returns the number of tokens.
@@ -296,8 +406,9 @@ func (t *Tokenizer) EOT() int { return t.eot }
 // AddBOS reports whether Encode adds BOS when asked to add special tokens.
 func (t *Tokenizer) AddBOS() bool { return t.addBOS }
 
-// IsEOG reports whether id ends generation: EOS, EOT and the other tokens
-// llama.cpp treats so (<|eot_id|>, <|im_end|>, <|endoftext|>, …).
+// IsEOG reports whether id ends generation: EOS, EOT, EOM and the other
+// tokens llama.cpp treats so (<|eot_id|>, <|im_end|>, <|endoftext|>, the
+// fill-in-the-middle padding, repository and file-separator tokens, …).
 func (t *Tokenizer) IsEOG(id int) bool {
 	_, ok := t.eog[id]
 	return ok
@@ -370,6 +481,7 @@ func (t *Tokenizer) partition(text string, parseSpecial bool) []fragment {
 		if !containsIn(frags, sp) {
 			continue
 		}
+		strip := t.strip[id]
 		next = next[:0]
 		for _, f := range frags {
 			if f.tok >= 0 {
@@ -382,11 +494,18 @@ func (t *Tokenizer) partition(text string, parseSpecial bool) []fragment {
 				if i < 0 {
 					break
 				}
-				if i > 0 {
-					next = append(next, fragment{text: s[:i], tok: -1})
+				left := s[:i]
+				if strip&stripLeft != 0 {
+					left = strings.TrimRight(left, asciiSpace)
+				}
+				if left != "" {
+					next = append(next, fragment{text: left, tok: -1})
 				}
 				next = append(next, fragment{tok: id})
 				s = s[i+len(sp):]
+				if strip&stripRight != 0 {
+					s = strings.TrimLeft(s, asciiSpace)
+				}
 			}
 			if s != "" {
 				next = append(next, fragment{text: s, tok: -1})
@@ -396,6 +515,9 @@ func (t *Tokenizer) partition(text string, parseSpecial bool) []fragment {
 	}
 	return frags
 }
+
+// asciiSpace is C's isspace set, which llama.cpp strips next to tokens.
+const asciiSpace = " \t\n\v\f\r"
 
 func containsIn(frags []fragment, s string) bool {
 	for _, f := range frags {

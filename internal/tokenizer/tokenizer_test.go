@@ -29,7 +29,7 @@ func TestNewRejects(t *testing.T) {
 		{"AddBOS without BOS", func(v *Vocab) { v.BOS, v.AddBOS = -1, true }, ErrInvalidVocab},
 		{"AddEOS without EOS", func(v *Vocab) { v.EOS, v.AddEOS = -1, true }, ErrInvalidVocab},
 		{"unknown model", func(v *Vocab) { v.Model = "bert" }, ErrUnsupported},
-		{"unknown pre", func(v *Vocab) { v.Model, v.Pre = "gpt2", "deepseek-coder" }, ErrUnsupported},
+		{"unknown pre", func(v *Vocab) { v.Model, v.Pre = "gpt2", "no-such-pre" }, ErrUnsupported},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -237,7 +237,7 @@ func TestFromGGUFRejects(t *testing.T) {
 		{"types not integers", []ggufKV{{"tokenizer.ggml.model", "llama"}, {"tokenizer.ggml.tokens", tokens}, {"tokenizer.ggml.token_type", []float32{1}}}, ErrInvalidVocab},
 		{"scores too short", []ggufKV{{"tokenizer.ggml.model", "llama"}, {"tokenizer.ggml.tokens", tokens}, {"tokenizer.ggml.scores", []float32{1}}}, ErrInvalidVocab},
 		{"gpt2 without merges", []ggufKV{{"tokenizer.ggml.model", "gpt2"}, {"tokenizer.ggml.tokens", tokens}}, ErrInvalidVocab},
-		{"unknown pre", []ggufKV{{"tokenizer.ggml.model", "gpt2"}, {"tokenizer.ggml.pre", "tekken"}, {"tokenizer.ggml.tokens", tokens}, {"tokenizer.ggml.merges", []string{}}}, ErrUnsupported},
+		{"unknown pre", []ggufKV{{"tokenizer.ggml.model", "gpt2"}, {"tokenizer.ggml.pre", "no-such-pre"}, {"tokenizer.ggml.tokens", tokens}, {"tokenizer.ggml.merges", []string{}}}, ErrUnsupported},
 		{"unknown model", []ggufKV{{"tokenizer.ggml.model", "t5"}, {"tokenizer.ggml.tokens", tokens}}, ErrUnsupported},
 	}
 	for _, tc := range tests {

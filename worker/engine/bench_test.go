@@ -17,6 +17,10 @@ import (
 const benchPromptTokens = 128
 
 func benchModel(b *testing.B, file string, threads int) *Model {
+	return benchModelCtx(b, file, threads, 2*benchPromptTokens)
+}
+
+func benchModelCtx(b *testing.B, file string, threads, ctxSize int) *Model {
 	b.Helper()
 	dir := os.Getenv("RBEE_BENCH_DIR")
 	if dir == "" {
@@ -30,7 +34,7 @@ func benchModel(b *testing.B, file string, threads int) *Model {
 	if _, err := os.Stat(path); err != nil {
 		b.Skipf("no benchmark model at %s", path)
 	}
-	m, err := Load(context.Background(), path, Options{Threads: threads, ContextSize: 2 * benchPromptTokens, BatchSize: benchPromptTokens})
+	m, err := Load(context.Background(), path, Options{Threads: threads, ContextSize: ctxSize, BatchSize: benchPromptTokens})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -107,4 +111,40 @@ func BenchmarkDecode1Q8_0(b *testing.B) {
 }
 func BenchmarkDecode1Q4_K_M(b *testing.B) {
 	benchmarkDecodeThreads(b, "tinyllama-synthetic-Q4_K_M.gguf", 1)
+}
+
+// benchDepth is the cache depth of the DecodeDepth benchmarks: decode after a
+// long conversation, where attention over the cache costs about as much as
+// the weights.
+const benchDepth = 1800
+
+func benchmarkDecodeDepth(b *testing.B, file string) {
+	m := benchModelCtx(b, file, 2, benchDepth+64)
+	rng := rand.New(rand.NewPCG(3, 4))
+	fill := make([]int, benchDepth)
+	for i := range fill {
+		fill[i] = 3 + rng.IntN(m.Config().VocabSize-3)
+	}
+	s := m.NewSession()
+	ctx := context.Background()
+	if _, err := s.Eval(ctx, fill); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		if s.Len() >= m.ContextSize()-1 {
+			s.Truncate(benchDepth)
+		}
+		if _, err := s.Eval(ctx, fill[i%len(fill):i%len(fill)+1]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+}
+
+func BenchmarkDecodeDepthQ8_0(b *testing.B) { benchmarkDecodeDepth(b, "tinyllama-synthetic-Q8_0.gguf") }
+func BenchmarkDecodeDepthQ4_K_M(b *testing.B) {
+	benchmarkDecodeDepth(b, "tinyllama-synthetic-Q4_K_M.gguf")
 }

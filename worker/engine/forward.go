@@ -45,6 +45,9 @@ type scratch struct {
 
 // workerScratch is one pool worker's private space for attention.
 type workerScratch struct {
+	attn ggml.AttnScratch
+	// For attentionCapped, made on first use: scores and probabilities
+	// over the context, and the query in F16.
 	scores []float32
 	p16    []uint16
 	q16    []uint16
@@ -76,13 +79,6 @@ func (sc *scratch) ensure(m *Model, n int) {
 	}
 	if sc.work == nil {
 		sc.work = make([]workerScratch, m.threads)
-		for i := range sc.work {
-			sc.work[i] = workerScratch{
-				scores: make([]float32, m.ctxSize),
-				p16:    make([]uint16, m.ctxSize),
-				q16:    make([]uint16, c.HeadDim),
-			}
-		}
 	}
 }
 
@@ -271,11 +267,84 @@ func (m *Model) forward(parts []batchPart) error {
 }
 
 // attention computes, for each row listed in sel (every row when sel is
-// nil), every head's softmax(q·K/√d)·V over its session's cached positions
-// up to its own (causal), writing the i-th listed row's output to row i of
-// the attention buffer. Like llama.cpp, queries and probabilities are
-// rounded to F16 to meet the F16 cache.
+// nil), every head's softmax(scale·q·K)·V over its session's cached
+// positions up to its own (causal; only the latest SlidingWindow of them in
+// a sliding-window layer), writing the i-th listed row's output to row i of
+// the attention buffer. A task takes the query heads that share one
+// key/value head (or a part of them, when there would be too few tasks to
+// keep the threads busy), so that the cache is read once per group rather
+// than once per query head; see ggml.AttendF16. Models that soft-cap the
+// scores (Gemma 2) take attentionCapped instead.
 func (m *Model) attention(li int, sel []int) {
+	c := m.cfg
+	if c.AttnSoftcap > 0 {
+		m.attentionCapped(li, sel)
+		return
+	}
+	sc := &m.scratch
+	hd := c.HeadDim
+	qDim, kvDim := c.Heads*hd, c.HeadsKV*hd
+	group := c.Heads / c.HeadsKV
+	ctx := m.ctxSize
+	n := len(sc.rows)
+	if sel != nil {
+		n = len(sel)
+	}
+	scale, window := m.attentionScale(), m.window(li)
+	parts := attentionParts(n, c.HeadsKV, group, m.threads)
+	per := group / parts // query heads per task
+	tasks := c.HeadsKV * parts
+	m.pool.run(n*tasks, func(w, task int) {
+		i := task / tasks
+		r := i
+		if sel != nil {
+			r = sel[i]
+		}
+		h0 := task % tasks * per // the task's first query head
+		kvh := h0 / group
+		row := sc.rows[r]
+		kb := u16Bytes(row.s.k[li])
+		vb := u16Bytes(row.s.v[li])
+		lo := window.first(row.pos)
+		q := sc.q[r*qDim+h0*hd : r*qDim+(h0+per)*hd]
+		out := sc.attn[i*qDim+h0*hd : i*qDim+(h0+per)*hd]
+		ggml.AttendF16(hd, row.pos+1-lo, per, q, kb[(lo*kvDim+kvh*hd)*2:], kvDim*2, vb[(kvh*hd*ctx+lo)*2:], ctx*2, scale, out, &sc.work[w].attn)
+	})
+}
+
+// attentionScale is what the scores are multiplied by before the softmax:
+// 1 where the queries were scaled already.
+func (m *Model) attentionScale() float32 {
+	if m.qPreScale {
+		return 1
+	}
+	return m.cfg.QueryScale
+}
+
+// slidingWindow is the number of latest positions a layer attends to, 0
+// for all of them.
+type slidingWindow int
+
+func (m *Model) window(li int) slidingWindow {
+	if m.layers[li].slidingWindow {
+		return slidingWindow(m.cfg.SlidingWindow)
+	}
+	return 0
+}
+
+// first is the first position a row at pos attends to.
+func (w slidingWindow) first(pos int) int {
+	if w > 0 {
+		return max(0, pos-int(w)+1)
+	}
+	return 0
+}
+
+// attentionCapped is attention with the scores soft-capped before the
+// softmax, cap·tanh(s/cap), one query head per task: scores by one product
+// with the keys, capped, softmax, probabilities rounded to F16, then one
+// product with the values, as llama.cpp computes it.
+func (m *Model) attentionCapped(li int, sel []int) {
 	c := m.cfg
 	sc := &m.scratch
 	hd := c.HeadDim
@@ -286,14 +355,7 @@ func (m *Model) attention(li int, sel []int) {
 	if sel != nil {
 		n = len(sel)
 	}
-	scale := m.cfg.QueryScale
-	if m.qPreScale {
-		scale = 1 // the queries are scaled already
-	}
-	window := 0
-	if m.layers[li].slidingWindow {
-		window = c.SlidingWindow
-	}
+	scale, window := m.attentionScale(), m.window(li)
 	m.pool.run(n*c.Heads, func(w, task int) {
 		i := task / c.Heads
 		r := i
@@ -305,25 +367,33 @@ func (m *Model) attention(li int, sel []int) {
 		row := sc.rows[r]
 		kb := u16Bytes(row.s.k[li])
 		vb := u16Bytes(row.s.v[li])
-		// Positions lo..pos are attended to: all before the row's own, or
-		// those within the sliding window.
-		lo := 0
-		if window > 0 {
-			lo = max(0, row.pos-window+1)
-		}
+		lo := window.first(row.pos)
 		npos := row.pos + 1 - lo
 		ws := &sc.work[w]
-		toF16(ws.q16, sc.q[r*qDim+h*hd:r*qDim+(h+1)*hd])
-		scores := ws.scores[:npos]
-		ggml.Gemv(ggml.F16, hd, kb[(lo*kvDim+kvh*hd)*2:], kvDim*2, u16Bytes(ws.q16), scores)
-		if c.AttnSoftcap > 0 {
-			softcap(scores, c.AttnSoftcap)
+		if len(ws.q16) < hd {
+			ws.scores, ws.p16, ws.q16 = make([]float32, ctx), make([]uint16, ctx), make([]uint16, hd)
 		}
+		toF16(ws.q16[:hd], sc.q[r*qDim+h*hd:r*qDim+(h+1)*hd])
+		scores := ws.scores[:npos]
+		ggml.Gemv(ggml.F16, hd, kb[(lo*kvDim+kvh*hd)*2:], kvDim*2, u16Bytes(ws.q16[:hd]), scores)
+		softcap(scores, c.AttnSoftcap)
 		softmaxScaled(scores, scale)
 		toF16(ws.p16[:npos], scores)
 		out := sc.attn[i*qDim+h*hd : i*qDim+(h+1)*hd]
 		ggml.Gemv(ggml.F16, npos, vb[(kvh*hd*ctx+lo)*2:], ctx*2, u16Bytes(ws.p16[:npos]), out)
 	})
+}
+
+// attentionParts is how many parts the query heads of a group are split
+// into: 1, unless rows·kvHeads tasks would leave threads idle, then the
+// smallest divisor of group that gives every thread a task.
+func attentionParts(rows, kvHeads, group, threads int) int {
+	for p := 1; p <= group; p++ {
+		if group%p == 0 && rows*kvHeads*p >= threads {
+			return p
+		}
+	}
+	return group
 }
 
 // matmul computes out[t·rows + r] = w[r]·x[t] for the rows of w and the

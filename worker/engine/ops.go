@@ -29,35 +29,8 @@ func rmsNorm(dst, x, w []float32, eps float32) {
 	}
 }
 
-// softmaxScaled replaces x with softmax(x·scale), summing in double precision
-// like ggml's soft_max.
-func softmaxScaled(x []float32, scale float32) {
-	maxv := float32(math.Inf(-1))
-	for i := range x {
-		x[i] *= scale
-		maxv = max(maxv, x[i])
-	}
-	var sum float64
-	for i, v := range x {
-		e := expf(v - maxv)
-		x[i] = e
-		sum += float64(e)
-	}
-	inv := float32(1 / sum)
-	for i := range x {
-		x[i] *= inv
-	}
-}
-
 // siluMul writes silu(g)·u to dst (SwiGLU's gate), silu(x) = x/(1+e^-x).
-func siluMul(dst, g, u []float32) {
-	u = u[:len(g)]
-	dst = dst[:len(g)]
-	for i, v := range g {
-		s := v / (1 + expf(-v))
-		dst[i] = s * u[i]
-	}
-}
+func siluMul(dst, g, u []float32) { ggml.SiLUMul(dst, g, u) }
 
 func add(dst, a []float32) {
 	a = a[:len(dst)]
@@ -100,33 +73,9 @@ func rope(x []float32, heads, headDim int, cos, sin []float32) {
 
 func toF16(dst []uint16, src []float32) { ggml.F32ToF16Slice(dst, src) }
 
-// expf is e^x in float32, within 2 ulp of the exact value (as ggml's SIMD
-// expf is): Cody-Waite reduction x = n·ln2 + r, |r| ≤ ln2/2, then a degree-6
-// polynomial for e^r (Cephes' coefficients), then the exponent n put in place.
-// Outside the range where 2^n is a normal float it defers to math.Exp.
-func expf(x float32) float32 {
-	if !(x > -87 && x < 88) { // also NaN
-		return float32(math.Exp(float64(x)))
-	}
-	const (
-		log2e = 1.44269504088896341
-		ln2hi = 0.693359375
-		ln2lo = -2.12194440e-4
-	)
-	// Round x·log2(e) to the nearest integer by adding and removing 1.5·2^23,
-	// which pushes the fraction out of a float32's mantissa.
-	const magic = 12582912
-	n := x*log2e + magic - magic
-	r := x - n*ln2hi - n*ln2lo
-	p := float32(1.9875691500e-4)
-	p = p*r + 1.3981999507e-3
-	p = p*r + 8.3334519073e-3
-	p = p*r + 4.1665795894e-2
-	p = p*r + 1.6666665459e-1
-	p = p*r + 5.0000001201e-1
-	p = p*r*r + r + 1
-	return p * math.Float32frombits(uint32(int32(n)+127)<<23)
-}
+// expf is e^x in float32, within 2 ulp of the exact value, as ggml's SIMD
+// expf is (see ggml.Expf; the attention's softmax uses the same function).
+func expf(x float32) float32 { return ggml.Expf(x) }
 
 // bytesOf views float32 or uint16 slices as the little-endian bytes the ggml
 // kernels take. The engine refuses big-endian hosts at load (hostLittleEndian).
@@ -216,5 +165,25 @@ func initGeluTable() {
 		inner := float32(sqrt2OverPi) * x * (1 + float32(coefA)*x*x)
 		y := 0.5 * x * (1 + float32(math.Tanh(float64(inner))))
 		geluTable[i] = ggml.F32ToF16(y)
+	}
+}
+
+// softmaxScaled replaces x with softmax(x·scale), summing in double precision
+// like ggml's soft_max.
+func softmaxScaled(x []float32, scale float32) {
+	maxv := float32(math.Inf(-1))
+	for i := range x {
+		x[i] *= scale
+		maxv = max(maxv, x[i])
+	}
+	var sum float64
+	for i, v := range x {
+		e := expf(v - maxv)
+		x[i] = e
+		sum += float64(e)
+	}
+	inv := float32(1 / sum)
+	for i := range x {
+		x[i] *= inv
 	}
 }
