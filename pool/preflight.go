@@ -1,13 +1,10 @@
 package pool
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -15,6 +12,7 @@ import (
 	"time"
 
 	"rbee/api"
+	"rbee/internal/sysmem"
 )
 
 // Device is an accelerator the hive can place a worker on: a CUDA GPU or
@@ -98,40 +96,11 @@ func DetectDevices(ctx context.Context) []Device {
 // MemAvailableMB reads the node's available memory (MemAvailable of
 // /proc/meminfo) in MiB.
 func MemAvailableMB() (int64, error) {
-	f, err := os.Open("/proc/meminfo")
+	b, err := sysmem.Available()
 	if err != nil {
 		return 0, fmt.Errorf("reading available memory: %w", err)
 	}
-	defer f.Close()
-	kb, err := parseMemAvailable(f)
-	if err != nil {
-		return 0, err
-	}
-	return kb / 1024, nil
-}
-
-// parseMemAvailable finds "MemAvailable: N kB" in /proc/meminfo's text.
-func parseMemAvailable(r io.Reader) (int64, error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:")
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(rest)
-		if len(fields) != 2 || fields[1] != "kB" {
-			return 0, fmt.Errorf("/proc/meminfo: unexpected MemAvailable line %q", sc.Text())
-		}
-		n, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("/proc/meminfo: unexpected MemAvailable line %q", sc.Text())
-		}
-		return n, nil
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("/proc/meminfo: %w", err)
-	}
-	return 0, errors.New("/proc/meminfo has no MemAvailable line")
+	return b / (1024 * 1024), nil
 }
 
 // RAMFactor is how much memory a model needs beyond its file size.

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee/api"
+	"rbee/internal/sysmem"
 )
 
 func TestParseMemAvailable(t *testing.T) {
@@ -26,7 +27,7 @@ func TestParseMemAvailable(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			kb, err := parseMemAvailable(strings.NewReader(tc.in))
+			kb, err := sysmem.ParseMemAvailable(strings.NewReader(tc.in))
 			if !tc.ok {
 				assert.Error(t, err)
 				return
