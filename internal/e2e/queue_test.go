@@ -21,12 +21,7 @@ func TestQueueWaitsForAFreeSlot(t *testing.T) {
 	c := newCluster(t, slowModel(t))
 	c.startQueen()
 
-	long := c.start(c.inferArgs("--max-tokens", "4000")...)
-	long.waitFirstToken(t)
-	ws := c.workers()
-	require.Len(t, ws, 1)
-	worker := ws[0]
-	require.Equal(t, 1, worker.SlotsTotal, "the test needs a 1-slot worker")
+	long, worker := c.startLongGeneration(t)
 
 	second := c.start(c.inferArgs("--max-tokens", "8", "--prompt", "A second question")...)
 	var st *rbee.QueueStatus
@@ -73,12 +68,7 @@ func TestQueueStartsSecondWorker(t *testing.T) {
 	c := newCluster(t, slowModel(t))
 	c.startQueen("--max-workers-per-model", "2")
 
-	long := c.start(c.inferArgs("--max-tokens", "4000")...)
-	long.waitFirstToken(t)
-	ws := c.workers()
-	require.Len(t, ws, 1)
-	first := ws[0]
-	require.Equal(t, 1, first.SlotsTotal, "the test needs a 1-slot worker")
+	long, _ := c.startLongGeneration(t)
 
 	r := c.rbee(c.inferArgs("--max-tokens", "8", "--prompt", "A second question")...)
 	assert.Equal(t, 0, r.code, "%s%s", r, c.logs())
@@ -89,7 +79,7 @@ func TestQueueStartsSecondWorker(t *testing.T) {
 		t.Fatalf("the first generation ended before the second task:\n%s", long.wait(t))
 	default:
 	}
-	ws = c.workers()
+	ws := c.workers()
 	require.Len(t, ws, 2, "a second worker of the model")
 	for _, w := range ws {
 		assert.Equal(t, "file:"+c.model, w.ModelRef)
@@ -97,4 +87,17 @@ func TestQueueStartsSecondWorker(t *testing.T) {
 
 	require.NoError(t, long.cmd.Process.Signal(syscall.SIGINT))
 	assert.Equal(t, 130, long.wait(t).code)
+}
+
+// startLongGeneration starts an rbee infer of 4000 tokens and waits for its
+// first token: it then holds the only slot of the model's only worker,
+// which it returns.
+func (c *cluster) startLongGeneration(t *testing.T) (*running, rbee.WorkerInfo) {
+	t.Helper()
+	long := c.start(c.inferArgs("--max-tokens", "4000")...)
+	long.waitFirstToken(t)
+	ws := c.workers()
+	require.Len(t, ws, 1)
+	require.Equal(t, 1, ws[0].SlotsTotal, "the test needs a 1-slot worker")
+	return long, ws[0]
 }
