@@ -125,8 +125,8 @@ func TestSchemaObject(t *testing.T) {
 		{`{"name":"x","age":3,"tags":["a","b"],"ok":false}`, true, true},
 		{`{ "name" : "x" , "tags" : [ ] , "ok" : true }`, true, true},
 		{`{"name":"x"`, true, false},
-		{`{"name":"x"}`, false, false},          // ok is required
-		{`{"ok":true}`, false, false},           // name first, and required
+		{`{"name":"x"}`, false, false},                   // ok is required
+		{`{"ok":true}`, false, false},                    // name first, and required
 		{`{"name":"x","ok":true,"age":3}`, false, false}, // properties in order
 		{`{"name":1`, false, false},
 		{`{"name":"x","age":3.5`, false, false}, // integer
