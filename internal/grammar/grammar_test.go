@@ -28,7 +28,7 @@ func match(g *Grammar, text string) (ok, complete bool) {
 	return true, m.Complete()
 }
 
-func mustSchema(t *testing.T, schema string) *Grammar {
+func mustSchema(t testing.TB, schema string) *Grammar {
 	t.Helper()
 	g, err := CompileSchema(json.RawMessage(schema))
 	require.NoError(t, err, schema)
