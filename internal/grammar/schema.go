@@ -720,21 +720,7 @@ func (c *compiler) finish(n *node) {
 		if n.addl != nil && !n.addl.sat {
 			n.addl = nil
 		}
-		names := make([]string, len(n.props))
-		for i, p := range n.props {
-			b, _ := encodeCompact(p.name)
-			names[i] = b[1:] // without the opening quote
-		}
-		n.keys = newTrie(names)
-		n.nextReq = make([]int, len(n.props)+1)
-		next := len(n.props)
-		n.nextReq[len(n.props)] = next
-		for i := len(n.props) - 1; i >= 0; i-- {
-			if n.props[i].required {
-				next = i
-			}
-			n.nextReq[i] = next
-		}
+		n.buildKeys()
 		n.required = nil
 	case kArray:
 		if !n.items.sat {
@@ -742,6 +728,25 @@ func (c *compiler) finish(n *node) {
 		}
 	case kAnyOf:
 		n.alts = slices.DeleteFunc(n.alts, func(a *node) bool { return !a.sat })
+	}
+}
+
+// buildKeys builds an object's key trie and nextReq from its properties.
+func (n *node) buildKeys() {
+	names := make([]string, len(n.props))
+	for i, p := range n.props {
+		b, _ := encodeCompact(p.name)
+		names[i] = b[1:] // without the opening quote
+	}
+	n.keys = newTrie(names)
+	n.nextReq = make([]int, len(n.props)+1)
+	next := len(n.props)
+	n.nextReq[len(n.props)] = next
+	for i := len(n.props) - 1; i >= 0; i-- {
+		if n.props[i].required {
+			next = i
+		}
+		n.nextReq[i] = next
 	}
 }
 
