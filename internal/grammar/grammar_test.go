@@ -335,3 +335,22 @@ func TestEscapedPropertyNames(t *testing.T) {
 		{`{"say "hi"":1`, false, false},
 	})
 }
+
+// Alternatives that lead back to themselves must not branch exponentially.
+func TestSelfReferentialAnyOfIsBounded(t *testing.T) {
+	g := mustSchema(t, `{"anyOf":[{"$ref":"#"},{"$ref":"#"},{"anyOf":[{"$ref":"#"},{"type":"array","items":{"$ref":"#"}}]},{"type":"null"}]}`)
+	checkCases(t, g, []matchCase{
+		{`[[null,[]],null]`, true, true},
+		{`[1]`, false, false},
+	})
+	var many strings.Builder
+	many.WriteString(`{"anyOf":[`)
+	for i := range 2000 {
+		if i > 0 {
+			many.WriteByte(',')
+		}
+		many.WriteString(`{"type":"array","items":{"$ref":"#"}}`)
+	}
+	many.WriteString(`,{"type":"null"}]}`)
+	checkCases(t, mustSchema(t, many.String()), []matchCase{{`[[[null]]]`, true, true}})
+}

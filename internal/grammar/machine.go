@@ -387,21 +387,43 @@ func canStart(n *node, c byte) bool {
 // enter starts a value of n whose first byte is c, on top of s (whose top
 // frame is already in the state that follows the value).
 func enter(s state, n *node, c byte, out []state, hops int) []state {
+	if n.kind == kRef || n.kind == kAnyOf {
+		var buf [8]*node
+		seen := buf[:0]
+		return enterAlts(s, n, c, out, hops, &seen)
+	}
+	return enterValue(s, n, c, out)
+}
+
+// enterAlts enters a $ref or anyOf node. Each of them is entered at most
+// once per value (seen, shared by all branches), since entering it again from the same state gives
+// the same states: schemas such as anyOf [{$ref: #}, {$ref: #}] would
+// otherwise branch exponentially.
+func enterAlts(s state, n *node, c byte, out []state, hops int, seen *[]*node) []state {
 	switch n.kind {
-	case kRef:
-		if hops >= maxRefHops {
+	case kRef, kAnyOf:
+		if hops >= maxRefHops || len(out) >= maxStates {
 			return out
 		}
-		return enter(s, n.ref, c, out, hops+1)
-	case kAnyOf:
-		if hops >= maxRefHops {
-			return out
+		for _, v := range *seen {
+			if v == n {
+				return out
+			}
+		}
+		*seen = append(*seen, n)
+		if n.kind == kRef {
+			return enterAlts(s, n.ref, c, out, hops+1, seen)
 		}
 		for _, a := range n.alts {
-			out = enter(s, a, c, out, hops+1)
+			out = enterAlts(s, a, c, out, hops+1, seen)
 		}
 		return out
 	}
+	return enterValue(s, n, c, out)
+}
+
+// enterValue starts a value of a concrete (not ref or anyOf) node.
+func enterValue(s state, n *node, c byte, out []state) []state {
 	if !canStart(n, c) || s.depth() >= MaxNesting {
 		return out
 	}
