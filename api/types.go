@@ -71,6 +71,9 @@ type SamplingParams struct {
 	RepeatPenalty *float64 `json:"repeat_penalty,omitempty"`
 	Seed          *uint64  `json:"seed,omitempty"`
 	Stop          []string `json:"stop,omitempty"`
+	// Format constrains the output to JSON (any value, or one valid against
+	// a JSON schema); nil means free text.
+	Format *Format `json:"format,omitempty"`
 }
 
 // TaskRequest is the body of the queen's POST /v2/tasks: one inference on a

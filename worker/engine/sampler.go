@@ -39,6 +39,7 @@ type sampler struct {
 	cfg   Sampling
 	rng   *rand.Rand
 	cands []candidate
+	con   Constraint // nil: any token
 }
 
 func newSampler(cfg Sampling) *sampler {
@@ -57,6 +58,21 @@ func (s *sampler) sample(logits []float32, history []int) (int, error) {
 	if err := checkFinite(logits); err != nil {
 		return -1, err
 	}
+	s.penalize(logits, history)
+	id := s.choose(logits)
+	if s.con != nil && !s.con.Allows(id) {
+		// Drawing again from the allowed tokens gives each the probability
+		// it has when the others are masked from the start.
+		if _, err := s.con.Mask(logits); err != nil {
+			return -1, fmt.Errorf("%w: %w", ErrConstraint, err)
+		}
+		id = s.choose(logits)
+	}
+	return id, nil
+}
+
+// penalize applies the repetition penalty to logits in place.
+func (s *sampler) penalize(logits []float32, history []int) {
 	c := s.cfg
 	if c.RepeatPenalty > 0 && c.RepeatPenalty != 1 && c.RepeatPenalty <= math.MaxFloat32 {
 		n := c.RepeatLastN
@@ -79,9 +95,15 @@ func (s *sampler) sample(logits []float32, history []int) (int, error) {
 			}
 		}
 	}
+}
+
+// choose draws a token from logits (not modified) after top-k, top-p and
+// min-p; -Inf logits are never drawn unless all are.
+func (s *sampler) choose(logits []float32) int {
+	c := s.cfg
 	// NaN and non-positive temperatures are greedy.
 	if !(c.Temperature > 0) {
-		return argmax(logits), nil
+		return argmax(logits)
 	}
 	temp := min(c.Temperature, math.MaxFloat32)
 
@@ -93,6 +115,9 @@ func (s *sampler) sample(logits []float32, history []int) (int, error) {
 	} else {
 		cands = s.cands[:0]
 		for id, l := range logits {
+			if l < -math.MaxFloat32 {
+				continue // masked by a constraint: never drawn
+			}
 			cands = append(cands, candidate{id: id, logit: l})
 		}
 		s.cands = cands
@@ -135,10 +160,17 @@ func (s *sampler) sample(logits []float32, history []int) (int, error) {
 	for _, k := range cands {
 		cum += k.p
 		if r < cum {
-			return k.id, nil
+			return k.id
 		}
 	}
-	return cands[len(cands)-1].id, nil
+	// Rounding left r past the sum: the last token that has a probability
+	// (masked tokens have none).
+	for i := len(cands) - 1; i > 0; i-- {
+		if cands[i].p > 0 {
+			return cands[i].id
+		}
+	}
+	return cands[0].id
 }
 
 // checkFinite returns an error wrapping ErrNonFinite when a logit is NaN or
