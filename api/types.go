@@ -71,6 +71,19 @@ type SamplingParams struct {
 	RepeatPenalty *float64 `json:"repeat_penalty,omitempty"`
 	Seed          *uint64  `json:"seed,omitempty"`
 	Stop          []string `json:"stop,omitempty"`
+	// PresencePenalty and FrequencyPenalty are OpenAI's penalties, -2 to 2
+	// (nil or 0: off): a token's logit drops by PresencePenalty once it has
+	// been generated and by FrequencyPenalty for each time it was, counting
+	// the generated tokens only (repeat_penalty covers the prompt).
+	PresencePenalty  *float64 `json:"presence_penalty,omitempty"`
+	FrequencyPenalty *float64 `json:"frequency_penalty,omitempty"`
+	// Logprobs asks for each generated token's log-probability on its
+	// token event, with the TopLogprobs (0 to 20) most likely tokens at its
+	// position. The probabilities are the model's own: the log-softmax of
+	// the raw logits over the whole vocabulary, before penalties,
+	// temperature and filters (as OpenAI and llama.cpp's server report).
+	Logprobs    bool `json:"logprobs,omitempty"`
+	TopLogprobs int  `json:"top_logprobs,omitempty"`
 }
 
 // TaskRequest is the body of the queen's POST /v2/tasks: one inference on a

@@ -179,7 +179,15 @@ type Sampling struct {
 	RepeatPenalty float64
 	Seed          *uint64
 	Stop          []string
+	// PresencePenalty and FrequencyPenalty are 0 when off.
+	PresencePenalty  float64
+	FrequencyPenalty float64
+	Logprobs         bool
+	TopLogprobs      int
 }
+
+// MaxTopLogprobs bounds top_logprobs, as OpenAI's API does.
+const MaxTopLogprobs = 20
 
 // Validate checks the generation parameters and returns them with the
 // defaults applied. maxTokensLimit bounds max_tokens (a worker passes its
@@ -225,6 +233,26 @@ func (p SamplingParams) Validate(maxTokensLimit int) (Sampling, *Error) {
 		}
 		s.RepeatPenalty = *repeatPenalty
 	}
+	for _, pen := range []struct {
+		field string
+		v     *float64
+		dst   *float64
+	}{{"presence_penalty", p.PresencePenalty, &s.PresencePenalty}, {"frequency_penalty", p.FrequencyPenalty, &s.FrequencyPenalty}} {
+		if pen.v == nil {
+			continue
+		}
+		if !finite(*pen.v) || *pen.v < -2 || *pen.v > 2 {
+			return s, InvalidField(pen.field, "%s must be between -2 and 2", pen.field)
+		}
+		*pen.dst = *pen.v
+	}
+	if p.TopLogprobs < 0 || p.TopLogprobs > MaxTopLogprobs {
+		return s, InvalidField("top_logprobs", "top_logprobs must be between 0 and %d", MaxTopLogprobs)
+	}
+	if p.TopLogprobs > 0 && !p.Logprobs {
+		return s, InvalidField("top_logprobs", "top_logprobs needs logprobs: true")
+	}
+	s.Logprobs, s.TopLogprobs = p.Logprobs, p.TopLogprobs
 	if len(stop) > MaxStopStrings {
 		return s, InvalidField("stop", "at most %d stop strings", MaxStopStrings)
 	}

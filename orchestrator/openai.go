@@ -147,6 +147,9 @@ type openAIParams struct {
 	Seed                *int64          `json:"seed"`
 	Stop                json.RawMessage `json:"stop"` // a string or up to 4 strings
 	N                   *int            `json:"n"`
+	// Logprobs is a boolean in chat requests and a count of top tokens in
+	// completion requests; it hides the embedded field of the same name.
+	Logprobs json.RawMessage `json:"logprobs"`
 	// Node is rbee's extension: the node to run on (else the X-Rbee-Node
 	// header; else, or "auto", the queen places the request).
 	Node string `json:"node"`
@@ -217,7 +220,8 @@ func (p *openAIParams) task(r *http.Request) (api.TaskRequest, *api.Error) {
 		t.Seed = &s
 	}
 	if p.N != nil && *p.N != 1 {
-		return t, api.InvalidField("n", "only n=1 is supported (one choice per request)")
+		return t, api.InvalidField("n", "only n=1 is supported (one choice per request)").
+			WithHint("send n requests instead, with different seeds for different answers")
 	}
 	stop, e := parseStop(p.Stop)
 	if e != nil {
@@ -365,6 +369,10 @@ func (q *Queen) serveCompletion(w http.ResponseWriter, r *http.Request, chat boo
 			fail(e)
 			return
 		}
+		if task.Logprobs, e = parseChatLogprobs(req.Logprobs); e != nil {
+			fail(e)
+			return
+		}
 		task.Messages = msgs
 		params = &req.openAIParams
 	} else {
@@ -382,6 +390,10 @@ func (q *Queen) serveCompletion(w http.ResponseWriter, r *http.Request, chat boo
 			fail(e)
 			return
 		}
+		if task.Logprobs, task.TopLogprobs, e = parseCompletionLogprobs(req.Logprobs); e != nil {
+			fail(e)
+			return
+		}
 		task.Prompt = prompt
 		params = &req.openAIParams
 	}
@@ -391,11 +403,40 @@ func (q *Queen) serveCompletion(w http.ResponseWriter, r *http.Request, chat boo
 		return
 	}
 	sink := &openAISink{w: w, r: r, rc: http.NewResponseController(w), chat: chat, id: id, model: params.Model,
-		created: time.Now().Unix(), stream: params.Stream != nil && *params.Stream}
+		created: time.Now().Unix(), stream: params.Stream != nil && *params.Stream, logprobs: samp.Logprobs}
 	if sink.stream && params.StreamOptions != nil {
 		sink.includeUsage = params.StreamOptions.IncludeUsage
 	}
 	if err := q.runTask(r.Context(), id, task, samp, func() eventSink { return sink }); err != nil {
 		fail(err)
 	}
+}
+
+// parseChatLogprobs reads the chat request's logprobs: null or a boolean (its
+// top_logprobs, 0 to 20, is the embedded field).
+func parseChatLogprobs(raw json.RawMessage) (bool, *api.Error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return false, nil
+	}
+	var on bool
+	if json.Unmarshal(raw, &on) != nil {
+		return false, api.InvalidField("logprobs", "logprobs is true or false in a chat request (top_logprobs says how many alternatives)")
+	}
+	return on, nil
+}
+
+// parseCompletionLogprobs reads the completion request's logprobs: null, or the
+// number of most likely tokens to list at each position (0 to 20; OpenAI
+// allows up to 5), which turns log-probabilities on.
+func parseCompletionLogprobs(raw json.RawMessage) (bool, int, *api.Error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return false, 0, nil
+	}
+	var n int
+	if json.Unmarshal(raw, &n) != nil || n < 0 || n > api.MaxTopLogprobs {
+		return false, 0, api.InvalidField("logprobs", "logprobs is the number of most likely tokens to list, 0 to %d", api.MaxTopLogprobs)
+	}
+	return true, n, nil
 }

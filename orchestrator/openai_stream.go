@@ -37,7 +37,7 @@ type openAIChoice struct {
 	Message      *openAIChatMessage `json:"message,omitempty"`
 	Delta        *openAIDelta       `json:"delta,omitempty"`
 	Text         *string            `json:"text,omitempty"`
-	Logprobs     *struct{}          `json:"logprobs"` // always null
+	Logprobs     any                `json:"logprobs"` // null, *chatLogprobs or *completionLogprobs
 	FinishReason *string            `json:"finish_reason"`
 }
 
@@ -88,6 +88,7 @@ type openAISink struct {
 	chat         bool
 	stream       bool
 	includeUsage bool
+	logprobs     bool // the request asked for log-probabilities
 	id, model    string
 	created      int64
 
@@ -97,6 +98,7 @@ type openAISink struct {
 	text    strings.Builder
 	pieces  int // token events, in case no done event comes
 	done    *api.Done
+	lps     []*api.Token // the token events with log-probabilities, for the whole response
 }
 
 func (s *openAISink) response(object string, choice openAIChoice) openAIResponse {
@@ -123,6 +125,19 @@ func (s *openAISink) chunk(text *string, finish *string) openAIResponse {
 		text = new(string)
 	}
 	return s.response("text_completion", openAIChoice{Text: text, FinishReason: finish})
+}
+
+// logprobsOf is the logprobs object of the token events toks (chat's
+// content list, or the completions' parallel lists), whose text starts at
+// byte offset of the completion's text; nil when the request did not ask.
+func (s *openAISink) logprobsOf(toks []*api.Token, offset int) any {
+	if !s.logprobs {
+		return nil
+	}
+	if s.chat {
+		return chatLogprobsOf(toks)
+	}
+	return completionLogprobsOf(toks, offset)
 }
 
 // write sends one "data:" line and flushes it.
@@ -178,15 +193,25 @@ func (s *openAISink) Send(ev api.Event) error {
 	switch ev.Kind {
 	case api.KindToken:
 		s.pieces++
+		offset := s.text.Len()
+		s.text.WriteString(ev.Token.Token)
+		var lp []*api.Token
+		if ev.Token.Logprob != nil {
+			lp = []*api.Token{ev.Token}
+		}
 		if !s.stream {
-			s.text.WriteString(ev.Token.Token)
+			s.lps = append(s.lps, lp...)
 			return nil
 		}
 		if err := s.start(); err != nil {
 			return err
 		}
 		text := ev.Token.Token
-		return s.writeChunk(s.chunk(&text, nil))
+		c := s.chunk(&text, nil)
+		if lp != nil {
+			c.Choices[0].Logprobs = s.logprobsOf(lp, offset)
+		}
+		return s.writeChunk(c)
 	case api.KindDone:
 		d := *ev.Done
 		s.done = &d
@@ -208,10 +233,10 @@ func (s *openAISink) Close() error {
 		var resp openAIResponse
 		if s.chat {
 			resp = s.response("chat.completion", openAIChoice{Message: &openAIChatMessage{Role: "assistant", Content: s.text.String()},
-				FinishReason: &finish})
+				FinishReason: &finish, Logprobs: s.logprobsOf(s.lps, 0)})
 		} else {
 			text := s.text.String()
-			resp = s.response("text_completion", openAIChoice{Text: &text, FinishReason: &finish})
+			resp = s.response("text_completion", openAIChoice{Text: &text, FinishReason: &finish, Logprobs: s.logprobsOf(s.lps, 0)})
 		}
 		resp.Usage = s.usage()
 		httpx.WriteJSON(s.w, http.StatusOK, resp)
