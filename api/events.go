@@ -109,6 +109,9 @@ type Done struct {
 	FirstTokenMs    int64      `json:"first_token_ms,omitempty"`
 	RequestID       string     `json:"request_id,omitempty"`
 	WorkerID        string     `json:"worker_id,omitempty"`
+	// ToolCalls are the function calls the reply made, parsed out of its
+	// text (which then holds only the rest), when the request offered tools.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
 }
 
 // MarshalData returns the event's SSE data (JSON).

@@ -100,6 +100,7 @@ type TaskRequest struct {
 	// Messages, instead of Prompt, is a chat: the worker formats it with the
 	// model's chat template (exactly one of the two is given).
 	Messages []ChatMessage `json:"messages,omitempty"`
+	ToolUse
 }
 
 // Sampling defaults (llama.cpp's).
@@ -120,6 +121,7 @@ type InferenceRequest struct {
 	// Messages, instead of Prompt, is a chat formatted with the model's chat
 	// template (exactly one of the two is given).
 	Messages []ChatMessage `json:"messages,omitempty"`
+	ToolUse
 }
 
 // InferenceResult is the worker's answer to a non-streaming inference.
@@ -130,7 +132,7 @@ type InferenceResult struct {
 
 // Inference returns the worker request that carries t's generation parameters.
 func (t *TaskRequest) Inference() InferenceRequest {
-	return InferenceRequest{Prompt: t.Prompt, SamplingParams: t.SamplingParams, Messages: t.Messages}
+	return InferenceRequest{Prompt: t.Prompt, SamplingParams: t.SamplingParams, Messages: t.Messages, ToolUse: t.ToolUse}
 }
 
 // SpawnRequest is the body of the hive's POST /v1/workers/spawn.

@@ -281,6 +281,9 @@ func (t *TaskRequest) Validate() (Sampling, *Error) {
 	if err := validateInput(t.Prompt, t.Messages); err != nil {
 		return Sampling{}, err
 	}
+	if err := t.ToolUse.validate(t.Messages != nil); err != nil {
+		return Sampling{}, err
+	}
 	dev := 0
 	if t.Device != nil {
 		dev = *t.Device
@@ -294,6 +297,9 @@ func (t *TaskRequest) Validate() (Sampling, *Error) {
 // Validate checks an inference request against a model context of ctx tokens.
 func (r *InferenceRequest) Validate(ctx int) (Sampling, *Error) {
 	if err := validateInput(r.Prompt, r.Messages); err != nil {
+		return Sampling{}, err
+	}
+	if err := r.ToolUse.validate(r.Messages != nil); err != nil {
 		return Sampling{}, err
 	}
 	return r.SamplingParams.Validate(ctx)

@@ -162,17 +162,21 @@ type streamOptions struct {
 // openAIChatRequest is the body of POST /v1/chat/completions.
 type openAIChatRequest struct {
 	openAIParams
-	Messages []openAIMessage `json:"messages"`
+	Messages   []openAIMessage `json:"messages"`
+	Tools      []openAITool    `json:"tools"`
+	ToolChoice json.RawMessage `json:"tool_choice"`
 }
 
 // openAIMessage is a chat message; content is a string or a list of parts,
 // of which only text parts are supported. An assistant message may have no
-// content (null, or absent when it carries tool_calls, which are ignored);
-// a tool message names the call it answers with tool_call_id.
+// content (null, or absent when it carries tool_calls, which the worker
+// writes back in the template's tool format); a tool message names the
+// call it answers with tool_call_id.
 type openAIMessage struct {
-	Role       string          `json:"role"`
-	Content    json.RawMessage `json:"content"`
-	ToolCallID string          `json:"tool_call_id"`
+	Role       string           `json:"role"`
+	Content    json.RawMessage  `json:"content"`
+	ToolCallID string           `json:"tool_call_id"`
+	ToolCalls  []openAIToolCall `json:"tool_calls"`
 }
 
 // openAICompletionRequest is the body of POST /v1/completions.
@@ -292,6 +296,16 @@ func chatMessages(in []openAIMessage) ([]api.ChatMessage, *api.Error) {
 			out[i].ToolCallID = m.ToolCallID
 		}
 	}
+	for i, m := range in {
+		if len(m.ToolCalls) == 0 || out[i].Role != api.RoleAssistant {
+			continue
+		}
+		calls, e := messageToolCalls(i, m.ToolCalls)
+		if e != nil {
+			return nil, e
+		}
+		out[i].ToolCalls = calls
+	}
 	return out, nil
 }
 
@@ -365,6 +379,11 @@ func (q *Queen) serveCompletion(w http.ResponseWriter, r *http.Request, chat boo
 			fail(e)
 			return
 		}
+		tools, e := toolUse(req.Tools, req.ToolChoice)
+		if e != nil {
+			fail(e)
+			return
+		}
 		if task, e = req.task(r); e != nil {
 			fail(e)
 			return
@@ -373,7 +392,7 @@ func (q *Queen) serveCompletion(w http.ResponseWriter, r *http.Request, chat boo
 			fail(e)
 			return
 		}
-		task.Messages = msgs
+		task.Messages, task.ToolUse = msgs, tools
 		params = &req.openAIParams
 	} else {
 		var req openAICompletionRequest

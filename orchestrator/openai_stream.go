@@ -18,16 +18,20 @@ type openAIUsage struct {
 	TotalTokens      int `json:"total_tokens"`
 }
 
+// openAIChatMessage is a chat answer's message: content is null when a
+// reply made only tool calls.
 type openAIChatMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role      string           `json:"role"`
+	Content   *string          `json:"content"`
+	ToolCalls []openAIToolCall `json:"tool_calls,omitempty"`
 }
 
 // openAIDelta is a chat chunk's change: the role in the first chunk, then
 // content; {} in the last.
 type openAIDelta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string                `json:"role,omitempty"`
+	Content   *string               `json:"content,omitempty"`
+	ToolCalls []openAIToolCallDelta `json:"tool_calls,omitempty"`
 }
 
 // openAIChoice is one choice: Message (chat), Delta (chat chunk) or Text
@@ -63,14 +67,19 @@ type chunkWithUsage struct {
 
 // Finish reasons.
 const (
-	finishStop   = "stop"
-	finishLength = "length"
+	finishStop      = "stop"
+	finishLength    = "length"
+	finishToolCalls = "tool_calls"
 )
 
-// finishReason maps a done event's stop reason: max_tokens is "length";
-// EOS, a stop string and a cancellation are "stop".
+// finishReason maps a done event's stop reason: a reply with tool calls is
+// "tool_calls"; max_tokens is "length"; EOS, a stop string and a
+// cancellation are "stop".
 func finishReason(d *api.Done) string {
-	if d != nil && d.StopReason == api.StopMaxTokens {
+	switch {
+	case d != nil && len(d.ToolCalls) > 0:
+		return finishToolCalls
+	case d != nil && d.StopReason == api.StopMaxTokens:
 		return finishLength
 	}
 	return finishStop
@@ -232,8 +241,14 @@ func (s *openAISink) Close() error {
 	if !s.stream {
 		var resp openAIResponse
 		if s.chat {
-			resp = s.response("chat.completion", openAIChoice{Message: &openAIChatMessage{Role: "assistant", Content: s.text.String()},
-				FinishReason: &finish, Logprobs: s.logprobsOf(s.lps, 0)})
+			msg := &openAIChatMessage{Role: "assistant"}
+			if text := s.text.String(); text != "" || s.done == nil || len(s.done.ToolCalls) == 0 {
+				msg.Content = &text
+			}
+			if s.done != nil && len(s.done.ToolCalls) > 0 {
+				msg.ToolCalls = responseToolCalls(s.done.ToolCalls)
+			}
+			resp = s.response("chat.completion", openAIChoice{Message: msg, FinishReason: &finish, Logprobs: s.logprobsOf(s.lps, 0)})
 		} else {
 			text := s.text.String()
 			resp = s.response("text_completion", openAIChoice{Text: &text, FinishReason: &finish, Logprobs: s.logprobsOf(s.lps, 0)})
@@ -244,6 +259,18 @@ func (s *openAISink) Close() error {
 	}
 	if err := s.start(); err != nil {
 		return err
+	}
+	if s.chat && s.done != nil {
+		for i, c := range responseToolCalls(s.done.ToolCalls) {
+			head := openAIToolCallDelta{Index: i, ID: c.ID, Type: "function", Function: openAIFunctionPart{Name: c.Function.Name}}
+			args := openAIToolCallDelta{Index: i, Function: openAIFunctionPart{Arguments: c.Function.Arguments}}
+			for _, d := range []openAIToolCallDelta{head, args} {
+				if err := s.writeChunk(s.response("chat.completion.chunk",
+					openAIChoice{Delta: &openAIDelta{ToolCalls: []openAIToolCallDelta{d}}})); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	if err := s.writeChunk(s.chunk(nil, &finish)); err != nil {
 		return err

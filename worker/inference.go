@@ -112,7 +112,7 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, e)
 		return
 	}
-	prompt, stop, e := promptTokens(m, &req, smp.Stop)
+	prompt, stop, tools, e := promptTokens(m, &req, smp.Stop)
 	if e != nil {
 		httpx.WriteError(w, r, e)
 		return
@@ -150,7 +150,7 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 	log := s.log.With("request_id", requestID, "slot", j.sl.id)
 	log.Info("inference started", "prompt_tokens", len(prompt), "max_tokens", smp.MaxTokens)
 
-	run := &inference{s: s, j: j, tok: m.Tokenizer()}
+	run := &inference{s: s, j: j, tok: m.Tokenizer(), tools: tools}
 	if req.Stream != nil && !*req.Stream {
 		run.json(ctx, w, r)
 	} else {
@@ -163,9 +163,10 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 // inference is one request's handler: it passes what the scheduler loop
 // posts to the job's mailbox on to the client.
 type inference struct {
-	s   *Server
-	j   *job
-	tok *engine.Tokenizer
+	s     *Server
+	j     *job
+	tok   *engine.Tokenizer
+	tools *toolReply // parses tool calls out of the reply; nil without tools
 
 	done api.Done
 	err  error
@@ -277,6 +278,9 @@ func (in *inference) stream(ctx context.Context, w http.ResponseWriter, r *http.
 	index := 0
 	_, err := in.generate(ctx, func(t engine.Token) error {
 		ev := apiToken(in.tok, t, index)
+		if in.tools != nil {
+			ev.Token = in.tools.feed(ev.Token)
+		}
 		if err := sw.Send(api.Event{Kind: api.KindToken, Token: &ev}); err != nil {
 			return fmt.Errorf("client gone: %w", err)
 		}
@@ -290,6 +294,15 @@ func (in *inference) stream(ctx context.Context, w http.ResponseWriter, r *http.
 		in.err = e
 		_ = sw.Error(e)
 		return
+	}
+	if in.tools != nil {
+		var rest string
+		rest, in.done.ToolCalls = in.tools.finish()
+		if rest != "" {
+			if sw.Send(api.Event{Kind: api.KindToken, Token: &api.Token{Token: rest, Index: index}}) != nil {
+				return
+			}
+		}
 	}
 	d := in.done
 	if sw.Send(api.Event{Kind: api.KindDone, Done: &d}) == nil {
@@ -307,7 +320,14 @@ func (in *inference) json(ctx context.Context, w http.ResponseWriter, r *http.Re
 		httpx.WriteError(w, r, e)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, api.InferenceResult{Text: res.Text, Done: in.done})
+	text := res.Text
+	if in.tools != nil {
+		text = in.tools.feed(text)
+		rest, calls := in.tools.finish()
+		text += rest
+		in.done.ToolCalls = calls
+	}
+	httpx.WriteJSON(w, http.StatusOK, api.InferenceResult{Text: text, Done: in.done})
 }
 
 // handleCancel serves DELETE /v1/inference/{id}: it cancels the generation
