@@ -1,0 +1,153 @@
+package orchestrator
+
+import (
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/shared"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"rbee/internal/gguf"
+	"rbee/internal/synth"
+	"rbee/internal/tokenizer"
+)
+
+// hermesTemplate is a chatml template with a Hermes-style tool format
+// (written for these tests): tools in the system turn, calls between
+// <tool_call> tags, results in <tool_response> tags of a user turn.
+const hermesTemplate = "{% if tools %}<|im_start|>system\n{{ tools | tojson }}<|im_end|>\n{% endif %}" +
+	"{% for m in messages %}{% if m.role == 'tool' %}<|im_start|>user\n<tool_response>\n{{ m.content }}\n</tool_response><|im_end|>\n" +
+	"{% else %}<|im_start|>{{ m.role }}\n{{ m.content }}{% for c in m.tool_calls %}<tool_call>\n{{ c.function | tojson }}\n</tool_call>{% endfor %}<|im_end|>\n" +
+	"{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+
+// weatherTool is the tool of these tests, as the SDK sends it.
+func weatherTool() openai.ChatCompletionToolUnionParam {
+	return openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{Name: "get_weather",
+		Description: openai.String("Current weather in a city"),
+		Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{
+			"city": map[string]any{"type": "string"}}, "required": []string{"city"}, "additionalProperties": false}})
+}
+
+// TestOpenAITools offers a function through OpenAI's Go client to a real
+// queen and worker on a model whose template has the Hermes tool format:
+// the tools are described in the system turn, the assistant's earlier call
+// and the tool's reply are written back in the template's format (the
+// prompt the worker built has exactly the tokens of the expected text),
+// tool_choice none leaves the tools out, a stream says what the answer
+// says, and malformed tools are clear 400s naming the field.
+func TestOpenAITools(t *testing.T) {
+	skipShort(t)
+	spec := synth.Tiny("Q8_0")
+	spec.ChatTemplate = hermesTemplate
+	spec.Context = 2048 // room for the tools
+	spec.SpecialTokens = []string{"<|im_start|>", "<|im_end|>"}
+	path := filepath.Join(t.TempDir(), "tools.gguf")
+	require.NoError(t, synth.Write(path, spec))
+	model := "file:" + path
+	client := startSDKQueen(t)
+	ctx := t.Context()
+
+	f, err := gguf.Open(path)
+	require.NoError(t, err)
+	tok, err := tokenizer.FromGGUF(f)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	count := func(text string) int64 { return int64(len(tok.Encode(text, true, true))) }
+
+	history := []openai.ChatCompletionMessageParamUnion{
+		openai.SystemMessage("Be brief."),
+		openai.UserMessage("Weather in Paris?"),
+		{OfAssistant: &openai.ChatCompletionAssistantMessageParam{ToolCalls: []openai.ChatCompletionMessageToolCallUnionParam{
+			{OfFunction: &openai.ChatCompletionMessageFunctionToolCallParam{ID: "call_1",
+				Function: openai.ChatCompletionMessageFunctionToolCallFunctionParam{Name: "get_weather", Arguments: `{"city": "Paris"}`}}}}}},
+		openai.ToolMessage(`{"temp_c": 21}`, "call_1"),
+	}
+	const toolJSON = `{"function":{"description":"Current weather in a city","name":"get_weather","parameters":` +
+		`{"additionalProperties":false,"properties":{"city":{"type":"string"}},"required":["city"],"type":"object"}},"type":"function"}`
+	const turns = "<|im_start|>user\nWeather in Paris?<|im_end|>\n" +
+		"<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Paris\"}}\n</tool_call><|im_end|>\n" +
+		"<|im_start|>user\n<tool_response>\n{\"temp_c\": 21}\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+	withTools := "<|im_start|>system\nBe brief.\n\n# Tools\n\nYou can call functions to help with the request. Their signatures are inside <tools></tools>:\n" +
+		"<tools>\n" + toolJSON + "\n</tools>\n\nTo call one, answer with a JSON object of its name and arguments between <tool_call> and </tool_call>, " +
+		"one call per block:\n<tool_call>\n{\"name\": \"function name\", \"arguments\": {\"argument\": \"value\"}}\n</tool_call><|im_end|>\n" + turns
+	withoutTools := "<|im_start|>system\nBe brief.<|im_end|>\n" + turns
+
+	params := openai.ChatCompletionNewParams{Model: model, Messages: history, Tools: []openai.ChatCompletionToolUnionParam{weatherTool()},
+		MaxTokens: openai.Int(8), Temperature: openai.Float(0)}
+
+	var answer *openai.ChatCompletion
+	t.Run("auto: the tools and the tool's reply are in the prompt", func(t *testing.T) {
+		resp, err := client.Chat.Completions.New(ctx, params)
+		if err != nil {
+			t.Fatalf("%s", sdkAPIError(t, err).RawJSON())
+		}
+		require.Len(t, resp.Choices, 1)
+		assert.Equal(t, count(withTools), resp.Usage.PromptTokens, "the worker's prompt is the expected text")
+		assert.Contains(t, []string{"stop", "length", "tool_calls"}, resp.Choices[0].FinishReason)
+		if resp.Choices[0].FinishReason == "tool_calls" {
+			require.NotEmpty(t, resp.Choices[0].Message.ToolCalls)
+			assert.Equal(t, "get_weather", resp.Choices[0].Message.ToolCalls[0].Function.Name)
+		}
+		answer = resp
+	})
+
+	t.Run("auto streamed says the same", func(t *testing.T) {
+		if answer == nil {
+			t.Skip("needs the non-streamed answer")
+		}
+		stream := client.Chat.Completions.NewStreaming(ctx, params)
+		var acc openai.ChatCompletionAccumulator
+		for stream.Next() {
+			acc.AddChunk(stream.Current())
+		}
+		require.NoError(t, stream.Err())
+		require.Len(t, acc.Choices, 1)
+		assert.Equal(t, answer.Choices[0].Message.Content, acc.Choices[0].Message.Content)
+		assert.Equal(t, answer.Choices[0].FinishReason, acc.Choices[0].FinishReason)
+		assert.Equal(t, len(answer.Choices[0].Message.ToolCalls), len(acc.Choices[0].Message.ToolCalls))
+	})
+
+	t.Run("none: the tools are left out", func(t *testing.T) {
+		p := params
+		p.ToolChoice = openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("none")}
+		resp, err := client.Chat.Completions.New(ctx, p)
+		require.NoError(t, err)
+		assert.Equal(t, count(withoutTools), resp.Usage.PromptTokens)
+		assert.Empty(t, resp.Choices[0].Message.ToolCalls)
+		assert.NotEqual(t, "tool_calls", resp.Choices[0].FinishReason)
+	})
+
+	t.Run("bad tools", func(t *testing.T) {
+		named := func(name string) openai.ChatCompletionToolChoiceOptionUnionParam {
+			return openai.ToolChoiceOptionFunctionToolChoice(openai.ChatCompletionNamedToolChoiceFunctionParam{Name: name})
+		}
+		badName := openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{Name: "get weather"})
+		badCall := []openai.ChatCompletionMessageParamUnion{openai.UserMessage("x"),
+			{OfAssistant: &openai.ChatCompletionAssistantMessageParam{ToolCalls: []openai.ChatCompletionMessageToolCallUnionParam{
+				{OfFunction: &openai.ChatCompletionMessageFunctionToolCallParam{ID: "c",
+					Function: openai.ChatCompletionMessageFunctionToolCallFunctionParam{Name: "get_weather", Arguments: `{oops`}}}}}}}
+		for name, tc := range map[string]struct {
+			p     openai.ChatCompletionNewParams
+			param string
+		}{
+			"named function not offered": {openai.ChatCompletionNewParams{Model: model, Messages: history,
+				Tools: params.Tools, ToolChoice: named("send_mail")}, "tool_choice"},
+			"required without tools": {openai.ChatCompletionNewParams{Model: model, Messages: history,
+				ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")}}, "tool_choice"},
+			"a space in a function name": {openai.ChatCompletionNewParams{Model: model, Messages: history,
+				Tools: []openai.ChatCompletionToolUnionParam{badName}}, "tools[0].function.name"},
+			"arguments that are not JSON": {openai.ChatCompletionNewParams{Model: model, Messages: badCall}, "messages[1].tool_calls[0].function.arguments"},
+		} {
+			_, err := client.Chat.Completions.New(ctx, tc.p)
+			e := sdkAPIError(t, err)
+			assert.Equal(t, http.StatusBadRequest, e.StatusCode, name)
+			assert.Equal(t, "invalid_request", e.Code, name)
+			assert.Equal(t, tc.param, e.Param, name)
+			assert.False(t, strings.Contains(e.Message, "panic"), name)
+		}
+	})
+}
