@@ -26,6 +26,7 @@ func toolPrompt(u api.ToolUse) (chat.ToolPrompt, *toolReply) {
 		if c.Mode == api.ToolNamed {
 			p.Name = c.Name
 		}
+		r.holdAll = p.Required || p.Name != ""
 	}
 	return p, r
 }
@@ -34,11 +35,12 @@ func toolPrompt(u api.ToolUse) (chat.ToolPrompt, *toolReply) {
 // streams. Text that cannot be part of a call is released at once; from
 // the point where a call may begin (a call marker, or a reply that starts
 // like a JSON call) the text is held until the end, where the calls are
-// parsed out and the rest is released. A reply opened by a prefill (a
-// required or named call) is held whole.
+// parsed out and the rest is released. A reply that must be a call
+// (tool_choice required or a named function) is held whole.
 type toolReply struct {
 	names   map[string]bool
 	prefill string
+	holdAll bool // the reply is a call (required or named): hold it whole
 
 	held    strings.Builder
 	decided bool // the reply's start is not a call
@@ -51,7 +53,7 @@ func (r *toolReply) feed(text string) string {
 		return ""
 	}
 	r.held.WriteString(text)
-	if r.inCall || r.prefill != "" {
+	if r.inCall || r.holdAll {
 		return ""
 	}
 	all := r.held.String()

@@ -73,6 +73,42 @@ type ToolPrompt struct {
 	// opening of a call (see Prefill), and the instructions say so.
 	Required bool
 	Name     string
+	// Constrained says the caller constrains the reply to one call object
+	// valid against CallSchema: the generation prompt then ends with the
+	// call marker only ("<tool_call>\n" in the Hermes format), and the
+	// reply is the object.
+	Constrained bool
+}
+
+// CallSchema is the JSON schema of one call object in the template's tool
+// style, for a reply constrained to a call: {"name": one of the tools'
+// names (Name's alone when set), "arguments" (or "parameters" in the Llama 3
+// style): that function's parameters schema (any object when it has none)},
+// both required and nothing else.
+func (t Template) CallSchema(p ToolPrompt) json.RawMessage {
+	key := argKey(t.Tools)
+	var alts []any
+	for _, tl := range p.Tools {
+		if p.Name != "" && tl.Name != p.Name {
+			continue
+		}
+		var params any = map[string]any{"type": "object"}
+		if raw := bytes.TrimSpace(tl.Parameters); len(raw) > 0 && string(raw) != "null" {
+			params = json.RawMessage(raw)
+		}
+		alts = append(alts, map[string]any{
+			"type":                 "object",
+			"properties":           map[string]any{"name": map[string]any{"const": tl.Name}, key: params},
+			"required":             []string{"name", key},
+			"additionalProperties": false,
+		})
+	}
+	var schema any = map[string]any{"anyOf": alts}
+	if len(alts) == 1 {
+		schema = alts[0]
+	}
+	b, _ := json.Marshal(schema) // maps, strings and valid raw JSON always marshal
+	return b
 }
 
 // FormatTools is Format for a conversation that may use tools: it
@@ -112,6 +148,11 @@ func (t Template) FormatTools(msgs []Message, p ToolPrompt, addAssistant bool) (
 	}
 	if addAssistant && (p.Required || p.Name != "") && len(p.Tools) > 0 {
 		b.segs = segs
+		if p.Constrained {
+			prefill = callMarker(style)
+			b.tmpl(prefill)
+			return b.segs, prefill, nil
+		}
 		prefill = callOpener(style, p.Name)
 		opener := strings.TrimSuffix(prefill, p.Name+`", "`+argKey(style)+`": `)
 		b.tmpl(opener)
@@ -129,6 +170,17 @@ func argKey(style ToolStyle) string {
 		return "parameters"
 	}
 	return "arguments"
+}
+
+// callMarker is what opens a call in style, before its JSON object.
+func callMarker(style ToolStyle) string {
+	switch style {
+	case ToolsLlama3:
+		return ""
+	case ToolsMistral:
+		return "[TOOL_CALLS] "
+	}
+	return "<tool_call>\n"
 }
 
 // callOpener is the start of a call in style, up to the arguments' value

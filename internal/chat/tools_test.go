@@ -178,3 +178,25 @@ func FuzzParseToolCalls(f *testing.F) {
 		_ = MightStartCall(in)
 	})
 }
+
+func TestCallSchema(t *testing.T) {
+	other := Tool{Name: "ping"}
+	p := ToolPrompt{Tools: []Tool{weather, other}, Required: true, Constrained: true}
+	hermes := Template{Family: ChatML, Tools: ToolsHermes}
+	assert.JSONEq(t, `{"anyOf":[`+
+		`{"type":"object","properties":{"name":{"const":"get_weather"},"arguments":`+string(weather.Parameters)+`},"required":["name","arguments"],"additionalProperties":false},`+
+		`{"type":"object","properties":{"name":{"const":"ping"},"arguments":{"type":"object"}},"required":["name","arguments"],"additionalProperties":false}]}`,
+		string(hermes.CallSchema(p)))
+	named := ToolPrompt{Tools: []Tool{weather, other}, Name: "ping", Constrained: true}
+	assert.JSONEq(t, `{"type":"object","properties":{"name":{"const":"ping"},"parameters":{"type":"object"}},"required":["name","parameters"],"additionalProperties":false}`,
+		string(Template{Family: Llama3, Tools: ToolsLlama3}.CallSchema(named)))
+
+	// Constrained: the prompt ends with the marker alone.
+	for tmpl, want := range map[Template]string{hermes: "<tool_call>\n", {Family: MistralV3, Tools: ToolsMistral}: "[TOOL_CALLS] ",
+		{Family: Llama3, Tools: ToolsLlama3}: ""} {
+		segs, prefill, err := tmpl.FormatTools([]Message{{Role: RoleUser, Content: "hi"}}, p, true)
+		require.NoError(t, err)
+		assert.Equal(t, want, prefill)
+		assert.True(t, strings.HasSuffix(Join(segs), want))
+	}
+}
