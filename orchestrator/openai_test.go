@@ -26,6 +26,7 @@ type recWorker struct {
 	srv    *httptest.Server
 	tokens []string
 	stop   api.StopReason // the done event's stop reason
+	calls  []api.ToolCall // the done event's tool calls
 
 	mu   sync.Mutex
 	reqs []api.InferenceRequest
@@ -54,7 +55,7 @@ func newRecWorker(t *testing.T, tokens ...string) *recWorker {
 			_ = out.Send(api.Event{Kind: api.KindToken, Token: &api.Token{Token: tok, Index: i}})
 		}
 		_ = out.Send(api.Event{Kind: api.KindDone, Done: &api.Done{Done: true, TotalTokens: len(w.tokens), PromptTokens: 7,
-			StopReason: w.stop, RequestID: httpx.RequestID(r)}})
+			StopReason: w.stop, RequestID: httpx.RequestID(r), ToolCalls: w.calls}})
 		_ = out.Close()
 	})
 	w.srv = httptest.NewServer(httpx.Middleware(nil, mux))

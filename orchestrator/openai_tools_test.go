@@ -1,16 +1,19 @@
 package orchestrator
 
 import (
+	"encoding/json"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"rbee/api"
 	"rbee/internal/gguf"
 	"rbee/internal/synth"
 	"rbee/internal/tokenizer"
@@ -150,4 +153,68 @@ func TestOpenAITools(t *testing.T) {
 			assert.False(t, strings.Contains(e.Message, "panic"), name)
 		}
 	})
+}
+
+// TestOpenAIToolCallsShape checks the queen's side of function calling
+// with OpenAI's Go client against a worker that reports two calls on its
+// done event: the request's tools and tool_choice reach the worker; the
+// answer has message.tool_calls, null content and finish_reason
+// tool_calls; the stream's delta.tool_calls, accumulated by the SDK,
+// reassemble to the same calls.
+func TestOpenAIToolCallsShape(t *testing.T) {
+	s := newOAISetup(t, "", "")
+	call := func(id, name, args string) api.ToolCall {
+		var c api.ToolCall
+		c.ID, c.Type, c.Function.Name, c.Function.Arguments = id, "function", name, json.RawMessage(args)
+		return c
+	}
+	s.worker.calls = []api.ToolCall{call("call_a1b2c3d4e", "get_weather", `{"city":"Paris"}`), call("call_f5g6h7i8j", "get_weather", `{"city":"Oslo"}`)}
+	client := openai.NewClient(option.WithBaseURL(s.tq.url+"/v1/"), option.WithMaxRetries(0))
+	params := openai.ChatCompletionNewParams{Model: testModel, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Weather?")},
+		Tools:      []openai.ChatCompletionToolUnionParam{weatherTool()},
+		ToolChoice: openai.ToolChoiceOptionFunctionToolChoice(openai.ChatCompletionNamedToolChoiceFunctionParam{Name: "get_weather"})}
+
+	resp, err := client.Chat.Completions.New(t.Context(), params)
+	require.NoError(t, err)
+	require.Len(t, resp.Choices, 1)
+	c := resp.Choices[0]
+	assert.Equal(t, "tool_calls", c.FinishReason)
+	assert.False(t, c.Message.JSON.Content.Valid(), "content is null: %s", c.Message.RawJSON())
+	require.Len(t, c.Message.ToolCalls, 2)
+	for i, want := range s.worker.calls {
+		got := c.Message.ToolCalls[i]
+		assert.Equal(t, want.ID, got.ID)
+		assert.Equal(t, "function", got.Type)
+		assert.Equal(t, want.Function.Name, got.Function.Name)
+		assert.JSONEq(t, string(want.Function.Arguments), got.Function.Arguments)
+	}
+
+	reqs := s.worker.requests()
+	require.Len(t, reqs, 1)
+	require.Len(t, reqs[0].Tools, 1)
+	assert.Equal(t, "get_weather", reqs[0].Tools[0].Function.Name)
+	assert.JSONEq(t, `{"type":"object","properties":{"city":{"type":"string"}},"required":["city"],"additionalProperties":false}`,
+		string(reqs[0].Tools[0].Function.Parameters))
+	assert.Equal(t, &api.ToolChoice{Mode: api.ToolNamed, Name: "get_weather"}, reqs[0].ToolChoice)
+
+	stream := client.Chat.Completions.NewStreaming(t.Context(), params)
+	var acc openai.ChatCompletionAccumulator
+	deltas := 0
+	for stream.Next() {
+		ch := stream.Current()
+		acc.AddChunk(ch)
+		if len(ch.Choices) > 0 {
+			deltas += len(ch.Choices[0].Delta.ToolCalls)
+		}
+	}
+	require.NoError(t, stream.Err())
+	assert.Equal(t, 4, deltas, "per call: a chunk with its name, one with its arguments")
+	require.Len(t, acc.Choices, 1)
+	assert.Equal(t, "tool_calls", acc.Choices[0].FinishReason)
+	require.Len(t, acc.Choices[0].Message.ToolCalls, 2)
+	for i, got := range acc.Choices[0].Message.ToolCalls {
+		assert.Equal(t, c.Message.ToolCalls[i].ID, got.ID)
+		assert.Equal(t, c.Message.ToolCalls[i].Function.Name, got.Function.Name)
+		assert.Equal(t, c.Message.ToolCalls[i].Function.Arguments, got.Function.Arguments, "streamed arguments reassemble to the answer's")
+	}
 }
