@@ -68,7 +68,9 @@ func greedyLogprobs(t *testing.T, path, prompt string, n int) (ids []int, lsm []
 // not: the chosen tokens' logprobs equal the engine's log-softmax of its
 // own logits (computed here from the engine directly on the same prompt),
 // top_logprobs are sorted, at most N and start with the greedy choice, and
-// the streamed entries equal the non-streamed ones.
+// the streamed entries equal the non-streamed ones; presence and
+// frequency penalties give the reply the engine gives with them; bad
+// values are 400s naming the field.
 func TestOpenAILogprobs(t *testing.T) {
 	skipShort(t)
 	spec := synth.Tiny("Q8_0")
@@ -200,6 +202,24 @@ func TestOpenAILogprobs(t *testing.T) {
 		require.NoError(t, stream.Err())
 		assert.Equal(t, lp.Tokens, streamed)
 		assert.Equal(t, lp.TextOffset, offsets)
+	})
+
+	t.Run("penalties reach the engine", func(t *testing.T) {
+		m, err := engine.Load(ctx, path, engine.Options{Threads: 1})
+		require.NoError(t, err)
+		defer m.Close()
+		gen := func(pp, fp float32) string {
+			res, err := m.NewSession().Generate(ctx, engine.Request{Prompt: formatted, MaxTokens: 24,
+				Sampling: engine.Sampling{PresencePenalty: pp, FrequencyPenalty: fp}}, func(engine.Token) error { return nil })
+			require.NoError(t, err)
+			return res.Text
+		}
+		plain, penalized := gen(0, 0), gen(1.5, 2)
+		require.NotEqual(t, plain, penalized, "the penalties change this greedy reply (else this test proves nothing)")
+		resp, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: model, Messages: msgs,
+			MaxTokens: openai.Int(24), Temperature: openai.Float(0), PresencePenalty: openai.Float(1.5), FrequencyPenalty: openai.Float(2)})
+		require.NoError(t, err)
+		assert.Equal(t, penalized, resp.Choices[0].Message.Content)
 	})
 
 	t.Run("bad values", func(t *testing.T) {
