@@ -31,8 +31,8 @@ const (
 	// ToolsHermes is the format of Qwen 2.5 and Hermes-style chatml
 	// templates: the tools, as JSON lines inside <tools></tools>, in the
 	// system message; each call as {"name":…, "arguments":…} between
-	// <tool_call> and </tool_call>; each result in a user turn between
-	// <tool_response> and </tool_response>.
+	// <tool_call> and </tool_call>; results between <tool_response> and
+	// </tool_response>, consecutive ones in one user turn.
 	ToolsHermes ToolStyle = "hermes"
 	// ToolsLlama3 is Llama 3.1 to 3.3's JSON tool calling: the tools, as
 	// JSON, at the start of the first user message with the instruction to
@@ -125,17 +125,26 @@ func (t Template) FormatTools(msgs []Message, p ToolPrompt, addAssistant bool) (
 	if style == "" {
 		style = ToolsGeneric
 	}
-	msgs = append([]Message(nil), msgs...)
-	for i := range msgs {
-		if len(msgs[i].ToolCalls) > 0 {
-			msgs[i].post = callSegments(style, msgs[i].Content != "", msgs[i].ToolCalls)
+	out := make([]Message, 0, len(msgs))
+	for i, m := range msgs {
+		if len(m.ToolCalls) > 0 {
+			m.post = callSegments(style, m.Content != "", m.ToolCalls)
 		}
-		if style == ToolsHermes && msgs[i].Role == RoleTool {
-			msgs[i].Role = RoleUser
-			msgs[i].pre = []Segment{{Text: "<tool_response>\n", Special: true}}
-			msgs[i].post = []Segment{{Text: "\n</tool_response>", Special: true}}
+		if style == ToolsHermes && m.Role == RoleTool {
+			// Consecutive results share one user turn.
+			open := Segment{Text: "<tool_response>\n", Special: true}
+			closing := Segment{Text: "\n</tool_response>", Special: true}
+			if i > 0 && msgs[i-1].Role == RoleTool {
+				last := &out[len(out)-1]
+				last.post = append(last.post, Segment{Text: "\n", Special: true}, open, Segment{Text: m.Content}, closing)
+				continue
+			}
+			m.Role = RoleUser
+			m.pre, m.post = []Segment{open}, []Segment{closing}
 		}
+		out = append(out, m)
 	}
+	msgs = out
 	if len(p.Tools) > 0 {
 		if msgs, err = describeTools(style, msgs, p); err != nil {
 			return nil, "", err

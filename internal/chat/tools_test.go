@@ -77,6 +77,26 @@ func TestFormatToolsStyles(t *testing.T) {
 	}
 }
 
+// Consecutive tool results share one user turn in the Hermes style.
+func TestFormatToolsHermesResults(t *testing.T) {
+	msgs := []Message{{Role: RoleUser, Content: "Both?"}, {Role: RoleAssistant, ToolCalls: []ToolCall{
+		{Name: "a", Arguments: json.RawMessage(`{}`)}, {Name: "b", Arguments: json.RawMessage(`{}`)}}},
+		{Role: RoleTool, Content: "A"}, {Role: RoleTool, Content: "B"}}
+	segs, _, err := Template{Family: ChatML, Tools: ToolsHermes}.FormatTools(msgs, ToolPrompt{}, true)
+	require.NoError(t, err)
+	assert.Equal(t, "<|im_start|>user\nBoth?<|im_end|>\n<|im_start|>assistant\n"+
+		"<tool_call>\n{\"name\": \"a\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"name\": \"b\", \"arguments\": {}}\n</tool_call><|im_end|>\n"+
+		"<|im_start|>user\n<tool_response>\nA\n</tool_response>\n<tool_response>\nB\n</tool_response><|im_end|>\n<|im_start|>assistant\n", Join(segs))
+	var plain []string
+	for _, sg := range segs {
+		if !sg.Special {
+			plain = append(plain, sg.Text)
+		}
+	}
+	assert.Equal(t, []string{"Both?", `{"name": "a", "arguments": {}}`, `{"name": "b", "arguments": {}}`, "A", "B"}, plain,
+		"the contents, the calls and the results are plain text")
+}
+
 func TestNewToolStyle(t *testing.T) {
 	for src, want := range map[string]ToolStyle{
 		"<|im_start|>{% if tools %}<tool_call>{% endif %}":                     ToolsHermes,
