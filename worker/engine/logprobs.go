@@ -80,11 +80,11 @@ func (s *sampler) logprobs(id, top int) *Logprobs {
 	return lp
 }
 
-// penalize applies OpenAI's presence and frequency penalties: the logit of
+// penalizeGenerated applies OpenAI's presence and frequency penalties: the logit of
 // every token generated c > 0 times so far drops by
 // c × FrequencyPenalty + PresencePenalty. Negative values favour repeats.
 // Prompt tokens do not count (the repetition penalty covers them).
-func (s *sampler) penalize(logits []float32) {
+func (s *sampler) penalizeGenerated(logits []float32) {
 	pp, fp := s.cfg.PresencePenalty, s.cfg.FrequencyPenalty
 	if pp == 0 && fp == 0 || pp != pp || fp != fp {
 		return

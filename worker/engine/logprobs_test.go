@@ -35,7 +35,7 @@ func TestSamplerPenalties(t *testing.T) {
 				s.accept(id)
 			}
 			l := append([]float32(nil), logits...)
-			s.penalize(l)
+			s.penalizeGenerated(l)
 			assert.InDeltaSlice(t, c.want, l, 1e-6)
 			l = append([]float32(nil), logits...)
 			id, err := s.sample(l, append(append([]int(nil), prompt...), c.accepted...))

@@ -23,7 +23,7 @@ type Sampling struct {
 	Seed          uint64  // the random stream; the same seed and request give the same tokens
 	// PresencePenalty and FrequencyPenalty are OpenAI's penalties (-2 to
 	// 2; 0 = off), applied with the repetition penalty over the tokens
-	// generated so far (not the prompt): see penalize.
+	// generated so far (not the prompt): see penalizeGenerated.
 	PresencePenalty  float32
 	FrequencyPenalty float32
 }
@@ -89,7 +89,7 @@ func (s *sampler) sample(logits []float32, history []int) (int, error) {
 			}
 		}
 	}
-	s.penalize(logits)
+	s.penalizeGenerated(logits)
 	// NaN and non-positive temperatures are greedy.
 	if !(c.Temperature > 0) {
 		return argmax(logits), nil
