@@ -1,6 +1,9 @@
 package api
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // Format constrains what a generation may produce. A nil *Format means
 // free text. The worker compiles it into a grammar that masks the tokens the
@@ -11,6 +14,29 @@ type Format struct {
 	Type string `json:"type"`
 	// Schema is the JSON schema of a FormatJSONSchema format.
 	Schema json.RawMessage `json:"schema,omitempty"`
+}
+
+// Validate checks the shape of a format (nil is valid: free text). Whether
+// the schema can be enforced is the worker's question: it compiles it and
+// answers INVALID_REQUEST for the field "format" when it cannot.
+func (f *Format) Validate() *Error {
+	if f == nil {
+		return nil
+	}
+	switch f.Type {
+	case FormatJSON:
+		return nil
+	case FormatJSONSchema:
+		if len(bytes.TrimSpace(f.Schema)) == 0 || string(bytes.TrimSpace(f.Schema)) == "null" {
+			return InvalidField("format", "a json_schema format needs a schema").
+				WithHint(`send {"type":"json_schema","schema":{…}}`)
+		}
+		if !json.Valid(f.Schema) {
+			return InvalidField("format", "the schema is not valid JSON")
+		}
+		return nil
+	}
+	return InvalidField("format", "the format type must be %q or %q", FormatJSON, FormatJSONSchema)
 }
 
 // Format types.

@@ -84,6 +84,9 @@ type SamplingParams struct {
 	// temperature and filters (as OpenAI and llama.cpp's server report).
 	Logprobs    bool `json:"logprobs,omitempty"`
 	TopLogprobs int  `json:"top_logprobs,omitempty"`
+	// Format constrains the output to JSON (any value, or one valid against
+	// a JSON schema); nil means free text.
+	Format *Format `json:"format,omitempty"`
 }
 
 // TaskRequest is the body of the queen's POST /v2/tasks: one inference on a

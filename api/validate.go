@@ -184,6 +184,7 @@ type Sampling struct {
 	FrequencyPenalty float64
 	Logprobs         bool
 	TopLogprobs      int
+	Format           *Format // nil: free text
 }
 
 // MaxTopLogprobs bounds top_logprobs, as OpenAI's API does.
@@ -195,7 +196,7 @@ const MaxTopLogprobs = 20
 func (p SamplingParams) Validate(maxTokensLimit int) (Sampling, *Error) {
 	temperature, topP, topK, minP, repeatPenalty, stop := p.Temperature, p.TopP, p.TopK, p.MinP, p.RepeatPenalty, p.Stop
 	s := Sampling{MaxTokens: p.MaxTokens, Temperature: DefaultTemperature, TopP: DefaultTopP, TopK: DefaultTopK,
-		MinP: DefaultMinP, RepeatPenalty: 1, Seed: p.Seed, Stop: stop}
+		MinP: DefaultMinP, RepeatPenalty: 1, Seed: p.Seed, Stop: stop, Format: p.Format}
 	if s.MaxTokens == 0 {
 		s.MaxTokens = min(DefaultMaxTokens, maxTokensLimit)
 	}
@@ -260,6 +261,9 @@ func (p SamplingParams) Validate(maxTokensLimit int) (Sampling, *Error) {
 		if st == "" || len(st) > MaxStopBytes || !utf8.ValidString(st) {
 			return s, InvalidField("stop", "stop strings have 1 to %d bytes of UTF-8", MaxStopBytes)
 		}
+	}
+	if e := p.Format.Validate(); e != nil {
+		return s, e
 	}
 	return s, nil
 }

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"rbee/api"
+	"rbee/internal/grammar"
 	"rbee/internal/httpx"
 )
 
@@ -149,7 +151,8 @@ type openAIParams struct {
 	N                   *int            `json:"n"`
 	// Logprobs is a boolean in chat requests and a count of top tokens in
 	// completion requests; it hides the embedded field of the same name.
-	Logprobs json.RawMessage `json:"logprobs"`
+	Logprobs       json.RawMessage `json:"logprobs"`
+	ResponseFormat json.RawMessage `json:"response_format"`
 	// Node is rbee's extension: the node to run on (else the X-Rbee-Node
 	// header; else, or "auto", the queen places the request).
 	Node string `json:"node"`
@@ -232,7 +235,60 @@ func (p *openAIParams) task(r *http.Request) (api.TaskRequest, *api.Error) {
 		return t, e
 	}
 	t.Stop = stop
+	if f, e := parseResponseFormat(p.ResponseFormat); e != nil {
+		return t, e
+	} else if f != nil {
+		t.Format = f
+	}
 	return t, nil
+}
+
+// parseResponseFormat reads OpenAI's response_format: {"type":"text"} (or
+// none) is free text, {"type":"json_object"} any JSON value, and
+// {"type":"json_schema","json_schema":{"name","schema","strict"}} a value
+// valid against the schema (always enforced, whatever strict says; without
+// a schema, any JSON value). The schema is compiled here so that one the
+// grammar cannot enforce is refused before a worker is involved.
+func parseResponseFormat(raw json.RawMessage) (*api.Format, *api.Error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var rf struct {
+		Type       string `json:"type"`
+		JSONSchema *struct {
+			Name   string          `json:"name"`
+			Schema json.RawMessage `json:"schema"`
+			Strict *bool           `json:"strict"`
+		} `json:"json_schema"`
+	}
+	if err := json.Unmarshal(raw, &rf); err != nil {
+		return nil, api.InvalidField("response_format", "response_format is an object with a type")
+	}
+	switch rf.Type {
+	case "text":
+		return nil, nil
+	case "json_object":
+		return &api.Format{Type: api.FormatJSON}, nil
+	case "json_schema":
+		if rf.JSONSchema == nil {
+			return nil, api.InvalidField("response_format", "a json_schema response format needs json_schema").
+				WithHint(`send {"type":"json_schema","json_schema":{"name":"…","schema":{…}}}`)
+		}
+		schema := bytes.TrimSpace(rf.JSONSchema.Schema)
+		if len(schema) == 0 || string(schema) == "null" {
+			return &api.Format{Type: api.FormatJSON}, nil
+		}
+		if _, err := grammar.CompileSchema(schema); err != nil {
+			var se *grammar.SchemaError
+			if errors.As(err, &se) {
+				return nil, se.APIError("response_format")
+			}
+			return nil, api.InvalidField("response_format", "%v", err)
+		}
+		return &api.Format{Type: api.FormatJSONSchema, Schema: schema}, nil
+	}
+	return nil, api.InvalidField("response_format", "the response format type must be text, json_object or json_schema")
 }
 
 // unknownModel is the answer OpenAI's clients expect for a model name that

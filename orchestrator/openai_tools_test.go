@@ -124,6 +124,79 @@ func TestOpenAITools(t *testing.T) {
 		assert.NotEqual(t, "tool_calls", resp.Choices[0].FinishReason)
 	})
 
+	// A tool whose calls are short whatever a random model writes (but for
+	// whitespace: the grammar allows up to 40 bytes between symbols, which
+	// a random model likes; max_tokens leaves room for that).
+	units := openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{Name: "set_units",
+		Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{
+			"units": map[string]any{"enum": []string{"metric", "imperial"}}, "alerts": map[string]any{"type": "boolean"},
+			"place": map[string]any{"type": "string", "maxLength": 8}},
+			"required": []string{"units", "alerts"}, "additionalProperties": false}})
+	checkUnits := func(t *testing.T, c openai.ChatCompletionMessageToolCallUnion) {
+		t.Helper()
+		assert.Equal(t, "set_units", c.Function.Name)
+		assert.Regexp(t, `^call_[A-Za-z0-9]{9}$`, c.ID)
+		var args map[string]any
+		require.NoError(t, json.Unmarshal([]byte(c.Function.Arguments), &args), c.Function.Arguments)
+		assert.Contains(t, []any{"metric", "imperial"}, args["units"], c.Function.Arguments)
+		assert.IsType(t, true, args["alerts"], c.Function.Arguments)
+		for k, v := range args {
+			assert.Contains(t, []string{"units", "alerts", "place"}, k, "no other property")
+			if k == "place" {
+				require.IsType(t, "", v)
+				assert.LessOrEqual(t, len([]rune(v.(string))), 8)
+			}
+		}
+	}
+	ask := []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Use metric units.")}
+	required := openai.ChatCompletionNewParams{Model: model, Messages: ask, MaxTokens: openai.Int(600), Temperature: openai.Float(1),
+		Tools:      []openai.ChatCompletionToolUnionParam{weatherTool(), units},
+		ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")}}
+
+	t.Run("required: the call parses into a declared function's arguments", func(t *testing.T) {
+		// Any of the two tools may be called: get_weather's city is any
+		// string, so a random model may run out of tokens inside it; only
+		// set_units is offered here to keep the call short.
+		p := required
+		p.Tools = []openai.ChatCompletionToolUnionParam{units}
+		for seed := range int64(5) {
+			p.Seed = openai.Int(seed)
+			resp, err := client.Chat.Completions.New(ctx, p)
+			require.NoError(t, err)
+			c := resp.Choices[0]
+			require.Equal(t, "tool_calls", c.FinishReason, "seed %d: %s", seed, c.Message.RawJSON())
+			require.Len(t, c.Message.ToolCalls, 1)
+			checkUnits(t, c.Message.ToolCalls[0])
+			assert.False(t, c.Message.JSON.Content.Valid(), "no text besides the call")
+		}
+	})
+
+	t.Run("named: streamed delta.tool_calls reassemble to the non-streamed call", func(t *testing.T) {
+		p := required
+		p.ToolChoice = openai.ToolChoiceOptionFunctionToolChoice(openai.ChatCompletionNamedToolChoiceFunctionParam{Name: "set_units"})
+		p.Temperature, p.Seed = openai.Float(0), openai.Int(3)
+		resp, err := client.Chat.Completions.New(ctx, p)
+		require.NoError(t, err)
+		c := resp.Choices[0]
+		require.Equal(t, "tool_calls", c.FinishReason, "%s", c.Message.RawJSON())
+		require.Len(t, c.Message.ToolCalls, 1)
+		checkUnits(t, c.Message.ToolCalls[0])
+
+		stream := client.Chat.Completions.NewStreaming(ctx, p)
+		var acc openai.ChatCompletionAccumulator
+		for stream.Next() {
+			acc.AddChunk(stream.Current())
+		}
+		require.NoError(t, stream.Err())
+		require.Len(t, acc.Choices, 1)
+		assert.Equal(t, "tool_calls", acc.Choices[0].FinishReason)
+		require.Len(t, acc.Choices[0].Message.ToolCalls, 1)
+		got := acc.Choices[0].Message.ToolCalls[0]
+		assert.Equal(t, c.Message.ToolCalls[0].Function.Name, got.Function.Name)
+		assert.Equal(t, c.Message.ToolCalls[0].Function.Arguments, got.Function.Arguments)
+		assert.NotEmpty(t, got.ID)
+	})
+
 	t.Run("bad tools", func(t *testing.T) {
 		named := func(name string) openai.ChatCompletionToolChoiceOptionUnionParam {
 			return openai.ToolChoiceOptionFunctionToolChoice(openai.ChatCompletionNamedToolChoiceFunctionParam{Name: name})

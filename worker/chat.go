@@ -62,6 +62,7 @@ func promptTokens(m *engine.Model, req *api.InferenceRequest, stop []string) ([]
 	}
 	if reply != nil {
 		reply.prefill = prefill
+		reply.argKey = tmpl.ArgumentsKey()
 	}
 	tsegs := make([]engine.Segment, len(segs))
 	for i, sg := range segs {

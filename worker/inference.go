@@ -122,6 +122,16 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	con, e := s.formats.constraint(m, smp.Format)
+	if e == nil && tools != nil && len(tools.callable) > 0 {
+		// A required or named call: the call's grammar replaces any format.
+		con, e = s.formats.toolConstraint(m, tools.callable, tools.argKey)
+	}
+	if e != nil {
+		httpx.WriteError(w, r, e)
+		return
+	}
+
 	requestID := httpx.RequestID(r)
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
@@ -131,7 +141,7 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 	}
 	j := &job{id: requestID, ctx: ctx, cancel: cancel, start: time.Now(), paced: s.cfg.tokenHook != nil && !s.cfg.slowClient,
 		done: make(chan struct{}), box: mailbox{notify: make(chan struct{}, 1)},
-		req: engine.Request{PromptTokens: prompt, MaxTokens: smp.MaxTokens, Stop: stop, Sampling: engine.Sampling{
+		req: engine.Request{PromptTokens: prompt, MaxTokens: smp.MaxTokens, Stop: stop, Constraint: con, Sampling: engine.Sampling{
 			Temperature: float32(smp.Temperature), TopK: smp.TopK, TopP: float32(smp.TopP), MinP: float32(smp.MinP),
 			RepeatPenalty: float32(smp.RepeatPenalty), Seed: seed,
 			PresencePenalty: float32(smp.PresencePenalty), FrequencyPenalty: float32(smp.FrequencyPenalty),
@@ -240,6 +250,8 @@ func (in *inference) failed(ctx context.Context, err error) *api.Error {
 	switch {
 	case errors.Is(err, engine.ErrContextFull):
 		e = e.WithHint("use a shorter prompt or fewer max_tokens")
+	case errors.Is(err, engine.ErrConstraint):
+		e = e.WithHint("the model's vocabulary cannot continue the requested format here; simplify the schema")
 	case errors.Is(err, engine.ErrNonFinite):
 		// Not the client's fault, and likely to recur with this model: tell
 		// whoever reads the worker's log too.

@@ -56,8 +56,9 @@ type Server struct {
 	url          string // the worker's own base URL, once bound
 	slotsTotal   int    // the configured slots (DefaultSlots when automatic) until the model is loaded
 
-	wake  chan struct{} // capacity 1: wakes the scheduler loop
-	stats schedStats
+	wake    chan struct{} // capacity 1: wakes the scheduler loop
+	stats   schedStats
+	formats formats // compiled output formats and the vocabulary they need
 }
 
 // New checks cfg and makes a worker. It neither binds nor loads: Run does.

@@ -2,10 +2,14 @@ package worker
 
 import (
 	"crypto/rand"
+	"encoding/json"
+	"errors"
 	"strings"
 
 	"rbee/api"
 	"rbee/internal/chat"
+	"rbee/internal/grammar"
+	"rbee/worker/engine"
 )
 
 // toolPrompt maps a request's tools onto the chat package's, and returns
@@ -26,9 +30,54 @@ func toolPrompt(u api.ToolUse) (chat.ToolPrompt, *toolReply) {
 		if c.Mode == api.ToolNamed {
 			p.Name = c.Name
 		}
-		r.holdAll = p.Required || p.Name != ""
+		if p.Required || p.Name != "" {
+			// The reply is constrained to one call object of the offered
+			// functions (or the named one).
+			r.holdAll, p.Constrained = true, true
+			for _, t := range u.Tools {
+				if p.Name == "" || t.Function.Name == p.Name {
+					r.callable = append(r.callable, t)
+				}
+			}
+		}
 	}
 	return p, r
+}
+
+// toolConstraint returns the constraint of a reply that must be a call of
+// one of tools, whose arguments the template names argKey ("arguments" or
+// "parameters"): a grammar of the call object, compiled once per distinct
+// set of tools. A parameters schema it cannot enforce is INVALID_REQUEST
+// naming the tool's parameters.
+func (fs *formats) toolConstraint(m *engine.Model, tools []api.Tool, argKey string) (engine.Constraint, *api.Error) {
+	raw, err := json.Marshal(tools)
+	if err != nil {
+		return nil, api.InvalidField("tools", "%v", err)
+	}
+	key := "tools:" + argKey + ":" + string(raw)
+	fs.mu.Lock()
+	g, ok := fs.compiled[key]
+	fs.mu.Unlock()
+	if !ok {
+		if g, err = grammar.CompileToolCalls(tools, argKey); err != nil {
+			var se *grammar.SchemaError
+			if errors.As(err, &se) {
+				return nil, se.APIError("tools")
+			}
+			return nil, api.InvalidField("tools", "%v", err)
+		}
+		fs.mu.Lock()
+		if fs.compiled == nil || len(fs.compiled) >= maxCachedFormats {
+			fs.compiled = make(map[string]*grammar.Grammar)
+		}
+		fs.compiled[key] = g
+		fs.mu.Unlock()
+	}
+	fs.once.Do(func() {
+		tok := m.Tokenizer()
+		fs.vocab = grammar.NewVocab(tok.VocabSize(), tok.Piece, tok.IsEOG)
+	})
+	return g.NewMatcher(fs.vocab), nil
 }
 
 // toolReply separates a reply's tool calls from its text while it
@@ -41,6 +90,11 @@ type toolReply struct {
 	names   map[string]bool
 	prefill string
 	holdAll bool // the reply is a call (required or named): hold it whole
+	// callable are the functions a required or named call may call: the
+	// reply is constrained to one call object of them, whose arguments
+	// the template names argKey.
+	callable []api.Tool
+	argKey   string
 
 	held    strings.Builder
 	decided bool // the reply's start is not a call

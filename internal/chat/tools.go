@@ -74,42 +74,16 @@ type ToolPrompt struct {
 	Required bool
 	Name     string
 	// Constrained says the caller constrains the reply to one call object
-	// valid against CallSchema: the generation prompt then ends with the
-	// call marker only ("<tool_call>\n" in the Hermes format), and the
-	// reply is the object.
+	// {"name": …, ArgumentsKey(): {…}} of the tools (the named one when
+	// Name is set): the generation prompt then ends with the call marker
+	// only ("<tool_call>\n" in the Hermes format), and the reply is the
+	// object.
 	Constrained bool
 }
 
-// CallSchema is the JSON schema of one call object in the template's tool
-// style, for a reply constrained to a call: {"name": one of the tools'
-// names (Name's alone when set), "arguments" (or "parameters" in the Llama 3
-// style): that function's parameters schema (any object when it has none)},
-// both required and nothing else.
-func (t Template) CallSchema(p ToolPrompt) json.RawMessage {
-	key := argKey(t.Tools)
-	var alts []any
-	for _, tl := range p.Tools {
-		if p.Name != "" && tl.Name != p.Name {
-			continue
-		}
-		var params any = map[string]any{"type": "object"}
-		if raw := bytes.TrimSpace(tl.Parameters); len(raw) > 0 && string(raw) != "null" {
-			params = json.RawMessage(raw)
-		}
-		alts = append(alts, map[string]any{
-			"type":                 "object",
-			"properties":           map[string]any{"name": map[string]any{"const": tl.Name}, key: params},
-			"required":             []string{"name", key},
-			"additionalProperties": false,
-		})
-	}
-	var schema any = map[string]any{"anyOf": alts}
-	if len(alts) == 1 {
-		schema = alts[0]
-	}
-	b, _ := json.Marshal(schema) // maps, strings and valid raw JSON always marshal
-	return b
-}
+// ArgumentsKey is the name of a call's arguments in the template's tool
+// style: "parameters" in the Llama 3 style, "arguments" in the others.
+func (t Template) ArgumentsKey() string { return argKey(t.Tools) }
 
 // FormatTools is Format for a conversation that may use tools: it
 // describes p.Tools in the template's tool style (see ToolStyle), writes

@@ -24,4 +24,7 @@ var (
 	// weights (a corrupt or badly converted file) do. Generate fails with it
 	// instead of sampling.
 	ErrNonFinite = errors.New("the model produced non-finite values (NaN or Inf)")
+	// ErrConstraint: the request's Constraint allows no token of the
+	// vocabulary, or refused the token chosen.
+	ErrConstraint = errors.New("the output constraint cannot be met")
 )

@@ -21,14 +21,35 @@ type Request struct {
 	// Stop strings end generation when the text produces one; the stop string
 	// itself is not returned. At most 4, each at most 100 bytes.
 	Stop []string
-	// IgnoreEOS keeps generating past the end-of-generation token.
+	// IgnoreEOS keeps generating past the end-of-generation token. A
+	// Constraint overrides it: a constrained generation ends when the value
+	// is complete.
 	IgnoreEOS bool
 	// Logprobs reports each generated token's log-probability on its
 	// Token (see [Logprobs]), with the TopLogprobs (0 to 20) most likely
 	// tokens at its position.
 	Logprobs    bool
 	TopLogprobs int
+	// Constraint, when set, limits the tokens the sampler may choose (for
+	// example to JSON valid against a schema). It holds the progress of one
+	// generation: give each request its own.
+	Constraint Constraint
 	Sampling
+}
+
+// Constraint limits which tokens a generation may choose. The sampler
+// draws as usual and asks Allows about its choice; only when that is
+// refused does it call Mask and draw again from the allowed tokens, so the
+// common case costs one check. End-of-generation tokens are allowed when the
+// constrained output is complete.
+type Constraint interface {
+	// Allows reports whether token id may come next.
+	Allows(id int) bool
+	// Mask sets the logits of the tokens that may not come next to -Inf.
+	// It fails when no token may come next.
+	Mask(logits []float32) (int, error)
+	// Accept records the chosen token.
+	Accept(id int) error
 }
 
 // Stop reasons, as the worker's done event reports them.

@@ -93,6 +93,7 @@ func (s *Session) start(req Request) (*Generation, error) {
 	g.read = common
 	g.res.CachedTokens = common
 	g.smp = newSampler(req.Sampling)
+	g.smp.con = req.Constraint
 	g.dec = m.tok.NewDecoder()
 	g.stop = stopMatcher{stops: req.Stop}
 	g.history = append(make([]int, 0, len(prompt)+min(req.MaxTokens, m.ctxSize)), prompt...)
@@ -175,6 +176,18 @@ func (g *Generation) advance(logits []float32, emit func(*Generation, Token)) {
 	if err != nil {
 		g.fail(fmt.Errorf("choosing token %d: %w", g.res.Tokens+1, err))
 		return
+	}
+	if con := g.req.Constraint; con != nil {
+		// The constraint allowed the token; a complete value ends here
+		// even with IgnoreEOS.
+		if err := con.Accept(id); err != nil {
+			g.fail(fmt.Errorf("%w: token %d: %w", ErrConstraint, g.res.Tokens+1, err))
+			return
+		}
+		if m.tok.IsEOG(id) {
+			g.finish(StopEOS, emit)
+			return
+		}
 	}
 	g.smp.accept(id)
 	if !g.req.IgnoreEOS && m.tok.IsEOG(id) {

@@ -49,6 +49,7 @@ type sampler struct {
 	// filter when log-probabilities are wanted.
 	counts map[int]int
 	raw    []float32
+	con    Constraint // nil: any token
 }
 
 func newSampler(cfg Sampling) *sampler {
@@ -67,6 +68,21 @@ func (s *sampler) sample(logits []float32, history []int) (int, error) {
 	if err := checkFinite(logits); err != nil {
 		return -1, err
 	}
+	s.penalize(logits, history)
+	id := s.choose(logits)
+	if s.con != nil && !s.con.Allows(id) {
+		// Drawing again from the allowed tokens gives each the probability
+		// it has when the others are masked from the start.
+		if _, err := s.con.Mask(logits); err != nil {
+			return -1, fmt.Errorf("%w: %w", ErrConstraint, err)
+		}
+		id = s.choose(logits)
+	}
+	return id, nil
+}
+
+// penalize applies the repetition penalty to logits in place.
+func (s *sampler) penalize(logits []float32, history []int) {
 	c := s.cfg
 	if c.RepeatPenalty > 0 && c.RepeatPenalty != 1 && c.RepeatPenalty <= math.MaxFloat32 {
 		n := c.RepeatLastN
@@ -90,9 +106,15 @@ func (s *sampler) sample(logits []float32, history []int) (int, error) {
 		}
 	}
 	s.penalizeGenerated(logits)
+}
+
+// choose draws a token from logits (not modified) after top-k, top-p and
+// min-p; -Inf logits are never drawn unless all are.
+func (s *sampler) choose(logits []float32) int {
+	c := s.cfg
 	// NaN and non-positive temperatures are greedy.
 	if !(c.Temperature > 0) {
-		return argmax(logits), nil
+		return argmax(logits)
 	}
 	temp := min(c.Temperature, math.MaxFloat32)
 
@@ -146,10 +168,17 @@ func (s *sampler) sample(logits []float32, history []int) (int, error) {
 	for _, k := range cands {
 		cum += k.p
 		if r < cum {
-			return k.id, nil
+			return k.id
 		}
 	}
-	return cands[len(cands)-1].id, nil
+	// Rounding left r past the sum: the last token that has a probability
+	// (masked tokens have none).
+	for i := len(cands) - 1; i > 0; i-- {
+		if cands[i].p > 0 {
+			return cands[i].id
+		}
+	}
+	return cands[0].id
 }
 
 // checkFinite returns an error wrapping ErrNonFinite when a logit is NaN or
