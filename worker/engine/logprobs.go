@@ -1,9 +1,6 @@
 package engine
 
-import (
-	"math"
-	"slices"
-)
+import "math"
 
 // MaxTopLogprobs bounds Request.TopLogprobs, as OpenAI's API does.
 const MaxTopLogprobs = 20
@@ -44,8 +41,15 @@ func LogSoftmax(logits []float32) []float64 {
 }
 
 // logSumExp is log Σ exp(x), shifted by the maximum so nothing overflows.
+// The logits are finite (the sampler checked them).
 func logSumExp(x []float32) float64 {
-	m := float64(slices.Max(x))
+	mx := x[0]
+	for _, v := range x[1:] {
+		if v > mx {
+			mx = v
+		}
+	}
+	m := float64(mx)
 	var sum float64
 	for _, v := range x {
 		sum += math.Exp(float64(v) - m)

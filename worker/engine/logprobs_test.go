@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -105,5 +106,37 @@ func TestRequestValidatePenaltiesAndLogprobs(t *testing.T) {
 		"top_logprobs<0":  {Prompt: "x", MaxTokens: 1, Logprobs: true, TopLogprobs: -1},
 	} {
 		assert.ErrorIs(t, r.Validate(), ErrInvalidRequest, name)
+	}
+}
+
+// BenchmarkSamplerLogprobs measures what log-probabilities add to one
+// sampling step on a 32k and a 128k vocabulary (top-k 40, temperature
+// 0.8): the copy of the raw logits, the log-sum-exp and the top 20.
+func BenchmarkSamplerLogprobs(b *testing.B) {
+	for _, n := range []int{32000, 128256} {
+		logits := make([]float32, n)
+		for i := range logits {
+			logits[i] = float32((i*7919)%1000) / 100
+		}
+		work := make([]float32, n)
+		for _, on := range []bool{false, true} {
+			name := fmt.Sprintf("vocab=%d/logprobs=%v", n, on)
+			b.Run(name, func(b *testing.B) {
+				s := newSampler(DefaultSampling())
+				for b.Loop() {
+					copy(work, logits)
+					if on {
+						s.keepRaw(work)
+					}
+					id, err := s.sample(work, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if on && s.logprobs(id, 20) == nil {
+						b.Fatal("no logprobs")
+					}
+				}
+			})
+		}
 	}
 }
