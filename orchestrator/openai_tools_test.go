@@ -291,3 +291,42 @@ func TestOpenAIToolCallsShape(t *testing.T) {
 		assert.Equal(t, c.Message.ToolCalls[i].Function.Arguments, got.Function.Arguments, "streamed arguments reassemble to the answer's")
 	}
 }
+
+// llama3ToolTemplate is a Llama 3 style template with JSON tool calling
+// (written for these tests): tools in the first user turn, results in
+// ipython turns.
+const llama3ToolTemplate = "{% for m in messages %}<|start_header_id|>{% if m.role == 'tool' %}ipython{% else %}{{ m.role }}{% endif %}" +
+	"<|end_header_id|>\n\n{% if tools and loop.first %}{{ tools | tojson }}{% endif %}{{ m.content }}<|eot_id|>{% endfor %}" +
+	"{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+
+// TestOpenAIToolsLlama3Style requires a call from a model whose template
+// has Llama 3.1's JSON tool format, where a call names its arguments
+// "parameters" and has no marker: the reply is constrained to such an
+// object and comes back as OpenAI's tool call.
+func TestOpenAIToolsLlama3Style(t *testing.T) {
+	skipShort(t)
+	spec := synth.Tiny("Q8_0")
+	spec.ChatTemplate = llama3ToolTemplate
+	spec.Context = 2048
+	spec.SpecialTokens = []string{"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}
+	path := filepath.Join(t.TempDir(), "llama3-tools.gguf")
+	require.NoError(t, synth.Write(path, spec))
+	client := startSDKQueen(t)
+
+	flag := openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{Name: "set_flag",
+		Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{"on": map[string]any{"type": "boolean"}},
+			"required": []string{"on"}, "additionalProperties": false}})
+	resp, err := client.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: "file:" + path,
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Turn it on.")}, MaxTokens: openai.Int(600),
+		Temperature: openai.Float(0), Tools: []openai.ChatCompletionToolUnionParam{flag},
+		ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")}})
+	require.NoError(t, err)
+	c := resp.Choices[0]
+	require.Equal(t, "tool_calls", c.FinishReason, "%s", c.Message.RawJSON())
+	require.Len(t, c.Message.ToolCalls, 1)
+	assert.Equal(t, "set_flag", c.Message.ToolCalls[0].Function.Name)
+	var args map[string]any
+	require.NoError(t, json.Unmarshal([]byte(c.Message.ToolCalls[0].Function.Arguments), &args))
+	assert.Len(t, args, 1)
+	assert.IsType(t, true, args["on"])
+}
