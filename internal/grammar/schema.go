@@ -679,8 +679,10 @@ func escapePtr(s string) string {
 func (c *compiler) solve() {
 	for changed := true; changed; {
 		changed = false
-		for _, n := range c.nodes {
-			if !n.sat && n.satisfiable() {
+		// Children are made after their parents: going backwards settles
+		// most schemas in one pass.
+		for i := len(c.nodes) - 1; i >= 0; i-- {
+			if n := c.nodes[i]; !n.sat && n.satisfiable() {
 				n.sat = true
 				changed = true
 			}

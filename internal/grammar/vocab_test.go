@@ -254,3 +254,16 @@ func BenchmarkAllows(b *testing.B) {
 }
 
 func tail(s string) string { return s[max(0, len(s)-60):] }
+
+// BenchmarkNewVocab measures building the tries of a vocabulary, which a
+// worker does once, at its first constrained request.
+func BenchmarkNewVocab(b *testing.B) {
+	for _, vf := range vocabFiles {
+		b.Run(vf.name, func(b *testing.B) {
+			tok := loadVocab(b, vf.path).tok
+			for b.Loop() {
+				NewVocab(tok.VocabSize(), tok.Piece, tok.IsEOG)
+			}
+		})
+	}
+}

@@ -126,6 +126,9 @@ func (s *sampler) choose(logits []float32) int {
 	} else {
 		cands = s.cands[:0]
 		for id, l := range logits {
+			if l < -math.MaxFloat32 {
+				continue // masked by a constraint: never drawn
+			}
 			cands = append(cands, candidate{id: id, logit: l})
 		}
 		s.cands = cands
