@@ -14,6 +14,9 @@ type ChatMessage struct {
 	// ToolCallID is, in a tool message, the id of the call whose result it
 	// carries, when the client gave one.
 	ToolCallID string `json:"tool_call_id,omitempty"`
+	// ToolCalls are, in an assistant message, the functions it called;
+	// the worker writes them back in the template's tool format.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
 }
 
 // Chat roles. A tool message carries the result of a function call back to
@@ -66,6 +69,15 @@ func ValidateMessages(msgs []ChatMessage) *Error {
 			if e := validateText(field, "tool call id", m.ToolCallID); e != nil {
 				return e
 			}
+		}
+		if len(m.ToolCalls) > 0 && m.Role != RoleAssistant {
+			return InvalidField(fieldAt(i, "tool_calls"), "only an assistant message has tool calls")
+		}
+		for j, c := range m.ToolCalls {
+			if e := validateCall(fieldAt(i, "tool_calls["+strconv.Itoa(j)+"]"), c); e != nil {
+				return e
+			}
+			total += utf8.RuneCount(c.Function.Arguments)
 		}
 		total += utf8.RuneCountInString(m.Content)
 	}

@@ -73,6 +73,18 @@ type Progress struct {
 type Token struct {
 	Token string `json:"token"`
 	Index int    `json:"index"`
+	// Logprob is the generated token's log-probability when the request
+	// asked for logprobs (nil otherwise, and for a final piece of held-back
+	// text), TopLogprobs the most likely tokens at its position, most likely
+	// first. Piece is the token's own text, which can differ from Token:
+	// Token is the text the step releases, and text is held back while a
+	// UTF-8 character or a possible stop string is incomplete.
+	Logprob     *float64       `json:"logprob,omitempty"`
+	TopLogprobs []TokenLogprob `json:"top_logprobs,omitempty"`
+	Piece       string         `json:"piece,omitempty"`
+	// PieceBytes holds Piece exactly when it is not valid UTF-8 (see
+	// TokenLogprob.Bytes).
+	PieceBytes []byte `json:"piece_bytes,omitempty"`
 }
 
 // StopReason says why a generation ended.
@@ -97,6 +109,9 @@ type Done struct {
 	FirstTokenMs    int64      `json:"first_token_ms,omitempty"`
 	RequestID       string     `json:"request_id,omitempty"`
 	WorkerID        string     `json:"worker_id,omitempty"`
+	// ToolCalls are the function calls the reply made, parsed out of its
+	// text (which then holds only the rest), when the request offered tools.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
 }
 
 // MarshalData returns the event's SSE data (JSON).

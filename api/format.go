@@ -78,4 +78,7 @@ type TokenLogprob struct {
 	Token   string  `json:"token"`
 	ID      int     `json:"id"`
 	Logprob float64 `json:"logprob"`
+	// Bytes holds the token's text exactly when it is not valid UTF-8 (a
+	// byte token, part of a character), which Token cannot carry in JSON.
+	Bytes []byte `json:"bytes,omitempty"`
 }

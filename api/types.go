@@ -71,6 +71,19 @@ type SamplingParams struct {
 	RepeatPenalty *float64 `json:"repeat_penalty,omitempty"`
 	Seed          *uint64  `json:"seed,omitempty"`
 	Stop          []string `json:"stop,omitempty"`
+	// PresencePenalty and FrequencyPenalty are OpenAI's penalties, -2 to 2
+	// (nil or 0: off): a token's logit drops by PresencePenalty once it has
+	// been generated and by FrequencyPenalty for each time it was, counting
+	// the generated tokens only (repeat_penalty covers the prompt).
+	PresencePenalty  *float64 `json:"presence_penalty,omitempty"`
+	FrequencyPenalty *float64 `json:"frequency_penalty,omitempty"`
+	// Logprobs asks for each generated token's log-probability on its
+	// token event, with the TopLogprobs (0 to 20) most likely tokens at its
+	// position. The probabilities are the model's own: the log-softmax of
+	// the raw logits over the whole vocabulary, before penalties,
+	// temperature and filters (as OpenAI and llama.cpp's server report).
+	Logprobs    bool `json:"logprobs,omitempty"`
+	TopLogprobs int  `json:"top_logprobs,omitempty"`
 	// Format constrains the output to JSON (any value, or one valid against
 	// a JSON schema); nil means free text.
 	Format *Format `json:"format,omitempty"`
@@ -90,6 +103,7 @@ type TaskRequest struct {
 	// Messages, instead of Prompt, is a chat: the worker formats it with the
 	// model's chat template (exactly one of the two is given).
 	Messages []ChatMessage `json:"messages,omitempty"`
+	ToolUse
 }
 
 // Sampling defaults (llama.cpp's).
@@ -110,6 +124,7 @@ type InferenceRequest struct {
 	// Messages, instead of Prompt, is a chat formatted with the model's chat
 	// template (exactly one of the two is given).
 	Messages []ChatMessage `json:"messages,omitempty"`
+	ToolUse
 }
 
 // InferenceResult is the worker's answer to a non-streaming inference.
@@ -120,7 +135,7 @@ type InferenceResult struct {
 
 // Inference returns the worker request that carries t's generation parameters.
 func (t *TaskRequest) Inference() InferenceRequest {
-	return InferenceRequest{Prompt: t.Prompt, SamplingParams: t.SamplingParams, Messages: t.Messages}
+	return InferenceRequest{Prompt: t.Prompt, SamplingParams: t.SamplingParams, Messages: t.Messages, ToolUse: t.ToolUse}
 }
 
 // SpawnRequest is the body of the hive's POST /v1/workers/spawn.

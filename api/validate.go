@@ -179,8 +179,16 @@ type Sampling struct {
 	RepeatPenalty float64
 	Seed          *uint64
 	Stop          []string
-	Format        *Format // nil: free text
+	// PresencePenalty and FrequencyPenalty are 0 when off.
+	PresencePenalty  float64
+	FrequencyPenalty float64
+	Logprobs         bool
+	TopLogprobs      int
+	Format           *Format // nil: free text
 }
+
+// MaxTopLogprobs bounds top_logprobs, as OpenAI's API does.
+const MaxTopLogprobs = 20
 
 // Validate checks the generation parameters and returns them with the
 // defaults applied. maxTokensLimit bounds max_tokens (a worker passes its
@@ -226,6 +234,26 @@ func (p SamplingParams) Validate(maxTokensLimit int) (Sampling, *Error) {
 		}
 		s.RepeatPenalty = *repeatPenalty
 	}
+	for _, pen := range []struct {
+		field string
+		v     *float64
+		dst   *float64
+	}{{"presence_penalty", p.PresencePenalty, &s.PresencePenalty}, {"frequency_penalty", p.FrequencyPenalty, &s.FrequencyPenalty}} {
+		if pen.v == nil {
+			continue
+		}
+		if !finite(*pen.v) || *pen.v < -2 || *pen.v > 2 {
+			return s, InvalidField(pen.field, "%s must be between -2 and 2", pen.field)
+		}
+		*pen.dst = *pen.v
+	}
+	if p.TopLogprobs < 0 || p.TopLogprobs > MaxTopLogprobs {
+		return s, InvalidField("top_logprobs", "top_logprobs must be between 0 and %d", MaxTopLogprobs)
+	}
+	if p.TopLogprobs > 0 && !p.Logprobs {
+		return s, InvalidField("top_logprobs", "top_logprobs needs logprobs: true")
+	}
+	s.Logprobs, s.TopLogprobs = p.Logprobs, p.TopLogprobs
 	if len(stop) > MaxStopStrings {
 		return s, InvalidField("stop", "at most %d stop strings", MaxStopStrings)
 	}
@@ -257,6 +285,9 @@ func (t *TaskRequest) Validate() (Sampling, *Error) {
 	if err := validateInput(t.Prompt, t.Messages); err != nil {
 		return Sampling{}, err
 	}
+	if err := t.ToolUse.validate(t.Messages != nil); err != nil {
+		return Sampling{}, err
+	}
 	dev := 0
 	if t.Device != nil {
 		dev = *t.Device
@@ -270,6 +301,9 @@ func (t *TaskRequest) Validate() (Sampling, *Error) {
 // Validate checks an inference request against a model context of ctx tokens.
 func (r *InferenceRequest) Validate(ctx int) (Sampling, *Error) {
 	if err := validateInput(r.Prompt, r.Messages); err != nil {
+		return Sampling{}, err
+	}
+	if err := r.ToolUse.validate(r.Messages != nil); err != nil {
 		return Sampling{}, err
 	}
 	return r.SamplingParams.Validate(ctx)

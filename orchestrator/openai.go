@@ -149,7 +149,10 @@ type openAIParams struct {
 	Seed                *int64          `json:"seed"`
 	Stop                json.RawMessage `json:"stop"` // a string or up to 4 strings
 	N                   *int            `json:"n"`
-	ResponseFormat      json.RawMessage `json:"response_format"`
+	// Logprobs is a boolean in chat requests and a count of top tokens in
+	// completion requests; it hides the embedded field of the same name.
+	Logprobs       json.RawMessage `json:"logprobs"`
+	ResponseFormat json.RawMessage `json:"response_format"`
 	// Node is rbee's extension: the node to run on (else the X-Rbee-Node
 	// header; else, or "auto", the queen places the request).
 	Node string `json:"node"`
@@ -162,17 +165,21 @@ type streamOptions struct {
 // openAIChatRequest is the body of POST /v1/chat/completions.
 type openAIChatRequest struct {
 	openAIParams
-	Messages []openAIMessage `json:"messages"`
+	Messages   []openAIMessage `json:"messages"`
+	Tools      []openAITool    `json:"tools"`
+	ToolChoice json.RawMessage `json:"tool_choice"`
 }
 
 // openAIMessage is a chat message; content is a string or a list of parts,
 // of which only text parts are supported. An assistant message may have no
-// content (null, or absent when it carries tool_calls, which are ignored);
-// a tool message names the call it answers with tool_call_id.
+// content (null, or absent when it carries tool_calls, which the worker
+// writes back in the template's tool format); a tool message names the
+// call it answers with tool_call_id.
 type openAIMessage struct {
-	Role       string          `json:"role"`
-	Content    json.RawMessage `json:"content"`
-	ToolCallID string          `json:"tool_call_id"`
+	Role       string           `json:"role"`
+	Content    json.RawMessage  `json:"content"`
+	ToolCallID string           `json:"tool_call_id"`
+	ToolCalls  []openAIToolCall `json:"tool_calls"`
 }
 
 // openAICompletionRequest is the body of POST /v1/completions.
@@ -220,7 +227,8 @@ func (p *openAIParams) task(r *http.Request) (api.TaskRequest, *api.Error) {
 		t.Seed = &s
 	}
 	if p.N != nil && *p.N != 1 {
-		return t, api.InvalidField("n", "only n=1 is supported (one choice per request)")
+		return t, api.InvalidField("n", "only n=1 is supported (one choice per request)").
+			WithHint("send n requests instead, with different seeds for different answers")
 	}
 	stop, e := parseStop(p.Stop)
 	if e != nil {
@@ -344,6 +352,16 @@ func chatMessages(in []openAIMessage) ([]api.ChatMessage, *api.Error) {
 			out[i].ToolCallID = m.ToolCallID
 		}
 	}
+	for i, m := range in {
+		if len(m.ToolCalls) == 0 || out[i].Role != api.RoleAssistant {
+			continue
+		}
+		calls, e := messageToolCalls(i, m.ToolCalls)
+		if e != nil {
+			return nil, e
+		}
+		out[i].ToolCalls = calls
+	}
 	return out, nil
 }
 
@@ -417,11 +435,20 @@ func (q *Queen) serveCompletion(w http.ResponseWriter, r *http.Request, chat boo
 			fail(e)
 			return
 		}
+		tools, e := toolUse(req.Tools, req.ToolChoice)
+		if e != nil {
+			fail(e)
+			return
+		}
 		if task, e = req.task(r); e != nil {
 			fail(e)
 			return
 		}
-		task.Messages = msgs
+		if task.Logprobs, e = parseChatLogprobs(req.Logprobs); e != nil {
+			fail(e)
+			return
+		}
+		task.Messages, task.ToolUse = msgs, tools
 		params = &req.openAIParams
 	} else {
 		var req openAICompletionRequest
@@ -438,6 +465,10 @@ func (q *Queen) serveCompletion(w http.ResponseWriter, r *http.Request, chat boo
 			fail(e)
 			return
 		}
+		if task.Logprobs, task.TopLogprobs, e = parseCompletionLogprobs(req.Logprobs); e != nil {
+			fail(e)
+			return
+		}
 		task.Prompt = prompt
 		params = &req.openAIParams
 	}
@@ -447,11 +478,40 @@ func (q *Queen) serveCompletion(w http.ResponseWriter, r *http.Request, chat boo
 		return
 	}
 	sink := &openAISink{w: w, r: r, rc: http.NewResponseController(w), chat: chat, id: id, model: params.Model,
-		created: time.Now().Unix(), stream: params.Stream != nil && *params.Stream}
+		created: time.Now().Unix(), stream: params.Stream != nil && *params.Stream, logprobs: samp.Logprobs}
 	if sink.stream && params.StreamOptions != nil {
 		sink.includeUsage = params.StreamOptions.IncludeUsage
 	}
 	if err := q.runTask(r.Context(), id, task, samp, func() eventSink { return sink }); err != nil {
 		fail(err)
 	}
+}
+
+// parseChatLogprobs reads the chat request's logprobs: null or a boolean (its
+// top_logprobs, 0 to 20, is the embedded field).
+func parseChatLogprobs(raw json.RawMessage) (bool, *api.Error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return false, nil
+	}
+	var on bool
+	if json.Unmarshal(raw, &on) != nil {
+		return false, api.InvalidField("logprobs", "logprobs is true or false in a chat request (top_logprobs says how many alternatives)")
+	}
+	return on, nil
+}
+
+// parseCompletionLogprobs reads the completion request's logprobs: null, or the
+// number of most likely tokens to list at each position (0 to 20; OpenAI
+// allows up to 5), which turns log-probabilities on.
+func parseCompletionLogprobs(raw json.RawMessage) (bool, int, *api.Error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return false, 0, nil
+	}
+	var n int
+	if json.Unmarshal(raw, &n) != nil || n < 0 || n > api.MaxTopLogprobs {
+		return false, 0, api.InvalidField("logprobs", "logprobs is the number of most likely tokens to list, 0 to %d", api.MaxTopLogprobs)
+	}
+	return true, n, nil
 }

@@ -34,7 +34,8 @@ func sdkAPIError(t *testing.T, err error) *openai.Error {
 // real worker on a tiny chatml model, through OpenAI's official Go client,
 // as an application would: an unknown model is the SDK's 404
 // model_not_found; a history with empty turns, a tool call and its result
-// is answered, formatted with the model's template; a stream with
+// is answered, formatted with the model's template (the call written in
+// the Hermes format, since the template has no tool format of its own); a stream with
 // include_usage has "usage": null in every chunk but the last, which has
 // the totals; an unknown route is 404 and a wrong method 405 with Allow.
 func TestOpenAIOfficialGoSDK(t *testing.T) {
@@ -97,7 +98,7 @@ func TestOpenAIOfficialGoSDK(t *testing.T) {
 	}
 	// The prompt the worker must build from it with the model's template.
 	const formatted = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n" +
-		"<|im_start|>user\nOnce upon a time<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n" +
+		"<|im_start|>user\nOnce upon a time<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{\"name\": \"story\", \"arguments\": {\"n\":1}}\n</tool_call><|im_end|>\n" +
 		"<|im_start|>tool\n{\"story\":\"a fox\"}<|im_end|>\n<|im_start|>assistant\n"
 	f, err := gguf.Open(path)
 	require.NoError(t, err)

@@ -18,16 +18,20 @@ type openAIUsage struct {
 	TotalTokens      int `json:"total_tokens"`
 }
 
+// openAIChatMessage is a chat answer's message: content is null when a
+// reply made only tool calls.
 type openAIChatMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role      string           `json:"role"`
+	Content   *string          `json:"content"`
+	ToolCalls []openAIToolCall `json:"tool_calls,omitempty"`
 }
 
 // openAIDelta is a chat chunk's change: the role in the first chunk, then
 // content; {} in the last.
 type openAIDelta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string                `json:"role,omitempty"`
+	Content   *string               `json:"content,omitempty"`
+	ToolCalls []openAIToolCallDelta `json:"tool_calls,omitempty"`
 }
 
 // openAIChoice is one choice: Message (chat), Delta (chat chunk) or Text
@@ -37,7 +41,7 @@ type openAIChoice struct {
 	Message      *openAIChatMessage `json:"message,omitempty"`
 	Delta        *openAIDelta       `json:"delta,omitempty"`
 	Text         *string            `json:"text,omitempty"`
-	Logprobs     *struct{}          `json:"logprobs"` // always null
+	Logprobs     any                `json:"logprobs"` // null, *chatLogprobs or *completionLogprobs
 	FinishReason *string            `json:"finish_reason"`
 }
 
@@ -63,14 +67,19 @@ type chunkWithUsage struct {
 
 // Finish reasons.
 const (
-	finishStop   = "stop"
-	finishLength = "length"
+	finishStop      = "stop"
+	finishLength    = "length"
+	finishToolCalls = "tool_calls"
 )
 
-// finishReason maps a done event's stop reason: max_tokens is "length";
-// EOS, a stop string and a cancellation are "stop".
+// finishReason maps a done event's stop reason: a reply with tool calls is
+// "tool_calls"; max_tokens is "length"; EOS, a stop string and a
+// cancellation are "stop".
 func finishReason(d *api.Done) string {
-	if d != nil && d.StopReason == api.StopMaxTokens {
+	switch {
+	case d != nil && len(d.ToolCalls) > 0:
+		return finishToolCalls
+	case d != nil && d.StopReason == api.StopMaxTokens:
 		return finishLength
 	}
 	return finishStop
@@ -88,6 +97,7 @@ type openAISink struct {
 	chat         bool
 	stream       bool
 	includeUsage bool
+	logprobs     bool // the request asked for log-probabilities
 	id, model    string
 	created      int64
 
@@ -97,6 +107,7 @@ type openAISink struct {
 	text    strings.Builder
 	pieces  int // token events, in case no done event comes
 	done    *api.Done
+	lps     []*api.Token // the token events with log-probabilities, for the whole response
 }
 
 func (s *openAISink) response(object string, choice openAIChoice) openAIResponse {
@@ -123,6 +134,19 @@ func (s *openAISink) chunk(text *string, finish *string) openAIResponse {
 		text = new(string)
 	}
 	return s.response("text_completion", openAIChoice{Text: text, FinishReason: finish})
+}
+
+// logprobsOf is the logprobs object of the token events toks (chat's
+// content list, or the completions' parallel lists), whose text starts at
+// byte offset of the completion's text; nil when the request did not ask.
+func (s *openAISink) logprobsOf(toks []*api.Token, offset int) any {
+	if !s.logprobs {
+		return nil
+	}
+	if s.chat {
+		return chatLogprobsOf(toks)
+	}
+	return completionLogprobsOf(toks, offset)
 }
 
 // write sends one "data:" line and flushes it.
@@ -178,15 +202,25 @@ func (s *openAISink) Send(ev api.Event) error {
 	switch ev.Kind {
 	case api.KindToken:
 		s.pieces++
+		offset := s.text.Len()
+		s.text.WriteString(ev.Token.Token)
+		var lp []*api.Token
+		if ev.Token.Logprob != nil {
+			lp = []*api.Token{ev.Token}
+		}
 		if !s.stream {
-			s.text.WriteString(ev.Token.Token)
+			s.lps = append(s.lps, lp...)
 			return nil
 		}
 		if err := s.start(); err != nil {
 			return err
 		}
 		text := ev.Token.Token
-		return s.writeChunk(s.chunk(&text, nil))
+		c := s.chunk(&text, nil)
+		if lp != nil {
+			c.Choices[0].Logprobs = s.logprobsOf(lp, offset)
+		}
+		return s.writeChunk(c)
 	case api.KindDone:
 		d := *ev.Done
 		s.done = &d
@@ -207,11 +241,17 @@ func (s *openAISink) Close() error {
 	if !s.stream {
 		var resp openAIResponse
 		if s.chat {
-			resp = s.response("chat.completion", openAIChoice{Message: &openAIChatMessage{Role: "assistant", Content: s.text.String()},
-				FinishReason: &finish})
+			msg := &openAIChatMessage{Role: "assistant"}
+			if text := s.text.String(); text != "" || s.done == nil || len(s.done.ToolCalls) == 0 {
+				msg.Content = &text
+			}
+			if s.done != nil && len(s.done.ToolCalls) > 0 {
+				msg.ToolCalls = responseToolCalls(s.done.ToolCalls)
+			}
+			resp = s.response("chat.completion", openAIChoice{Message: msg, FinishReason: &finish, Logprobs: s.logprobsOf(s.lps, 0)})
 		} else {
 			text := s.text.String()
-			resp = s.response("text_completion", openAIChoice{Text: &text, FinishReason: &finish})
+			resp = s.response("text_completion", openAIChoice{Text: &text, FinishReason: &finish, Logprobs: s.logprobsOf(s.lps, 0)})
 		}
 		resp.Usage = s.usage()
 		httpx.WriteJSON(s.w, http.StatusOK, resp)
@@ -219,6 +259,18 @@ func (s *openAISink) Close() error {
 	}
 	if err := s.start(); err != nil {
 		return err
+	}
+	if s.chat && s.done != nil {
+		for i, c := range responseToolCalls(s.done.ToolCalls) {
+			head := openAIToolCallDelta{Index: i, ID: c.ID, Type: "function", Function: openAIFunctionPart{Name: c.Function.Name}}
+			args := openAIToolCallDelta{Index: i, Function: openAIFunctionPart{Arguments: c.Function.Arguments}}
+			for _, d := range []openAIToolCallDelta{head, args} {
+				if err := s.writeChunk(s.response("chat.completion.chunk",
+					openAIChoice{Delta: &openAIDelta{ToolCalls: []openAIToolCallDelta{d}}})); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	if err := s.writeChunk(s.chunk(nil, &finish)); err != nil {
 		return err

@@ -26,6 +26,7 @@ type recWorker struct {
 	srv    *httptest.Server
 	tokens []string
 	stop   api.StopReason // the done event's stop reason
+	calls  []api.ToolCall // the done event's tool calls
 
 	mu   sync.Mutex
 	reqs []api.InferenceRequest
@@ -54,7 +55,7 @@ func newRecWorker(t *testing.T, tokens ...string) *recWorker {
 			_ = out.Send(api.Event{Kind: api.KindToken, Token: &api.Token{Token: tok, Index: i}})
 		}
 		_ = out.Send(api.Event{Kind: api.KindDone, Done: &api.Done{Done: true, TotalTokens: len(w.tokens), PromptTokens: 7,
-			StopReason: w.stop, RequestID: httpx.RequestID(r)}})
+			StopReason: w.stop, RequestID: httpx.RequestID(r), ToolCalls: w.calls}})
 		_ = out.Close()
 	})
 	w.srv = httptest.NewServer(httpx.Middleware(nil, mux))
@@ -439,10 +440,15 @@ func TestOpenAISDKRequests(t *testing.T) {
 	assert.Equal(t, []api.ChatMessage{{Role: "system", Content: "Answer in French."}, {Role: "user", Content: "Hi\nthere"}},
 		reqs[2].Messages, "developer is system; text parts are joined")
 	assert.Equal(t, 8, reqs[1].MaxTokens, "max_completion_tokens is max_tokens")
+	toolCall := func(id, name, args string) []api.ToolCall {
+		c := api.ToolCall{ID: id, Type: "function"}
+		c.Function.Name, c.Function.Arguments = name, json.RawMessage(args)
+		return []api.ToolCall{c}
+	}
 	assert.Equal(t, []api.ChatMessage{{Role: "user"}, {Role: "assistant"}, {Role: "user", Content: "Weather in Paris?"},
-		{Role: "assistant"}, {Role: "tool", Content: `{"temp":21}`, ToolCallID: "call_1"},
-		{Role: "assistant"}, {Role: "tool", Content: "ok", ToolCallID: "call_2"}},
-		reqs[5].Messages, "empty and null contents are empty; tool results keep their call's id")
+		{Role: "assistant", ToolCalls: toolCall("call_1", "weather", `{"city":"Paris"}`)}, {Role: "tool", Content: `{"temp":21}`, ToolCallID: "call_1"},
+		{Role: "assistant", ToolCalls: toolCall("call_2", "f", `{}`)}, {Role: "tool", Content: "ok", ToolCallID: "call_2"}},
+		reqs[5].Messages, "empty and null contents are empty; calls are kept; tool results keep their call's id")
 	assert.Equal(t, 16, reqs[0].MaxTokens)
 }
 

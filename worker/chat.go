@@ -38,19 +38,31 @@ func chatTemplateName(m *engine.Model) string {
 // lacks <|im_end|>), it is added to the stop strings if there is room, so
 // the reply still ends with its turn; an end-of-turn token ends generation
 // by itself.
-func promptTokens(m *engine.Model, req *api.InferenceRequest, stop []string) ([]int, []string, *api.Error) {
+//
+// With tools (and a tool choice other than none), the tools are described
+// in the template's tool format and the returned toolReply parses the
+// calls out of the reply; it is nil when the request offers no tools.
+func promptTokens(m *engine.Model, req *api.InferenceRequest, stop []string) ([]int, []string, *toolReply, *api.Error) {
 	tok := m.Tokenizer()
 	if req.Messages == nil {
-		return tok.Encode(req.Prompt, true, true), stop, nil
+		return tok.Encode(req.Prompt, true, true), stop, nil, nil
 	}
 	tmpl, _ := chatTemplate(m)
 	msgs := make([]chat.Message, len(req.Messages))
 	for i, cm := range req.Messages {
 		msgs[i] = chat.Message{Role: cm.Role, Content: cm.Content, ToolCallID: cm.ToolCallID}
+		for _, c := range cm.ToolCalls {
+			msgs[i].ToolCalls = append(msgs[i].ToolCalls, chat.ToolCall{ID: c.ID, Name: c.Function.Name, Arguments: c.Function.Arguments})
+		}
 	}
-	segs, err := tmpl.Format(msgs, true)
+	tp, reply := toolPrompt(req.ToolUse)
+	segs, prefill, err := tmpl.FormatTools(msgs, tp, true)
 	if err != nil {
-		return nil, nil, api.InvalidField("messages", "%v", err)
+		return nil, nil, nil, api.InvalidField("messages", "%v", err)
+	}
+	if reply != nil {
+		reply.prefill = prefill
+		reply.argKey = tmpl.ArgumentsKey()
 	}
 	tsegs := make([]engine.Segment, len(segs))
 	for i, sg := range segs {
@@ -62,7 +74,7 @@ func promptTokens(m *engine.Model, req *api.InferenceRequest, stop []string) ([]
 			stop = append(slices.Clip(stop), eot)
 		}
 	}
-	return ids, stop, nil
+	return ids, stop, reply, nil
 }
 
 // inputField names the request's input in errors: prompt or messages.

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"rbee/api"
 	"rbee/internal/httpx"
@@ -110,7 +112,7 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, e)
 		return
 	}
-	prompt, stop, e := promptTokens(m, &req, smp.Stop)
+	prompt, stop, tools, e := promptTokens(m, &req, smp.Stop)
 	if e != nil {
 		httpx.WriteError(w, r, e)
 		return
@@ -121,6 +123,10 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 	}
 
 	con, e := s.formats.constraint(m, smp.Format)
+	if e == nil && tools != nil && len(tools.callable) > 0 {
+		// A required or named call: the call's grammar replaces any format.
+		con, e = s.formats.toolConstraint(m, tools.callable, tools.argKey)
+	}
 	if e != nil {
 		httpx.WriteError(w, r, e)
 		return
@@ -138,7 +144,8 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 		req: engine.Request{PromptTokens: prompt, MaxTokens: smp.MaxTokens, Stop: stop, Constraint: con, Sampling: engine.Sampling{
 			Temperature: float32(smp.Temperature), TopK: smp.TopK, TopP: float32(smp.TopP), MinP: float32(smp.MinP),
 			RepeatPenalty: float32(smp.RepeatPenalty), Seed: seed,
-		}}}
+			PresencePenalty: float32(smp.PresencePenalty), FrequencyPenalty: float32(smp.FrequencyPenalty),
+		}, Logprobs: smp.Logprobs, TopLogprobs: smp.TopLogprobs}}
 	if e := s.acquire(j); e != nil {
 		httpx.WriteError(w, r, e)
 		return
@@ -153,7 +160,7 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 	log := s.log.With("request_id", requestID, "slot", j.sl.id)
 	log.Info("inference started", "prompt_tokens", len(prompt), "max_tokens", smp.MaxTokens)
 
-	run := &inference{s: s, j: j}
+	run := &inference{s: s, j: j, tok: m.Tokenizer(), tools: tools}
 	if req.Stream != nil && !*req.Stream {
 		run.json(ctx, w, r)
 	} else {
@@ -166,18 +173,20 @@ func (s *Server) handleInference(w http.ResponseWriter, r *http.Request) {
 // inference is one request's handler: it passes what the scheduler loop
 // posts to the job's mailbox on to the client.
 type inference struct {
-	s *Server
-	j *job
+	s     *Server
+	j     *job
+	tok   *engine.Tokenizer
+	tools *toolReply // parses tool calls out of the reply; nil without tools
 
 	done api.Done
 	err  error
 }
 
-// generate waits for the job's tokens, calling emit for every piece of
-// text, until the job ends. The loop has freed the slot by then, so that a
+// generate waits for the job's tokens, calling emit for every one (its
+// piece of text, and its log-probabilities when asked), until the job ends. The loop has freed the slot by then, so that a
 // client that reads the done event finds the worker idle. An emit error (the
 // client went away) cancels the generation; the rest of its text is dropped.
-func (in *inference) generate(ctx context.Context, emit func(text string) error) (engine.Result, error) {
+func (in *inference) generate(ctx context.Context, emit func(t engine.Token) error) (engine.Result, error) {
 	j := in.j
 	var (
 		buf     []engine.Token
@@ -190,7 +199,7 @@ func (in *inference) generate(ctx context.Context, emit func(text string) error)
 		buf, end = j.box.take(buf)
 		for _, t := range buf {
 			if emitErr == nil {
-				if emitErr = emit(t.Text); emitErr != nil {
+				if emitErr = emit(t); emitErr != nil {
 					j.cancel(errClientGone)
 				} else if h := in.s.cfg.tokenHook; h != nil {
 					h(ctx, j.id, emitted)
@@ -279,8 +288,12 @@ func (in *inference) stream(ctx context.Context, w http.ResponseWriter, r *http.
 		return // the client went away: the deferred cancel ends the job
 	}
 	index := 0
-	_, err := in.generate(ctx, func(text string) error {
-		if err := sw.Send(api.Event{Kind: api.KindToken, Token: &api.Token{Token: text, Index: index}}); err != nil {
+	_, err := in.generate(ctx, func(t engine.Token) error {
+		ev := apiToken(in.tok, t, index)
+		if in.tools != nil {
+			ev.Token = in.tools.feed(ev.Token)
+		}
+		if err := sw.Send(api.Event{Kind: api.KindToken, Token: &ev}); err != nil {
 			return fmt.Errorf("client gone: %w", err)
 		}
 		index++
@@ -294,6 +307,15 @@ func (in *inference) stream(ctx context.Context, w http.ResponseWriter, r *http.
 		_ = sw.Error(e)
 		return
 	}
+	if in.tools != nil {
+		var rest string
+		rest, in.done.ToolCalls = in.tools.finish()
+		if rest != "" {
+			if sw.Send(api.Event{Kind: api.KindToken, Token: &api.Token{Token: rest, Index: index}}) != nil {
+				return
+			}
+		}
+	}
 	d := in.done
 	if sw.Send(api.Event{Kind: api.KindDone, Done: &d}) == nil {
 		_ = sw.Close()
@@ -301,7 +323,7 @@ func (in *inference) stream(ctx context.Context, w http.ResponseWriter, r *http.
 }
 
 func (in *inference) json(ctx context.Context, w http.ResponseWriter, r *http.Request) {
-	res, err := in.generate(ctx, func(string) error { return nil })
+	res, err := in.generate(ctx, func(engine.Token) error { return nil })
 	if r.Context().Err() != nil {
 		return
 	}
@@ -310,7 +332,14 @@ func (in *inference) json(ctx context.Context, w http.ResponseWriter, r *http.Re
 		httpx.WriteError(w, r, e)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, api.InferenceResult{Text: res.Text, Done: in.done})
+	text := res.Text
+	if in.tools != nil {
+		text = in.tools.feed(text)
+		rest, calls := in.tools.finish()
+		text += rest
+		in.done.ToolCalls = calls
+	}
+	httpx.WriteJSON(w, http.StatusOK, api.InferenceResult{Text: text, Done: in.done})
 }
 
 // handleCancel serves DELETE /v1/inference/{id}: it cancels the generation
@@ -332,4 +361,33 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 		t.Stop()
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// apiToken is the token event of an engine token: its released text and,
+// when the request asked for them, its log-probability, its own text and
+// the most likely tokens at its position, named by their text.
+func apiToken(tok *engine.Tokenizer, t engine.Token, index int) api.Token {
+	ev := api.Token{Token: t.Text, Index: index}
+	if lp := t.Logprobs; lp != nil {
+		v := lp.Logprob
+		ev.Logprob = &v
+		ev.Piece, ev.PieceBytes = pieceText(tok.Piece(t.ID))
+		if len(lp.Top) > 0 {
+			ev.TopLogprobs = make([]api.TokenLogprob, len(lp.Top))
+			for i, tp := range lp.Top {
+				text, raw := pieceText(tok.Piece(tp.ID))
+				ev.TopLogprobs[i] = api.TokenLogprob{Token: text, ID: tp.ID, Logprob: tp.Logprob, Bytes: raw}
+			}
+		}
+	}
+	return ev
+}
+
+// pieceText returns a token's piece as text, and its exact bytes too when
+// they are not valid UTF-8 (JSON would replace them).
+func pieceText(b []byte) (string, []byte) {
+	if utf8.Valid(b) {
+		return string(b), nil
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD"), b
 }

@@ -22,6 +22,13 @@ type Message struct {
 	// ToolCallID is, in a tool message, the id of the call it answers ("" if
 	// unknown). Only formats whose tool results name their call write it.
 	ToolCallID string
+	// ToolCalls are, in an assistant message, the functions it called;
+	// [Template.FormatTools] writes them in the template's tool format.
+	ToolCalls []ToolCall
+
+	// pre and post are written around the content, before the turn's
+	// opener (Mistral's tool list); FormatTools sets them.
+	pre, post, before []Segment
 }
 
 // Segment is a piece of a formatted prompt. Special marks template text,
@@ -161,6 +168,9 @@ type Template struct {
 	// "ipython" for the Llama 3.1 to 3.3 templates, which name tool results
 	// so; "" means "tool", as Llama 3.0's template writes any role.
 	ToolRole string
+	// Tools is how the template writes tools and calls ([FormatTools]);
+	// "" means ToolsGeneric.
+	Tools ToolStyle
 }
 
 // New returns the template for a model's tokenizer.chat_template source
@@ -181,6 +191,9 @@ func New(src, eos string) (t Template, known bool) {
 	}
 	if f == Llama3 && strings.Contains(src, "ipython") {
 		t.ToolRole = "ipython"
+	}
+	if st := toolStyle(f, src); st != ToolsGeneric {
+		t.Tools = st
 	}
 	return t, ok
 }
@@ -242,6 +255,21 @@ func (b *builder) tmpl(s ...string) {
 }
 func (b *builder) msg(s string) { b.add(s, false) }
 
+// write adds segments as they are.
+func (b *builder) write(segs []Segment) {
+	for _, s := range segs {
+		b.add(s.Text, s.Special)
+	}
+}
+
+// body adds a message's text (its content, as the family writes it)
+// between the segments the tool formats put around it.
+func (b *builder) body(m Message, text string) {
+	b.write(m.pre)
+	b.msg(text)
+	b.write(m.post)
+}
+
 // toolAsUser reports whether the format has no turn for tool results, so
 // that Format writes them as user turns: the Llama 2, Mistral v1, Gemma,
 // Vicuna and the older DeepSeek templates refuse any role but system, user
@@ -290,7 +318,7 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 	case ChatML:
 		for _, m := range msgs {
 			b.tmpl("<|im_start|>", m.Role, "\n")
-			b.msg(m.Content)
+			b.body(m, m.Content)
 			b.tmpl("<|im_end|>\n")
 		}
 		if addAssistant {
@@ -299,7 +327,7 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 	case Phi4:
 		for _, m := range msgs {
 			b.tmpl("<|im_start|>", m.Role, "<|im_sep|>")
-			b.msg(m.Content)
+			b.body(m, m.Content)
 			b.tmpl("<|im_end|>")
 		}
 		if addAssistant {
@@ -318,17 +346,18 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 			switch m.Role {
 			case RoleSystem:
 				b.tmpl("[SYSTEM_PROMPT]", sp)
-				b.msg(m.Content)
+				b.body(m, m.Content)
 				b.tmpl("[/SYSTEM_PROMPT]")
 			case RoleUser:
+				b.write(m.before)
 				b.tmpl("[INST]", sp)
-				b.msg(m.Content)
+				b.body(m, m.Content)
 				b.tmpl("[/INST]")
 			case RoleTool:
 				t.toolResults(&b, m, sp)
 			default:
 				b.tmpl(sp)
-				b.msg(m.Content)
+				b.body(m, m.Content)
 				b.tmpl("</s>")
 			}
 		}
@@ -336,9 +365,9 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 		for _, m := range msgs {
 			b.tmpl("<|start_header_id|>", t.header(m.Role), "<|end_header_id|>\n\n")
 			if m.Role == RoleTool {
-				b.msg(m.Content) // Llama 3.1's template does not trim tool results
+				b.body(m, m.Content) // Llama 3.1's template does not trim tool results
 			} else {
-				b.msg(trim(m.Content))
+				b.body(m, trim(m.Content))
 			}
 			b.tmpl("<|eot_id|>")
 		}
@@ -349,7 +378,7 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 		end := map[Family]string{Phi3: "<|end|>\n", Falcon3: "\n", Zephyr: t.eos() + "\n"}[t.Family]
 		for _, m := range msgs {
 			b.tmpl("<|", m.Role, "|>\n")
-			b.msg(m.Content)
+			b.body(m, m.Content)
 			b.tmpl(end)
 		}
 		if addAssistant {
@@ -373,7 +402,7 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 				b.tmpl("\n\n")
 				system = ""
 			}
-			b.msg(trim(m.Content))
+			b.body(m, trim(m.Content))
 			b.tmpl("<end_of_turn>\n")
 		}
 		if addAssistant {
@@ -385,19 +414,19 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 			case RoleSystem:
 				if t.Family == VicunaOrca {
 					b.tmpl("SYSTEM: ")
-					b.msg(m.Content)
+					b.body(m, m.Content)
 					b.tmpl("\n")
 				} else {
-					b.msg(m.Content)
+					b.body(m, m.Content)
 					b.tmpl("\n\n")
 				}
 			case RoleUser:
 				b.tmpl("USER: ")
-				b.msg(m.Content)
+				b.body(m, m.Content)
 				b.tmpl("\n")
 			default:
 				b.tmpl("ASSISTANT: ")
-				b.msg(m.Content)
+				b.body(m, m.Content)
 				b.tmpl("</s>\n")
 			}
 		}
@@ -408,14 +437,14 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 		for _, m := range msgs {
 			switch m.Role {
 			case RoleSystem:
-				b.msg(m.Content)
+				b.body(m, m.Content)
 			case RoleUser:
 				b.tmpl("### Instruction:\n")
-				b.msg(m.Content)
+				b.body(m, m.Content)
 				b.tmpl("\n")
 			default:
 				b.tmpl("### Response:\n")
-				b.msg(m.Content)
+				b.body(m, m.Content)
 				b.tmpl("\n<|EOT|>\n")
 			}
 		}
@@ -426,15 +455,15 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 		for _, m := range msgs {
 			switch m.Role {
 			case RoleSystem:
-				b.msg(m.Content)
+				b.body(m, m.Content)
 				b.tmpl("\n\n")
 			case RoleUser:
 				b.tmpl("User: ")
-				b.msg(m.Content)
+				b.body(m, m.Content)
 				b.tmpl("\n\n")
 			default:
 				b.tmpl("Assistant: ")
-				b.msg(m.Content)
+				b.body(m, m.Content)
 				b.tmpl(dsEndOfSentence)
 			}
 		}
@@ -449,11 +478,11 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 		for i, m := range msgs {
 			switch m.Role {
 			case RoleSystem:
-				b.msg(m.Content)
+				b.body(m, m.Content)
 				b.tmpl("\n\n")
 			case RoleUser:
 				b.tmpl(dsUser)
-				b.msg(m.Content)
+				b.body(m, m.Content)
 			case RoleTool:
 				if afterTools {
 					b.tmpl("\n")
@@ -461,7 +490,7 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 					b.tmpl(dsToolOutputsBegin)
 				}
 				b.tmpl(dsToolOutputBegin)
-				b.msg(m.Content)
+				b.body(m, m.Content)
 				b.tmpl(dsToolOutputEnd)
 				if i == len(msgs)-1 || msgs[i+1].Role != RoleTool {
 					b.tmpl(dsToolOutputsEnd)
@@ -470,7 +499,7 @@ func (t Template) Format(msgs []Message, addAssistant bool) ([]Segment, error) {
 				if !afterTools {
 					b.tmpl(dsAssistant)
 				}
-				b.msg(m.Content)
+				b.body(m, m.Content)
 				b.tmpl(dsEndOfSentence)
 			}
 			afterTools = m.Role == RoleTool
@@ -510,17 +539,17 @@ func (t Template) llama2(b *builder, msgs []Message) {
 		case RoleSystem:
 			if sys {
 				b.tmpl("<<SYS>>\n")
-				b.msg(c)
+				b.body(m, c)
 				b.tmpl("\n<</SYS>>\n\n")
 			} else {
-				b.msg(c)
+				b.body(m, c)
 				b.tmpl("\n")
 			}
 		case RoleUser:
-			b.msg(c)
+			b.body(m, c)
 			b.tmpl(" [/INST]")
 		default:
-			b.msg(c)
+			b.body(m, c)
 			b.tmpl("</s>")
 			inTurn = false
 		}
@@ -547,16 +576,17 @@ func (t Template) mistral(b *builder, msgs []Message) {
 			continue
 		}
 		if !inTurn && !(afterTools && m.Role == RoleAssistant) {
+			b.write(m.before)
 			b.tmpl(lead, "[INST]", trail)
 			inTurn = true
 		}
 		afterTools = false
 		switch m.Role {
 		case RoleSystem:
-			b.msg(m.Content)
+			b.body(m, m.Content)
 			b.tmpl("\n\n")
 		case RoleUser:
-			b.msg(m.Content)
+			b.body(m, m.Content)
 			b.tmpl(lead, "[/INST]")
 		default:
 			c := m.Content
@@ -564,7 +594,7 @@ func (t Template) mistral(b *builder, msgs []Message) {
 				c = trim(c)
 			}
 			b.tmpl(trail)
-			b.msg(c)
+			b.body(m, c)
 			b.tmpl("</s>")
 			inTurn = false
 		}
@@ -577,7 +607,7 @@ func (t Template) mistral(b *builder, msgs []Message) {
 // an id has no call_id.
 func (t Template) toolResults(b *builder, m Message, sp string) {
 	b.tmpl("[TOOL_RESULTS]", sp, `{"content": `)
-	b.msg(m.Content)
+	b.body(m, m.Content)
 	if id := m.ToolCallID; id != "" {
 		if r := []rune(id); (t.Family == MistralV7 || t.Family == MistralV7Tekken) && len(r) > 9 {
 			id = string(r[len(r)-9:])

@@ -44,10 +44,20 @@
 //     deepseek and deepseek2 have no tool role (their templates refuse any
 //     other role), so a result is written as a user turn.
 //
-// The function calls themselves (an assistant message's tool_calls in
-// OpenAI's API) are not written: such a message is an assistant turn with
-// its content, often empty. Any message may be empty; chat interfaces keep
-// empty replies in the histories they send back.
+// Any message may be empty; chat interfaces keep empty replies in the
+// histories they send back.
+//
+// # Tools and calls
+//
+// [Template.FormatTools] also describes the functions a model may call and
+// writes the calls of earlier assistant turns, in the template's tool style
+// ([ToolStyle], chosen by [New] from the template source): Qwen 2.5 and
+// Hermes chatml templates (<tool_call> blocks, results in <tool_response>
+// blocks of a user turn), Llama 3.1 to 3.3 (JSON calls, results in ipython
+// turns), Mistral ([AVAILABLE_TOOLS], [TOOL_CALLS], [TOOL_RESULTS]), and,
+// for every other template, a description added to the system message that
+// asks for calls in the Hermes format. [ParseToolCalls] reads calls back out
+// of a reply in any of these formats.
 //
 // # No template, or an unknown one
 //

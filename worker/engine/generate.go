@@ -25,6 +25,11 @@ type Request struct {
 	// Constraint overrides it: a constrained generation ends when the value
 	// is complete.
 	IgnoreEOS bool
+	// Logprobs reports each generated token's log-probability on its
+	// Token (see [Logprobs]), with the TopLogprobs (0 to 20) most likely
+	// tokens at its position.
+	Logprobs    bool
+	TopLogprobs int
 	// Constraint, when set, limits the tokens the sampler may choose (for
 	// example to JSON valid against a schema). It holds the progress of one
 	// generation: give each request its own.
@@ -60,6 +65,9 @@ type Token struct {
 	Index int    // 0 for the first generated token
 	ID    int    // the token's id; -1 for the final piece of held-back text
 	Text  string // text this step releases: may be empty while a character or a possible stop string is incomplete
+	// Logprobs is how likely the token was, when the request asked
+	// (nil otherwise, and for the final piece of held-back text).
+	Logprobs *Logprobs
 }
 
 // Result summarizes a generation.
@@ -103,6 +111,12 @@ func (r *Request) Validate() error {
 		return fmt.Errorf("%w: top_k must not be negative", ErrInvalidRequest)
 	case r.RepeatPenalty < 0 || r.RepeatPenalty != r.RepeatPenalty:
 		return fmt.Errorf("%w: repeat_penalty must not be negative", ErrInvalidRequest)
+	case !(r.PresencePenalty >= -2 && r.PresencePenalty <= 2):
+		return fmt.Errorf("%w: presence_penalty must be between -2 and 2", ErrInvalidRequest)
+	case !(r.FrequencyPenalty >= -2 && r.FrequencyPenalty <= 2):
+		return fmt.Errorf("%w: frequency_penalty must be between -2 and 2", ErrInvalidRequest)
+	case r.TopLogprobs < 0 || r.TopLogprobs > MaxTopLogprobs:
+		return fmt.Errorf("%w: top_logprobs must be between 0 and %d", ErrInvalidRequest, MaxTopLogprobs)
 	case len(r.Stop) > 4:
 		return fmt.Errorf("%w: at most 4 stop strings", ErrInvalidRequest)
 	}

@@ -169,6 +169,9 @@ func (g *Generation) release(t Token, emit func(*Generation, Token)) {
 // whether the generation goes on.
 func (g *Generation) advance(logits []float32, emit func(*Generation, Token)) {
 	m := g.s.m
+	if g.req.Logprobs {
+		g.smp.keepRaw(logits)
+	}
 	id, err := g.smp.sample(logits, g.history)
 	if err != nil {
 		g.fail(fmt.Errorf("choosing token %d: %w", g.res.Tokens+1, err))
@@ -186,6 +189,7 @@ func (g *Generation) advance(logits []float32, emit func(*Generation, Token)) {
 			return
 		}
 	}
+	g.smp.accept(id)
 	if !g.req.IgnoreEOS && m.tok.IsEOG(id) {
 		g.finish(StopEOS, emit)
 		return
@@ -196,7 +200,11 @@ func (g *Generation) advance(logits []float32, emit func(*Generation, Token)) {
 	g.res.Tokens++
 	g.history = append(g.history, id)
 	out, hit := g.stop.feed(g.dec.Next(id))
-	g.release(Token{Index: g.res.Tokens - 1, ID: id, Text: out}, emit)
+	t := Token{Index: g.res.Tokens - 1, ID: id, Text: out}
+	if g.req.Logprobs {
+		t.Logprobs = g.smp.logprobs(id, g.req.TopLogprobs)
+	}
+	g.release(t, emit)
 	switch {
 	case hit:
 		g.finish(StopString, emit)

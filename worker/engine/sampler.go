@@ -21,6 +21,11 @@ type Sampling struct {
 	RepeatPenalty float32 // divide positive (multiply negative) logits of recent tokens; 0 or 1 = off
 	RepeatLastN   int     // how many recent tokens the penalty looks at; 0 = 64
 	Seed          uint64  // the random stream; the same seed and request give the same tokens
+	// PresencePenalty and FrequencyPenalty are OpenAI's penalties (-2 to
+	// 2; 0 = off), applied with the repetition penalty over the tokens
+	// generated so far (not the prompt): see penalizeGenerated.
+	PresencePenalty  float32
+	FrequencyPenalty float32
 }
 
 // DefaultSampling is what llama.cpp's tools use by default.
@@ -39,7 +44,12 @@ type sampler struct {
 	cfg   Sampling
 	rng   *rand.Rand
 	cands []candidate
-	con   Constraint // nil: any token
+	// counts is how often each token was generated (see accept), for the
+	// presence and frequency penalties; raw holds the logits before any
+	// filter when log-probabilities are wanted.
+	counts map[int]int
+	raw    []float32
+	con    Constraint // nil: any token
 }
 
 func newSampler(cfg Sampling) *sampler {
@@ -95,6 +105,7 @@ func (s *sampler) penalize(logits []float32, history []int) {
 			}
 		}
 	}
+	s.penalizeGenerated(logits)
 }
 
 // choose draws a token from logits (not modified) after top-k, top-p and
