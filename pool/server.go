@@ -27,10 +27,11 @@ func (h *Hive) routes() http.Handler {
 	mux.HandleFunc("GET /v1/models", h.handleModels)
 	mux.HandleFunc("POST /v1/models/download", h.handleDownload)
 	mux.HandleFunc("GET /v1/models/download/progress", h.handleDownloadProgress)
+	mux.HandleFunc("POST /v1/models/delete", h.handleDeleteModel)
 	mux.HandleFunc("POST /v1/admin/shutdown", h.handleAdminShutdown)
 	mux.HandleFunc("GET /v1/logs", h.handleLogs)
 	routes := httpx.Routes(mux, "the hive", "the hive's endpoints are under /v1/: health, workers/spawn, workers/ready, workers/list, "+
-		"workers/shutdown, models, models/download, models/download/progress, logs and admin/shutdown")
+		"workers/shutdown, models, models/download, models/download/progress, models/delete, logs and admin/shutdown")
 	return httpx.Middleware(h.log.Named("http"), httpx.Auth(h.cfg.Token, publicPaths, routes))
 }
 
