@@ -281,3 +281,49 @@ func TestOllamaGenerateShapes(t *testing.T) {
 	assert.Equal(t, "length", a.lines[0]["done_reason"])
 	assert.NotContains(t, a.lines[0], "response")
 }
+
+// An ollama request for a busy 1-slot worker waits in the queen's queue
+// like any task (it shows in GET /v2/queue) and runs once the slot frees;
+// the worker never runs two generations at once.
+func TestOllamaRequestsQueue(t *testing.T) {
+	s := newQueueSetup(t, Config{})
+	body := `{"model":"` + testModel + `","prompt":"Once","raw":true}`
+	answers := make(chan ollamaAnswer, 2)
+	for range 2 {
+		go func() { answers <- ollamaCall(t, "POST", s.tq.url+"/api/generate", body) }()
+	}
+	s.generating(t, 1)
+	require.Eventually(t, func() bool { return s.queueStatus(t).Depth == 1 }, 10*time.Second, time.Millisecond)
+	s.release()
+	for range 2 {
+		a := recv(t, answers, "an answer")
+		require.Equal(t, http.StatusOK, a.status, "%v", a.lines)
+		last := a.lines[len(a.lines)-1]
+		assert.Equal(t, true, last["done"])
+		assert.Equal(t, "length", last["done_reason"])
+		assert.EqualValues(t, 4, last["eval_count"])
+	}
+	s.worker.mu.Lock()
+	defer s.worker.mu.Unlock()
+	assert.Equal(t, 1, s.worker.maxActive)
+}
+
+// A failure after the first token ends an NDJSON stream with an error
+// object (the status is already 200), which ollama's client reports; the
+// same failure without streaming keeps its HTTP status.
+func TestOllamaErrorMidStream(t *testing.T) {
+	s := newQueueSetup(t, Config{})
+	s.release()
+	s.worker.mu.Lock()
+	s.worker.failAfter, s.worker.failWith = 2, api.Errorf(api.CodeInferenceFailed, "the logits are not finite")
+	s.worker.mu.Unlock()
+	body := `{"model":"` + testModel + `","messages":[{"role":"user","content":"hi"}]`
+	a := ollamaCall(t, "POST", s.tq.url+"/api/chat", body+`}`)
+	require.Equal(t, http.StatusOK, a.status)
+	require.Len(t, a.lines, 3, "%v", a.lines)
+	assert.Equal(t, map[string]any{"role": "assistant", "content": "Once"}, a.lines[0]["message"])
+	assert.Equal(t, "the logits are not finite", a.lines[2]["error"])
+	assert.Equal(t, string(api.CodeInferenceFailed), a.lines[2]["code"])
+
+	ollamaRefused(t, ollamaCall(t, "POST", s.tq.url+"/api/chat", body+`,"stream":false}`), http.StatusInternalServerError, "not finite")
+}
