@@ -13,6 +13,7 @@ import (
 
 	"rbee/api"
 	"rbee/internal/gguf"
+	"rbee/internal/hivewire"
 	"rbee/internal/httpx"
 )
 
@@ -318,11 +319,14 @@ func (q *Queen) handleOllamaTags(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
-// idleTimeout is how long the node's hive keeps an idle worker: the local
-// hive's setting, and the hive default for other nodes (whose own setting
-// the queen does not know).
-func (q *Queen) idleTimeout(node string) time.Duration {
-	if node == api.LocalNode && q.cfg.LocalIdleTimeout > 0 {
+// idleTimeout is how long the node's hive keeps worker w idle: what the
+// hive says in its list, else the local hive's setting or the hive
+// default.
+func (q *Queen) idleTimeout(node string, w hivewire.Worker) time.Duration {
+	switch {
+	case w.IdleTimeoutMs > 0:
+		return time.Duration(w.IdleTimeoutMs) * time.Millisecond
+	case node == api.LocalNode && q.cfg.LocalIdleTimeout > 0:
 		return q.cfg.LocalIdleTimeout
 	}
 	return hiveDefaultIdleTimeout
@@ -360,9 +364,10 @@ func (q *Queen) handleOllamaPS(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			e.ModifiedAt = time.Time{}
-			expires := wk.LastActivity.UTC().Add(q.idleTimeout(nc.node))
+			idle := q.idleTimeout(nc.node, wk)
+			expires := wk.LastActivity.UTC().Add(idle)
 			if wk.State != api.StateIdle || wk.LastActivity.IsZero() {
-				expires = now.Add(q.idleTimeout(nc.node))
+				expires = now.Add(idle)
 			}
 			vram := int64(0)
 			if wk.Backend != api.BackendCPU && wk.Backend != "" {

@@ -91,7 +91,7 @@ func TestOllamaRealWorker(t *testing.T) {
 
 	const token = "ollama-queen-token-0123456789"
 	q, err := New(Config{Home: t.TempDir(), Binary: testutil.RbeeBinary(t), LocalHivePort: testutil.FreePort(t),
-		LocalWorkerPortStart: testutil.FreePort(t), HiveRetryDelays: []time.Duration{0}, Token: token})
+		LocalWorkerPortStart: testutil.FreePort(t), HiveRetryDelays: []time.Duration{0}, Token: token, LocalIdleTimeout: 7 * time.Minute})
 	require.NoError(t, err)
 	base := newHTTPTestServer(t, q)
 	t.Cleanup(func() { assert.NoError(t, q.Close()) })
@@ -120,7 +120,7 @@ func TestOllamaRealWorker(t *testing.T) {
 	assert.Equal(t, model, running.Models[0].Name)
 	assert.Equal(t, "llama", running.Models[0].Details.Family)
 	assert.Positive(t, running.Models[0].Size)
-	assert.WithinDuration(t, time.Now().Add(hiveDefaultIdleTimeout), running.Models[0].ExpiresAt, time.Minute,
+	assert.WithinDuration(t, time.Now().Add(7*time.Minute), running.Models[0].ExpiresAt, 30*time.Second,
 		"an idle worker expires an idle timeout after its last activity")
 
 	list, err := client.List(ctx)

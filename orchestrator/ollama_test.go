@@ -327,3 +327,38 @@ func TestOllamaErrorMidStream(t *testing.T) {
 
 	ollamaRefused(t, ollamaCall(t, "POST", s.tq.url+"/api/chat", body+`,"stream":false}`), http.StatusInternalServerError, "not finite")
 }
+
+// GET /api/ps lists every running worker with its model, and expires_at
+// from the idle timeout its hive reports (the hive default when it says
+// none): an idle worker's counts from its last activity, a busy one's from
+// now.
+func TestOllamaPS(t *testing.T) {
+	hive := newFakeHive(t, "")
+	idle, busy := newFakeWorker(t, "w-idle"), newFakeWorker(t, "w-busy")
+	last := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	wi := idle.info(testModel, api.StateIdle)
+	wi.LastActivity, wi.IdleTimeoutMs = last, 90_000
+	hive.addWorker(wi)
+	wb := busy.info("hf:org/repo:Q8_0", api.StateBusy)
+	wb.LastActivity = last
+	hive.addWorker(wb)
+	tq := newTestQueen(t, Config{LocalHivePort: hive.port()})
+
+	a := ollamaCall(t, "GET", tq.url+"/api/ps", "")
+	require.Equal(t, http.StatusOK, a.status, "%v", a.lines)
+	var ps struct {
+		Models []ollamaListModel `json:"models"`
+	}
+	raw, err := json.Marshal(a.lines[0])
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, &ps))
+	require.Len(t, ps.Models, 2)
+	assert.Equal(t, testModel, ps.Models[0].Name)
+	assert.Equal(t, "hf.co/org/repo:Q8_0", ps.Models[1].Name)
+	assert.Equal(t, "local", ps.Models[0].Node)
+	require.NotNil(t, ps.Models[0].ExpiresAt)
+	assert.WithinDuration(t, last.Add(90*time.Second), *ps.Models[0].ExpiresAt, time.Second)
+	require.NotNil(t, ps.Models[1].ExpiresAt)
+	assert.WithinDuration(t, time.Now().Add(hiveDefaultIdleTimeout), *ps.Models[1].ExpiresAt, 5*time.Second)
+	assert.EqualValues(t, 0, *ps.Models[1].SizeVRAM, "cpu")
+}

@@ -137,7 +137,8 @@ func (h *Hive) handleList(w http.ResponseWriter, r *http.Request) {
 	ws := h.refreshedWorkers(r.Context())
 	list := hivewire.WorkerList{Workers: make([]hivewire.Worker, 0, len(ws))}
 	for _, wk := range ws {
-		list.Workers = append(list.Workers, hivewire.Worker{WorkerInfo: wk.Info(), APIKey: wk.token})
+		list.Workers = append(list.Workers, hivewire.Worker{WorkerInfo: wk.Info(), APIKey: wk.token,
+			IdleTimeoutMs: h.cfg.IdleTimeout.Milliseconds()})
 	}
 	httpx.WriteJSON(w, http.StatusOK, list)
 }
