@@ -362,3 +362,32 @@ func TestOllamaPS(t *testing.T) {
 	assert.WithinDuration(t, time.Now().Add(hiveDefaultIdleTimeout), *ps.Models[1].ExpiresAt, 5*time.Second)
 	assert.EqualValues(t, 0, *ps.Models[1].SizeVRAM, "cpu")
 }
+
+// Any model name is either a reference whose listed name names it again,
+// or a 4xx error; any keep_alive is a duration or a 400: never a panic.
+func FuzzOllamaNames(f *testing.F) {
+	for _, s := range []string{"hf.co/org/repo:Q8_0", "llama3.2:latest", "file:/m.gguf", "hf:o/r/x.gguf", "HF.CO/a/b", "5m", "-1", "300"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		ref, e := ollamaModel(name)
+		if e != nil {
+			if s := e.HTTPStatus(); s != http.StatusNotFound && s != http.StatusBadRequest {
+				t.Fatalf("%q: status %d", name, s)
+			}
+		} else {
+			if _, pe := api.ParseModelRef(ref); pe != nil {
+				t.Fatalf("%q gave %q, no reference: %v", name, ref, pe)
+			}
+			back, e := ollamaModel(ollamaName(ref))
+			if e != nil || back != ref {
+				t.Fatalf("%q: %q listed as %q names %q (%v)", name, ref, ollamaName(ref), back, e)
+			}
+		}
+		raw, _ := json.Marshal(name)
+		if _, e := keepAlive(raw); e != nil && e.Details["field"] != "keep_alive" {
+			t.Fatalf("keep_alive %q: %v", name, e)
+		}
+		_, _ = keepAlive(json.RawMessage(name))
+	})
+}
