@@ -13,3 +13,18 @@ type ModelMeta struct {
 	BlockCount    int    `json:"block_count"`
 	Parameters    int64  `json:"parameters"`
 }
+
+// ModelDeleteRequest is the body of the hive's POST /v1/models/delete.
+type ModelDeleteRequest struct {
+	ModelRef string `json:"model_ref"`
+}
+
+// ModelDeleteResponse answers a model deletion: whether the catalog had
+// the reference, and whether its file was removed (only a downloaded hf:
+// file that no other catalog entry uses is; a file: model's file is the
+// user's and stays).
+type ModelDeleteResponse struct {
+	ModelRef    string `json:"model_ref"`
+	Removed     bool   `json:"removed"`
+	FileRemoved bool   `json:"file_removed"`
+}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/hashicorp/go-hclog"
+
 	"rbee/api"
 	"rbee/internal/sse"
 )
@@ -41,9 +43,22 @@ func (r *taskRun) ensureModel(ctx context.Context, hive *hiveClient) error {
 	}
 
 	r.narrate("download", fmt.Sprintf("Downloading model from Hugging Face: %s is not on %s yet", canon, r.req.Node))
+	return download(ctx, hive, canon, r.log, func(ev api.Event) error {
+		if ev.Kind == api.KindNarration {
+			ev.Narration.RequestID = r.t.id
+		}
+		return r.send(ev)
+	})
+}
+
+// download has the hive download the hf: model canon (a model already in
+// its catalog completes at once) and passes the download's narration (with
+// the node set) and progress to emit until it completes. An error from emit
+// ends it with that error.
+func download(ctx context.Context, hive *hiveClient, canon string, log hclog.Logger, emit func(api.Event) error) error {
 	var started api.DownloadResponse
 	sctx, scancel := context.WithTimeout(ctx, listTimeout)
-	err = hive.c.Do(sctx, http.MethodPost, "/v1/models/download", api.DownloadRequest{ModelRef: canon}, &started)
+	err := hive.c.Do(sctx, http.MethodPost, "/v1/models/download", api.DownloadRequest{ModelRef: canon}, &started)
 	scancel()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -51,7 +66,7 @@ func (r *taskRun) ensureModel(ctx context.Context, hive *hiveClient) error {
 		}
 		return hive.unreachable(err, "starting the download of "+canon)
 	}
-	r.log.Info("model download started on the hive", "download_id", started.DownloadID)
+	log.Info("model download started on the hive", "download_id", started.DownloadID)
 	resp, err := hive.c.Stream(ctx, http.MethodGet, "/v1/models/download/progress?id="+url.QueryEscape(started.DownloadID), nil, nil)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -73,9 +88,8 @@ func (r *taskRun) ensureModel(ctx context.Context, hive *hiveClient) error {
 			return ev.Error
 		case api.KindNarration:
 			if ev.Narration.Node == "" {
-				ev.Narration.Node = r.req.Node
+				ev.Narration.Node = hive.node
 			}
-			ev.Narration.RequestID = r.t.id
 		case api.KindProgress:
 			if ev.Progress.Stage == api.StageComplete {
 				complete = true
@@ -83,14 +97,14 @@ func (r *taskRun) ensureModel(ctx context.Context, hive *hiveClient) error {
 		default:
 			continue // nothing else belongs in a download stream
 		}
-		if err := r.send(ev); err != nil {
+		if err := emit(ev); err != nil {
 			return err
 		}
 	}
 	if !complete {
-		return api.Errorf(api.CodeDownloadFailed, "the download of %s on %s ended without completing", canon, r.req.Node).
-			With("model_ref", canon).With("node", r.req.Node).WithHint(fmt.Sprintf("check the hive log (rbee logs --node %s)", r.req.Node))
+		return api.Errorf(api.CodeDownloadFailed, "the download of %s on %s ended without completing", canon, hive.node).
+			With("model_ref", canon).With("node", hive.node).WithHint(fmt.Sprintf("check the hive log (rbee logs --node %s)", hive.node))
 	}
-	r.log.Info("model download complete", "download_id", started.DownloadID)
+	log.Info("model download complete", "download_id", started.DownloadID)
 	return nil
 }

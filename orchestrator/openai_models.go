@@ -28,17 +28,25 @@ type openAIModelList struct {
 	Data   []openAIModel `json:"data"`
 }
 
-// clusterModels lists the models of running workers and of the hives'
-// catalogs on every node whose hive answers (asked in parallel within
-// clusterListTimeout each; no hive is started), sorted by id.
-func (q *Queen) clusterModels(ctx context.Context) ([]openAIModel, error) {
+// nodeCatalog is one node's workers and the models of its hive's catalog
+// (nil when the catalog could not be read).
+type nodeCatalog struct {
+	nodeWorkers
+	models []api.ModelEntry
+}
+
+// clusterCatalogs asks every node whose hive answers for its workers and
+// its catalog (in parallel, within clusterListTimeout each; no hive is
+// started). Nodes that did not answer come back with their error.
+func (q *Queen) clusterCatalogs(ctx context.Context) ([]nodeCatalog, error) {
 	all, err := q.clusterWorkers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	catalogs := make([][]api.ModelEntry, len(all))
+	out := make([]nodeCatalog, len(all))
 	var wg sync.WaitGroup
 	for i, nw := range all {
+		out[i].nodeWorkers = nw
 		if nw.hive == nil || nw.err != nil {
 			continue
 		}
@@ -50,11 +58,21 @@ func (q *Queen) clusterModels(ctx context.Context) ([]openAIModel, error) {
 				q.log.Info("node's catalog left out of the model list", "node", nw.hive.node, "error", err)
 				return
 			}
-			catalogs[i] = list.Models
+			out[i].models = list.Models
 		})
 	}
 	wg.Wait()
+	return out, nil
+}
 
+// clusterModels lists the models of running workers and of the hives'
+// catalogs on every node whose hive answers (see clusterCatalogs), sorted
+// by id.
+func (q *Queen) clusterModels(ctx context.Context) ([]openAIModel, error) {
+	all, err := q.clusterCatalogs(ctx)
+	if err != nil {
+		return nil, err
+	}
 	byID := map[string]*openAIModel{}
 	entry := func(id, node string) *openAIModel {
 		m := byID[id]
@@ -67,14 +85,14 @@ func (q *Queen) clusterModels(ctx context.Context) ([]openAIModel, error) {
 		}
 		return m
 	}
-	for i, nw := range all {
+	for _, nw := range all {
 		if nw.hive == nil || nw.err != nil {
 			continue
 		}
 		for _, w := range nw.workers {
 			entry(w.ModelRef, nw.hive.node).Loaded = true
 		}
-		for _, me := range catalogs[i] {
+		for _, me := range nw.models {
 			m := entry(me.Reference, nw.hive.node)
 			if me.DownloadedAtUnix > 0 && (m.Created == 0 || me.DownloadedAtUnix < m.Created) {
 				m.Created = me.DownloadedAtUnix

@@ -181,8 +181,8 @@ func (q *Queen) routes() http.Handler {
 		mux.HandleFunc(rt.method+" "+rt.path, rt.h)
 	}
 	// Unknown paths and wrong methods are answered in the error envelope.
-	fallback := httpx.Routes(mux, "the queen", "the queen's endpoints are under /v2/ and /v1/ (OpenAI-compatible), with GET /health and GET /metrics")
-	return httpx.Middleware(q.log.Named("http"), q.withOpenAI(httpx.Auth(q.cfg.Token, []string{"/health"}, fallback)))
+	fallback := httpx.Routes(mux, "the queen", "the queen's endpoints are under /v2/, /v1/ (OpenAI-compatible) and /api/ (ollama-compatible), with GET /health and GET /metrics")
+	return httpx.Middleware(q.log.Named("http"), q.withOpenAI(q.withOllama(httpx.Auth(q.cfg.Token, []string{"/health"}, fallback))))
 }
 
 type endpoint struct {

@@ -182,6 +182,19 @@ type eventSink interface {
 // task_start narration first, then where it was placed and why), ends it
 // with Close or Error, and returns nil.
 func (q *Queen) runTask(ctx context.Context, id string, req api.TaskRequest, samp api.Sampling, open func() eventSink) error {
+	return q.runTaskWith(ctx, id, req, samp, open, taskOptions{})
+}
+
+// taskOptions change what a task does once it has a worker.
+type taskOptions struct {
+	// loadOnly ends the task as soon as a worker of its model is ready,
+	// without an inference: ollama's load request (an empty prompt). The
+	// sink is closed without a done event.
+	loadOnly bool
+}
+
+// runTaskWith is runTask with options.
+func (q *Queen) runTaskWith(ctx context.Context, id string, req api.TaskRequest, samp api.Sampling, open func() eventSink, opts taskOptions) error {
 	var placed *placement
 	settle := func() {}
 	if req.Node == "" {
@@ -207,7 +220,7 @@ func (q *Queen) runTask(ctx context.Context, id string, req api.TaskRequest, sam
 	defer q.tasks.remove(t)
 
 	out := &meteredSink{eventSink: open()}
-	run := &taskRun{q: q, t: t, req: req, samp: samp, out: out, settle: settle,
+	run := &taskRun{q: q, t: t, req: req, samp: samp, out: out, settle: settle, loadOnly: opts.loadOnly,
 		log: q.log.Named("task").With("task", id, "node", req.Node, "model", req.Model)}
 	start := time.Now()
 	run.log.Info("task started")
@@ -302,6 +315,7 @@ type taskRun struct {
 	tokens   int        // token events relayed
 	gone     *api.Error // the last worker found not answering, if any
 	settle   func()     // ends the placement's promise of a slot, once the task holds one
+	loadOnly bool       // end once a worker is ready (taskOptions.loadOnly)
 }
 
 // key is the task's queue.
@@ -331,6 +345,10 @@ func (r *taskRun) run(ctx context.Context) error {
 		tk, err := r.worker(ctx, hive)
 		if err != nil {
 			return err
+		}
+		if r.loadOnly {
+			r.settle()
+			return nil
 		}
 		err = r.infer(ctx, tk)
 		if !errors.Is(err, errNoWorker) {

@@ -27,10 +27,11 @@ func (h *Hive) routes() http.Handler {
 	mux.HandleFunc("GET /v1/models", h.handleModels)
 	mux.HandleFunc("POST /v1/models/download", h.handleDownload)
 	mux.HandleFunc("GET /v1/models/download/progress", h.handleDownloadProgress)
+	mux.HandleFunc("POST /v1/models/delete", h.handleDeleteModel)
 	mux.HandleFunc("POST /v1/admin/shutdown", h.handleAdminShutdown)
 	mux.HandleFunc("GET /v1/logs", h.handleLogs)
 	routes := httpx.Routes(mux, "the hive", "the hive's endpoints are under /v1/: health, workers/spawn, workers/ready, workers/list, "+
-		"workers/shutdown, models, models/download, models/download/progress, logs and admin/shutdown")
+		"workers/shutdown, models, models/download, models/download/progress, models/delete, logs and admin/shutdown")
 	return httpx.Middleware(h.log.Named("http"), httpx.Auth(h.cfg.Token, publicPaths, routes))
 }
 
@@ -136,7 +137,8 @@ func (h *Hive) handleList(w http.ResponseWriter, r *http.Request) {
 	ws := h.refreshedWorkers(r.Context())
 	list := hivewire.WorkerList{Workers: make([]hivewire.Worker, 0, len(ws))}
 	for _, wk := range ws {
-		list.Workers = append(list.Workers, hivewire.Worker{WorkerInfo: wk.Info(), APIKey: wk.token})
+		list.Workers = append(list.Workers, hivewire.Worker{WorkerInfo: wk.Info(), APIKey: wk.token,
+			IdleTimeoutMs: h.cfg.IdleTimeout.Milliseconds()})
 	}
 	httpx.WriteJSON(w, http.StatusOK, list)
 }

@@ -13,6 +13,9 @@ type Worker struct {
 	api.WorkerInfo
 	// APIKey is the worker's bearer token.
 	APIKey string `json:"api_key,omitempty"`
+	// IdleTimeoutMs is the hive's idle timeout: the worker is stopped once
+	// it has been idle this long (0: a hive that does not say).
+	IdleTimeoutMs int64 `json:"idle_timeout_ms,omitempty"`
 }
 
 // WorkerList is the body of a hive's GET /v1/workers/list.
