@@ -17,9 +17,8 @@ import (
 
 // ollamaOptions are the fields of ollama's "options" that rbee's sampling
 // takes. The others (num_ctx, num_batch, num_gpu, num_thread, typical_p,
-// repeat_last_n, presence_penalty, frequency_penalty, mirostat…) are
-// accepted and ignored: the worker's context size and threads are set when
-// it starts.
+// repeat_last_n, mirostat…) are accepted and ignored: the worker's context
+// size and threads are set when it starts.
 type ollamaOptions struct {
 	Temperature   *float64 `json:"temperature"`
 	TopP          *float64 `json:"top_p"`
@@ -29,6 +28,10 @@ type ollamaOptions struct {
 	Seed          *int64   `json:"seed"`
 	Stop          []string `json:"stop"`
 	NumPredict    *int     `json:"num_predict"`
+	// PresencePenalty and FrequencyPenalty count the reply's own tokens
+	// (OpenAI's definition, -2 to 2).
+	PresencePenalty  *float64 `json:"presence_penalty"`
+	FrequencyPenalty *float64 `json:"frequency_penalty"`
 }
 
 // ollamaCommon are the fields /api/generate and /api/chat share.
@@ -61,8 +64,8 @@ type ollamaGenerateRequest struct {
 // ollamaChatRequest is the body of POST /api/chat.
 type ollamaChatRequest struct {
 	ollamaCommon
-	Messages []ollamaMessage  `json:"messages"`
-	Tools    *json.RawMessage `json:"tools"`
+	Messages []ollamaMessage `json:"messages"`
+	Tools    []api.Tool      `json:"tools"`
 }
 
 // ollamaMessage is a chat message in ollama's shape.
@@ -71,9 +74,45 @@ type ollamaMessage struct {
 	Content    string            `json:"content"`
 	Thinking   string            `json:"thinking,omitempty"`
 	Images     []json.RawMessage `json:"images,omitempty"`
-	ToolCalls  json.RawMessage   `json:"tool_calls,omitempty"`
+	ToolCalls  []ollamaToolCall  `json:"tool_calls,omitempty"`
 	ToolName   string            `json:"tool_name,omitempty"`
 	ToolCallID string            `json:"tool_call_id,omitempty"`
+}
+
+// ollamaToolCall is a call in ollama's shape: its arguments are a JSON
+// object (not a string, as in OpenAI's), its index the call's place in
+// the reply.
+type ollamaToolCall struct {
+	ID       string `json:"id,omitempty"`
+	Function struct {
+		Index     int             `json:"index"`
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+	} `json:"function"`
+}
+
+// toolCalls maps an assistant message's calls onto rbee's.
+func toolCalls(in []ollamaToolCall) []api.ToolCall {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]api.ToolCall, len(in))
+	for i, c := range in {
+		out[i].ID, out[i].Type, out[i].Function.Name, out[i].Function.Arguments = c.ID, "function", c.Function.Name, c.Function.Arguments
+	}
+	return out
+}
+
+// ollamaToolCalls is the calls of a done event in ollama's shape.
+func ollamaToolCalls(in []api.ToolCall) []ollamaToolCall {
+	out := make([]ollamaToolCall, len(in))
+	for i, c := range in {
+		out[i].ID, out[i].Function.Index, out[i].Function.Name, out[i].Function.Arguments = c.ID, i, c.Function.Name, c.Function.Arguments
+		if len(bytes.TrimSpace(c.Function.Arguments)) == 0 {
+			out[i].Function.Arguments = json.RawMessage("{}")
+		}
+	}
+	return out
 }
 
 // noImages is the answer to a request with images: rbee's engine reads
@@ -100,6 +139,11 @@ func (c *ollamaCommon) task(r *http.Request) (api.TaskRequest, *time.Duration, *
 	if e := c.unsupported(); e != nil {
 		return t, nil, e
 	}
+	if f := bytes.TrimSpace(c.Format); !isNull(f) && string(f) != `""` {
+		if t.Format, e = ollamaFormat(f); e != nil {
+			return t, nil, e
+		}
+	}
 	if o := c.Options; o != nil {
 		t.Temperature, t.TopP, t.TopK, t.MinP, t.RepeatPenalty, t.Stop = o.Temperature, o.TopP, o.TopK, o.MinP, o.RepeatPenalty, o.Stop
 		if o.Seed != nil && *o.Seed >= 0 { // ollama's -1: a random seed
@@ -109,28 +153,20 @@ func (c *ollamaCommon) task(r *http.Request) (api.TaskRequest, *time.Duration, *
 		if o.NumPredict != nil && *o.NumPredict > 0 { // -1 and -2 (no limit, fill the context): the default
 			t.MaxTokens = *o.NumPredict
 		}
+		t.PresencePenalty, t.FrequencyPenalty = o.PresencePenalty, o.FrequencyPenalty
 	}
+	t.Logprobs, t.TopLogprobs = c.Logprobs, c.TopLogprobs
 	return t, keep, nil
 }
 
 // unsupported refuses the fields rbee cannot honour rather than ignore them
-// silently.
+// silently: thinking.
 func (c *ollamaCommon) unsupported() *api.Error {
-	if f := bytes.TrimSpace(c.Format); !isNull(f) && string(f) != `""` {
-		if _, e := ollamaFormat(f); e != nil {
-			return e
-		}
-		return api.InvalidField("format", "structured output (format) is not available in this build").
-			WithHint("ask without format, or for JSON in the prompt")
-	}
 	switch t := strings.TrimSpace(string(c.Think)); t {
 	case "", "null", "false":
 	default:
 		return api.InvalidField("think", "thinking is not supported: rbee does not separate a model's reasoning from its answer").
 			WithHint("leave think out or set it to false")
-	}
-	if c.Logprobs || c.TopLogprobs != 0 {
-		return api.InvalidField("logprobs", "logprobs are not available on the ollama routes in this build")
 	}
 	return nil
 }
@@ -209,17 +245,19 @@ func (q *Queen) serveOllama(w http.ResponseWriter, r *http.Request, chat bool) {
 			fail(e)
 			return
 		}
-		if req.Tools != nil && !isNull(*req.Tools) && strings.TrimSpace(string(*req.Tools)) != "[]" {
-			fail(api.InvalidField("tools", "tool calls are not available on the ollama routes in this build"))
-			return
+		for i := range req.Tools {
+			if req.Tools[i].Type == "" {
+				req.Tools[i].Type = "function" // ollama's clients may leave it out
+			}
 		}
+		task.Tools = req.Tools
 		msgs := make([]api.ChatMessage, len(req.Messages))
 		for i, m := range req.Messages {
 			if len(m.Images) > 0 {
 				fail(noImages("messages[" + strconv.Itoa(i) + "].images"))
 				return
 			}
-			msgs[i] = api.ChatMessage{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
+			msgs[i] = api.ChatMessage{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID, ToolCalls: toolCalls(m.ToolCalls)}
 		}
 		task.Messages, load = msgs, len(msgs) == 0
 	} else {
@@ -354,8 +392,31 @@ type ollamaMetrics struct {
 }
 
 type ollamaChatMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role      string           `json:"role"`
+	Content   string           `json:"content"`
+	ToolCalls []ollamaToolCall `json:"tool_calls,omitempty"`
+}
+
+// ollamaLogprob is a token's log-probability in ollama's shape; bytes are
+// the token's exact bytes (its text shows U+FFFD for part of a character).
+type ollamaLogprob struct {
+	Token       string          `json:"token"`
+	Logprob     float64         `json:"logprob"`
+	Bytes       []int           `json:"bytes,omitempty"`
+	TopLogprobs []ollamaLogprob `json:"top_logprobs,omitempty"`
+}
+
+// ollamaLogprobOf is a token event's entry; ok is false when it has none.
+func ollamaLogprobOf(t *api.Token) (ollamaLogprob, bool) {
+	if t.Logprob == nil {
+		return ollamaLogprob{}, false
+	}
+	text, raw := tokenText(t)
+	e := ollamaLogprob{Token: text, Logprob: *t.Logprob, Bytes: raw}
+	for _, tl := range t.TopLogprobs {
+		e.TopLogprobs = append(e.TopLogprobs, ollamaLogprob{Token: tl.Token, Logprob: tl.Logprob, Bytes: exactBytes(tl.Token, tl.Bytes)})
+	}
+	return e, true
 }
 
 // ollamaResponse is one object of a generate or chat answer: Response for
@@ -367,6 +428,7 @@ type ollamaResponse struct {
 	Message    *ollamaChatMessage `json:"message,omitempty"`
 	Done       bool               `json:"done"`
 	DoneReason string             `json:"done_reason,omitempty"`
+	Logprobs   []ollamaLogprob    `json:"logprobs,omitempty"`
 	ollamaMetrics
 }
 
@@ -391,6 +453,7 @@ type ollamaSink struct {
 	ended   bool
 	text    strings.Builder
 	tokens  int
+	lps     []ollamaLogprob // of the tokens not yet sent (all of them without streaming)
 	done    *api.Done
 }
 
@@ -436,11 +499,16 @@ func (s *ollamaSink) Send(ev api.Event) error {
 	switch ev.Kind {
 	case api.KindToken:
 		s.tokens++
+		if lp, ok := ollamaLogprobOf(ev.Token); ok {
+			s.lps = append(s.lps, lp)
+		}
 		if !s.stream {
 			s.text.WriteString(ev.Token.Token)
 			return nil
 		}
-		return s.write(s.object(ev.Token.Token))
+		o := s.object(ev.Token.Token)
+		o.Logprobs, s.lps = s.lps, nil
+		return s.write(o)
 	case api.KindDone:
 		d := *ev.Done
 		s.done = &d
@@ -484,9 +552,27 @@ func (s *ollamaSink) Close() error {
 		return nil
 	}
 	s.ended = true
+	var calls []ollamaToolCall
+	if s.done != nil && len(s.done.ToolCalls) > 0 && s.chat {
+		calls = ollamaToolCalls(s.done.ToolCalls)
+	}
 	if !s.stream {
-		httpx.WriteJSON(s.w, http.StatusOK, s.last(s.text.String()))
+		o := s.last(s.text.String())
+		o.Logprobs = s.lps
+		if calls != nil {
+			o.Message.ToolCalls = calls
+		}
+		httpx.WriteJSON(s.w, http.StatusOK, o)
 		return nil
+	}
+	if calls != nil {
+		// As ollama streams them: the calls in an object of their own,
+		// before the last.
+		o := s.object("")
+		o.Message.ToolCalls = calls
+		if err := s.write(o); err != nil {
+			return err
+		}
 	}
 	return s.write(s.last(""))
 }

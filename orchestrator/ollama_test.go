@@ -182,8 +182,6 @@ func TestOllamaRefusals(t *testing.T) {
 		`{` + model + `,"prompt":"hi","think":true}`:                    "thinking",
 		`{` + model + `,"prompt":"hi","think":"high"}`:                  "thinking",
 		`{` + model + `,"prompt":"hi","format":"yaml"}`:                 "format",
-		`{` + model + `,"prompt":"hi","format":"json"}`:                 "format",
-		`{` + model + `,"prompt":"hi","logprobs":true}`:                 "logprobs",
 		`{` + model + `,"prompt":"hi","keep_alive":"soon"}`:             "keep_alive",
 		`{` + model + `,"prompt":"hi","options":{"temperature":3}}`:     "temperature",
 		`{"model":"llama3.2","prompt":"hi"}`:                            "not found",
@@ -199,8 +197,11 @@ func TestOllamaRefusals(t *testing.T) {
 	ollamaRefused(t, post("/api/generate", `{`+model+`,"prompt":"hi","node":"nowhere"}`), http.StatusNotFound, "nowhere")
 	ollamaRefused(t, post("/api/chat", `{`+model+`,"messages":[{"role":"user","content":"hi","images":["iVBORw0KGgo="]}]}`),
 		http.StatusBadRequest, "images")
-	ollamaRefused(t, post("/api/chat", `{`+model+`,"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}]}`),
-		http.StatusBadRequest, "tool")
+	ollamaRefused(t, post("/api/chat", `{`+model+`,"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"no spaces"}}]}`),
+		http.StatusBadRequest, "function name")
+	ollamaRefused(t, post("/api/generate", `{`+model+`,"prompt":"hi","top_logprobs":2}`), http.StatusBadRequest, "logprobs")
+	ollamaRefused(t, post("/api/chat", `{`+model+`,"messages":[{"role":"user","content":"hi"}],"options":{"presence_penalty":3}}`),
+		http.StatusBadRequest, "presence_penalty")
 	ollamaRefused(t, post("/api/chat", `{`+model+`,"messages":[{"role":"wizard","content":"hi"}]}`), http.StatusBadRequest, "role")
 	ollamaRefused(t, post("/api/pull", `{`+model+`}`), http.StatusBadRequest, "nothing to pull")
 	ollamaRefused(t, post("/api/embed", `{`+model+`,"input":"hi"}`), http.StatusNotImplemented, "embeddings")
