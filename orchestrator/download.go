@@ -41,9 +41,23 @@ func (r *taskRun) ensureModel(ctx context.Context, hive *hiveClient) error {
 	}
 
 	r.narrate("download", fmt.Sprintf("Downloading model from Hugging Face: %s is not on %s yet", canon, r.req.Node))
+	if err := r.q.download(ctx, hive, canon, r.t.id, r.send); err != nil {
+		return err
+	}
+	r.log.Info("model download complete")
+	return nil
+}
+
+// download has hive download the hf: model canon (already in its canonical
+// form) and relays the download's narration and progress to send until it
+// completes; requestID goes on the narration. While it runs the download
+// is listed in the queen's snapshots (GET /v2/events). The hive shares one
+// download between concurrent requests for a model, and completes at once
+// one it already has.
+func (q *Queen) download(ctx context.Context, hive *hiveClient, canon, requestID string, send func(api.Event) error) error {
 	var started api.DownloadResponse
 	sctx, scancel := context.WithTimeout(ctx, listTimeout)
-	err = hive.c.Do(sctx, http.MethodPost, "/v1/models/download", api.DownloadRequest{ModelRef: canon}, &started)
+	err := hive.c.Do(sctx, http.MethodPost, "/v1/models/download", api.DownloadRequest{ModelRef: canon}, &started)
 	scancel()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -51,7 +65,9 @@ func (r *taskRun) ensureModel(ctx context.Context, hive *hiveClient) error {
 		}
 		return hive.unreachable(err, "starting the download of "+canon)
 	}
-	r.log.Info("model download started on the hive", "download_id", started.DownloadID)
+	q.log.Info("model download started on the hive", "node", hive.node, "model", canon, "download_id", started.DownloadID)
+	dl := q.downloads.add(hive.node, canon, started.DownloadID)
+	defer q.downloads.remove(dl)
 	resp, err := hive.c.Stream(ctx, http.MethodGet, "/v1/models/download/progress?id="+url.QueryEscape(started.DownloadID), nil, nil)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -73,24 +89,25 @@ func (r *taskRun) ensureModel(ctx context.Context, hive *hiveClient) error {
 			return ev.Error
 		case api.KindNarration:
 			if ev.Narration.Node == "" {
-				ev.Narration.Node = r.req.Node
+				ev.Narration.Node = hive.node
 			}
-			ev.Narration.RequestID = r.t.id
+			ev.Narration.RequestID = requestID
 		case api.KindProgress:
+			q.downloads.update(dl, ev.Progress)
 			if ev.Progress.Stage == api.StageComplete {
 				complete = true
 			}
 		default:
 			continue // nothing else belongs in a download stream
 		}
-		if err := r.send(ev); err != nil {
+		if err := send(ev); err != nil {
 			return err
 		}
 	}
 	if !complete {
-		return api.Errorf(api.CodeDownloadFailed, "the download of %s on %s ended without completing", canon, r.req.Node).
-			With("model_ref", canon).With("node", r.req.Node).WithHint(fmt.Sprintf("check the hive log (rbee logs --node %s)", r.req.Node))
+		return api.Errorf(api.CodeDownloadFailed, "the download of %s on %s ended without completing", canon, hive.node).
+			With("model_ref", canon).With("node", hive.node).WithHint(fmt.Sprintf("check the hive log (rbee logs --node %s)", hive.node))
 	}
-	r.log.Info("model download complete", "download_id", started.DownloadID)
+	q.log.Info("model download complete", "node", hive.node, "model", canon, "download_id", started.DownloadID)
 	return nil
 }

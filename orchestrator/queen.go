@@ -39,8 +39,11 @@ type Queen struct {
 	queue   *slotQueue
 	placing placements
 	logs    logStreams
-	http    *http.Client
-	handler http.Handler
+	// counters and downloads feed the console's snapshots.
+	counters  tokenCounters
+	downloads downloadList
+	http      *http.Client
+	handler   http.Handler
 
 	running   atomic.Bool
 	closeOnce sync.Once
@@ -182,7 +185,7 @@ func (q *Queen) routes() http.Handler {
 	}
 	// Unknown paths and wrong methods are answered in the error envelope.
 	fallback := httpx.Routes(mux, "the queen", "the queen's endpoints are under /v2/ and /v1/ (OpenAI-compatible), with GET /health and GET /metrics")
-	return httpx.Middleware(q.log.Named("http"), q.withOpenAI(httpx.Auth(q.cfg.Token, []string{"/health"}, fallback)))
+	return httpx.Middleware(q.log.Named("http"), q.withConsole(q.withOpenAI(httpx.Auth(q.cfg.Token, []string{"/health"}, fallback))))
 }
 
 type endpoint struct {
@@ -205,6 +208,9 @@ func (q *Queen) endpoints() []endpoint {
 		{"GET", "/v2/logs", q.handleLogs},
 		{"GET", "/v2/queue", q.handleQueue},
 		{"GET", "/metrics", q.handleMetrics},
+		{"GET", "/v2/events", q.handleEvents},
+		{"GET", "/v2/models", q.handleClusterModels},
+		{"POST", "/v2/models/download", q.handlePull},
 	}
 }
 
