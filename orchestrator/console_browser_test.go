@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee/api"
+	"rbee/internal/hftest"
 	"rbee/internal/testutil"
 )
 
@@ -427,4 +428,39 @@ Promise.all([probe('workers', '/v2/workers/list'), probe('events', '/v2/events')
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+}
+
+// TestConsoleBrowserPull pulls an hf: model from the fake hub onto the
+// local node through the models view: the download shows with its bar
+// while it runs (the local hive is started for it), then the model is in
+// the node's catalog.
+func TestConsoleBrowserPull(t *testing.T) {
+	skipShort(t)
+	bctx := newBrowser(t)
+	hub := hftest.New(t)
+	const file = "tiny-q4_0.gguf"
+	size := len(hub.File(hftest.RepoTiny, file))
+	hub.SetFault(hftest.RepoTiny, file, hftest.Fault{BytesPerSecond: int64(size / 3)}) // about three seconds
+	t.Setenv("HF_ENDPOINT", hub.URL) // the local hive inherits it
+	_, url := consoleQueen(t, "")
+	ctx, watch := newTab(t, bctx)
+
+	ref := "hf:" + hftest.RepoTiny + "/" + file
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(url+"/#models")))
+	wait(t, ctx, `document.getElementById('conn').textContent === 'live' && !document.getElementById('view-models').hidden`, 10*time.Second)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.ID("pull-node"), "local"),
+		chromedp.SetValue(chromedp.ID("pull-ref"), ref),
+		chromedp.Click(chromedp.CSS(`#pull-form button`)),
+	))
+	wait(t, ctx, `(() => { const p = document.querySelector('#downloads progress'); return p !== null && p.value > 0 && p.value < p.max; })()`, 20*time.Second)
+	assert.Contains(t, eval[string](t, ctx, `document.getElementById('downloads').textContent`), ref+" → local")
+	shot(t, ctx, "models-download")
+	wait(t, ctx, `document.getElementById('pull-status').textContent.endsWith('is on local.')`, 30*time.Second)
+	wait(t, ctx, `document.querySelectorAll('#downloads progress').length === 0`, 5*time.Second)
+	wait(t, ctx, `document.querySelectorAll('#catalog tbody tr').length === 1`, 5*time.Second)
+	cells := eval[[]string](t, ctx, `Array.from(document.querySelector('#catalog tbody tr').cells, (c) => c.textContent)`)
+	assert.Equal(t, []string{"local", ref, "Q4_0"}, cells[:3])
+	problems, _ := watch.report()
+	assert.Empty(t, problems)
 }

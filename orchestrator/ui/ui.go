@@ -22,10 +22,22 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"rbee/api"
+	"rbee/internal/httpx"
 )
 
 //go:embed static
 var static embed.FS
+
+// Files returns the page's files: index.html, app.js and app.css.
+func Files() fs.FS {
+	sub, err := fs.Sub(static, "static")
+	if err != nil {
+		panic("ui: " + err.Error()) // "static" is a valid path
+	}
+	return sub
+}
 
 // asset is one file of the page, with its gzip form and validator.
 type asset struct {
@@ -78,7 +90,7 @@ func Handler() http.Handler {
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			httpx.WriteError(w, r, api.Errorf(api.CodeMethodNotAllowed, "%s is not allowed on the console's page: use GET", r.Method))
 			return
 		}
 		name := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/ui"), "/")
@@ -87,7 +99,8 @@ func Handler() http.Handler {
 		}
 		a := assets[name]
 		if a == nil {
-			http.Error(w, "not found: the console's files are /ui/index.html, /ui/app.js and /ui/app.css", http.StatusNotFound)
+			httpx.WriteError(w, r, api.Errorf(api.CodeNotFound, "the console has no file %s", r.URL.Path).
+				WithHint("the console is at / (its files are /ui/index.html, /ui/app.js and /ui/app.css)"))
 			return
 		}
 		h := w.Header()
