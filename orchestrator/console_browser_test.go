@@ -441,7 +441,8 @@ func TestConsoleBrowserPull(t *testing.T) {
 	const file = "tiny-q4_0.gguf"
 	size := len(hub.File(hftest.RepoTiny, file))
 	hub.SetFault(hftest.RepoTiny, file, hftest.Fault{BytesPerSecond: int64(size / 3)}) // about three seconds
-	t.Setenv("HF_ENDPOINT", hub.URL) // the local hive inherits it
+	// The local hive inherits the hub's address.
+	t.Setenv("HF_ENDPOINT", hub.URL)
 	_, url := consoleQueen(t, "")
 	ctx, watch := newTab(t, bctx)
 
