@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -325,31 +326,41 @@ func TestConsoleBrowser(t *testing.T) {
 
 	// Activity: a slow task shows while it runs; the log stream follows.
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("nav-activity")), chromedp.WaitVisible(chromedp.ID("chart"))))
-	done := make(chan struct{})
-	slow, err := json.Marshal(map[string]any{"model": model, "prompt": "Tell a long story", "max_tokens": 400, "temperature": 1, "seed": 2})
-	require.NoError(t, err)
+	// Generations one after another (a random model may stop early), until
+	// the test has seen what it needs.
+	done, stop := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		if resp, err := http.Post(url+"/v1/completions", "application/json", strings.NewReader(string(slow))); err == nil {
-			resp.Body.Close()
+		for seed := range 30 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			body := fmt.Sprintf(`{"model":%q,"prompt":"Tell a long story","max_tokens":400,"temperature":1,"seed":%d}`, model, seed)
+			if resp, err := http.Post(url+"/v1/completions", "application/json", strings.NewReader(body)); err == nil {
+				resp.Body.Close()
+			}
 		}
 	}()
 	wait(t, ctx, `Array.from(document.querySelectorAll('#tasks tbody tr')).some((tr) => tr.cells[4].textContent === 'running' && tr.cells[3].textContent === '`+workerID+`')`, 20*time.Second)
 	require.NoError(t, chromedp.Do(ctx, chromedp.SetValue(chromedp.ID("logs-node"), "local"), chromedp.Click(chromedp.ID("logs-go"))))
 	wait(t, ctx, `document.getElementById('logs').textContent.includes('[hive]')`, 10*time.Second)
+	wait(t, ctx, `state.history.filter((p) => p.tps > 0).length >= 3`, 15*time.Second)
 	shot(t, ctx, "activity")
+	close(stop)
 	<-done
 	wait(t, ctx, `document.querySelectorAll('#tasks tbody tr').length === 0`, 10*time.Second)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("logs-stop"))))
 
-	// Stop the worker from the table.
-	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("nav-cluster")),
-		chromedp.Click(chromedp.CSS(`#workers tbody tr button`))))
-	wait(t, ctx, `document.querySelectorAll('#workers tbody tr').length === 0`, 15*time.Second)
-
-	// The phone-sized view.
-	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(390, 844)))
+	// The cluster view on a phone-sized screen.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("nav-cluster")), chromedp.EmulateViewport(390, 844)))
 	shot(t, ctx, "cluster-phone")
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateReset()))
+
+	// Stop the worker from the table, with the keyboard.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Focus(chromedp.CSS(`#workers tbody tr button`)), chromedp.KeyEvent(kb.Enter)))
+	wait(t, ctx, `document.querySelectorAll('#workers tbody tr').length === 0`, 15*time.Second)
 
 	problems, _ = watch.report()
 	// The pull of a bad reference answered 400 on purpose.

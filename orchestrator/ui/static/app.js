@@ -251,17 +251,25 @@ function drawChart() {
   g.clearRect(0, 0, w, h);
   const css = getComputedStyle(document.documentElement);
   const hist = state.history;
-  const line = (key, color) => {
+  const muted = css.getPropertyValue('--muted').trim();
+  g.strokeStyle = muted; g.lineWidth = 1; g.beginPath(); g.moveTo(0, h - 4.5); g.lineTo(w, h - 4.5); g.stroke();
+  g.fillStyle = muted; g.font = '11px system-ui, sans-serif';
+  // The window grows with the history from one minute to five.
+  const span = Math.min(300, Math.max(60, hist.length));
+  g.fillText(span < 120 ? span + ' s ago' : Math.round(span / 60) + ' min ago', 4, h - 8);
+  g.fillText('now', w - 26, h - 8);
+  const line = (key, color, label, y0) => {
     const top = Math.max(1, ...hist.map((p) => p[key]));
     g.strokeStyle = color; g.lineWidth = 2; g.beginPath();
     hist.forEach((p, i) => {
-      const x = w - (hist.length - 1 - i) * (w / 299), y = h - 4 - (p[key] / top) * (h - 12);
+      const x = w - (hist.length - 1 - i) * (w / (span - 1)), y = h - 4 - (p[key] / top) * (h - 24);
       if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
     });
     g.stroke();
+    g.fillStyle = color; g.fillText(label + ' max ' + (Number.isInteger(top) ? top : top.toFixed(1)), 4, y0);
   };
-  line('tps', css.getPropertyValue('--accent').trim());
-  line('qd', css.getPropertyValue('--focus').trim());
+  line('tps', css.getPropertyValue('--accent').trim(), 'tokens/s', 14);
+  line('qd', css.getPropertyValue('--focus').trim(), 'queue', 28);
 }
 
 // ---- models ----
