@@ -238,6 +238,18 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	shot(t, ctx, "cluster-empty")
 
+	// Every control has a name a screen reader can say, and the keyboard
+	// reaches the views' links.
+	unnamed := eval[[]string](t, ctx, `Array.from(document.querySelectorAll('input, select, textarea, button'))
+		.filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+		.map((e) => e.id || e.outerHTML)`)
+	assert.Empty(t, unnamed, "controls without a label")
+	require.NoError(t, chromedp.Do(ctx, chromedp.Focus(chromedp.ID("nav-cluster")), chromedp.KeyEvent(kb.Tab)))
+	assert.Equal(t, "nav-models", eval[string](t, ctx, `document.activeElement.id`))
+	require.NoError(t, chromedp.Do(ctx, chromedp.KeyEvent(kb.Enter)))
+	wait(t, ctx, `!document.getElementById('view-models').hidden && document.getElementById('view-cluster').hidden`, 5*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("nav-cluster"))))
+
 	// A worker started from the CLI shows up without a reload.
 	cmd := exec.Command(testutil.RbeeBinary(t), "infer", "--queen-url", url, "--node", "local", "--model", model,
 		"--prompt", "Once upon a time", "--max-tokens", "4", "--temperature", "0")

@@ -88,6 +88,7 @@ $('login-form').addEventListener('submit', (ev) => {
 $('logout').addEventListener('click', () => { sessionStorage.removeItem(KEY); needKey(null); });
 
 function clearData() {
+  for (const k of Object.keys(rendered)) delete rendered[k];
   for (const id of ['nodes', 'downloads', 'pg-history']) $(id).replaceChildren();
   for (const id of ['workers', 'catalog', 'tasks']) $(id).tBodies[0].replaceChildren();
   $('logs').textContent = ''; $('pg-output').textContent = ''; $('pg-stats').textContent = '';
@@ -106,6 +107,7 @@ function show() {
   }
   if (v === 'models') loadCatalog();
   if (v === 'activity') drawChart();
+  if (v === 'playground') loadModels();
 }
 window.addEventListener('hashchange', show);
 
@@ -161,7 +163,17 @@ function render(s) {
   renderNodes(s); renderWorkers(s); renderTasks(s); renderDownloads(s); nodeOptions(s);
 }
 
+// changed reports whether v differs from what was rendered under key.
+const rendered = {};
+function changed(key, v) {
+  const j = JSON.stringify(v);
+  if (rendered[key] === j) return false;
+  rendered[key] = j;
+  return true;
+}
+
 function renderNodes(s) {
+  if (!changed('nodes', [s.nodes, s.workers.map((w) => w.node)])) return;
   $('nodes').replaceChildren(...s.nodes.map((n) => {
     const status = n.reachable ? ['reachable', 'ok'] : n.error ? ['unreachable', 'bad'] : ['not running', 'muted'];
     const dl = el('dl');
@@ -182,16 +194,45 @@ function renderNodes(s) {
   }));
 }
 
+// syncRows updates a table body in place: one row per item, found by its
+// key, so that rows (and the focus on their buttons) survive updates.
+function syncRows(tbody, items, key, make, cells) {
+  const old = new Map(Array.from(tbody.rows, (tr) => [tr.dataset.id, tr]));
+  const rows = items.map((it) => {
+    let tr = old.get(key(it));
+    if (!tr) { tr = make(it); tr.dataset.id = key(it); }
+    cells(it).forEach((v, i) => {
+      const td = tr.cells[i];
+      if (td.textContent !== String(v)) td.textContent = String(v);
+    });
+    return tr;
+  });
+  rows.forEach((tr, i) => { if (tbody.rows[i] !== tr) tbody.insertBefore(tr, tbody.rows[i] || null); });
+  while (tbody.rows.length > rows.length) tbody.deleteRow(rows.length);
+}
+
+function emptyRow(n, modelCol) {
+  const tr = el('tr');
+  for (let i = 0; i < n; i++) tr.append(el('td', i === modelCol ? { class: 'model' } : null));
+  return tr;
+}
+
 function renderWorkers(s) {
-  $('workers').tBodies[0].replaceChildren(...s.workers.map((w) => {
+  syncRows($('workers').tBodies[0], s.workers, (w) => w.node + '/' + w.id, (w) => {
+    const tr = emptyRow(9, 2);
     const stop = el('button', { type: 'button', text: 'Stop', 'aria-label': 'Stop worker ' + w.id });
     stop.addEventListener('click', () => stopWorker(w.id, stop));
-    const tr = row([w.id, w.node, w.model_ref, w.backend + ':' + w.device, el('span', { class: stateClass[w.state] || '', text: w.state }),
-      w.slots_busy + '/' + w.slots_total, w.queue_depth, w.tokens_per_second.toFixed(1), stop], { 'data-id': w.id });
-    tr.cells[2].className = 'model';
+    tr.cells[8].append(stop);
     return tr;
-  }));
+  }, (w) => [w.id, w.node, w.model_ref, w.backend + ':' + w.device, w.state, w.slots_busy + '/' + w.slots_total,
+    w.queue_depth, w.tokens_per_second.toFixed(1)]);
+  colourStates($('workers'));
   $('workers-empty').hidden = s.workers.length > 0;
+}
+
+// colourStates colours the state column (the fifth) of a table.
+function colourStates(table) {
+  for (const tr of table.tBodies[0].rows) tr.cells[4].className = stateClass[tr.cells[4].textContent.split(' ')[0]] || '';
 }
 
 async function stopWorker(id, btn) {
@@ -201,14 +242,15 @@ async function stopWorker(id, btn) {
 
 function renderTasks(s) {
   const now = Date.now();
-  $('tasks').tBodies[0].replaceChildren(...s.tasks.map((t) => row([t.id, t.node, t.model, t.worker_id || '—',
-    el('span', { class: stateClass[t.state] || '', text: t.state + (t.position ? ' #' + t.position : '') }), t.tokens,
-    t.first_token_ms ? t.first_token_ms + ' ms' : '—', Math.round((now - Date.parse(t.started)) / 1000) + ' s'], { 'data-id': t.id })));
-  for (const tr of $('tasks').tBodies[0].rows) tr.cells[2].className = 'model';
+  syncRows($('tasks').tBodies[0], s.tasks, (t) => t.id, () => emptyRow(8, 2), (t) => [t.id, t.node, t.model, t.worker_id || '—',
+    t.state + (t.position ? ' #' + t.position : ''), t.tokens, t.first_token_ms ? t.first_token_ms + ' ms' : '—',
+    Math.round((now - Date.parse(t.started)) / 1000) + ' s']);
+  colourStates($('tasks'));
   $('tasks-empty').hidden = s.tasks.length > 0;
 }
 
 function renderDownloads(s) {
+  if (!changed('downloads', s.downloads)) return;
   $('downloads').replaceChildren(...s.downloads.map((d) => {
     const p = el('progress', { max: String(d.bytes_total || 1), value: String(d.bytes_downloaded), 'aria-label': 'Download of ' + d.model_ref });
     const pct = d.bytes_total ? Math.floor(100 * d.bytes_downloaded / d.bytes_total) + '% of ' + bytes(d.bytes_total) : bytes(d.bytes_downloaded);
