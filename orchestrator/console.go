@@ -27,9 +27,9 @@ import (
 // with the same token and the same Host and Origin checks as any client.
 
 const (
-	// defaultEventsEvery is how often an events stream looks at the
-	// cluster: one worker list (and one info request) per node and open
-	// stream each time.
+	// defaultEventsEvery is how often the events streams look at the
+	// cluster: one worker list and one info request per node each time,
+	// shared by all open streams.
 	defaultEventsEvery = time.Second
 	// eventsKeepAlive is the longest an events stream stays silent: a
 	// comment line then tells proxies and the page it is alive.
@@ -261,6 +261,34 @@ func (q *Queen) snapshot(ctx context.Context) (api.Snapshot, error) {
 	return snap, nil
 }
 
+// snapshotCache shares one look at the cluster between the open event
+// streams: however many pages are open, the hives are asked about once per
+// eventsEvery.
+type snapshotCache struct {
+	mu   sync.Mutex // held by the caller that looks, so that others wait and share
+	at   time.Time
+	snap api.Snapshot
+}
+
+// sharedSnapshot returns a snapshot no older than most of eventsEvery,
+// looking at the cluster when the last one is older. The caller may
+// change the Workers of what it gets.
+func (q *Queen) sharedSnapshot(ctx context.Context) (api.Snapshot, error) {
+	c := &q.snapCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() || time.Since(c.at) >= q.cfg.eventsEvery*9/10 {
+		s, err := q.snapshot(ctx)
+		if err != nil {
+			return s, err
+		}
+		c.at, c.snap = time.Now(), s
+	}
+	s := c.snap
+	s.Workers = slices.Clone(s.Workers)
+	return s, nil
+}
+
 // handleEvents serves GET /v2/events: a stream of cluster snapshots
 // (event "snapshot", an api.Snapshot), the first at once, then one
 // whenever something in it changed, looking every eventsEvery; a comment
@@ -294,7 +322,7 @@ func (q *Queen) handleEvents(w http.ResponseWriter, r *http.Request) {
 		prevEach map[workerKey]int64
 	)
 	for {
-		snap, err := q.snapshot(ctx)
+		snap, err := q.sharedSnapshot(ctx)
 		now := time.Now()
 		if err == nil {
 			all, each := q.counters.read()

@@ -17,6 +17,7 @@ import (
 
 	"rbee/api"
 	"rbee/internal/sse"
+	"rbee/internal/testutil"
 	"rbee/orchestrator/ui"
 )
 
@@ -383,4 +384,55 @@ func TestOpenAIAnswerNamesWorker(t *testing.T) {
 	a := oaiCall(t, "POST", s.tq.url+"/v1/chat/completions", "", chatBody(map[string]any{"model": "file:/nowhere.gguf"}), nil)
 	assert.NotEqual(t, http.StatusOK, a.status)
 	assert.Empty(t, a.header.Get(WorkerHeader), "a failure before any worker names none")
+}
+
+// A registered node whose hive does not answer shows with its registry
+// record and the error; a local hive that simply is not started shows as
+// not running, without an error.
+func TestConsoleEventsNodes(t *testing.T) {
+	tq := newTestQueen(t, Config{eventsEvery: 20 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, tq.q.store.Add(ctx, api.Node{Name: "ws", SSHHost: "127.0.0.1", SSHUser: "u", InstallPath: "/opt/rbee",
+		HivePort: testutil.FreePort(t)}))
+	seen := time.Unix(1700000000, 0)
+	require.NoError(t, tq.q.store.SetStatus(ctx, "ws", api.NodeReachable, seen, ""))
+	s, ok := openEvents(t, ctx, tq.url, "").next(t)
+	require.True(t, ok)
+	require.Len(t, s.Nodes, 2)
+	assert.Equal(t, api.NodeSnapshot{Name: "local", Local: true}, s.Nodes[0])
+	ws := s.Nodes[1]
+	assert.Equal(t, "ws", ws.Name)
+	assert.False(t, ws.Local)
+	assert.Equal(t, "127.0.0.1", ws.SSHHost)
+	assert.False(t, ws.Reachable)
+	assert.Equal(t, seen.Unix(), ws.LastConnectedUnix)
+	require.NotNil(t, ws.Error)
+	assert.Equal(t, api.CodeConnectionTimeout, ws.Error.Code)
+	assert.Equal(t, "ws", ws.Error.Details["node"])
+	assert.Nil(t, ws.Info)
+}
+
+// Open pages share the queen's looks at the cluster: four streams cost
+// the hive about what one does.
+func TestConsoleEventsShareLooks(t *testing.T) {
+	hive := newFakeHive(t, "")
+	const every = 50 * time.Millisecond
+	tq := newTestQueen(t, Config{LocalHivePort: hive.port(), eventsEvery: every})
+	ctx, cancel := context.WithCancel(t.Context())
+	start := time.Now()
+	for range 4 {
+		ev := openEvents(t, ctx, tq.url, "")
+		_, ok := ev.next(t)
+		require.True(t, ok)
+	}
+	time.Sleep(20 * every)
+	cancel()
+	elapsed := time.Since(start)
+	hive.mu.Lock()
+	lists := hive.lists
+	hive.mu.Unlock()
+	looks := int(elapsed/every) + 1 // what one stream costs at most
+	t.Logf("%d worker lists in %s for 4 streams (one stream: at most %d)", lists, elapsed.Round(time.Millisecond), looks)
+	assert.LessOrEqual(t, lists, looks*3/2+2, "the streams share their looks")
 }

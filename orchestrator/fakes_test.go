@@ -207,6 +207,7 @@ type fakeHive struct {
 	models     []api.ModelEntry // its catalog
 	preflight  *api.Error       // what POST /v1/workers/preflight answers (nil: it passes)
 	preflights int
+	lists      int // GET /v1/workers/list requests
 }
 
 func newFakeHive(t *testing.T, token string) *fakeHive {
@@ -221,6 +222,7 @@ func newFakeHive(t *testing.T, token string) *fakeHive {
 	})
 	mux.HandleFunc("GET /v1/workers/list", func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
+		h.lists++
 		list := hivewire.WorkerList{Workers: append([]hivewire.Worker{}, h.workers...)}
 		h.mu.Unlock()
 		httpx.WriteJSON(w, 200, list)

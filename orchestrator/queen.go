@@ -42,6 +42,7 @@ type Queen struct {
 	// counters and downloads feed the console's snapshots.
 	counters  tokenCounters
 	downloads downloadList
+	snapCache snapshotCache
 	http      *http.Client
 	handler   http.Handler
 
