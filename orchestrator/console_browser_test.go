@@ -392,8 +392,9 @@ func TestConsoleBrowserLogin(t *testing.T) {
 
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(url+"/ui/")))
 	wait(t, ctx, `!document.getElementById('login').hidden`, 10*time.Second)
-	assert.True(t, eval[bool](t, ctx, `['cluster','models','activity','playground'].every((v) => document.getElementById('view-' + v).hidden)`))
+	assert.True(t, eval[bool](t, ctx, `['cluster','models','activity','playground'].every((v) => getComputedStyle(document.getElementById('view-' + v)).display === 'none')`))
 	assert.Equal(t, 0, eval[int](t, ctx, `document.querySelectorAll('#nodes .card, #workers tbody tr').length`), "no data without the key")
+	assert.Equal(t, "none", eval[string](t, ctx, `getComputedStyle(document.querySelector('nav')).display`), "no views to go to")
 	shot(t, ctx, "login")
 
 	require.NoError(t, chromedp.Do(ctx, chromedp.SetValue(chromedp.ID("login-key"), "wrong-key-0123456789"),

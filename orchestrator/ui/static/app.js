@@ -72,6 +72,7 @@ function needKey(err) {
   clearData();
   for (const v of views) $('view-' + v).hidden = true;
   $('login').hidden = false;
+  document.querySelector('nav').hidden = true;
   $('login-err').textContent = sessionStorage.getItem(KEY) && err ? 'That key was refused: ' + err.message : '';
   $('logout').hidden = true;
   setConn('signed out', 'warn');
@@ -144,7 +145,12 @@ async function follow() {
     state.events = ctl;
     try {
       const resp = await call('/v2/events', { signal: ctl.signal });
-      if (!state.authed) { state.authed = true; $('login').hidden = true; $('logout').hidden = !sessionStorage.getItem(KEY); show(); }
+      if (!state.authed) {
+        state.authed = true;
+        $('login').hidden = true; document.querySelector('nav').hidden = false;
+        $('logout').hidden = !sessionStorage.getItem(KEY);
+        show();
+      }
       setConn('live', 'ok');
       delay = 1000;
       await sse(resp, (name, data) => { if (name === 'snapshot') render(JSON.parse(data)); });
@@ -414,9 +420,11 @@ $('pg-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const chat = pgMode() === 'chat';
   const prompt = $('pg-prompt').value;
-  const body = { model: $('pg-model').value.trim(), stream: true, stream_options: { include_usage: true },
-    temperature: Number($('pg-temp').value), max_tokens: Number($('pg-max').value), top_p: Number($('pg-topp').value) };
-  if ($('pg-seed').value !== '') body.seed = Number($('pg-seed').value);
+  const body = { model: $('pg-model').value.trim(), stream: true, stream_options: { include_usage: true } };
+  // An empty field is left out: the queen's default applies.
+  for (const [field, id] of [['temperature', 'pg-temp'], ['max_tokens', 'pg-max'], ['top_p', 'pg-topp'], ['seed', 'pg-seed']]) {
+    if ($(id).value.trim() !== '') body[field] = Number($(id).value);
+  }
   const stop = $('pg-stop').value.split('\n').filter((s) => s !== '');
   if (stop.length) body.stop = stop;
   if ($('pg-node').value !== 'auto') body.node = $('pg-node').value;
