@@ -200,33 +200,46 @@ func TestConsoleEvents(t *testing.T) {
 	require.True(t, ok)
 	require.Len(t, s.Workers, 2, "the snapshot after the first is the one with the change")
 
-	// A task: running on its worker before its first token, then with tokens.
-	done := make(chan *taskResult, 1)
-	go func() {
-		body := taskBody("local")
-		body.Model = "file:/models/a.gguf"
-		done <- postTaskNoT(tq.url, body)
-	}()
-	var task api.TaskSnapshot
-	for task.State != api.TaskRunning {
+	// Two tasks on a one-slot worker: one runs (before its first token),
+	// the other waits its turn; then both generate.
+	done := make(chan *taskResult, 2)
+	for range 2 {
+		go func() {
+			body := taskBody("local")
+			body.Model = "file:/models/a.gguf"
+			done <- postTaskNoT(tq.url, body)
+		}()
+	}
+	var running, queued api.TaskSnapshot
+	for running.ID == "" || queued.ID == "" {
 		s, ok = ev.next(t)
 		require.True(t, ok)
-		if len(s.Tasks) == 1 {
-			task = s.Tasks[0]
+		running, queued = api.TaskSnapshot{}, api.TaskSnapshot{}
+		for _, task := range s.Tasks {
+			switch task.State {
+			case api.TaskRunning:
+				running = task
+			case api.TaskQueued:
+				queued = task
+			}
 		}
 	}
-	assert.Equal(t, "local", task.Node)
-	assert.Equal(t, "file:/models/a.gguf", task.Model)
-	assert.Equal(t, "w-1", task.WorkerID)
-	assert.Zero(t, task.Tokens)
-	assert.Zero(t, task.FirstTokenMs)
+	assert.Equal(t, "local", running.Node)
+	assert.Equal(t, "file:/models/a.gguf", running.Model)
+	assert.Equal(t, "w-1", running.WorkerID)
+	assert.Zero(t, running.Tokens)
+	assert.Zero(t, running.FirstTokenMs)
+	assert.Equal(t, 1, queued.Position)
+	assert.Equal(t, 1, s.QueueDepth)
 	close(fw.gate)
 	var sawSpeed bool
-	for len(s.Tasks) > 0 || s.TokensTotal < 4 {
+	for len(s.Tasks) > 0 || s.TokensTotal < 8 {
 		s, ok = ev.next(t)
 		require.True(t, ok)
-		if len(s.Tasks) == 1 && s.Tasks[0].Tokens > 0 {
-			assert.Positive(t, s.Tasks[0].FirstTokenMs)
+		for _, task := range s.Tasks {
+			if task.Tokens > 0 {
+				assert.Positive(t, task.FirstTokenMs)
+			}
 		}
 		for _, w := range s.Workers {
 			if w.ID == "w-1" && w.TokensPerSecond > 0 {
@@ -235,10 +248,13 @@ func TestConsoleEvents(t *testing.T) {
 			}
 		}
 	}
-	assert.EqualValues(t, 4, s.TokensTotal)
+	assert.EqualValues(t, 8, s.TokensTotal)
 	assert.True(t, sawSpeed, "the worker's speed showed while it generated")
-	res := <-done
-	require.Nil(t, res.errorEvent())
+	for range 2 {
+		res := <-done
+		require.NoError(t, res.streamErr)
+		require.Nil(t, res.errorEvent())
+	}
 
 	// The queen's shutdown ends the stream.
 	require.NoError(t, tq.q.Close())
