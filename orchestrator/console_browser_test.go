@@ -409,6 +409,8 @@ func TestConsoleBrowserLogin(t *testing.T) {
 
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("logout"))))
 	wait(t, ctx, `!document.getElementById('login').hidden && document.querySelectorAll('#nodes .card').length === 0`, 5*time.Second)
+	assert.Equal(t, 0, eval[int](t, ctx, `document.querySelectorAll('#logs-node option, #pull-node option, #pg-models option').length`),
+		"nothing of the cluster stays on the page")
 	assert.Nil(t, eval[*string](t, ctx, `sessionStorage.getItem('rbee-api-key')`))
 }
 

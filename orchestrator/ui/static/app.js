@@ -67,8 +67,8 @@ async function sse(resp, onEvent) {
 
 function needKey(err) {
   state.authed = false;
-  if (state.events) state.events.abort();
-  state.snap = null;
+  for (const ctl of [state.events, state.logs, state.pg]) if (ctl) ctl.abort();
+  state.snap = null; state.chat = []; state.history = [];
   clearData();
   for (const v of views) $('view-' + v).hidden = true;
   $('login').hidden = false;
@@ -90,7 +90,9 @@ $('logout').addEventListener('click', () => { sessionStorage.removeItem(KEY); ne
 
 function clearData() {
   for (const k of Object.keys(rendered)) delete rendered[k];
-  for (const id of ['nodes', 'downloads', 'pg-history']) $(id).replaceChildren();
+  for (const id of ['nodes', 'downloads', 'pg-history', 'pg-models']) $(id).replaceChildren();
+  for (const id of ['pull-node', 'logs-node']) $(id).replaceChildren();
+  $('pg-node').replaceChildren(el('option', { value: 'auto', text: 'auto' }));
   for (const id of ['workers', 'catalog', 'tasks']) $(id).tBodies[0].replaceChildren();
   $('logs').textContent = ''; $('pg-output').textContent = ''; $('pg-stats').textContent = '';
 }
