@@ -136,6 +136,9 @@ func (q *Queen) Run(ctx context.Context) error {
 	srv := httpx.NewServer(q.handler, q.log.Named("http"), q.cfg.limits)
 	q.log.Info("queen listening", "addr", ln.Addr().String(), "version", api.Version,
 		"api_key", httpx.Fingerprint(q.cfg.Token), "home", q.cfg.Home, "queue", q.queue.String())
+	if !q.cfg.DisableUI {
+		q.log.Info("web console at http://" + ln.Addr().String() + "/")
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	var err error
