@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
@@ -250,13 +251,16 @@ func TestConsoleBrowser(t *testing.T) {
 	wait(t, ctx, `!document.getElementById('view-models').hidden && document.getElementById('view-cluster').hidden`, 5*time.Second)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("nav-cluster"))))
 
-	// A worker started from the CLI shows up without a reload.
+	// A worker started from the CLI shows up without a reload (the mark
+	// set on the page now would be gone after one).
+	eval[int](t, ctx, `window.notReloaded = 1`)
 	cmd := exec.Command(testutil.RbeeBinary(t), "infer", "--queen-url", url, "--node", "local", "--model", model,
 		"--prompt", "Once upon a time", "--max-tokens", "4", "--temperature", "0")
 	cmd.Env = cliEnv(t)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	wait(t, ctx, `document.querySelectorAll('#workers tbody tr').length === 1`, 20*time.Second)
+	assert.Equal(t, 1, eval[int](t, ctx, `window.notReloaded`))
 	wait(t, ctx, `document.querySelector('#nodes [data-node="local"] .badge').textContent === 'reachable'`, 5*time.Second)
 	assert.Contains(t, eval[string](t, ctx, `document.querySelector('#nodes [data-node="local"]').textContent`), "RAM free")
 
@@ -368,7 +372,12 @@ func TestConsoleBrowser(t *testing.T) {
 	// The cluster view on a phone-sized screen.
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("nav-cluster")), chromedp.EmulateViewport(390, 844)))
 	shot(t, ctx, "cluster-phone")
-	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateReset()))
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)))
+	// And in the dark.
+	_, err = chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+	require.NoError(t, err)
+	shot(t, ctx, "cluster-dark")
 
 	// Stop the worker from the table, with the keyboard.
 	require.NoError(t, chromedp.Do(ctx, chromedp.Focus(chromedp.CSS(`#workers tbody tr button`)), chromedp.KeyEvent(kb.Enter)))
