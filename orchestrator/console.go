@@ -34,6 +34,8 @@ const (
 	// eventsKeepAlive is the longest an events stream stays silent: a
 	// comment line then tells proxies and the page it is alive.
 	eventsKeepAlive = 15 * time.Second
+	// ramStepMB is the granularity of a node's free memory in snapshots.
+	ramStepMB = 64
 )
 
 // withConsole serves the console's page at / and under /ui/ ahead of the
@@ -247,6 +249,9 @@ func (q *Queen) snapshot(ctx context.Context) (api.Snapshot, error) {
 				q.log.Debug("node info unavailable", "node", nw.node, "error", err)
 				return
 			}
+			// Free memory drifts by a few MiB all the time; rounded, it
+			// does not make every look a change to send.
+			info.RAMAvailableMB -= info.RAMAvailableMB % ramStepMB
 			nodes[i].Info = &info
 		})
 	}

@@ -452,3 +452,31 @@ func TestConsoleEventsShareLooks(t *testing.T) {
 	t.Logf("%d worker lists in %s for 4 streams (one stream: at most %d)", lists, elapsed.Round(time.Millisecond), looks)
 	assert.LessOrEqual(t, lists, looks*3/2+2, "the streams share their looks")
 }
+
+// A node's info comes from its hive, its free memory rounded so that its
+// drift alone sends nothing.
+func TestConsoleEventsNodeInfo(t *testing.T) {
+	hive := newFakeHive(t, "")
+	hive.info = &api.HiveInfo{Version: api.Version, RAMAvailableMB: 1000, CPUs: 8,
+		Devices: []api.DeviceInfo{{Backend: api.BackendCUDA, Index: 0, VRAMMB: 8192}}}
+	const every = 20 * time.Millisecond
+	tq := newTestQueen(t, Config{LocalHivePort: hive.port(), eventsEvery: every})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	ev := openEvents(t, ctx, tq.url, "")
+	s, ok := ev.next(t)
+	require.True(t, ok)
+	require.NotNil(t, s.Nodes[0].Info)
+	assert.Equal(t, api.HiveInfo{Version: api.Version, RAMAvailableMB: 960, CPUs: 8,
+		Devices: []api.DeviceInfo{{Backend: api.BackendCUDA, Index: 0, VRAMMB: 8192}}}, *s.Nodes[0].Info)
+
+	hive.mu.Lock()
+	hive.info.RAMAvailableMB = 1010
+	hive.mu.Unlock()
+	time.Sleep(10 * every)
+	hive.addWorker(newFakeWorker(t, "w-1").info("file:/a.gguf", api.StateIdle))
+	s, ok = ev.next(t)
+	require.True(t, ok)
+	assert.Len(t, s.Workers, 1, "the next snapshot is the worker's, not the memory's drift")
+	assert.EqualValues(t, 960, s.Nodes[0].Info.RAMAvailableMB)
+}
