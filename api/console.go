@@ -66,9 +66,9 @@ type NodeSnapshot struct {
 	// Status and LastConnectedUnix are the registry's record (remote nodes).
 	Status            NodeStatus `json:"status,omitempty"`
 	LastConnectedUnix int64      `json:"last_connected_unix,omitempty"`
-	// Info is what its hive said of the node, when it answered (its free
-	// memory rounded down to 64 MiB, so that its constant small drift does
-	// not count as a change).
+	// Info is what its hive said of the node, when it answered: asked for
+	// every ten seconds, its free memory rounded down to 256 MiB, so that
+	// the constant drift of free memory does not count as a change.
 	Info *HiveInfo `json:"info,omitempty"`
 	// Error says why its hive could not be asked, when it could not.
 	Error *Error `json:"error,omitempty"`

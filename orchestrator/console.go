@@ -28,15 +28,25 @@ import (
 
 const (
 	// defaultEventsEvery is how often the events streams look at the
-	// cluster: one worker list and one info request per node each time,
-	// shared by all open streams.
+	// cluster: one worker list per node each time (and an info request
+	// every nodeInfoEvery), shared by all open streams.
 	defaultEventsEvery = time.Second
 	// eventsKeepAlive is the longest an events stream stays silent: a
 	// comment line then tells proxies and the page it is alive.
 	eventsKeepAlive = 15 * time.Second
-	// ramStepMB is the granularity of a node's free memory in snapshots.
-	ramStepMB = 64
+	// nodeInfoEvery is how often a node's info (free memory above all) is
+	// asked for again; ramStepMB is the granularity of its free memory in
+	// snapshots. Free memory drifts all the time: asked for every second
+	// and exact, it would make every look a change to send.
+	nodeInfoEvery = 10 * time.Second
+	ramStepMB     = 256
 )
+
+// nodeInfo is a node's info as last asked for.
+type nodeInfo struct {
+	at   time.Time
+	info *api.HiveInfo // nil: the hive has none (an older hive)
+}
 
 // withConsole serves the console's page at / and under /ui/ ahead of the
 // API (without authentication: the page is static and asks for the API
@@ -211,9 +221,10 @@ func (q *Queen) workerList(all []nodeWorkers) api.WorkerList {
 }
 
 // snapshot looks at the whole cluster once: every node's hive is asked
-// for its workers and its info (in parallel, clusterListTimeout each; no
-// hive is started). Speeds are left for the stream to fill in.
-func (q *Queen) snapshot(ctx context.Context) (api.Snapshot, error) {
+// for its workers and, when infos holds none younger than nodeInfoEvery,
+// its info (in parallel, clusterListTimeout each; no hive is started).
+// Speeds are left for the stream to fill in. infos is updated.
+func (q *Queen) snapshot(ctx context.Context, infos map[string]nodeInfo) (api.Snapshot, error) {
 	rows, err := q.store.List(ctx)
 	if err != nil {
 		return api.Snapshot{}, err
@@ -227,6 +238,8 @@ func (q *Queen) snapshot(ctx context.Context) (api.Snapshot, error) {
 		byName[n.Name] = n
 	}
 	nodes := make([]api.NodeSnapshot, len(all))
+	fetched := make([]*nodeInfo, len(all))
+	now := time.Now()
 	var wg sync.WaitGroup
 	for i, nw := range all {
 		ns := api.NodeSnapshot{Name: nw.node, Local: nw.node == api.LocalNode, Reachable: nw.err == nil, Running: nw.err == nil}
@@ -238,6 +251,11 @@ func (q *Queen) snapshot(ctx context.Context) (api.Snapshot, error) {
 		}
 		nodes[i] = ns
 		if nw.err != nil || nw.hive == nil {
+			delete(infos, nw.node) // asked for afresh once it answers again
+			continue
+		}
+		if ni, ok := infos[nw.node]; ok && now.Sub(ni.at) < nodeInfoEvery {
+			nodes[i].Info = ni.info
 			continue
 		}
 		wg.Go(func() {
@@ -247,15 +265,22 @@ func (q *Queen) snapshot(ctx context.Context) (api.Snapshot, error) {
 			if err := nw.hive.c.Do(ictx, http.MethodGet, "/v1/info", nil, &info); err != nil {
 				// An older hive has no /v1/info: the node shows without it.
 				q.log.Debug("node info unavailable", "node", nw.node, "error", err)
+				if ctx.Err() == nil {
+					fetched[i] = &nodeInfo{at: now}
+				}
 				return
 			}
-			// Free memory drifts by a few MiB all the time; rounded, it
-			// does not make every look a change to send.
 			info.RAMAvailableMB -= info.RAMAvailableMB % ramStepMB
 			nodes[i].Info = &info
+			fetched[i] = &nodeInfo{at: now, info: &info}
 		})
 	}
 	wg.Wait()
+	for i, f := range fetched {
+		if f != nil {
+			infos[all[i].node] = *f
+		}
+	}
 	list := q.workerList(all)
 	queues, _, depth := q.queue.snapshot()
 	snap := api.Snapshot{Version: api.Version, Nodes: nodes, Workers: make([]api.WorkerSnapshot, len(list.Workers)),
@@ -270,9 +295,10 @@ func (q *Queen) snapshot(ctx context.Context) (api.Snapshot, error) {
 // streams: however many pages are open, the hives are asked about once per
 // eventsEvery.
 type snapshotCache struct {
-	mu   sync.Mutex // held by the caller that looks, so that others wait and share
-	at   time.Time
-	snap api.Snapshot
+	mu    sync.Mutex // held by the caller that looks, so that others wait and share
+	at    time.Time
+	snap  api.Snapshot
+	infos map[string]nodeInfo // by node
 }
 
 // sharedSnapshot returns a snapshot no older than most of eventsEvery,
@@ -283,7 +309,10 @@ func (q *Queen) sharedSnapshot(ctx context.Context) (api.Snapshot, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.at.IsZero() || time.Since(c.at) >= q.cfg.eventsEvery*9/10 {
-		s, err := q.snapshot(ctx)
+		if c.infos == nil {
+			c.infos = make(map[string]nodeInfo)
+		}
+		s, err := q.snapshot(ctx, c.infos)
 		if err != nil {
 			return s, err
 		}

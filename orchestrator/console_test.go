@@ -453,8 +453,8 @@ func TestConsoleEventsShareLooks(t *testing.T) {
 	assert.LessOrEqual(t, lists, looks*3/2+2, "the streams share their looks")
 }
 
-// A node's info comes from its hive, its free memory rounded so that its
-// drift alone sends nothing.
+// A node's info comes from its hive, asked for again only now and then,
+// its free memory rounded: its drift alone sends nothing.
 func TestConsoleEventsNodeInfo(t *testing.T) {
 	hive := newFakeHive(t, "")
 	hive.info = &api.HiveInfo{Version: api.Version, RAMAvailableMB: 1000, CPUs: 8,
@@ -467,7 +467,7 @@ func TestConsoleEventsNodeInfo(t *testing.T) {
 	s, ok := ev.next(t)
 	require.True(t, ok)
 	require.NotNil(t, s.Nodes[0].Info)
-	assert.Equal(t, api.HiveInfo{Version: api.Version, RAMAvailableMB: 960, CPUs: 8,
+	assert.Equal(t, api.HiveInfo{Version: api.Version, RAMAvailableMB: 768, CPUs: 8,
 		Devices: []api.DeviceInfo{{Backend: api.BackendCUDA, Index: 0, VRAMMB: 8192}}}, *s.Nodes[0].Info)
 
 	hive.mu.Lock()
@@ -478,5 +478,5 @@ func TestConsoleEventsNodeInfo(t *testing.T) {
 	s, ok = ev.next(t)
 	require.True(t, ok)
 	assert.Len(t, s.Workers, 1, "the next snapshot is the worker's, not the memory's drift")
-	assert.EqualValues(t, 960, s.Nodes[0].Info.RAMAvailableMB)
+	assert.EqualValues(t, 768, s.Nodes[0].Info.RAMAvailableMB)
 }
