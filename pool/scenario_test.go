@@ -24,12 +24,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"rbee/api"
+	"rbee/internal/gguf"
 	"rbee/internal/hivewire"
 	"rbee/internal/httpx"
 	"rbee/internal/paths"
 	"rbee/internal/proc"
 	"rbee/internal/sse"
-	"rbee/internal/gguf"
 	"rbee/internal/synth"
 	"rbee/internal/testutil"
 	"rbee/worker"
