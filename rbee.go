@@ -78,6 +78,17 @@ type (
 	HiveHealth = api.HiveHealth
 	// Node is a row of the queen's node registry.
 	Node = api.Node
+	// ClusterModels is every answering node's model catalog ([Client.Models]).
+	ClusterModels = api.ClusterModels
+	// NodeModels is one node's model catalog, or why it is missing.
+	NodeModels = api.NodeModels
+	// ModelEntry is one model of a node's catalog.
+	ModelEntry = api.ModelEntry
+	// ModelMeta is what a model file's GGUF header says about it.
+	ModelMeta = api.ModelMeta
+	// PullRequest asks the queen to download an hf: model onto a node
+	// ([Client.Pull]).
+	PullRequest = api.PullRequest
 	// AddNodeRequest registers a node: its SSH address and credentials,
 	// where rbee lives there and its hive's port (the body of POST
 	// /v2/registry/beehives/add).

@@ -110,6 +110,10 @@ type Config struct {
 	// [security] table).
 	AllowedHosts   []string
 	AllowedOrigins []string
+	// DisableUI leaves out the web console that the queen otherwise serves
+	// at / and /ui/ (the configuration's [ui] enabled = false). The API is
+	// the same either way.
+	DisableUI bool
 	// Logger receives the queen's logs (default: discarded). Tokens are
 	// logged only as fingerprints.
 	Logger hclog.Logger
@@ -118,6 +122,10 @@ type Config struct {
 	// take the defaults: header 10 s, body 30 s, idle 120 s, 1024
 	// connections).
 	limits httpx.Limits
+
+	// eventsEvery is how often GET /v2/events looks at the cluster
+	// (default 1 s; tests shorten it).
+	eventsEvery time.Duration
 
 	// localHiveArgs are extra flags for the local hive's command line
 	// (tests: the hidden --local-fake-devices flag of rbee queen).
@@ -243,6 +251,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
+	}
+	if c.eventsEvery <= 0 {
+		c.eventsEvery = defaultEventsEvery
 	}
 	for _, p := range []struct {
 		name string

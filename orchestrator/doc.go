@@ -23,6 +23,19 @@
 // GET /v2/logs?node=&follow=&lines= relays the node's hive's GET /v1/logs
 // (its own log and its workers'), each line with the node's name.
 //
+// # The web console
+//
+// Unless Config.DisableUI is set, the queen serves a web page (package
+// ui) at / and /ui/, without a token: it is static and signs in with the
+// API key like any client. It reads GET /v2/events, a stream of cluster
+// snapshots (nodes with their hives' GET /v1/info, workers with their
+// recent speed, tasks running and queued, downloads), sent whenever the
+// cluster changed; the streams share one look at the cluster per second.
+// GET /v2/models lists the nodes' catalogs and POST /v2/models/download
+// pulls an hf: model onto a node, relaying the hive's download. OpenAI
+// answers name the node and worker that served them in the X-Rbee-Node and
+// X-Rbee-Worker headers (docs/console.md).
+//
 // # Remote nodes
 //
 // POST /v2/registry/beehives/add checks every field, then connects to the

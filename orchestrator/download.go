@@ -43,19 +43,20 @@ func (r *taskRun) ensureModel(ctx context.Context, hive *hiveClient) error {
 	}
 
 	r.narrate("download", fmt.Sprintf("Downloading model from Hugging Face: %s is not on %s yet", canon, r.req.Node))
-	return download(ctx, hive, canon, r.log, func(ev api.Event) error {
-		if ev.Kind == api.KindNarration {
-			ev.Narration.RequestID = r.t.id
-		}
-		return r.send(ev)
-	})
+	if err := r.q.download(ctx, hive, canon, r.t.id, r.send); err != nil {
+		return err
+	}
+	r.log.Info("model download complete")
+	return nil
 }
 
-// download has the hive download the hf: model canon (a model already in
-// its catalog completes at once) and passes the download's narration (with
-// the node set) and progress to emit until it completes. An error from emit
-// ends it with that error.
-func download(ctx context.Context, hive *hiveClient, canon string, log hclog.Logger, emit func(api.Event) error) error {
+// download has hive download the hf: model canon (already in its canonical
+// form) and relays the download's narration and progress to send until it
+// completes; requestID goes on the narration. While it runs the download
+// is listed in the queen's snapshots (GET /v2/events). The hive shares one
+// download between concurrent requests for a model, and completes at once
+// one it already has.
+func (q *Queen) download(ctx context.Context, hive *hiveClient, canon, requestID string, send func(api.Event) error) error {
 	var started api.DownloadResponse
 	sctx, scancel := context.WithTimeout(ctx, listTimeout)
 	err := hive.c.Do(sctx, http.MethodPost, "/v1/models/download", api.DownloadRequest{ModelRef: canon}, &started)
@@ -66,7 +67,9 @@ func download(ctx context.Context, hive *hiveClient, canon string, log hclog.Log
 		}
 		return hive.unreachable(err, "starting the download of "+canon)
 	}
-	log.Info("model download started on the hive", "download_id", started.DownloadID)
+	q.log.Info("model download started on the hive", "node", hive.node, "model", canon, "download_id", started.DownloadID)
+	dl := q.downloads.add(hive.node, canon, started.DownloadID)
+	defer q.downloads.remove(dl)
 	resp, err := hive.c.Stream(ctx, http.MethodGet, "/v1/models/download/progress?id="+url.QueryEscape(started.DownloadID), nil, nil)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -90,14 +93,16 @@ func download(ctx context.Context, hive *hiveClient, canon string, log hclog.Log
 			if ev.Narration.Node == "" {
 				ev.Narration.Node = hive.node
 			}
+			ev.Narration.RequestID = requestID
 		case api.KindProgress:
+			q.downloads.update(dl, ev.Progress)
 			if ev.Progress.Stage == api.StageComplete {
 				complete = true
 			}
 		default:
 			continue // nothing else belongs in a download stream
 		}
-		if err := emit(ev); err != nil {
+		if err := send(ev); err != nil {
 			return err
 		}
 	}
@@ -105,6 +110,6 @@ func download(ctx context.Context, hive *hiveClient, canon string, log hclog.Log
 		return api.Errorf(api.CodeDownloadFailed, "the download of %s on %s ended without completing", canon, hive.node).
 			With("model_ref", canon).With("node", hive.node).WithHint(fmt.Sprintf("check the hive log (rbee logs --node %s)", hive.node))
 	}
-	log.Info("model download complete", "download_id", started.DownloadID)
+	q.log.Info("model download complete", "node", hive.node, "model", canon, "download_id", started.DownloadID)
 	return nil
 }

@@ -207,6 +207,8 @@ type fakeHive struct {
 	models     []api.ModelEntry // its catalog
 	preflight  *api.Error       // what POST /v1/workers/preflight answers (nil: it passes)
 	preflights int
+	lists      int           // GET /v1/workers/list requests
+	info       *api.HiveInfo // what GET /v1/info answers (nil: 404, as an older hive)
 }
 
 func newFakeHive(t *testing.T, token string) *fakeHive {
@@ -219,8 +221,23 @@ func newFakeHive(t *testing.T, token string) *fakeHive {
 		h.mu.Unlock()
 		httpx.WriteJSON(w, 200, api.HiveHealth{Status: "alive", Version: v, APIVersion: api.APIVersion})
 	})
+	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		var info *api.HiveInfo
+		if h.info != nil {
+			c := *h.info
+			info = &c
+		}
+		h.mu.Unlock()
+		if info == nil {
+			httpx.WriteError(w, r, api.Errorf(api.CodeNotFound, "no such endpoint"))
+			return
+		}
+		httpx.WriteJSON(w, 200, info)
+	})
 	mux.HandleFunc("GET /v1/workers/list", func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
+		h.lists++
 		list := hivewire.WorkerList{Workers: append([]hivewire.Worker{}, h.workers...)}
 		h.mu.Unlock()
 		httpx.WriteJSON(w, 200, list)

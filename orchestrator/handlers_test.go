@@ -182,7 +182,8 @@ func TestUnknownRoutes(t *testing.T) {
 		code         api.Code
 		allow        string
 	}{
-		{"GET", "/", api.CodeNotFound, ""},
+		{"GET", "/favicon.ico", api.CodeNotFound, ""},
+		{"GET", "/uinot", api.CodeNotFound, ""},
 		{"GET", "/v2/nothing-here", api.CodeNotFound, ""},
 		{"POST", "/v3/tasks", api.CodeNotFound, ""},
 		{"GET", "/v2/tasks", api.CodeMethodNotAllowed, "POST"},

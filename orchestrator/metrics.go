@@ -167,6 +167,7 @@ type meteredSink struct {
 	done       *api.Done
 	firstToken time.Time
 	tokens     int
+	onToken    func() // called for each token, when set
 }
 
 func (s *meteredSink) Send(ev api.Event) error {
@@ -175,6 +176,9 @@ func (s *meteredSink) Send(ev api.Event) error {
 			s.firstToken = time.Now()
 		}
 		s.tokens++
+		if s.onToken != nil {
+			s.onToken()
+		}
 	}
 	if ev.Kind == api.KindDone && ev.Done != nil {
 		d := *ev.Done

@@ -85,7 +85,7 @@ func (q *Queen) handleOllamaPull(w http.ResponseWriter, r *http.Request) {
 	out := &pullStream{w: w, rc: http.NewResponseController(w), stream: req.Stream == nil || *req.Stream, ref: ref}
 	log := q.log.Named("pull").With("pull", id, "node", node, "model", ref)
 	log.Info("pull started")
-	err = download(ctx, hive, ref, log, out.event)
+	err = q.download(ctx, hive, ref, id, out.event)
 	if err != nil {
 		e := *httpx.ToAPIError(err)
 		e.RequestID = id

@@ -108,6 +108,23 @@ type openAISink struct {
 	pieces  int // token events, in case no done event comes
 	done    *api.Done
 	lps     []*api.Token // the token events with log-probabilities, for the whole response
+	// node and worker are where the task runs, from its narration: sent
+	// as the X-Rbee-Node and X-Rbee-Worker headers of the answer.
+	node, worker string
+}
+
+// WorkerHeader names the worker that served an OpenAI-compatible request
+// (rbee's addition; the node is in NodeHeader).
+const WorkerHeader = "X-Rbee-Worker"
+
+// served sets the headers naming the node and worker, when known.
+func (s *openAISink) served() {
+	if s.node != "" {
+		s.w.Header().Set(NodeHeader, s.node)
+	}
+	if s.worker != "" {
+		s.w.Header().Set(WorkerHeader, s.worker)
+	}
 }
 
 func (s *openAISink) response(object string, choice openAIChoice) openAIResponse {
@@ -182,6 +199,7 @@ func (s *openAISink) start() error {
 		return nil
 	}
 	s.started = true
+	s.served()
 	h := s.w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -224,6 +242,16 @@ func (s *openAISink) Send(ev api.Event) error {
 	case api.KindDone:
 		d := *ev.Done
 		s.done = &d
+		if d.WorkerID != "" {
+			s.worker = d.WorkerID
+		}
+	case api.KindNarration:
+		if ev.Narration.Node != "" {
+			s.node = ev.Narration.Node
+		}
+		if ev.Narration.WorkerID != "" {
+			s.worker = ev.Narration.WorkerID
+		}
 	}
 	return nil
 }
@@ -254,6 +282,7 @@ func (s *openAISink) Close() error {
 			resp = s.response("text_completion", openAIChoice{Text: &text, FinishReason: &finish, Logprobs: s.logprobsOf(s.lps, 0)})
 		}
 		resp.Usage = s.usage()
+		s.served()
 		httpx.WriteJSON(s.w, http.StatusOK, resp)
 		return nil
 	}

@@ -39,8 +39,12 @@ type Queen struct {
 	queue   *slotQueue
 	placing placements
 	logs    logStreams
-	http    *http.Client
-	handler http.Handler
+	// counters and downloads feed the console's snapshots.
+	counters  tokenCounters
+	downloads downloadList
+	snapCache snapshotCache
+	http      *http.Client
+	handler   http.Handler
 
 	running   atomic.Bool
 	closeOnce sync.Once
@@ -132,6 +136,9 @@ func (q *Queen) Run(ctx context.Context) error {
 	srv := httpx.NewServer(q.handler, q.log.Named("http"), q.cfg.limits)
 	q.log.Info("queen listening", "addr", ln.Addr().String(), "version", api.Version,
 		"api_key", httpx.Fingerprint(q.cfg.Token), "home", q.cfg.Home, "queue", q.queue.String())
+	if !q.cfg.DisableUI {
+		q.log.Info("web console at http://" + ln.Addr().String() + "/")
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	var err error
@@ -182,7 +189,7 @@ func (q *Queen) routes() http.Handler {
 	}
 	// Unknown paths and wrong methods are answered in the error envelope.
 	fallback := httpx.Routes(mux, "the queen", "the queen's endpoints are under /v2/, /v1/ (OpenAI-compatible) and /api/ (ollama-compatible), with GET /health and GET /metrics")
-	return httpx.Middleware(q.log.Named("http"), q.withOpenAI(q.withOllama(httpx.Auth(q.cfg.Token, []string{"/health"}, fallback))))
+	return httpx.Middleware(q.log.Named("http"), q.withConsole(q.withOpenAI(q.withOllama(httpx.Auth(q.cfg.Token, []string{"/health"}, fallback)))))
 }
 
 type endpoint struct {
@@ -205,6 +212,9 @@ func (q *Queen) endpoints() []endpoint {
 		{"GET", "/v2/logs", q.handleLogs},
 		{"GET", "/v2/queue", q.handleQueue},
 		{"GET", "/metrics", q.handleMetrics},
+		{"GET", "/v2/events", q.handleEvents},
+		{"GET", "/v2/models", q.handleClusterModels},
+		{"POST", "/v2/models/download", q.handlePull},
 	}
 }
 

@@ -110,6 +110,16 @@ var queenSettings = settings.Table[queenArgs]{
 	{Flag: "allowed-origins", Env: httpx.AllowedOriginsEnv, Key: "security.allowed_origins", Example: "http://localhost:3000",
 		Usage: "comma-separated web `origins` whose pages may call the queen, like http://localhost:3000",
 		Set:   settings.List(func(a *queenArgs) *[]string { return &a.AllowedOrigins }, httpx.CheckAllowedOrigins)},
+	{Flag: "ui", Env: "RBEE_UI", Key: "ui.enabled", Default: "true", Example: "false",
+		Usage: "serve the web console at / and /ui/ (true or false)",
+		Set: func(a *queenArgs, v string) error {
+			on, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("give true or false")
+			}
+			a.DisableUI = !on
+			return nil
+		}},
 	{Key: "ssh.known_hosts", Example: "/etc/rbee/known_hosts",
 		Usage: "the known_hosts file remote nodes' host keys are checked against and recorded in",
 		Set:   settings.String(func(a *queenArgs) *string { return &a.KnownHostsPath })},

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -30,6 +31,14 @@ var (
 type task struct {
 	id     string
 	cancel context.CancelCauseFunc
+	// node and model are where it runs (after placement) and started when
+	// its request came: what the console shows.
+	node, model string
+	started     time.Time
+	// tokens counts the tokens relayed to its client; firstToken is when
+	// the first one was (unix nanoseconds, 0 before).
+	tokens     atomic.Int64
+	firstToken atomic.Int64
 
 	mu        sync.Mutex
 	cancelled bool
@@ -213,13 +222,13 @@ func (q *Queen) runTaskWith(ctx context.Context, id string, req api.TaskRequest,
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	t := &task{id: id, cancel: cancel}
+	t := &task{id: id, cancel: cancel, node: req.Node, model: req.Model, started: time.Now()}
 	if !q.tasks.add(t) {
 		return shuttingDown()
 	}
 	defer q.tasks.remove(t)
 
-	out := &meteredSink{eventSink: open()}
+	out := &meteredSink{eventSink: open(), onToken: func() { q.counters.token(t) }}
 	run := &taskRun{q: q, t: t, req: req, samp: samp, out: out, settle: settle, loadOnly: opts.loadOnly,
 		log: q.log.Named("task").With("task", id, "node", req.Node, "model", req.Model)}
 	start := time.Now()

@@ -145,26 +145,7 @@ func (q *Queen) handleWorkersList(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	list := api.WorkerList{Workers: []api.WorkerInfo{}}
-	_, counts, _ := q.queue.snapshot()
-	for _, nw := range all {
-		if nw.err != nil {
-			if !q.absent(nw) {
-				list.Unreachable = append(list.Unreachable, unreachableNode(nw))
-			}
-			continue
-		}
-		for _, wi := range nw.workers {
-			info := strip(nw.hive.node, wi)
-			c := counts[workerKey{node: info.Node, id: info.ID}]
-			info.SlotsBusy, info.QueueDepth = slotsBusy(info, c), c.waiting
-			list.Workers = append(list.Workers, info)
-		}
-	}
-	slices.SortFunc(list.Workers, func(a, b api.WorkerInfo) int {
-		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.ID, b.ID))
-	})
-	slices.SortFunc(list.Unreachable, func(a, b api.UnreachableNode) int { return cmp.Compare(a.Node, b.Node) })
+	list := q.workerList(all)
 	httpx.WriteJSON(w, http.StatusOK, list)
 }
 

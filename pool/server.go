@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -19,6 +20,7 @@ var publicPaths = []string{"/v1/health", "/v1/workers/ready"}
 func (h *Hive) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", h.handleHealth)
+	mux.HandleFunc("GET /v1/info", h.handleInfo)
 	mux.HandleFunc("POST /v1/workers/spawn", h.handleSpawn)
 	mux.HandleFunc("POST /v1/workers/ready", h.handleReady)
 	mux.HandleFunc("POST /v1/workers/preflight", h.handlePreflight)
@@ -37,6 +39,20 @@ func (h *Hive) routes() http.Handler {
 
 func (h *Hive) handleHealth(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, api.HiveHealth{Status: "alive", Version: api.Version, APIVersion: api.APIVersion})
+}
+
+// handleInfo serves GET /v1/info: the node's version, available memory,
+// CPUs and accelerators, for the queen's console. Unlike health it needs
+// the API key: it describes the machine.
+func (h *Hive) handleInfo(w http.ResponseWriter, r *http.Request) {
+	info := api.HiveInfo{Version: api.Version, CPUs: runtime.NumCPU(), Devices: make([]api.DeviceInfo, 0, len(h.devices))}
+	if mb, err := h.memAvailableMB(); err == nil {
+		info.RAMAvailableMB = mb
+	}
+	for _, d := range h.devices {
+		info.Devices = append(info.Devices, api.DeviceInfo{Backend: d.Backend, Index: d.Index, VRAMMB: d.VRAMMB})
+	}
+	httpx.WriteJSON(w, http.StatusOK, info)
 }
 
 func (h *Hive) handleSpawn(w http.ResponseWriter, r *http.Request) {

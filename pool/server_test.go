@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -57,6 +58,27 @@ func TestS12HiveHealth(t *testing.T) {
 	assert.JSONEq(t, fmt.Sprintf(`{"status":"alive","version":%q,"api_version":"v1"}`, api.Version), string(body))
 }
 
+// GET /v1/info describes the node for the queen's console: version,
+// available memory, CPUs and devices.
+func TestHiveInfo(t *testing.T) {
+	_, srv := handlerHive(t, func(c *Config) {
+		c.FakeMemoryMB = 3000
+		c.Devices = []Device{{api.BackendCUDA, 0, 8192}, {api.BackendCUDA, 1, 4096}}
+	})
+	status, e, body := raw(t, "GET", srv.URL+"/v1/info", testToken, "")
+	require.Nil(t, e)
+	assert.Equal(t, 200, status)
+	var info api.HiveInfo
+	require.NoError(t, json.Unmarshal(body, &info))
+	assert.Equal(t, api.HiveInfo{Version: api.Version, RAMAvailableMB: 3000, CPUs: runtime.NumCPU(),
+		Devices: []api.DeviceInfo{{Backend: api.BackendCUDA, Index: 0, VRAMMB: 8192}, {Backend: api.BackendCUDA, Index: 1, VRAMMB: 4096}}}, info)
+
+	_, srv = handlerHive(t, nil)
+	_, e, body = raw(t, "GET", srv.URL+"/v1/info", testToken, "")
+	require.Nil(t, e)
+	assert.Contains(t, string(body), `"devices":[]`, "a CPU-only node lists no devices, never null")
+}
+
 func TestAuthOnEveryEndpoint(t *testing.T) {
 	_, srv := handlerHive(t, nil)
 	endpoints := []struct{ method, path, body string }{
@@ -64,6 +86,7 @@ func TestAuthOnEveryEndpoint(t *testing.T) {
 		{"GET", "/v1/workers/list", ""},
 		{"POST", "/v1/workers/shutdown", `{"worker_id":"w-1"}`},
 		{"GET", "/v1/models", ""},
+		{"GET", "/v1/info", ""},
 		{"POST", "/v1/admin/shutdown", ""},
 		{"POST", "/v1/workers/ready", `{"worker_id":"w-1","url":"http://x","model_ref":"file:/x.gguf"}`},
 		{"GET", "/v1/nope", ""},

@@ -354,6 +354,9 @@ home = `)
 # allowed_hosts = []                # e.g. ["gpu-box.example.com", "*.lan"]
 # Web origins whose pages may call the API (none but the daemon's own by default):
 # allowed_origins = []              # e.g. ["http://localhost:3000"]
+
+[ui]
+# enabled = true                    # the queen's web console at / (false turns it off)
 `)
 	return b.String()
 }

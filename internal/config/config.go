@@ -100,6 +100,8 @@ type File struct {
 	// Security is read by the queen, which passes it on to the hives it
 	// starts, and they to their workers.
 	Security Security `toml:"security"`
+	// UI is read by the queen: its web console.
+	UI UI `toml:"ui"`
 
 	// Path is the file these settings came from; "" when none was found.
 	Path string `toml:"-"`
@@ -184,6 +186,13 @@ type Security struct {
 	// subdomain, any port), "app://*" (any origin of a scheme), or "*" (any
 	// page). Default: none but a daemon's own origin.
 	AllowedOrigins []string `toml:"allowed_origins"`
+}
+
+// UI is the [ui] table: the queen's web console.
+type UI struct {
+	// Enabled serves the console at / and /ui/ (default true; false
+	// leaves those paths unanswered, the API unchanged).
+	Enabled *bool `toml:"enabled"`
 }
 
 // Env is what Find and Load read of the outside world. The zero value
@@ -375,6 +384,8 @@ func (c *File) Lookup(key string) (value string, ok bool) {
 		return x, true
 	case *int: // a number where 0 differs from unset
 		return strconv.Itoa(*x), true
+	case *bool: // a switch where false differs from unset
+		return strconv.FormatBool(*x), true
 	case int:
 		return strconv.Itoa(x), true
 	case time.Duration:

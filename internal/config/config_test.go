@@ -218,10 +218,10 @@ func TestParseQueenURL(t *testing.T) {
 // keys and a nil File give nothing.
 func TestLookup(t *testing.T) {
 	f, err := Parse("c.toml", []byte("[queen]\nport = 9090\nhost = \"0.0.0.0\"\n[hive]\nidle_timeout = \"90s\"\n"+
-		"[security]\nallowed_hosts = [\"a.lan\", \"*.b.lan\"]\n"), Env{Getenv: func(string) string { return "" }, UserHome: t.TempDir()})
+		"[security]\nallowed_hosts = [\"a.lan\", \"*.b.lan\"]\n[ui]\nenabled = false\n"), Env{Getenv: func(string) string { return "" }, UserHome: t.TempDir()})
 	require.NoError(t, err)
 	for key, want := range map[string]string{"queen.port": "9090", "queen.host": "0.0.0.0", "hive.idle_timeout": "1m30s",
-		"security.allowed_hosts": "a.lan,*.b.lan"} {
+		"security.allowed_hosts": "a.lan,*.b.lan", "ui.enabled": "false"} {
 		v, ok := f.Lookup(key)
 		assert.True(t, ok, key)
 		assert.Equal(t, want, v, key)
@@ -235,5 +235,5 @@ func TestLookup(t *testing.T) {
 	assert.Equal(t, "queen.port in c.toml", f.Source("queen.port"))
 	assert.Equal(t, []string{"queen.url", "queen.host", "queen.port", "queen.local_hive_port", "queen.local_worker_port_start",
 		"queen.max_queue", "queen.queue_timeout", "queen.max_workers_per_model", "hive.idle_timeout", "paths.home", "ssh.known_hosts", "remote.binary_path", "remote.git_repo_dir",
-		"remote.worker_port_start", "security.allowed_hosts", "security.allowed_origins"}, KnownKeys())
+		"remote.worker_port_start", "security.allowed_hosts", "security.allowed_origins", "ui.enabled"}, KnownKeys())
 }

@@ -74,13 +74,13 @@ func Wired[C any](t *testing.T, table settings.Table[C], parse Parse[C]) {
 	}
 }
 
-// TOMLLine writes key = value as a configuration file: numbers bare, a
-// value with a comma or of the [security] table as a list, anything else as
+// TOMLLine writes key = value as a configuration file: numbers and
+// booleans bare, a value with a comma or of the [security] table as a list, anything else as
 // a string.
 func TOMLLine(key, value string) string {
 	table, name, _ := strings.Cut(key, ".")
 	v := strconv.Quote(value)
-	if _, err := strconv.Atoi(value); err == nil {
+	if _, err := strconv.Atoi(value); err == nil || value == "true" || value == "false" {
 		v = value
 	} else if table == "security" || strings.Contains(value, ",") {
 		var q []string
