@@ -73,13 +73,17 @@ func spin(budget time.Duration, done func() bool) bool {
 
 // job is one parallel loop: tasks 0…n-1 handed out through an atomic counter
 // so that a worker slowed by the rest of the machine takes fewer of them. A
-// task is claimed by taking its number from next and counted in finished when
-// it returns; the job is over when finished reaches n.
+// task is claimed by taking its number from next; a worker adds the tasks it
+// ran to finished when it finds none left (one shared write per worker and
+// job rather than per task), and the job is over when finished reaches n.
+// The two counters sit on separate cache lines: the workers take tasks
+// while the caller, done with its share, watches finished.
 type job struct {
 	n        int64
-	next     atomic.Int64
-	finished atomic.Int64
 	fn       func(worker, task int)
+	next     atomic.Int64
+	_        [56]byte
+	finished atomic.Int64
 }
 
 func newPool(threads int) *pool {
@@ -147,19 +151,23 @@ func (p *pool) await(w int, seen *job) *job {
 }
 
 // work runs tasks of j on worker w until none is left, and wakes the caller
-// of run if w finished the last one while it was parked.
+// of run if w's tasks were the last to finish while it was parked.
 func (p *pool) work(j *job, w int) {
+	var ran int64
 	for {
 		t := j.next.Add(1) - 1
 		if t >= j.n {
-			return
+			break
 		}
 		j.fn(w, int(t))
-		if j.finished.Add(1) == j.n {
-			if p.mainParked.Load() && p.mainParked.CompareAndSwap(true, false) {
-				p.mainWake <- struct{}{}
-			}
-			return
+		ran++
+	}
+	if ran == 0 {
+		return
+	}
+	if j.finished.Add(ran) == j.n {
+		if p.mainParked.Load() && p.mainParked.CompareAndSwap(true, false) {
+			p.mainWake <- struct{}{}
 		}
 	}
 }
