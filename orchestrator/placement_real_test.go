@@ -74,3 +74,50 @@ func TestPlacementRealHivesSpread(t *testing.T) {
 	list, body = listWorkers(t, srv)
 	assert.Len(t, list.Workers, 2, "no worker was added: %s", body)
 }
+
+// TestPlacementOverSSHNode: the queen's local node and an SSH node on
+// loopback (added, installed and its hive started over a real OpenSSH
+// connection), one worker of the same model on each: tasks sent at once
+// without a node are served by both nodes' workers.
+func TestPlacementOverSSHNode(t *testing.T) {
+	skipShort(t)
+	rs := newRemoteSetup(t, func(c *Config) {
+		c.LocalHivePort, c.LocalWorkerPortStart = testutil.FreePort(t), testutil.FreePort(t)
+	})
+	req := rs.node(t, "ws")
+	rs.add(t, req)
+	res := rs.install(t, api.InstallRequest{Name: "ws"})
+	require.Nil(t, res.errorEvent(), "%+v", res.errorEvent())
+	model := tinyModel(t) // one file both nodes read: they share this machine
+
+	for _, node := range []string{"ws", api.LocalNode} {
+		res := postTask(t, t.Context(), rs.tq.url, "", api.TaskRequest{Node: node, Model: model, Prompt: "Hi", SamplingParams: api.SamplingParams{MaxTokens: 4}}, nil)
+		require.Nil(t, res.errorEvent(), "%+v", res.errorEvent())
+		require.NotNil(t, res.done())
+	}
+	list, body := listWorkers(t, rs.tq.url)
+	require.Len(t, list.Workers, 2, body)
+	nodeOf := map[string]string{}
+	for _, w := range list.Workers {
+		nodeOf[w.ID] = w.Node
+	}
+
+	const tasks = 4
+	results := make([]*taskResult, tasks)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Go(func() {
+			results[i] = postTask(t, t.Context(), rs.tq.url, "", api.TaskRequest{Model: model, Prompt: "Once upon a time", SamplingParams: api.SamplingParams{MaxTokens: 32}}, nil)
+		})
+	}
+	wg.Wait()
+	served := map[string]int{}
+	for _, res := range results {
+		require.Nil(t, res.errorEvent(), "%+v", res.errorEvent())
+		require.NotNil(t, res.done())
+		served[nodeOf[res.done().WorkerID]]++
+	}
+	assert.Positive(t, served["ws"], "tasks without a node reached the SSH node: %v", served)
+	assert.Positive(t, served[api.LocalNode], "tasks without a node reached local: %v", served)
+	assert.Equal(t, tasks, served["ws"]+served[api.LocalNode], "every task ran on a listed worker: %v", served)
+}

@@ -29,6 +29,7 @@ import (
 	"rbee/internal/paths"
 	"rbee/internal/proc"
 	"rbee/internal/sse"
+	"rbee/internal/gguf"
 	"rbee/internal/synth"
 	"rbee/internal/testutil"
 	"rbee/worker"
@@ -590,5 +591,46 @@ func TestHiveProcessRefusesBadSetup(t *testing.T) {
 			assert.Equal(t, tc.code, ee.ExitCode(), "%s", out)
 			assert.Contains(t, string(out), tc.out)
 		})
+	}
+}
+
+// TestModelMetaFamilies: the catalog names each model family as its header
+// does (qwen2, phi3 and gemma2 files are not listed as llama), with the
+// parameter count of its tensors; synthesized files of each family, and the
+// shared family fixtures when present.
+func TestModelMetaFamilies(t *testing.T) {
+	h, srv := handlerHive(t, nil)
+	dir := t.TempDir()
+	want := map[string]string{} // path → architecture
+	for _, arch := range synth.Archs() {
+		p := filepath.Join(dir, "model-"+arch+".gguf")
+		require.NoError(t, synth.Write(p, synth.Family(arch, "Q8_0")))
+		want[p] = arch
+	}
+	if fx := fixturesDir(t); fx != "" {
+		for file, arch := range map[string]string{"qwen2-Q4_K_M.gguf": "qwen2", "qwen2-tied-Q4_K_M.gguf": "qwen2",
+			"phi3-Q8_0.gguf": "phi3", "gemma2-Q4_K_M.gguf": "gemma2", "llama3-Q4_K_M.gguf": "llama"} {
+			want[filepath.Join(fx, "families", file)] = arch // the families README
+		}
+	}
+	for p := range want {
+		catalogFile(t, h.Catalog(), "file", "file:"+p, p)
+	}
+	_, e, body := raw(t, "GET", srv.URL+"/v1/models", testToken, "")
+	require.Nil(t, e)
+	var list api.ModelList
+	require.NoError(t, json.Unmarshal(body, &list))
+	require.Len(t, list.Models, len(want))
+	for _, m := range list.Models {
+		require.NotNil(t, m.Meta, m.LocalPath)
+		assert.Equal(t, want[m.LocalPath], m.Meta.Architecture, m.LocalPath)
+		f, err := gguf.Open(m.LocalPath)
+		require.NoError(t, err)
+		var n int64
+		for _, ti := range f.Tensors {
+			n += ti.Elements()
+		}
+		require.NoError(t, f.Close())
+		assert.Equal(t, n, m.Meta.Parameters, m.LocalPath)
 	}
 }

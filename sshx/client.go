@@ -217,14 +217,17 @@ func (c *Client) Close() error {
 		f.close()
 	}
 	err := c.conn.Close()
+	// Done is closed by the time Close returns, so a caller that checks
+	// Done right after closing never takes the connection for alive.
+	<-c.done
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err
 }
 
-// Done is closed when the connection has ended, by Close or because the
-// node or the network dropped it.
+// Done is closed when the connection has ended, by Close (before it
+// returns) or because the node or the network dropped it.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Ping checks that the node still answers on this connection (an OpenSSH

@@ -64,3 +64,37 @@ func TestQueueWaitsForAFreeSlot(t *testing.T) {
 	assert.NotContains(t, r.stderr, "retrying in", "the queue, not the busy retries")
 	assert.Len(t, c.workers(), 1, "no second worker")
 }
+
+// TestQueueStartsSecondWorker: with --max-workers-per-model 2, a task that
+// finds the model's only (1-slot) worker busy has the queen start a second
+// worker on the node (the hive's preflight passes) and runs there while the
+// first generation goes on; rbee workers list then shows both.
+func TestQueueStartsSecondWorker(t *testing.T) {
+	c := newCluster(t, slowModel(t))
+	c.startQueen("--max-workers-per-model", "2")
+
+	long := c.start(c.inferArgs("--max-tokens", "4000")...)
+	long.waitFirstToken(t)
+	ws := c.workers()
+	require.Len(t, ws, 1)
+	first := ws[0]
+	require.Equal(t, 1, first.SlotsTotal, "the test needs a 1-slot worker")
+
+	r := c.rbee(c.inferArgs("--max-tokens", "8", "--prompt", "A second question")...)
+	assert.Equal(t, 0, r.code, "%s%s", r, c.logs())
+	assert.NotEmpty(t, r.stdout, "the second task generated")
+	assert.Contains(t, r.stderr, "are busy; starting another (at most 2 per model)", "%s", r)
+	select {
+	case <-long.exited:
+		t.Fatalf("the first generation ended before the second task:\n%s", long.wait(t))
+	default:
+	}
+	ws = c.workers()
+	require.Len(t, ws, 2, "a second worker of the model")
+	for _, w := range ws {
+		assert.Equal(t, "file:"+c.model, w.ModelRef)
+	}
+
+	require.NoError(t, long.cmd.Process.Signal(syscall.SIGINT))
+	assert.Equal(t, 130, long.wait(t).code)
+}

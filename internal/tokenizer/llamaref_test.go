@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"context"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -58,7 +59,8 @@ func llamaCppIDs(t *testing.T, bin, vocab, text string) []int {
 }
 
 // TestAgainstLlamaCpp compares every fixture vocabulary with llama.cpp's own
-// tokenizer on random texts (200 each, $RBEE_LLAMA_TOKENIZE_N to change),
+// tokenizer on random texts (200 each, $RBEE_LLAMA_TOKENIZE_N to change;
+// $RBEE_LLAMA_TOKENIZE_VOCABS=a,b picks vocabularies),
 // when a llama.cpp build is at hand. It reports the agreement and fails on
 // any difference.
 func TestAgainstLlamaCpp(t *testing.T) {
@@ -72,9 +74,24 @@ func TestAgainstLlamaCpp(t *testing.T) {
 		require.NoError(t, err)
 		n = min(max(v, 1), 100000)
 	}
+	// The vocabulary-only fixtures, and the vocabularies of the model
+	// fixtures: Llama 2's SentencePiece, Llama 3's and Qwen 2's BPE,
+	// Gemma 2's SentencePiece.
+	files := map[string]string{
+		"llama-spm": "tiny-Q8_0.gguf", "llama-bpe": "families/llama3-Q4_K_M.gguf",
+		"qwen2": "families/qwen2-Q4_K_M.gguf", "gemma2": "families/gemma2-Q4_K_M.gguf",
+	}
 	for _, name := range fixtureVocabs {
+		files[name] = "tokenizer/ggml-vocab-" + name + ".gguf"
+	}
+	names := slices.Sorted(maps.Keys(files))
+	if only := os.Getenv("RBEE_LLAMA_TOKENIZE_VOCABS"); only != "" {
+		names = strings.Split(only, ",")
+	}
+	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
-			tok, path := vocabTokenizer(t, name)
+			path := fixture(t, files[name])
+			tok := fileTokenizer(t, path)
 			rng := rand.New(rand.NewPCG(uint64(len(name)), 2026))
 			same := 0
 			var diffs []string

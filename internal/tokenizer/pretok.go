@@ -163,7 +163,7 @@ var asciiFlags = func() [128]uint8 {
 func slowFlags(r rune) uint8 {
 	f := fIn
 	switch {
-	case unicode.IsLetter(r):
+	case isLetter(r):
 		f |= fLetter
 	case unicode.IsNumber(r):
 		f |= fNumber

@@ -4,7 +4,9 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
@@ -195,6 +197,9 @@ func TestPretokenizeMatchesRegex(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for i := range 2000 {
 		text := randomText(rng, 1+rng.IntN(30))
+		if strings.ContainsFunc(text, func(r rune) bool { return isLetter(r) != unicode.IsLetter(r) }) {
+			continue // Go's regexp knows Unicode 15.0, the tokenizers 15.1 (TestUnicode151)
+		}
 		require.Equal(t, refLlama3.split(text), words(llama3, text), "llama3 case %d: %q", i, text)
 		require.Equal(t, refGPT2.split(text), words(gpt2, text), "gpt2 case %d: %q", i, text)
 	}

@@ -598,7 +598,7 @@ func collapseUnit(r rune) rune {
 	switch {
 	case unicode.IsSpace(r):
 		return '\v'
-	case unicode.IsLetter(r):
+	case isLetter(r):
 		return unitLetter
 	case unicode.IsNumber(r):
 		return unitNumber
@@ -606,7 +606,7 @@ func collapseUnit(r rune) rune {
 		return unitPunct
 	case unicode.IsMark(r):
 		return unitMark
-	case unicode.IsSymbol(r):
+	case isSymbol(r):
 		return unitSymbol
 	}
 	return unitOther

@@ -22,12 +22,18 @@ var fixtureVocabs = []string{
 func vocabTokenizer(t *testing.T, name string) (*Tokenizer, string) {
 	t.Helper()
 	path := fixture(t, "tokenizer/ggml-vocab-"+name+".gguf")
+	return fileTokenizer(t, path), path
+}
+
+// fileTokenizer loads the tokenizer of the GGUF file at path.
+func fileTokenizer(t *testing.T, path string) *Tokenizer {
+	t.Helper()
 	f, err := gguf.Open(path)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = f.Close() })
 	tok, err := FromGGUF(f)
 	require.NoError(t, err)
-	return tok, path
+	return tok
 }
 
 func TestVocabConformance(t *testing.T) {
