@@ -196,7 +196,7 @@ type nodeState struct {
 
 // writeMetrics writes the Prometheus text exposition (version 0.0.4) of the
 // counters, the running tasks and the nodes.
-func (m *queenMetrics) write(b *bytes.Buffer, running int, nodes []nodeState, queues map[queueKey]int) {
+func (m *queenMetrics) write(b *bytes.Buffer, running int, nodes []nodeState, queues map[queueKey]int, batches []workerBatches) {
 	m.mu.Lock()
 	queueWait, firstToken, tokensPerS := m.queueWait.clone(), m.firstToken.clone(), m.tokensPerS.clone()
 	tasks := make(map[string]uint64, len(outcomes))
@@ -293,6 +293,7 @@ func (m *queenMetrics) write(b *bytes.Buffer, running int, nodes []nodeState, qu
 			fmt.Fprintf(b, "rbee_workers{node=%s,state=%s} %d\n", labelValue(n.node), labelValue(string(s)), n.workers[s])
 		}
 	}
+	writeBatchSizes(b, batches)
 }
 
 // labelValue quotes a label value as the exposition format asks: backslash,
@@ -315,7 +316,7 @@ func formatFloat(f float64) string {
 
 // handleMetrics serves GET /metrics: the queen's counters and, from each
 // hive's worker list (asked in parallel, 2 s each; no hive is started), the
-// nodes' state. It needs the bearer token like every endpoint but /health.
+// nodes' state, and from each ready worker its batch sizes. It needs the bearer token like every endpoint but /health.
 func (q *Queen) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	// clusterWorkers asks the local node, then the registry's nodes in order.
 	names := []string{api.LocalNode}
@@ -346,7 +347,8 @@ func (q *Queen) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		nodes = append(nodes, ns)
 	}
 	var b bytes.Buffer
-	q.metrics.write(&b, q.tasks.running(), nodes, q.queue.depths())
+	batches := q.workerBatchSizes(r.Context(), all)
+	q.metrics.write(&b, q.tasks.running(), nodes, q.queue.depths(), batches)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b.Bytes())

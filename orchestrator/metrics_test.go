@@ -44,7 +44,11 @@ func TestMetricsExposition(t *testing.T) {
 		{node: "local", up: true, workers: map[api.WorkerState]int{api.StateIdle: 1, api.StateBusy: 2}},
 		{node: "mac", up: false},
 		{node: "odd", up: true, workers: map[api.WorkerState]int{"weird\"state": 1}},
-	}, map[queueKey]int{{node: "mac", model: "hf:a/b"}: 1, {node: "local", model: "file:/m.gguf"}: 2})
+	}, map[queueKey]int{{node: "mac", model: "hf:a/b"}: 1, {node: "local", model: "file:/m.gguf"}: 2}, []workerBatches{
+		{node: "local", worker: "w-1", bounds: []string{"1", "2", "4"}, cum: []uint64{3, 5, 6}, count: 6, sum: 11},
+		{node: "local", worker: "w-2", bounds: []string{"1", "2", "4"}, cum: []uint64{1, 1, 2}, count: 2, sum: 5},
+		{node: "mac", worker: "old", bounds: []string{"1", "8"}, cum: []uint64{4, 4}, count: 4, sum: 4},
+	})
 	want := `# HELP rbee_build_info The queen's version (always 1).
 # TYPE rbee_build_info gauge
 rbee_build_info{version="` + api.Version + `"} 1
@@ -151,6 +155,33 @@ rbee_workers{node="odd",state="busy"} 0
 rbee_workers{node="odd",state="stopping"} 0
 rbee_workers{node="odd",state="failed"} 0
 rbee_workers{node="odd",state="weird\"state"} 1
+# HELP rbee_worker_batch_size Inferences advanced by one forward pass, per ready worker, as the worker counts them since it started.
+# TYPE rbee_worker_batch_size histogram
+rbee_worker_batch_size_bucket{node="local",worker="w-1",le="1"} 3
+rbee_worker_batch_size_bucket{node="local",worker="w-1",le="2"} 5
+rbee_worker_batch_size_bucket{node="local",worker="w-1",le="4"} 6
+rbee_worker_batch_size_bucket{node="local",worker="w-1",le="+Inf"} 6
+rbee_worker_batch_size_sum{node="local",worker="w-1"} 11
+rbee_worker_batch_size_count{node="local",worker="w-1"} 6
+rbee_worker_batch_size_bucket{node="local",worker="w-2",le="1"} 1
+rbee_worker_batch_size_bucket{node="local",worker="w-2",le="2"} 1
+rbee_worker_batch_size_bucket{node="local",worker="w-2",le="4"} 2
+rbee_worker_batch_size_bucket{node="local",worker="w-2",le="+Inf"} 2
+rbee_worker_batch_size_sum{node="local",worker="w-2"} 5
+rbee_worker_batch_size_count{node="local",worker="w-2"} 2
+rbee_worker_batch_size_bucket{node="mac",worker="old",le="1"} 4
+rbee_worker_batch_size_bucket{node="mac",worker="old",le="8"} 4
+rbee_worker_batch_size_bucket{node="mac",worker="old",le="+Inf"} 4
+rbee_worker_batch_size_sum{node="mac",worker="old"} 4
+rbee_worker_batch_size_count{node="mac",worker="old"} 4
+# HELP rbee_batch_size Inferences advanced by one forward pass, summed over the ready workers of every node.
+# TYPE rbee_batch_size histogram
+rbee_batch_size_bucket{le="1"} 4
+rbee_batch_size_bucket{le="2"} 6
+rbee_batch_size_bucket{le="4"} 8
+rbee_batch_size_bucket{le="+Inf"} 8
+rbee_batch_size_sum 16
+rbee_batch_size_count 8
 `
 	assert.Equal(t, want, b.String())
 	checkExposition(t, b.String())
@@ -158,11 +189,47 @@ rbee_workers{node="odd",state="weird\"state"} 1
 	// A fresh queen exposes its counters at zero.
 	var fresh queenMetrics
 	b.Reset()
-	fresh.write(&b, 0, nil, nil)
+	fresh.write(&b, 0, nil, nil, nil)
 	assert.Contains(t, b.String(), "rbee_tasks_total{outcome=\"done\"} 0\n")
+	assert.Contains(t, b.String(), "rbee_batch_size_count 0\n")
 	assert.Contains(t, b.String(), "rbee_task_duration_seconds_bucket{le=\"+Inf\"} 0\n")
 	assert.Contains(t, b.String(), "rbee_task_duration_seconds_sum 0\n")
 	checkExposition(t, b.String())
+}
+
+// TestParseBatchHistogram reads the batch-size histogram out of a worker's
+// /metrics text, and refuses text without one or with a damaged sample.
+func TestParseBatchHistogram(t *testing.T) {
+	text := `# HELP rbee_worker_slots The worker's inference slots.
+# TYPE rbee_worker_slots gauge
+rbee_worker_slots 4
+# HELP rbee_worker_steps_total Forward passes run by the scheduler.
+# TYPE rbee_worker_steps_total counter
+rbee_worker_steps_total 9
+# HELP rbee_worker_batch_size Inferences advanced by one forward pass.
+# TYPE rbee_worker_batch_size histogram
+rbee_worker_batch_size_bucket{le="1"} 2
+rbee_worker_batch_size_bucket{le="2"} 5
+rbee_worker_batch_size_bucket{le="64"} 9
+rbee_worker_batch_size_bucket{le="+Inf"} 9
+rbee_worker_batch_size_sum 21
+rbee_worker_batch_size_count 9
+`
+	h, ok := parseBatchHistogram(strings.NewReader(text))
+	require.True(t, ok)
+	assert.Equal(t, workerBatches{bounds: []string{"1", "2", "64"}, cum: []uint64{2, 5, 9}, count: 9, sum: 21}, h)
+
+	for name, bad := range map[string]string{
+		"none":       "rbee_worker_slots 4\n",
+		"no count":   strings.ReplaceAll(text, "rbee_worker_batch_size_count 9\n", ""),
+		"bad count":  strings.ReplaceAll(text, "_count 9", "_count nine"),
+		"bad bucket": strings.ReplaceAll(text, `{le="2"} 5`, `{le="2"} -5`),
+		"bad bound":  strings.ReplaceAll(text, `{le="2"}`, `{le="two"}`),
+		"no value":   strings.ReplaceAll(text, "_sum 21", "_sum"),
+	} {
+		_, ok := parseBatchHistogram(strings.NewReader(bad))
+		assert.False(t, ok, name)
+	}
 }
 
 func TestLabelValue(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +124,11 @@ func TestOpenAIRealWorker(t *testing.T) {
 		`rbee_workers{node="local",state="idle"} 1`} {
 		assert.Contains(t, string(a.body), "\n"+line+"\n")
 	}
+	// The worker's batch sizes, scraped from it: every pass of the three
+	// requests advanced one inference.
+	passes := regexp.MustCompile(`\nrbee_worker_batch_size_count\{node="local",worker="[^"]+"\} (\d+)\n`).FindStringSubmatch(string(a.body))
+	require.NotNil(t, passes, "the worker's batch sizes are on the queen's /metrics:\n%s", a.body)
+	assert.NotEqual(t, "0", passes[1])
+	assert.Contains(t, string(a.body), "\nrbee_batch_size_bucket{le=\"1\"} "+passes[1]+"\n")
+	assert.Contains(t, string(a.body), "\nrbee_batch_size_count "+passes[1]+"\n")
 }

@@ -128,6 +128,9 @@ q4k_row:
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 q4k_block:
+	PREFETCHT0 4096(AX)
+	PREFETCHT0 4160(AX)
+	PREFETCHT0 4224(AX)
 	// unpack the 6-bit scales and mins (get_scale_min_k4) in one vector:
 	// bytes 0-7 scales, 8-15 mins; low bits from bytes 0-3/8-11 (scales)
 	// and 4-7/8-11 (mins), high bits of 4-7 from bits 6-7 of 0-3/4-7
@@ -247,6 +250,9 @@ q5k_row:
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 q5k_block:
+	PREFETCHT0 4096(AX)
+	PREFETCHT0 4160(AX)
+	PREFETCHT0 4224(AX)
 	// unpack the 6-bit scales and mins (get_scale_min_k4) in one vector:
 	// bytes 0-7 scales, 8-15 mins; low bits from bytes 0-3/8-11 (scales)
 	// and 4-7/8-11 (mins), high bits of 4-7 from bits 6-7 of 0-3/4-7
@@ -393,6 +399,10 @@ q6k_row:
 	MOVQ nb+24(FP), CX
 	VXORPS Y0, Y0, Y0
 q6k_block:
+	PREFETCHT0 4096(AX)
+	PREFETCHT0 4160(AX)
+	PREFETCHT0 4224(AX)
+	PREFETCHT0 4288(AX)
 	// d·d8
 	MOVWLZX 208(AX), DX
 	VMOVD DX, X6
@@ -522,6 +532,7 @@ q80_row:
 	MOVQ nb+24(FP), CX
 	VXORPS Y0, Y0, Y0
 q80_block:
+	PREFETCHT0 4096(AX)
 	// d·d8 from the two F16 scales
 	MOVWLZX (AX), DX
 	MOVWLZX (BX), R8
@@ -580,6 +591,11 @@ q808_row:
 	TESTQ CX, CX
 	JZ q808_tail
 q808_group:
+	PREFETCHT0 4096(AX)
+	PREFETCHT0 4160(AX)
+	PREFETCHT0 4224(AX)
+	PREFETCHT0 4288(AX)
+	PREFETCHT0 4352(AX)
 	MOVWLZX (AX), DX
 	VMOVD DX, X6
 	MOVWLZX 34(AX), DX
@@ -731,6 +747,7 @@ q40_row:
 	MOVQ nb+24(FP), CX
 	VXORPS Y0, Y0, Y0
 q40_block:
+	PREFETCHT0 4096(AX)
 	// d·d8 from the two F16 scales
 	MOVWLZX (AX), DX
 	MOVWLZX (BX), R8

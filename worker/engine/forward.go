@@ -40,6 +40,9 @@ type scratch struct {
 	rows                                      []batchRow
 	sel                                       []int // rows that produce logits, ascending
 	acts                                      activations
+	prods                                     []product
+	xq                                        [][]byte // each product's activations, encoded for its weights
+	bands                                     []band
 	work                                      []workerScratch
 }
 
@@ -139,9 +142,8 @@ func (m *Model) forward(parts []batchPart) error {
 		if l.wqkv.rows > 0 {
 			m.matmul(l.wqkv, sc.wide)
 		} else {
-			m.matmul(l.wq, sc.q)
-			m.matmul(l.wk, sc.kcur)
-			m.matmul(l.wv, sc.vcur)
+			sc.prods = append(sc.prods[:0], product{l.wq, sc.q}, product{l.wk, sc.kcur}, product{l.wv, sc.vcur})
+			m.matmuls(sc.prods, nil)
 		}
 		// Split fused projections, add biases, rotate queries and keys
 		// (scaling the queries where the model does that before the
@@ -217,16 +219,18 @@ func (m *Model) forward(parts []batchPart) error {
 				siluMul(g[r*F:(r+1)*F], w[:F], w[F:])
 			})
 		} else {
-			m.matmul(l.wgate, sc.gate)
-			m.matmul(l.wup, sc.up)
+			// Each task applies the activation to the band of rows it
+			// has just computed, for every token.
 			act := siluMul
 			if m.geluGate {
 				act = geluMul
 			}
-			const actChunk = 2048
-			m.pool.run((len(g)+actChunk-1)/actChunk, func(_, i int) {
-				a, b := i*actChunk, min((i+1)*actChunk, len(g))
-				act(g[a:b], g[a:b], u[a:b])
+			sc.prods = append(sc.prods[:0], product{l.wgate, sc.gate}, product{l.wup, sc.up})
+			m.matmuls(sc.prods, func(r0, r1 int) {
+				for t := 0; t < rows; t++ {
+					a, b := t*F+r0, t*F+r1
+					act(g[a:b], g[a:b], u[a:b])
+				}
 			})
 		}
 		sc.acts.set(sc.gate, rows, F)
@@ -396,45 +400,110 @@ func attentionParts(rows, kvHeads, group, threads int) int {
 	return group
 }
 
+// product is one matrix multiply of a job: out[t·rows + r] = w[r]·x[t] for
+// the rows of w and the current activations x.
+type product struct {
+	w   matrix
+	out []float32
+}
+
+// band is one task of a matrix-multiply job: rows [r0, r1) of product p, or
+// of every product of the job when p is -1.
+type band struct{ p, r0, r1 int }
+
 // matmul computes out[t·rows + r] = w[r]·x[t] for the rows of w and the
 // current activations x (every row of the pass), splitting the weight rows
 // across the pool. Each task takes a band of weight rows and runs every
 // activation row over it while the band is in cache.
 func (m *Model) matmul(w matrix, out []float32) {
-	a := &m.scratch.acts
-	vt := ggml.VecDotType(w.typ)
-	xq := a.quantized(vt, m.pool)
-	rs := vt.RowSize(a.n)
+	sc := &m.scratch
+	sc.prods = append(sc.prods[:0], product{w, out})
+	m.matmuls(sc.prods, nil)
+}
+
+// matmuls runs several products of the current activations as one job, so
+// that the threads meet once for all of them rather than once per matrix
+// (the query, key and value projections of a layer; its gate and up
+// projections).
+//
+// Without after, the bands of every product are tasks of their own. With
+// after, every product must have the same number of rows: a task then
+// computes one band of rows in every product and calls after(r0, r1) on it,
+// which may combine the products' outputs for those rows (the feed-forward
+// activation), saving a pass over them and the meeting before it.
+func (m *Model) matmuls(ps []product, after func(r0, r1 int)) {
+	sc := &m.scratch
+	a := &sc.acts
 	T := a.rows
-	band := bandRows(w.rows, T, m.threads)
-	tasks := (w.rows + band - 1) / band
-	m.pool.run(tasks, func(_, task int) {
-		r0 := task * band
-		r1 := min(r0+band, w.rows)
-		wb := w.data[r0*w.stride:]
-		if T == 1 {
-			ggml.Gemv(w.typ, w.cols, wb, w.stride, xq[:rs], out[r0:r1])
+	sc.xq = sc.xq[:0]
+	for _, p := range ps {
+		sc.xq = append(sc.xq, a.quantized(ggml.VecDotType(p.w.typ), m.pool))
+	}
+	sc.bands = sc.bands[:0]
+	if after != nil {
+		w := ps[0].w
+		step := bandRows(w.rows, w.stride*len(ps), T, m.threads)
+		for r0 := 0; r0 < w.rows; r0 += step {
+			sc.bands = append(sc.bands, band{-1, r0, min(r0+step, w.rows)})
+		}
+	} else {
+		for i, p := range ps {
+			step := bandRows(p.w.rows, p.w.stride, T, m.threads)
+			for r0 := 0; r0 < p.w.rows; r0 += step {
+				sc.bands = append(sc.bands, band{i, r0, min(r0+step, p.w.rows)})
+			}
+		}
+	}
+	bands, xq := sc.bands, sc.xq
+	n := a.n
+	m.pool.run(len(bands), func(_, task int) {
+		b := bands[task]
+		if b.p >= 0 {
+			p := ps[b.p]
+			mulBand(p.w, xq[b.p], ggml.VecDotType(p.w.typ).RowSize(n), T, b.r0, b.r1, p.out)
 			return
 		}
-		if T <= ggml.GemvNMaxCols {
-			// A few tokens (decode steps of several sessions): read each
-			// weight once for all of them rather than repack it for Gemm.
-			ggml.GemvN(w.typ, w.cols, wb, w.stride, r1-r0, xq, rs, T, out[r0:], w.rows)
-			return
+		for i, p := range ps {
+			mulBand(p.w, xq[i], ggml.VecDotType(p.w.typ).RowSize(n), T, b.r0, b.r1, p.out)
 		}
-		ggml.Gemm(w.typ, w.cols, wb, w.stride, r1-r0, xq, rs, T, out[r0:], w.rows)
+		after(b.r0, b.r1)
 	})
 }
 
-// bandRows picks how many rows one task of a matrix multiply covers: for a
-// single token enough tasks to balance the threads; for a batch a multiple of
-// the 16 rows the Gemm kernels take at a time, with enough tasks that a
-// worker slowed by the rest of the machine does not hold up the others.
-// (Gemm keeps the weights it works on in L1 itself, so the band need not fit
-// in cache.)
-func bandRows(rows, tokens, threads int) int {
+// mulBand computes rows [r0, r1) of w times the T activation rows of xq (rs
+// bytes each) into out.
+func mulBand(w matrix, xq []byte, rs, T, r0, r1 int, out []float32) {
+	wb := w.data[r0*w.stride:]
+	if T == 1 {
+		ggml.Gemv(w.typ, w.cols, wb, w.stride, xq[:rs], out[r0:r1])
+		return
+	}
+	if T <= ggml.GemvNMaxCols {
+		// A few tokens (decode steps of several sessions): read each
+		// weight once for all of them rather than repack it for Gemm.
+		ggml.GemvN(w.typ, w.cols, wb, w.stride, r1-r0, xq, rs, T, out[r0:], w.rows)
+		return
+	}
+	ggml.Gemm(w.typ, w.cols, wb, w.stride, r1-r0, xq, rs, T, out[r0:], w.rows)
+}
+
+// gemvTaskBytes is about how many bytes of weights one task of a
+// single-token product reads. Decode steps read every weight once from
+// memory, and the threads finish a job together only if its last tasks are
+// short: a task of a few dozen kilobytes takes microseconds, so the thread
+// that finishes first waits little for the other, while the per-task cost
+// (one atomic add) stays negligible.
+const gemvTaskBytes = 32 << 10
+
+// bandRows picks how many rows one task of a matrix multiply covers, for
+// rows of rowBytes bytes: for a single token about gemvTaskBytes of weights,
+// with at least four tasks per thread; for a batch a multiple of the 16 rows
+// the Gemm kernels take at a time, with enough tasks that a worker slowed by
+// the rest of the machine does not hold up the others. (Gemm keeps the
+// weights it works on in L1 itself, so the band need not fit in cache.)
+func bandRows(rows, rowBytes, tokens, threads int) int {
 	if tokens == 1 {
-		return max(16, rows/(threads*8))
+		return max(1, min(gemvTaskBytes/max(1, rowBytes), rows/(4*threads)))
 	}
 	return max(16, (rows/(threads*8))&^15)
 }

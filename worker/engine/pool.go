@@ -15,7 +15,13 @@ import (
 // parked goroutine costs tens of microseconds, so between jobs a worker first
 // spins for a while watching for the next one, and only then parks on its
 // channel. The caller of run likewise spins briefly before it blocks waiting
-// for the helpers to finish.
+// for the last task to finish.
+//
+// A job is done when its tasks are, not when every helper has seen it: a
+// helper that the operating system has not scheduled (the machine is busy
+// with other work) finds the tasks taken when it comes back, and the caller
+// does not wait for it. On a machine where our threads share the cores with
+// other programs this keeps a step from costing a context switch per job.
 //
 // A pool runs one job at a time; the model serializes forward passes.
 type pool struct {
@@ -25,6 +31,11 @@ type pool struct {
 	wg      sync.WaitGroup // the worker goroutines, for close
 	closed  atomic.Bool
 	close   sync.Once
+	// The caller of run parks here (mainParked set) once it has spun for
+	// waitSpin and tasks are still running; the helper that finishes the
+	// last task wakes it.
+	mainParked atomic.Bool
+	mainWake   chan struct{}
 }
 
 // poolWorker is a helper's parking place: parked is set while it sleeps (or
@@ -61,21 +72,25 @@ func spin(budget time.Duration, done func() bool) bool {
 }
 
 // job is one parallel loop: tasks 0…n-1 handed out through an atomic counter
-// so that a worker slowed by the rest of the machine takes fewer of them.
+// so that a worker slowed by the rest of the machine takes fewer of them. A
+// task is claimed by taking its number from next; a worker adds the tasks it
+// ran to finished when it finds none left (one shared write per worker and
+// job rather than per task), and the job is over when finished reaches n.
+// The two counters sit on separate cache lines: the workers take tasks
+// while the caller, done with its share, watches finished.
 type job struct {
-	n       int64
-	next    atomic.Int64
-	fn      func(worker, task int)
-	helpers int32        // workers 1…helpers take part
-	pending atomic.Int32 // helpers that have not finished
-	done    sync.WaitGroup
+	n        int64
+	fn       func(worker, task int)
+	next     atomic.Int64
+	_        [56]byte
+	finished atomic.Int64
 }
 
 func newPool(threads int) *pool {
 	if threads < 1 {
 		threads = 1
 	}
-	p := &pool{n: threads, workers: make([]poolWorker, threads)}
+	p := &pool{n: threads, workers: make([]poolWorker, threads), mainWake: make(chan struct{}, 1)}
 	for w := 1; w < threads; w++ {
 		p.workers[w].wake = make(chan struct{}, 1)
 		p.wg.Add(1)
@@ -85,7 +100,7 @@ func newPool(threads int) *pool {
 }
 
 // loop is helper w's life: wait for a job newer than the last one it saw,
-// join it if it wants this worker, repeat until the pool stops.
+// take what tasks are left of it, repeat until the pool stops.
 func (p *pool) loop(w int) {
 	defer p.wg.Done()
 	var seen *job
@@ -95,11 +110,7 @@ func (p *pool) loop(w int) {
 			return
 		}
 		seen = j
-		if int32(w) <= j.helpers {
-			j.work(w)
-			j.pending.Add(-1)
-			j.done.Done()
-		}
+		p.work(j, w)
 	}
 }
 
@@ -139,13 +150,25 @@ func (p *pool) await(w int, seen *job) *job {
 	}
 }
 
-func (j *job) work(worker int) {
+// work runs tasks of j on worker w until none is left, and wakes the caller
+// of run if w's tasks were the last to finish while it was parked.
+func (p *pool) work(j *job, w int) {
+	var ran int64
 	for {
 		t := j.next.Add(1) - 1
 		if t >= j.n {
-			return
+			break
 		}
-		j.fn(worker, int(t))
+		j.fn(w, int(t))
+		ran++
+	}
+	if ran == 0 {
+		return
+	}
+	if j.finished.Add(ran) == j.n {
+		if p.mainParked.Load() && p.mainParked.CompareAndSwap(true, false) {
+			p.mainWake <- struct{}{}
+		}
 	}
 }
 
@@ -163,16 +186,30 @@ func (p *pool) run(tasks int, fn func(worker, task int)) {
 		}
 		return
 	}
-	j := &job{n: int64(tasks), fn: fn, helpers: int32(helpers)}
-	j.pending.Store(int32(helpers))
-	j.done.Add(helpers)
+	j := &job{n: int64(tasks), fn: fn}
 	p.cur.Store(j)
-	for w := 1; w < p.n; w++ {
+	for w := 1; w <= helpers; w++ {
 		p.unpark(w)
 	}
-	j.work(0)
-	spin(waitSpin, func() bool { return j.pending.Load() == 0 })
-	j.done.Wait()
+	p.work(j, 0)
+	if spin(waitSpin, func() bool { return j.finished.Load() == j.n }) {
+		return
+	}
+	for {
+		p.mainParked.Store(true)
+		// Re-check after announcing the park: the last task's worker counts
+		// it before it looks at mainParked, so one side sees the other.
+		if j.finished.Load() == j.n {
+			if !p.mainParked.CompareAndSwap(true, false) {
+				<-p.mainWake // a worker took the flag and is sending
+			}
+			return
+		}
+		<-p.mainWake
+		if j.finished.Load() == j.n {
+			return
+		}
+	}
 }
 
 // unpark wakes helper w if it is parked (or about to park).

@@ -95,6 +95,20 @@ def row_end(lbl):
     e("\tRET")
     e("")
 
+# Software prefetch. A decode step reads every weight once, straight from
+# memory, and one thread's loads alone do not keep enough of them in flight:
+# the hardware prefetcher stops at each 4 KB page. So every block first asks
+# for the weights PREFETCH bytes ahead of it (PREFETCHT0 of each cache line
+# of a block that far on). Measured on one thread over a 256 MB Q4_K matrix,
+# 2 to 8 KB ahead read 30-50 % faster than no prefetch (NTA was slower);
+# reading past the end of a band or of the matrix is harmless (a prefetch
+# never faults) and mostly fetches what the next band reads anyway.
+PREFETCH = 4096
+
+def prefetch(size):
+    for off in range(0, size, 64):
+        e("\tPREFETCHT0 %d(AX)" % (PREFETCH + off))
+
 # ---------- Q4_K and Q5_K ----------
 def kscales():
     e("\t// unpack the 6-bit scales and mins (get_scale_min_k4) in one vector:")
@@ -161,6 +175,7 @@ def kquant(name, lbl, size, q5):
     e("\tVXORPS Y0, Y0, Y0")
     e("\tVXORPS X1, X1, X1")
     e("%s_block:" % lbl)
+    prefetch(size)
     kscales()
     if q5:
         e("\tVMOVDQU 16(AX), Y14")
@@ -188,6 +203,7 @@ prologue("gemvQ6KAVX2", "\tVMOVDQU nib0F<>(SB), Y15")
 row_start("q6k")
 e("\tVXORPS Y0, Y0, Y0")
 e("q6k_block:")
+prefetch(210)
 e("\t// d·d8")
 e("\tMOVWLZX 208(AX), DX")
 e("\tVMOVD DX, X6")
@@ -245,6 +261,7 @@ def q0(name, lbl, size, q4):
     row_start(lbl)
     e("\tVXORPS Y0, Y0, Y0")
     e("%s_block:" % lbl)
+    prefetch(size)
     e("\t// d·d8 from the two F16 scales")
     e("\tMOVWLZX (AX), DX")
     e("\tMOVWLZX (BX), R8")
@@ -306,6 +323,7 @@ e("\tVXORPS Y1, Y1, Y1")
 e("\tTESTQ CX, CX")
 e("\tJZ q808_tail")
 e("q808_group:")
+prefetch(272)
 e("\tMOVWLZX (AX), DX")
 e("\tVMOVD DX, X6")
 for j in range(1, 8):

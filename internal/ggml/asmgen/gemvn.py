@@ -89,7 +89,15 @@ def prologue(name, C, extra=()):
     e("%s_block:" % name)
 
 
+# Each block asks for the weights PREFETCH bytes ahead, as the Gemv kernels
+# do (see gemv.py): the first group of vectors over a tile streams it from
+# memory.
+PREFETCH = 4096
+
+
 def epilogue(name, C, size):
+    for off in range(0, size, 64):
+        e("\tPREFETCHT0 %d(AX)" % (PREFETCH + off))
     e("\tADDQ $%d, AX" % size)
     e("\tADDQ $%d, BX" % xsize[name])
     if C > 4:
