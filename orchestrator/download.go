@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/hashicorp/go-hclog"
-
 	"rbee/api"
 	"rbee/internal/sse"
 )
