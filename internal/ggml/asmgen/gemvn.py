@@ -46,6 +46,11 @@ m = []
 for p in range(8):
     m += [2*p]*8 + [2*p+1]*8
 data("nshufQ6", m)
+m = []
+for c in range(4):
+    m += [4*c, 4*c+1]*16 + [4*c+2, 4*c+3]*16
+data("zshufK4", m)
+data("zshift4", [0, 0]*16 + [4, 0]*16)
 
 
 def col(j, off):
@@ -65,7 +70,7 @@ def isum(j):
     return "Y%d" % (4 + j if j < 4 else 16 + j)
 
 
-def prologue(name, C, extra=()):
+def prologue(name, C, extra=(), zmm=False):
     e("// func %s(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)" % name)
     e("TEXT ·%s(SB), NOSPLIT, $0-64" % name)
     e("\tMOVQ w+0(FP), SI")
@@ -85,7 +90,10 @@ def prologue(name, C, extra=()):
         e("\tLEAQ (BX)(R8*4), R13")
     e("\tMOVQ nb+32(FP), CX")
     for j in range(C):
-        e("\tVXORPS %s, %s, %s" % (acc(j), acc(j), acc(j)))
+        if zmm:
+            e("\tVXORPS Z%d, Z%d, Z%d" % (j, j, j))
+        else:
+            e("\tVXORPS %s, %s, %s" % (acc(j), acc(j), acc(j)))
     e("%s_block:" % name)
 
 
@@ -95,7 +103,7 @@ def prologue(name, C, extra=()):
 PREFETCH = 4096
 
 
-def epilogue(name, C, size):
+def epilogue(name, C, size, zmm=False):
     for off in range(0, size, 64):
         e("\tPREFETCHT0 %d(AX)" % (PREFETCH + off))
     e("\tADDQ $%d, AX" % size)
@@ -106,7 +114,12 @@ def epilogue(name, C, size):
     e("\tJNZ %s_block" % name)
     e("\t// horizontal sums, stored to the row's output in each vector's column")
     for j in range(C):
-        if j < 4:
+        if zmm:
+            e("\tVEXTRACTF64X4 $1, Z%d, Y14" % j)
+            e("\tVADDPS Y14, Y%d, Y%d" % (j, j))
+            e("\tVEXTRACTF128 $1, Y%d, X14" % j)
+            e("\tVADDPS X14, X%d, X%d" % (j, j))
+        elif j < 4:
             e("\tVEXTRACTF128 $1, Y%d, X14" % j)
             e("\tVADDPS X14, X%d, X%d" % (j, j))
         else:
@@ -228,6 +241,81 @@ def q4k(C, vnni=False):
     epilogue(name, C, 144)
 
 
+# ---------- Q4_K on 512-bit vectors ----------
+def q4kz(C):
+    """The Q4_K kernel for AVX-512: each 32 bytes of a block's nibbles are
+    widened to the 64 weights they hold (low nibbles, then high: 64
+    consecutive elements, two sub-blocks), so that one 512-bit VPMADDUBSW
+    and one VPDPWSSD per vector cover what took two of each on 256 bits.
+    Per vector: float sums in Z0…Z7, integer sums in Z16…Z23."""
+    name = "gemvnQ4Kx%dZ" % C
+    xsize[name] = 292
+    prologue(name, C, ["\tVMOVDQU64 zshift4<>(SB), Z24",
+                       "\tVPBROADCASTB nnib0F<>(SB), Z15"], zmm=True)
+    e("\t// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks")
+    e("\tMOVL 4(AX), DX")
+    e("\tMOVL 12(AX), R14")
+    e("\tMOVL DX, R10")
+    e("\tANDL $0x3f3f3f3f, R10")
+    e("\tMOVL R14, R12")
+    e("\tANDL $0x0f0f0f0f, R12")
+    e("\tSHRL $6, DX")
+    e("\tANDL $0x03030303, DX")
+    e("\tSHLL $4, DX")
+    e("\tORL DX, R12")
+    e("\tSHLQ $32, R12")
+    e("\tORQ R12, R10")
+    e("\tMOVL 8(AX), DX")
+    e("\tMOVL DX, R12")
+    e("\tANDL $0x3f3f3f3f, R12")
+    e("\tSHRL $4, R14")
+    e("\tANDL $0x0f0f0f0f, R14")
+    e("\tSHRL $6, DX")
+    e("\tANDL $0x03030303, DX")
+    e("\tSHLL $4, DX")
+    e("\tORL DX, R14")
+    e("\tSHLQ $32, R14")
+    e("\tORQ R14, R12")
+    e("\tVMOVQ R10, X8")
+    e("\tVMOVQ R12, X9")
+    e("\tVPMOVZXBW X8, X8")
+    e("\tVPMOVZXBW X9, X9")
+    e("\t// the scales as words in every 128-bit lane (Z8)")
+    e("\tVSHUFI32X4 $0, Z8, Z8, Z8")
+    e("\t// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums")
+    e("\tVPUNPCKLWD X9, X9, X10")
+    e("\tVPUNPCKHWD X9, X9, X9")
+    e("\tVINSERTI128 $1, X9, Y10, Y9")
+    for c in range(4):
+        e("\t// elements %d…%d: low nibbles, then high nibbles (Z10)" % (64*c, 64*c + 63))
+        e("\tVBROADCASTI64X4 %d(AX), Z10" % (16 + 32*c))
+        e("\tVPSRLVW Z24, Z10, Z10")
+        e("\tVPANDD Z15, Z10, Z10")
+        e("\tVPSHUFB zshufK4<>+%d(SB), Z8, Z12" % (64*c))
+        for j in range(C):
+            e("\tVPMADDUBSW %s, Z10, Z14" % col(j, 4 + 64*c))
+            if c == 0:
+                e("\tVPMADDWD Z12, Z14, Z%d" % (16 + j))
+            else:
+                e("\tVPDPWSSD Z12, Z14, Z%d" % (16 + j))
+    e("\t// d (Z11) and dmin (Z12)")
+    e("\tVMOVD (AX), X10")
+    e("\tVCVTPH2PS X10, X10")
+    e("\tVBROADCASTSS X10, Z11")
+    e("\tVMOVSHDUP X10, X12")
+    e("\tVBROADCASTSS X12, Z12")
+    for j in range(C):
+        e("\t// vector %d: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)" % j)
+        e("\tVPMADDWD %s, Y9, Y14" % col(j, 260))
+        e("\tVCVTDQ2PS Z%d, Z%d" % (16 + j, 16 + j))
+        e("\tVCVTDQ2PS Y14, Y14")
+        e("\tVMULPS Z11, Z%d, Z%d" % (16 + j, 16 + j))
+        e("\tVFNMADD231PS Z12, Z14, Z%d" % (16 + j))
+        e("\tVBROADCASTSS %s, Z13" % col(j, 0))
+        e("\tVFMADD231PS Z13, Z%d, Z%d" % (16 + j, j))
+    epilogue(name, C, 144, zmm=True)
+
+
 # ---------- Q6_K ----------
 def q6k(C, vnni=False):
     name = "gemvnQ6Kx%d%s" % (C, "VNNI" if vnni else "AVX2")
@@ -287,14 +375,15 @@ for C in (2, 3, 4):
     q4k(C)
 for C in (2, 3, 4):
     q6k(C)
-e("// The same kernels for CPUs with AVX-512 VNNI: VPDPWSSD applies the")
+e("// The Q6_K kernels for CPUs with AVX-512 VNNI: VPDPWSSD applies the")
 e("// sub-block scales and adds to the sums in one instruction (on 256-bit")
 e("// vectors, as the VNNI Gemm kernels use it), and the 16 more vector")
 e("// registers of AVX-512 hold the sums of up to 8 activation vectors.")
+e("// The Q4_K kernels for those CPUs work on 512-bit vectors (gemvnQ4Kx…Z).")
 e("")
 for C in range(2, 9):
-    q4k(C, True)
-for C in range(2, 9):
     q6k(C, True)
+for C in range(2, 9):
+    q4kz(C)
 
 common.write(out)
