@@ -23,27 +23,6 @@ func gemvnQ6Kx3AVX2(w *byte, stride int, x *byte, xStride int, nb int, out *floa
 func gemvnQ6Kx4AVX2(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
 
 //go:noescape
-func gemvnQ6Kx2VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-
-//go:noescape
-func gemvnQ6Kx3VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-
-//go:noescape
-func gemvnQ6Kx4VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-
-//go:noescape
-func gemvnQ6Kx5VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-
-//go:noescape
-func gemvnQ6Kx6VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-
-//go:noescape
-func gemvnQ6Kx7VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-
-//go:noescape
-func gemvnQ6Kx8VNNI(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-
-//go:noescape
 func gemvnQ4Kx2Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
 
 //go:noescape
@@ -64,6 +43,27 @@ func gemvnQ4Kx7Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32
 //go:noescape
 func gemvnQ4Kx8Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
 
+//go:noescape
+func gemvnQ6Kx2Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+
+//go:noescape
+func gemvnQ6Kx3Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+
+//go:noescape
+func gemvnQ6Kx4Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+
+//go:noescape
+func gemvnQ6Kx5Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+
+//go:noescape
+func gemvnQ6Kx6Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+
+//go:noescape
+func gemvnQ6Kx7Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+
+//go:noescape
+func gemvnQ6Kx8Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+
 type gemvnKernel func(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
 
 // gemvnKernels[t][c-2] is the kernel for c vectors of weights of type t.
@@ -73,14 +73,14 @@ var gemvnKernels = map[Type][]gemvnKernel{
 }
 
 // gemvnKernelsVNNI replaces gemvnKernels' entries on CPUs with AVX-512 VNNI.
-// They take up to 8 vectors at a time. The Q4_K ones run on 512-bit vectors:
-// each 32 bytes of nibbles widen to 64 consecutive weights (two sub-blocks),
-// so one multiply-add pair per vector covers what takes two on 256 bits,
-// which matters because with 8 vectors the product is bound by those
+// They take up to 8 vectors at a time, on 512-bit vectors: each register
+// holds 64 consecutive weights of a block (two Q4_K sub-blocks, four Q6_K
+// ones), so one multiply-add pair per vector covers what takes two on 256
+// bits. That matters because with 8 vectors the product is bound by those
 // instructions rather than by reading the weights.
 var gemvnKernelsVNNI = map[Type][]gemvnKernel{
 	Q4_K: {gemvnQ4Kx2Z, gemvnQ4Kx3Z, gemvnQ4Kx4Z, gemvnQ4Kx5Z, gemvnQ4Kx6Z, gemvnQ4Kx7Z, gemvnQ4Kx8Z},
-	Q6_K: {gemvnQ6Kx2VNNI, gemvnQ6Kx3VNNI, gemvnQ6Kx4VNNI, gemvnQ6Kx5VNNI, gemvnQ6Kx6VNNI, gemvnQ6Kx7VNNI, gemvnQ6Kx8VNNI},
+	Q6_K: {gemvnQ6Kx2Z, gemvnQ6Kx3Z, gemvnQ6Kx4Z, gemvnQ6Kx5Z, gemvnQ6Kx6Z, gemvnQ6Kx7Z, gemvnQ6Kx8Z},
 }
 
 // gemvnTileBytes bounds the weights of one tile of rows: GemvN runs every

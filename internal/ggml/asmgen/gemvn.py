@@ -51,6 +51,13 @@ for c in range(4):
     m += [4*c, 4*c+1]*16 + [4*c+2, 4*c+3]*16
 data("zshufK4", m)
 data("zshift4", [0, 0]*16 + [4, 0]*16)
+data("zshlQ6", [4, 0]*16 + [2, 0]*16)
+data("zshrQ6", [0, 0]*16 + [2, 0]*16)
+m = []
+for g in range(4):
+    for q in range(4):
+        m += [4*g + q, 0]*8
+data("zpermQ6", m)
 
 
 def col(j, off):
@@ -371,19 +378,73 @@ def q6k(C, vnni=False):
     epilogue(name, C, 210)
 
 
+# ---------- Q6_K on 512-bit vectors ----------
+def q6kz(C):
+    """The Q6_K kernel for AVX-512: 64 consecutive weights (four sub-blocks)
+    are rebuilt in one 512-bit register from 64 bytes of low bits and the 32
+    bytes of high bits shifted two ways, so that one VPMADDUBSW and one
+    VPDPWSSD per vector cover them; the sub-blocks' scales are spread over
+    the words by VPERMW. Per vector: float sums in Z0…Z7, integer sums in
+    Z16…Z23."""
+    name = "gemvnQ6Kx%dZ" % C
+    xsize[name] = 292
+    prologue(name, C, ["\tVPBROADCASTB nnib0F<>(SB), Z24",
+                       "\tVPBROADCASTB nbytes30<>(SB), Z26",
+                       "\tVMOVDQU64 zshlQ6<>(SB), Z27",
+                       "\tVMOVDQU64 zshrQ6<>(SB), Z28"], zmm=True)
+    e("\t// the 16 int8 scales as words (Z25); the −32 offset: start from Σ (−32·scale)·bsum")
+    e("\tVPMOVSXBW 192(AX), Y25")
+    e("\tVPSLLW $5, Y25, Y9")
+    e("\tVPXOR Y15, Y15, Y15")
+    e("\tVPSUBW Y9, Y15, Y9")
+    for j in range(C):
+        e("\tVPMADDWD %s, Y9, Y%d" % (col(j, 260), 16 + j))
+    for h in range(2):
+        e("\t// low bits (Z10) and high bits (Z11, in both halves) of elements %d…%d" % (128*h, 128*h + 127))
+        e("\tVMOVDQU64 %d(AX), Z10" % (64*h))
+        e("\tVBROADCASTI64X4 %d(AX), Z11" % (128 + 32*h))
+        for p in range(2):
+            g = 2*h + p
+            e("\t// elements %d…%d (Z12), their scales (Z14)" % (64*g, 64*g + 63))
+            if p == 0:
+                e("\tVPSLLVW Z27, Z11, Z13")
+                e("\tVPANDD Z24, Z10, Z12")
+            else:
+                e("\tVPSRLVW Z28, Z11, Z13")
+                e("\tVPSRLW $4, Z10, Z12")
+                e("\tVPANDD Z24, Z12, Z12")
+            e("\tVPANDD Z26, Z13, Z13")
+            e("\tVPORD Z13, Z12, Z12")
+            e("\tVMOVDQU64 zpermQ6<>+%d(SB), Z14" % (64*g))
+            e("\tVPERMW Z25, Z14, Z14")
+            for j in range(C):
+                e("\tVPMADDUBSW %s, Z12, Z15" % col(j, 4 + 64*g))
+                e("\tVPDPWSSD Z14, Z15, Z%d" % (16 + j))
+    e("\t// d (Z9)")
+    e("\tMOVWLZX 208(AX), DX")
+    e("\tVMOVD DX, X9")
+    e("\tVCVTPH2PS X9, X9")
+    e("\tVBROADCASTSS X9, Z9")
+    for j in range(C):
+        e("\tVBROADCASTSS %s, Z10" % col(j, 0))
+        e("\tVMULPS Z10, Z9, Z10")
+        e("\tVCVTDQ2PS Z%d, Z%d" % (16 + j, 16 + j))
+        e("\tVFMADD231PS Z10, Z%d, Z%d" % (16 + j, j))
+    epilogue(name, C, 210, zmm=True)
+
+
 for C in (2, 3, 4):
     q4k(C)
 for C in (2, 3, 4):
     q6k(C)
-e("// The Q6_K kernels for CPUs with AVX-512 VNNI: VPDPWSSD applies the")
-e("// sub-block scales and adds to the sums in one instruction (on 256-bit")
-e("// vectors, as the VNNI Gemm kernels use it), and the 16 more vector")
-e("// registers of AVX-512 hold the sums of up to 8 activation vectors.")
-e("// The Q4_K kernels for those CPUs work on 512-bit vectors (gemvnQ4Kx…Z).")
+e("// The kernels for CPUs with AVX-512 VNNI work on 512-bit vectors: 64")
+e("// consecutive weights of a block per register, VPDPWSSD applying the")
+e("// sub-block scales and adding to the sums in one instruction, and the 16")
+e("// more vector registers holding the sums of up to 8 activation vectors.")
 e("")
 for C in range(2, 9):
-    q6k(C, True)
-for C in range(2, 9):
     q4kz(C)
+for C in range(2, 9):
+    q6kz(C)
 
 common.write(out)
