@@ -112,3 +112,54 @@ func BenchmarkGenerateQ4_K_M(b *testing.B) {
 	}
 	b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tok/s")
 }
+
+// BenchmarkStepMixed times a step in which seven sessions decode while an
+// eighth reads a new prompt of 32 tokens in the same pass, as happens when a
+// request joins running ones: the pass then has 39 rows and goes through
+// Gemm rather than the small-batch kernels. Compare its ns/op with
+// BenchmarkStepDecode/sessions=8 to see what an arrival costs the sessions
+// already generating.
+func BenchmarkStepMixed(b *testing.B) {
+	m := benchModel(b, "tinyllama-synthetic-Q4_K_M.gguf", 2)
+	prompt := benchPrompt(m)
+	ctx := context.Background()
+	const decoding = 7
+	gens := make([]*Generation, decoding+1)
+	for i := range decoding {
+		g, err := m.NewSession().Start(Request{PromptTokens: prompt[i : i+16], MaxTokens: 1 << 20, IgnoreEOS: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		gens[i] = g
+	}
+	for range 2 {
+		if err := m.Step(ctx, gens[:decoding], 0, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reader := m.NewSession()
+	b.ResetTimer()
+	for b.Loop() {
+		for i, g := range gens[:decoding] {
+			if g.Done() {
+				b.Fatalf("session %d stopped: %v", i, g.Err())
+			}
+			if g.Session().Len() >= m.ContextSize()-2 {
+				g.Session().Truncate(16)
+			}
+		}
+		reader.Reset()
+		g, err := reader.Start(Request{PromptTokens: prompt[32:64], MaxTokens: 1 << 20, IgnoreEOS: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		gens[decoding] = g
+		if err := m.Step(ctx, gens, 0, nil); err != nil {
+			b.Fatal(err)
+		}
+		if g.Reading() {
+			b.Fatal("the prompt was not read in one step")
+		}
+		g.Cancel()
+	}
+}
