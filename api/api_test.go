@@ -18,10 +18,11 @@ func TestErrorsIs(t *testing.T) {
 	require.True(t, errors.As(err, &e))
 	assert.Equal(t, 404, e.HTTPStatus())
 	assert.Equal(t, "rbee setup add-node", e.Hint())
-	assert.Len(t, Codes(), 31)
+	assert.Len(t, Codes(), 32)
 	assert.Equal(t, 403, CodeForbidden.HTTPStatus())
 	assert.Equal(t, 404, CodeNotFound.HTTPStatus())
 	assert.Equal(t, 405, CodeMethodNotAllowed.HTTPStatus())
+	assert.Equal(t, 501, CodeNotImplemented.HTTPStatus())
 	for _, c := range Codes() {
 		if c == CodeInternal || c == CodeInferenceFailed {
 			assert.Equal(t, 500, c.HTTPStatus(), c)

@@ -21,6 +21,7 @@ const (
 	CodeModelNotFound       Code = "MODEL_NOT_FOUND"
 	CodeNotFound            Code = "NOT_FOUND"
 	CodeMethodNotAllowed    Code = "METHOD_NOT_ALLOWED"
+	CodeNotImplemented      Code = "NOT_IMPLEMENTED"
 	CodeRequestTimeout      Code = "REQUEST_TIMEOUT"
 	CodeNodeAlreadyExists   Code = "NODE_ALREADY_EXISTS"
 	CodeVersionMismatch     Code = "VERSION_MISMATCH"
@@ -55,6 +56,7 @@ var statuses = map[Code]int{
 	CodeModelNotFound:       http.StatusNotFound,
 	CodeNotFound:            http.StatusNotFound,
 	CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
+	CodeNotImplemented:      http.StatusNotImplemented,
 	CodeRequestTimeout:      http.StatusRequestTimeout,
 	CodeNodeAlreadyExists:   http.StatusConflict,
 	CodeVersionMismatch:     http.StatusConflict,

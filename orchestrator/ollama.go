@@ -119,8 +119,7 @@ func writeOllamaError(w http.ResponseWriter, r *http.Request, err error) {
 // with 501 Not Implemented and why.
 func ollamaNotServed(why string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		httpx.WriteJSON(w, http.StatusNotImplemented, ollamaErrorBody{Error: why, RequestID: httpx.RequestID(r),
-			Hint: "see docs/ollama.md for the routes rbee serves"})
+		writeOllamaError(w, r, api.Errorf(api.CodeNotImplemented, "%s", why).WithHint("see docs/ollama.md for the routes rbee serves"))
 	}
 }
 

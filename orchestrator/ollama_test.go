@@ -162,11 +162,15 @@ func ollamaRefused(t *testing.T, a ollamaAnswer, status int, contains string) {
 	require.True(t, ok, "an error string: %v", a.lines[0])
 	assert.Contains(t, msg, contains)
 	assert.Equal(t, "application/json", a.header.Get("Content-Type"))
+	// rbee's code rides along in every refusal.
+	code, _ := a.lines[0]["code"].(string)
+	assert.True(t, api.Code(code).Known(), "a known code: %v", a.lines[0])
+	assert.Equal(t, status, api.Code(code).HTTPStatus(), "%v", a.lines[0])
 }
 
 // What rbee cannot honour is refused with ollama's error shape before
 // anything runs: images, fill-in-the-middle, custom templates, thinking,
-// format and tools in this build, pulling a file: model, embeddings and the
+// pulling a file: model, embeddings and the
 // registry routes; unknown routes and methods answer in ollama's shape too,
 // and the API key and the Origin check guard /api/ like every route.
 func TestOllamaRefusals(t *testing.T) {

@@ -6,7 +6,7 @@ package grammar
 // undo).
 
 const (
-	maxWS      = 40 // whitespace bytes in a row between two symbols
+	maxIndent  = 20 // spaces or tabs in a row between two symbols, on either side of a line break
 	maxStates  = 32 // alternatives followed at once (anyOf)
 	maxRefHops = 32 // $ref and anyOf levels entered for one value
 	maxDigits  = 20 // digits of an integer part or a fraction
@@ -63,7 +63,7 @@ type frame struct {
 	n      *node
 	k      kind
 	st     uint8
-	ws     uint8 // whitespace bytes in a row
+	ws     uint8 // whitespace between two symbols: spaces and tabs in a row, and wsBreak once a line break came
 	u      uint8 // sUTF: continuation bytes still expected; sHex: 1 after a leading 'd'
 	lo, hi byte  // sUTF: the range of the next byte
 	isKey  bool  // a string that is an object's (undeclared) key; n is the object
@@ -95,20 +95,35 @@ func (s state) depth() int32 {
 
 func (s state) pop() state { return state{top: s.rest.f, rest: s.rest.next} }
 
-func isWS(c byte) bool { return c == ' ' || c == '\n' || c == '\t' || c == '\r' }
-
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
+// wsBreak marks, in a frame's ws, that the whitespace between two symbols
+// already holds its one line break.
+const wsBreak uint8 = 0x80
+
 // space handles whitespace for frames that allow it; it reports whether c
-// was whitespace (and out has the state if it was allowed).
+// was whitespace (and out has the state if it was allowed). Between two
+// symbols there may be up to maxIndent spaces or tabs, then one line break
+// ("\n") and up to maxIndent more: room for any indentation style, but not
+// for a model to fill its budget with blank lines. A carriage return is
+// whitespace to JSON but never needed, so it is not allowed.
 func space(s state, c byte, out []state) ([]state, bool) {
-	if !isWS(c) {
+	switch c {
+	case ' ', '\t':
+		if s.top.ws&^wsBreak >= maxIndent {
+			return out, true
+		}
+		s.top.ws++
+	case '\n':
+		if s.top.ws&wsBreak != 0 {
+			return out, true
+		}
+		s.top.ws = wsBreak
+	case '\r':
+		return out, true
+	default:
 		return out, false
 	}
-	if s.top.ws >= maxWS {
-		return out, true
-	}
-	s.top.ws++
 	return append(out, s), true
 }
 

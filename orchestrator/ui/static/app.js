@@ -429,6 +429,16 @@ $('pg-form').addEventListener('submit', async (ev) => {
   }
   const stop = $('pg-stop').value.split('\n').filter((s) => s !== '');
   if (stop.length) body.stop = stop;
+  // A schema constrains the answer to JSON valid against it; {} asks for
+  // any JSON value. It is checked here only for being JSON: the queen says
+  // which keywords it cannot enforce.
+  const schema = $('pg-schema').value.trim();
+  if (schema !== '') {
+    let doc;
+    try { doc = JSON.parse(schema); } catch (err) { $('pg-stats').textContent = 'The JSON schema is not JSON: ' + err.message; return; }
+    body.response_format = JSON.stringify(doc) === '{}' ? { type: 'json_object' }
+      : { type: 'json_schema', json_schema: { name: 'playground', schema: doc } };
+  }
   if ($('pg-node').value !== 'auto') body.node = $('pg-node').value;
   if (chat) { body.messages = state.chat.concat([{ role: 'user', content: prompt }]); } else { body.prompt = prompt; }
   const out = $('pg-output'), stats = $('pg-stats');
@@ -451,15 +461,21 @@ $('pg-form').addEventListener('submit', async (ev) => {
       const piece = chat ? (c.delta && c.delta.content) || '' : c.text || '';
       if (piece) {
         if (!first) first = performance.now();
-        pieces++; text += piece; out.textContent = text;
+        pieces++; text += piece; out.textContent = text; out.scrollTop = out.scrollHeight;
       }
       if (c.finish_reason) finish = c.finish_reason;
     });
+    // A JSON answer is shown indented once complete (the model may have
+    // spent many tokens on whitespace between the values).
+    let formatted = false;
+    if (body.response_format && !failed && finish === 'stop') {
+      try { out.textContent = JSON.stringify(JSON.parse(text), null, 2); out.scrollTop = 0; formatted = true; } catch (_) { /* shown as it came */ }
+    }
     const n = usage ? usage.completion_tokens : pieces;
     const secs = first ? (performance.now() - first) / 1000 : 0;
     const tps = n > 1 && secs > 0 ? ((n - 1) / secs).toFixed(1) : '—';
     stats.textContent = failed ? 'Failed: ' + failed.message : n + ' tokens, ' + tps + ' tokens/s, first token after ' +
-      Math.round((first || performance.now()) - t0) + ' ms, served by worker ' + worker + ' on ' + node + (finish ? ' (' + finish + ')' : '');
+      Math.round((first || performance.now()) - t0) + ' ms, served by worker ' + worker + ' on ' + node + (finish ? ' (' + finish + ')' : '') + (formatted ? ', JSON shown indented' : '');
     if (chat && !failed) { state.chat.push({ role: 'user', content: prompt }, { role: 'assistant', content: text }); renderHistory(); $('pg-prompt').value = ''; }
   } catch (err) {
     stats.textContent = ctl.signal.aborted ? 'Stopped after ' + pieces + ' tokens.' : 'Failed: ' + err.message + (err.hint ? ' (' + err.hint + ')' : '');
