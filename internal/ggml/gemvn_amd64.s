@@ -1467,6 +1467,8 @@ gemvnQ6Kx4AVX2_block:
 // consecutive weights of a block per register, VPDPWSSD applying the
 // sub-block scales and adding to the sums in one instruction, and the 16
 // more vector registers holding the sums of up to 8 activation vectors.
+// Same arguments and general registers as above; vector j's float sums
+// are in Zj, its integer sums within a block in Z(16+j).
 
 // func gemvnQ4Kx2Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
 TEXT ·gemvnQ4Kx2Z(SB), NOSPLIT, $0-64

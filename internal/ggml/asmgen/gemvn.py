@@ -1,8 +1,8 @@
-# Generates gemvn_amd64.s: the AVX2 small-batch kernels of GemvN. Each takes
-# one weight row at a time, decodes each of its blocks once, straight from
-# the encoding as stored, and multiplies the decoded block by C activation
-# vectors (C = 2…4, or 2…8 with AVX-512) before moving on, so that the weights are read once
-# for all of them. (A Q8_0 form was slower than Gemm's repacked kernel at
+# Generates gemvn_amd64.s: the small-batch kernels of GemvN, for AVX2 and
+# for AVX-512 VNNI. Each takes one weight row at a time, decodes each of its
+# blocks once, straight from the encoding as stored, and multiplies the
+# decoded block by C activation vectors (C = 2…4 on AVX2, 2…8 on AVX-512)
+# before moving on, so that the weights are read once for all of them. (A Q8_0 form was slower than Gemm's repacked kernel at
 # every batch size we measured: Q8_0 needs no decoding to share.)
 import common
 
@@ -167,17 +167,14 @@ def epilogue(name, C, size, zmm=False):
 xsize = {}
 
 # ---------- Q4_K ----------
-def madd_add(scale, t, acc, vnni):
+def madd_add(scale, t, acc):
     """acc += the pairwise word products of t and scale (int32 sums)."""
-    if vnni:
-        e("\tVPDPWSSD %s, %s, %s" % (scale, t, acc))
-    else:
-        e("\tVPMADDWD %s, %s, %s" % (scale, t, t))
-        e("\tVPADDD %s, %s, %s" % (t, acc, acc))
+    e("\tVPMADDWD %s, %s, %s" % (scale, t, t))
+    e("\tVPADDD %s, %s, %s" % (t, acc, acc))
 
 
-def q4k(C, vnni=False):
-    name = "gemvnQ4Kx%d%s" % (C, "VNNI" if vnni else "AVX2")
+def q4k(C):
+    name = "gemvnQ4Kx%dAVX2" % C
     xsize[name] = 292
     prologue(name, C, ["\tVMOVDQU nnib0F<>(SB), Y15"])
     e("\t// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks")
@@ -226,9 +223,9 @@ def q4k(C, vnni=False):
             if c == 0:
                 e("\tVPMADDWD Y12, Y14, %s" % isum(j))
             else:
-                madd_add("Y12", "Y14", isum(j), vnni)
+                madd_add("Y12", "Y14", isum(j))
             e("\tVPMADDUBSW %s, Y11, Y14" % col(j, 36 + 64*c))
-            madd_add("Y13", "Y14", isum(j), vnni)
+            madd_add("Y13", "Y14", isum(j))
     e("\t// d (Y11) and dmin (Y12)")
     e("\tVMOVD (AX), X10")
     e("\tVCVTPH2PS X10, X10")
@@ -324,8 +321,8 @@ def q4kz(C):
 
 
 # ---------- Q6_K ----------
-def q6k(C, vnni=False):
-    name = "gemvnQ6Kx%d%s" % (C, "VNNI" if vnni else "AVX2")
+def q6k(C):
+    name = "gemvnQ6Kx%dAVX2" % C
     xsize[name] = 292
     prologue(name, C)
     e("\t// the 16 int8 scales (X8); the −32 offset: start from Σ (−32·scale)·bsum")
@@ -364,7 +361,7 @@ def q6k(C, vnni=False):
             e("\tVPMOVSXBW X14, Y14")
             for j in range(C):
                 e("\tVPMADDUBSW %s, Y13, Y15" % col(j, 4 + 128*h + 32*k))
-                madd_add("Y14", "Y15", isum(j), vnni)
+                madd_add("Y14", "Y15", isum(j))
     e("\t// d (Y9)")
     e("\tMOVWLZX 208(AX), DX")
     e("\tVMOVD DX, X9")
@@ -441,6 +438,8 @@ e("// The kernels for CPUs with AVX-512 VNNI work on 512-bit vectors: 64")
 e("// consecutive weights of a block per register, VPDPWSSD applying the")
 e("// sub-block scales and adding to the sums in one instruction, and the 16")
 e("// more vector registers holding the sums of up to 8 activation vectors.")
+e("// Same arguments and general registers as above; vector j's float sums")
+e("// are in Zj, its integer sums within a block in Z(16+j).")
 e("")
 for C in range(2, 9):
     q4kz(C)
