@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -368,6 +369,11 @@ func TestSpawnRefusedWhileShuttingDown(t *testing.T) {
 	<-h.ShutdownRequested()
 	_, e, _ = raw(t, "POST", srv.URL+"/v1/workers/spawn", testToken, `{"model_ref":"file:`+model+`"}`)
 	require.NotNil(t, e)
+	assert.Equal(t, api.CodeShuttingDown, e.Code)
+	// Health says so too, so that no queen takes the hive for a live one.
+	status, e, _ = raw(t, "GET", srv.URL+"/v1/health", "", "")
+	require.NotNil(t, e)
+	assert.Equal(t, http.StatusServiceUnavailable, status)
 	assert.Equal(t, api.CodeShuttingDown, e.Code)
 }
 

@@ -37,7 +37,15 @@ func (h *Hive) routes() http.Handler {
 	return httpx.Middleware(h.log.Named("http"), httpx.Auth(h.cfg.Token, publicPaths, routes))
 }
 
+// handleHealth serves GET /v1/health: alive with the versions, or 503
+// SHUTTING_DOWN once a shutdown began, so that the queen does not send a
+// task to a hive that will refuse it, but waits for it to go and starts
+// another.
 func (h *Hive) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if h.closing.Load() {
+		httpx.WriteError(w, r, api.Errorf(api.CodeShuttingDown, "the hive is shutting down").WithHint("try again in a moment; the queen starts a new local hive once this one has exited"))
+		return
+	}
 	httpx.WriteJSON(w, http.StatusOK, api.HiveHealth{Status: "alive", Version: api.Version, APIVersion: api.APIVersion})
 }
 
