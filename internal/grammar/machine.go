@@ -102,12 +102,13 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 const wsBreak uint8 = 0x80
 
 // space handles whitespace for frames that allow it; it reports whether c
-// was whitespace (and out has the state if it was allowed). Between two
-// symbols there may be up to maxIndent spaces or tabs, then one line break
-// ("\n") and up to maxIndent more: room for any indentation style, but not
-// for a model to fill its budget with blank lines. A carriage return is
-// whitespace to JSON but never needed, so it is not allowed.
-func space(s state, c byte, out []state) ([]state, bool) {
+// was whitespace (and out has the state if it was allowed). Any other byte
+// ends the run: the frame's count starts again. Between two symbols there
+// may be up to maxIndent spaces or tabs, then one line break ("\n") and up
+// to maxIndent more: room for any indentation style, but not for a model to
+// fill its budget with blank lines. A carriage return is whitespace to JSON
+// but never needed, so it is not allowed.
+func space(s *state, c byte, out []state) ([]state, bool) {
 	switch c {
 	case ' ', '\t':
 		if s.top.ws&^wsBreak >= maxIndent {
@@ -122,9 +123,10 @@ func space(s state, c byte, out []state) ([]state, bool) {
 	case '\r':
 		return out, true
 	default:
+		s.top.ws = 0
 		return out, false
 	}
-	return append(out, s), true
+	return append(out, *s), true
 }
 
 func initial(g *Grammar) state { return state{top: frame{k: kRoot, n: g.root}} }
@@ -139,11 +141,10 @@ func step(s state, c byte, out []state) []state {
 			if f.st == rDone {
 				return out
 			}
-			var ws bool
-			if out, ws = space(s, c, out); ws {
+			if out, ws := space(&s, c, out); ws {
 				return out
 			}
-			f.st, f.ws = rDone, 0
+			f.st = rDone
 			return enter(s, f.n, c, out, 0)
 
 		case kObject:
@@ -156,11 +157,9 @@ func step(s state, c byte, out []state) []state {
 				f.st = oOpen
 				return append(out, s)
 			case oOpen, oComma:
-				var ws bool
-				if out, ws = space(s, c, out); ws {
+				if out, ws := space(&s, c, out); ws {
 					return out
 				}
-				f.ws = 0
 				switch {
 				case c == '"':
 					return startKey(s, out)
@@ -179,32 +178,28 @@ func step(s state, c byte, out []state) []state {
 				}
 				return append(out, s)
 			case oColon:
-				var ws bool
-				if out, ws = space(s, c, out); ws {
+				if out, ws := space(&s, c, out); ws {
 					return out
 				}
 				if c != ':' {
 					return out
 				}
-				f.st, f.ws = oValue, 0
+				f.st = oValue
 				return append(out, s)
 			case oValue:
-				var ws bool
-				if out, ws = space(s, c, out); ws {
+				if out, ws := space(&s, c, out); ws {
 					return out
 				}
 				v := n.addl
 				if f.c >= 0 {
 					v = n.props[f.c].schema
 				}
-				f.st, f.ws = oAfter, 0
+				f.st = oAfter
 				return enter(s, v, c, out, 0)
 			case oAfter:
-				var ws bool
-				if out, ws = space(s, c, out); ws {
+				if out, ws := space(&s, c, out); ws {
 					return out
 				}
-				f.ws = 0
 				switch c {
 				case ',':
 					if int(f.a) < len(n.props) || n.addl != nil {
@@ -229,11 +224,9 @@ func step(s state, c byte, out []state) []state {
 				f.st = aOpen
 				return append(out, s)
 			case aOpen, aComma:
-				var ws bool
-				if out, ws = space(s, c, out); ws {
+				if out, ws := space(&s, c, out); ws {
 					return out
 				}
-				f.ws = 0
 				if c == ']' && f.st == aOpen {
 					if n.minItems == 0 {
 						return append(out, s.pop())
@@ -247,11 +240,9 @@ func step(s state, c byte, out []state) []state {
 				f.a++
 				return enter(s, n.items, c, out, 0)
 			case aAfter:
-				var ws bool
-				if out, ws = space(s, c, out); ws {
+				if out, ws := space(&s, c, out); ws {
 					return out
 				}
-				f.ws = 0
 				switch c {
 				case ',':
 					if n.maxItems < 0 || int(f.a) < n.maxItems {
