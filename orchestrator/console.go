@@ -55,14 +55,7 @@ func (q *Queen) withConsole(next http.Handler) http.Handler {
 	if q.cfg.DisableUI {
 		return next
 	}
-	page := ui.Handler()
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/ui/") || r.URL.Path == "/ui" {
-			page.ServeHTTP(w, r)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return divert(func(path string) bool { return path == "/" || path == "/ui" || strings.HasPrefix(path, "/ui/") }, ui.Handler(), next)
 }
 
 // tokenCounters count the tokens the queen relayed, per worker and in all,

@@ -39,14 +39,7 @@ const hiveDefaultIdleTimeout = 5 * time.Minute
 // withOllama serves /api/ paths with ollama's API (its own bearer check,
 // answering in ollama's error shape) and the rest with next.
 func (q *Queen) withOllama(next http.Handler) http.Handler {
-	h := q.ollamaHandler()
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") {
-			h.ServeHTTP(w, r)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return divert(pathPrefix("/api/"), q.ollamaHandler(), next)
 }
 
 func (q *Queen) ollamaHandler() http.Handler {
@@ -392,8 +385,23 @@ type ollamaModelRequest struct {
 	Node    string `json:"node"`
 }
 
-func (m *ollamaModelRequest) ref() (string, *api.Error) {
-	return ollamaModel(cmp.Or(m.Model, m.Name))
+// readOllamaModelRequest reads the body of a request about one model
+// (show, delete): the name as the client sent it (ollama's older clients
+// send "name"), its rbee reference, and the node asked for in the body or
+// the X-Rbee-Node header ("" for any).
+func readOllamaModelRequest(w http.ResponseWriter, r *http.Request) (name, ref, node string, e *api.Error) {
+	var req ollamaModelRequest
+	if e := httpx.DecodeJSONLenient(w, r, &req); e != nil {
+		return "", "", "", e
+	}
+	name = cmp.Or(req.Model, req.Name)
+	if ref, e = ollamaModel(name); e != nil {
+		return "", "", "", e
+	}
+	if node, e = requestNode(r, req.Node); e != nil {
+		return "", "", "", e
+	}
+	return name, ref, node, nil
 }
 
 // ollamaShowResponse is the answer of POST /api/show.
@@ -434,18 +442,7 @@ func (q *Queen) findModel(ctx context.Context, ref, node string) (string, api.Mo
 // answer has the header summary the hive gives (architecture, parameter
 // count, context length, block count, vocabulary) and no template.
 func (q *Queen) handleOllamaShow(w http.ResponseWriter, r *http.Request) {
-	var req ollamaModelRequest
-	if e := httpx.DecodeJSONLenient(w, r, &req); e != nil {
-		writeOllamaError(w, r, e)
-		return
-	}
-	name := cmp.Or(req.Model, req.Name)
-	ref, e := req.ref()
-	if e != nil {
-		writeOllamaError(w, r, e)
-		return
-	}
-	wantNode, e := requestNode(r, req.Node)
+	name, ref, wantNode, e := readOllamaModelRequest(w, r)
 	if e != nil {
 		writeOllamaError(w, r, e)
 		return
@@ -547,18 +544,7 @@ func headerInfo(path string) (map[string]any, string, bool) {
 // workers that run it there are stopped; a downloaded file goes with it,
 // a file: model's file stays. 404 when no node that answered has it.
 func (q *Queen) handleOllamaDelete(w http.ResponseWriter, r *http.Request) {
-	var req ollamaModelRequest
-	if e := httpx.DecodeJSONLenient(w, r, &req); e != nil {
-		writeOllamaError(w, r, e)
-		return
-	}
-	name := cmp.Or(req.Model, req.Name)
-	ref, e := req.ref()
-	if e != nil {
-		writeOllamaError(w, r, e)
-		return
-	}
-	node, e := requestNode(r, req.Node)
+	name, ref, node, e := readOllamaModelRequest(w, r)
 	if e != nil {
 		writeOllamaError(w, r, e)
 		return

@@ -36,14 +36,25 @@ const NodeHeader = "X-Rbee-Node"
 // withOpenAI serves /v1/ paths with the OpenAI-compatible handler (its own
 // bearer check, answering in OpenAI's error shape) and the rest with next.
 func (q *Queen) withOpenAI(next http.Handler) http.Handler {
-	oai := q.openAIHandler()
+	return divert(pathPrefix("/v1/"), q.openAIHandler(), next)
+}
+
+// divert serves the requests whose path match accepts with h, and the rest
+// with next: how the queen puts the OpenAI and ollama APIs and the console,
+// each with its own error shape and authentication, in front of its own API.
+func divert(match func(path string) bool, h, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/v1/") {
-			oai.ServeHTTP(w, r)
+		if match(r.URL.Path) {
+			h.ServeHTTP(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// pathPrefix matches the paths that start with prefix.
+func pathPrefix(prefix string) func(string) bool {
+	return func(path string) bool { return strings.HasPrefix(path, prefix) }
 }
 
 func (q *Queen) openAIHandler() http.Handler {
