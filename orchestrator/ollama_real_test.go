@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +16,6 @@ import (
 
 	"rbee/internal/gguf"
 	"rbee/internal/hftest"
-	"rbee/internal/synth"
 	"rbee/internal/testutil"
 	"rbee/internal/tokenizer"
 )
@@ -54,19 +52,6 @@ func statusError(t *testing.T, err error) ollama.StatusError {
 	var e ollama.StatusError
 	require.True(t, errors.As(err, &e), "not an ollama status error: %v", err)
 	return e
-}
-
-// chatModel writes the tiny model with a chatml template and returns its
-// reference.
-func chatModel(t *testing.T) string {
-	t.Helper()
-	spec := synth.Tiny("Q8_0")
-	spec.ChatTemplate = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}" +
-		"{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-	spec.SpecialTokens = []string{"<|im_start|>", "<|im_end|>"}
-	path := filepath.Join(t.TempDir(), "chat.gguf")
-	require.NoError(t, synth.Write(path, spec))
-	return "file:" + path
 }
 
 // TestOllamaRealWorker drives a queen with an API key, a real hive and a

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"rbee/internal/synth"
 	"rbee/internal/testutil"
 )
 
@@ -47,13 +45,7 @@ const formatSchema = `{
 // is the SDK's 400 naming response_format.
 func TestOpenAIResponseFormat(t *testing.T) {
 	skipShort(t)
-	spec := synth.Tiny("Q8_0")
-	spec.ChatTemplate = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}" +
-		"{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-	spec.SpecialTokens = []string{"<|im_start|>", "<|im_end|>"}
-	path := filepath.Join(t.TempDir(), "chat.gguf")
-	require.NoError(t, synth.Write(path, spec))
-	model := "file:" + path
+	model := chatModel(t)
 
 	const token = "format-queen-token-0123456789"
 	q, err := New(Config{Home: t.TempDir(), Binary: testutil.RbeeBinary(t), LocalHivePort: testutil.FreePort(t),

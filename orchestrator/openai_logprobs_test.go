@@ -21,6 +21,18 @@ import (
 const chatmlTemplate = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}" +
 	"{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 
+// chatModel writes the tiny model with the chatml template and returns its
+// reference (file: and the path).
+func chatModel(t *testing.T) string {
+	t.Helper()
+	spec := synth.Tiny("Q8_0")
+	spec.ChatTemplate = chatmlTemplate
+	spec.SpecialTokens = []string{"<|im_start|>", "<|im_end|>"}
+	path := filepath.Join(t.TempDir(), "chat.gguf")
+	require.NoError(t, synth.Write(path, spec))
+	return "file:" + path
+}
+
 // startSDKQueen starts an in-process queen on loopback and returns an
 // official OpenAI client for it.
 func startSDKQueen(t *testing.T) openai.Client {
@@ -73,12 +85,8 @@ func greedyLogprobs(t *testing.T, path, prompt string, n int) (ids []int, lsm []
 // values are 400s naming the field.
 func TestOpenAILogprobs(t *testing.T) {
 	skipShort(t)
-	spec := synth.Tiny("Q8_0")
-	spec.ChatTemplate = chatmlTemplate
-	spec.SpecialTokens = []string{"<|im_start|>", "<|im_end|>"}
-	path := filepath.Join(t.TempDir(), "chat.gguf")
-	require.NoError(t, synth.Write(path, spec))
-	model := "file:" + path
+	model := chatModel(t)
+	path := strings.TrimPrefix(model, "file:")
 	client := startSDKQueen(t)
 	ctx := t.Context()
 
