@@ -1470,8 +1470,36 @@ gemvnQ6Kx4AVX2_block:
 // Same arguments and general registers as above; vector j's float sums
 // are in Zj, its integer sums within a block in Z(16+j).
 
-// func gemvnQ4Kx2Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-TEXT ·gemvnQ4Kx2Z(SB), NOSPLIT, $0-64
+// func gemvnBsumsZ(x *byte, xStride int, nb int, cols int, dst *float32, dstStride int)
+TEXT ·gemvnBsumsZ(SB), NOSPLIT, $0-48
+	MOVQ x+0(FP), SI
+	MOVQ dst+32(FP), DI
+	MOVQ cols+24(FP), R11
+	// words of 1 (Y1), to add the bsums in pairs
+	VPCMPEQW Y1, Y1, Y1
+	VPABSW Y1, Y1
+gemvnBsumsZ_col:
+	MOVQ SI, BX
+	MOVQ DI, DX
+	MOVQ nb+16(FP), CX
+gemvnBsumsZ_block:
+	VPMADDWD 260(BX), Y1, Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS.BCST (BX), Y0, Y0
+	VMOVUPS Y0, (DX)
+	ADDQ $292, BX
+	ADDQ dstStride+40(FP), DX
+	DECQ CX
+	JNZ gemvnBsumsZ_block
+	ADDQ xStride+8(FP), SI
+	ADDQ $32, DI
+	DECQ R11
+	JNZ gemvnBsumsZ_col
+	VZEROUPPER
+	RET
+
+// func gemvnQ4Kx2Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+TEXT ·gemvnQ4Kx2Z(SB), NOSPLIT, $0-88
 	MOVQ w+0(FP), SI
 	MOVQ xStride+24(FP), R8
 	LEAQ (R8)(R8*2), R9
@@ -1484,8 +1512,10 @@ TEXT ·gemvnQ4Kx2Z(SB), NOSPLIT, $0-64
 gemvnQ4Kx2Z_row:
 	MOVQ SI, AX
 	MOVQ x+16(FP), BX
-	MOVQ nb+32(FP), CX
+	MOVQ scr+64(FP), CX
+	VXORPS Y13, Y13, Y13
 	VXORPS Z0, Z0, Z0
+	VXORPS Y25, Y25, Y25
 	VXORPS Z1, Z1, Z1
 gemvnQ4Kx2Z_block:
 	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
@@ -1515,13 +1545,8 @@ gemvnQ4Kx2Z_block:
 	VMOVQ R10, X8
 	VMOVQ R12, X9
 	VPMOVZXBW X8, X8
-	VPMOVZXBW X9, X9
 	// the scales as words in every 128-bit lane (Z8)
 	VSHUFI32X4 $0, Z8, Z8, Z8
-	// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums
-	VPUNPCKLWD X9, X9, X10
-	VPUNPCKHWD X9, X9, X9
-	VINSERTI128 $1, X9, Y10, Y9
 	// elements 0…63: low nibbles, then high nibbles (Z10)
 	VBROADCASTI64X4 16(AX), Z10
 	VPSRLVW Z24, Z10, Z10
@@ -1558,38 +1583,38 @@ gemvnQ4Kx2Z_block:
 	VPDPWSSD Z12, Z14, Z16
 	VPMADDUBSW 196(BX)(R8*1), Z10, Z14
 	VPDPWSSD Z12, Z14, Z17
-	// d (Z11) and dmin (Z12)
+	// d (Z11); the mins as floats times dmin (Y9), against each vector's
+	// d8·bsum of the sub-blocks at CX
 	VMOVD (AX), X10
 	VCVTPH2PS X10, X10
 	VBROADCASTSS X10, Z11
 	VMOVSHDUP X10, X12
 	VBROADCASTSS X12, Z12
-	// vector 0: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX), Y9, Y14
+	VPMOVZXBD X9, Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS Y12, Y9, Y9
+	// vector 0: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z16, Z16
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z16, Z16
-	VFNMADD231PS Z12, Z14, Z16
-	VBROADCASTSS 0(BX), Z13
-	VFMADD231PS Z13, Z16, Z0
-	// vector 1: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R8*1), Y9, Y14
+	VFMADD231PS.BCST 0(BX), Z16, Z0
+	VFMADD231PS 0(CX), Y9, Y13
+	// vector 1: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z17, Z17
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z17, Z17
-	VFNMADD231PS Z12, Z14, Z17
-	VBROADCASTSS 0(BX)(R8*1), Z13
-	VFMADD231PS Z13, Z17, Z1
+	VFMADD231PS.BCST 0(BX)(R8*1), Z17, Z1
+	VFMADD231PS 32(CX), Y9, Y25
 	PREFETCHT0 4096(AX)
 	PREFETCHT0 4160(AX)
 	PREFETCHT0 4224(AX)
 	ADDQ $144, AX
 	ADDQ $292, BX
-	DECQ CX
-	JNZ gemvnQ4Kx2Z_block
+	ADDQ scrStride+72(FP), CX
+	CMPQ CX, scrEnd+80(FP)
+	JNE gemvnQ4Kx2Z_block
 	// horizontal sums, stored to the row's output in each vector's column
 	VEXTRACTF64X4 $1, Z0, Y14
 	VADDPS Y14, Y0, Y0
+	VSUBPS Y13, Y0, Y0
 	VEXTRACTF128 $1, Y0, X14
 	VADDPS X14, X0, X0
 	VMOVHLPS X0, X0, X14
@@ -1598,6 +1623,7 @@ gemvnQ4Kx2Z_block:
 	VADDSS X14, X0, X0
 	VEXTRACTF64X4 $1, Z1, Y14
 	VADDPS Y14, Y1, Y1
+	VSUBPS Y25, Y1, Y1
 	VEXTRACTF128 $1, Y1, X14
 	VADDPS X14, X1, X1
 	VMOVHLPS X1, X1, X14
@@ -1613,8 +1639,8 @@ gemvnQ4Kx2Z_block:
 	VZEROUPPER
 	RET
 
-// func gemvnQ4Kx3Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-TEXT ·gemvnQ4Kx3Z(SB), NOSPLIT, $0-64
+// func gemvnQ4Kx3Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+TEXT ·gemvnQ4Kx3Z(SB), NOSPLIT, $0-88
 	MOVQ w+0(FP), SI
 	MOVQ xStride+24(FP), R8
 	LEAQ (R8)(R8*2), R9
@@ -1627,9 +1653,12 @@ TEXT ·gemvnQ4Kx3Z(SB), NOSPLIT, $0-64
 gemvnQ4Kx3Z_row:
 	MOVQ SI, AX
 	MOVQ x+16(FP), BX
-	MOVQ nb+32(FP), CX
+	MOVQ scr+64(FP), CX
+	VXORPS Y13, Y13, Y13
 	VXORPS Z0, Z0, Z0
+	VXORPS Y25, Y25, Y25
 	VXORPS Z1, Z1, Z1
+	VXORPS Y26, Y26, Y26
 	VXORPS Z2, Z2, Z2
 gemvnQ4Kx3Z_block:
 	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
@@ -1659,13 +1688,8 @@ gemvnQ4Kx3Z_block:
 	VMOVQ R10, X8
 	VMOVQ R12, X9
 	VPMOVZXBW X8, X8
-	VPMOVZXBW X9, X9
 	// the scales as words in every 128-bit lane (Z8)
 	VSHUFI32X4 $0, Z8, Z8, Z8
-	// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums
-	VPUNPCKLWD X9, X9, X10
-	VPUNPCKHWD X9, X9, X9
-	VINSERTI128 $1, X9, Y10, Y9
 	// elements 0…63: low nibbles, then high nibbles (Z10)
 	VBROADCASTI64X4 16(AX), Z10
 	VPSRLVW Z24, Z10, Z10
@@ -1710,46 +1734,43 @@ gemvnQ4Kx3Z_block:
 	VPDPWSSD Z12, Z14, Z17
 	VPMADDUBSW 196(BX)(R8*2), Z10, Z14
 	VPDPWSSD Z12, Z14, Z18
-	// d (Z11) and dmin (Z12)
+	// d (Z11); the mins as floats times dmin (Y9), against each vector's
+	// d8·bsum of the sub-blocks at CX
 	VMOVD (AX), X10
 	VCVTPH2PS X10, X10
 	VBROADCASTSS X10, Z11
 	VMOVSHDUP X10, X12
 	VBROADCASTSS X12, Z12
-	// vector 0: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX), Y9, Y14
+	VPMOVZXBD X9, Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS Y12, Y9, Y9
+	// vector 0: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z16, Z16
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z16, Z16
-	VFNMADD231PS Z12, Z14, Z16
-	VBROADCASTSS 0(BX), Z13
-	VFMADD231PS Z13, Z16, Z0
-	// vector 1: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R8*1), Y9, Y14
+	VFMADD231PS.BCST 0(BX), Z16, Z0
+	VFMADD231PS 0(CX), Y9, Y13
+	// vector 1: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z17, Z17
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z17, Z17
-	VFNMADD231PS Z12, Z14, Z17
-	VBROADCASTSS 0(BX)(R8*1), Z13
-	VFMADD231PS Z13, Z17, Z1
-	// vector 2: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R8*2), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R8*1), Z17, Z1
+	VFMADD231PS 32(CX), Y9, Y25
+	// vector 2: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z18, Z18
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z18, Z18
-	VFNMADD231PS Z12, Z14, Z18
-	VBROADCASTSS 0(BX)(R8*2), Z13
-	VFMADD231PS Z13, Z18, Z2
+	VFMADD231PS.BCST 0(BX)(R8*2), Z18, Z2
+	VFMADD231PS 64(CX), Y9, Y26
 	PREFETCHT0 4096(AX)
 	PREFETCHT0 4160(AX)
 	PREFETCHT0 4224(AX)
 	ADDQ $144, AX
 	ADDQ $292, BX
-	DECQ CX
-	JNZ gemvnQ4Kx3Z_block
+	ADDQ scrStride+72(FP), CX
+	CMPQ CX, scrEnd+80(FP)
+	JNE gemvnQ4Kx3Z_block
 	// horizontal sums, stored to the row's output in each vector's column
 	VEXTRACTF64X4 $1, Z0, Y14
 	VADDPS Y14, Y0, Y0
+	VSUBPS Y13, Y0, Y0
 	VEXTRACTF128 $1, Y0, X14
 	VADDPS X14, X0, X0
 	VMOVHLPS X0, X0, X14
@@ -1758,6 +1779,7 @@ gemvnQ4Kx3Z_block:
 	VADDSS X14, X0, X0
 	VEXTRACTF64X4 $1, Z1, Y14
 	VADDPS Y14, Y1, Y1
+	VSUBPS Y25, Y1, Y1
 	VEXTRACTF128 $1, Y1, X14
 	VADDPS X14, X1, X1
 	VMOVHLPS X1, X1, X14
@@ -1766,6 +1788,7 @@ gemvnQ4Kx3Z_block:
 	VADDSS X14, X1, X1
 	VEXTRACTF64X4 $1, Z2, Y14
 	VADDPS Y14, Y2, Y2
+	VSUBPS Y26, Y2, Y2
 	VEXTRACTF128 $1, Y2, X14
 	VADDPS X14, X2, X2
 	VMOVHLPS X2, X2, X14
@@ -1782,8 +1805,8 @@ gemvnQ4Kx3Z_block:
 	VZEROUPPER
 	RET
 
-// func gemvnQ4Kx4Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-TEXT ·gemvnQ4Kx4Z(SB), NOSPLIT, $0-64
+// func gemvnQ4Kx4Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+TEXT ·gemvnQ4Kx4Z(SB), NOSPLIT, $0-88
 	MOVQ w+0(FP), SI
 	MOVQ xStride+24(FP), R8
 	LEAQ (R8)(R8*2), R9
@@ -1796,10 +1819,14 @@ TEXT ·gemvnQ4Kx4Z(SB), NOSPLIT, $0-64
 gemvnQ4Kx4Z_row:
 	MOVQ SI, AX
 	MOVQ x+16(FP), BX
-	MOVQ nb+32(FP), CX
+	MOVQ scr+64(FP), CX
+	VXORPS Y13, Y13, Y13
 	VXORPS Z0, Z0, Z0
+	VXORPS Y25, Y25, Y25
 	VXORPS Z1, Z1, Z1
+	VXORPS Y26, Y26, Y26
 	VXORPS Z2, Z2, Z2
+	VXORPS Y27, Y27, Y27
 	VXORPS Z3, Z3, Z3
 gemvnQ4Kx4Z_block:
 	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
@@ -1829,13 +1856,8 @@ gemvnQ4Kx4Z_block:
 	VMOVQ R10, X8
 	VMOVQ R12, X9
 	VPMOVZXBW X8, X8
-	VPMOVZXBW X9, X9
 	// the scales as words in every 128-bit lane (Z8)
 	VSHUFI32X4 $0, Z8, Z8, Z8
-	// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums
-	VPUNPCKLWD X9, X9, X10
-	VPUNPCKHWD X9, X9, X9
-	VINSERTI128 $1, X9, Y10, Y9
 	// elements 0…63: low nibbles, then high nibbles (Z10)
 	VBROADCASTI64X4 16(AX), Z10
 	VPSRLVW Z24, Z10, Z10
@@ -1888,54 +1910,48 @@ gemvnQ4Kx4Z_block:
 	VPDPWSSD Z12, Z14, Z18
 	VPMADDUBSW 196(BX)(R9*1), Z10, Z14
 	VPDPWSSD Z12, Z14, Z19
-	// d (Z11) and dmin (Z12)
+	// d (Z11); the mins as floats times dmin (Y9), against each vector's
+	// d8·bsum of the sub-blocks at CX
 	VMOVD (AX), X10
 	VCVTPH2PS X10, X10
 	VBROADCASTSS X10, Z11
 	VMOVSHDUP X10, X12
 	VBROADCASTSS X12, Z12
-	// vector 0: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX), Y9, Y14
+	VPMOVZXBD X9, Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS Y12, Y9, Y9
+	// vector 0: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z16, Z16
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z16, Z16
-	VFNMADD231PS Z12, Z14, Z16
-	VBROADCASTSS 0(BX), Z13
-	VFMADD231PS Z13, Z16, Z0
-	// vector 1: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R8*1), Y9, Y14
+	VFMADD231PS.BCST 0(BX), Z16, Z0
+	VFMADD231PS 0(CX), Y9, Y13
+	// vector 1: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z17, Z17
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z17, Z17
-	VFNMADD231PS Z12, Z14, Z17
-	VBROADCASTSS 0(BX)(R8*1), Z13
-	VFMADD231PS Z13, Z17, Z1
-	// vector 2: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R8*2), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R8*1), Z17, Z1
+	VFMADD231PS 32(CX), Y9, Y25
+	// vector 2: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z18, Z18
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z18, Z18
-	VFNMADD231PS Z12, Z14, Z18
-	VBROADCASTSS 0(BX)(R8*2), Z13
-	VFMADD231PS Z13, Z18, Z2
-	// vector 3: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R9*1), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R8*2), Z18, Z2
+	VFMADD231PS 64(CX), Y9, Y26
+	// vector 3: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z19, Z19
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z19, Z19
-	VFNMADD231PS Z12, Z14, Z19
-	VBROADCASTSS 0(BX)(R9*1), Z13
-	VFMADD231PS Z13, Z19, Z3
+	VFMADD231PS.BCST 0(BX)(R9*1), Z19, Z3
+	VFMADD231PS 96(CX), Y9, Y27
 	PREFETCHT0 4096(AX)
 	PREFETCHT0 4160(AX)
 	PREFETCHT0 4224(AX)
 	ADDQ $144, AX
 	ADDQ $292, BX
-	DECQ CX
-	JNZ gemvnQ4Kx4Z_block
+	ADDQ scrStride+72(FP), CX
+	CMPQ CX, scrEnd+80(FP)
+	JNE gemvnQ4Kx4Z_block
 	// horizontal sums, stored to the row's output in each vector's column
 	VEXTRACTF64X4 $1, Z0, Y14
 	VADDPS Y14, Y0, Y0
+	VSUBPS Y13, Y0, Y0
 	VEXTRACTF128 $1, Y0, X14
 	VADDPS X14, X0, X0
 	VMOVHLPS X0, X0, X14
@@ -1944,6 +1960,7 @@ gemvnQ4Kx4Z_block:
 	VADDSS X14, X0, X0
 	VEXTRACTF64X4 $1, Z1, Y14
 	VADDPS Y14, Y1, Y1
+	VSUBPS Y25, Y1, Y1
 	VEXTRACTF128 $1, Y1, X14
 	VADDPS X14, X1, X1
 	VMOVHLPS X1, X1, X14
@@ -1952,6 +1969,7 @@ gemvnQ4Kx4Z_block:
 	VADDSS X14, X1, X1
 	VEXTRACTF64X4 $1, Z2, Y14
 	VADDPS Y14, Y2, Y2
+	VSUBPS Y26, Y2, Y2
 	VEXTRACTF128 $1, Y2, X14
 	VADDPS X14, X2, X2
 	VMOVHLPS X2, X2, X14
@@ -1960,6 +1978,7 @@ gemvnQ4Kx4Z_block:
 	VADDSS X14, X2, X2
 	VEXTRACTF64X4 $1, Z3, Y14
 	VADDPS Y14, Y3, Y3
+	VSUBPS Y27, Y3, Y3
 	VEXTRACTF128 $1, Y3, X14
 	VADDPS X14, X3, X3
 	VMOVHLPS X3, X3, X14
@@ -1978,8 +1997,8 @@ gemvnQ4Kx4Z_block:
 	VZEROUPPER
 	RET
 
-// func gemvnQ4Kx5Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-TEXT ·gemvnQ4Kx5Z(SB), NOSPLIT, $0-64
+// func gemvnQ4Kx5Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+TEXT ·gemvnQ4Kx5Z(SB), NOSPLIT, $0-88
 	MOVQ w+0(FP), SI
 	MOVQ xStride+24(FP), R8
 	LEAQ (R8)(R8*2), R9
@@ -1991,11 +2010,16 @@ gemvnQ4Kx5Z_row:
 	MOVQ SI, AX
 	MOVQ x+16(FP), BX
 	LEAQ (BX)(R8*4), R13
-	MOVQ nb+32(FP), CX
+	MOVQ scr+64(FP), CX
+	VXORPS Y13, Y13, Y13
 	VXORPS Z0, Z0, Z0
+	VXORPS Y25, Y25, Y25
 	VXORPS Z1, Z1, Z1
+	VXORPS Y26, Y26, Y26
 	VXORPS Z2, Z2, Z2
+	VXORPS Y27, Y27, Y27
 	VXORPS Z3, Z3, Z3
+	VXORPS Y28, Y28, Y28
 	VXORPS Z4, Z4, Z4
 gemvnQ4Kx5Z_block:
 	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
@@ -2025,13 +2049,8 @@ gemvnQ4Kx5Z_block:
 	VMOVQ R10, X8
 	VMOVQ R12, X9
 	VPMOVZXBW X8, X8
-	VPMOVZXBW X9, X9
 	// the scales as words in every 128-bit lane (Z8)
 	VSHUFI32X4 $0, Z8, Z8, Z8
-	// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums
-	VPUNPCKLWD X9, X9, X10
-	VPUNPCKHWD X9, X9, X9
-	VINSERTI128 $1, X9, Y10, Y9
 	// elements 0…63: low nibbles, then high nibbles (Z10)
 	VBROADCASTI64X4 16(AX), Z10
 	VPSRLVW Z24, Z10, Z10
@@ -2092,63 +2111,54 @@ gemvnQ4Kx5Z_block:
 	VPDPWSSD Z12, Z14, Z19
 	VPMADDUBSW 196(R13), Z10, Z14
 	VPDPWSSD Z12, Z14, Z20
-	// d (Z11) and dmin (Z12)
+	// d (Z11); the mins as floats times dmin (Y9), against each vector's
+	// d8·bsum of the sub-blocks at CX
 	VMOVD (AX), X10
 	VCVTPH2PS X10, X10
 	VBROADCASTSS X10, Z11
 	VMOVSHDUP X10, X12
 	VBROADCASTSS X12, Z12
-	// vector 0: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX), Y9, Y14
+	VPMOVZXBD X9, Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS Y12, Y9, Y9
+	// vector 0: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z16, Z16
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z16, Z16
-	VFNMADD231PS Z12, Z14, Z16
-	VBROADCASTSS 0(BX), Z13
-	VFMADD231PS Z13, Z16, Z0
-	// vector 1: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R8*1), Y9, Y14
+	VFMADD231PS.BCST 0(BX), Z16, Z0
+	VFMADD231PS 0(CX), Y9, Y13
+	// vector 1: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z17, Z17
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z17, Z17
-	VFNMADD231PS Z12, Z14, Z17
-	VBROADCASTSS 0(BX)(R8*1), Z13
-	VFMADD231PS Z13, Z17, Z1
-	// vector 2: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R8*2), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R8*1), Z17, Z1
+	VFMADD231PS 32(CX), Y9, Y25
+	// vector 2: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z18, Z18
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z18, Z18
-	VFNMADD231PS Z12, Z14, Z18
-	VBROADCASTSS 0(BX)(R8*2), Z13
-	VFMADD231PS Z13, Z18, Z2
-	// vector 3: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R9*1), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R8*2), Z18, Z2
+	VFMADD231PS 64(CX), Y9, Y26
+	// vector 3: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z19, Z19
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z19, Z19
-	VFNMADD231PS Z12, Z14, Z19
-	VBROADCASTSS 0(BX)(R9*1), Z13
-	VFMADD231PS Z13, Z19, Z3
-	// vector 4: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(R13), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R9*1), Z19, Z3
+	VFMADD231PS 96(CX), Y9, Y27
+	// vector 4: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z20, Z20
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z20, Z20
-	VFNMADD231PS Z12, Z14, Z20
-	VBROADCASTSS 0(R13), Z13
-	VFMADD231PS Z13, Z20, Z4
+	VFMADD231PS.BCST 0(R13), Z20, Z4
+	VFMADD231PS 128(CX), Y9, Y28
 	PREFETCHT0 4096(AX)
 	PREFETCHT0 4160(AX)
 	PREFETCHT0 4224(AX)
 	ADDQ $144, AX
 	ADDQ $292, BX
 	ADDQ $292, R13
-	DECQ CX
-	JNZ gemvnQ4Kx5Z_block
+	ADDQ scrStride+72(FP), CX
+	CMPQ CX, scrEnd+80(FP)
+	JNE gemvnQ4Kx5Z_block
 	// horizontal sums, stored to the row's output in each vector's column
 	VEXTRACTF64X4 $1, Z0, Y14
 	VADDPS Y14, Y0, Y0
+	VSUBPS Y13, Y0, Y0
 	VEXTRACTF128 $1, Y0, X14
 	VADDPS X14, X0, X0
 	VMOVHLPS X0, X0, X14
@@ -2157,6 +2167,7 @@ gemvnQ4Kx5Z_block:
 	VADDSS X14, X0, X0
 	VEXTRACTF64X4 $1, Z1, Y14
 	VADDPS Y14, Y1, Y1
+	VSUBPS Y25, Y1, Y1
 	VEXTRACTF128 $1, Y1, X14
 	VADDPS X14, X1, X1
 	VMOVHLPS X1, X1, X14
@@ -2165,6 +2176,7 @@ gemvnQ4Kx5Z_block:
 	VADDSS X14, X1, X1
 	VEXTRACTF64X4 $1, Z2, Y14
 	VADDPS Y14, Y2, Y2
+	VSUBPS Y26, Y2, Y2
 	VEXTRACTF128 $1, Y2, X14
 	VADDPS X14, X2, X2
 	VMOVHLPS X2, X2, X14
@@ -2173,6 +2185,7 @@ gemvnQ4Kx5Z_block:
 	VADDSS X14, X2, X2
 	VEXTRACTF64X4 $1, Z3, Y14
 	VADDPS Y14, Y3, Y3
+	VSUBPS Y27, Y3, Y3
 	VEXTRACTF128 $1, Y3, X14
 	VADDPS X14, X3, X3
 	VMOVHLPS X3, X3, X14
@@ -2181,6 +2194,7 @@ gemvnQ4Kx5Z_block:
 	VADDSS X14, X3, X3
 	VEXTRACTF64X4 $1, Z4, Y14
 	VADDPS Y14, Y4, Y4
+	VSUBPS Y28, Y4, Y4
 	VEXTRACTF128 $1, Y4, X14
 	VADDPS X14, X4, X4
 	VMOVHLPS X4, X4, X14
@@ -2203,8 +2217,8 @@ gemvnQ4Kx5Z_block:
 	VZEROUPPER
 	RET
 
-// func gemvnQ4Kx6Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-TEXT ·gemvnQ4Kx6Z(SB), NOSPLIT, $0-64
+// func gemvnQ4Kx6Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+TEXT ·gemvnQ4Kx6Z(SB), NOSPLIT, $0-88
 	MOVQ w+0(FP), SI
 	MOVQ xStride+24(FP), R8
 	LEAQ (R8)(R8*2), R9
@@ -2216,12 +2230,18 @@ gemvnQ4Kx6Z_row:
 	MOVQ SI, AX
 	MOVQ x+16(FP), BX
 	LEAQ (BX)(R8*4), R13
-	MOVQ nb+32(FP), CX
+	MOVQ scr+64(FP), CX
+	VXORPS Y13, Y13, Y13
 	VXORPS Z0, Z0, Z0
+	VXORPS Y25, Y25, Y25
 	VXORPS Z1, Z1, Z1
+	VXORPS Y26, Y26, Y26
 	VXORPS Z2, Z2, Z2
+	VXORPS Y27, Y27, Y27
 	VXORPS Z3, Z3, Z3
+	VXORPS Y28, Y28, Y28
 	VXORPS Z4, Z4, Z4
+	VXORPS Y29, Y29, Y29
 	VXORPS Z5, Z5, Z5
 gemvnQ4Kx6Z_block:
 	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
@@ -2251,13 +2271,8 @@ gemvnQ4Kx6Z_block:
 	VMOVQ R10, X8
 	VMOVQ R12, X9
 	VPMOVZXBW X8, X8
-	VPMOVZXBW X9, X9
 	// the scales as words in every 128-bit lane (Z8)
 	VSHUFI32X4 $0, Z8, Z8, Z8
-	// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums
-	VPUNPCKLWD X9, X9, X10
-	VPUNPCKHWD X9, X9, X9
-	VINSERTI128 $1, X9, Y10, Y9
 	// elements 0…63: low nibbles, then high nibbles (Z10)
 	VBROADCASTI64X4 16(AX), Z10
 	VPSRLVW Z24, Z10, Z10
@@ -2326,71 +2341,59 @@ gemvnQ4Kx6Z_block:
 	VPDPWSSD Z12, Z14, Z20
 	VPMADDUBSW 196(R13)(R8*1), Z10, Z14
 	VPDPWSSD Z12, Z14, Z21
-	// d (Z11) and dmin (Z12)
+	// d (Z11); the mins as floats times dmin (Y9), against each vector's
+	// d8·bsum of the sub-blocks at CX
 	VMOVD (AX), X10
 	VCVTPH2PS X10, X10
 	VBROADCASTSS X10, Z11
 	VMOVSHDUP X10, X12
 	VBROADCASTSS X12, Z12
-	// vector 0: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX), Y9, Y14
+	VPMOVZXBD X9, Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS Y12, Y9, Y9
+	// vector 0: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z16, Z16
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z16, Z16
-	VFNMADD231PS Z12, Z14, Z16
-	VBROADCASTSS 0(BX), Z13
-	VFMADD231PS Z13, Z16, Z0
-	// vector 1: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R8*1), Y9, Y14
+	VFMADD231PS.BCST 0(BX), Z16, Z0
+	VFMADD231PS 0(CX), Y9, Y13
+	// vector 1: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z17, Z17
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z17, Z17
-	VFNMADD231PS Z12, Z14, Z17
-	VBROADCASTSS 0(BX)(R8*1), Z13
-	VFMADD231PS Z13, Z17, Z1
-	// vector 2: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R8*2), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R8*1), Z17, Z1
+	VFMADD231PS 32(CX), Y9, Y25
+	// vector 2: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z18, Z18
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z18, Z18
-	VFNMADD231PS Z12, Z14, Z18
-	VBROADCASTSS 0(BX)(R8*2), Z13
-	VFMADD231PS Z13, Z18, Z2
-	// vector 3: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R9*1), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R8*2), Z18, Z2
+	VFMADD231PS 64(CX), Y9, Y26
+	// vector 3: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z19, Z19
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z19, Z19
-	VFNMADD231PS Z12, Z14, Z19
-	VBROADCASTSS 0(BX)(R9*1), Z13
-	VFMADD231PS Z13, Z19, Z3
-	// vector 4: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(R13), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R9*1), Z19, Z3
+	VFMADD231PS 96(CX), Y9, Y27
+	// vector 4: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z20, Z20
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z20, Z20
-	VFNMADD231PS Z12, Z14, Z20
-	VBROADCASTSS 0(R13), Z13
-	VFMADD231PS Z13, Z20, Z4
-	// vector 5: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(R13)(R8*1), Y9, Y14
+	VFMADD231PS.BCST 0(R13), Z20, Z4
+	VFMADD231PS 128(CX), Y9, Y28
+	// vector 5: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z21, Z21
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z21, Z21
-	VFNMADD231PS Z12, Z14, Z21
-	VBROADCASTSS 0(R13)(R8*1), Z13
-	VFMADD231PS Z13, Z21, Z5
+	VFMADD231PS.BCST 0(R13)(R8*1), Z21, Z5
+	VFMADD231PS 160(CX), Y9, Y29
 	PREFETCHT0 4096(AX)
 	PREFETCHT0 4160(AX)
 	PREFETCHT0 4224(AX)
 	ADDQ $144, AX
 	ADDQ $292, BX
 	ADDQ $292, R13
-	DECQ CX
-	JNZ gemvnQ4Kx6Z_block
+	ADDQ scrStride+72(FP), CX
+	CMPQ CX, scrEnd+80(FP)
+	JNE gemvnQ4Kx6Z_block
 	// horizontal sums, stored to the row's output in each vector's column
 	VEXTRACTF64X4 $1, Z0, Y14
 	VADDPS Y14, Y0, Y0
+	VSUBPS Y13, Y0, Y0
 	VEXTRACTF128 $1, Y0, X14
 	VADDPS X14, X0, X0
 	VMOVHLPS X0, X0, X14
@@ -2399,6 +2402,7 @@ gemvnQ4Kx6Z_block:
 	VADDSS X14, X0, X0
 	VEXTRACTF64X4 $1, Z1, Y14
 	VADDPS Y14, Y1, Y1
+	VSUBPS Y25, Y1, Y1
 	VEXTRACTF128 $1, Y1, X14
 	VADDPS X14, X1, X1
 	VMOVHLPS X1, X1, X14
@@ -2407,6 +2411,7 @@ gemvnQ4Kx6Z_block:
 	VADDSS X14, X1, X1
 	VEXTRACTF64X4 $1, Z2, Y14
 	VADDPS Y14, Y2, Y2
+	VSUBPS Y26, Y2, Y2
 	VEXTRACTF128 $1, Y2, X14
 	VADDPS X14, X2, X2
 	VMOVHLPS X2, X2, X14
@@ -2415,6 +2420,7 @@ gemvnQ4Kx6Z_block:
 	VADDSS X14, X2, X2
 	VEXTRACTF64X4 $1, Z3, Y14
 	VADDPS Y14, Y3, Y3
+	VSUBPS Y27, Y3, Y3
 	VEXTRACTF128 $1, Y3, X14
 	VADDPS X14, X3, X3
 	VMOVHLPS X3, X3, X14
@@ -2423,6 +2429,7 @@ gemvnQ4Kx6Z_block:
 	VADDSS X14, X3, X3
 	VEXTRACTF64X4 $1, Z4, Y14
 	VADDPS Y14, Y4, Y4
+	VSUBPS Y28, Y4, Y4
 	VEXTRACTF128 $1, Y4, X14
 	VADDPS X14, X4, X4
 	VMOVHLPS X4, X4, X14
@@ -2431,6 +2438,7 @@ gemvnQ4Kx6Z_block:
 	VADDSS X14, X4, X4
 	VEXTRACTF64X4 $1, Z5, Y14
 	VADDPS Y14, Y5, Y5
+	VSUBPS Y29, Y5, Y5
 	VEXTRACTF128 $1, Y5, X14
 	VADDPS X14, X5, X5
 	VMOVHLPS X5, X5, X14
@@ -2454,8 +2462,8 @@ gemvnQ4Kx6Z_block:
 	VZEROUPPER
 	RET
 
-// func gemvnQ4Kx7Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-TEXT ·gemvnQ4Kx7Z(SB), NOSPLIT, $0-64
+// func gemvnQ4Kx7Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+TEXT ·gemvnQ4Kx7Z(SB), NOSPLIT, $0-88
 	MOVQ w+0(FP), SI
 	MOVQ xStride+24(FP), R8
 	LEAQ (R8)(R8*2), R9
@@ -2467,13 +2475,20 @@ gemvnQ4Kx7Z_row:
 	MOVQ SI, AX
 	MOVQ x+16(FP), BX
 	LEAQ (BX)(R8*4), R13
-	MOVQ nb+32(FP), CX
+	MOVQ scr+64(FP), CX
+	VXORPS Y13, Y13, Y13
 	VXORPS Z0, Z0, Z0
+	VXORPS Y25, Y25, Y25
 	VXORPS Z1, Z1, Z1
+	VXORPS Y26, Y26, Y26
 	VXORPS Z2, Z2, Z2
+	VXORPS Y27, Y27, Y27
 	VXORPS Z3, Z3, Z3
+	VXORPS Y28, Y28, Y28
 	VXORPS Z4, Z4, Z4
+	VXORPS Y29, Y29, Y29
 	VXORPS Z5, Z5, Z5
+	VXORPS Y30, Y30, Y30
 	VXORPS Z6, Z6, Z6
 gemvnQ4Kx7Z_block:
 	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
@@ -2503,13 +2518,8 @@ gemvnQ4Kx7Z_block:
 	VMOVQ R10, X8
 	VMOVQ R12, X9
 	VPMOVZXBW X8, X8
-	VPMOVZXBW X9, X9
 	// the scales as words in every 128-bit lane (Z8)
 	VSHUFI32X4 $0, Z8, Z8, Z8
-	// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums
-	VPUNPCKLWD X9, X9, X10
-	VPUNPCKHWD X9, X9, X9
-	VINSERTI128 $1, X9, Y10, Y9
 	// elements 0…63: low nibbles, then high nibbles (Z10)
 	VBROADCASTI64X4 16(AX), Z10
 	VPSRLVW Z24, Z10, Z10
@@ -2586,79 +2596,64 @@ gemvnQ4Kx7Z_block:
 	VPDPWSSD Z12, Z14, Z21
 	VPMADDUBSW 196(R13)(R8*2), Z10, Z14
 	VPDPWSSD Z12, Z14, Z22
-	// d (Z11) and dmin (Z12)
+	// d (Z11); the mins as floats times dmin (Y9), against each vector's
+	// d8·bsum of the sub-blocks at CX
 	VMOVD (AX), X10
 	VCVTPH2PS X10, X10
 	VBROADCASTSS X10, Z11
 	VMOVSHDUP X10, X12
 	VBROADCASTSS X12, Z12
-	// vector 0: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX), Y9, Y14
+	VPMOVZXBD X9, Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS Y12, Y9, Y9
+	// vector 0: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z16, Z16
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z16, Z16
-	VFNMADD231PS Z12, Z14, Z16
-	VBROADCASTSS 0(BX), Z13
-	VFMADD231PS Z13, Z16, Z0
-	// vector 1: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R8*1), Y9, Y14
+	VFMADD231PS.BCST 0(BX), Z16, Z0
+	VFMADD231PS 0(CX), Y9, Y13
+	// vector 1: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z17, Z17
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z17, Z17
-	VFNMADD231PS Z12, Z14, Z17
-	VBROADCASTSS 0(BX)(R8*1), Z13
-	VFMADD231PS Z13, Z17, Z1
-	// vector 2: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R8*2), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R8*1), Z17, Z1
+	VFMADD231PS 32(CX), Y9, Y25
+	// vector 2: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z18, Z18
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z18, Z18
-	VFNMADD231PS Z12, Z14, Z18
-	VBROADCASTSS 0(BX)(R8*2), Z13
-	VFMADD231PS Z13, Z18, Z2
-	// vector 3: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R9*1), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R8*2), Z18, Z2
+	VFMADD231PS 64(CX), Y9, Y26
+	// vector 3: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z19, Z19
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z19, Z19
-	VFNMADD231PS Z12, Z14, Z19
-	VBROADCASTSS 0(BX)(R9*1), Z13
-	VFMADD231PS Z13, Z19, Z3
-	// vector 4: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(R13), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R9*1), Z19, Z3
+	VFMADD231PS 96(CX), Y9, Y27
+	// vector 4: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z20, Z20
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z20, Z20
-	VFNMADD231PS Z12, Z14, Z20
-	VBROADCASTSS 0(R13), Z13
-	VFMADD231PS Z13, Z20, Z4
-	// vector 5: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(R13)(R8*1), Y9, Y14
+	VFMADD231PS.BCST 0(R13), Z20, Z4
+	VFMADD231PS 128(CX), Y9, Y28
+	// vector 5: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z21, Z21
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z21, Z21
-	VFNMADD231PS Z12, Z14, Z21
-	VBROADCASTSS 0(R13)(R8*1), Z13
-	VFMADD231PS Z13, Z21, Z5
-	// vector 6: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(R13)(R8*2), Y9, Y14
+	VFMADD231PS.BCST 0(R13)(R8*1), Z21, Z5
+	VFMADD231PS 160(CX), Y9, Y29
+	// vector 6: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z22, Z22
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z22, Z22
-	VFNMADD231PS Z12, Z14, Z22
-	VBROADCASTSS 0(R13)(R8*2), Z13
-	VFMADD231PS Z13, Z22, Z6
+	VFMADD231PS.BCST 0(R13)(R8*2), Z22, Z6
+	VFMADD231PS 192(CX), Y9, Y30
 	PREFETCHT0 4096(AX)
 	PREFETCHT0 4160(AX)
 	PREFETCHT0 4224(AX)
 	ADDQ $144, AX
 	ADDQ $292, BX
 	ADDQ $292, R13
-	DECQ CX
-	JNZ gemvnQ4Kx7Z_block
+	ADDQ scrStride+72(FP), CX
+	CMPQ CX, scrEnd+80(FP)
+	JNE gemvnQ4Kx7Z_block
 	// horizontal sums, stored to the row's output in each vector's column
 	VEXTRACTF64X4 $1, Z0, Y14
 	VADDPS Y14, Y0, Y0
+	VSUBPS Y13, Y0, Y0
 	VEXTRACTF128 $1, Y0, X14
 	VADDPS X14, X0, X0
 	VMOVHLPS X0, X0, X14
@@ -2667,6 +2662,7 @@ gemvnQ4Kx7Z_block:
 	VADDSS X14, X0, X0
 	VEXTRACTF64X4 $1, Z1, Y14
 	VADDPS Y14, Y1, Y1
+	VSUBPS Y25, Y1, Y1
 	VEXTRACTF128 $1, Y1, X14
 	VADDPS X14, X1, X1
 	VMOVHLPS X1, X1, X14
@@ -2675,6 +2671,7 @@ gemvnQ4Kx7Z_block:
 	VADDSS X14, X1, X1
 	VEXTRACTF64X4 $1, Z2, Y14
 	VADDPS Y14, Y2, Y2
+	VSUBPS Y26, Y2, Y2
 	VEXTRACTF128 $1, Y2, X14
 	VADDPS X14, X2, X2
 	VMOVHLPS X2, X2, X14
@@ -2683,6 +2680,7 @@ gemvnQ4Kx7Z_block:
 	VADDSS X14, X2, X2
 	VEXTRACTF64X4 $1, Z3, Y14
 	VADDPS Y14, Y3, Y3
+	VSUBPS Y27, Y3, Y3
 	VEXTRACTF128 $1, Y3, X14
 	VADDPS X14, X3, X3
 	VMOVHLPS X3, X3, X14
@@ -2691,6 +2689,7 @@ gemvnQ4Kx7Z_block:
 	VADDSS X14, X3, X3
 	VEXTRACTF64X4 $1, Z4, Y14
 	VADDPS Y14, Y4, Y4
+	VSUBPS Y28, Y4, Y4
 	VEXTRACTF128 $1, Y4, X14
 	VADDPS X14, X4, X4
 	VMOVHLPS X4, X4, X14
@@ -2699,6 +2698,7 @@ gemvnQ4Kx7Z_block:
 	VADDSS X14, X4, X4
 	VEXTRACTF64X4 $1, Z5, Y14
 	VADDPS Y14, Y5, Y5
+	VSUBPS Y29, Y5, Y5
 	VEXTRACTF128 $1, Y5, X14
 	VADDPS X14, X5, X5
 	VMOVHLPS X5, X5, X14
@@ -2707,6 +2707,7 @@ gemvnQ4Kx7Z_block:
 	VADDSS X14, X5, X5
 	VEXTRACTF64X4 $1, Z6, Y14
 	VADDPS Y14, Y6, Y6
+	VSUBPS Y30, Y6, Y6
 	VEXTRACTF128 $1, Y6, X14
 	VADDPS X14, X6, X6
 	VMOVHLPS X6, X6, X14
@@ -2731,8 +2732,8 @@ gemvnQ4Kx7Z_block:
 	VZEROUPPER
 	RET
 
-// func gemvnQ4Kx8Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
-TEXT ·gemvnQ4Kx8Z(SB), NOSPLIT, $0-64
+// func gemvnQ4Kx8Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+TEXT ·gemvnQ4Kx8Z(SB), NOSPLIT, $0-88
 	MOVQ w+0(FP), SI
 	MOVQ xStride+24(FP), R8
 	LEAQ (R8)(R8*2), R9
@@ -2744,14 +2745,22 @@ gemvnQ4Kx8Z_row:
 	MOVQ SI, AX
 	MOVQ x+16(FP), BX
 	LEAQ (BX)(R8*4), R13
-	MOVQ nb+32(FP), CX
+	MOVQ scr+64(FP), CX
+	VXORPS Y13, Y13, Y13
 	VXORPS Z0, Z0, Z0
+	VXORPS Y25, Y25, Y25
 	VXORPS Z1, Z1, Z1
+	VXORPS Y26, Y26, Y26
 	VXORPS Z2, Z2, Z2
+	VXORPS Y27, Y27, Y27
 	VXORPS Z3, Z3, Z3
+	VXORPS Y28, Y28, Y28
 	VXORPS Z4, Z4, Z4
+	VXORPS Y29, Y29, Y29
 	VXORPS Z5, Z5, Z5
+	VXORPS Y30, Y30, Y30
 	VXORPS Z6, Z6, Z6
+	VXORPS Y31, Y31, Y31
 	VXORPS Z7, Z7, Z7
 gemvnQ4Kx8Z_block:
 	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
@@ -2781,13 +2790,8 @@ gemvnQ4Kx8Z_block:
 	VMOVQ R10, X8
 	VMOVQ R12, X9
 	VPMOVZXBW X8, X8
-	VPMOVZXBW X9, X9
 	// the scales as words in every 128-bit lane (Z8)
 	VSHUFI32X4 $0, Z8, Z8, Z8
-	// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums
-	VPUNPCKLWD X9, X9, X10
-	VPUNPCKHWD X9, X9, X9
-	VINSERTI128 $1, X9, Y10, Y9
 	// elements 0…63: low nibbles, then high nibbles (Z10)
 	VBROADCASTI64X4 16(AX), Z10
 	VPSRLVW Z24, Z10, Z10
@@ -2872,87 +2876,69 @@ gemvnQ4Kx8Z_block:
 	VPDPWSSD Z12, Z14, Z22
 	VPMADDUBSW 196(R13)(R9*1), Z10, Z14
 	VPDPWSSD Z12, Z14, Z23
-	// d (Z11) and dmin (Z12)
+	// d (Z11); the mins as floats times dmin (Y9), against each vector's
+	// d8·bsum of the sub-blocks at CX
 	VMOVD (AX), X10
 	VCVTPH2PS X10, X10
 	VBROADCASTSS X10, Z11
 	VMOVSHDUP X10, X12
 	VBROADCASTSS X12, Z12
-	// vector 0: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX), Y9, Y14
+	VPMOVZXBD X9, Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS Y12, Y9, Y9
+	// vector 0: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z16, Z16
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z16, Z16
-	VFNMADD231PS Z12, Z14, Z16
-	VBROADCASTSS 0(BX), Z13
-	VFMADD231PS Z13, Z16, Z0
-	// vector 1: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R8*1), Y9, Y14
+	VFMADD231PS.BCST 0(BX), Z16, Z0
+	VFMADD231PS 0(CX), Y9, Y13
+	// vector 1: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z17, Z17
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z17, Z17
-	VFNMADD231PS Z12, Z14, Z17
-	VBROADCASTSS 0(BX)(R8*1), Z13
-	VFMADD231PS Z13, Z17, Z1
-	// vector 2: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R8*2), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R8*1), Z17, Z1
+	VFMADD231PS 32(CX), Y9, Y25
+	// vector 2: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z18, Z18
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z18, Z18
-	VFNMADD231PS Z12, Z14, Z18
-	VBROADCASTSS 0(BX)(R8*2), Z13
-	VFMADD231PS Z13, Z18, Z2
-	// vector 3: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(BX)(R9*1), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R8*2), Z18, Z2
+	VFMADD231PS 64(CX), Y9, Y26
+	// vector 3: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z19, Z19
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z19, Z19
-	VFNMADD231PS Z12, Z14, Z19
-	VBROADCASTSS 0(BX)(R9*1), Z13
-	VFMADD231PS Z13, Z19, Z3
-	// vector 4: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(R13), Y9, Y14
+	VFMADD231PS.BCST 0(BX)(R9*1), Z19, Z3
+	VFMADD231PS 96(CX), Y9, Y27
+	// vector 4: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z20, Z20
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z20, Z20
-	VFNMADD231PS Z12, Z14, Z20
-	VBROADCASTSS 0(R13), Z13
-	VFMADD231PS Z13, Z20, Z4
-	// vector 5: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(R13)(R8*1), Y9, Y14
+	VFMADD231PS.BCST 0(R13), Z20, Z4
+	VFMADD231PS 128(CX), Y9, Y28
+	// vector 5: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z21, Z21
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z21, Z21
-	VFNMADD231PS Z12, Z14, Z21
-	VBROADCASTSS 0(R13)(R8*1), Z13
-	VFMADD231PS Z13, Z21, Z5
-	// vector 6: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(R13)(R8*2), Y9, Y14
+	VFMADD231PS.BCST 0(R13)(R8*1), Z21, Z5
+	VFMADD231PS 160(CX), Y9, Y29
+	// vector 6: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z22, Z22
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z22, Z22
-	VFNMADD231PS Z12, Z14, Z22
-	VBROADCASTSS 0(R13)(R8*2), Z13
-	VFMADD231PS Z13, Z22, Z6
-	// vector 7: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)
-	VPMADDWD 260(R13)(R9*1), Y9, Y14
+	VFMADD231PS.BCST 0(R13)(R8*2), Z22, Z6
+	VFMADD231PS 192(CX), Y9, Y30
+	// vector 7: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum
 	VCVTDQ2PS Z23, Z23
-	VCVTDQ2PS Y14, Y14
 	VMULPS Z11, Z23, Z23
-	VFNMADD231PS Z12, Z14, Z23
-	VBROADCASTSS 0(R13)(R9*1), Z13
-	VFMADD231PS Z13, Z23, Z7
+	VFMADD231PS.BCST 0(R13)(R9*1), Z23, Z7
+	VFMADD231PS 224(CX), Y9, Y31
 	PREFETCHT0 4096(AX)
 	PREFETCHT0 4160(AX)
 	PREFETCHT0 4224(AX)
 	ADDQ $144, AX
 	ADDQ $292, BX
 	ADDQ $292, R13
-	DECQ CX
-	JNZ gemvnQ4Kx8Z_block
+	ADDQ scrStride+72(FP), CX
+	CMPQ CX, scrEnd+80(FP)
+	JNE gemvnQ4Kx8Z_block
 	// horizontal sums, stored to the row's output in each vector's column
 	VEXTRACTF64X4 $1, Z0, Y14
 	VADDPS Y14, Y0, Y0
+	VSUBPS Y13, Y0, Y0
 	VEXTRACTF128 $1, Y0, X14
 	VADDPS X14, X0, X0
 	VMOVHLPS X0, X0, X14
@@ -2961,6 +2947,7 @@ gemvnQ4Kx8Z_block:
 	VADDSS X14, X0, X0
 	VEXTRACTF64X4 $1, Z1, Y14
 	VADDPS Y14, Y1, Y1
+	VSUBPS Y25, Y1, Y1
 	VEXTRACTF128 $1, Y1, X14
 	VADDPS X14, X1, X1
 	VMOVHLPS X1, X1, X14
@@ -2969,6 +2956,7 @@ gemvnQ4Kx8Z_block:
 	VADDSS X14, X1, X1
 	VEXTRACTF64X4 $1, Z2, Y14
 	VADDPS Y14, Y2, Y2
+	VSUBPS Y26, Y2, Y2
 	VEXTRACTF128 $1, Y2, X14
 	VADDPS X14, X2, X2
 	VMOVHLPS X2, X2, X14
@@ -2977,6 +2965,7 @@ gemvnQ4Kx8Z_block:
 	VADDSS X14, X2, X2
 	VEXTRACTF64X4 $1, Z3, Y14
 	VADDPS Y14, Y3, Y3
+	VSUBPS Y27, Y3, Y3
 	VEXTRACTF128 $1, Y3, X14
 	VADDPS X14, X3, X3
 	VMOVHLPS X3, X3, X14
@@ -2985,6 +2974,7 @@ gemvnQ4Kx8Z_block:
 	VADDSS X14, X3, X3
 	VEXTRACTF64X4 $1, Z4, Y14
 	VADDPS Y14, Y4, Y4
+	VSUBPS Y28, Y4, Y4
 	VEXTRACTF128 $1, Y4, X14
 	VADDPS X14, X4, X4
 	VMOVHLPS X4, X4, X14
@@ -2993,6 +2983,7 @@ gemvnQ4Kx8Z_block:
 	VADDSS X14, X4, X4
 	VEXTRACTF64X4 $1, Z5, Y14
 	VADDPS Y14, Y5, Y5
+	VSUBPS Y29, Y5, Y5
 	VEXTRACTF128 $1, Y5, X14
 	VADDPS X14, X5, X5
 	VMOVHLPS X5, X5, X14
@@ -3001,6 +2992,7 @@ gemvnQ4Kx8Z_block:
 	VADDSS X14, X5, X5
 	VEXTRACTF64X4 $1, Z6, Y14
 	VADDPS Y14, Y6, Y6
+	VSUBPS Y30, Y6, Y6
 	VEXTRACTF128 $1, Y6, X14
 	VADDPS X14, X6, X6
 	VMOVHLPS X6, X6, X14
@@ -3009,6 +3001,7 @@ gemvnQ4Kx8Z_block:
 	VADDSS X14, X6, X6
 	VEXTRACTF64X4 $1, Z7, Y14
 	VADDPS Y14, Y7, Y7
+	VSUBPS Y31, Y7, Y7
 	VEXTRACTF128 $1, Y7, X14
 	VADDPS X14, X7, X7
 	VMOVHLPS X7, X7, X14

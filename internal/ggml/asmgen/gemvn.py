@@ -72,14 +72,24 @@ def acc(j):
     return "Y%d" % (j if j < 4 else 12 + j)
 
 
+def macc(j):
+    """The mins sums of vector j in the AVX-512 Q4_K kernels (ymm: one float
+    per sub-block)."""
+    return "Y%d" % [13, 25, 26, 27, 28, 29, 30, 31][j]
+
+
 def isum(j):
     """The integer sums of vector j within a block."""
     return "Y%d" % (4 + j if j < 4 else 16 + j)
 
 
-def prologue(name, C, extra=(), zmm=False):
-    e("// func %s(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)" % name)
-    e("TEXT ·%s(SB), NOSPLIT, $0-64" % name)
+def prologue(name, C, extra=(), zmm=False, scr=False):
+    if scr:
+        e("// func %s(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)" % name)
+        e("TEXT ·%s(SB), NOSPLIT, $0-88" % name)
+    else:
+        e("// func %s(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)" % name)
+        e("TEXT ·%s(SB), NOSPLIT, $0-64" % name)
     e("\tMOVQ w+0(FP), SI")
     e("\tMOVQ xStride+24(FP), R8")
     e("\tLEAQ (R8)(R8*2), R9")
@@ -95,8 +105,13 @@ def prologue(name, C, extra=(), zmm=False):
     e("\tMOVQ x+16(FP), BX")
     if C > 4:
         e("\tLEAQ (BX)(R8*4), R13")
-    e("\tMOVQ nb+32(FP), CX")
+    if scr:
+        e("\tMOVQ scr+64(FP), CX")
+    else:
+        e("\tMOVQ nb+32(FP), CX")
     for j in range(C):
+        if scr:
+            e("\tVXORPS %s, %s, %s" % (macc(j), macc(j), macc(j)))
         if zmm:
             e("\tVXORPS Z%d, Z%d, Z%d" % (j, j, j))
         else:
@@ -110,20 +125,27 @@ def prologue(name, C, extra=(), zmm=False):
 PREFETCH = 4096
 
 
-def epilogue(name, C, size, zmm=False):
+def epilogue(name, C, size, zmm=False, scr=False):
     for off in range(0, size, 64):
         e("\tPREFETCHT0 %d(AX)" % (PREFETCH + off))
     e("\tADDQ $%d, AX" % size)
     e("\tADDQ $%d, BX" % xsize[name])
     if C > 4:
         e("\tADDQ $%d, R13" % xsize[name])
-    e("\tDECQ CX")
-    e("\tJNZ %s_block" % name)
+    if scr:
+        e("\tADDQ scrStride+72(FP), CX")
+        e("\tCMPQ CX, scrEnd+80(FP)")
+        e("\tJNE %s_block" % name)
+    else:
+        e("\tDECQ CX")
+        e("\tJNZ %s_block" % name)
     e("\t// horizontal sums, stored to the row's output in each vector's column")
     for j in range(C):
         if zmm:
             e("\tVEXTRACTF64X4 $1, Z%d, Y14" % j)
             e("\tVADDPS Y14, Y%d, Y%d" % (j, j))
+            if scr:
+                e("\tVSUBPS %s, Y%d, Y%d" % (macc(j), j, j))
             e("\tVEXTRACTF128 $1, Y%d, X14" % j)
             e("\tVADDPS X14, X%d, X%d" % (j, j))
         elif j < 4:
@@ -255,7 +277,7 @@ def q4kz(C):
     name = "gemvnQ4Kx%dZ" % C
     xsize[name] = 292
     prologue(name, C, ["\tVMOVDQU64 zshift4<>(SB), Z24",
-                       "\tVPBROADCASTB nnib0F<>(SB), Z15"], zmm=True)
+                       "\tVPBROADCASTB nnib0F<>(SB), Z15"], zmm=True, scr=True)
     e("\t// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks")
     e("\tMOVL 4(AX), DX")
     e("\tMOVL 12(AX), R14")
@@ -283,13 +305,8 @@ def q4kz(C):
     e("\tVMOVQ R10, X8")
     e("\tVMOVQ R12, X9")
     e("\tVPMOVZXBW X8, X8")
-    e("\tVPMOVZXBW X9, X9")
     e("\t// the scales as words in every 128-bit lane (Z8)")
     e("\tVSHUFI32X4 $0, Z8, Z8, Z8")
-    e("\t// the mins as word pairs (m0, m0, m1, m1, …, m7, m7), against the bsums")
-    e("\tVPUNPCKLWD X9, X9, X10")
-    e("\tVPUNPCKHWD X9, X9, X9")
-    e("\tVINSERTI128 $1, X9, Y10, Y9")
     for c in range(4):
         e("\t// elements %d…%d: low nibbles, then high nibbles (Z10)" % (64*c, 64*c + 63))
         e("\tVBROADCASTI64X4 %d(AX), Z10" % (16 + 32*c))
@@ -302,22 +319,23 @@ def q4kz(C):
                 e("\tVPMADDWD Z12, Z14, Z%d" % (16 + j))
             else:
                 e("\tVPDPWSSD Z12, Z14, Z%d" % (16 + j))
-    e("\t// d (Z11) and dmin (Z12)")
+    e("\t// d (Z11); the mins as floats times dmin (Y9), against each vector's")
+    e("\t// d8·bsum of the sub-blocks at CX")
     e("\tVMOVD (AX), X10")
     e("\tVCVTPH2PS X10, X10")
     e("\tVBROADCASTSS X10, Z11")
     e("\tVMOVSHDUP X10, X12")
     e("\tVBROADCASTSS X12, Z12")
+    e("\tVPMOVZXBD X9, Y9")
+    e("\tVCVTDQ2PS Y9, Y9")
+    e("\tVMULPS Y12, Y9, Y9")
     for j in range(C):
-        e("\t// vector %d: += d8·(d·Σ sc·Σ q·x − dmin·Σ m·bsum)" % j)
-        e("\tVPMADDWD %s, Y9, Y14" % col(j, 260))
+        e("\t// vector %d: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum" % j)
         e("\tVCVTDQ2PS Z%d, Z%d" % (16 + j, 16 + j))
-        e("\tVCVTDQ2PS Y14, Y14")
         e("\tVMULPS Z11, Z%d, Z%d" % (16 + j, 16 + j))
-        e("\tVFNMADD231PS Z12, Z14, Z%d" % (16 + j))
-        e("\tVBROADCASTSS %s, Z13" % col(j, 0))
-        e("\tVFMADD231PS Z13, Z%d, Z%d" % (16 + j, j))
-    epilogue(name, C, 144, zmm=True)
+        e("\tVFMADD231PS.BCST %s, Z%d, Z%d" % (col(j, 0), 16 + j, j))
+        e("\tVFMADD231PS %d(CX), Y9, %s" % (32*j, macc(j)))
+    epilogue(name, C, 144, zmm=True, scr=True)
 
 
 # ---------- Q6_K ----------
@@ -441,6 +459,46 @@ e("// more vector registers holding the sums of up to 8 activation vectors.")
 e("// Same arguments and general registers as above; vector j's float sums")
 e("// are in Zj, its integer sums within a block in Z(16+j).")
 e("")
+
+
+def bsumsz():
+    """gemvnBsumsZ: for C activation vectors (Q8_K), the floats d8·bsum of
+    each sub-block of 32 (8 per block), which the AVX-512 Q4_K kernels weigh
+    by each block's dmin·m, stored block by block: block b of vector c at
+    dst + b·dstStride + 32·c bytes. Made once per call of GemvN, they replace
+    a multiply-add, a conversion and a broadcast per vector, block and row by
+    one multiply-add."""
+    e("// func gemvnBsumsZ(x *byte, xStride int, nb int, cols int, dst *float32, dstStride int)")
+    e("TEXT ·gemvnBsumsZ(SB), NOSPLIT, $0-48")
+    e("\tMOVQ x+0(FP), SI")
+    e("\tMOVQ dst+32(FP), DI")
+    e("\tMOVQ cols+24(FP), R11")
+    e("\t// words of 1 (Y1), to add the bsums in pairs")
+    e("\tVPCMPEQW Y1, Y1, Y1")
+    e("\tVPABSW Y1, Y1")
+    e("gemvnBsumsZ_col:")
+    e("\tMOVQ SI, BX")
+    e("\tMOVQ DI, DX")
+    e("\tMOVQ nb+16(FP), CX")
+    e("gemvnBsumsZ_block:")
+    e("\tVPMADDWD 260(BX), Y1, Y0")
+    e("\tVCVTDQ2PS Y0, Y0")
+    e("\tVMULPS.BCST (BX), Y0, Y0")
+    e("\tVMOVUPS Y0, (DX)")
+    e("\tADDQ $292, BX")
+    e("\tADDQ dstStride+40(FP), DX")
+    e("\tDECQ CX")
+    e("\tJNZ gemvnBsumsZ_block")
+    e("\tADDQ xStride+8(FP), SI")
+    e("\tADDQ $32, DI")
+    e("\tDECQ R11")
+    e("\tJNZ gemvnBsumsZ_col")
+    e("\tVZEROUPPER")
+    e("\tRET")
+    e("")
+
+
+bsumsz()
 for C in range(2, 9):
     q4kz(C)
 for C in range(2, 9):
