@@ -28,46 +28,46 @@ func gemvnQ6Kx3AVX2(w *byte, stride int, x *byte, xStride int, nb int, out *floa
 func gemvnQ6Kx4AVX2(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
 
 //go:noescape
-func gemvnQ4Kx2Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+func gemvnQ4Kx2Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
-func gemvnQ4Kx3Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+func gemvnQ4Kx3Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
-func gemvnQ4Kx4Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+func gemvnQ4Kx4Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
-func gemvnQ4Kx5Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+func gemvnQ4Kx5Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
-func gemvnQ4Kx6Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+func gemvnQ4Kx6Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
-func gemvnQ4Kx7Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+func gemvnQ4Kx7Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
-func gemvnQ4Kx8Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
+func gemvnQ4Kx8Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
-func gemvnQ6Kx2Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+func gemvnQ6Kx2Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
-func gemvnQ6Kx3Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+func gemvnQ6Kx3Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
-func gemvnQ6Kx4Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+func gemvnQ6Kx4Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
-func gemvnQ6Kx5Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+func gemvnQ6Kx5Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
-func gemvnQ6Kx6Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+func gemvnQ6Kx6Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
-func gemvnQ6Kx7Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+func gemvnQ6Kx7Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
-func gemvnQ6Kx8Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
+func gemvnQ6Kx8Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
 func gemvnBsumsZ(x *byte, xStride int, nb int, cols int, dst *float32, dstStride int)
@@ -80,33 +80,33 @@ var gemvnKernels = map[Type][]gemvnKernel{
 	Q6_K: {gemvnQ6Kx2AVX2, gemvnQ6Kx3AVX2, gemvnQ6Kx4AVX2},
 }
 
-// gemvnKernelsVNNI replaces gemvnKernels' entries on CPUs with AVX-512 VNNI.
+// gemvnKernelZ is a kernel for CPUs with AVX-512 VNNI. It takes, besides
+// the arguments of gemvnKernel: for Q4_K, the floats d8·bsum of its vectors'
+// blocks (see gemvnBsumsZ; the Q6_K kernels ignore them), scr those of the
+// first vector's first block, scrStride the bytes from one block's floats to
+// the next's, scrEnd scr + nb·scrStride; and add, which when not 0 makes
+// the kernel add its sums to out (for a row taken in parts) rather than
+// store them.
+type gemvnKernelZ func(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
+
+// gemvnKernelsZ replaces gemvnKernels' entries on CPUs with AVX-512 VNNI.
 // They take up to 8 vectors at a time, on 512-bit vectors: each register
 // holds 64 consecutive weights of a block (two Q4_K sub-blocks, four Q6_K
 // ones), so one multiply-add pair per vector covers what takes two on 256
 // bits. That matters because with 8 vectors the product is bound by those
 // instructions rather than by reading the weights.
-var gemvnKernelsVNNI = map[Type][]gemvnKernel{
+//
+// In the Q4_K kernels, the term of a block's mins, dmin·d8·Σ m·bsum, would
+// cost per vector and row a multiply-add of the bsums, two conversions to
+// float and a broadcast if done from the activations as stored; with the
+// floats d8·bsum made once per call it is one multiply-add against the
+// row's dmin·m.
+var gemvnKernelsZ = map[Type][]gemvnKernelZ{
+	Q4_K: {gemvnQ4Kx2Z, gemvnQ4Kx3Z, gemvnQ4Kx4Z, gemvnQ4Kx5Z, gemvnQ4Kx6Z, gemvnQ4Kx7Z, gemvnQ4Kx8Z},
 	Q6_K: {gemvnQ6Kx2Z, gemvnQ6Kx3Z, gemvnQ6Kx4Z, gemvnQ6Kx5Z, gemvnQ6Kx6Z, gemvnQ6Kx7Z, gemvnQ6Kx8Z},
 }
 
-// gemvnBsumsKernel is a kernel that also reads, for each of its vectors and
-// blocks, the 16 floats d8·bsum of the vector's block (see gemvnBsumsZ): scr
-// is those of the first vector's first block, scrStride the bytes from one
-// block's floats to the next's, and scrEnd is scr + nb·scrStride.
-type gemvnBsumsKernel func(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)
-
-// gemvnBsumsKernels are the AVX-512 VNNI kernels of Q4_K. The term of a
-// block's mins, dmin·d8·Σ m·bsum, costs per vector and row a multiply-add
-// of the bsums, two conversions to float and a broadcast when done from the
-// activation as stored; with the floats d8·bsum made once per call it is one
-// multiply-add against the row's dmin·m. At 8 vectors the kernel is bound by
-// its vector instructions, so this is what it gains.
-var gemvnBsumsKernels = map[Type][]gemvnBsumsKernel{
-	Q4_K: {gemvnQ4Kx2Z, gemvnQ4Kx3Z, gemvnQ4Kx4Z, gemvnQ4Kx5Z, gemvnQ4Kx6Z, gemvnQ4Kx7Z, gemvnQ4Kx8Z},
-}
-
-// gemvnScratch pools the d8·bsum floats of gemvnBsumsKernels, so that GemvN
+// gemvnScratch pools the d8·bsum floats of the Q4_K kernels in gemvnKernelsZ, so that GemvN
 // allocates nothing once warm; each pooled slice is as long as the largest
 // call has needed.
 var gemvnScratch = sync.Pool{New: func() any { return new([]float32) }}
@@ -127,6 +127,13 @@ func alignedFloats(buf *[]float32, n int) []float32 {
 // from memory once and from the L1 or L2 cache for the other groups.
 const gemvnTileBytes = 16 << 10
 
+// gemvnPartBytes bounds the activations one group of vectors reads per row
+// with AVX-512 (the 8 vectors of a row of 22 Q8_K blocks are 51 KB, more
+// than an L1 data cache): longer rows are taken in parts of about equal
+// length, each over the whole tile of rows, so that the part of the
+// activations a tile's rows share is read from the L1 cache.
+const gemvnPartBytes = 28 << 10
+
 // gemvnSIMD runs GemvN with the assembly kernels when the CPU has AVX2 and
 // the type has them, and reports whether it did. It checks the slice bounds
 // the kernels rely on (panicking like an index expression when one is short).
@@ -135,16 +142,9 @@ func gemvnSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, col
 		return false
 	}
 	var ks []gemvnKernel
-	var kb []gemvnBsumsKernel
 	switch t {
 	case Q4_K, Q6_K:
 		ks = gemvnKernels[t]
-		if useVNNI {
-			if k, ok := gemvnKernelsVNNI[t]; ok {
-				ks = k
-			}
-			kb = gemvnBsumsKernels[t]
-		}
 	default:
 		return false
 	}
@@ -162,36 +162,70 @@ func gemvnSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, col
 	_ = w[(rows-1)*stride+rowBytes-1]
 	_ = x[(cols-1)*xStride+nb*xs-1]
 	_ = out[(cols-1)*outStride+rows-1]
-	maxC := len(ks) + 1
-	var scr []float32
-	if kb != nil {
-		maxC = len(kb) + 1
-		p := gemvnScratch.Get().(*[]float32)
-		defer gemvnScratch.Put(p)
-		scr = alignedFloats(p, cols*nb*8)
-		gemvnBsumsZ(&x[0], xStride, nb, cols, &scr[0], cols*32)
-	}
 	tile := max(1, gemvnTileBytes/max(stride, rowBytes))
+	if kz, ok := gemvnKernelsZ[t]; ok && useVNNI {
+		gemvnZ(kz, t, n, w, stride, rows, x, xStride, cols, out, outStride, tile)
+		return true
+	}
 	for r0 := 0; r0 < rows; r0 += tile {
 		tr := min(tile, rows-r0)
 		for c0 := 0; c0 < cols; {
-			c := min(maxC, cols-c0)
-			if cols-c0 == maxC+1 {
+			c := min(len(ks)+1, cols-c0)
+			if cols-c0 == len(ks)+2 {
 				c-- // end on 2 vectors rather than 1: one alone shares no decoding
 			}
 			if c == 1 {
 				Gemv(t, n, w[r0*stride:], stride, x[c0*xStride:], out[c0*outStride+r0:c0*outStride+r0+tr])
 				break
 			}
-			if kb != nil {
-				s := &scr[c0*8]
-				end := uintptr(unsafe.Pointer(s)) + uintptr(nb*cols*32)
-				kb[c-2](&w[r0*stride], stride, &x[c0*xStride], xStride, nb, &out[c0*outStride+r0], outStride, tr, s, cols*32, end)
-			} else {
-				ks[c-2](&w[r0*stride], stride, &x[c0*xStride], xStride, nb, &out[c0*outStride+r0], outStride, tr)
-			}
+			ks[c-2](&w[r0*stride], stride, &x[c0*xStride], xStride, nb, &out[c0*outStride+r0], outStride, tr)
 			c0 += c
 		}
 	}
 	return true
+}
+
+// gemvnZ is gemvnSIMD with the kernels ks of gemvnKernelsZ, once the
+// arguments are checked.
+func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int, tile int) {
+	nb := n / t.BlockSize()
+	ts, xs := t.TypeSize(), VecDotType(t).TypeSize()
+	var scr []float32
+	if t == Q4_K {
+		p := gemvnScratch.Get().(*[]float32)
+		defer gemvnScratch.Put(p)
+		scr = alignedFloats(p, cols*nb*8)
+		gemvnBsumsZ(&x[0], xStride, nb, cols, &scr[0], cols*32)
+	}
+	maxC := len(ks) + 1
+	most := max(1, gemvnPartBytes/(min(cols, maxC)*xs))
+	parts := (nb + most - 1) / most
+	part := (nb + parts - 1) / parts
+	for r0 := 0; r0 < rows; r0 += tile {
+		tr := min(tile, rows-r0)
+		for k0 := 0; k0 < nb; k0 += part {
+			kn := min(part, nb-k0)
+			add := min(k0, 1)
+			for c0 := 0; c0 < cols; {
+				c := min(maxC, cols-c0)
+				if cols-c0 == maxC+1 {
+					c-- // end on 2 vectors rather than 1: one alone shares no decoding
+				}
+				if c == 1 {
+					if k0 == 0 {
+						Gemv(t, n, w[r0*stride:], stride, x[c0*xStride:], out[c0*outStride+r0:c0*outStride+r0+tr])
+					}
+					break
+				}
+				var s *float32
+				var end uintptr
+				if scr != nil {
+					s = &scr[(k0*cols+c0)*8]
+					end = uintptr(unsafe.Pointer(s)) + uintptr(kn*cols*32)
+				}
+				ks[c-2](&w[r0*stride+k0*ts], stride, &x[c0*xStride+k0*xs], xStride, kn, &out[c0*outStride+r0], outStride, tr, s, cols*32, end, add)
+				c0 += c
+			}
+		}
+	}
 }

@@ -47,9 +47,12 @@ for p in range(8):
     m += [2*p]*8 + [2*p+1]*8
 data("nshufQ6", m)
 m = []
-for c in range(4):
-    m += [4*c, 4*c+1]*16 + [4*c+2, 4*c+3]*16
-data("zshufK4", m)
+for p in range(2):
+    for L in range(4):
+        for w in range(8):
+            k = 4*p + (2 if w >= 4 else 0) + (1 if L >= 2 else 0)
+            m += [2*k, 2*k + 1]
+data("zshufK4p", m)
 data("zshift4", [0, 0]*16 + [4, 0]*16)
 data("zshlQ6", [4, 0]*16 + [2, 0]*16)
 data("zshrQ6", [0, 0]*16 + [2, 0]*16)
@@ -84,9 +87,9 @@ def isum(j):
 
 
 def prologue(name, C, extra=(), zmm=False, scr=False):
-    if scr:
-        e("// func %s(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr)" % name)
-        e("TEXT ·%s(SB), NOSPLIT, $0-88" % name)
+    if zmm:
+        e("// func %s(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)" % name)
+        e("TEXT ·%s(SB), NOSPLIT, $0-96" % name)
     else:
         e("// func %s(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)" % name)
         e("TEXT ·%s(SB), NOSPLIT, $0-64" % name)
@@ -160,14 +163,9 @@ def epilogue(name, C, size, zmm=False, scr=False):
         e("\tVMOVSHDUP X%d, X14" % j)
         e("\tVADDSS X14, X%d, X%d" % (j, j))
     if C <= 4:
-        e("\tVMOVSS X0, (DI)")
-        if C > 1:
-            e("\tVMOVSS X1, (DI)(R13*1)")
-        if C > 2:
-            e("\tVMOVSS X2, (DI)(R13*2)")
         if C > 3:
             e("\tLEAQ (R13)(R13*2), DX")
-            e("\tVMOVSS X3, (DI)(DX*1)")
+        dst = ["(DI)", "(DI)(R13*1)", "(DI)(R13*2)", "(DI)(DX*1)"]
     else:
         e("\tMOVQ outStride+48(FP), DX")
         e("\tSHLQ $2, DX")
@@ -175,8 +173,15 @@ def epilogue(name, C, size, zmm=False, scr=False):
         e("\tLEAQ (DI)(DX*4), R12")
         dst = ["(DI)", "(DI)(DX*1)", "(DI)(DX*2)", "(DI)(R10*1)",
                "(R12)", "(R12)(DX*1)", "(R12)(DX*2)", "(R12)(R10*1)"]
+    if zmm:
+        e("\t// with add, the sums of the blocks before (a part of the row)")
+        e("\tCMPQ add+88(FP), $0")
+        e("\tJEQ %s_store" % name)
         for j in range(C):
-            e("\tVMOVSS X%d, %s" % (j, dst[j]))
+            e("\tVADDSS %s, X%d, X%d" % (dst[j], j, j))
+        e("%s_store:" % name)
+    for j in range(C):
+        e("\tVMOVSS X%d, %s" % (j, dst[j]))
     e("\tADDQ $4, DI")
     e("\tADDQ stride+8(FP), SI")
     e("\tDECQ R11")
@@ -271,13 +276,17 @@ def q4k(C):
 def q4kz(C):
     """The Q4_K kernel for AVX-512: each 32 bytes of a block's nibbles are
     widened to the 64 weights they hold (low nibbles, then high: 64
-    consecutive elements, two sub-blocks), so that one 512-bit VPMADDUBSW
-    and one VPDPWSSD per vector cover what took two of each on 256 bits.
-    Per vector: float sums in Z0…Z7, integer sums in Z16…Z23."""
+    consecutive elements, two sub-blocks). VPDPBUSD sums the products of
+    each 4 weights with the vector's bytes (at most 4·15·128, so a word
+    holds it); VPACKSSDW packs two such registers into words and one VPDPWSSD
+    applies the sub-blocks' scales, so that 128 weights cost a vector three
+    integer multiplies rather than four (VPMADDUBSW and VPDPWSSD per 64).
+    The mins term comes from the floats d8·bsum at CX (see bsumsz), into a
+    ymm sum of its own per vector. Per vector: float sums in Z0…Z7, integer
+    sums in Z16…Z23, mins sums in macc(j)."""
     name = "gemvnQ4Kx%dZ" % C
     xsize[name] = 292
-    prologue(name, C, ["\tVMOVDQU64 zshift4<>(SB), Z24",
-                       "\tVPBROADCASTB nnib0F<>(SB), Z15"], zmm=True, scr=True)
+    prologue(name, C, ["\tVPBROADCASTB nnib0F<>(SB), Z15"], zmm=True, scr=True)
     e("\t// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks")
     e("\tMOVL 4(AX), DX")
     e("\tMOVL 12(AX), R14")
@@ -307,15 +316,23 @@ def q4kz(C):
     e("\tVPMOVZXBW X8, X8")
     e("\t// the scales as words in every 128-bit lane (Z8)")
     e("\tVSHUFI32X4 $0, Z8, Z8, Z8")
-    for c in range(4):
-        e("\t// elements %d…%d: low nibbles, then high nibbles (Z10)" % (64*c, 64*c + 63))
-        e("\tVBROADCASTI64X4 %d(AX), Z10" % (16 + 32*c))
-        e("\tVPSRLVW Z24, Z10, Z10")
-        e("\tVPANDD Z15, Z10, Z10")
-        e("\tVPSHUFB zshufK4<>+%d(SB), Z8, Z12" % (64*c))
+    for p in range(2):
+        for h in range(2):
+            c = 2*p + h
+            w = "Z%d" % (10 + h)
+            e("\t// elements %d…%d: low nibbles, then high nibbles (%s)" % (64*c, 64*c + 63, w))
+            e("\tVBROADCASTI64X4 %d(AX), %s" % (16 + 32*c, w))
+            e("\tVPSRLVW zshift4<>(SB), %s, %s" % (w, w))
+            e("\tVPANDD Z15, %s, %s" % (w, w))
+        e("\t// the scales of sub-blocks %d…%d against the packed sums of 4 (Z12)" % (4*p, 4*p + 3))
+        e("\tVPSHUFB zshufK4p<>+%d(SB), Z8, Z12" % (64*p))
         for j in range(C):
-            e("\tVPMADDUBSW %s, Z10, Z14" % col(j, 4 + 64*c))
-            if c == 0:
+            e("\tVPXORD Z14, Z14, Z14")
+            e("\tVPXORD Z24, Z24, Z24")
+            e("\tVPDPBUSD %s, Z10, Z14" % col(j, 4 + 128*p))
+            e("\tVPDPBUSD %s, Z11, Z24" % col(j, 68 + 128*p))
+            e("\tVPACKSSDW Z24, Z14, Z14")
+            if p == 0:
                 e("\tVPMADDWD Z12, Z14, Z%d" % (16 + j))
             else:
                 e("\tVPDPWSSD Z12, Z14, Z%d" % (16 + j))
@@ -456,8 +473,12 @@ e("// The kernels for CPUs with AVX-512 VNNI work on 512-bit vectors: 64")
 e("// consecutive weights of a block per register, VPDPWSSD applying the")
 e("// sub-block scales and adding to the sums in one instruction, and the 16")
 e("// more vector registers holding the sums of up to 8 activation vectors.")
-e("// Same arguments and general registers as above; vector j's float sums")
-e("// are in Zj, its integer sums within a block in Z(16+j).")
+e("// Same arguments and general registers as above, and three more:")
+e("// scr+64(FP), scrStride+72(FP) and scrEnd+80(FP), the floats d8·bsum that")
+e("// the Q4_K kernels read (there CX walks them instead of counting blocks),")
+e("// and add+88(FP), not 0 to add the sums to the outputs rather than store")
+e("// them (a row taken in parts). Vector j's float sums are in Zj, its")
+e("// integer sums within a block in Z(16+j).")
 e("")
 
 
