@@ -201,6 +201,10 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 	most := max(1, gemvnPartBytes/(min(cols, maxC)*xs))
 	parts := (nb + most - 1) / most
 	part := (nb + parts - 1) / parts
+	if parts > 1 {
+		// The tile bounds the weights of one part of its rows.
+		tile = max(tile, gemvnTileBytes/(part*ts))
+	}
 	for r0 := 0; r0 < rows; r0 += tile {
 		tr := min(tile, rows-r0)
 		for k0 := 0; k0 < nb; k0 += part {
