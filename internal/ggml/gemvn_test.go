@@ -74,6 +74,20 @@ func TestGemvNLongRows(t *testing.T) {
 	}
 }
 
+// TestGemvNRowParts covers rows so long that the AVX-512 kernels take them
+// in several parts, adding each part's sums to the output: four parts of
+// 10 blocks, over more rows than one tile holds, with groups of 7 and 2
+// vectors and padded strides.
+func TestGemvNRowParts(t *testing.T) {
+	for _, typ := range []Type{Q4_K, Q6_K} {
+		n := 40 * QKK
+		t.Run(typ.String(), func(t *testing.T) {
+			c := newGemmCase(t, typ, n, 13, 9, 3, true)
+			c.check(t, c.runGemvN())
+		})
+	}
+}
+
 func TestGemvNBoundsPanic(t *testing.T) {
 	for _, typ := range []Type{Q4_K, Q6_K} {
 		n := typ.BlockSize() * 2
