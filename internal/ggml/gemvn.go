@@ -12,9 +12,11 @@ package ggml
 // run Gemm. GemvNMaxCols is the batch size up to which GemvN was the faster
 // of the two in our measurements; beyond it GemvN is still correct, but
 // Gemm's repacking pays for itself.
-// Like Gemm, GemvN neither allocates nor validates beyond slice bounds
-// checks, and may round the float combination of blocks differently from
-// VecDot, within float32 rounding of the same terms.
+// Like Gemm, GemvN validates nothing beyond slice bounds checks, and may
+// round the float combination of blocks differently from VecDot, within
+// float32 rounding of the same terms. It allocates nothing once warm: the
+// few floats per block and vector it derives from the activations on
+// AVX-512 live in a pooled buffer that grows to the largest call.
 func GemvN(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int) {
 	if rows <= 0 || cols <= 0 {
 		return
