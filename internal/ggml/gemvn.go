@@ -4,7 +4,7 @@ package ggml
 // r < rows and c < cols), with kernels made for a few activation vectors: the
 // decode steps of several generations sharing one forward pass. Each weight
 // row is read once, block by block as stored, and every block is multiplied
-// by up to four vectors while it is in registers; Gemm instead repacks the
+// by up to four vectors (eight with AVX-512) while it is in registers; Gemm instead repacks the
 // weights into tiles first, which pays off only over many vectors (a prompt).
 //
 // The kernels cover Q4_K and Q6_K (the weights of Q4_K_M models), whose
