@@ -661,6 +661,56 @@ silu_loop:
 	VZEROUPPER
 	RET
 
+DATA gelulo<>+0(SB)/8, $0xc1200000c1200000
+DATA gelulo<>+8(SB)/8, $0xc1200000c1200000
+DATA gelulo<>+16(SB)/8, $0xc1200000c1200000
+DATA gelulo<>+24(SB)/8, $0xc1200000c1200000
+GLOBL gelulo<>(SB), RODATA|NOPTR, $32
+
+DATA geluhi<>+0(SB)/8, $0x4120000041200000
+DATA geluhi<>+8(SB)/8, $0x4120000041200000
+DATA geluhi<>+16(SB)/8, $0x4120000041200000
+DATA geluhi<>+24(SB)/8, $0x4120000041200000
+GLOBL geluhi<>(SB), RODATA|NOPTR, $32
+
+// func geluMulAVX2(dst, gate, u *float32, nch int, tab *float32)
+// dst[i] = gelu(g[i]) · u[i] over nch chunks of 8, GELUMul's arithmetic:
+// g rounded to F16 (VCVTPS2PH, nearest even, as F32ToF16) indexes tab, the
+// 65536 float32 values of GELU at each F16; g <= -10 gives 0 and g >= 10
+// gives g (compares that are false for NaN, which takes the table's NaN).
+TEXT ·geluMulAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ gate+8(FP), SI
+	MOVQ u+16(FP), DX
+	MOVQ nch+24(FP), CX
+	MOVQ tab+32(FP), BX
+	VMOVUPS gelulo<>(SB), Y13
+	VMOVUPS geluhi<>(SB), Y14
+	VPCMPEQD Y15, Y15, Y15
+gelu_loop:
+	VMOVUPS (SI), Y0
+	// the F16 bits of g, zero-extended to 32-bit indices
+	VCVTPS2PH $0, Y0, X1
+	VPMOVZXWD X1, Y1
+	// the gather clears its mask (Y3) as it goes: a fresh all-ones copy each time
+	VMOVDQU Y15, Y3
+	VPXOR Y2, Y2, Y2
+	VPGATHERDD Y3, (BX)(Y1*4), Y2
+	// Y4 = g >= 10 (GE_OQ), Y5 = g <= -10 (LE_OQ)
+	VCMPPS $0x1d, Y14, Y0, Y4
+	VCMPPS $0x12, Y13, Y0, Y5
+	VBLENDVPS Y4, Y0, Y2, Y2
+	VANDNPS Y2, Y5, Y2
+	VMULPS (DX), Y2, Y2
+	VMOVUPS Y2, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ gelu_loop
+	VZEROUPPER
+	RET
+
 // func scaleRoundF16AVX2(x *float32, nch int, s float32)
 // x[i] = x[i]·s rounded to the nearest F16 (even on ties), over nch chunks of 8.
 TEXT ·scaleRoundF16AVX2(SB), NOSPLIT, $0-20

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"math"
-	"sync"
 	"unsafe"
 
 	"rbee/internal/ggml"
@@ -181,44 +180,9 @@ func ropeNeox(x []float32, heads, headDim int, cos, sin []float32) {
 	}
 }
 
-// geluMul writes gelu(g)·u to dst, GELU in its tanh form. Like ggml's CPU
-// backend, inputs in (−10, 10) go through a table of the function at every
-// F16 value (the input rounded to F16, the result rounded to F16); beyond
-// that GELU is 0 or the identity.
-func geluMul(dst, g, u []float32) {
-	geluOnce.Do(initGeluTable)
-	u = u[:len(g)]
-	dst = dst[:len(g)]
-	for i, v := range g {
-		var y float32
-		switch {
-		case v <= -10:
-			y = 0
-		case v >= 10:
-			y = v
-		default:
-			y = ggml.F16ToF32(geluTable[ggml.F32ToF16(v)])
-		}
-		dst[i] = y * u[i]
-	}
-}
-
-var (
-	geluOnce  sync.Once
-	geluTable []uint16
-)
-
-func initGeluTable() {
-	const sqrt2OverPi = 0.79788456080286535587989211986876
-	const coefA = 0.044715
-	geluTable = make([]uint16, 1<<16)
-	for i := range geluTable {
-		x := ggml.F16ToF32(uint16(i))
-		inner := float32(sqrt2OverPi) * x * (1 + float32(coefA)*x*x)
-		y := 0.5 * x * (1 + float32(math.Tanh(float64(inner))))
-		geluTable[i] = ggml.F32ToF16(y)
-	}
-}
+// geluMul writes gelu(g)·u to dst, GELU in its tanh form through ggml's F16
+// table (see ggml.GELUMul).
+func geluMul(dst, g, u []float32) { ggml.GELUMul(dst, g, u) }
 
 // softmaxScaled replaces x with softmax(x·scale), summing in double precision
 // like ggml's soft_max.
