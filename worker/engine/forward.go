@@ -394,7 +394,9 @@ func (m *Model) matmuls(ps []product, after func(r0, r1 int)) {
 	sc.bands = sc.bands[:0]
 	if after != nil {
 		w := ps[0].w
-		step := bandRows(w.rows, w.stride*len(ps), T, m.threads)
+		// Whole multiples of 8 rows, so that the activation's eight-wide
+		// kernels (SiLUMul, GELUMul) leave no scalar tail in every band.
+		step := (bandRows(w.rows, w.stride*len(ps), T, m.threads) + 7) &^ 7
 		for r0 := 0; r0 < w.rows; r0 += step {
 			sc.bands = append(sc.bands, band{-1, r0, min(r0+step, w.rows)})
 		}
