@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestTanh32 checks Tanh32 against float64 tanh rounded to float32 at
@@ -35,20 +36,52 @@ func TestTanh32(t *testing.T) {
 	assert.True(t, math.IsNaN(float64(Tanh32(float32(math.NaN())))))
 }
 
-// BenchmarkSoftcap is Gemma 2's final soft-cap over a 32k vocabulary, with
-// Tanh32 and with math.Tanh.
+// TestSoftcapMatchesScalar: the vector kernel gives Tanh32(x/cp)·cp bit for
+// bit at every 997th float32 from 2⁻¹²⁶ to 10⁴ (both signs), around the
+// formulas' boundaries (0.5 and 9 after scaling), at ±0, infinities and NaN,
+// for lengths around its 4-element steps.
+func TestSoftcapMatchesScalar(t *testing.T) {
+	const cp = 30
+	x := []float32{0, float32(math.Copysign(0, -1)), float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 1e-40}
+	for _, b := range []float32{0.5 * cp, 9 * cp} {
+		for _, y := range []float32{b, math.Nextafter32(b, 0), math.Nextafter32(b, 1e9)} {
+			x = append(x, y, -y)
+		}
+	}
+	for bits := math.Float32bits(0x1p-126); bits <= math.Float32bits(1e4); bits += 997 {
+		x = append(x, math.Float32frombits(bits), -math.Float32frombits(bits))
+	}
+	for _, n := range []int{1, 3, 4, 5, 9, len(x)} {
+		got := append([]float32(nil), x[:n]...)
+		Softcap(got, cp)
+		for i, v := range x[:n] {
+			want := Tanh32(v*(1/float32(cp))) * cp
+			if want != want {
+				require.True(t, got[i] != got[i], "NaN stays NaN")
+				continue
+			}
+			require.Equal(t, math.Float32bits(want), math.Float32bits(got[i]), "n=%d x=%g (%08x): %g, want %g", n, v, math.Float32bits(v), got[i], want)
+		}
+	}
+}
+
+// BenchmarkSoftcap is Gemma 2's final soft-cap over a 32k vocabulary: the
+// portable Tanh32, the vector kernel, and math.Tanh.
 func BenchmarkSoftcap(b *testing.B) {
 	x := make([]float32, 32000)
 	for i := range x {
 		x[i] = float32(i%200-100) / 7
 	}
 	y := make([]float32, len(x))
-	b.Run("Tanh32", func(b *testing.B) {
-		for b.Loop() {
-			copy(y, x)
-			Softcap(y, 30)
-		}
-	})
+	for _, level := range []string{"generic", "avx2"} {
+		b.Run(level, func(b *testing.B) {
+			defer LimitSIMD(level)()
+			for b.Loop() {
+				copy(y, x)
+				Softcap(y, 30)
+			}
+		})
+	}
 	b.Run("math.Tanh", func(b *testing.B) {
 		for b.Loop() {
 			copy(y, x)
