@@ -24,7 +24,10 @@ const benchServeSummary = `load-test an OpenAI-compatible server (rbee's queen, 
   (ITL) and end-to-end latency (mean, p50, p90, p99, in ms), and the failed
   requests by error code (HTTP status and the server's code, or
   connection_refused, timeout, stream_cut, …). Prompts are common words,
-  about one token each, different for every request and fixed by --seed; the
+  different for every request and fixed by --seed. First two requests of one
+  output token, not measured, size them to the server's tokenizer, so that
+  the server counts about --prompt-tokens for each (with --calibrate=false a
+  word counts as one token, as for most English models' vocabularies); the
   prompt and output token counts are the server's usage when it reports them.
   No request is retried: a 503 (a full server) is an error here. Progress goes
   to stderr, the report to stdout (--json: one JSON object). Exit status 0,
@@ -53,6 +56,7 @@ func runBenchServe(ctx context.Context, env *Env, args []string) error {
 	seed := fs.Int64("seed", 0, "seed of the prompts' words, also sent as each request's seed")
 	ignoreEOS := fs.Bool("ignore-eos", false, `send "ignore_eos": true so that every request generates --max-tokens tokens (llama.cpp and vLLM honour it; rbee ignores it; OpenAI's API refuses it)`)
 	timeout := fs.Duration("timeout", 5*time.Minute, "time limit of one request, its stream included")
+	calibrate := fs.Bool("calibrate", true, "size the prompts' words to the server's tokenizer first (two requests of one token, not measured), from its usage.prompt_tokens")
 	warmup := fs.Int("warmup", 1, "requests sent one at a time before the run and not measured (a cold start of the model is not a measure)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	if err := cliutil.Parse(fs, args, env.Stdout, benchServeUsage, benchServeSummary); err != nil {
@@ -102,6 +106,17 @@ func runBenchServe(ctx context.Context, env *Env, args []string) error {
 	say := func(format string, a ...any) { fmt.Fprintf(env.Stderr, "rbee bench serve: "+format+"\n", a...) }
 	say("%s, model %s: %d requests, %d at a time, prompts of about %d tokens, max_tokens %d",
 		g.Endpoint(), *model, *requests, min(*concurrency, *requests), *promptTokens, *maxTokens)
+	if *calibrate {
+		c, err := g.Calibrate(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			say("prompts not calibrated (%v): %d words each, about one token per word", err, g.Words())
+		default:
+			say("the server counts %.2f tokens per word: prompts of %d words", c.TokensPerWord, c.Words)
+		}
+	}
 	for i := range *warmup {
 		say("warm-up request %d/%d (not measured)…", i+1, *warmup)
 		// Warm-up prompts follow the run's, so that none is cached for it.

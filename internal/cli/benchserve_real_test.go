@@ -53,31 +53,33 @@ func TestBenchServeRealQueen(t *testing.T) {
 	})
 
 	const promptTokens, maxTokens = 12, 8
-	bench := func(concurrency, requests, seed int) loadgen.Report {
+	bench := func(concurrency, requests, seed int, calibrate bool) loadgen.Report {
 		t.Helper()
 		r := run(t, t.Context(), nil, nil, "bench", "serve", "--url", srv.URL+"/v1", "--model", model,
 			"--concurrency", strconv.Itoa(concurrency), "--requests", strconv.Itoa(requests), "--warmup", "0",
 			"--prompt-tokens", strconv.Itoa(promptTokens), "--max-tokens", strconv.Itoa(maxTokens),
-			"--seed", strconv.Itoa(seed), "--json")
+			"--seed", strconv.Itoa(seed), "--calibrate="+strconv.FormatBool(calibrate), "--json")
 		require.Equal(t, 0, r.code, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
 		var rep loadgen.Report
 		require.NoError(t, json.Unmarshal([]byte(r.stdout), &rep), r.stdout)
 		return rep
 	}
-	promptLen := func(seed, requests int) int {
+	promptLen := func(seed, requests, words int) int {
 		n := 0
 		for i := range requests {
-			n += len(tok.Encode(loadgen.Prompt(uint64(seed), i, promptTokens), true, true))
+			n += len(tok.Encode(loadgen.PromptWords(uint64(seed), i, words), true, true))
 		}
 		return n
 	}
 
 	// One at a time (the first request is the cold start: hive, worker, load).
-	rep := bench(1, 4, 1)
+	rep := bench(1, 4, 1, false)
 	assert.Equal(t, 4, rep.Completed, "%v", rep.ErrorMessages)
 	assert.Zero(t, rep.Failed)
 	assert.Equal(t, loadgen.FromUsage, rep.OutputTokensFrom, "the queen reports usage")
-	assert.Equal(t, promptLen(1, 4), rep.TotalPromptTokens, "the prompts as the model's tokenizer counts them")
+	assert.Equal(t, promptTokens-1, rep.PromptWords, "not calibrated: one token per word and one for the beginning of text")
+	assert.Nil(t, rep.TokensPerWord)
+	assert.Equal(t, promptLen(1, 4, rep.PromptWords), rep.TotalPromptTokens, "the prompts as the model's tokenizer counts them")
 	assert.Positive(t, rep.TotalOutputTokens)
 	assert.LessOrEqual(t, rep.TotalOutputTokens, 4*maxTokens)
 	require.NotNil(t, rep.TTFT)
@@ -90,7 +92,7 @@ func TestBenchServeRealQueen(t *testing.T) {
 
 	// More in flight than the worker's one slot: the queen refuses the rest
 	// (or, once it queues them, serves them all).
-	rep2 := bench(3, 6, 2)
+	rep2 := bench(3, 6, 2, false)
 	t.Logf("3 in flight: %d ok, errors %v", rep2.Completed, rep2.Errors)
 	assert.Equal(t, 6, rep2.Completed+rep2.Failed)
 	assert.Positive(t, rep2.Completed)
@@ -102,6 +104,18 @@ func TestBenchServeRealQueen(t *testing.T) {
 	assert.Equal(t, rep2.TotalPromptTokens, m2["rbee_prompt_tokens_total"]-m["rbee_prompt_tokens_total"])
 	assert.Equal(t, rep2.Completed, m2[`rbee_tasks_total{outcome="done"}`]-4)
 	assert.Equal(t, rep2.Failed, m2[`rbee_task_errors_total{code="ALL_SLOTS_BUSY"}`])
+
+	// Calibrated: this tiny model's vocabulary splits the words into
+	// several tokens, and the prompts are sized to it.
+	rep3 := bench(1, 4, 3, true)
+	require.NotNil(t, rep3.TokensPerWord, "the queen reports prompt tokens, so the prompts were calibrated")
+	require.NotNil(t, rep3.MeanPromptTokens)
+	t.Logf("calibrated: %.2f tokens per word, %d words, mean prompt %.1f tokens (asked %d)",
+		*rep3.TokensPerWord, rep3.PromptWords, *rep3.MeanPromptTokens, promptTokens)
+	assert.Greater(t, *rep3.TokensPerWord, 1.5)
+	assert.Less(t, rep3.PromptWords, promptTokens-1)
+	assert.Equal(t, promptLen(3, 4, rep3.PromptWords), rep3.TotalPromptTokens)
+	assert.InDelta(t, promptTokens, *rep3.MeanPromptTokens, 0.35*promptTokens, "calibrated prompts are about the length asked for")
 }
 
 // queenMetrics reads the queen's counters: "name{labels}" → value.

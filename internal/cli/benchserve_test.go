@@ -94,7 +94,9 @@ func TestBenchServeTable(t *testing.T) {
 	r := run(t, t.Context(), map[string]string{"OPENAI_API_KEY": key}, nil, "bench", "serve", "--url", s.srv.URL+"/v1/",
 		"--model", "file:/m.gguf", "--concurrency", "2", "--requests", "6", "--prompt-tokens", "8", "--max-tokens", "4")
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Equal(t, 7, s.count(), "one warm-up request and six measured")
+	assert.Equal(t, 9, s.count(), "two calibration requests, one warm-up request and six measured")
+	assert.Contains(t, r.stderr, "prompts not calibrated (the server counted 20 prompt tokens for 7 words and 20 for 22)",
+		"this server's prompt count does not depend on the prompt")
 	for _, a := range s.auth {
 		assert.Equal(t, "Bearer "+key, a, "the key from $OPENAI_API_KEY")
 	}
@@ -137,7 +139,7 @@ func TestBenchServeJSON(t *testing.T) {
 		streamTokens(w, 3)
 	})
 	r := run(t, t.Context(), map[string]string{"RBEE_API_KEY": "rbee-key-0123456789", "OPENAI_API_KEY": "other"}, nil,
-		"bench", "serve", "--url", s.srv.URL, "--model", "m", "--concurrency", "1", "--requests", "9", "--warmup", "0", "--json")
+		"bench", "serve", "--url", s.srv.URL, "--model", "m", "--concurrency", "1", "--requests", "9", "--warmup", "0", "--calibrate=false", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "Bearer rbee-key-0123456789", s.auth[0], "$RBEE_API_KEY before $OPENAI_API_KEY")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
@@ -152,8 +154,8 @@ func TestBenchServeJSON(t *testing.T) {
 	slices.Sort(keys)
 	assert.Equal(t, []string{"completed", "concurrency", "duration_s", "e2e_latency_ms", "endpoint", "error_messages", "errors",
 		"failed", "interrupted", "itl_ms", "max_tokens", "mean_output_tokens", "mean_prompt_tokens", "model",
-		"output_tokens_from", "output_tokens_per_s", "prompt_tokens_requested", "requests", "requests_per_s",
-		"total_output_tokens", "total_prompt_tokens", "ttft_ms", "url"}, keys)
+		"output_tokens_from", "output_tokens_per_s", "prompt_tokens_requested", "prompt_words", "requests", "requests_per_s",
+		"tokens_per_word", "total_output_tokens", "total_prompt_tokens", "ttft_ms", "url"}, keys)
 
 	var rep struct {
 		Completed        int                `json:"completed"`
@@ -198,7 +200,7 @@ func TestBenchServeFailures(t *testing.T) {
 	env := map[string]string{"RBEE_API_KEY": "from-the-environment-123"}
 
 	r := run(t, t.Context(), env, nil, "bench", "serve", "--url", s.srv.URL, "--model", "file:/nope.gguf",
-		"--requests", "4", "--warmup", "0", "--api-key", "from-the-flag-0123456")
+		"--requests", "4", "--warmup", "0", "--calibrate=false", "--api-key", "from-the-flag-0123456")
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stdout, "Requests ok / failed:    0 / 4")
 	assert.Regexp(t, `(?m)^TTFT \(ms\) +- +- +- +- +0$`, r.stdout)
@@ -210,10 +212,11 @@ func TestBenchServeFailures(t *testing.T) {
 	r = run(t, t.Context(), env, nil, "bench", "serve", "--url", s.srv.URL, "--model", "file:/nope.gguf")
 	assert.Equal(t, 1, r.code)
 	assert.Empty(t, r.stdout, "no run, no report")
+	assert.Contains(t, r.stderr, "prompts not calibrated (a calibration request failed: 404 model_not_found: ")
 	assert.Contains(t, r.stderr, "rbee bench: the warm-up request failed: 404 model_not_found: model file:/nope.gguf is not in the catalog\n")
 	assert.Contains(t, r.stderr, "hint: check --url, --model and the API key; --warmup 0 skips the warm-up")
-	assert.Equal(t, 5, s.count(), "one warm-up request, then nothing")
-	assert.Equal(t, "Bearer from-the-environment-123", s.auth[4])
+	assert.Equal(t, 6, s.count(), "a calibration request and a warm-up request, then nothing")
+	assert.Equal(t, "Bearer from-the-environment-123", s.auth[5])
 
 	// Nobody listening: the warm-up fails with connection_refused.
 	url := s.srv.URL
@@ -236,7 +239,7 @@ func TestBenchServeInterrupted(t *testing.T) {
 		cancel() // Ctrl+C while the third is running
 		<-r.Context().Done()
 	})
-	r := run(t, ctx, nil, nil, "bench", "serve", "--url", s.srv.URL, "--model", "m", "--concurrency", "1", "--requests", "10")
+	r := run(t, ctx, nil, nil, "bench", "serve", "--url", s.srv.URL, "--model", "m", "--concurrency", "1", "--requests", "10", "--calibrate=false")
 	assert.Equal(t, ExitInterrupted, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "Interrupted: 2 of 10 requests ended; figures for those.\n")
 	assert.Contains(t, r.stdout, "Requests ok / failed:    2 / 0 (of 10, 1 at a time)")

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -49,7 +50,10 @@ type Config struct {
 	Concurrency int
 	// Requests is how many requests a run sends (default 1).
 	Requests int
-	// PromptTokens is the approximate prompt length in tokens (default 128).
+	// PromptTokens is the approximate prompt length in tokens (default
+	// 128). A prompt is PromptTokens−1 words (a server adds a
+	// beginning-of-text token) until Calibrate sizes the words to the
+	// server's tokenizer.
 	PromptTokens int
 	// MaxTokens is the max_tokens of every request (default 64).
 	MaxTokens int
@@ -77,7 +81,9 @@ type Config struct {
 // Generator sends the requests of a run.
 type Generator struct {
 	cfg      Config
-	endpoint string // the full URL requests go to
+	words    int      // words per prompt
+	perWord  *float64 // the server's tokens per word, when calibrated
+	endpoint string   // the full URL requests go to
 	client   *http.Client
 	now      func() time.Time
 }
@@ -116,7 +122,7 @@ func New(cfg Config) (*Generator, error) {
 		return nil, fmt.Errorf("concurrency, requests, prompt tokens and max tokens must be at least 1 (got %d, %d, %d, %d)",
 			cfg.Concurrency, cfg.Requests, cfg.PromptTokens, cfg.MaxTokens)
 	}
-	g := &Generator{cfg: cfg, client: cfg.HTTPClient, now: cfg.Now}
+	g := &Generator{cfg: cfg, words: max(cfg.PromptTokens-1, 1), client: cfg.HTTPClient, now: cfg.Now}
 	g.endpoint = base + "/v1/completions"
 	if cfg.Endpoint == Chat {
 		g.endpoint = base + "/v1/chat/completions"
@@ -203,11 +209,65 @@ func (e *RequestError) Error() string {
 	return e.Code + ": " + e.Message
 }
 
-// Do sends request index (its prompt is Prompt(Seed, index, PromptTokens))
+// Do sends request index (its prompt is PromptWords(Seed, index, Words()))
 // and reads its stream to the end.
 func (g *Generator) Do(ctx context.Context, index int) Result {
+	return g.send(ctx, index, g.words, g.cfg.MaxTokens)
+}
+
+// Words is the number of words of every prompt: PromptTokens−1, or what
+// Calibrate set.
+func (g *Generator) Words() int { return g.words }
+
+// Calibration is what Calibrate measured.
+type Calibration struct {
+	// TokensPerWord is how many tokens the server counts per prompt word.
+	TokensPerWord float64
+	// Words is the number of words of every prompt from now on.
+	Words int
+}
+
+// Calibrate sizes the prompts to the server's tokenizer, so that a run's
+// prompts are about PromptTokens tokens as the server counts them, whatever
+// its vocabulary (one word is one token for the vocabularies of most English
+// models, two or three for small or synthetic ones). It sends two requests
+// for one output token, which are not measured, with prompts of n and 2n+8
+// words, and takes the tokens per word from the difference of their
+// usage.prompt_tokens; the prompts then have (PromptTokens−1)/that words,
+// leaving one token for the beginning of text (a chat template adds more).
+// When the server does not report prompt tokens, or a request fails, it
+// changes nothing and says why.
+func (g *Generator) Calibrate(ctx context.Context) (Calibration, error) {
+	n1 := g.words
+	n2 := 2*n1 + 8
+	var counts [2]int
+	for i, n := range []int{n1, n2} {
+		// Negative indexes: prompts of their own, none of a run's.
+		r := g.send(ctx, -1-i, n, 1)
+		switch {
+		case r.Interrupted:
+			return Calibration{}, ctx.Err()
+		case r.Err != nil:
+			return Calibration{}, fmt.Errorf("a calibration request failed: %w", r.Err)
+		case r.PromptTokens < 0:
+			return Calibration{}, errors.New("the server reports no usage.prompt_tokens to calibrate with")
+		}
+		counts[i] = r.PromptTokens
+	}
+	per := float64(counts[1]-counts[0]) / float64(n2-n1)
+	if per <= 0 {
+		return Calibration{}, fmt.Errorf("the server counted %d prompt tokens for %d words and %d for %d", counts[0], n1, counts[1], n2)
+	}
+	g.words = max(1, int(math.Round(float64(g.cfg.PromptTokens-1)/per)))
+	g.perWord = &per
+	return Calibration{TokensPerWord: per, Words: g.words}, nil
+}
+
+// send sends request index with a prompt of the given words and max_tokens,
+// and reads its stream to the end.
+func (g *Generator) send(ctx context.Context, index, words, maxTokens int) Result {
 	r := Result{Index: index, PromptTokens: -1}
-	body, err := json.Marshal(g.body(index))
+	body, err := json.Marshal(g.body(index, words, maxTokens))
 	if err != nil { // cannot happen: the body is made of strings and numbers
 		r.Err = &RequestError{Code: "transport_error", Message: err.Error()}
 		return r
@@ -314,11 +374,11 @@ func (g *Generator) Do(ctx context.Context, index int) Result {
 }
 
 // body is the JSON of request index.
-func (g *Generator) body(index int) map[string]any {
-	prompt := Prompt(g.cfg.Seed, index, g.cfg.PromptTokens)
+func (g *Generator) body(index, words, maxTokens int) map[string]any {
+	prompt := PromptWords(g.cfg.Seed, index, words)
 	b := map[string]any{
 		"model":          g.cfg.Model,
-		"max_tokens":     g.cfg.MaxTokens,
+		"max_tokens":     maxTokens,
 		"temperature":    g.cfg.Temperature,
 		"seed":           g.cfg.Seed,
 		"stream":         true,

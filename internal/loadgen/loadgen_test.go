@@ -565,3 +565,52 @@ func TestNewChecksConfig(t *testing.T) {
 	assert.Equal(t, Config{URL: "http://127.0.0.1:1/v1", Model: "m", Endpoint: Completions, Concurrency: 1, Requests: 1,
 		PromptTokens: 128, MaxTokens: 64, Timeout: 5 * time.Minute}, c)
 }
+
+// TestCalibrate: against a server whose tokenizer counts two tokens per
+// word and one for the beginning of text, Calibrate measures 2 tokens per
+// word with two one-token requests, and the run's prompts then have about
+// half the words, so that the server counts about PromptTokens for each. A
+// server without prompt counts leaves the prompts as they were.
+func TestCalibrate(t *testing.T) {
+	s := newOAIServer(t, func(w http.ResponseWriter, r *http.Request, n int, body map[string]any) {
+		p, _ := body["prompt"].(string)
+		completion(w, 1, true, 2*len(strings.Fields(p))+1)
+	})
+	g := newGen(t, Config{URL: s.srv.URL, Model: "m", Requests: 4, PromptTokens: 33, MaxTokens: 5})
+	assert.Equal(t, 32, g.Words(), "before calibrating: a word per token and one for the beginning of text")
+	c, err := g.Calibrate(t.Context())
+	require.NoError(t, err)
+	assert.InDelta(t, 2, c.TokensPerWord, 1e-9)
+	assert.Equal(t, 16, c.Words)
+	assert.Equal(t, 16, g.Words())
+	require.Len(t, s.bodies, 2)
+	for i, b := range s.bodies {
+		assert.EqualValues(t, 1, b["max_tokens"], "calibration request %d asks for one token", i)
+	}
+	assert.Len(t, strings.Fields(s.bodies[0]["prompt"].(string)), 32)
+	assert.Len(t, strings.Fields(s.bodies[1]["prompt"].(string)), 72)
+
+	rep, err := g.Run(t.Context(), nil)
+	require.NoError(t, err)
+	require.NotNil(t, rep.MeanPromptTokens)
+	assert.InDelta(t, 33, *rep.MeanPromptTokens, 1e-9)
+	assert.Equal(t, 16, rep.PromptWords)
+	require.NotNil(t, rep.TokensPerWord)
+	assert.InDelta(t, 2, *rep.TokensPerWord, 1e-9)
+	for _, b := range s.bodies[2:] {
+		assert.EqualValues(t, 5, b["max_tokens"])
+		assert.Len(t, strings.Fields(b["prompt"].(string)), 16)
+	}
+
+	flat := newOAIServer(t, func(w http.ResponseWriter, r *http.Request, n int, body map[string]any) {
+		completion(w, 1, false, 0)
+	})
+	g = newGen(t, Config{URL: flat.srv.URL, Model: "m", PromptTokens: 9})
+	_, err = g.Calibrate(t.Context())
+	require.EqualError(t, err, "the server reports no usage.prompt_tokens to calibrate with")
+	assert.Equal(t, 8, g.Words())
+	rep, err = g.Run(t.Context(), nil)
+	require.NoError(t, err)
+	assert.Nil(t, rep.TokensPerWord)
+	assert.Equal(t, 8, rep.PromptWords)
+}

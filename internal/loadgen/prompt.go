@@ -31,8 +31,14 @@ feel seem want need try use play live die grow fall rise build break send
 // their first words on, so that a server's prompt cache cannot answer one
 // request from another's.
 func Prompt(seed uint64, index, tokens int) string {
+	return PromptWords(seed, index, max(tokens-1, 1)) // the server usually adds a beginning-of-text token
+}
+
+// PromptWords is the text of request index of a run seeded with seed, n
+// words long (at least one): Prompt's words, in the same order.
+func PromptWords(seed uint64, index, n int) string {
 	rng := rand.New(rand.NewPCG(seed, uint64(index)))
-	n := max(tokens-1, 1) // the server usually adds a beginning-of-text token
+	n = max(n, 1)
 	var b strings.Builder
 	for i := range n {
 		if i > 0 {

@@ -22,7 +22,12 @@ type Report struct {
 	Concurrency  int    `json:"concurrency"`
 	Requests     int    `json:"requests"` // asked for
 	PromptTokens int    `json:"prompt_tokens_requested"`
-	MaxTokens    int    `json:"max_tokens"`
+	// PromptWords is the words of each prompt, and TokensPerWord the
+	// server's tokens per word that Calibrate measured (null when the
+	// prompts were not calibrated).
+	PromptWords   int      `json:"prompt_words"`
+	TokensPerWord *float64 `json:"tokens_per_word"`
+	MaxTokens     int      `json:"max_tokens"`
 
 	Completed   int  `json:"completed"`   // requests that succeeded
 	Failed      int  `json:"failed"`      // requests that failed
@@ -59,6 +64,7 @@ func (g *Generator) Summarize(results []Result) *Report {
 	c := g.cfg
 	rep := &Report{URL: g.endpoint, Endpoint: c.Endpoint, Model: c.Model, Concurrency: c.Concurrency,
 		Requests: c.Requests, PromptTokens: c.PromptTokens, MaxTokens: c.MaxTokens,
+		PromptWords: g.words, TokensPerWord: g.perWord,
 		Errors: map[string]int{}, ErrorMessages: map[string]string{}}
 	var first, last time.Time
 	var ttft, itl, e2e []time.Duration
