@@ -62,6 +62,20 @@ func (a *AttnScratch) grow(g, hd, n int) {
 // AttendF16 neither allocates (after the scratch has grown to the cache's
 // size) nor validates beyond slice bounds checks.
 func AttendF16(hd, n, g int, q []float32, k []byte, kStride int, v []byte, vStride int, scale float32, out []float32, a *AttnScratch) {
+	attendF16(hd, n, g, q, k, kStride, v, vStride, scale, 0, out, a)
+}
+
+// AttendF16Capped is AttendF16 with Gemma 2's soft-capped scores: each
+// score q·k becomes softcap·tanh(q·k/softcap) (Softcap's arithmetic) and is
+// then multiplied by scale before the softmax.
+//
+//	out[h] = softmax(scale · softcap·tanh(q[h]·Kᵀ/softcap)) · V
+func AttendF16Capped(hd, n, g int, q []float32, k []byte, kStride int, v []byte, vStride int, scale, softcap float32, out []float32, a *AttnScratch) {
+	attendF16(hd, n, g, q, k, kStride, v, vStride, scale, softcap, out, a)
+}
+
+// attendF16 is AttendF16, with the scores capped when softcap > 0.
+func attendF16(hd, n, g int, q []float32, k []byte, kStride int, v []byte, vStride int, scale, softcap float32, out []float32, a *AttnScratch) {
 	if n <= 0 || g <= 0 || hd <= 0 {
 		return
 	}
@@ -77,18 +91,22 @@ func AttendF16(hd, n, g int, q []float32, k []byte, kStride int, v []byte, vStri
 	// Scores: blocks of 8 keys in assembly (the last one copied and padded
 	// with zeros), or all here without AVX2.
 	simd := useAVX2 && hd%8 == 0 && kStride >= 0 && vStride >= 0
+	ks := scale // what the score kernels multiply by: 1 when capping comes first
+	if softcap > 0 {
+		ks = 1
+	}
 	nb := 0
 	if simd {
 		nb = n / 8
 		if nb > 0 {
-			attnScoresAVX2(&k[0], kStride, nb, &a.q[0], g, hd, &a.s[0], 4*n, scale, &a.kf[0])
+			attnScoresAVX2(&k[0], kStride, nb, &a.q[0], g, hd, &a.s[0], 4*n, ks, &a.kf[0])
 		}
 		if rest := n - 8*nb; rest > 0 {
 			clear(a.tk)
 			for i := 0; i < rest; i++ {
 				copy(a.tk[i*2*hd:(i+1)*2*hd], k[(8*nb+i)*kStride:])
 			}
-			attnScoresAVX2(&a.tk[0], 2*hd, 1, &a.q[0], g, hd, &a.ts[0], 32, scale, &a.kf[0])
+			attnScoresAVX2(&a.tk[0], 2*hd, 1, &a.q[0], g, hd, &a.ts[0], 32, ks, &a.kf[0])
 			for h := 0; h < g; h++ {
 				copy(a.s[h*n+8*nb:(h+1)*n], a.ts[8*h:8*h+rest])
 			}
@@ -103,7 +121,14 @@ func AttendF16(hd, n, g int, q []float32, k []byte, kStride int, v []byte, vStri
 			for d, x := range qh {
 				sum += F16ToF32(le16(row[2*d:])) * x
 			}
-			a.s[h*n+i] = sum * scale
+			a.s[h*n+i] = sum * ks
+		}
+	}
+	if softcap > 0 {
+		sc := a.s[:g*n]
+		Softcap(sc, softcap)
+		for i := range sc {
+			sc[i] *= scale
 		}
 	}
 

@@ -62,6 +62,12 @@ func newAttnCase(seed uint64, hd, n, g int) *attnCase {
 // probabilities to F16. It returns each output and the sum of its terms'
 // magnitudes.
 func (c *attnCase) reference(scale float32) (out, mag []float64) {
+	return c.referenceCapped(scale, 0)
+}
+
+// referenceCapped is reference with each score q·k soft-capped,
+// softcap·tanh(q·k/softcap), before it is scaled (none when softcap is 0).
+func (c *attnCase) referenceCapped(scale, softcap float32) (out, mag []float64) {
 	out, mag = make([]float64, c.g*c.hd), make([]float64, c.g*c.hd)
 	for h := 0; h < c.g; h++ {
 		s := make([]float64, c.n)
@@ -69,6 +75,9 @@ func (c *attnCase) reference(scale float32) (out, mag []float64) {
 		for i := range s {
 			for d := 0; d < c.hd; d++ {
 				s[i] += float64(F16ToF32(F32ToF16(c.q[h*c.hd+d]))) * float64(c.kvals[i][d])
+			}
+			if softcap > 0 {
+				s[i] = float64(softcap) * math.Tanh(s[i]/float64(softcap))
 			}
 			s[i] *= float64(scale)
 			m = max(m, s[i])
@@ -109,6 +118,42 @@ func TestAttendF16MatchesReference(t *testing.T) {
 							// Probabilities near an F16 rounding boundary may round
 							// the other way: allow one F16 step of the largest.
 							require.InDelta(t, want[i], float64(out[i]), 1e-3*mag[i]+1e-6, "output %d", i)
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestAttendF16CappedMatchesReference: Gemma 2's soft-capped attention, at
+// every SIMD level, head sizes and group sizes of its models, and queries
+// large enough that the cap bends the scores (tanh of ±1 and beyond).
+func TestAttendF16CappedMatchesReference(t *testing.T) {
+	for _, level := range []string{"generic", "detected"} {
+		for _, hd := range []int{64, 256} {
+			for _, n := range []int{1, 7, 9, 100, 600} {
+				for _, g := range []int{1, 2, 8} {
+					t.Run(fmt.Sprintf("%s/hd=%d/n=%d/g=%d", level, hd, n, g), func(t *testing.T) {
+						defer LimitSIMD(level)()
+						c := newAttnCase(uint64(hd*n*g+1), hd, n, g)
+						for i := range c.q {
+							c.q[i] *= 4 // scores of tens, against a cap of 50
+						}
+						const softcap = 50
+						scale := float32(1 / math.Sqrt(float64(hd)))
+						want, mag := c.referenceCapped(scale, softcap)
+						uncapped, _ := c.reference(scale)
+						out := make([]float32, g*hd)
+						var a AttnScratch
+						AttendF16Capped(hd, n, g, c.q, c.k, c.kStride, c.v, c.vStride, scale, softcap, out, &a)
+						differs := false
+						for i := range out {
+							require.InDelta(t, want[i], float64(out[i]), 1e-3*mag[i]+1e-6, "output %d", i)
+							differs = differs || math.Abs(want[i]-uncapped[i]) > 1e-2*mag[i]+1e-6
+						}
+						if n > 1 {
+							assert.True(t, differs, "the cap should change the result")
 						}
 					})
 				}

@@ -30,3 +30,9 @@ func scaleRoundF16AVX2(x *float32, nch int, s float32)
 
 //go:noescape
 func siluMulAVX2(dst, gate, u *float32, nch int)
+
+//go:noescape
+func geluMulAVX2(dst, gate, u *float32, nch int, tab *float32)
+
+//go:noescape
+func softcapAVX2(x *float32, nch int, inv, cp float32)

@@ -661,6 +661,312 @@ silu_loop:
 	VZEROUPPER
 	RET
 
+DATA gelulo<>+0(SB)/8, $0xc1200000c1200000
+DATA gelulo<>+8(SB)/8, $0xc1200000c1200000
+DATA gelulo<>+16(SB)/8, $0xc1200000c1200000
+DATA gelulo<>+24(SB)/8, $0xc1200000c1200000
+GLOBL gelulo<>(SB), RODATA|NOPTR, $32
+
+DATA geluhi<>+0(SB)/8, $0x4120000041200000
+DATA geluhi<>+8(SB)/8, $0x4120000041200000
+DATA geluhi<>+16(SB)/8, $0x4120000041200000
+DATA geluhi<>+24(SB)/8, $0x4120000041200000
+GLOBL geluhi<>(SB), RODATA|NOPTR, $32
+
+// func geluMulAVX2(dst, gate, u *float32, nch int, tab *float32)
+// dst[i] = gelu(g[i]) · u[i] over nch chunks of 8, GELUMul's arithmetic:
+// g rounded to F16 (VCVTPS2PH, nearest even, as F32ToF16) indexes tab, the
+// 65536 float32 values of GELU at each F16; g <= -10 gives 0 and g >= 10
+// gives g (compares that are false for NaN, which takes the table's NaN).
+TEXT ·geluMulAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ gate+8(FP), SI
+	MOVQ u+16(FP), DX
+	MOVQ nch+24(FP), CX
+	MOVQ tab+32(FP), BX
+	VMOVUPS gelulo<>(SB), Y13
+	VMOVUPS geluhi<>(SB), Y14
+	VPCMPEQD Y15, Y15, Y15
+gelu_loop:
+	VMOVUPS (SI), Y0
+	// the F16 bits of g, zero-extended to 32-bit indices
+	VCVTPS2PH $0, Y0, X1
+	VPMOVZXWD X1, Y1
+	// the gather clears its mask (Y3) as it goes: a fresh all-ones copy each time
+	VMOVDQU Y15, Y3
+	VPXOR Y2, Y2, Y2
+	VPGATHERDD Y3, (BX)(Y1*4), Y2
+	// Y4 = g >= 10 (GE_OQ), Y5 = g <= -10 (LE_OQ)
+	VCMPPS $0x1d, Y14, Y0, Y4
+	VCMPPS $0x12, Y13, Y0, Y5
+	VBLENDVPS Y4, Y0, Y2, Y2
+	VANDNPS Y2, Y5, Y2
+	VMULPS (DX), Y2, Y2
+	VMOVUPS Y2, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ gelu_loop
+	VZEROUPPER
+	RET
+
+DATA tser0<>+0(SB)/8, $0x3f43558248036744
+DATA tser0<>+8(SB)/8, $0x3f43558248036744
+DATA tser0<>+16(SB)/8, $0x3f43558248036744
+DATA tser0<>+24(SB)/8, $0x3f43558248036744
+GLOBL tser0<>(SB), RODATA|NOPTR, $32
+
+DATA tser1<>+0(SB)/8, $0xbf57da36452b75e3
+DATA tser1<>+8(SB)/8, $0xbf57da36452b75e3
+DATA tser1<>+16(SB)/8, $0xbf57da36452b75e3
+DATA tser1<>+24(SB)/8, $0xbf57da36452b75e3
+GLOBL tser1<>(SB), RODATA|NOPTR, $32
+
+DATA tser2<>+0(SB)/8, $0x3f6d6d3d0e157de0
+DATA tser2<>+8(SB)/8, $0x3f6d6d3d0e157de0
+DATA tser2<>+16(SB)/8, $0x3f6d6d3d0e157de0
+DATA tser2<>+24(SB)/8, $0x3f6d6d3d0e157de0
+GLOBL tser2<>(SB), RODATA|NOPTR, $32
+
+DATA tser3<>+0(SB)/8, $0xbf8226e355e6c23d
+DATA tser3<>+8(SB)/8, $0xbf8226e355e6c23d
+DATA tser3<>+16(SB)/8, $0xbf8226e355e6c23d
+DATA tser3<>+24(SB)/8, $0xbf8226e355e6c23d
+GLOBL tser3<>(SB), RODATA|NOPTR, $32
+
+DATA tser4<>+0(SB)/8, $0x3f9664f4882c10fa
+DATA tser4<>+8(SB)/8, $0x3f9664f4882c10fa
+DATA tser4<>+16(SB)/8, $0x3f9664f4882c10fa
+DATA tser4<>+24(SB)/8, $0x3f9664f4882c10fa
+GLOBL tser4<>(SB), RODATA|NOPTR, $32
+
+DATA tser5<>+0(SB)/8, $0xbfaba1ba1ba1ba1c
+DATA tser5<>+8(SB)/8, $0xbfaba1ba1ba1ba1c
+DATA tser5<>+16(SB)/8, $0xbfaba1ba1ba1ba1c
+DATA tser5<>+24(SB)/8, $0xbfaba1ba1ba1ba1c
+GLOBL tser5<>(SB), RODATA|NOPTR, $32
+
+DATA tser6<>+0(SB)/8, $0x3fc1111111111111
+DATA tser6<>+8(SB)/8, $0x3fc1111111111111
+DATA tser6<>+16(SB)/8, $0x3fc1111111111111
+DATA tser6<>+24(SB)/8, $0x3fc1111111111111
+GLOBL tser6<>(SB), RODATA|NOPTR, $32
+
+DATA tser7<>+0(SB)/8, $0xbfd5555555555555
+DATA tser7<>+8(SB)/8, $0xbfd5555555555555
+DATA tser7<>+16(SB)/8, $0xbfd5555555555555
+DATA tser7<>+24(SB)/8, $0xbfd5555555555555
+GLOBL tser7<>(SB), RODATA|NOPTR, $32
+
+DATA texp0<>+0(SB)/8, $0x3ec71de3a556c734
+DATA texp0<>+8(SB)/8, $0x3ec71de3a556c734
+DATA texp0<>+16(SB)/8, $0x3ec71de3a556c734
+DATA texp0<>+24(SB)/8, $0x3ec71de3a556c734
+GLOBL texp0<>(SB), RODATA|NOPTR, $32
+
+DATA texp1<>+0(SB)/8, $0x3efa01a01a01a01a
+DATA texp1<>+8(SB)/8, $0x3efa01a01a01a01a
+DATA texp1<>+16(SB)/8, $0x3efa01a01a01a01a
+DATA texp1<>+24(SB)/8, $0x3efa01a01a01a01a
+GLOBL texp1<>(SB), RODATA|NOPTR, $32
+
+DATA texp2<>+0(SB)/8, $0x3f2a01a01a01a01a
+DATA texp2<>+8(SB)/8, $0x3f2a01a01a01a01a
+DATA texp2<>+16(SB)/8, $0x3f2a01a01a01a01a
+DATA texp2<>+24(SB)/8, $0x3f2a01a01a01a01a
+GLOBL texp2<>(SB), RODATA|NOPTR, $32
+
+DATA texp3<>+0(SB)/8, $0x3f56c16c16c16c17
+DATA texp3<>+8(SB)/8, $0x3f56c16c16c16c17
+DATA texp3<>+16(SB)/8, $0x3f56c16c16c16c17
+DATA texp3<>+24(SB)/8, $0x3f56c16c16c16c17
+GLOBL texp3<>(SB), RODATA|NOPTR, $32
+
+DATA texp4<>+0(SB)/8, $0x3f81111111111111
+DATA texp4<>+8(SB)/8, $0x3f81111111111111
+DATA texp4<>+16(SB)/8, $0x3f81111111111111
+DATA texp4<>+24(SB)/8, $0x3f81111111111111
+GLOBL texp4<>(SB), RODATA|NOPTR, $32
+
+DATA texp5<>+0(SB)/8, $0x3fa5555555555555
+DATA texp5<>+8(SB)/8, $0x3fa5555555555555
+DATA texp5<>+16(SB)/8, $0x3fa5555555555555
+DATA texp5<>+24(SB)/8, $0x3fa5555555555555
+GLOBL texp5<>(SB), RODATA|NOPTR, $32
+
+DATA texp6<>+0(SB)/8, $0x3fc5555555555555
+DATA texp6<>+8(SB)/8, $0x3fc5555555555555
+DATA texp6<>+16(SB)/8, $0x3fc5555555555555
+DATA texp6<>+24(SB)/8, $0x3fc5555555555555
+GLOBL texp6<>(SB), RODATA|NOPTR, $32
+
+DATA texp7<>+0(SB)/8, $0x3fe0000000000000
+DATA texp7<>+8(SB)/8, $0x3fe0000000000000
+DATA texp7<>+16(SB)/8, $0x3fe0000000000000
+DATA texp7<>+24(SB)/8, $0x3fe0000000000000
+GLOBL texp7<>(SB), RODATA|NOPTR, $32
+
+DATA texp8<>+0(SB)/8, $0x3ff0000000000000
+DATA texp8<>+8(SB)/8, $0x3ff0000000000000
+DATA texp8<>+16(SB)/8, $0x3ff0000000000000
+DATA texp8<>+24(SB)/8, $0x3ff0000000000000
+GLOBL texp8<>(SB), RODATA|NOPTR, $32
+
+DATA texp9<>+0(SB)/8, $0x3ff0000000000000
+DATA texp9<>+8(SB)/8, $0x3ff0000000000000
+DATA texp9<>+16(SB)/8, $0x3ff0000000000000
+DATA texp9<>+24(SB)/8, $0x3ff0000000000000
+GLOBL texp9<>(SB), RODATA|NOPTR, $32
+
+DATA tabs<>+0(SB)/8, $0x7fffffffffffffff
+DATA tabs<>+8(SB)/8, $0x7fffffffffffffff
+DATA tabs<>+16(SB)/8, $0x7fffffffffffffff
+DATA tabs<>+24(SB)/8, $0x7fffffffffffffff
+GLOBL tabs<>(SB), RODATA|NOPTR, $32
+
+DATA tsign<>+0(SB)/8, $0x8000000000000000
+DATA tsign<>+8(SB)/8, $0x8000000000000000
+DATA tsign<>+16(SB)/8, $0x8000000000000000
+DATA tsign<>+24(SB)/8, $0x8000000000000000
+GLOBL tsign<>(SB), RODATA|NOPTR, $32
+
+DATA tm2<>+0(SB)/8, $0xc000000000000000
+DATA tm2<>+8(SB)/8, $0xc000000000000000
+DATA tm2<>+16(SB)/8, $0xc000000000000000
+DATA tm2<>+24(SB)/8, $0xc000000000000000
+GLOBL tm2<>(SB), RODATA|NOPTR, $32
+
+DATA tinvln2<>+0(SB)/8, $0x3ff71547652b82fe
+DATA tinvln2<>+8(SB)/8, $0x3ff71547652b82fe
+DATA tinvln2<>+16(SB)/8, $0x3ff71547652b82fe
+DATA tinvln2<>+24(SB)/8, $0x3ff71547652b82fe
+GLOBL tinvln2<>(SB), RODATA|NOPTR, $32
+
+DATA tln2<>+0(SB)/8, $0x3fe62e42fefa39ef
+DATA tln2<>+8(SB)/8, $0x3fe62e42fefa39ef
+DATA tln2<>+16(SB)/8, $0x3fe62e42fefa39ef
+DATA tln2<>+24(SB)/8, $0x3fe62e42fefa39ef
+GLOBL tln2<>(SB), RODATA|NOPTR, $32
+
+DATA tone<>+0(SB)/8, $0x3ff0000000000000
+DATA tone<>+8(SB)/8, $0x3ff0000000000000
+DATA tone<>+16(SB)/8, $0x3ff0000000000000
+DATA tone<>+24(SB)/8, $0x3ff0000000000000
+GLOBL tone<>(SB), RODATA|NOPTR, $32
+
+DATA thalf<>+0(SB)/8, $0x3fe0000000000000
+DATA thalf<>+8(SB)/8, $0x3fe0000000000000
+DATA thalf<>+16(SB)/8, $0x3fe0000000000000
+DATA thalf<>+24(SB)/8, $0x3fe0000000000000
+GLOBL thalf<>(SB), RODATA|NOPTR, $32
+
+DATA tnine<>+0(SB)/8, $0x4022000000000000
+DATA tnine<>+8(SB)/8, $0x4022000000000000
+DATA tnine<>+16(SB)/8, $0x4022000000000000
+DATA tnine<>+24(SB)/8, $0x4022000000000000
+GLOBL tnine<>(SB), RODATA|NOPTR, $32
+
+DATA t1023<>+0(SB)/8, $0x00000000000003ff
+DATA t1023<>+8(SB)/8, $0x00000000000003ff
+DATA t1023<>+16(SB)/8, $0x00000000000003ff
+DATA t1023<>+24(SB)/8, $0x00000000000003ff
+GLOBL t1023<>(SB), RODATA|NOPTR, $32
+
+// func softcapAVX2(x *float32, nch int, inv, cp float32)
+// x[i] = Tanh32(x[i]·inv)·cp over nch chunks of 4, Tanh32 computed in
+// float64 with its operations in its order (no fused multiply-adds), so
+// the results are its bits: for |y| < 0.5 tanh's odd series, else
+// (1-e)/(1+e) with e = exp(-2|y|) = poly(r)·2^k; 1 for |y| >= 9; the
+// sign of y (none for -0); NaN stays y.
+TEXT ·softcapAVX2(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ nch+8(FP), CX
+	VBROADCASTSS inv+16(FP), X14
+	VBROADCASTSS cp+20(FP), X15
+	VXORPD Y13, Y13, Y13
+cap_loop:
+	// y = x·inv in float32, then widened; a = |y|
+	VMULPS (SI), X14, X0
+	VCVTPS2PD X0, Y0
+	VANDPD tabs<>(SB), Y0, Y1
+	// series: z = a², p by Horner, t = a + a·z·p
+	VMULPD Y1, Y1, Y2
+	VMOVUPD tser0<>(SB), Y3
+	VMULPD Y2, Y3, Y3
+	VADDPD tser1<>(SB), Y3, Y3
+	VMULPD Y2, Y3, Y3
+	VADDPD tser2<>(SB), Y3, Y3
+	VMULPD Y2, Y3, Y3
+	VADDPD tser3<>(SB), Y3, Y3
+	VMULPD Y2, Y3, Y3
+	VADDPD tser4<>(SB), Y3, Y3
+	VMULPD Y2, Y3, Y3
+	VADDPD tser5<>(SB), Y3, Y3
+	VMULPD Y2, Y3, Y3
+	VADDPD tser6<>(SB), Y3, Y3
+	VMULPD Y2, Y3, Y3
+	VADDPD tser7<>(SB), Y3, Y3
+	VMULPD Y2, Y1, Y4
+	VMULPD Y3, Y4, Y4
+	VADDPD Y4, Y1, Y4
+	// v = -2a, k = round(v/ln2) (ties to even), r = v - k·ln2
+	VMULPD tm2<>(SB), Y1, Y5
+	VMULPD tinvln2<>(SB), Y5, Y6
+	VROUNDPD $0, Y6, Y6
+	VMULPD tln2<>(SB), Y6, Y7
+	VSUBPD Y7, Y5, Y7
+	// q = e^r by Horner, times 2^k built in the exponent field
+	VMOVUPD texp0<>(SB), Y8
+	VMULPD Y7, Y8, Y8
+	VADDPD texp1<>(SB), Y8, Y8
+	VMULPD Y7, Y8, Y8
+	VADDPD texp2<>(SB), Y8, Y8
+	VMULPD Y7, Y8, Y8
+	VADDPD texp3<>(SB), Y8, Y8
+	VMULPD Y7, Y8, Y8
+	VADDPD texp4<>(SB), Y8, Y8
+	VMULPD Y7, Y8, Y8
+	VADDPD texp5<>(SB), Y8, Y8
+	VMULPD Y7, Y8, Y8
+	VADDPD texp6<>(SB), Y8, Y8
+	VMULPD Y7, Y8, Y8
+	VADDPD texp7<>(SB), Y8, Y8
+	VMULPD Y7, Y8, Y8
+	VADDPD texp8<>(SB), Y8, Y8
+	VMULPD Y7, Y8, Y8
+	VADDPD texp9<>(SB), Y8, Y8
+	VCVTPD2DQY Y6, X9
+	VPMOVSXDQ X9, Y9
+	VPADDQ t1023<>(SB), Y9, Y9
+	VPSLLQ $52, Y9, Y9
+	VMULPD Y9, Y8, Y8
+	// t = (1-e)/(1+e)
+	VMOVUPD tone<>(SB), Y10
+	VSUBPD Y8, Y10, Y11
+	VADDPD Y8, Y10, Y12
+	VDIVPD Y12, Y11, Y11
+	// the series where a < 0.5, 1 where a >= 9
+	VCMPPD $1, thalf<>(SB), Y1, Y12
+	VBLENDVPD Y12, Y4, Y11, Y11
+	VCMPPD $0x1d, tnine<>(SB), Y1, Y12
+	VBLENDVPD Y12, Y10, Y11, Y11
+	// negated where y < 0; y itself where it is NaN
+	VCMPPD $1, Y13, Y0, Y12
+	VANDPD tsign<>(SB), Y12, Y12
+	VXORPD Y12, Y11, Y11
+	VCMPPD $3, Y1, Y1, Y12
+	VBLENDVPD Y12, Y0, Y11, Y11
+	// back to float32, times cp
+	VCVTPD2PSY Y11, X11
+	VMULPS X15, X11, X11
+	VMOVUPS X11, (SI)
+	ADDQ $16, SI
+	DECQ CX
+	JNZ cap_loop
+	VZEROUPPER
+	RET
+
 // func scaleRoundF16AVX2(x *float32, nch int, s float32)
 // x[i] = x[i]·s rounded to the nearest F16 (even on ties), over nch chunks of 8.
 TEXT ·scaleRoundF16AVX2(SB), NOSPLIT, $0-20

@@ -54,3 +54,7 @@ func expSubAVX2(x *float32, nch int, m float32, sum *[4]float64) { panic("ggml: 
 func scaleRoundF16AVX2(x *float32, nch int, s float32) { panic("ggml: no assembly kernels") }
 
 func siluMulAVX2(dst, gate, u *float32, nch int) { panic("ggml: no assembly kernels") }
+
+func geluMulAVX2(dst, gate, u *float32, nch int, tab *float32) { panic("ggml: no assembly kernels") }
+
+func softcapAVX2(x *float32, nch int, inv, cp float32) { panic("ggml: no assembly kernels") }

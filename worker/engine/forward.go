@@ -49,11 +49,6 @@ type scratch struct {
 // workerScratch is one pool worker's private space for attention.
 type workerScratch struct {
 	attn ggml.AttnScratch
-	// For attentionCapped, made on first use: scores and probabilities
-	// over the context, and the query in F16.
-	scores []float32
-	p16    []uint16
-	q16    []uint16
 }
 
 // ensure makes room for a pass of n rows, growing (never shrinking) the
@@ -278,13 +273,9 @@ func (m *Model) forward(parts []batchPart) error {
 // key/value head (or a part of them, when there would be too few tasks to
 // keep the threads busy), so that the cache is read once per group rather
 // than once per query head; see ggml.AttendF16. Models that soft-cap the
-// scores (Gemma 2) take attentionCapped instead.
+// scores (Gemma 2) cap them in the same pass (ggml.AttendF16Capped).
 func (m *Model) attention(li int, sel []int) {
 	c := m.cfg
-	if c.AttnSoftcap > 0 {
-		m.attentionCapped(li, sel)
-		return
-	}
 	sc := &m.scratch
 	hd := c.HeadDim
 	qDim, kvDim := c.Heads*hd, c.HeadsKV*hd
@@ -312,7 +303,12 @@ func (m *Model) attention(li int, sel []int) {
 		lo := window.first(row.pos)
 		q := sc.q[r*qDim+h0*hd : r*qDim+(h0+per)*hd]
 		out := sc.attn[i*qDim+h0*hd : i*qDim+(h0+per)*hd]
-		ggml.AttendF16(hd, row.pos+1-lo, per, q, kb[(lo*kvDim+kvh*hd)*2:], kvDim*2, vb[(kvh*hd*ctx+lo)*2:], ctx*2, scale, out, &sc.work[w].attn)
+		k, v := kb[(lo*kvDim+kvh*hd)*2:], vb[(kvh*hd*ctx+lo)*2:]
+		if c.AttnSoftcap > 0 { // Gemma 2
+			ggml.AttendF16Capped(hd, row.pos+1-lo, per, q, k, kvDim*2, v, ctx*2, scale, c.AttnSoftcap, out, &sc.work[w].attn)
+			return
+		}
+		ggml.AttendF16(hd, row.pos+1-lo, per, q, k, kvDim*2, v, ctx*2, scale, out, &sc.work[w].attn)
 	})
 }
 
@@ -342,50 +338,6 @@ func (w slidingWindow) first(pos int) int {
 		return max(0, pos-int(w)+1)
 	}
 	return 0
-}
-
-// attentionCapped is attention with the scores soft-capped before the
-// softmax, cap·tanh(s/cap), one query head per task: scores by one product
-// with the keys, capped, softmax, probabilities rounded to F16, then one
-// product with the values, as llama.cpp computes it.
-func (m *Model) attentionCapped(li int, sel []int) {
-	c := m.cfg
-	sc := &m.scratch
-	hd := c.HeadDim
-	qDim, kvDim := c.Heads*hd, c.HeadsKV*hd
-	group := c.Heads / c.HeadsKV
-	ctx := m.ctxSize
-	n := len(sc.rows)
-	if sel != nil {
-		n = len(sel)
-	}
-	scale, window := m.attentionScale(), m.window(li)
-	m.pool.run(n*c.Heads, func(w, task int) {
-		i := task / c.Heads
-		r := i
-		if sel != nil {
-			r = sel[i]
-		}
-		h := task % c.Heads
-		kvh := h / group
-		row := sc.rows[r]
-		kb := u16Bytes(row.s.k[li])
-		vb := u16Bytes(row.s.v[li])
-		lo := window.first(row.pos)
-		npos := row.pos + 1 - lo
-		ws := &sc.work[w]
-		if len(ws.q16) < hd {
-			ws.scores, ws.p16, ws.q16 = make([]float32, ctx), make([]uint16, ctx), make([]uint16, hd)
-		}
-		toF16(ws.q16[:hd], sc.q[r*qDim+h*hd:r*qDim+(h+1)*hd])
-		scores := ws.scores[:npos]
-		ggml.Gemv(ggml.F16, hd, kb[(lo*kvDim+kvh*hd)*2:], kvDim*2, u16Bytes(ws.q16[:hd]), scores)
-		softcap(scores, c.AttnSoftcap)
-		softmaxScaled(scores, scale)
-		toF16(ws.p16[:npos], scores)
-		out := sc.attn[i*qDim+h*hd : i*qDim+(h+1)*hd]
-		ggml.Gemv(ggml.F16, npos, vb[(kvh*hd*ctx+lo)*2:], ctx*2, u16Bytes(ws.p16[:npos]), out)
-	})
 }
 
 // attentionParts is how many parts the query heads of a group are split
@@ -442,7 +394,9 @@ func (m *Model) matmuls(ps []product, after func(r0, r1 int)) {
 	sc.bands = sc.bands[:0]
 	if after != nil {
 		w := ps[0].w
-		step := bandRows(w.rows, w.stride*len(ps), T, m.threads)
+		// Whole multiples of 8 rows, so that the activation's eight-wide
+		// kernels (SiLUMul, GELUMul) leave no scalar tail in every band.
+		step := (bandRows(w.rows, w.stride*len(ps), T, m.threads) + 7) &^ 7
 		for r0 := 0; r0 < w.rows; r0 += step {
 			sc.bands = append(sc.bands, band{-1, r0, min(r0+step, w.rows)})
 		}

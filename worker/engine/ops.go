@@ -2,7 +2,6 @@ package engine
 
 import (
 	"math"
-	"sync"
 	"unsafe"
 
 	"rbee/internal/ggml"
@@ -105,66 +104,8 @@ func scale(x []float32, s float32) {
 	}
 }
 
-// softcap replaces x with cp·tanh(x/cp), in three float32 roundings as ggml
-// computes it (scale by 1/cp, tanh, scale by cp).
-func softcap(x []float32, cp float32) {
-	inv := 1 / cp
-	for i, v := range x {
-		x[i] = tanh32(v*inv) * cp
-	}
-}
-
-// tanh32 is float32(math.Tanh(float64(y))) to within one unit in the last
-// place, about twice as fast: Gemma 2 soft-caps every attention score
-// and every logit, so tanh is on its decode path tens of thousands of times
-// per token. Below 0.5 it sums tanh's odd Taylor series to the y¹⁷ term
-// (the next term is under 10⁻⁸ of the value there); above, it is
-// (1 − e)/(1 + e) with e = exp(−2|y|) from a Taylor polynomial of degree 9
-// on the reduced argument r = −2|y| − k·ln 2, |r| ≤ ln 2/2, scaled by 2^k.
-// All of it in float64, rounded to float32 once.
-func tanh32(y float32) float32 {
-	a := math.Abs(float64(y))
-	var t float64
-	switch {
-	case a != a: // NaN
-		return y
-	case a >= 9: // tanh(9) rounds to 1 in float32
-		t = 1
-	case a < 0.5:
-		z := a * a
-		// Coefficients of tanh's series: 1, −1/3, 2/15, −17/315, 62/2835,
-		// −1382/155925, 21844/6081075, −929569/638512875, 6404582/10854718875.
-		p := 6404582.0 / 10854718875
-		p = p*z - 929569.0/638512875
-		p = p*z + 21844.0/6081075
-		p = p*z - 1382.0/155925
-		p = p*z + 62.0/2835
-		p = p*z - 17.0/315
-		p = p*z + 2.0/15
-		p = p*z - 1.0/3
-		t = a + a*z*p
-	default:
-		v := -2 * a
-		k := math.Round(v * (1 / math.Ln2))
-		r := v - k*math.Ln2
-		q := 1.0 / 362880
-		q = q*r + 1.0/40320
-		q = q*r + 1.0/5040
-		q = q*r + 1.0/720
-		q = q*r + 1.0/120
-		q = q*r + 1.0/24
-		q = q*r + 1.0/6
-		q = q*r + 0.5
-		q = q*r + 1
-		q = q*r + 1
-		e := q * math.Float64frombits(uint64(int64(k)+1023)<<52) // k is in [−26, −1]
-		t = (1 - e) / (1 + e)
-	}
-	if y < 0 {
-		t = -t
-	}
-	return float32(t)
-}
+// softcap replaces x with cp·tanh(x/cp) (see ggml.Softcap).
+func softcap(x []float32, cp float32) { ggml.Softcap(x, cp) }
 
 // ropeNeox rotates the leading 2·len(cos) elements of each head of x the
 // GPT-NeoX way: element i with element i+len(cos).
@@ -181,61 +122,6 @@ func ropeNeox(x []float32, heads, headDim int, cos, sin []float32) {
 	}
 }
 
-// geluMul writes gelu(g)·u to dst, GELU in its tanh form. Like ggml's CPU
-// backend, inputs in (−10, 10) go through a table of the function at every
-// F16 value (the input rounded to F16, the result rounded to F16); beyond
-// that GELU is 0 or the identity.
-func geluMul(dst, g, u []float32) {
-	geluOnce.Do(initGeluTable)
-	u = u[:len(g)]
-	dst = dst[:len(g)]
-	for i, v := range g {
-		var y float32
-		switch {
-		case v <= -10:
-			y = 0
-		case v >= 10:
-			y = v
-		default:
-			y = ggml.F16ToF32(geluTable[ggml.F32ToF16(v)])
-		}
-		dst[i] = y * u[i]
-	}
-}
-
-var (
-	geluOnce  sync.Once
-	geluTable []uint16
-)
-
-func initGeluTable() {
-	const sqrt2OverPi = 0.79788456080286535587989211986876
-	const coefA = 0.044715
-	geluTable = make([]uint16, 1<<16)
-	for i := range geluTable {
-		x := ggml.F16ToF32(uint16(i))
-		inner := float32(sqrt2OverPi) * x * (1 + float32(coefA)*x*x)
-		y := 0.5 * x * (1 + float32(math.Tanh(float64(inner))))
-		geluTable[i] = ggml.F32ToF16(y)
-	}
-}
-
-// softmaxScaled replaces x with softmax(x·scale), summing in double precision
-// like ggml's soft_max.
-func softmaxScaled(x []float32, scale float32) {
-	maxv := float32(math.Inf(-1))
-	for i := range x {
-		x[i] *= scale
-		maxv = max(maxv, x[i])
-	}
-	var sum float64
-	for i, v := range x {
-		e := expf(v - maxv)
-		x[i] = e
-		sum += float64(e)
-	}
-	inv := float32(1 / sum)
-	for i := range x {
-		x[i] *= inv
-	}
-}
+// geluMul writes gelu(g)·u to dst, GELU in its tanh form through ggml's F16
+// table (see ggml.GELUMul).
+func geluMul(dst, g, u []float32) { ggml.GELUMul(dst, g, u) }

@@ -1,6 +1,7 @@
 # Generates attn_amd64.s: the AVX2 kernels of AttendF16 (attention.go) —
 # scores of a group of query heads against F16 keys, the softmax's max, exp
-# and F16 rounding, and probabilities times transposed F16 values.
+# and F16 rounding, and probabilities times transposed F16 values; and the
+# feed-forward gates SwiGLU and GELU, and Gemma 2's soft-cap.
 import common
 
 out = common.header("attn.py")
@@ -287,6 +288,155 @@ e("\tADDQ $32, DX")
 e("\tADDQ $32, DI")
 e("\tDECQ CX")
 e("\tJNZ silu_loop")
+e("\tVZEROUPPER")
+e("\tRET")
+e("")
+
+const("gelulo", f32bits(-10.0))
+const("geluhi", f32bits(10.0))
+
+e("// func geluMulAVX2(dst, gate, u *float32, nch int, tab *float32)")
+e("// dst[i] = gelu(g[i]) · u[i] over nch chunks of 8, GELUMul's arithmetic:")
+e("// g rounded to F16 (VCVTPS2PH, nearest even, as F32ToF16) indexes tab, the")
+e("// 65536 float32 values of GELU at each F16; g <= -10 gives 0 and g >= 10")
+e("// gives g (compares that are false for NaN, which takes the table's NaN).")
+e("TEXT ·geluMulAVX2(SB), NOSPLIT, $0-40")
+e("\tMOVQ dst+0(FP), DI")
+e("\tMOVQ gate+8(FP), SI")
+e("\tMOVQ u+16(FP), DX")
+e("\tMOVQ nch+24(FP), CX")
+e("\tMOVQ tab+32(FP), BX")
+e("\tVMOVUPS gelulo<>(SB), Y13")
+e("\tVMOVUPS geluhi<>(SB), Y14")
+e("\tVPCMPEQD Y15, Y15, Y15")
+e("gelu_loop:")
+e("\tVMOVUPS (SI), Y0")
+e("\t// the F16 bits of g, zero-extended to 32-bit indices")
+e("\tVCVTPS2PH $0, Y0, X1")
+e("\tVPMOVZXWD X1, Y1")
+e("\t// the gather clears its mask (Y3) as it goes: a fresh all-ones copy each time")
+e("\tVMOVDQU Y15, Y3")
+e("\tVPXOR Y2, Y2, Y2")
+e("\tVPGATHERDD Y3, (BX)(Y1*4), Y2")
+e("\t// Y4 = g >= 10 (GE_OQ), Y5 = g <= -10 (LE_OQ)")
+e("\tVCMPPS $0x1d, Y14, Y0, Y4")
+e("\tVCMPPS $0x12, Y13, Y0, Y5")
+e("\tVBLENDVPS Y4, Y0, Y2, Y2")
+e("\tVANDNPS Y2, Y5, Y2")
+e("\tVMULPS (DX), Y2, Y2")
+e("\tVMOVUPS Y2, (DI)")
+e("\tADDQ $32, SI")
+e("\tADDQ $32, DX")
+e("\tADDQ $32, DI")
+e("\tDECQ CX")
+e("\tJNZ gelu_loop")
+e("\tVZEROUPPER")
+e("\tRET")
+e("")
+
+# Softcap's tanh (Tanh32, tanh.go) in float64, four lanes at a time, with
+# the same operations in the same order: both of Tanh32's formulas for every
+# lane, then a choice by |y|.
+from fractions import Fraction
+def f64bits(x):
+    return struct.unpack("<Q", struct.pack("<d", x))[0]
+
+def const64(name, value):
+    # a 32-byte vector of one float64 (or 64-bit word) repeated
+    bits = value if isinstance(value, int) else f64bits(value)
+    for off in range(0, 32, 8):
+        e("DATA %s<>+%d(SB)/8, $0x%016x" % (name, off, bits))
+    e("GLOBL %s<>(SB), RODATA|NOPTR, $32" % name)
+    e("")
+
+# Go's math.Ln2 as written there; Go rounds 1/Ln2 and Ln2 once each, as
+# float() of an exact fraction does.
+goLn2 = Fraction("0.693147180559945309417232121458176568")
+# tanh's series, highest term first; each step is p·z + c (c negative where
+# Tanh32 subtracts, which is the same operation).
+series = [Fraction(6404582, 10854718875), -Fraction(929569, 638512875), Fraction(21844, 6081075),
+          -Fraction(1382, 155925), Fraction(62, 2835), -Fraction(17, 315), Fraction(2, 15), -Fraction(1, 3)]
+expPoly = [Fraction(1, 362880), Fraction(1, 40320), Fraction(1, 5040), Fraction(1, 720), Fraction(1, 120),
+           Fraction(1, 24), Fraction(1, 6), Fraction(1, 2), Fraction(1), Fraction(1)]
+for i, c in enumerate(series):
+    const64("tser%d" % i, float(c))
+for i, c in enumerate(expPoly):
+    const64("texp%d" % i, float(c))
+const64("tabs", 0x7fffffffffffffff)
+const64("tsign", 0x8000000000000000)
+const64("tm2", -2.0)
+const64("tinvln2", float(1 / goLn2))
+const64("tln2", float(goLn2))
+const64("tone", 1.0)
+const64("thalf", 0.5)
+const64("tnine", 9.0)
+const64("t1023", 1023)
+
+e("// func softcapAVX2(x *float32, nch int, inv, cp float32)")
+e("// x[i] = Tanh32(x[i]·inv)·cp over nch chunks of 4, Tanh32 computed in")
+e("// float64 with its operations in its order (no fused multiply-adds), so")
+e("// the results are its bits: for |y| < 0.5 tanh's odd series, else")
+e("// (1-e)/(1+e) with e = exp(-2|y|) = poly(r)·2^k; 1 for |y| >= 9; the")
+e("// sign of y (none for -0); NaN stays y.")
+e("TEXT ·softcapAVX2(SB), NOSPLIT, $0-24")
+e("\tMOVQ x+0(FP), SI")
+e("\tMOVQ nch+8(FP), CX")
+e("\tVBROADCASTSS inv+16(FP), X14")
+e("\tVBROADCASTSS cp+20(FP), X15")
+e("\tVXORPD Y13, Y13, Y13")
+e("cap_loop:")
+e("\t// y = x·inv in float32, then widened; a = |y|")
+e("\tVMULPS (SI), X14, X0")
+e("\tVCVTPS2PD X0, Y0")
+e("\tVANDPD tabs<>(SB), Y0, Y1")
+e("\t// series: z = a², p by Horner, t = a + a·z·p")
+e("\tVMULPD Y1, Y1, Y2")
+e("\tVMOVUPD tser0<>(SB), Y3")
+for i in range(1, len(series)):
+    e("\tVMULPD Y2, Y3, Y3")
+    e("\tVADDPD tser%d<>(SB), Y3, Y3" % i)
+e("\tVMULPD Y2, Y1, Y4")
+e("\tVMULPD Y3, Y4, Y4")
+e("\tVADDPD Y4, Y1, Y4")
+e("\t// v = -2a, k = round(v/ln2) (ties to even), r = v - k·ln2")
+e("\tVMULPD tm2<>(SB), Y1, Y5")
+e("\tVMULPD tinvln2<>(SB), Y5, Y6")
+e("\tVROUNDPD $0, Y6, Y6")
+e("\tVMULPD tln2<>(SB), Y6, Y7")
+e("\tVSUBPD Y7, Y5, Y7")
+e("\t// q = e^r by Horner, times 2^k built in the exponent field")
+e("\tVMOVUPD texp0<>(SB), Y8")
+for i in range(1, len(expPoly)):
+    e("\tVMULPD Y7, Y8, Y8")
+    e("\tVADDPD texp%d<>(SB), Y8, Y8" % i)
+e("\tVCVTPD2DQY Y6, X9")
+e("\tVPMOVSXDQ X9, Y9")
+e("\tVPADDQ t1023<>(SB), Y9, Y9")
+e("\tVPSLLQ $52, Y9, Y9")
+e("\tVMULPD Y9, Y8, Y8")
+e("\t// t = (1-e)/(1+e)")
+e("\tVMOVUPD tone<>(SB), Y10")
+e("\tVSUBPD Y8, Y10, Y11")
+e("\tVADDPD Y8, Y10, Y12")
+e("\tVDIVPD Y12, Y11, Y11")
+e("\t// the series where a < 0.5, 1 where a >= 9")
+e("\tVCMPPD $1, thalf<>(SB), Y1, Y12")
+e("\tVBLENDVPD Y12, Y4, Y11, Y11")
+e("\tVCMPPD $0x1d, tnine<>(SB), Y1, Y12")
+e("\tVBLENDVPD Y12, Y10, Y11, Y11")
+e("\t// negated where y < 0; y itself where it is NaN")
+e("\tVCMPPD $1, Y13, Y0, Y12")
+e("\tVANDPD tsign<>(SB), Y12, Y12")
+e("\tVXORPD Y12, Y11, Y11")
+e("\tVCMPPD $3, Y1, Y1, Y12")
+e("\tVBLENDVPD Y12, Y0, Y11, Y11")
+e("\t// back to float32, times cp")
+e("\tVCVTPD2PSY Y11, X11")
+e("\tVMULPS X15, X11, X11")
+e("\tVMOVUPS X11, (SI)")
+e("\tADDQ $16, SI")
+e("\tDECQ CX")
+e("\tJNZ cap_loop")
 e("\tVZEROUPPER")
 e("\tRET")
 e("")
