@@ -1,6 +1,7 @@
 package ggml
 
 import (
+	"encoding/binary"
 	"sync"
 	"unsafe"
 )
@@ -111,6 +112,36 @@ var gemvnKernelsZ = map[Type][]gemvnKernelZ{
 // call has needed.
 var gemvnScratch = sync.Pool{New: func() any { return new([]float32) }}
 
+// gemvnActs pools the permuted activations of the Q4_K kernels in
+// gemvnKernelsZ (see gemvnPermuteQ8K), like gemvnScratch.
+var gemvnActs = sync.Pool{New: func() any { return new([]byte) }}
+
+// gemvnPermuteQ8K copies cols Q8_K vectors of nb blocks from x (xStride
+// bytes apart) to dst, nb·292 bytes apart, block by block: each block's d as
+// it is, and its 32 qwords of quants reordered for the AVX-512 Q4_K kernels.
+// Qword 8c+p of the copy is qword 4·sb+c of the block (elements 8c…8c+7 of
+// sub-block sb), sb being 0, 2, 4, 6, 1, 3, 5, 7 for p = 0…7: the order in
+// which those kernels gather a Q4_K block's weights in chunk c. The bsums are
+// not copied (the kernels take them from gemvnBsumsZ's floats).
+func gemvnPermuteQ8K(dst, x []byte, xStride, nb, cols int) {
+	const bs = 292
+	sbs := [8]int{0, 2, 4, 6, 1, 3, 5, 7}
+	for c := range cols {
+		src := x[c*xStride : c*xStride+nb*bs]
+		out := dst[c*nb*bs : (c+1)*nb*bs]
+		for b := range nb {
+			from, to := src[b*bs:(b+1)*bs], out[b*bs:(b+1)*bs]
+			copy(to[:4], from[:4])
+			for k := range 4 {
+				for p, sb := range sbs {
+					q := binary.LittleEndian.Uint64(from[4+8*(4*sb+k):])
+					binary.LittleEndian.PutUint64(to[4+8*(8*k+p):], q)
+				}
+			}
+		}
+	}
+}
+
 // alignedFloats returns n floats of *buf starting on a 64-byte boundary (one
 // cache line per block and vector), growing *buf if it is short.
 func alignedFloats(buf *[]float32, n int) []float32 {
@@ -191,11 +222,20 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 	nb := n / t.BlockSize()
 	ts, xs := t.TypeSize(), VecDotType(t).TypeSize()
 	var scr []float32
+	xk, xkStride := x, xStride // the activations the kernels read
 	if t == Q4_K {
 		p := gemvnScratch.Get().(*[]float32)
 		defer gemvnScratch.Put(p)
 		scr = alignedFloats(p, cols*nb*8)
 		gemvnBsumsZ(&x[0], xStride, nb, cols, &scr[0], cols*32)
+		a := gemvnActs.Get().(*[]byte)
+		defer gemvnActs.Put(a)
+		if cap(*a) < cols*nb*xs {
+			*a = make([]byte, cols*nb*xs)
+		}
+		xp := (*a)[:cols*nb*xs]
+		gemvnPermuteQ8K(xp, x, xStride, nb, cols)
+		xk, xkStride = xp, nb*xs
 	}
 	maxC := len(ks) + 1
 	most := max(1, gemvnPartBytes/(min(cols, maxC)*xs))
@@ -227,7 +267,7 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 					s = &scr[(k0*cols+c0)*8]
 					end = uintptr(unsafe.Pointer(s)) + uintptr(kn*cols*32)
 				}
-				ks[c-2](&w[r0*stride+k0*ts], stride, &x[c0*xStride+k0*xs], xStride, kn, &out[c0*outStride+r0], outStride, tr, s, cols*32, end, add)
+				ks[c-2](&w[r0*stride+k0*ts], stride, &xk[c0*xkStride+k0*xs], xkStride, kn, &out[c0*outStride+r0], outStride, tr, s, cols*32, end, add)
 				c0 += c
 			}
 		}

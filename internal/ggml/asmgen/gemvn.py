@@ -271,16 +271,31 @@ def q4k(C):
 
 
 # ---------- Q4_K on 512-bit vectors ----------
+# zpermK4c: for chunk c (0…3) of a block, the qwords of its 128 bytes of
+# nibbles that hold elements 8c…8c+7 of each sub-block pair (32m+8c, m = 0…3,
+# indices into the 16 qwords of two registers), in both halves.
+m = []
+for c in range(4):
+    m += [c + 4*k for k in range(4)] * 2
+data("zpermK4c", [b for q in m for b in (q, 0, 0, 0, 0, 0, 0, 0)])
+# zpermK4s: the sub-block of each dword lane of such a chunk's weights.
+zlanes = [0, 0, 2, 2, 4, 4, 6, 6, 1, 1, 3, 3, 5, 5, 7, 7]
+data("zpermK4s", [b for sb in zlanes for b in (sb, 0, 0, 0)])
+
+
 def q4kz(C):
-    """The Q4_K kernel for AVX-512: each 32 bytes of a block's nibbles are
-    widened to the 64 weights they hold (low nibbles, then high: 64
-    consecutive elements, two sub-blocks), so that one 512-bit VPMADDUBSW
-    and one VPDPWSSD per vector cover what took two of each on 256 bits.
-    (Summing 4 products by VPDPBUSD and packing two registers of those for
-    one VPDPWSSD, as the Q6_K kernel does, measured no faster here.)
-    The mins term comes from the floats d8·bsum at CX (see bsumsz), into a
-    ymm sum of its own per vector. Per vector: float sums in Z0…Z7, integer
-    sums in Z16…Z23, mins sums in macc(j)."""
+    """The Q4_K kernel for AVX-512. A block's 128 bytes of nibbles are taken
+    as four chunks: chunk c, gathered by one VPERMI2Q, is the 4 qwords at
+    bytes 32m+8c (m = 0…3) in both halves, and shifting the upper half by 4
+    and masking leaves 64 weights, elements 8c…8c+7 of sub-blocks 0, 2, 4, 6
+    then of 1, 3, 5, 7: each dword lane holds 4 weights of the sub-block
+    zpermK4s names, the same for every chunk. So one VPDPBUSD per chunk and
+    vector sums 4 products into each lane (at most 16·15·128, exact), and
+    the sub-block scales are applied once per block, as floats d·sc per
+    lane. The activations must have been permuted alike (see
+    gemvnPermuteQ8K). The mins term comes from the floats d8·bsum at CX (see
+    bsumsz), into a ymm sum of its own per vector. Per vector: float sums in
+    Z0…Z7, integer sums in Z16…Z23, mins sums in macc(j)."""
     name = "gemvnQ4Kx%dZ" % C
     xsize[name] = 292
     prologue(name, C, ["\tVMOVDQU64 zshift4<>(SB), Z24",
@@ -311,35 +326,37 @@ def q4kz(C):
     e("\tORQ R14, R12")
     e("\tVMOVQ R10, X8")
     e("\tVMOVQ R12, X9")
-    e("\tVPMOVZXBW X8, X8")
-    e("\t// the scales as words in every 128-bit lane (Z8)")
-    e("\tVSHUFI32X4 $0, Z8, Z8, Z8")
+    e("\t// the first 64 bytes of nibbles (Z10)")
+    e("\tVMOVDQU64 16(AX), Z10")
     for c in range(4):
-        e("\t// elements %d…%d: low nibbles, then high nibbles (Z10)" % (64*c, 64*c + 63))
-        e("\tVBROADCASTI64X4 %d(AX), Z10" % (16 + 32*c))
-        e("\tVPSRLVW Z24, Z10, Z10")
-        e("\tVPANDD Z15, Z10, Z10")
-        e("\tVPSHUFB zshufK4<>+%d(SB), Z8, Z12" % (64*c))
+        e("\t// chunk %d: elements %d…%d of each sub-block (Z14)" % (c, 8*c, 8*c + 7))
+        e("\tVMOVDQU64 zpermK4c<>+%d(SB), Z14" % (64*c))
+        e("\tVPERMI2Q 80(AX), Z10, Z14")
+        e("\tVPSRLVW Z24, Z14, Z14")
+        e("\tVPANDD Z15, Z14, Z14")
         for j in range(C):
-            e("\tVPMADDUBSW %s, Z10, Z14" % col(j, 4 + 64*c))
             if c == 0:
-                e("\tVPMADDWD Z12, Z14, Z%d" % (16 + j))
-            else:
-                e("\tVPDPWSSD Z12, Z14, Z%d" % (16 + j))
-    e("\t// d (Z11); the mins as floats times dmin (Y9), against each vector's")
-    e("\t// d8·bsum of the sub-blocks at CX")
+                e("\tVPXORD Z%d, Z%d, Z%d" % (16 + j, 16 + j, 16 + j))
+            e("\tVPDPBUSD %s, Z14, Z%d" % (col(j, 4 + 64*c), 16 + j))
+    e("\t// d·sc of each lane's sub-block (Z8); the mins as floats times dmin")
+    e("\t// (Y9), against each vector's d8·bsum of the sub-blocks at CX")
+    e("\tVPMOVZXBD X8, Y8")
+    e("\tVMOVDQU64 zpermK4s<>(SB), Z14")
+    e("\tVPERMD Z8, Z14, Z8")
+    e("\tVCVTDQ2PS Z8, Z8")
     e("\tVMOVD (AX), X10")
     e("\tVCVTPH2PS X10, X10")
     e("\tVBROADCASTSS X10, Z11")
+    e("\tVMULPS Z11, Z8, Z8")
     e("\tVMOVSHDUP X10, X12")
-    e("\tVBROADCASTSS X12, Z12")
+    e("\tVBROADCASTSS X12, Y12")
     e("\tVPMOVZXBD X9, Y9")
     e("\tVCVTDQ2PS Y9, Y9")
     e("\tVMULPS Y12, Y9, Y9")
     for j in range(C):
-        e("\t// vector %d: += d8·d·Σ sc·Σ q·x; its mins sums += dmin·m·d8·bsum" % j)
+        e("\t// vector %d: += d8·d·sc·Σ q·x; its mins sums += dmin·m·d8·bsum" % j)
         e("\tVCVTDQ2PS Z%d, Z%d" % (16 + j, 16 + j))
-        e("\tVMULPS Z11, Z%d, Z%d" % (16 + j, 16 + j))
+        e("\tVMULPS Z8, Z%d, Z%d" % (16 + j, 16 + j))
         e("\tVFMADD231PS.BCST %s, Z%d, Z%d" % (col(j, 0), 16 + j, j))
         e("\tVFMADD231PS %d(CX), Y9, %s" % (32*j, macc(j)))
     epilogue(name, C, 144, zmm=True, scr=True)
