@@ -14,9 +14,10 @@ package ggml
 // Gemm's repacking pays for itself.
 // Like Gemm, GemvN validates nothing beyond slice bounds checks, and may
 // round the float combination of blocks differently from VecDot, within
-// float32 rounding of the same terms. It allocates nothing once warm: the
-// few floats per block and vector it derives from the activations on
-// AVX-512 live in a pooled buffer that grows to the largest call.
+// float32 rounding of the same terms. It allocates nothing once warm: what
+// it derives from the activations on AVX-512 (a few floats per block and
+// vector, and for Q4_K a reordered copy of the activations) lives in pooled
+// buffers that grow to the largest call.
 func GemvN(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int) {
 	if rows <= 0 || cols <= 0 {
 		return

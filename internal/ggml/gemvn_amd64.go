@@ -91,11 +91,15 @@ var gemvnKernels = map[Type][]gemvnKernel{
 type gemvnKernelZ func(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 // gemvnKernelsZ replaces gemvnKernels' entries on CPUs with AVX-512 VNNI.
-// They take up to 8 vectors at a time, on 512-bit vectors: each register
-// holds 64 consecutive weights of a block (two Q4_K sub-blocks, four Q6_K
-// ones), so one multiply-add pair per vector covers what takes two on 256
-// bits. That matters because with 8 vectors the product is bound by those
-// instructions rather than by reading the weights.
+// They take up to 8 vectors at a time, on 512-bit vectors. That matters
+// because with 8 vectors the product is bound by the number of 512-bit
+// instructions rather than by reading the weights. In the Q6_K kernels each
+// register holds 64 consecutive weights of a block (four sub-blocks). The
+// Q4_K kernels instead gather 64 weights whose every group of 4 belongs to
+// one sub-block, in the same order for the four such chunks of a block, so
+// that a single VPDPBUSD per chunk and vector sums them in int32 lanes and
+// the sub-block scales are applied once per block, as floats; the
+// activations are reordered to match once per call (gemvnPermuteQ8K).
 //
 // In the Q4_K kernels, the term of a block's mins, dmin·d8·Σ m·bsum, would
 // cost per vector and row a multiply-add of the bsums, two conversions to
@@ -112,34 +116,51 @@ var gemvnKernelsZ = map[Type][]gemvnKernelZ{
 // call has needed.
 var gemvnScratch = sync.Pool{New: func() any { return new([]float32) }}
 
-// gemvnActs pools the permuted activations of the Q4_K kernels in
+// gemvnActs pools the reordered activations of the Q4_K kernels in
 // gemvnKernelsZ (see gemvnPermuteQ8K), like gemvnScratch.
 var gemvnActs = sync.Pool{New: func() any { return new([]byte) }}
 
+// gemvnPermBlock is the size of a block of the activations as
+// gemvnPermuteQ8K lays them out.
+const gemvnPermBlock = 320
+
 // gemvnPermuteQ8K copies cols Q8_K vectors of nb blocks from x (xStride
-// bytes apart) to dst, nb·292 bytes apart, block by block: each block's d as
-// it is, and its 32 qwords of quants reordered for the AVX-512 Q4_K kernels.
-// Qword 8c+p of the copy is qword 4·sb+c of the block (elements 8c…8c+7 of
-// sub-block sb), sb being 0, 2, 4, 6, 1, 3, 5, 7 for p = 0…7: the order in
-// which those kernels gather a Q4_K block's weights in chunk c. The bsums are
-// not copied (the kernels take them from gemvnBsumsZ's floats).
+// bytes apart) to dst, nb·gemvnPermBlock bytes apart, in blocks of
+// gemvnPermBlock bytes: each block's d at 0 as it is, and from 64 its 32
+// qwords of quants reordered for the AVX-512 Q4_K kernels. Qword 8c+p of the
+// copy is qword 4·sb+c of the block (elements 8c…8c+7 of sub-block sb), sb
+// being 0, 2, 4, 6, 1, 3, 5, 7 for p = 0…7: the order in which those kernels
+// gather a Q4_K block's weights in chunk c. With dst on a 64-byte boundary,
+// each 64 bytes the kernels load lie in one cache line. The bsums are not
+// copied (the kernels take them from gemvnBsumsZ's floats).
 func gemvnPermuteQ8K(dst, x []byte, xStride, nb, cols int) {
-	const bs = 292
+	const xs, ps = 292, gemvnPermBlock
 	sbs := [8]int{0, 2, 4, 6, 1, 3, 5, 7}
 	for c := range cols {
-		src := x[c*xStride : c*xStride+nb*bs]
-		out := dst[c*nb*bs : (c+1)*nb*bs]
+		src := x[c*xStride : c*xStride+nb*xs]
+		out := dst[c*nb*ps : (c+1)*nb*ps]
 		for b := range nb {
-			from, to := src[b*bs:(b+1)*bs], out[b*bs:(b+1)*bs]
+			from, to := src[b*xs:(b+1)*xs], out[b*ps:(b+1)*ps]
 			copy(to[:4], from[:4])
 			for k := range 4 {
 				for p, sb := range sbs {
 					q := binary.LittleEndian.Uint64(from[4+8*(4*sb+k):])
-					binary.LittleEndian.PutUint64(to[4+8*(8*k+p):], q)
+					binary.LittleEndian.PutUint64(to[64+8*(8*k+p):], q)
 				}
 			}
 		}
 	}
+}
+
+// alignedBytes returns n bytes of *buf starting on a 64-byte boundary,
+// growing *buf if it is short.
+func alignedBytes(buf *[]byte, n int) []byte {
+	if cap(*buf) < n+63 {
+		*buf = make([]byte, n+63)
+	}
+	b := (*buf)[:cap(*buf)]
+	off := int(-uintptr(unsafe.Pointer(&b[0])) & 63)
+	return b[off : off+n]
 }
 
 // alignedFloats returns n floats of *buf starting on a 64-byte boundary (one
@@ -222,7 +243,7 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 	nb := n / t.BlockSize()
 	ts, xs := t.TypeSize(), VecDotType(t).TypeSize()
 	var scr []float32
-	xk, xkStride := x, xStride // the activations the kernels read
+	xk, xkStride, xks := x, xStride, xs // the activations the kernels read, their blocks' size
 	if t == Q4_K {
 		p := gemvnScratch.Get().(*[]float32)
 		defer gemvnScratch.Put(p)
@@ -230,15 +251,12 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 		gemvnBsumsZ(&x[0], xStride, nb, cols, &scr[0], cols*32)
 		a := gemvnActs.Get().(*[]byte)
 		defer gemvnActs.Put(a)
-		if cap(*a) < cols*nb*xs {
-			*a = make([]byte, cols*nb*xs)
-		}
-		xp := (*a)[:cols*nb*xs]
+		xp := alignedBytes(a, cols*nb*gemvnPermBlock)
 		gemvnPermuteQ8K(xp, x, xStride, nb, cols)
-		xk, xkStride = xp, nb*xs
+		xk, xkStride, xks = xp, nb*gemvnPermBlock, gemvnPermBlock
 	}
 	maxC := len(ks) + 1
-	most := max(1, gemvnPartBytes/(min(cols, maxC)*xs))
+	most := max(1, gemvnPartBytes/(min(cols, maxC)*xks))
 	parts := (nb + most - 1) / most
 	part := (nb + parts - 1) / parts
 	if parts > 1 {
@@ -267,7 +285,7 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 					s = &scr[(k0*cols+c0)*8]
 					end = uintptr(unsafe.Pointer(s)) + uintptr(kn*cols*32)
 				}
-				ks[c-2](&w[r0*stride+k0*ts], stride, &xk[c0*xkStride+k0*xs], xkStride, kn, &out[c0*outStride+r0], outStride, tr, s, cols*32, end, add)
+				ks[c-2](&w[r0*stride+k0*ts], stride, &xk[c0*xkStride+k0*xks], xkStride, kn, &out[c0*outStride+r0], outStride, tr, s, cols*32, end, add)
 				c0 += c
 			}
 		}

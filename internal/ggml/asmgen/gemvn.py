@@ -292,12 +292,14 @@ def q4kz(C):
     zpermK4s names, the same for every chunk. So one VPDPBUSD per chunk and
     vector sums 4 products into each lane (at most 16·15·128, exact), and
     the sub-block scales are applied once per block, as floats d·sc per
-    lane. The activations must have been permuted alike (see
+    lane. The activations must have been permuted alike, into
+    blocks of 320 bytes on 64-byte boundaries, d at 0 and the quants at 64,
+    so that no load of them straddles two cache lines (see
     gemvnPermuteQ8K). The mins term comes from the floats d8·bsum at CX (see
     bsumsz), into a ymm sum of its own per vector. Per vector: float sums in
     Z0…Z7, integer sums in Z16…Z23, mins sums in macc(j)."""
     name = "gemvnQ4Kx%dZ" % C
-    xsize[name] = 292
+    xsize[name] = 320
     prologue(name, C, ["\tVMOVDQU64 zshift4<>(SB), Z24",
                        "\tVPBROADCASTB nnib0F<>(SB), Z15"], zmm=True, scr=True)
     e("\t// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks")
@@ -337,7 +339,7 @@ def q4kz(C):
         for j in range(C):
             if c == 0:
                 e("\tVPXORD Z%d, Z%d, Z%d" % (16 + j, 16 + j, 16 + j))
-            e("\tVPDPBUSD %s, Z14, Z%d" % (col(j, 4 + 64*c), 16 + j))
+            e("\tVPDPBUSD %s, Z14, Z%d" % (col(j, 64 + 64*c), 16 + j))
     e("\t// d·sc of each lane's sub-block (Z8); the mins as floats times dmin")
     e("\t// (Y9), against each vector's d8·bsum of the sub-blocks at CX")
     e("\tVPMOVZXBD X8, Y8")
