@@ -88,6 +88,24 @@ func TestGemvNRowParts(t *testing.T) {
 	}
 }
 
+// TestGemvNOddBlocks covers rows of an odd number of blocks, short ones and
+// ones that the AVX-512 kernels take in parts of an odd number of blocks
+// (three of 11 for 8 vectors), for a group of 3 vectors, of 8, and of 8
+// then 2: the Q4_K kernels read a
+// reordered copy of the activations, block by block and vector by vector.
+func TestGemvNOddBlocks(t *testing.T) {
+	for _, typ := range []Type{Q4_K, Q6_K} {
+		for _, nb := range []int{3, 33} {
+			for _, cols := range []int{3, 8, 10} {
+				t.Run(fmt.Sprintf("%s/nb=%d/cols=%d", typ, nb, cols), func(t *testing.T) {
+					c := newGemmCase(t, typ, nb*QKK, 5, cols, 1, true)
+					c.check(t, c.runGemvN())
+				})
+			}
+		}
+	}
+}
+
 func TestGemvNBoundsPanic(t *testing.T) {
 	for _, typ := range []Type{Q4_K, Q6_K} {
 		n := typ.BlockSize() * 2
