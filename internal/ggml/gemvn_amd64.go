@@ -111,14 +111,17 @@ var gemvnKernelsZ = map[Type][]gemvnKernelZ{
 	Q6_K: {gemvnQ6Kx2Z, gemvnQ6Kx3Z, gemvnQ6Kx4Z, gemvnQ6Kx5Z, gemvnQ6Kx6Z, gemvnQ6Kx7Z, gemvnQ6Kx8Z},
 }
 
-// gemvnScratch pools the d8·bsum floats of the Q4_K kernels in gemvnKernelsZ, so that GemvN
-// allocates nothing once warm; each pooled slice is as long as the largest
-// call has needed.
-var gemvnScratch = sync.Pool{New: func() any { return new([]float32) }}
+// gemvnBufs is what the Q4_K kernels in gemvnKernelsZ read besides the
+// weights: the floats d8·bsum of the activations' sub-blocks (see
+// gemvnBsumsZ) and the activations reordered (see gemvnPermuteQ8K).
+type gemvnBufs struct {
+	bsums []float32
+	acts  []byte
+}
 
-// gemvnActs pools the reordered activations of the Q4_K kernels in
-// gemvnKernelsZ (see gemvnPermuteQ8K), like gemvnScratch.
-var gemvnActs = sync.Pool{New: func() any { return new([]byte) }}
+// gemvnScratch pools gemvnBufs, so that GemvN allocates nothing once warm;
+// each pooled slice is as long as the largest call has needed.
+var gemvnScratch = sync.Pool{New: func() any { return new(gemvnBufs) }}
 
 // gemvnPermBlock is the size of a block of the activations as
 // gemvnPermuteQ8K lays them out.
@@ -245,13 +248,11 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 	var scr []float32
 	xk, xkStride, xks := x, xStride, xs // the activations the kernels read, their blocks' size
 	if t == Q4_K {
-		p := gemvnScratch.Get().(*[]float32)
+		p := gemvnScratch.Get().(*gemvnBufs)
 		defer gemvnScratch.Put(p)
-		scr = alignedFloats(p, cols*nb*8)
+		scr = alignedFloats(&p.bsums, cols*nb*8)
 		gemvnBsumsZ(&x[0], xStride, nb, cols, &scr[0], cols*32)
-		a := gemvnActs.Get().(*[]byte)
-		defer gemvnActs.Put(a)
-		xp := alignedBytes(a, cols*nb*gemvnPermBlock)
+		xp := alignedBytes(&p.acts, cols*nb*gemvnPermBlock)
 		gemvnPermuteQ8K(xp, x, xStride, nb, cols)
 		xk, xkStride, xks = xp, nb*gemvnPermBlock, gemvnPermBlock
 	}
