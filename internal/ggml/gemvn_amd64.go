@@ -1,7 +1,6 @@
 package ggml
 
 import (
-	"encoding/binary"
 	"sync"
 	"unsafe"
 )
@@ -71,6 +70,9 @@ func gemvnQ6Kx7Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32
 func gemvnQ6Kx8Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
+func gemvnPermuteZ(x *byte, xStride int, nb int, cols int, dst *byte)
+
+//go:noescape
 func gemvnBsumsZ(x *byte, xStride int, nb int, cols int, dst *float32, dstStride int)
 
 type gemvnKernel func(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
@@ -99,7 +101,7 @@ type gemvnKernelZ func(w *byte, stride int, x *byte, xStride int, nb int, out *f
 // one sub-block, in the same order for the four such chunks of a block, so
 // that a single VPDPBUSD per chunk and vector sums them in int32 lanes and
 // the sub-block scales are applied once per block, as floats; the
-// activations are reordered to match once per call (gemvnPermuteQ8K).
+// activations are reordered to match once per call (gemvnPermuteZ).
 //
 // In the Q4_K kernels, the term of a block's mins, dmin·d8·Σ m·bsum, would
 // cost per vector and row a multiply-add of the bsums, two conversions to
@@ -113,7 +115,7 @@ var gemvnKernelsZ = map[Type][]gemvnKernelZ{
 
 // gemvnBufs is what the Q4_K kernels in gemvnKernelsZ read besides the
 // weights: the floats d8·bsum of the activations' sub-blocks (see
-// gemvnBsumsZ) and the activations reordered (see gemvnPermuteQ8K).
+// gemvnBsumsZ) and the activations reordered (see gemvnPermBlock).
 type gemvnBufs struct {
 	bsums []float32
 	acts  []byte
@@ -124,36 +126,16 @@ type gemvnBufs struct {
 var gemvnScratch = sync.Pool{New: func() any { return new(gemvnBufs) }}
 
 // gemvnPermBlock is the size of a block of the activations as
-// gemvnPermuteQ8K lays them out.
+// gemvnPermuteZ lays them out: the AVX-512 Q4_K kernels read cols Q8_K
+// vectors of nb blocks (xStride bytes apart) copied to a buffer on a 64-byte
+// boundary, nb·gemvnPermBlock bytes apart, in blocks of gemvnPermBlock
+// bytes: each block's d at 0 as it is, and from 64 its 32 qwords of quants
+// reordered. Qword 8c+p of the copy is qword 4·sb+c of the block (elements
+// 8c…8c+7 of sub-block sb), sb being 0, 2, 4, 6, 1, 3, 5, 7 for p = 0…7: the
+// order in which those kernels gather a Q4_K block's weights in chunk c.
+// Each 64 bytes the kernels load then lie in one cache line. The bsums are
+// not copied (the kernels take them from gemvnBsumsZ's floats).
 const gemvnPermBlock = 320
-
-// gemvnPermuteQ8K copies cols Q8_K vectors of nb blocks from x (xStride
-// bytes apart) to dst, nb·gemvnPermBlock bytes apart, in blocks of
-// gemvnPermBlock bytes: each block's d at 0 as it is, and from 64 its 32
-// qwords of quants reordered for the AVX-512 Q4_K kernels. Qword 8c+p of the
-// copy is qword 4·sb+c of the block (elements 8c…8c+7 of sub-block sb), sb
-// being 0, 2, 4, 6, 1, 3, 5, 7 for p = 0…7: the order in which those kernels
-// gather a Q4_K block's weights in chunk c. With dst on a 64-byte boundary,
-// each 64 bytes the kernels load lie in one cache line. The bsums are not
-// copied (the kernels take them from gemvnBsumsZ's floats).
-func gemvnPermuteQ8K(dst, x []byte, xStride, nb, cols int) {
-	const xs, ps = 292, gemvnPermBlock
-	sbs := [8]int{0, 2, 4, 6, 1, 3, 5, 7}
-	for c := range cols {
-		src := x[c*xStride : c*xStride+nb*xs]
-		out := dst[c*nb*ps : (c+1)*nb*ps]
-		for b := range nb {
-			from, to := src[b*xs:(b+1)*xs], out[b*ps:(b+1)*ps]
-			copy(to[:4], from[:4])
-			for k := range 4 {
-				for p, sb := range sbs {
-					q := binary.LittleEndian.Uint64(from[4+8*(4*sb+k):])
-					binary.LittleEndian.PutUint64(to[64+8*(8*k+p):], q)
-				}
-			}
-		}
-	}
-}
 
 // alignedBytes returns n bytes of *buf starting on a 64-byte boundary,
 // growing *buf if it is short.
@@ -253,7 +235,7 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 		scr = alignedFloats(&p.bsums, cols*nb*8)
 		gemvnBsumsZ(&x[0], xStride, nb, cols, &scr[0], cols*32)
 		xp := alignedBytes(&p.acts, cols*nb*gemvnPermBlock)
-		gemvnPermuteQ8K(xp, x, xStride, nb, cols)
+		gemvnPermuteZ(&x[0], xStride, nb, cols, &xp[0])
 		xk, xkStride, xks = xp, nb*gemvnPermBlock, gemvnPermBlock
 	}
 	maxC := len(ks) + 1

@@ -1,6 +1,8 @@
 package ggml
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"testing"
 
@@ -102,6 +104,57 @@ func TestGemvNOddBlocks(t *testing.T) {
 					c.check(t, c.runGemvN())
 				})
 			}
+		}
+	}
+}
+
+// gemvnPermuteQ8K is gemvnPermuteZ in plain Go, to check it: it copies cols Q8_K vectors of nb blocks from x (xStride
+// bytes apart) to dst, nb·gemvnPermBlock bytes apart, in blocks of
+// gemvnPermBlock bytes: each block's d at 0 as it is, and from 64 its 32
+// qwords of quants reordered for the AVX-512 Q4_K kernels. Qword 8c+p of the
+// copy is qword 4·sb+c of the block (elements 8c…8c+7 of sub-block sb), sb
+// being 0, 2, 4, 6, 1, 3, 5, 7 for p = 0…7: the order in which those kernels
+// gather a Q4_K block's weights in chunk c. With dst on a 64-byte boundary,
+// each 64 bytes the kernels load lie in one cache line. The bsums are not
+// copied (the kernels take them from gemvnBsumsZ's floats).
+func gemvnPermuteQ8K(dst, x []byte, xStride, nb, cols int) {
+	const xs, ps = 292, gemvnPermBlock
+	sbs := [8]int{0, 2, 4, 6, 1, 3, 5, 7}
+	for c := range cols {
+		src := x[c*xStride : c*xStride+nb*xs]
+		out := dst[c*nb*ps : (c+1)*nb*ps]
+		for b := range nb {
+			from, to := src[b*xs:(b+1)*xs], out[b*ps:(b+1)*ps]
+			copy(to[:4], from[:4])
+			for k := range 4 {
+				for p, sb := range sbs {
+					q := binary.LittleEndian.Uint64(from[4+8*(4*sb+k):])
+					binary.LittleEndian.PutUint64(to[64+8*(8*k+p):], q)
+				}
+			}
+		}
+	}
+}
+
+// TestGemvNPermuteZ checks gemvnPermuteZ byte for byte against
+// gemvnPermuteQ8K, for 1 to 9 vectors of 1 to 5 blocks with
+// padded strides.
+func TestGemvNPermuteZ(t *testing.T) {
+	if !useVNNI {
+		t.Skip("no AVX-512 VNNI")
+	}
+	src := make([]byte, 9*(5*292+13))
+	for i := range src {
+		src[i] = byte(i*167 + i>>8) // every qword of it distinct
+	}
+	for cols := 1; cols <= 9; cols++ {
+		for nb := 1; nb <= 5; nb++ {
+			xStride := nb*292 + 13
+			want := make([]byte, cols*nb*gemvnPermBlock)
+			got := make([]byte, len(want))
+			gemvnPermuteQ8K(want, src, xStride, nb, cols)
+			gemvnPermuteZ(&src[0], xStride, nb, cols, &got[0])
+			assert.True(t, bytes.Equal(want, got), "%d vectors of %d blocks", cols, nb)
 		}
 	}
 }

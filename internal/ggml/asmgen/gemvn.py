@@ -278,6 +278,9 @@ m = []
 for c in range(4):
     m += [c + 4*k for k in range(4)] * 2
 data("zpermK4c", [b for q in m for b in (q, 0, 0, 0, 0, 0, 0, 0)])
+# zpermQ8a, zpermQ8b: the qword indices of gemvnPermuteZ's two steps.
+data("zpermQ8a", [b for q in [0, 8, 4, 12, 1, 9, 5, 13, 2, 10, 6, 14, 3, 11, 7, 15] for b in (q, 0, 0, 0, 0, 0, 0, 0)])
+data("zpermQ8b", [b for q in [0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15] for b in (q, 0, 0, 0, 0, 0, 0, 0)])
 # zpermK4s: the sub-block of each dword lane of such a chunk's weights.
 zlanes = [0, 0, 2, 2, 4, 4, 6, 6, 1, 1, 3, 3, 5, 5, 7, 7]
 data("zpermK4s", [b for sb in zlanes for b in (sb, 0, 0, 0)])
@@ -292,10 +295,9 @@ def q4kz(C):
     zpermK4s names, the same for every chunk. So one VPDPBUSD per chunk and
     vector sums 4 products into each lane (at most 16·15·128, exact), and
     the sub-block scales are applied once per block, as floats d·sc per
-    lane. The activations must have been permuted alike, into
+    lane. The activations must have been reordered alike by permutez, into
     blocks of 320 bytes on 64-byte boundaries, d at 0 and the quants at 64,
-    so that no load of them straddles two cache lines (see
-    gemvnPermuteQ8K). The mins term comes from the floats d8·bsum at CX (see
+    so that no load of them straddles two cache lines. The mins term comes from the floats d8·bsum at CX (see
     bsumsz), into a ymm sum of its own per vector. Per vector: float sums in
     Z0…Z7, integer sums in Z16…Z23, mins sums in macc(j)."""
     name = "gemvnQ4Kx%dZ" % C
@@ -536,7 +538,54 @@ def bsumsz():
     e("")
 
 
+def permutez():
+    """gemvnPermuteZ: the activations of the AVX-512 Q4_K kernels, cols Q8_K
+    vectors reordered into blocks of 320 bytes (see gemvnPermBlock in
+    gemvn_amd64.go; gemvnPermuteQ8K in the tests does the same in Go). Per
+    block: 4 loads of its 256 bytes of quants (two sub-blocks each), 4
+    VPERMI2Q that pair qwords of sub-blocks 0…3 and of 4…7 for two chunks
+    each, and 4 that merge those into the 4 chunks. (In Go it cost as much
+    as a sixth of the kernels' time over the engine's bands of rows, each of
+    which reorders the activations anew.)"""
+    e("// func gemvnPermuteZ(x *byte, xStride int, nb int, cols int, dst *byte)")
+    e("TEXT ·gemvnPermuteZ(SB), NOSPLIT, $0-40")
+    e("\tMOVQ x+0(FP), SI")
+    e("\tMOVQ dst+32(FP), DI")
+    e("\tMOVQ cols+24(FP), R11")
+    e("\tVMOVDQU64 zpermQ8a<>(SB), Z4")
+    e("\tVMOVDQU64 zpermQ8a<>+64(SB), Z5")
+    e("\tVMOVDQU64 zpermQ8b<>(SB), Z6")
+    e("\tVMOVDQU64 zpermQ8b<>+64(SB), Z7")
+    e("gemvnPermuteZ_col:")
+    e("\tMOVQ SI, BX")
+    e("\tMOVQ nb+16(FP), CX")
+    e("gemvnPermuteZ_block:")
+    e("\tMOVL (BX), AX")
+    e("\tMOVL AX, (DI)")
+    for r in range(4):
+        e("\tVMOVDQU64 %d(BX), Z%d" % (4 + 64*r, r))
+    e("\t// chunks 0 and 1 of sub-blocks 0…3 (Z8) and 4…7 (Z9), then 2 and 3 (Z10, Z11)")
+    for dst, idx, t1, t2 in ((8, 4, 0, 1), (9, 4, 2, 3), (10, 5, 0, 1), (11, 5, 2, 3)):
+        e("\tVMOVDQA64 Z%d, Z%d" % (idx, dst))
+        e("\tVPERMI2Q Z%d, Z%d, Z%d" % (t2, t1, dst))
+    for c, (idx, t1, t2) in enumerate(((6, 8, 9), (7, 8, 9), (6, 10, 11), (7, 10, 11))):
+        e("\tVMOVDQA64 Z%d, Z12" % idx)
+        e("\tVPERMI2Q Z%d, Z%d, Z12" % (t2, t1))
+        e("\tVMOVDQU64 Z12, %d(DI)" % (64 + 64*c))
+    e("\tADDQ $292, BX")
+    e("\tADDQ $320, DI")
+    e("\tDECQ CX")
+    e("\tJNZ gemvnPermuteZ_block")
+    e("\tADDQ xStride+8(FP), SI")
+    e("\tDECQ R11")
+    e("\tJNZ gemvnPermuteZ_col")
+    e("\tVZEROUPPER")
+    e("\tRET")
+    e("")
+
+
 bsumsz()
+permutez()
 for C in range(2, 9):
     q4kz(C)
 for C in range(2, 9):
