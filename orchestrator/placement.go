@@ -17,7 +17,9 @@ import (
 // --node auto`) runs where the queen chooses, in this order:
 //
 //  1. a ready worker of the model with a free slot, on any node: the one
-//     with the fewest slots in use (the local node first on a tie);
+//     with the fewest slots in use; on a tie, the one given a task the
+//     longest ago (round robin, as a load balancer's "least connections"
+//     does), the local node first among those never given one;
 //  2. else the node whose workers of the model have the shortest queue;
 //  3. else a node whose catalog holds the model and that passes the
 //     preflight for it (enough memory, the backend there): the local node
@@ -47,6 +49,25 @@ type placements struct {
 	choosing sync.Mutex // held while one placement chooses
 	mu       sync.Mutex
 	promised map[workerKey]int
+	// Guarded by choosing: when each worker was last chosen for its free
+	// slot (a sequence number, 0 for never), for the round robin on ties.
+	last map[workerKey]uint64
+	seq  uint64
+}
+
+// chosen records that wk was just chosen, and forgets the workers that are
+// no longer in seen. Call with choosing held.
+func (p *placements) chosen(wk workerKey, seen map[workerKey]bool) {
+	if p.last == nil {
+		p.last = make(map[workerKey]uint64)
+	}
+	for k := range p.last {
+		if !seen[k] {
+			delete(p.last, k)
+		}
+	}
+	p.seq++
+	p.last[wk] = p.seq
 }
 
 func (p *placements) count(wk workerKey) int {
@@ -104,6 +125,7 @@ func (q *Queen) choose(ctx context.Context, req api.TaskRequest) placement {
 	_, counts, _ := q.queue.snapshot()
 	depths := q.queue.depths()
 	var free []candidate
+	seen := map[workerKey]bool{}
 	withWorkers := map[string]bool{}
 	var reachable []*hiveClient
 	for _, nw := range all {
@@ -128,6 +150,7 @@ func (q *Queen) choose(ctx context.Context, req api.TaskRequest) placement {
 			}
 			withWorkers[nw.node] = true
 			wk := workerKey{node: nw.node, id: w.ID}
+			seen[wk] = true
 			c := counts[wk]
 			busy := slotsBusy(strip(nw.node, w), c) + q.placing.count(wk)
 			total := max(w.SlotsTotal, c.total)
@@ -138,9 +161,12 @@ func (q *Queen) choose(ctx context.Context, req api.TaskRequest) placement {
 		}
 	}
 	if len(free) > 0 {
+		last := func(c candidate) uint64 { return q.placing.last[workerKey{node: c.node, id: c.worker.ID}] }
 		best := slices.MinFunc(free, func(a, b candidate) int {
-			return cmp.Or(cmp.Compare(a.busy, b.busy), localFirst(a.node, b.node), cmp.Compare(a.worker.ID, b.worker.ID))
+			return cmp.Or(cmp.Compare(a.busy, b.busy), cmp.Compare(last(a), last(b)),
+				localFirst(a.node, b.node), cmp.Compare(a.worker.ID, b.worker.ID))
 		})
+		q.placing.chosen(workerKey{node: best.node, id: best.worker.ID}, seen)
 		return placement{node: best.node, reason: fmt.Sprintf("worker %s has a free slot (%d of %s in use)",
 			best.worker.ID, best.busy, slotCountText(best.total)),
 			settle: q.placing.promise(workerKey{node: best.node, id: best.worker.ID})}

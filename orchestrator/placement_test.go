@@ -116,6 +116,23 @@ func TestPlacementNamedNodeHonoured(t *testing.T) {
 	}
 }
 
+// TestPlacementRoundRobinOnTies: tasks without a node sent one after
+// another, each ended before the next, find both workers free every time;
+// the tie goes to the worker given a task the longest ago, so they
+// alternate from the local node on, and both nodes serve.
+func TestPlacementRoundRobinOnTies(t *testing.T) {
+	n := newTwoNodes(t, Config{})
+	_, gateL := gatedWorker(t, n.local, "w-local")
+	_, gateR := gatedWorker(t, n.remote, "w-ws")
+	gateL()
+	gateR()
+	var got []string
+	for range 4 {
+		got = append(got, doneWorker(t, postTask(t, t.Context(), n.tq.url, "", taskBody(""), nil)))
+	}
+	assert.Equal(t, []string{"w-local", "w-ws", "w-local", "w-ws"}, got)
+}
+
 // TestPlacementShortestQueue: with every worker of the model busy, a task
 // without a node goes to the node whose workers have the shortest queue.
 func TestPlacementShortestQueue(t *testing.T) {

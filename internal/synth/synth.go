@@ -172,17 +172,20 @@ func (s Spec) validate() error {
 
 // tensorType picks the encoding of a tensor the way llama.cpp's quantize does
 // for the file type: norms stay F32; K-quant mixes give the output head and
-// some attn_v / ffn_down matrices Q6_K.
+// some attn_v / ffn_down matrices Q6_K. A model whose head is tied to its
+// token embeddings (Gemma, tied Qwen) has that table encoded as the head
+// would be, as llama.cpp does, since every token reads all of it.
 func (s Spec) tensorType(name string, layer int) ggml.Type {
 	base := map[string]ggml.Type{"F32": ggml.F32, "F16": ggml.F16, "BF16": ggml.BF16, "Q8_0": ggml.Q8_0,
 		"Q4_0": ggml.Q4_0, "Q4_K_M": ggml.Q4_K, "Q5_K_M": ggml.Q5_K, "Q6_K": ggml.Q6_K}[s.Quant]
+	head := name == "output.weight" || (s.TiedOutput && name == "token_embd.weight")
 	switch s.Quant {
 	case "Q4_0":
-		if name == "output.weight" {
+		if head {
 			return ggml.Q6_K
 		}
 	case "Q4_K_M", "Q5_K_M":
-		if name == "output.weight" {
+		if head {
 			return ggml.Q6_K
 		}
 		if (name == "attn_v.weight" || name == "ffn_down.weight") && moreBits(layer, s.Layers) {

@@ -45,6 +45,14 @@ func TestQuantMixes(t *testing.T) {
 	}
 	assert.Equal(t, ggml.Q6_K, typ("output.weight"))
 	assert.Equal(t, ggml.Q4_K, typ("token_embd.weight"))
+	tied := Tiny("Q4_K_M")
+	tied.TiedOutput = true
+	g, err := gguf.Open(write(t, tied))
+	require.NoError(t, err)
+	defer g.Close()
+	emb, ok := g.Tensor("token_embd.weight")
+	require.True(t, ok)
+	assert.Equal(t, ggml.Q6_K, emb.Type, "a table that is also the head is encoded as the head, as llama.cpp's quantize does")
 	assert.Equal(t, ggml.F32, typ("blk.0.attn_norm.weight"))
 	// use_more_bits for 8 layers: 0, 3 (=(3-1)%3==2), 6, 7.
 	for l, more := range []bool{true, false, false, true, false, false, true, true} {
