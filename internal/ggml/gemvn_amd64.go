@@ -73,6 +73,9 @@ func gemvnQ6Kx8Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32
 func gemvnPermuteZ(x *byte, xStride int, nb int, cols int, dst *byte)
 
 //go:noescape
+func gemvnAlignZ(x *byte, xStride int, nb int, cols int, dst *byte)
+
+//go:noescape
 func gemvnBsumsZ(x *byte, xStride int, nb int, cols int, dst *float32, dstStride int)
 
 type gemvnKernel func(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int)
@@ -113,9 +116,10 @@ var gemvnKernelsZ = map[Type][]gemvnKernelZ{
 	Q6_K: {gemvnQ6Kx2Z, gemvnQ6Kx3Z, gemvnQ6Kx4Z, gemvnQ6Kx5Z, gemvnQ6Kx6Z, gemvnQ6Kx7Z, gemvnQ6Kx8Z},
 }
 
-// gemvnBufs is what the Q4_K kernels in gemvnKernelsZ read besides the
-// weights: the floats d8·bsum of the activations' sub-blocks (see
-// gemvnBsumsZ) and the activations reordered (see gemvnPermBlock).
+// gemvnBufs is what the kernels in gemvnKernelsZ read besides the weights:
+// for Q4_K the floats d8·bsum of the activations' sub-blocks (see
+// gemvnBsumsZ) and the activations reordered (see gemvnPermBlock); for Q6_K
+// the activations copied to cache-line aligned blocks (see gemvnAlignBlock).
 type gemvnBufs struct {
 	bsums []float32
 	acts  []byte
@@ -136,6 +140,15 @@ var gemvnScratch = sync.Pool{New: func() any { return new(gemvnBufs) }}
 // Each 64 bytes the kernels load then lie in one cache line. The bsums are
 // not copied (the kernels take them from gemvnBsumsZ's floats).
 const gemvnPermBlock = 320
+
+// gemvnAlignBlock is the size of a block of the activations as gemvnAlignZ
+// lays them out for the AVX-512 Q6_K kernels: cols Q8_K vectors of nb
+// blocks copied to a buffer on a 64-byte boundary, nb·gemvnAlignBlock bytes
+// apart, each block's d at 0, its 16 bsums at 16 and its 256 quants at 64,
+// unchanged. The kernels' 64-byte loads of the quants then each lie in one
+// cache line rather than straddling two, as they all do at 4+64c in Q8_K's
+// 292-byte blocks.
+const gemvnAlignBlock = 320
 
 // alignedBytes returns n bytes of *buf starting on a 64-byte boundary,
 // growing *buf if it is short.
@@ -229,7 +242,8 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 	ts, xs := t.TypeSize(), VecDotType(t).TypeSize()
 	var scr []float32
 	xk, xkStride, xks := x, xStride, xs // the activations the kernels read, their blocks' size
-	if t == Q4_K {
+	switch t {
+	case Q4_K:
 		p := gemvnScratch.Get().(*gemvnBufs)
 		defer gemvnScratch.Put(p)
 		scr = alignedFloats(&p.bsums, cols*nb*8)
@@ -237,6 +251,12 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 		xp := alignedBytes(&p.acts, cols*nb*gemvnPermBlock)
 		gemvnPermuteZ(&x[0], xStride, nb, cols, &xp[0])
 		xk, xkStride, xks = xp, nb*gemvnPermBlock, gemvnPermBlock
+	case Q6_K:
+		p := gemvnScratch.Get().(*gemvnBufs)
+		defer gemvnScratch.Put(p)
+		xp := alignedBytes(&p.acts, cols*nb*gemvnAlignBlock)
+		gemvnAlignZ(&x[0], xStride, nb, cols, &xp[0])
+		xk, xkStride, xks = xp, nb*gemvnAlignBlock, gemvnAlignBlock
 	}
 	maxC := len(ks) + 1
 	most := max(1, gemvnPartBytes/(min(cols, maxC)*xks))

@@ -159,6 +159,37 @@ func TestGemvNPermuteZ(t *testing.T) {
 	}
 }
 
+// TestGemvNAlignZ checks gemvnAlignZ byte for byte against the layout
+// gemvnAlignBlock describes, built here with copy, for 1 to 9 vectors of 1
+// to 5 blocks with padded strides; the gaps stay as they were.
+func TestGemvNAlignZ(t *testing.T) {
+	if !useVNNI {
+		t.Skip("no AVX-512 VNNI")
+	}
+	const xs, as = 292, gemvnAlignBlock
+	src := make([]byte, 9*(5*xs+13))
+	for i := range src {
+		src[i] = byte(i*167 + i>>8)
+	}
+	for cols := 1; cols <= 9; cols++ {
+		for nb := 1; nb <= 5; nb++ {
+			xStride := nb*xs + 13
+			want := make([]byte, cols*nb*as)
+			for c := range cols {
+				for b := range nb {
+					from, to := src[c*xStride+b*xs:], want[(c*nb+b)*as:]
+					copy(to[:4], from[:4])
+					copy(to[16:48], from[260:292])
+					copy(to[64:320], from[4:260])
+				}
+			}
+			got := make([]byte, len(want))
+			gemvnAlignZ(&src[0], xStride, nb, cols, &got[0])
+			assert.True(t, bytes.Equal(want, got), "%d vectors of %d blocks", cols, nb)
+		}
+	}
+}
+
 func TestGemvNBoundsPanic(t *testing.T) {
 	for _, typ := range []Type{Q4_K, Q6_K} {
 		n := typ.BlockSize() * 2

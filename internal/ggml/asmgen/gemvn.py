@@ -429,10 +429,13 @@ def q6kz(C):
     most 4·63·128 = 32256, still a word), two such registers are packed
     into words and one VPDPWSSD applies the scales, which VPERMW spreads
     over the words: three integer multiplies per 128 weights and vector
-    rather than four (about 3 % faster measured). Per vector: float sums in Z0…Z7, integer sums in
+    rather than four (about 3 % faster measured). The activations must have
+    been copied by alignz into blocks of 320 bytes on 64-byte boundaries (d
+    at 0, bsums at 16, quants at 64), so that no load of them straddles two
+    cache lines. Per vector: float sums in Z0…Z7, integer sums in
     Z16…Z23."""
     name = "gemvnQ6Kx%dZ" % C
-    xsize[name] = 292
+    xsize[name] = 320
     prologue(name, C, ["\tVPBROADCASTB nnib0F<>(SB), Z24",
                        "\tVPBROADCASTB nbytes30<>(SB), Z26",
                        "\tVMOVDQU64 zshlQ6<>(SB), Z27",
@@ -443,7 +446,7 @@ def q6kz(C):
     e("\tVPXOR Y15, Y15, Y15")
     e("\tVPSUBW Y9, Y15, Y9")
     for j in range(C):
-        e("\tVPMADDWD %s, Y9, Y%d" % (col(j, 260), 16 + j))
+        e("\tVPMADDWD %s, Y9, Y%d" % (col(j, 16), 16 + j))
     for h in range(2):
         e("\t// low bits (Z10) and high bits (Z11, in both halves) of elements %d…%d" % (128*h, 128*h + 127))
         e("\tVMOVDQU64 %d(AX), Z10" % (64*h))
@@ -467,8 +470,8 @@ def q6kz(C):
         for j in range(C):
             e("\tVPXORD Z13, Z13, Z13")
             e("\tVPXORD Z15, Z15, Z15")
-            e("\tVPDPBUSD %s, Z12, Z13" % col(j, 4 + 128*h))
-            e("\tVPDPBUSD %s, Z8, Z15" % col(j, 68 + 128*h))
+            e("\tVPDPBUSD %s, Z12, Z13" % col(j, 64 + 128*h))
+            e("\tVPDPBUSD %s, Z8, Z15" % col(j, 128 + 128*h))
             e("\tVPACKSSDW Z15, Z13, Z13")
             e("\tVPDPWSSD Z14, Z13, Z%d" % (16 + j))
     e("\t// d (Z9)")
@@ -584,8 +587,45 @@ def permutez():
     e("")
 
 
+def alignz():
+    """gemvnAlignZ: the activations of the AVX-512 Q6_K kernels, cols Q8_K
+    vectors copied unchanged into blocks of 320 bytes on 64-byte boundaries
+    (see gemvnAlignBlock in gemvn_amd64.go): each block's d at 0, its bsums
+    at 16 and its quants at 64, so that each of the kernels' loads lies in
+    one cache line (in Q8_K's 292-byte blocks every 64-byte load of the
+    quants straddles two)."""
+    e("// func gemvnAlignZ(x *byte, xStride int, nb int, cols int, dst *byte)")
+    e("TEXT ·gemvnAlignZ(SB), NOSPLIT, $0-40")
+    e("\tMOVQ x+0(FP), SI")
+    e("\tMOVQ dst+32(FP), DI")
+    e("\tMOVQ cols+24(FP), R11")
+    e("gemvnAlignZ_col:")
+    e("\tMOVQ SI, BX")
+    e("\tMOVQ nb+16(FP), CX")
+    e("gemvnAlignZ_block:")
+    e("\tMOVL (BX), AX")
+    e("\tMOVL AX, (DI)")
+    e("\tVMOVDQU 260(BX), Y4")
+    e("\tVMOVDQU Y4, 16(DI)")
+    for r in range(4):
+        e("\tVMOVDQU64 %d(BX), Z%d" % (4 + 64*r, r))
+    for r in range(4):
+        e("\tVMOVDQU64 Z%d, %d(DI)" % (r, 64 + 64*r))
+    e("\tADDQ $292, BX")
+    e("\tADDQ $320, DI")
+    e("\tDECQ CX")
+    e("\tJNZ gemvnAlignZ_block")
+    e("\tADDQ xStride+8(FP), SI")
+    e("\tDECQ R11")
+    e("\tJNZ gemvnAlignZ_col")
+    e("\tVZEROUPPER")
+    e("\tRET")
+    e("")
+
+
 bsumsz()
 permutez()
+alignz()
 for C in range(2, 9):
     q4kz(C)
 for C in range(2, 9):
