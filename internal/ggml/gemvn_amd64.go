@@ -108,7 +108,8 @@ type gemvnKernelZ func(w *byte, stride int, x *byte, xStride int, nb int, out *f
 // read the activations from a copy in cache-line aligned blocks made once
 // per call (the Q6_K kernels' by gemvnAlignZ): measured calling GemvN per
 // band of 128 rows as the engine does, the Q6_K kernels with 8 vectors gain
-// about 15 % net of the copy, with 4 about nothing.
+// about 15 % net of the copy, with 4 about nothing (where the weights come
+// from memory on every core at once, as in a decode step, they gain little).
 //
 // In the Q4_K kernels, the term of a block's mins, dmin·d8·Σ m·bsum, would
 // cost per vector and row a multiply-add of the bsums, two conversions to
