@@ -198,10 +198,9 @@ def madd_add(scale, t, acc):
     e("\tVPADDD %s, %s, %s" % (t, acc, acc))
 
 
-def q4k(C):
-    name = "gemvnQ4Kx%dAVX2" % C
-    xsize[name] = 292
-    prologue(name, C, ["\tVMOVDQU nnib0F<>(SB), Y15"])
+def q4k_scales():
+    """Unpacks the 6-bit scales and mins of the 8 sub-blocks of the Q4_K
+    block at AX into bytes: the scales in X8, the mins in X9 (low 64 bits)."""
     e("\t// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks")
     e("\tMOVL 4(AX), DX")
     e("\tMOVL 12(AX), R14")
@@ -228,6 +227,13 @@ def q4k(C):
     e("\tORQ R14, R12")
     e("\tVMOVQ R10, X8")
     e("\tVMOVQ R12, X9")
+
+
+def q4k(C):
+    name = "gemvnQ4Kx%dAVX2" % C
+    xsize[name] = 292
+    prologue(name, C, ["\tVMOVDQU nnib0F<>(SB), Y15"])
+    q4k_scales()
     e("\tVPMOVZXBW X8, X8")
     e("\tVPMOVZXBW X9, X9")
     e("\tVINSERTI128 $1, X8, Y8, Y8")
@@ -304,32 +310,7 @@ def q4kz(C):
     xsize[name] = 320
     prologue(name, C, ["\tVMOVDQU64 zshift4<>(SB), Z24",
                        "\tVPBROADCASTB nnib0F<>(SB), Z15"], zmm=True, scr=True)
-    e("\t// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks")
-    e("\tMOVL 4(AX), DX")
-    e("\tMOVL 12(AX), R14")
-    e("\tMOVL DX, R10")
-    e("\tANDL $0x3f3f3f3f, R10")
-    e("\tMOVL R14, R12")
-    e("\tANDL $0x0f0f0f0f, R12")
-    e("\tSHRL $6, DX")
-    e("\tANDL $0x03030303, DX")
-    e("\tSHLL $4, DX")
-    e("\tORL DX, R12")
-    e("\tSHLQ $32, R12")
-    e("\tORQ R12, R10")
-    e("\tMOVL 8(AX), DX")
-    e("\tMOVL DX, R12")
-    e("\tANDL $0x3f3f3f3f, R12")
-    e("\tSHRL $4, R14")
-    e("\tANDL $0x0f0f0f0f, R14")
-    e("\tSHRL $6, DX")
-    e("\tANDL $0x03030303, DX")
-    e("\tSHLL $4, DX")
-    e("\tORL DX, R14")
-    e("\tSHLQ $32, R14")
-    e("\tORQ R14, R12")
-    e("\tVMOVQ R10, X8")
-    e("\tVMOVQ R12, X9")
+    q4k_scales()
     e("\t// the first 64 bytes of nibbles (Z10)")
     e("\tVMOVDQU64 16(AX), Z10")
     for c in range(4):
