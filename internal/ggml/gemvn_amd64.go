@@ -155,25 +155,15 @@ const gemvnPermBlock = 320
 // 292-byte blocks.
 const gemvnAlignBlock = 320
 
-// alignedBytes returns n bytes of *buf starting on a 64-byte boundary,
+// aligned64 returns n elements of *buf starting on a 64-byte boundary,
 // growing *buf if it is short.
-func alignedBytes(buf *[]byte, n int) []byte {
-	if cap(*buf) < n+63 {
-		*buf = make([]byte, n+63)
+func aligned64[E byte | float32](buf *[]E, n int) []E {
+	size := int(unsafe.Sizeof(E(0)))
+	if spare := 64/size - 1; cap(*buf) < n+spare {
+		*buf = make([]E, n+spare)
 	}
 	b := (*buf)[:cap(*buf)]
-	off := int(-uintptr(unsafe.Pointer(&b[0])) & 63)
-	return b[off : off+n]
-}
-
-// alignedFloats returns n floats of *buf starting on a 64-byte boundary (one
-// cache line per block and vector), growing *buf if it is short.
-func alignedFloats(buf *[]float32, n int) []float32 {
-	if cap(*buf) < n+15 {
-		*buf = make([]float32, n+15)
-	}
-	b := (*buf)[:cap(*buf)]
-	off := int(-uintptr(unsafe.Pointer(&b[0])) & 63 / 4)
+	off := int(-uintptr(unsafe.Pointer(&b[0]))&63) / size
 	return b[off : off+n]
 }
 
@@ -247,19 +237,17 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 	ts, xs := t.TypeSize(), VecDotType(t).TypeSize()
 	var scr []float32
 	xk, xkStride, xks := x, xStride, xs // the activations the kernels read, their blocks' size
+	p := gemvnScratch.Get().(*gemvnBufs)
+	defer gemvnScratch.Put(p)
 	switch t {
 	case Q4_K:
-		p := gemvnScratch.Get().(*gemvnBufs)
-		defer gemvnScratch.Put(p)
-		scr = alignedFloats(&p.bsums, cols*nb*8)
+		scr = aligned64(&p.bsums, cols*nb*8)
 		gemvnBsumsZ(&x[0], xStride, nb, cols, &scr[0], cols*32)
-		xp := alignedBytes(&p.acts, cols*nb*gemvnPermBlock)
+		xp := aligned64(&p.acts, cols*nb*gemvnPermBlock)
 		gemvnPermuteZ(&x[0], xStride, nb, cols, &xp[0])
 		xk, xkStride, xks = xp, nb*gemvnPermBlock, gemvnPermBlock
 	case Q6_K:
-		p := gemvnScratch.Get().(*gemvnBufs)
-		defer gemvnScratch.Put(p)
-		xp := alignedBytes(&p.acts, cols*nb*gemvnAlignBlock)
+		xp := aligned64(&p.acts, cols*nb*gemvnAlignBlock)
 		gemvnAlignZ(&x[0], xStride, nb, cols, &xp[0])
 		xk, xkStride, xks = xp, nb*gemvnAlignBlock, gemvnAlignBlock
 	}
