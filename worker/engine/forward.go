@@ -218,7 +218,7 @@ func (m *Model) forward(parts []batchPart) error {
 			// has just computed, for every token.
 			act := siluMul
 			if m.geluGate {
-				act = geluMul
+				act = ggml.GELUMul
 			}
 			sc.prods = append(sc.prods[:0], product{l.wgate, sc.gate}, product{l.wup, sc.up})
 			m.matmuls(sc.prods, func(r0, r1 int) {
@@ -252,7 +252,7 @@ func (m *Model) forward(parts []batchPart) error {
 		lg := sc.logits[:L*V]
 		const capChunk = 4096
 		m.pool.run((len(lg)+capChunk-1)/capChunk, func(_, i int) {
-			softcap(lg[i*capChunk:min((i+1)*capChunk, len(lg))], cp)
+			ggml.Softcap(lg[i*capChunk:min((i+1)*capChunk, len(lg))], cp)
 		})
 	}
 	i := 0

@@ -104,9 +104,6 @@ func scale(x []float32, s float32) {
 	}
 }
 
-// softcap replaces x with cp·tanh(x/cp) (see ggml.Softcap).
-func softcap(x []float32, cp float32) { ggml.Softcap(x, cp) }
-
 // ropeNeox rotates the leading 2·len(cos) elements of each head of x the
 // GPT-NeoX way: element i with element i+len(cos).
 func ropeNeox(x []float32, heads, headDim int, cos, sin []float32) {
@@ -121,7 +118,3 @@ func ropeNeox(x []float32, heads, headDim int, cos, sin []float32) {
 		}
 	}
 }
-
-// geluMul writes gelu(g)·u to dst, GELU in its tanh form through ggml's F16
-// table (see ggml.GELUMul).
-func geluMul(dst, g, u []float32) { ggml.GELUMul(dst, g, u) }
