@@ -4733,3 +4733,1647 @@ gemvnQ6Kx8Z_store:
 	VZEROUPPER
 	RET
 
+DATA zq4pGather<>+0(SB)/8, $0x0000000800000000
+DATA zq4pGather<>+8(SB)/8, $0x0000001800000010
+DATA zq4pGather<>+16(SB)/8, $0x0000000800000000
+DATA zq4pGather<>+24(SB)/8, $0x0000001800000010
+DATA zq4pGather<>+32(SB)/8, $0x0000000800000000
+DATA zq4pGather<>+40(SB)/8, $0x0000001800000010
+DATA zq4pGather<>+48(SB)/8, $0x0000000800000000
+DATA zq4pGather<>+56(SB)/8, $0x0000001800000010
+DATA zq4pGather<>+64(SB)/8, $0x0000000900000001
+DATA zq4pGather<>+72(SB)/8, $0x0000001900000011
+DATA zq4pGather<>+80(SB)/8, $0x0000000900000001
+DATA zq4pGather<>+88(SB)/8, $0x0000001900000011
+DATA zq4pGather<>+96(SB)/8, $0x0000000900000001
+DATA zq4pGather<>+104(SB)/8, $0x0000001900000011
+DATA zq4pGather<>+112(SB)/8, $0x0000000900000001
+DATA zq4pGather<>+120(SB)/8, $0x0000001900000011
+DATA zq4pGather<>+128(SB)/8, $0x0000000a00000002
+DATA zq4pGather<>+136(SB)/8, $0x0000001a00000012
+DATA zq4pGather<>+144(SB)/8, $0x0000000a00000002
+DATA zq4pGather<>+152(SB)/8, $0x0000001a00000012
+DATA zq4pGather<>+160(SB)/8, $0x0000000a00000002
+DATA zq4pGather<>+168(SB)/8, $0x0000001a00000012
+DATA zq4pGather<>+176(SB)/8, $0x0000000a00000002
+DATA zq4pGather<>+184(SB)/8, $0x0000001a00000012
+DATA zq4pGather<>+192(SB)/8, $0x0000000b00000003
+DATA zq4pGather<>+200(SB)/8, $0x0000001b00000013
+DATA zq4pGather<>+208(SB)/8, $0x0000000b00000003
+DATA zq4pGather<>+216(SB)/8, $0x0000001b00000013
+DATA zq4pGather<>+224(SB)/8, $0x0000000b00000003
+DATA zq4pGather<>+232(SB)/8, $0x0000001b00000013
+DATA zq4pGather<>+240(SB)/8, $0x0000000b00000003
+DATA zq4pGather<>+248(SB)/8, $0x0000001b00000013
+DATA zq4pGather<>+256(SB)/8, $0x0000000c00000004
+DATA zq4pGather<>+264(SB)/8, $0x0000001c00000014
+DATA zq4pGather<>+272(SB)/8, $0x0000000c00000004
+DATA zq4pGather<>+280(SB)/8, $0x0000001c00000014
+DATA zq4pGather<>+288(SB)/8, $0x0000000c00000004
+DATA zq4pGather<>+296(SB)/8, $0x0000001c00000014
+DATA zq4pGather<>+304(SB)/8, $0x0000000c00000004
+DATA zq4pGather<>+312(SB)/8, $0x0000001c00000014
+DATA zq4pGather<>+320(SB)/8, $0x0000000d00000005
+DATA zq4pGather<>+328(SB)/8, $0x0000001d00000015
+DATA zq4pGather<>+336(SB)/8, $0x0000000d00000005
+DATA zq4pGather<>+344(SB)/8, $0x0000001d00000015
+DATA zq4pGather<>+352(SB)/8, $0x0000000d00000005
+DATA zq4pGather<>+360(SB)/8, $0x0000001d00000015
+DATA zq4pGather<>+368(SB)/8, $0x0000000d00000005
+DATA zq4pGather<>+376(SB)/8, $0x0000001d00000015
+DATA zq4pGather<>+384(SB)/8, $0x0000000e00000006
+DATA zq4pGather<>+392(SB)/8, $0x0000001e00000016
+DATA zq4pGather<>+400(SB)/8, $0x0000000e00000006
+DATA zq4pGather<>+408(SB)/8, $0x0000001e00000016
+DATA zq4pGather<>+416(SB)/8, $0x0000000e00000006
+DATA zq4pGather<>+424(SB)/8, $0x0000001e00000016
+DATA zq4pGather<>+432(SB)/8, $0x0000000e00000006
+DATA zq4pGather<>+440(SB)/8, $0x0000001e00000016
+DATA zq4pGather<>+448(SB)/8, $0x0000000f00000007
+DATA zq4pGather<>+456(SB)/8, $0x0000001f00000017
+DATA zq4pGather<>+464(SB)/8, $0x0000000f00000007
+DATA zq4pGather<>+472(SB)/8, $0x0000001f00000017
+DATA zq4pGather<>+480(SB)/8, $0x0000000f00000007
+DATA zq4pGather<>+488(SB)/8, $0x0000001f00000017
+DATA zq4pGather<>+496(SB)/8, $0x0000000f00000007
+DATA zq4pGather<>+504(SB)/8, $0x0000001f00000017
+GLOBL zq4pGather<>(SB), RODATA|NOPTR, $512
+
+DATA zq4pNib<>+0(SB)/8, $0x0102040800000000
+DATA zq4pNib<>+8(SB)/8, $0x0102040800000000
+DATA zq4pNib<>+16(SB)/8, $0x1020408000000000
+DATA zq4pNib<>+24(SB)/8, $0x1020408000000000
+DATA zq4pNib<>+32(SB)/8, $0x0102040800000000
+DATA zq4pNib<>+40(SB)/8, $0x0102040800000000
+DATA zq4pNib<>+48(SB)/8, $0x1020408000000000
+DATA zq4pNib<>+56(SB)/8, $0x1020408000000000
+GLOBL zq4pNib<>(SB), RODATA|NOPTR, $64
+
+DATA zq4pDup<>+0(SB)/8, $0x0000000000000000
+DATA zq4pDup<>+8(SB)/8, $0x0000000000000000
+DATA zq4pDup<>+16(SB)/8, $0x0000000000000000
+DATA zq4pDup<>+24(SB)/8, $0x0000000000000000
+DATA zq4pDup<>+32(SB)/8, $0x0000000100000001
+DATA zq4pDup<>+40(SB)/8, $0x0000000100000001
+DATA zq4pDup<>+48(SB)/8, $0x0000000100000001
+DATA zq4pDup<>+56(SB)/8, $0x0000000100000001
+GLOBL zq4pDup<>(SB), RODATA|NOPTR, $64
+
+DATA zq4pSc<>+0(SB)/8, $0x0000000200000000
+DATA zq4pSc<>+8(SB)/8, $0x0000000600000004
+DATA zq4pSc<>+16(SB)/8, $0x0000000300000001
+DATA zq4pSc<>+24(SB)/8, $0x0000000700000005
+DATA zq4pSc<>+32(SB)/8, $0x0000000200000000
+DATA zq4pSc<>+40(SB)/8, $0x0000000600000004
+DATA zq4pSc<>+48(SB)/8, $0x0000000300000001
+DATA zq4pSc<>+56(SB)/8, $0x0000000700000005
+GLOBL zq4pSc<>(SB), RODATA|NOPTR, $64
+
+DATA zq4pMin<>+0(SB)/8, $0x0000000900000008
+DATA zq4pMin<>+8(SB)/8, $0x0000000b0000000a
+DATA zq4pMin<>+16(SB)/8, $0x0000000d0000000c
+DATA zq4pMin<>+24(SB)/8, $0x0000000f0000000e
+DATA zq4pMin<>+32(SB)/8, $0x0000000900000008
+DATA zq4pMin<>+40(SB)/8, $0x0000000b0000000a
+DATA zq4pMin<>+48(SB)/8, $0x0000000d0000000c
+DATA zq4pMin<>+56(SB)/8, $0x0000000f0000000e
+GLOBL zq4pMin<>(SB), RODATA|NOPTR, $64
+
+DATA zq4pPrep<>+0(SB)/8, $0x0000000800000000
+DATA zq4pPrep<>+8(SB)/8, $0x0000001800000010
+DATA zq4pPrep<>+16(SB)/8, $0x0000000900000001
+DATA zq4pPrep<>+24(SB)/8, $0x0000001900000011
+DATA zq4pPrep<>+32(SB)/8, $0x0000000a00000002
+DATA zq4pPrep<>+40(SB)/8, $0x0000001a00000012
+DATA zq4pPrep<>+48(SB)/8, $0x0000000b00000003
+DATA zq4pPrep<>+56(SB)/8, $0x0000001b00000013
+DATA zq4pPrep<>+64(SB)/8, $0x0000000c00000004
+DATA zq4pPrep<>+72(SB)/8, $0x0000001c00000014
+DATA zq4pPrep<>+80(SB)/8, $0x0000000d00000005
+DATA zq4pPrep<>+88(SB)/8, $0x0000001d00000015
+DATA zq4pPrep<>+96(SB)/8, $0x0000000e00000006
+DATA zq4pPrep<>+104(SB)/8, $0x0000001e00000016
+DATA zq4pPrep<>+112(SB)/8, $0x0000000f00000007
+DATA zq4pPrep<>+120(SB)/8, $0x0000001f00000017
+DATA zq4pPrep<>+128(SB)/8, $0x0000000800000000
+DATA zq4pPrep<>+136(SB)/8, $0x0000001800000010
+DATA zq4pPrep<>+144(SB)/8, $0x0000000900000001
+DATA zq4pPrep<>+152(SB)/8, $0x0000001900000011
+DATA zq4pPrep<>+160(SB)/8, $0x0000000a00000002
+DATA zq4pPrep<>+168(SB)/8, $0x0000001a00000012
+DATA zq4pPrep<>+176(SB)/8, $0x0000000b00000003
+DATA zq4pPrep<>+184(SB)/8, $0x0000001b00000013
+DATA zq4pPrep<>+192(SB)/8, $0x0000000c00000004
+DATA zq4pPrep<>+200(SB)/8, $0x0000001c00000014
+DATA zq4pPrep<>+208(SB)/8, $0x0000000d00000005
+DATA zq4pPrep<>+216(SB)/8, $0x0000001d00000015
+DATA zq4pPrep<>+224(SB)/8, $0x0000000e00000006
+DATA zq4pPrep<>+232(SB)/8, $0x0000001e00000016
+DATA zq4pPrep<>+240(SB)/8, $0x0000000f00000007
+DATA zq4pPrep<>+248(SB)/8, $0x0000001f00000017
+DATA zq4pPrep<>+256(SB)/8, $0x0000000200000000
+DATA zq4pPrep<>+264(SB)/8, $0x0000001200000010
+DATA zq4pPrep<>+272(SB)/8, $0x0000000300000001
+DATA zq4pPrep<>+280(SB)/8, $0x0000001300000011
+DATA zq4pPrep<>+288(SB)/8, $0x0000000600000004
+DATA zq4pPrep<>+296(SB)/8, $0x0000001600000014
+DATA zq4pPrep<>+304(SB)/8, $0x0000000700000005
+DATA zq4pPrep<>+312(SB)/8, $0x0000001700000015
+DATA zq4pPrep<>+320(SB)/8, $0x0000000a00000008
+DATA zq4pPrep<>+328(SB)/8, $0x0000001a00000018
+DATA zq4pPrep<>+336(SB)/8, $0x0000000b00000009
+DATA zq4pPrep<>+344(SB)/8, $0x0000001b00000019
+DATA zq4pPrep<>+352(SB)/8, $0x0000000e0000000c
+DATA zq4pPrep<>+360(SB)/8, $0x0000001e0000001c
+DATA zq4pPrep<>+368(SB)/8, $0x0000000f0000000d
+DATA zq4pPrep<>+376(SB)/8, $0x0000001f0000001d
+DATA zq4pPrep<>+384(SB)/8, $0x0000000200000000
+DATA zq4pPrep<>+392(SB)/8, $0x0000001200000010
+DATA zq4pPrep<>+400(SB)/8, $0x0000000300000001
+DATA zq4pPrep<>+408(SB)/8, $0x0000001300000011
+DATA zq4pPrep<>+416(SB)/8, $0x0000000600000004
+DATA zq4pPrep<>+424(SB)/8, $0x0000001600000014
+DATA zq4pPrep<>+432(SB)/8, $0x0000000700000005
+DATA zq4pPrep<>+440(SB)/8, $0x0000001700000015
+DATA zq4pPrep<>+448(SB)/8, $0x0000000a00000008
+DATA zq4pPrep<>+456(SB)/8, $0x0000001a00000018
+DATA zq4pPrep<>+464(SB)/8, $0x0000000b00000009
+DATA zq4pPrep<>+472(SB)/8, $0x0000001b00000019
+DATA zq4pPrep<>+480(SB)/8, $0x0000000e0000000c
+DATA zq4pPrep<>+488(SB)/8, $0x0000001e0000001c
+DATA zq4pPrep<>+496(SB)/8, $0x0000000f0000000d
+DATA zq4pPrep<>+504(SB)/8, $0x0000001f0000001d
+GLOBL zq4pPrep<>(SB), RODATA|NOPTR, $512
+
+// func gemvnPairQ4K(x *byte, nb int, dst *byte)
+TEXT ·gemvnPairQ4K(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), BX
+	MOVQ nb+8(FP), CX
+	MOVQ dst+16(FP), DI
+	// words of 1 (Y15), to add the bsums in pairs
+	VPCMPEQW Y15, Y15, Y15
+	VPABSW Y15, Y15
+gemvnPairQ4K_block:
+	VBROADCASTSS (BX), Y4
+	VMOVUPS Y4, (DI)
+	VPMADDWD 260(BX), Y15, Y5
+	VCVTDQ2PS Y5, Y5
+	VMULPS Y4, Y5, Y5
+	VMOVUPS Y5, 64(DI)
+	VMOVDQU64 4(BX), Z0
+	VMOVDQU64 68(BX), Z1
+	VMOVDQU64 132(BX), Z2
+	VMOVDQU64 196(BX), Z3
+	// sub-blocks 0…3 (Z8, Z9) and 4…7 (Z10, Z11) for chunks 0…3 and 4…7
+	VMOVDQU64 zq4pPrep<>+0(SB), Z8
+	VPERMI2D Z1, Z0, Z8
+	VMOVDQU64 zq4pPrep<>+64(SB), Z9
+	VPERMI2D Z1, Z0, Z9
+	VMOVDQU64 zq4pPrep<>+128(SB), Z10
+	VPERMI2D Z3, Z2, Z10
+	VMOVDQU64 zq4pPrep<>+192(SB), Z11
+	VPERMI2D Z3, Z2, Z11
+	// chunks 2k and 2k+1 in the lanes' order, each to its line
+	VMOVDQU64 zq4pPrep<>+256(SB), Z12
+	VPERMI2D Z10, Z8, Z12
+	VMOVDQU Y12, 128(DI)
+	VEXTRACTI64X4 $1, Z12, 192(DI)
+	VMOVDQU64 zq4pPrep<>+320(SB), Z12
+	VPERMI2D Z10, Z8, Z12
+	VMOVDQU Y12, 256(DI)
+	VEXTRACTI64X4 $1, Z12, 320(DI)
+	VMOVDQU64 zq4pPrep<>+384(SB), Z12
+	VPERMI2D Z11, Z9, Z12
+	VMOVDQU Y12, 384(DI)
+	VEXTRACTI64X4 $1, Z12, 448(DI)
+	VMOVDQU64 zq4pPrep<>+448(SB), Z12
+	VPERMI2D Z11, Z9, Z12
+	VMOVDQU Y12, 512(DI)
+	VEXTRACTI64X4 $1, Z12, 576(DI)
+	ADDQ $292, BX
+	ADDQ $640, DI
+	DECQ CX
+	JNZ gemvnPairQ4K_block
+	VZEROUPPER
+	RET
+
+// func gemvnQ4Kx1P(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, add int)
+TEXT ·gemvnQ4Kx1P(SB), NOSPLIT, $0-72
+	MOVQ w+0(FP), SI
+	MOVQ xStride+24(FP), R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ out+40(FP), DI
+	MOVQ rows+56(FP), R11
+	VMOVDQU64 zq4pNib<>(SB), Z24
+	VMOVDQU64 zq4pDup<>(SB), Z25
+	VMOVDQU64 zq4pSc<>(SB), Z26
+	VMOVDQU64 zq4pMin<>(SB), Z27
+gemvnQ4Kx1P_row:
+	MOVQ SI, AX
+	MOVQ x+16(FP), BX
+	MOVQ nb+32(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+gemvnQ4Kx1P_block:
+	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
+	MOVL 4(AX), DX
+	MOVL 12(AX), R14
+	MOVL DX, R10
+	ANDL $0x3f3f3f3f, R10
+	MOVL R14, R12
+	ANDL $0x0f0f0f0f, R12
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R12
+	SHLQ $32, R12
+	ORQ R12, R10
+	MOVL 8(AX), DX
+	MOVL DX, R12
+	ANDL $0x3f3f3f3f, R12
+	SHRL $4, R14
+	ANDL $0x0f0f0f0f, R14
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R14
+	SHLQ $32, R14
+	ORQ R14, R12
+	VMOVQ R10, X8
+	VMOVQ R12, X9
+	// [d·sc | dmin·m] of the sub-blocks (Z8), then d·sc in the lanes'
+	// order (Z12) and dmin·m in the sub-blocks' (Z13), in both halves
+	VPINSRQ $1, R12, X8, X8
+	VPMOVZXBD X8, Z8
+	VCVTDQ2PS Z8, Z8
+	VMOVD (AX), X10
+	VCVTPH2PS X10, X10
+	VPERMPS Z10, Z25, Z11
+	VMULPS Z11, Z8, Z8
+	VPERMPS Z8, Z26, Z12
+	VPERMPS Z8, Z27, Z13
+	// the 128 bytes of nibbles (Z10, Z11)
+	VMOVDQU64 16(AX), Z10
+	VMOVDQU64 80(AX), Z11
+	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+0(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPXORD Z16, Z16, Z16
+	VPDPBUSD 128(BX), Z14, Z16
+	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+64(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 192(BX), Z14, Z16
+	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+128(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 256(BX), Z14, Z16
+	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+192(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 320(BX), Z14, Z16
+	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+256(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 384(BX), Z14, Z16
+	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+320(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 448(BX), Z14, Z16
+	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+384(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 512(BX), Z14, Z16
+	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+448(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 576(BX), Z14, Z16
+	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z16, Z16
+	VMULPS Z12, Z16, Z16
+	VFMADD231PS 0(BX), Z16, Z0
+	VFNMADD231PS 64(BX), Z13, Z0
+	PREFETCHT0 4096(AX)
+	PREFETCHT0 4160(AX)
+	PREFETCHT0 4224(AX)
+	ADDQ $144, AX
+	ADDQ $640, BX
+	DECQ CX
+	JNZ gemvnQ4Kx1P_block
+	// the sums of each 128-bit lane of Z0…Z3, one pair per float of Z5,
+	// then of each half: vectors 0, 2, 4, 6 in X5, 1, 3, 5, 7 in X6
+	VUNPCKLPD Z1, Z0, Z4
+	VUNPCKHPD Z1, Z0, Z5
+	VADDPS Z5, Z4, Z4
+	VUNPCKLPD Z3, Z2, Z6
+	VUNPCKHPD Z3, Z2, Z7
+	VADDPS Z7, Z6, Z6
+	VSHUFPS $0x88, Z6, Z4, Z5
+	VSHUFPS $0xdd, Z6, Z4, Z7
+	VADDPS Z7, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z6
+	VADDPS Z6, Z5, Z5
+	VEXTRACTF32X4 $2, Z5, X6
+	// vectors 0…3 (X4) and 4…7 (X5)
+	VUNPCKLPS X6, X5, X4
+	VUNPCKHPS X6, X5, X5
+	// the outputs: DX the bytes between vectors', R10 three times as many
+	MOVQ outStride+48(FP), DX
+	SHLQ $2, DX
+	LEAQ (DX)(DX*2), R10
+	LEAQ (DI)(DX*4), R12
+	// with add, the sums of the blocks before (a part of the row)
+	CMPQ add+64(FP), $0
+	JEQ gemvnQ4Kx1P_store
+	VMOVSS (DI), X6
+	VADDPS X6, X4, X4
+gemvnQ4Kx1P_store:
+	VMOVSS X4, (DI)
+	ADDQ $4, DI
+	ADDQ stride+8(FP), SI
+	DECQ R11
+	JNZ gemvnQ4Kx1P_row
+	VZEROUPPER
+	RET
+
+// func gemvnQ4Kx2P(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, add int)
+TEXT ·gemvnQ4Kx2P(SB), NOSPLIT, $0-72
+	MOVQ w+0(FP), SI
+	MOVQ xStride+24(FP), R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ out+40(FP), DI
+	MOVQ rows+56(FP), R11
+	VMOVDQU64 zq4pNib<>(SB), Z24
+	VMOVDQU64 zq4pDup<>(SB), Z25
+	VMOVDQU64 zq4pSc<>(SB), Z26
+	VMOVDQU64 zq4pMin<>(SB), Z27
+gemvnQ4Kx2P_row:
+	MOVQ SI, AX
+	MOVQ x+16(FP), BX
+	MOVQ nb+32(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+gemvnQ4Kx2P_block:
+	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
+	MOVL 4(AX), DX
+	MOVL 12(AX), R14
+	MOVL DX, R10
+	ANDL $0x3f3f3f3f, R10
+	MOVL R14, R12
+	ANDL $0x0f0f0f0f, R12
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R12
+	SHLQ $32, R12
+	ORQ R12, R10
+	MOVL 8(AX), DX
+	MOVL DX, R12
+	ANDL $0x3f3f3f3f, R12
+	SHRL $4, R14
+	ANDL $0x0f0f0f0f, R14
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R14
+	SHLQ $32, R14
+	ORQ R14, R12
+	VMOVQ R10, X8
+	VMOVQ R12, X9
+	// [d·sc | dmin·m] of the sub-blocks (Z8), then d·sc in the lanes'
+	// order (Z12) and dmin·m in the sub-blocks' (Z13), in both halves
+	VPINSRQ $1, R12, X8, X8
+	VPMOVZXBD X8, Z8
+	VCVTDQ2PS Z8, Z8
+	VMOVD (AX), X10
+	VCVTPH2PS X10, X10
+	VPERMPS Z10, Z25, Z11
+	VMULPS Z11, Z8, Z8
+	VPERMPS Z8, Z26, Z12
+	VPERMPS Z8, Z27, Z13
+	// the 128 bytes of nibbles (Z10, Z11)
+	VMOVDQU64 16(AX), Z10
+	VMOVDQU64 80(AX), Z11
+	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+0(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPXORD Z16, Z16, Z16
+	VPDPBUSD 128(BX), Z14, Z16
+	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+64(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 192(BX), Z14, Z16
+	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+128(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 256(BX), Z14, Z16
+	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+192(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 320(BX), Z14, Z16
+	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+256(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 384(BX), Z14, Z16
+	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+320(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 448(BX), Z14, Z16
+	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+384(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 512(BX), Z14, Z16
+	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+448(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 576(BX), Z14, Z16
+	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z16, Z16
+	VMULPS Z12, Z16, Z16
+	VFMADD231PS 0(BX), Z16, Z0
+	VFNMADD231PS 64(BX), Z13, Z0
+	PREFETCHT0 4096(AX)
+	PREFETCHT0 4160(AX)
+	PREFETCHT0 4224(AX)
+	ADDQ $144, AX
+	ADDQ $640, BX
+	DECQ CX
+	JNZ gemvnQ4Kx2P_block
+	// the sums of each 128-bit lane of Z0…Z3, one pair per float of Z5,
+	// then of each half: vectors 0, 2, 4, 6 in X5, 1, 3, 5, 7 in X6
+	VUNPCKLPD Z1, Z0, Z4
+	VUNPCKHPD Z1, Z0, Z5
+	VADDPS Z5, Z4, Z4
+	VUNPCKLPD Z3, Z2, Z6
+	VUNPCKHPD Z3, Z2, Z7
+	VADDPS Z7, Z6, Z6
+	VSHUFPS $0x88, Z6, Z4, Z5
+	VSHUFPS $0xdd, Z6, Z4, Z7
+	VADDPS Z7, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z6
+	VADDPS Z6, Z5, Z5
+	VEXTRACTF32X4 $2, Z5, X6
+	// vectors 0…3 (X4) and 4…7 (X5)
+	VUNPCKLPS X6, X5, X4
+	VUNPCKHPS X6, X5, X5
+	// the outputs: DX the bytes between vectors', R10 three times as many
+	MOVQ outStride+48(FP), DX
+	SHLQ $2, DX
+	LEAQ (DX)(DX*2), R10
+	LEAQ (DI)(DX*4), R12
+	// with add, the sums of the blocks before (a part of the row)
+	CMPQ add+64(FP), $0
+	JEQ gemvnQ4Kx2P_store
+	VMOVSS (DI), X6
+	VINSERTPS $0x10, (DI)(DX*1), X6, X6
+	VADDPS X6, X4, X4
+gemvnQ4Kx2P_store:
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(DX*1)
+	ADDQ $4, DI
+	ADDQ stride+8(FP), SI
+	DECQ R11
+	JNZ gemvnQ4Kx2P_row
+	VZEROUPPER
+	RET
+
+// func gemvnQ4Kx3P(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, add int)
+TEXT ·gemvnQ4Kx3P(SB), NOSPLIT, $0-72
+	MOVQ w+0(FP), SI
+	MOVQ xStride+24(FP), R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ out+40(FP), DI
+	MOVQ rows+56(FP), R11
+	VMOVDQU64 zq4pNib<>(SB), Z24
+	VMOVDQU64 zq4pDup<>(SB), Z25
+	VMOVDQU64 zq4pSc<>(SB), Z26
+	VMOVDQU64 zq4pMin<>(SB), Z27
+gemvnQ4Kx3P_row:
+	MOVQ SI, AX
+	MOVQ x+16(FP), BX
+	MOVQ nb+32(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+gemvnQ4Kx3P_block:
+	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
+	MOVL 4(AX), DX
+	MOVL 12(AX), R14
+	MOVL DX, R10
+	ANDL $0x3f3f3f3f, R10
+	MOVL R14, R12
+	ANDL $0x0f0f0f0f, R12
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R12
+	SHLQ $32, R12
+	ORQ R12, R10
+	MOVL 8(AX), DX
+	MOVL DX, R12
+	ANDL $0x3f3f3f3f, R12
+	SHRL $4, R14
+	ANDL $0x0f0f0f0f, R14
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R14
+	SHLQ $32, R14
+	ORQ R14, R12
+	VMOVQ R10, X8
+	VMOVQ R12, X9
+	// [d·sc | dmin·m] of the sub-blocks (Z8), then d·sc in the lanes'
+	// order (Z12) and dmin·m in the sub-blocks' (Z13), in both halves
+	VPINSRQ $1, R12, X8, X8
+	VPMOVZXBD X8, Z8
+	VCVTDQ2PS Z8, Z8
+	VMOVD (AX), X10
+	VCVTPH2PS X10, X10
+	VPERMPS Z10, Z25, Z11
+	VMULPS Z11, Z8, Z8
+	VPERMPS Z8, Z26, Z12
+	VPERMPS Z8, Z27, Z13
+	// the 128 bytes of nibbles (Z10, Z11)
+	VMOVDQU64 16(AX), Z10
+	VMOVDQU64 80(AX), Z11
+	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+0(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPXORD Z16, Z16, Z16
+	VPDPBUSD 128(BX), Z14, Z16
+	VPXORD Z17, Z17, Z17
+	VPDPBUSD 128(BX)(R8*1), Z14, Z17
+	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+64(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 192(BX), Z14, Z16
+	VPDPBUSD 192(BX)(R8*1), Z14, Z17
+	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+128(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 256(BX), Z14, Z16
+	VPDPBUSD 256(BX)(R8*1), Z14, Z17
+	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+192(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 320(BX), Z14, Z16
+	VPDPBUSD 320(BX)(R8*1), Z14, Z17
+	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+256(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 384(BX), Z14, Z16
+	VPDPBUSD 384(BX)(R8*1), Z14, Z17
+	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+320(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 448(BX), Z14, Z16
+	VPDPBUSD 448(BX)(R8*1), Z14, Z17
+	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+384(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 512(BX), Z14, Z16
+	VPDPBUSD 512(BX)(R8*1), Z14, Z17
+	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+448(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 576(BX), Z14, Z16
+	VPDPBUSD 576(BX)(R8*1), Z14, Z17
+	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z16, Z16
+	VMULPS Z12, Z16, Z16
+	VFMADD231PS 0(BX), Z16, Z0
+	VFNMADD231PS 64(BX), Z13, Z0
+	// pair 1: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z17, Z17
+	VMULPS Z12, Z17, Z17
+	VFMADD231PS 0(BX)(R8*1), Z17, Z1
+	VFNMADD231PS 64(BX)(R8*1), Z13, Z1
+	PREFETCHT0 4096(AX)
+	PREFETCHT0 4160(AX)
+	PREFETCHT0 4224(AX)
+	ADDQ $144, AX
+	ADDQ $640, BX
+	DECQ CX
+	JNZ gemvnQ4Kx3P_block
+	// the sums of each 128-bit lane of Z0…Z3, one pair per float of Z5,
+	// then of each half: vectors 0, 2, 4, 6 in X5, 1, 3, 5, 7 in X6
+	VUNPCKLPD Z1, Z0, Z4
+	VUNPCKHPD Z1, Z0, Z5
+	VADDPS Z5, Z4, Z4
+	VUNPCKLPD Z3, Z2, Z6
+	VUNPCKHPD Z3, Z2, Z7
+	VADDPS Z7, Z6, Z6
+	VSHUFPS $0x88, Z6, Z4, Z5
+	VSHUFPS $0xdd, Z6, Z4, Z7
+	VADDPS Z7, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z6
+	VADDPS Z6, Z5, Z5
+	VEXTRACTF32X4 $2, Z5, X6
+	// vectors 0…3 (X4) and 4…7 (X5)
+	VUNPCKLPS X6, X5, X4
+	VUNPCKHPS X6, X5, X5
+	// the outputs: DX the bytes between vectors', R10 three times as many
+	MOVQ outStride+48(FP), DX
+	SHLQ $2, DX
+	LEAQ (DX)(DX*2), R10
+	LEAQ (DI)(DX*4), R12
+	// with add, the sums of the blocks before (a part of the row)
+	CMPQ add+64(FP), $0
+	JEQ gemvnQ4Kx3P_store
+	VMOVSS (DI), X6
+	VINSERTPS $0x10, (DI)(DX*1), X6, X6
+	VINSERTPS $0x20, (DI)(DX*2), X6, X6
+	VADDPS X6, X4, X4
+gemvnQ4Kx3P_store:
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(DX*1)
+	VEXTRACTPS $2, X4, (DI)(DX*2)
+	ADDQ $4, DI
+	ADDQ stride+8(FP), SI
+	DECQ R11
+	JNZ gemvnQ4Kx3P_row
+	VZEROUPPER
+	RET
+
+// func gemvnQ4Kx4P(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, add int)
+TEXT ·gemvnQ4Kx4P(SB), NOSPLIT, $0-72
+	MOVQ w+0(FP), SI
+	MOVQ xStride+24(FP), R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ out+40(FP), DI
+	MOVQ rows+56(FP), R11
+	VMOVDQU64 zq4pNib<>(SB), Z24
+	VMOVDQU64 zq4pDup<>(SB), Z25
+	VMOVDQU64 zq4pSc<>(SB), Z26
+	VMOVDQU64 zq4pMin<>(SB), Z27
+gemvnQ4Kx4P_row:
+	MOVQ SI, AX
+	MOVQ x+16(FP), BX
+	MOVQ nb+32(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+gemvnQ4Kx4P_block:
+	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
+	MOVL 4(AX), DX
+	MOVL 12(AX), R14
+	MOVL DX, R10
+	ANDL $0x3f3f3f3f, R10
+	MOVL R14, R12
+	ANDL $0x0f0f0f0f, R12
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R12
+	SHLQ $32, R12
+	ORQ R12, R10
+	MOVL 8(AX), DX
+	MOVL DX, R12
+	ANDL $0x3f3f3f3f, R12
+	SHRL $4, R14
+	ANDL $0x0f0f0f0f, R14
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R14
+	SHLQ $32, R14
+	ORQ R14, R12
+	VMOVQ R10, X8
+	VMOVQ R12, X9
+	// [d·sc | dmin·m] of the sub-blocks (Z8), then d·sc in the lanes'
+	// order (Z12) and dmin·m in the sub-blocks' (Z13), in both halves
+	VPINSRQ $1, R12, X8, X8
+	VPMOVZXBD X8, Z8
+	VCVTDQ2PS Z8, Z8
+	VMOVD (AX), X10
+	VCVTPH2PS X10, X10
+	VPERMPS Z10, Z25, Z11
+	VMULPS Z11, Z8, Z8
+	VPERMPS Z8, Z26, Z12
+	VPERMPS Z8, Z27, Z13
+	// the 128 bytes of nibbles (Z10, Z11)
+	VMOVDQU64 16(AX), Z10
+	VMOVDQU64 80(AX), Z11
+	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+0(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPXORD Z16, Z16, Z16
+	VPDPBUSD 128(BX), Z14, Z16
+	VPXORD Z17, Z17, Z17
+	VPDPBUSD 128(BX)(R8*1), Z14, Z17
+	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+64(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 192(BX), Z14, Z16
+	VPDPBUSD 192(BX)(R8*1), Z14, Z17
+	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+128(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 256(BX), Z14, Z16
+	VPDPBUSD 256(BX)(R8*1), Z14, Z17
+	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+192(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 320(BX), Z14, Z16
+	VPDPBUSD 320(BX)(R8*1), Z14, Z17
+	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+256(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 384(BX), Z14, Z16
+	VPDPBUSD 384(BX)(R8*1), Z14, Z17
+	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+320(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 448(BX), Z14, Z16
+	VPDPBUSD 448(BX)(R8*1), Z14, Z17
+	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+384(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 512(BX), Z14, Z16
+	VPDPBUSD 512(BX)(R8*1), Z14, Z17
+	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+448(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 576(BX), Z14, Z16
+	VPDPBUSD 576(BX)(R8*1), Z14, Z17
+	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z16, Z16
+	VMULPS Z12, Z16, Z16
+	VFMADD231PS 0(BX), Z16, Z0
+	VFNMADD231PS 64(BX), Z13, Z0
+	// pair 1: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z17, Z17
+	VMULPS Z12, Z17, Z17
+	VFMADD231PS 0(BX)(R8*1), Z17, Z1
+	VFNMADD231PS 64(BX)(R8*1), Z13, Z1
+	PREFETCHT0 4096(AX)
+	PREFETCHT0 4160(AX)
+	PREFETCHT0 4224(AX)
+	ADDQ $144, AX
+	ADDQ $640, BX
+	DECQ CX
+	JNZ gemvnQ4Kx4P_block
+	// the sums of each 128-bit lane of Z0…Z3, one pair per float of Z5,
+	// then of each half: vectors 0, 2, 4, 6 in X5, 1, 3, 5, 7 in X6
+	VUNPCKLPD Z1, Z0, Z4
+	VUNPCKHPD Z1, Z0, Z5
+	VADDPS Z5, Z4, Z4
+	VUNPCKLPD Z3, Z2, Z6
+	VUNPCKHPD Z3, Z2, Z7
+	VADDPS Z7, Z6, Z6
+	VSHUFPS $0x88, Z6, Z4, Z5
+	VSHUFPS $0xdd, Z6, Z4, Z7
+	VADDPS Z7, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z6
+	VADDPS Z6, Z5, Z5
+	VEXTRACTF32X4 $2, Z5, X6
+	// vectors 0…3 (X4) and 4…7 (X5)
+	VUNPCKLPS X6, X5, X4
+	VUNPCKHPS X6, X5, X5
+	// the outputs: DX the bytes between vectors', R10 three times as many
+	MOVQ outStride+48(FP), DX
+	SHLQ $2, DX
+	LEAQ (DX)(DX*2), R10
+	LEAQ (DI)(DX*4), R12
+	// with add, the sums of the blocks before (a part of the row)
+	CMPQ add+64(FP), $0
+	JEQ gemvnQ4Kx4P_store
+	VMOVSS (DI), X6
+	VINSERTPS $0x10, (DI)(DX*1), X6, X6
+	VINSERTPS $0x20, (DI)(DX*2), X6, X6
+	VINSERTPS $0x30, (DI)(R10*1), X6, X6
+	VADDPS X6, X4, X4
+gemvnQ4Kx4P_store:
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(DX*1)
+	VEXTRACTPS $2, X4, (DI)(DX*2)
+	VEXTRACTPS $3, X4, (DI)(R10*1)
+	ADDQ $4, DI
+	ADDQ stride+8(FP), SI
+	DECQ R11
+	JNZ gemvnQ4Kx4P_row
+	VZEROUPPER
+	RET
+
+// func gemvnQ4Kx5P(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, add int)
+TEXT ·gemvnQ4Kx5P(SB), NOSPLIT, $0-72
+	MOVQ w+0(FP), SI
+	MOVQ xStride+24(FP), R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ out+40(FP), DI
+	MOVQ rows+56(FP), R11
+	VMOVDQU64 zq4pNib<>(SB), Z24
+	VMOVDQU64 zq4pDup<>(SB), Z25
+	VMOVDQU64 zq4pSc<>(SB), Z26
+	VMOVDQU64 zq4pMin<>(SB), Z27
+gemvnQ4Kx5P_row:
+	MOVQ SI, AX
+	MOVQ x+16(FP), BX
+	MOVQ nb+32(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+gemvnQ4Kx5P_block:
+	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
+	MOVL 4(AX), DX
+	MOVL 12(AX), R14
+	MOVL DX, R10
+	ANDL $0x3f3f3f3f, R10
+	MOVL R14, R12
+	ANDL $0x0f0f0f0f, R12
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R12
+	SHLQ $32, R12
+	ORQ R12, R10
+	MOVL 8(AX), DX
+	MOVL DX, R12
+	ANDL $0x3f3f3f3f, R12
+	SHRL $4, R14
+	ANDL $0x0f0f0f0f, R14
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R14
+	SHLQ $32, R14
+	ORQ R14, R12
+	VMOVQ R10, X8
+	VMOVQ R12, X9
+	// [d·sc | dmin·m] of the sub-blocks (Z8), then d·sc in the lanes'
+	// order (Z12) and dmin·m in the sub-blocks' (Z13), in both halves
+	VPINSRQ $1, R12, X8, X8
+	VPMOVZXBD X8, Z8
+	VCVTDQ2PS Z8, Z8
+	VMOVD (AX), X10
+	VCVTPH2PS X10, X10
+	VPERMPS Z10, Z25, Z11
+	VMULPS Z11, Z8, Z8
+	VPERMPS Z8, Z26, Z12
+	VPERMPS Z8, Z27, Z13
+	// the 128 bytes of nibbles (Z10, Z11)
+	VMOVDQU64 16(AX), Z10
+	VMOVDQU64 80(AX), Z11
+	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+0(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPXORD Z16, Z16, Z16
+	VPDPBUSD 128(BX), Z14, Z16
+	VPXORD Z17, Z17, Z17
+	VPDPBUSD 128(BX)(R8*1), Z14, Z17
+	VPXORD Z18, Z18, Z18
+	VPDPBUSD 128(BX)(R8*2), Z14, Z18
+	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+64(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 192(BX), Z14, Z16
+	VPDPBUSD 192(BX)(R8*1), Z14, Z17
+	VPDPBUSD 192(BX)(R8*2), Z14, Z18
+	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+128(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 256(BX), Z14, Z16
+	VPDPBUSD 256(BX)(R8*1), Z14, Z17
+	VPDPBUSD 256(BX)(R8*2), Z14, Z18
+	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+192(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 320(BX), Z14, Z16
+	VPDPBUSD 320(BX)(R8*1), Z14, Z17
+	VPDPBUSD 320(BX)(R8*2), Z14, Z18
+	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+256(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 384(BX), Z14, Z16
+	VPDPBUSD 384(BX)(R8*1), Z14, Z17
+	VPDPBUSD 384(BX)(R8*2), Z14, Z18
+	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+320(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 448(BX), Z14, Z16
+	VPDPBUSD 448(BX)(R8*1), Z14, Z17
+	VPDPBUSD 448(BX)(R8*2), Z14, Z18
+	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+384(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 512(BX), Z14, Z16
+	VPDPBUSD 512(BX)(R8*1), Z14, Z17
+	VPDPBUSD 512(BX)(R8*2), Z14, Z18
+	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+448(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 576(BX), Z14, Z16
+	VPDPBUSD 576(BX)(R8*1), Z14, Z17
+	VPDPBUSD 576(BX)(R8*2), Z14, Z18
+	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z16, Z16
+	VMULPS Z12, Z16, Z16
+	VFMADD231PS 0(BX), Z16, Z0
+	VFNMADD231PS 64(BX), Z13, Z0
+	// pair 1: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z17, Z17
+	VMULPS Z12, Z17, Z17
+	VFMADD231PS 0(BX)(R8*1), Z17, Z1
+	VFNMADD231PS 64(BX)(R8*1), Z13, Z1
+	// pair 2: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z18, Z18
+	VMULPS Z12, Z18, Z18
+	VFMADD231PS 0(BX)(R8*2), Z18, Z2
+	VFNMADD231PS 64(BX)(R8*2), Z13, Z2
+	PREFETCHT0 4096(AX)
+	PREFETCHT0 4160(AX)
+	PREFETCHT0 4224(AX)
+	ADDQ $144, AX
+	ADDQ $640, BX
+	DECQ CX
+	JNZ gemvnQ4Kx5P_block
+	// the sums of each 128-bit lane of Z0…Z3, one pair per float of Z5,
+	// then of each half: vectors 0, 2, 4, 6 in X5, 1, 3, 5, 7 in X6
+	VUNPCKLPD Z1, Z0, Z4
+	VUNPCKHPD Z1, Z0, Z5
+	VADDPS Z5, Z4, Z4
+	VUNPCKLPD Z3, Z2, Z6
+	VUNPCKHPD Z3, Z2, Z7
+	VADDPS Z7, Z6, Z6
+	VSHUFPS $0x88, Z6, Z4, Z5
+	VSHUFPS $0xdd, Z6, Z4, Z7
+	VADDPS Z7, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z6
+	VADDPS Z6, Z5, Z5
+	VEXTRACTF32X4 $2, Z5, X6
+	// vectors 0…3 (X4) and 4…7 (X5)
+	VUNPCKLPS X6, X5, X4
+	VUNPCKHPS X6, X5, X5
+	// the outputs: DX the bytes between vectors', R10 three times as many
+	MOVQ outStride+48(FP), DX
+	SHLQ $2, DX
+	LEAQ (DX)(DX*2), R10
+	LEAQ (DI)(DX*4), R12
+	// with add, the sums of the blocks before (a part of the row)
+	CMPQ add+64(FP), $0
+	JEQ gemvnQ4Kx5P_store
+	VMOVSS (DI), X6
+	VINSERTPS $0x10, (DI)(DX*1), X6, X6
+	VINSERTPS $0x20, (DI)(DX*2), X6, X6
+	VINSERTPS $0x30, (DI)(R10*1), X6, X6
+	VADDPS X6, X4, X4
+	VMOVSS (R12), X6
+	VADDPS X6, X5, X5
+gemvnQ4Kx5P_store:
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(DX*1)
+	VEXTRACTPS $2, X4, (DI)(DX*2)
+	VEXTRACTPS $3, X4, (DI)(R10*1)
+	VMOVSS X5, (R12)
+	ADDQ $4, DI
+	ADDQ stride+8(FP), SI
+	DECQ R11
+	JNZ gemvnQ4Kx5P_row
+	VZEROUPPER
+	RET
+
+// func gemvnQ4Kx6P(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, add int)
+TEXT ·gemvnQ4Kx6P(SB), NOSPLIT, $0-72
+	MOVQ w+0(FP), SI
+	MOVQ xStride+24(FP), R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ out+40(FP), DI
+	MOVQ rows+56(FP), R11
+	VMOVDQU64 zq4pNib<>(SB), Z24
+	VMOVDQU64 zq4pDup<>(SB), Z25
+	VMOVDQU64 zq4pSc<>(SB), Z26
+	VMOVDQU64 zq4pMin<>(SB), Z27
+gemvnQ4Kx6P_row:
+	MOVQ SI, AX
+	MOVQ x+16(FP), BX
+	MOVQ nb+32(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+gemvnQ4Kx6P_block:
+	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
+	MOVL 4(AX), DX
+	MOVL 12(AX), R14
+	MOVL DX, R10
+	ANDL $0x3f3f3f3f, R10
+	MOVL R14, R12
+	ANDL $0x0f0f0f0f, R12
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R12
+	SHLQ $32, R12
+	ORQ R12, R10
+	MOVL 8(AX), DX
+	MOVL DX, R12
+	ANDL $0x3f3f3f3f, R12
+	SHRL $4, R14
+	ANDL $0x0f0f0f0f, R14
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R14
+	SHLQ $32, R14
+	ORQ R14, R12
+	VMOVQ R10, X8
+	VMOVQ R12, X9
+	// [d·sc | dmin·m] of the sub-blocks (Z8), then d·sc in the lanes'
+	// order (Z12) and dmin·m in the sub-blocks' (Z13), in both halves
+	VPINSRQ $1, R12, X8, X8
+	VPMOVZXBD X8, Z8
+	VCVTDQ2PS Z8, Z8
+	VMOVD (AX), X10
+	VCVTPH2PS X10, X10
+	VPERMPS Z10, Z25, Z11
+	VMULPS Z11, Z8, Z8
+	VPERMPS Z8, Z26, Z12
+	VPERMPS Z8, Z27, Z13
+	// the 128 bytes of nibbles (Z10, Z11)
+	VMOVDQU64 16(AX), Z10
+	VMOVDQU64 80(AX), Z11
+	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+0(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPXORD Z16, Z16, Z16
+	VPDPBUSD 128(BX), Z14, Z16
+	VPXORD Z17, Z17, Z17
+	VPDPBUSD 128(BX)(R8*1), Z14, Z17
+	VPXORD Z18, Z18, Z18
+	VPDPBUSD 128(BX)(R8*2), Z14, Z18
+	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+64(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 192(BX), Z14, Z16
+	VPDPBUSD 192(BX)(R8*1), Z14, Z17
+	VPDPBUSD 192(BX)(R8*2), Z14, Z18
+	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+128(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 256(BX), Z14, Z16
+	VPDPBUSD 256(BX)(R8*1), Z14, Z17
+	VPDPBUSD 256(BX)(R8*2), Z14, Z18
+	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+192(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 320(BX), Z14, Z16
+	VPDPBUSD 320(BX)(R8*1), Z14, Z17
+	VPDPBUSD 320(BX)(R8*2), Z14, Z18
+	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+256(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 384(BX), Z14, Z16
+	VPDPBUSD 384(BX)(R8*1), Z14, Z17
+	VPDPBUSD 384(BX)(R8*2), Z14, Z18
+	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+320(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 448(BX), Z14, Z16
+	VPDPBUSD 448(BX)(R8*1), Z14, Z17
+	VPDPBUSD 448(BX)(R8*2), Z14, Z18
+	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+384(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 512(BX), Z14, Z16
+	VPDPBUSD 512(BX)(R8*1), Z14, Z17
+	VPDPBUSD 512(BX)(R8*2), Z14, Z18
+	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+448(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 576(BX), Z14, Z16
+	VPDPBUSD 576(BX)(R8*1), Z14, Z17
+	VPDPBUSD 576(BX)(R8*2), Z14, Z18
+	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z16, Z16
+	VMULPS Z12, Z16, Z16
+	VFMADD231PS 0(BX), Z16, Z0
+	VFNMADD231PS 64(BX), Z13, Z0
+	// pair 1: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z17, Z17
+	VMULPS Z12, Z17, Z17
+	VFMADD231PS 0(BX)(R8*1), Z17, Z1
+	VFNMADD231PS 64(BX)(R8*1), Z13, Z1
+	// pair 2: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z18, Z18
+	VMULPS Z12, Z18, Z18
+	VFMADD231PS 0(BX)(R8*2), Z18, Z2
+	VFNMADD231PS 64(BX)(R8*2), Z13, Z2
+	PREFETCHT0 4096(AX)
+	PREFETCHT0 4160(AX)
+	PREFETCHT0 4224(AX)
+	ADDQ $144, AX
+	ADDQ $640, BX
+	DECQ CX
+	JNZ gemvnQ4Kx6P_block
+	// the sums of each 128-bit lane of Z0…Z3, one pair per float of Z5,
+	// then of each half: vectors 0, 2, 4, 6 in X5, 1, 3, 5, 7 in X6
+	VUNPCKLPD Z1, Z0, Z4
+	VUNPCKHPD Z1, Z0, Z5
+	VADDPS Z5, Z4, Z4
+	VUNPCKLPD Z3, Z2, Z6
+	VUNPCKHPD Z3, Z2, Z7
+	VADDPS Z7, Z6, Z6
+	VSHUFPS $0x88, Z6, Z4, Z5
+	VSHUFPS $0xdd, Z6, Z4, Z7
+	VADDPS Z7, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z6
+	VADDPS Z6, Z5, Z5
+	VEXTRACTF32X4 $2, Z5, X6
+	// vectors 0…3 (X4) and 4…7 (X5)
+	VUNPCKLPS X6, X5, X4
+	VUNPCKHPS X6, X5, X5
+	// the outputs: DX the bytes between vectors', R10 three times as many
+	MOVQ outStride+48(FP), DX
+	SHLQ $2, DX
+	LEAQ (DX)(DX*2), R10
+	LEAQ (DI)(DX*4), R12
+	// with add, the sums of the blocks before (a part of the row)
+	CMPQ add+64(FP), $0
+	JEQ gemvnQ4Kx6P_store
+	VMOVSS (DI), X6
+	VINSERTPS $0x10, (DI)(DX*1), X6, X6
+	VINSERTPS $0x20, (DI)(DX*2), X6, X6
+	VINSERTPS $0x30, (DI)(R10*1), X6, X6
+	VADDPS X6, X4, X4
+	VMOVSS (R12), X6
+	VINSERTPS $0x10, (R12)(DX*1), X6, X6
+	VADDPS X6, X5, X5
+gemvnQ4Kx6P_store:
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(DX*1)
+	VEXTRACTPS $2, X4, (DI)(DX*2)
+	VEXTRACTPS $3, X4, (DI)(R10*1)
+	VMOVSS X5, (R12)
+	VEXTRACTPS $1, X5, (R12)(DX*1)
+	ADDQ $4, DI
+	ADDQ stride+8(FP), SI
+	DECQ R11
+	JNZ gemvnQ4Kx6P_row
+	VZEROUPPER
+	RET
+
+// func gemvnQ4Kx7P(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, add int)
+TEXT ·gemvnQ4Kx7P(SB), NOSPLIT, $0-72
+	MOVQ w+0(FP), SI
+	MOVQ xStride+24(FP), R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ out+40(FP), DI
+	MOVQ rows+56(FP), R11
+	VMOVDQU64 zq4pNib<>(SB), Z24
+	VMOVDQU64 zq4pDup<>(SB), Z25
+	VMOVDQU64 zq4pSc<>(SB), Z26
+	VMOVDQU64 zq4pMin<>(SB), Z27
+gemvnQ4Kx7P_row:
+	MOVQ SI, AX
+	MOVQ x+16(FP), BX
+	MOVQ nb+32(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+gemvnQ4Kx7P_block:
+	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
+	MOVL 4(AX), DX
+	MOVL 12(AX), R14
+	MOVL DX, R10
+	ANDL $0x3f3f3f3f, R10
+	MOVL R14, R12
+	ANDL $0x0f0f0f0f, R12
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R12
+	SHLQ $32, R12
+	ORQ R12, R10
+	MOVL 8(AX), DX
+	MOVL DX, R12
+	ANDL $0x3f3f3f3f, R12
+	SHRL $4, R14
+	ANDL $0x0f0f0f0f, R14
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R14
+	SHLQ $32, R14
+	ORQ R14, R12
+	VMOVQ R10, X8
+	VMOVQ R12, X9
+	// [d·sc | dmin·m] of the sub-blocks (Z8), then d·sc in the lanes'
+	// order (Z12) and dmin·m in the sub-blocks' (Z13), in both halves
+	VPINSRQ $1, R12, X8, X8
+	VPMOVZXBD X8, Z8
+	VCVTDQ2PS Z8, Z8
+	VMOVD (AX), X10
+	VCVTPH2PS X10, X10
+	VPERMPS Z10, Z25, Z11
+	VMULPS Z11, Z8, Z8
+	VPERMPS Z8, Z26, Z12
+	VPERMPS Z8, Z27, Z13
+	// the 128 bytes of nibbles (Z10, Z11)
+	VMOVDQU64 16(AX), Z10
+	VMOVDQU64 80(AX), Z11
+	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+0(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPXORD Z16, Z16, Z16
+	VPDPBUSD 128(BX), Z14, Z16
+	VPXORD Z17, Z17, Z17
+	VPDPBUSD 128(BX)(R8*1), Z14, Z17
+	VPXORD Z18, Z18, Z18
+	VPDPBUSD 128(BX)(R8*2), Z14, Z18
+	VPXORD Z19, Z19, Z19
+	VPDPBUSD 128(BX)(R9*1), Z14, Z19
+	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+64(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 192(BX), Z14, Z16
+	VPDPBUSD 192(BX)(R8*1), Z14, Z17
+	VPDPBUSD 192(BX)(R8*2), Z14, Z18
+	VPDPBUSD 192(BX)(R9*1), Z14, Z19
+	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+128(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 256(BX), Z14, Z16
+	VPDPBUSD 256(BX)(R8*1), Z14, Z17
+	VPDPBUSD 256(BX)(R8*2), Z14, Z18
+	VPDPBUSD 256(BX)(R9*1), Z14, Z19
+	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+192(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 320(BX), Z14, Z16
+	VPDPBUSD 320(BX)(R8*1), Z14, Z17
+	VPDPBUSD 320(BX)(R8*2), Z14, Z18
+	VPDPBUSD 320(BX)(R9*1), Z14, Z19
+	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+256(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 384(BX), Z14, Z16
+	VPDPBUSD 384(BX)(R8*1), Z14, Z17
+	VPDPBUSD 384(BX)(R8*2), Z14, Z18
+	VPDPBUSD 384(BX)(R9*1), Z14, Z19
+	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+320(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 448(BX), Z14, Z16
+	VPDPBUSD 448(BX)(R8*1), Z14, Z17
+	VPDPBUSD 448(BX)(R8*2), Z14, Z18
+	VPDPBUSD 448(BX)(R9*1), Z14, Z19
+	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+384(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 512(BX), Z14, Z16
+	VPDPBUSD 512(BX)(R8*1), Z14, Z17
+	VPDPBUSD 512(BX)(R8*2), Z14, Z18
+	VPDPBUSD 512(BX)(R9*1), Z14, Z19
+	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+448(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 576(BX), Z14, Z16
+	VPDPBUSD 576(BX)(R8*1), Z14, Z17
+	VPDPBUSD 576(BX)(R8*2), Z14, Z18
+	VPDPBUSD 576(BX)(R9*1), Z14, Z19
+	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z16, Z16
+	VMULPS Z12, Z16, Z16
+	VFMADD231PS 0(BX), Z16, Z0
+	VFNMADD231PS 64(BX), Z13, Z0
+	// pair 1: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z17, Z17
+	VMULPS Z12, Z17, Z17
+	VFMADD231PS 0(BX)(R8*1), Z17, Z1
+	VFNMADD231PS 64(BX)(R8*1), Z13, Z1
+	// pair 2: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z18, Z18
+	VMULPS Z12, Z18, Z18
+	VFMADD231PS 0(BX)(R8*2), Z18, Z2
+	VFNMADD231PS 64(BX)(R8*2), Z13, Z2
+	// pair 3: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z19, Z19
+	VMULPS Z12, Z19, Z19
+	VFMADD231PS 0(BX)(R9*1), Z19, Z3
+	VFNMADD231PS 64(BX)(R9*1), Z13, Z3
+	PREFETCHT0 4096(AX)
+	PREFETCHT0 4160(AX)
+	PREFETCHT0 4224(AX)
+	ADDQ $144, AX
+	ADDQ $640, BX
+	DECQ CX
+	JNZ gemvnQ4Kx7P_block
+	// the sums of each 128-bit lane of Z0…Z3, one pair per float of Z5,
+	// then of each half: vectors 0, 2, 4, 6 in X5, 1, 3, 5, 7 in X6
+	VUNPCKLPD Z1, Z0, Z4
+	VUNPCKHPD Z1, Z0, Z5
+	VADDPS Z5, Z4, Z4
+	VUNPCKLPD Z3, Z2, Z6
+	VUNPCKHPD Z3, Z2, Z7
+	VADDPS Z7, Z6, Z6
+	VSHUFPS $0x88, Z6, Z4, Z5
+	VSHUFPS $0xdd, Z6, Z4, Z7
+	VADDPS Z7, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z6
+	VADDPS Z6, Z5, Z5
+	VEXTRACTF32X4 $2, Z5, X6
+	// vectors 0…3 (X4) and 4…7 (X5)
+	VUNPCKLPS X6, X5, X4
+	VUNPCKHPS X6, X5, X5
+	// the outputs: DX the bytes between vectors', R10 three times as many
+	MOVQ outStride+48(FP), DX
+	SHLQ $2, DX
+	LEAQ (DX)(DX*2), R10
+	LEAQ (DI)(DX*4), R12
+	// with add, the sums of the blocks before (a part of the row)
+	CMPQ add+64(FP), $0
+	JEQ gemvnQ4Kx7P_store
+	VMOVSS (DI), X6
+	VINSERTPS $0x10, (DI)(DX*1), X6, X6
+	VINSERTPS $0x20, (DI)(DX*2), X6, X6
+	VINSERTPS $0x30, (DI)(R10*1), X6, X6
+	VADDPS X6, X4, X4
+	VMOVSS (R12), X6
+	VINSERTPS $0x10, (R12)(DX*1), X6, X6
+	VINSERTPS $0x20, (R12)(DX*2), X6, X6
+	VADDPS X6, X5, X5
+gemvnQ4Kx7P_store:
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(DX*1)
+	VEXTRACTPS $2, X4, (DI)(DX*2)
+	VEXTRACTPS $3, X4, (DI)(R10*1)
+	VMOVSS X5, (R12)
+	VEXTRACTPS $1, X5, (R12)(DX*1)
+	VEXTRACTPS $2, X5, (R12)(DX*2)
+	ADDQ $4, DI
+	ADDQ stride+8(FP), SI
+	DECQ R11
+	JNZ gemvnQ4Kx7P_row
+	VZEROUPPER
+	RET
+
+// func gemvnQ4Kx8P(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, add int)
+TEXT ·gemvnQ4Kx8P(SB), NOSPLIT, $0-72
+	MOVQ w+0(FP), SI
+	MOVQ xStride+24(FP), R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ out+40(FP), DI
+	MOVQ rows+56(FP), R11
+	VMOVDQU64 zq4pNib<>(SB), Z24
+	VMOVDQU64 zq4pDup<>(SB), Z25
+	VMOVDQU64 zq4pSc<>(SB), Z26
+	VMOVDQU64 zq4pMin<>(SB), Z27
+gemvnQ4Kx8P_row:
+	MOVQ SI, AX
+	MOVQ x+16(FP), BX
+	MOVQ nb+32(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+gemvnQ4Kx8P_block:
+	// the 6-bit scales (R10) and mins (R12) of the 8 sub-blocks
+	MOVL 4(AX), DX
+	MOVL 12(AX), R14
+	MOVL DX, R10
+	ANDL $0x3f3f3f3f, R10
+	MOVL R14, R12
+	ANDL $0x0f0f0f0f, R12
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R12
+	SHLQ $32, R12
+	ORQ R12, R10
+	MOVL 8(AX), DX
+	MOVL DX, R12
+	ANDL $0x3f3f3f3f, R12
+	SHRL $4, R14
+	ANDL $0x0f0f0f0f, R14
+	SHRL $6, DX
+	ANDL $0x03030303, DX
+	SHLL $4, DX
+	ORL DX, R14
+	SHLQ $32, R14
+	ORQ R14, R12
+	VMOVQ R10, X8
+	VMOVQ R12, X9
+	// [d·sc | dmin·m] of the sub-blocks (Z8), then d·sc in the lanes'
+	// order (Z12) and dmin·m in the sub-blocks' (Z13), in both halves
+	VPINSRQ $1, R12, X8, X8
+	VPMOVZXBD X8, Z8
+	VCVTDQ2PS Z8, Z8
+	VMOVD (AX), X10
+	VCVTPH2PS X10, X10
+	VPERMPS Z10, Z25, Z11
+	VMULPS Z11, Z8, Z8
+	VPERMPS Z8, Z26, Z12
+	VPERMPS Z8, Z27, Z13
+	// the 128 bytes of nibbles (Z10, Z11)
+	VMOVDQU64 16(AX), Z10
+	VMOVDQU64 80(AX), Z11
+	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+0(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPXORD Z16, Z16, Z16
+	VPDPBUSD 128(BX), Z14, Z16
+	VPXORD Z17, Z17, Z17
+	VPDPBUSD 128(BX)(R8*1), Z14, Z17
+	VPXORD Z18, Z18, Z18
+	VPDPBUSD 128(BX)(R8*2), Z14, Z18
+	VPXORD Z19, Z19, Z19
+	VPDPBUSD 128(BX)(R9*1), Z14, Z19
+	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+64(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 192(BX), Z14, Z16
+	VPDPBUSD 192(BX)(R8*1), Z14, Z17
+	VPDPBUSD 192(BX)(R8*2), Z14, Z18
+	VPDPBUSD 192(BX)(R9*1), Z14, Z19
+	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+128(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 256(BX), Z14, Z16
+	VPDPBUSD 256(BX)(R8*1), Z14, Z17
+	VPDPBUSD 256(BX)(R8*2), Z14, Z18
+	VPDPBUSD 256(BX)(R9*1), Z14, Z19
+	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+192(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 320(BX), Z14, Z16
+	VPDPBUSD 320(BX)(R8*1), Z14, Z17
+	VPDPBUSD 320(BX)(R8*2), Z14, Z18
+	VPDPBUSD 320(BX)(R9*1), Z14, Z19
+	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+256(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 384(BX), Z14, Z16
+	VPDPBUSD 384(BX)(R8*1), Z14, Z17
+	VPDPBUSD 384(BX)(R8*2), Z14, Z18
+	VPDPBUSD 384(BX)(R9*1), Z14, Z19
+	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+320(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 448(BX), Z14, Z16
+	VPDPBUSD 448(BX)(R8*1), Z14, Z17
+	VPDPBUSD 448(BX)(R8*2), Z14, Z18
+	VPDPBUSD 448(BX)(R9*1), Z14, Z19
+	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+384(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 512(BX), Z14, Z16
+	VPDPBUSD 512(BX)(R8*1), Z14, Z17
+	VPDPBUSD 512(BX)(R8*2), Z14, Z18
+	VPDPBUSD 512(BX)(R9*1), Z14, Z19
+	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
+	VMOVDQU64 zq4pGather<>+448(SB), Z14
+	VPERMI2D Z11, Z10, Z14
+	VGF2P8AFFINEQB $0, Z24, Z14, Z14
+	VPDPBUSD 576(BX), Z14, Z16
+	VPDPBUSD 576(BX)(R8*1), Z14, Z17
+	VPDPBUSD 576(BX)(R8*2), Z14, Z18
+	VPDPBUSD 576(BX)(R9*1), Z14, Z19
+	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z16, Z16
+	VMULPS Z12, Z16, Z16
+	VFMADD231PS 0(BX), Z16, Z0
+	VFNMADD231PS 64(BX), Z13, Z0
+	// pair 1: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z17, Z17
+	VMULPS Z12, Z17, Z17
+	VFMADD231PS 0(BX)(R8*1), Z17, Z1
+	VFNMADD231PS 64(BX)(R8*1), Z13, Z1
+	// pair 2: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z18, Z18
+	VMULPS Z12, Z18, Z18
+	VFMADD231PS 0(BX)(R8*2), Z18, Z2
+	VFNMADD231PS 64(BX)(R8*2), Z13, Z2
+	// pair 3: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
+	VCVTDQ2PS Z19, Z19
+	VMULPS Z12, Z19, Z19
+	VFMADD231PS 0(BX)(R9*1), Z19, Z3
+	VFNMADD231PS 64(BX)(R9*1), Z13, Z3
+	PREFETCHT0 4096(AX)
+	PREFETCHT0 4160(AX)
+	PREFETCHT0 4224(AX)
+	ADDQ $144, AX
+	ADDQ $640, BX
+	DECQ CX
+	JNZ gemvnQ4Kx8P_block
+	// the sums of each 128-bit lane of Z0…Z3, one pair per float of Z5,
+	// then of each half: vectors 0, 2, 4, 6 in X5, 1, 3, 5, 7 in X6
+	VUNPCKLPD Z1, Z0, Z4
+	VUNPCKHPD Z1, Z0, Z5
+	VADDPS Z5, Z4, Z4
+	VUNPCKLPD Z3, Z2, Z6
+	VUNPCKHPD Z3, Z2, Z7
+	VADDPS Z7, Z6, Z6
+	VSHUFPS $0x88, Z6, Z4, Z5
+	VSHUFPS $0xdd, Z6, Z4, Z7
+	VADDPS Z7, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z6
+	VADDPS Z6, Z5, Z5
+	VEXTRACTF32X4 $2, Z5, X6
+	// vectors 0…3 (X4) and 4…7 (X5)
+	VUNPCKLPS X6, X5, X4
+	VUNPCKHPS X6, X5, X5
+	// the outputs: DX the bytes between vectors', R10 three times as many
+	MOVQ outStride+48(FP), DX
+	SHLQ $2, DX
+	LEAQ (DX)(DX*2), R10
+	LEAQ (DI)(DX*4), R12
+	// with add, the sums of the blocks before (a part of the row)
+	CMPQ add+64(FP), $0
+	JEQ gemvnQ4Kx8P_store
+	VMOVSS (DI), X6
+	VINSERTPS $0x10, (DI)(DX*1), X6, X6
+	VINSERTPS $0x20, (DI)(DX*2), X6, X6
+	VINSERTPS $0x30, (DI)(R10*1), X6, X6
+	VADDPS X6, X4, X4
+	VMOVSS (R12), X6
+	VINSERTPS $0x10, (R12)(DX*1), X6, X6
+	VINSERTPS $0x20, (R12)(DX*2), X6, X6
+	VINSERTPS $0x30, (R12)(R10*1), X6, X6
+	VADDPS X6, X5, X5
+gemvnQ4Kx8P_store:
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(DX*1)
+	VEXTRACTPS $2, X4, (DI)(DX*2)
+	VEXTRACTPS $3, X4, (DI)(R10*1)
+	VMOVSS X5, (R12)
+	VEXTRACTPS $1, X5, (R12)(DX*1)
+	VEXTRACTPS $2, X5, (R12)(DX*2)
+	VEXTRACTPS $3, X5, (R12)(R10*1)
+	ADDQ $4, DI
+	ADDQ stride+8(FP), SI
+	DECQ R11
+	JNZ gemvnQ4Kx8P_row
+	VZEROUPPER
+	RET
+

@@ -612,4 +612,229 @@ for C in range(2, 9):
 for C in range(2, 9):
     q6kz(C)
 
+# ---------- Q4_K on 512-bit vectors, two activation vectors per register ----------
+# With 8 vectors the AVX-512 Q4_K kernels above spend as many instructions
+# per block on each vector's float sums as on its integer products. The
+# kernels below hold a chunk of 32 weights twice, once in each 256-bit half,
+# against the same chunk of two vectors side by side (a pair), so that one
+# VPDPBUSD, and per block one conversion, one multiply by the scales and one
+# multiply-add of d8, serve both vectors of the pair.
+#
+# Chunk c (0…7) of a block is elements 4c…4c+3 of each of its 8 sub-blocks:
+# dword lane i of each half belongs to sub-block pairSB[i]. Sub-blocks 2m and
+# 2m+1 are the low and high nibbles of the block's bytes of nibbles 32m…32m+31,
+# so lanes 0…3 take the low nibbles of the dwords at bytes 32m+4c (m = 0…3)
+# and lanes 4…7 the high ones: each qword holds nibbles of one kind, and one
+# VGF2P8AFFINEQB with a matrix per qword picks them out.
+pairSB = [0, 2, 4, 6, 1, 3, 5, 7]
+# zq4pGather: for chunk c, the dwords of the 128 bytes of nibbles (two
+# registers) that each lane reads, in both halves.
+data("zq4pGather", [b for c in range(8) for l in range(16)
+                    for b in ((8 * (l % 4) + c), 0, 0, 0)])
+# zq4pNib: the bit matrices of VGF2P8AFFINEQB: byte 7−i of a qword selects the
+# bits of output bit i; 0x0102040800000000 keeps the low nibble of each byte,
+# 0x1020408000000000 moves the high nibble down.
+nibL, nibH = 0x0102040800000000, 0x1020408000000000
+data("zq4pNib", [b for q in [nibL, nibL, nibH, nibH] * 2 for b in q.to_bytes(8, "little")])
+# zq4pDup: spreads d, dmin (floats 0, 1) over the scales and the mins;
+# zq4pSc, zq4pMin: the floats d·sc in the lanes' order and dmin·m in the
+# sub-blocks' order, both in each half.
+data("zq4pDup", [b for l in range(16) for b in (l // 8, 0, 0, 0)])
+data("zq4pSc", [b for l in range(16) for b in (pairSB[l % 8], 0, 0, 0)])
+data("zq4pMin", [b for l in range(16) for b in (8 + l % 8, 0, 0, 0)])
+
+# A pair's block of activations as gemvnPairQ4K lays them out (see
+# gemvnPairBlock in gemvn_amd64.go): at 0 the two vectors' d8 eight times
+# each, at 64 their floats d8·bsum per sub-block (in the sub-blocks' order),
+# at 128+64c chunk c of the first vector then of the second.
+PAIRBLOCK = 640
+
+
+def vperm2(a, b, want):
+    """The index vector of a VPERMI2D that makes the dword labels want from
+    the tables a (indices 0…15) and b (16…31)."""
+    t = list(a) + list(b)
+    return [t.index(w) for w in want]
+
+
+# The steps of gemvnPairQ4K, on labels: the quants' dword k (elements
+# 4(k%8)…, of sub-block k//8) is labelled k. Step 1 pairs sub-blocks 0…3 (two
+# registers) and 4…7 for chunks 0…3 and 4…7; step 2 makes two chunks per
+# register in the lanes' order.
+regs = [list(range(16 * r, 16 * r + 16)) for r in range(4)]
+step1 = []
+for half in range(2):          # sub-blocks 0…3, then 4…7
+    for cg in range(2):        # chunks 0…3, then 4…7
+        want = [8 * (4 * half + sb) + 4 * cg + c for c in range(4) for sb in range(4)]
+        step1.append((2 * half, 2 * half + 1, want))
+t1 = [w for _, _, w in step1]
+step2 = []
+for k in range(4):             # chunks 2k, 2k+1
+    cg = k // 2
+    want = [8 * pairSB[i] + 2 * k + cc for cc in range(2) for i in range(8)]
+    step2.append((cg, 2 + cg, want))
+idx = []
+for a, b, want in step1:
+    idx += vperm2(regs[a], regs[b], want)
+for a, b, want in step2:
+    idx += vperm2(t1[a], t1[b], want)
+data("zq4pPrep", [b for v in idx for b in (v, 0, 0, 0)])
+
+
+def pairq4k():
+    """gemvnPairQ4K: one Q8_K vector of nb blocks at x into its half of the
+    pair blocks at dst (dst+32 for the second vector of a pair), PAIRBLOCK
+    bytes apart: d8 eight times, d8·bsum per sub-block, and its 256 quants
+    as the 8 chunks of 32 the pair kernels multiply (4 loads, 8 VPERMI2D)."""
+    e("// func gemvnPairQ4K(x *byte, nb int, dst *byte)")
+    e("TEXT ·gemvnPairQ4K(SB), NOSPLIT, $0-24")
+    e("\tMOVQ x+0(FP), BX")
+    e("\tMOVQ nb+8(FP), CX")
+    e("\tMOVQ dst+16(FP), DI")
+    e("\t// words of 1 (Y15), to add the bsums in pairs")
+    e("\tVPCMPEQW Y15, Y15, Y15")
+    e("\tVPABSW Y15, Y15")
+    e("gemvnPairQ4K_block:")
+    e("\tVBROADCASTSS (BX), Y4")
+    e("\tVMOVUPS Y4, (DI)")
+    e("\tVPMADDWD 260(BX), Y15, Y5")
+    e("\tVCVTDQ2PS Y5, Y5")
+    e("\tVMULPS Y4, Y5, Y5")
+    e("\tVMOVUPS Y5, 64(DI)")
+    for r in range(4):
+        e("\tVMOVDQU64 %d(BX), Z%d" % (4 + 64*r, r))
+    e("\t// sub-blocks 0…3 (Z8, Z9) and 4…7 (Z10, Z11) for chunks 0…3 and 4…7")
+    for s, (a, b, _) in enumerate(step1):
+        e("\tVMOVDQU64 zq4pPrep<>+%d(SB), Z%d" % (64*s, 8 + s))
+        e("\tVPERMI2D Z%d, Z%d, Z%d" % (b, a, 8 + s))
+    e("\t// chunks 2k and 2k+1 in the lanes' order, each to its line")
+    for k, (a, b, _) in enumerate(step2):
+        e("\tVMOVDQU64 zq4pPrep<>+%d(SB), Z12" % (64*(4 + k)))
+        e("\tVPERMI2D Z%d, Z%d, Z12" % (8 + b, 8 + a))
+        e("\tVMOVDQU Y12, %d(DI)" % (128 + 64*2*k))
+        e("\tVEXTRACTI64X4 $1, Z12, %d(DI)" % (128 + 64*(2*k + 1)))
+    e("\tADDQ $292, BX")
+    e("\tADDQ $%d, DI" % PAIRBLOCK)
+    e("\tDECQ CX")
+    e("\tJNZ gemvnPairQ4K_block")
+    e("\tVZEROUPPER")
+    e("\tRET")
+    e("")
+
+
+def q4kp(C):
+    """The pair kernel for C vectors (1…8), (C+1)/2 pairs; with C odd the last
+    pair's second vector is a zero one, whose sums are not stored. Pair p's
+    blocks are at BX + p·R8. Per pair: float sums in Zp (first vector in the
+    lower half), integer sums in Z(16+p)."""
+    name = "gemvnQ4Kx%dP" % C
+    P = (C + 1) // 2
+    pair = lambda p, off: ["%d(BX)", "%d(BX)(R8*1)", "%d(BX)(R8*2)", "%d(BX)(R9*1)"][p] % off
+    e("// func %s(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, add int)" % name)
+    e("TEXT ·%s(SB), NOSPLIT, $0-72" % name)
+    e("\tMOVQ w+0(FP), SI")
+    e("\tMOVQ xStride+24(FP), R8")
+    e("\tLEAQ (R8)(R8*2), R9")
+    e("\tMOVQ out+40(FP), DI")
+    e("\tMOVQ rows+56(FP), R11")
+    e("\tVMOVDQU64 zq4pNib<>(SB), Z24")
+    e("\tVMOVDQU64 zq4pDup<>(SB), Z25")
+    e("\tVMOVDQU64 zq4pSc<>(SB), Z26")
+    e("\tVMOVDQU64 zq4pMin<>(SB), Z27")
+    e("%s_row:" % name)
+    e("\tMOVQ SI, AX")
+    e("\tMOVQ x+16(FP), BX")
+    e("\tMOVQ nb+32(FP), CX")
+    for p in range(4):
+        e("\tVXORPS Z%d, Z%d, Z%d" % (p, p, p))
+    e("%s_block:" % name)
+    q4k_scales()
+    e("\t// [d·sc | dmin·m] of the sub-blocks (Z8), then d·sc in the lanes'")
+    e("\t// order (Z12) and dmin·m in the sub-blocks' (Z13), in both halves")
+    e("\tVPINSRQ $1, R12, X8, X8")
+    e("\tVPMOVZXBD X8, Z8")
+    e("\tVCVTDQ2PS Z8, Z8")
+    e("\tVMOVD (AX), X10")
+    e("\tVCVTPH2PS X10, X10")
+    e("\tVPERMPS Z10, Z25, Z11")
+    e("\tVMULPS Z11, Z8, Z8")
+    e("\tVPERMPS Z8, Z26, Z12")
+    e("\tVPERMPS Z8, Z27, Z13")
+    e("\t// the 128 bytes of nibbles (Z10, Z11)")
+    e("\tVMOVDQU64 16(AX), Z10")
+    e("\tVMOVDQU64 80(AX), Z11")
+    for c in range(8):
+        e("\t// chunk %d (Z14): elements %d…%d of each sub-block, twice" % (c, 4*c, 4*c + 3))
+        e("\tVMOVDQU64 zq4pGather<>+%d(SB), Z14" % (64*c))
+        e("\tVPERMI2D Z11, Z10, Z14")
+        e("\tVGF2P8AFFINEQB $0, Z24, Z14, Z14")
+        for p in range(P):
+            if c == 0:
+                e("\tVPXORD Z%d, Z%d, Z%d" % (16 + p, 16 + p, 16 + p))
+            e("\tVPDPBUSD %s, Z14, Z%d" % (pair(p, 128 + 64*c), 16 + p))
+    for p in range(P):
+        e("\t// pair %d: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum" % p)
+        e("\tVCVTDQ2PS Z%d, Z%d" % (16 + p, 16 + p))
+        e("\tVMULPS Z12, Z%d, Z%d" % (16 + p, 16 + p))
+        e("\tVFMADD231PS %s, Z%d, Z%d" % (pair(p, 0), 16 + p, p))
+        e("\tVFNMADD231PS %s, Z13, Z%d" % (pair(p, 64), p))
+    for off in range(0, 144, 64):
+        e("\tPREFETCHT0 %d(AX)" % (PREFETCH + off))
+    e("\tADDQ $144, AX")
+    e("\tADDQ $%d, BX" % PAIRBLOCK)
+    e("\tDECQ CX")
+    e("\tJNZ %s_block" % name)
+    e("\t// the sums of each 128-bit lane of Z0…Z3, one pair per float of Z5,")
+    e("\t// then of each half: vectors 0, 2, 4, 6 in X5, 1, 3, 5, 7 in X6")
+    e("\tVUNPCKLPD Z1, Z0, Z4")
+    e("\tVUNPCKHPD Z1, Z0, Z5")
+    e("\tVADDPS Z5, Z4, Z4")
+    e("\tVUNPCKLPD Z3, Z2, Z6")
+    e("\tVUNPCKHPD Z3, Z2, Z7")
+    e("\tVADDPS Z7, Z6, Z6")
+    e("\tVSHUFPS $0x88, Z6, Z4, Z5")
+    e("\tVSHUFPS $0xdd, Z6, Z4, Z7")
+    e("\tVADDPS Z7, Z5, Z5")
+    e("\tVSHUFF32X4 $0xb1, Z5, Z5, Z6")
+    e("\tVADDPS Z6, Z5, Z5")
+    e("\tVEXTRACTF32X4 $2, Z5, X6")
+    e("\t// vectors 0…3 (X4) and 4…7 (X5)")
+    e("\tVUNPCKLPS X6, X5, X4")
+    e("\tVUNPCKHPS X6, X5, X5")
+    e("\t// the outputs: DX the bytes between vectors', R10 three times as many")
+    e("\tMOVQ outStride+48(FP), DX")
+    e("\tSHLQ $2, DX")
+    e("\tLEAQ (DX)(DX*2), R10")
+    e("\tLEAQ (DI)(DX*4), R12")
+    dst = ["(DI)", "(DI)(DX*1)", "(DI)(DX*2)", "(DI)(R10*1)",
+           "(R12)", "(R12)(DX*1)", "(R12)(DX*2)", "(R12)(R10*1)"]
+    e("\t// with add, the sums of the blocks before (a part of the row)")
+    e("\tCMPQ add+64(FP), $0")
+    e("\tJEQ %s_store" % name)
+    for h in range((C + 3) // 4):
+        for j in range(4*h, min(C, 4*h + 4)):
+            if j % 4 == 0:
+                e("\tVMOVSS %s, X6" % dst[j])
+            else:
+                e("\tVINSERTPS $0x%02x, %s, X6, X6" % (16 * (j % 4), dst[j]))
+        e("\tVADDPS X6, X%d, X%d" % (4 + h, 4 + h))
+    e("%s_store:" % name)
+    for j in range(C):
+        if j % 4 == 0:
+            e("\tVMOVSS X%d, %s" % (4 + j // 4, dst[j]))
+        else:
+            e("\tVEXTRACTPS $%d, X%d, %s" % (j % 4, 4 + j // 4, dst[j]))
+    e("\tADDQ $4, DI")
+    e("\tADDQ stride+8(FP), SI")
+    e("\tDECQ R11")
+    e("\tJNZ %s_row" % name)
+    e("\tVZEROUPPER")
+    e("\tRET")
+    e("")
+
+
+pairq4k()
+for C in range(1, 9):
+    q4kp(C)
+
 common.write(out)
