@@ -36,6 +36,7 @@ type scratch struct {
 	x, xn, q, kcur, vcur, attn, gate, up, tmp []float32
 	cos, sin                                  []float32
 	wide                                      []float32 // fused projections' outputs (phi3), rows of qDim+2·kvDim or 2·FeedForward
+	vh                                        []uint16  // each row's values in F16, before they are scattered into the transposed cache
 	logits                                    []float32 // one row of VocabSize per row that wants logits
 	rows                                      []batchRow
 	sel                                       []int // rows that produce logits, ascending
@@ -66,6 +67,7 @@ func (sc *scratch) ensure(m *Model, n int) {
 	sc.q = make([]float32, n*qDim)
 	sc.kcur = make([]float32, n*kvDim)
 	sc.vcur = make([]float32, n*kvDim)
+	sc.vh = make([]uint16, n*kvDim)
 	sc.attn = make([]float32, n*qDim)
 	sc.gate = make([]float32, n*c.FeedForward)
 	sc.up = make([]float32, n*c.FeedForward)
@@ -171,9 +173,12 @@ func (m *Model) forward(parts []batchPart) error {
 			}
 			s, pos := sc.rows[r].s, sc.rows[r].pos
 			toF16(s.k[li][pos*kvDim:(pos+1)*kvDim], sc.kcur[r*kvDim:(r+1)*kvDim])
-			vt := s.v[li]
-			for i, val := range sc.vcur[r*kvDim : (r+1)*kvDim] {
-				vt[i*m.ctxSize+pos] = ggml.F32ToF16(val)
+			// The value cache is transposed (a column per position): convert
+			// the row at once, then scatter it.
+			vh, vt := sc.vh[r*kvDim:(r+1)*kvDim], s.v[li]
+			toF16(vh, sc.vcur[r*kvDim:(r+1)*kvDim])
+			for i, h := range vh {
+				vt[i*m.ctxSize+pos] = h
 			}
 		})
 		// In the last layer only the rows that produce logits matter: keys and
