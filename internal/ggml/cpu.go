@@ -9,9 +9,6 @@ import "golang.org/x/sys/cpu"
 var (
 	useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasAVX
 	useVNNI = useAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VNNI
-	// useGFNI adds, with useVNNI, the GemvN Q4_K kernels that take two
-	// activation vectors per register (they pick nibbles with VGF2P8AFFINEQB).
-	useGFNI = useVNNI && cpu.X86.HasAVX512GFNI
 )
 
 // SIMD names the instruction set the kernels use on this machine

@@ -208,7 +208,7 @@ func gemvnSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, col
 	_ = x[(cols-1)*xStride+nb*xs-1]
 	_ = out[(cols-1)*outStride+rows-1]
 	tile := max(1, gemvnTileBytes/max(stride, rowBytes))
-	if t == Q4_K && useVNNI && useGFNI {
+	if t == Q4_K && useVNNI && gemvnPaired {
 		gemvnQ4KPairs(w, stride, rows, x, xStride, cols, out, outStride, nb, tile)
 		return true
 	}
@@ -292,17 +292,21 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 	}
 }
 
-// The Q4_K kernels for CPUs with AVX-512 VNNI and GFNI hold two activation
+// The Q4_K pair kernels, for CPUs with AVX-512 VNNI, hold two activation
 // vectors (a pair) per 512-bit register, one in each half, against the same
 // 32 weights in both halves: chunk c (0…7) of a block is elements 4c…4c+3 of
 // each of its 8 sub-blocks, one sub-block per dword lane, gathered from the
-// nibbles by one VPERMI2D and picked out of their bytes by one
-// VGF2P8AFFINEQB. One VPDPBUSD per chunk and pair then sums each vector's
-// products of a whole sub-block in a lane (at most 32·15·128, exact), and
-// each block's float work (conversion, the scales d·sc, the multiply-add of
-// d8 and that of the mins) is done once per pair rather than once per
-// vector: with 8 vectors a block takes about 78 512-bit instructions rather
-// than 90. They read the activations as gemvnPairQ4K lays them out.
+// nibbles by one VPERMI2D and masked by one VPANDD (the high nibbles are
+// left in place, 16 times the weights, and the d8 of their lanes is stored
+// divided by 16, which is exact). One VPDPBUSD per chunk and pair then sums
+// each vector's products of a whole sub-block in a lane, and each block's
+// float work (conversion, the scales d·sc, the multiply-add of d8 and that
+// of the mins) is done once per pair rather than once per vector. With 8
+// vectors that leaves about 80 512-bit instructions per block rather than
+// 90, and fewer of them on the one port that multiplies integers. They read
+// the activations as gemvnPairQ4K lays them out. gemvnPaired switches them
+// off (for tests and benchmarks that compare with gemvnKernelsZ).
+var gemvnPaired = true
 
 //go:noescape
 func gemvnQ4Kx1P(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, add int)
@@ -344,7 +348,8 @@ var gemvnKernelsP = []gemvnPairKernel{gemvnQ4Kx1P, gemvnQ4Kx2P, gemvnQ4Kx3P, gem
 // gemvnPairQ4K lays them out for the pair kernels: vectors 2k and 2k+1 of
 // nb Q8_K blocks go to pair k, nb·gemvnPairBlock bytes after pair k−1, on a
 // 64-byte boundary. Each block of a pair holds at 0 the first vector's d8
-// eight times then the second's, at 64 the floats d8·bsum of the first
+// for each lane of a chunk (d8/16 in lanes 4…7, whose sums are 16 times too
+// large) then the second's, at 64 the floats d8·bsum of the first
 // vector's 8 sub-blocks of 32 then the second's, and from 128 the 8 chunks
 // of 64 bytes: chunk c is the first vector's 32 quants for the weights of
 // chunk c (dword lane i: elements 4c…4c+3 of sub-block 0, 2, 4, 6, 1, 3, 5,

@@ -4,6 +4,8 @@
 # decoded block by C activation vectors (C = 2…4 on AVX2, 2…8 on AVX-512)
 # before moving on, so that the weights are read once for all of them. (A Q8_0 form was slower than Gemm's repacked kernel at
 # every batch size we measured: Q8_0 needs no decoding to share.)
+import struct
+
 import common
 
 out = common.header("gemvn.py")
@@ -623,19 +625,22 @@ for C in range(2, 9):
 # Chunk c (0…7) of a block is elements 4c…4c+3 of each of its 8 sub-blocks:
 # dword lane i of each half belongs to sub-block pairSB[i]. Sub-blocks 2m and
 # 2m+1 are the low and high nibbles of the block's bytes of nibbles 32m…32m+31,
-# so lanes 0…3 take the low nibbles of the dwords at bytes 32m+4c (m = 0…3)
-# and lanes 4…7 the high ones: each qword holds nibbles of one kind, and one
-# VGF2P8AFFINEQB with a matrix per qword picks them out.
+# so lanes 0…3 take the dwords at bytes 32m+4c (m = 0…3) masked to their low
+# nibbles and lanes 4…7 the same dwords masked to their high nibbles: 16
+# times the weights of sub-blocks 1, 3, 5, 7, still bytes, which one VPANDD
+# picks out (shifting them down would cost an instruction on the port the
+# VPDPBUSD take). Those lanes' sums are 16 times too large (at most
+# 32·240·128, exact), and the d8 of those lanes is stored divided by 16, which
+# is exact too: the float sums come out as if the nibbles had been shifted.
 pairSB = [0, 2, 4, 6, 1, 3, 5, 7]
 # zq4pGather: for chunk c, the dwords of the 128 bytes of nibbles (two
 # registers) that each lane reads, in both halves.
 data("zq4pGather", [b for c in range(8) for l in range(16)
                     for b in ((8 * (l % 4) + c), 0, 0, 0)])
-# zq4pNib: the bit matrices of VGF2P8AFFINEQB: byte 7−i of a qword selects the
-# bits of output bit i; 0x0102040800000000 keeps the low nibble of each byte,
-# 0x1020408000000000 moves the high nibble down.
-nibL, nibH = 0x0102040800000000, 0x1020408000000000
-data("zq4pNib", [b for q in [nibL, nibL, nibH, nibH] * 2 for b in q.to_bytes(8, "little")])
+# zq4pNib: the mask of each lane's nibbles.
+data("zq4pNib", ([0x0f] * 16 + [0xf0] * 16) * 2)
+# zq4pD8: the factors of d8 in the lanes of a half.
+data("zq4pD8", [b for f in [1.0] * 4 + [1 / 16] * 4 for b in struct.pack("<f", f)])
 # zq4pDup: spreads d, dmin (floats 0, 1) over the scales and the mins;
 # zq4pSc, zq4pMin: the floats d·sc in the lanes' order and dmin·m in the
 # sub-blocks' order, both in each half.
@@ -644,8 +649,8 @@ data("zq4pSc", [b for l in range(16) for b in (pairSB[l % 8], 0, 0, 0)])
 data("zq4pMin", [b for l in range(16) for b in (8 + l % 8, 0, 0, 0)])
 
 # A pair's block of activations as gemvnPairQ4K lays them out (see
-# gemvnPairBlock in gemvn_amd64.go): at 0 the two vectors' d8 eight times
-# each, at 64 their floats d8·bsum per sub-block (in the sub-blocks' order),
+# gemvnPairBlock in gemvn_amd64.go): at 0 the two vectors' d8 for each lane
+# (d8/16 in lanes 4…7), at 64 their floats d8·bsum per sub-block (in the sub-blocks' order),
 # at 128+64c chunk c of the first vector then of the second.
 PAIRBLOCK = 640
 
@@ -684,7 +689,8 @@ data("zq4pPrep", [b for v in idx for b in (v, 0, 0, 0)])
 def pairq4k():
     """gemvnPairQ4K: one Q8_K vector of nb blocks at x into its half of the
     pair blocks at dst (dst+32 for the second vector of a pair), PAIRBLOCK
-    bytes apart: d8 eight times, d8·bsum per sub-block, and its 256 quants
+    bytes apart: d8 per lane (d8/16 in lanes 4…7), d8·bsum per sub-block,
+    and its 256 quants
     as the 8 chunks of 32 the pair kernels multiply (4 loads, 8 VPERMI2D)."""
     e("// func gemvnPairQ4K(x *byte, nb int, dst *byte)")
     e("TEXT ·gemvnPairQ4K(SB), NOSPLIT, $0-24")
@@ -696,7 +702,8 @@ def pairq4k():
     e("\tVPABSW Y15, Y15")
     e("gemvnPairQ4K_block:")
     e("\tVBROADCASTSS (BX), Y4")
-    e("\tVMOVUPS Y4, (DI)")
+    e("\tVMULPS zq4pD8<>(SB), Y4, Y6")
+    e("\tVMOVUPS Y6, (DI)")
     e("\tVPMADDWD 260(BX), Y15, Y5")
     e("\tVCVTDQ2PS Y5, Y5")
     e("\tVMULPS Y4, Y5, Y5")
@@ -726,9 +733,13 @@ def q4kp(C):
     """The pair kernel for C vectors (1…8), (C+1)/2 pairs; with C odd the last
     pair's second vector is a zero one, whose sums are not stored. Pair p's
     blocks are at BX + p·R8. Per pair: float sums in Zp (first vector in the
-    lower half), integer sums in Z(16+p)."""
+    lower half), integer sums in Z(16+p+P·a) (isumP), a < A."""
     name = "gemvnQ4Kx%dP" % C
     P = (C + 1) // 2
+    # A integer sums per pair, chunk c adding to sum c%A: the 8 VPDPBUSD of
+    # a pair's block in one chain would wait on each other's latency.
+    A = 4 if P <= 2 else 2
+    isumP = lambda p, a: 16 + p + P*a
     pair = lambda p, off: ["%d(BX)", "%d(BX)(R8*1)", "%d(BX)(R8*2)", "%d(BX)(R9*1)"][p] % off
     e("// func %s(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, add int)" % name)
     e("TEXT ·%s(SB), NOSPLIT, $0-72" % name)
@@ -767,13 +778,19 @@ def q4kp(C):
         e("\t// chunk %d (Z14): elements %d…%d of each sub-block, twice" % (c, 4*c, 4*c + 3))
         e("\tVMOVDQU64 zq4pGather<>+%d(SB), Z14" % (64*c))
         e("\tVPERMI2D Z11, Z10, Z14")
-        e("\tVGF2P8AFFINEQB $0, Z24, Z14, Z14")
+        e("\tVPANDD Z24, Z14, Z14")
         for p in range(P):
-            if c == 0:
-                e("\tVPXORD Z%d, Z%d, Z%d" % (16 + p, 16 + p, 16 + p))
-            e("\tVPDPBUSD %s, Z14, Z%d" % (pair(p, 128 + 64*c), 16 + p))
+            r = isumP(p, c % A)
+            if c < A:
+                e("\tVPXORD Z%d, Z%d, Z%d" % (r, r, r))
+            e("\tVPDPBUSD %s, Z14, Z%d" % (pair(p, 128 + 64*c), r))
     for p in range(P):
         e("\t// pair %d: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum" % p)
+        if A == 4:
+            e("\tVPADDD Z%d, Z%d, Z%d" % (isumP(p, 3), isumP(p, 2), isumP(p, 2)))
+        e("\tVPADDD Z%d, Z%d, Z%d" % (isumP(p, 1), isumP(p, 0), isumP(p, 0)))
+        if A == 4:
+            e("\tVPADDD Z%d, Z%d, Z%d" % (isumP(p, 2), isumP(p, 0), isumP(p, 0)))
         e("\tVCVTDQ2PS Z%d, Z%d" % (16 + p, 16 + p))
         e("\tVMULPS Z12, Z%d, Z%d" % (16 + p, 16 + p))
         e("\tVFMADD231PS %s, Z%d, Z%d" % (pair(p, 0), 16 + p, p))
