@@ -736,9 +736,10 @@ def q4kp(C):
     lower half), integer sums in Z(16+p+P·a) (isumP), a < A."""
     name = "gemvnQ4Kx%dP" % C
     P = (C + 1) // 2
-    # A integer sums per pair, chunk c adding to sum c%A: the 8 VPDPBUSD of
-    # a pair's block in one chain would wait on each other's latency.
-    A = 4 if P <= 2 else 2
+    # Two integer sums per pair, the even and the odd chunks': the 8 VPDPBUSD
+    # of a pair's block in one chain would wait on each other's latency (one
+    # sum measured 4 % slower with 8 vectors, four sums slower with 2 and 4).
+    A = 2
     isumP = lambda p, a: 16 + p + P*a
     pair = lambda p, off: ["%d(BX)", "%d(BX)(R8*1)", "%d(BX)(R8*2)", "%d(BX)(R9*1)"][p] % off
     e("// func %s(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, add int)" % name)
@@ -786,11 +787,7 @@ def q4kp(C):
             e("\tVPDPBUSD %s, Z14, Z%d" % (pair(p, 128 + 64*c), r))
     for p in range(P):
         e("\t// pair %d: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum" % p)
-        if A == 4:
-            e("\tVPADDD Z%d, Z%d, Z%d" % (isumP(p, 3), isumP(p, 2), isumP(p, 2)))
         e("\tVPADDD Z%d, Z%d, Z%d" % (isumP(p, 1), isumP(p, 0), isumP(p, 0)))
-        if A == 4:
-            e("\tVPADDD Z%d, Z%d, Z%d" % (isumP(p, 2), isumP(p, 0), isumP(p, 0)))
         e("\tVCVTDQ2PS Z%d, Z%d" % (16 + p, 16 + p))
         e("\tVMULPS Z12, Z%d, Z%d" % (16 + p, 16 + p))
         e("\tVFMADD231PS %s, Z%d, Z%d" % (pair(p, 0), 16 + p, p))
