@@ -42,7 +42,8 @@ type scratch struct {
 	sel                                       []int // rows that produce logits, ascending
 	acts                                      activations
 	prods                                     []product
-	xq                                        [][]byte // each product's activations, encoded for its weights
+	xq                                        [][]byte          // each product's activations, encoded for its weights
+	gv                                        []*ggml.GemvNActs // and prepared for GemvN, for a few tokens
 	bands                                     []band
 	work                                      []workerScratch
 }
@@ -396,6 +397,15 @@ func (m *Model) matmuls(ps []product, after func(r0, r1 int)) {
 	for _, p := range ps {
 		sc.xq = append(sc.xq, a.quantized(ggml.VecDotType(p.w.typ), m.pool))
 	}
+	sc.gv = sc.gv[:0]
+	if T > 1 && T <= ggml.GemvNMaxCols {
+		// A few tokens (decode steps of several sessions): GemvN reads each
+		// weight once for all of them rather than repack it for Gemm, from
+		// activations prepared once here for all the bands.
+		for i, p := range ps {
+			sc.gv = append(sc.gv, a.gemvn(p.w.typ, sc.xq[i]))
+		}
+	}
 	sc.bands = sc.bands[:0]
 	if after != nil {
 		w := ps[0].w
@@ -413,34 +423,36 @@ func (m *Model) matmuls(ps []product, after func(r0, r1 int)) {
 			}
 		}
 	}
-	bands, xq := sc.bands, sc.xq
+	bands, xq, gv := sc.bands, sc.xq, sc.gv
 	n := a.n
+	band := func(i, r0, r1 int) {
+		p := ps[i]
+		if len(gv) > 0 {
+			gv[i].GemvN(p.w.data[r0*p.w.stride:], p.w.stride, r1-r0, p.out[r0:], p.w.rows)
+			return
+		}
+		mulBand(p.w, xq[i], ggml.VecDotType(p.w.typ).RowSize(n), T, r0, r1, p.out)
+	}
 	m.pool.run(len(bands), func(_, task int) {
 		b := bands[task]
 		if b.p >= 0 {
-			p := ps[b.p]
-			mulBand(p.w, xq[b.p], ggml.VecDotType(p.w.typ).RowSize(n), T, b.r0, b.r1, p.out)
+			band(b.p, b.r0, b.r1)
 			return
 		}
-		for i, p := range ps {
-			mulBand(p.w, xq[i], ggml.VecDotType(p.w.typ).RowSize(n), T, b.r0, b.r1, p.out)
+		for i := range ps {
+			band(i, b.r0, b.r1)
 		}
 		after(b.r0, b.r1)
 	})
 }
 
 // mulBand computes rows [r0, r1) of w times the T activation rows of xq (rs
-// bytes each) into out.
+// bytes each) into out, for one token (Gemv) or a prompt (Gemm); the few
+// tokens of a decode step of several sessions go through GemvN instead.
 func mulBand(w matrix, xq []byte, rs, T, r0, r1 int, out []float32) {
 	wb := w.data[r0*w.stride:]
 	if T == 1 {
 		ggml.Gemv(w.typ, w.cols, wb, w.stride, xq[:rs], out[r0:r1])
-		return
-	}
-	if T <= ggml.GemvNMaxCols {
-		// A few tokens (decode steps of several sessions): read each
-		// weight once for all of them rather than repack it for Gemm.
-		ggml.GemvN(w.typ, w.cols, wb, w.stride, r1-r0, xq, rs, T, out[r0:], w.rows)
 		return
 	}
 	ggml.Gemm(w.typ, w.cols, wb, w.stride, r1-r0, xq, rs, T, out[r0:], w.rows)
@@ -474,6 +486,17 @@ type activations struct {
 	rows int
 	n    int
 	enc  [3]encoded
+	prep [3]prepared
+}
+
+// prepared is an encoding of the activations made ready for GemvN with
+// weights of type wt (see ggml.GemvNActs): once per matrix multiply rather
+// than once per band of rows.
+type prepared struct {
+	wt    ggml.Type
+	valid bool
+	xq    *byte // the encoding it was made from
+	a     ggml.GemvNActs
 }
 
 type encoded struct {
@@ -487,6 +510,28 @@ func (a *activations) set(x []float32, rows, n int) {
 	for i := range a.enc {
 		a.enc[i].valid = false
 	}
+	for i := range a.prep {
+		a.prep[i].valid = false
+	}
+}
+
+// gemvn returns the activations, encoded as xq for weights of type wt,
+// prepared for GemvN: made on the first call after set, kept for the next.
+func (a *activations) gemvn(wt ggml.Type, xq []byte) *ggml.GemvNActs {
+	free := -1
+	for i := range a.prep {
+		p := &a.prep[i]
+		if p.valid && p.wt == wt && p.xq == &xq[0] {
+			return &p.a
+		}
+		if !p.valid && free < 0 {
+			free = i
+		}
+	}
+	p := &a.prep[max(free, 0)]
+	p.wt, p.valid, p.xq = wt, true, &xq[0]
+	p.a.Prepare(wt, a.n, xq, ggml.VecDotType(wt).RowSize(a.n), a.rows)
+	return &p.a
 }
 
 func (a *activations) quantized(t ggml.Type, p *pool) []byte {
