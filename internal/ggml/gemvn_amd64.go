@@ -210,12 +210,6 @@ func gemvnSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, col
 	_ = x[(cols-1)*xStride+nb*xs-1]
 	_ = out[(cols-1)*outStride+rows-1]
 	tile := max(1, gemvnTileBytes/max(stride, rowBytes))
-	if t == Q4_K && useVNNI && gemvnPaired && cols != 3 {
-		// (3 vectors take 2 pairs, as long as 4: the kernels of one
-		// vector per register were 7 % faster)
-		gemvnQ4KPairs(w, stride, rows, x, xStride, cols, out, outStride, nb, tile)
-		return true
-	}
 	if kz, ok := gemvnKernelsZ[t]; ok && useVNNI {
 		if pre == nil {
 			p := gemvnScratch.Get().(*gemvnBufs)
@@ -223,6 +217,10 @@ func gemvnSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, col
 			var z gemvnPrepared
 			z.prepare(t, nb, x, xStride, cols, p)
 			pre = &z
+		}
+		if pre.paired {
+			gemvnQ4KPairs(w, stride, rows, cols, out, outStride, nb, tile, pre)
+			return true
 		}
 		gemvnZ(kz, t, n, w, stride, rows, x, xStride, cols, out, outStride, tile, pre)
 		return true
@@ -254,19 +252,25 @@ type gemvnPrepared struct {
 	xk            []byte
 	xkStride, xks int
 	scr           []float32
+	paired        bool // Q4_K for the pair kernels: see gemvnPairQ4Ks
 }
 
 // prepare makes z from the activations x for weights of type t, in bufs.
 func (z *gemvnPrepared) prepare(t Type, nb int, x []byte, xStride, cols int, bufs *gemvnBufs) {
-	z.xk, z.xkStride, z.xks, z.scr = x, xStride, VecDotType(t).TypeSize(), nil
-	switch t {
-	case Q4_K:
+	z.xk, z.xkStride, z.xks, z.scr, z.paired = x, xStride, VecDotType(t).TypeSize(), nil, false
+	switch {
+	case t == Q4_K && gemvnPaired && cols != 3:
+		// (3 vectors take 2 pairs, as long as 4: the kernels of one vector
+		// per register were 7 % faster)
+		z.xk, z.xkStride, z.xks = gemvnPairQ4Ks(x, xStride, nb, cols, bufs), nb*gemvnPairBlock, gemvnPairBlock
+		z.paired = true
+	case t == Q4_K:
 		z.scr = aligned64(&bufs.bsums, cols*nb*8)
 		gemvnBsumsZ(&x[0], xStride, nb, cols, &z.scr[0], cols*32)
 		xp := aligned64(&bufs.acts, cols*nb*gemvnPermBlock)
 		gemvnPermuteZ(&x[0], xStride, nb, cols, &xp[0])
 		z.xk, z.xkStride, z.xks = xp, nb*gemvnPermBlock, gemvnPermBlock
-	case Q6_K:
+	case t == Q6_K:
 		xp := aligned64(&bufs.acts, cols*nb*gemvnAlignBlock)
 		gemvnAlignZ(&x[0], xStride, nb, cols, &xp[0])
 		z.xk, z.xkStride, z.xks = xp, nb*gemvnAlignBlock, gemvnAlignBlock
@@ -403,25 +407,31 @@ var gemvnKernelsP = []gemvnPairKernel{gemvnQ4Kx1P, gemvnQ4Kx2P, gemvnQ4Kx3P, gem
 // the last pair's second vector is all zeros.
 const gemvnPairBlock = 640
 
-// gemvnQ4KPairs is gemvnZ for Q4_K with the pair kernels: the activations
-// are laid out in pairs once per call, then each tile of rows (and each part
-// of long rows) goes to groups of up to 8 vectors, 4 pairs.
-func gemvnQ4KPairs(w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int, nb, tile int) {
-	const ts = 144 // Q4_K's block
+// gemvnPairQ4Ks lays out cols Q8_K vectors of nb blocks at x (xStride bytes
+// apart) for the pair kernels in bufs, and returns them: pair k at
+// k·nb·gemvnPairBlock.
+func gemvnPairQ4Ks(x []byte, xStride, nb, cols int, bufs *gemvnBufs) []byte {
 	pairs := (cols + 1) / 2
 	pStride := nb * gemvnPairBlock
-	p := gemvnScratch.Get().(*gemvnBufs)
-	defer gemvnScratch.Put(p)
-	xp := aligned64(&p.acts, pairs*pStride)
+	xp := aligned64(&bufs.acts, pairs*pStride)
 	if cols%2 != 0 {
 		clear(xp[(pairs-1)*pStride:])
 	}
 	for c := range cols {
 		gemvnPairQ4K(&x[c*xStride], nb, &xp[c/2*pStride+c%2*32])
 	}
+	return xp
+}
+
+// gemvnQ4KPairs is gemvnZ for the pair kernels, with the activations z laid
+// out by gemvnPairQ4Ks: each tile of rows (and each part of long rows) goes
+// to groups of up to 8 vectors, 4 pairs.
+func gemvnQ4KPairs(w []byte, stride, rows, cols int, out []float32, outStride int, nb, tile int, z *gemvnPrepared) {
+	const ts = 144 // Q4_K's block
+	xp, pStride := z.xk, z.xkStride
 	// A pair's block is as long as two vectors' blocks in gemvnZ: parts of
 	// the same length.
-	most := max(1, gemvnPartBytes/(min(pairs, 4)*gemvnPairBlock))
+	most := max(1, gemvnPartBytes/(min((cols+1)/2, 4)*gemvnPairBlock))
 	parts := (nb + most - 1) / most
 	part := (nb + parts - 1) / parts
 	if parts > 1 {
