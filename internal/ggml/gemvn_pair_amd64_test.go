@@ -123,22 +123,28 @@ func TestGemvNPairKernels(t *testing.T) {
 }
 
 // BenchmarkGemvNPairs compares the Q4_K pair kernels with the AVX-512
-// kernels of one vector per register on a band of 128 rows, which stays in
+// kernels of one vector per register, on a band of 128 rows, which stays in
 // the L2 cache as the engine's bands of rows mostly do while several
-// vectors go over them: the kernels' own speed, not memory's. Each iteration
-// times one call of each, alternating, and the benchmark reports each one's
+// vectors go over them (the kernels' own speed), and on whole matrices of
+// BenchmarkGemvN's shapes, larger than the L2 cache. Each iteration times
+// one call of each, alternating, and the benchmark reports each one's
 // fastest tenth and median per call (z-p10-ns, pair-p10-ns, …): on a shared
 // machine those say more than the mean of ns/op.
 func BenchmarkGemvNPairs(b *testing.B) {
 	if !useVNNI {
 		b.Skip("no AVX-512 VNNI")
 	}
-	const rows = 128
-	for _, n := range []int{2048, 5632} {
+	shapes := []struct{ rows, n int }{{128, 2048}, {128, 5632}, {5632, 2048}, {2048, 5632}}
+	for _, s := range shapes {
+		rows, n := s.rows, s.n
 		w := randomWeights(Q4_K, n, rows, 1)
 		stride := Q4_K.RowSize(n)
 		xs := Q8_K.RowSize(n)
-		for _, cols := range []int{2, 3, 4, 5, 6, 7, 8} {
+		colsList := []int{2, 3, 4, 5, 6, 7, 8}
+		if rows > 128 {
+			colsList = []int{4, 8}
+		}
+		for _, cols := range colsList {
 			x := make([]byte, cols*xs)
 			for c := range cols {
 				enc, err := Quantize(Q8_K, randFloats(uint64(2+c), n, 1))
