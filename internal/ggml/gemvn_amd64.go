@@ -260,8 +260,8 @@ func (z *gemvnPrepared) prepare(t Type, nb int, x []byte, xStride, cols int, buf
 	z.xk, z.xkStride, z.xks, z.scr, z.paired = x, xStride, VecDotType(t).TypeSize(), nil, false
 	switch {
 	case t == Q4_K && gemvnPaired && cols != 3:
-		// (3 vectors take 2 pairs, as long as 4: the kernels of one vector
-		// per register were 7 % faster)
+		// (3 vectors take 2 pairs, as long as 4: no faster than the kernels
+		// of one vector per register, which keep them)
 		z.xk, z.xkStride, z.xks = gemvnPairQ4Ks(x, xStride, nb, cols, bufs), nb*gemvnPairBlock, gemvnPairBlock
 		z.paired = true
 	case t == Q4_K:
@@ -341,18 +341,21 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 
 // The Q4_K pair kernels, for CPUs with AVX-512 VNNI, hold two activation
 // vectors (a pair) per 512-bit register, one in each half, against the same
-// 32 weights in both halves: chunk c (0…7) of a block is elements 4c…4c+3 of
-// each of its 8 sub-blocks, one sub-block per dword lane, gathered from the
-// nibbles by one VPERMI2D and masked by one VPANDD (the high nibbles are
-// left in place, 16 times the weights, and the d8 of their lanes is stored
-// divided by 16, which is exact). One VPDPBUSD per chunk and pair then sums
-// each vector's products of a whole sub-block in a lane, and each block's
-// float work (conversion, the scales d·sc, the multiply-add of d8 and that
-// of the mins) is done once per pair rather than once per vector. With 8
-// vectors that leaves about 80 512-bit instructions per block rather than
-// 90, and fewer of them on the one port that multiplies integers: on a band
-// of 128 rows in the L2 cache they took 11 to 13 % less time than
-// gemvnKernelsZ with 8 vectors, 6 to 8 % with 4 (BenchmarkGemvNPairs). They
+// 32 weights in both halves. Chunk c (0…7) of a block is elements 4c…4c+3
+// of each of its 8 sub-blocks, one sub-block per dword lane; one VPERMI2D
+// gathers chunks 2k and 2k+1 from the nibbles into the two halves of a
+// register, one VPANDD masks them (the high nibbles are left in place, 16
+// times the weights, and the d8 of their lanes is stored divided by 16,
+// which is exact), and one VSHUFI64X2 swaps the halves, the second vector
+// of each pair being laid out with its chunks swapped alike. One VPDPBUSD
+// per chunk and pair then sums each vector's products of a whole sub-block
+// in a lane, and each block's float work (conversion, the scales d·sc, the
+// multiply-add of d8 and that of the mins) is done once per pair rather
+// than once per vector. With 8 vectors that leaves about 76 512-bit
+// instructions per block rather than 90, and fewer of them on the one port
+// that multiplies integers: on a band of 128 rows in the L2 cache they took
+// 13 to 16 % less time than gemvnKernelsZ with 8 vectors, 10 % with 4, and
+// 10 % less on a whole matrix with 8 (BenchmarkGemvNPairs). They
 // read the activations as gemvnPairQ4K lays them out. gemvnPaired switches
 // them off (for the tests and benchmarks that compare them with
 // gemvnKernelsZ).
@@ -383,7 +386,7 @@ func gemvnQ4Kx7P(w *byte, stride int, x *byte, xStride int, nb int, out *float32
 func gemvnQ4Kx8P(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, add int)
 
 //go:noescape
-func gemvnPairQ4K(x *byte, nb int, dst *byte)
+func gemvnPairQ4K(x *byte, nb int, dst *byte, second int)
 
 // gemvnPairKernel is a pair kernel: the arguments of gemvnKernel (x the
 // first pair's first block, xStride the bytes between pairs), and add, which
@@ -400,11 +403,12 @@ var gemvnKernelsP = []gemvnPairKernel{gemvnQ4Kx1P, gemvnQ4Kx2P, gemvnQ4Kx3P, gem
 // 64-byte boundary. Each block of a pair holds at 0 the first vector's d8
 // for each lane of a chunk (d8/16 in lanes 4…7, whose sums are 16 times too
 // large) then the second's, at 64 the floats d8·bsum of the first
-// vector's 8 sub-blocks of 32 then the second's, and from 128 the 8 chunks
-// of 64 bytes: chunk c is the first vector's 32 quants for the weights of
+// vector's 8 sub-blocks of 32 then the second's, and from 128 the 8 lines
+// of 64 bytes: line c is the first vector's 32 quants for the weights of
 // chunk c (dword lane i: elements 4c…4c+3 of sub-block 0, 2, 4, 6, 1, 3, 5,
-// 7 for i = 0…7), then the second vector's. With an odd number of vectors
-// the last pair's second vector is all zeros.
+// 7 for i = 0…7), then the second vector's for chunk c^1 (the kernels hold
+// chunks 2k and 2k+1 in the two halves of one register, then swapped). With
+// an odd number of vectors the last pair's second vector is all zeros.
 const gemvnPairBlock = 640
 
 // gemvnPairQ4Ks lays out cols Q8_K vectors of nb blocks at x (xStride bytes
@@ -418,7 +422,7 @@ func gemvnPairQ4Ks(x []byte, xStride, nb, cols int, bufs *gemvnBufs) []byte {
 		clear(xp[(pairs-1)*pStride:])
 	}
 	for c := range cols {
-		gemvnPairQ4K(&x[c*xStride], nb, &xp[c/2*pStride+c%2*32])
+		gemvnPairQ4K(&x[c*xStride], nb, &xp[c/2*pStride+c%2*32], c%2)
 	}
 	return xp
 }

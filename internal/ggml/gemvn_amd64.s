@@ -4737,67 +4737,35 @@ DATA zq4pGather<>+0(SB)/8, $0x0000000800000000
 DATA zq4pGather<>+8(SB)/8, $0x0000001800000010
 DATA zq4pGather<>+16(SB)/8, $0x0000000800000000
 DATA zq4pGather<>+24(SB)/8, $0x0000001800000010
-DATA zq4pGather<>+32(SB)/8, $0x0000000800000000
-DATA zq4pGather<>+40(SB)/8, $0x0000001800000010
-DATA zq4pGather<>+48(SB)/8, $0x0000000800000000
-DATA zq4pGather<>+56(SB)/8, $0x0000001800000010
-DATA zq4pGather<>+64(SB)/8, $0x0000000900000001
-DATA zq4pGather<>+72(SB)/8, $0x0000001900000011
-DATA zq4pGather<>+80(SB)/8, $0x0000000900000001
-DATA zq4pGather<>+88(SB)/8, $0x0000001900000011
-DATA zq4pGather<>+96(SB)/8, $0x0000000900000001
-DATA zq4pGather<>+104(SB)/8, $0x0000001900000011
-DATA zq4pGather<>+112(SB)/8, $0x0000000900000001
-DATA zq4pGather<>+120(SB)/8, $0x0000001900000011
-DATA zq4pGather<>+128(SB)/8, $0x0000000a00000002
-DATA zq4pGather<>+136(SB)/8, $0x0000001a00000012
-DATA zq4pGather<>+144(SB)/8, $0x0000000a00000002
-DATA zq4pGather<>+152(SB)/8, $0x0000001a00000012
-DATA zq4pGather<>+160(SB)/8, $0x0000000a00000002
-DATA zq4pGather<>+168(SB)/8, $0x0000001a00000012
-DATA zq4pGather<>+176(SB)/8, $0x0000000a00000002
-DATA zq4pGather<>+184(SB)/8, $0x0000001a00000012
-DATA zq4pGather<>+192(SB)/8, $0x0000000b00000003
-DATA zq4pGather<>+200(SB)/8, $0x0000001b00000013
-DATA zq4pGather<>+208(SB)/8, $0x0000000b00000003
-DATA zq4pGather<>+216(SB)/8, $0x0000001b00000013
-DATA zq4pGather<>+224(SB)/8, $0x0000000b00000003
-DATA zq4pGather<>+232(SB)/8, $0x0000001b00000013
-DATA zq4pGather<>+240(SB)/8, $0x0000000b00000003
-DATA zq4pGather<>+248(SB)/8, $0x0000001b00000013
-DATA zq4pGather<>+256(SB)/8, $0x0000000c00000004
-DATA zq4pGather<>+264(SB)/8, $0x0000001c00000014
-DATA zq4pGather<>+272(SB)/8, $0x0000000c00000004
-DATA zq4pGather<>+280(SB)/8, $0x0000001c00000014
-DATA zq4pGather<>+288(SB)/8, $0x0000000c00000004
-DATA zq4pGather<>+296(SB)/8, $0x0000001c00000014
-DATA zq4pGather<>+304(SB)/8, $0x0000000c00000004
-DATA zq4pGather<>+312(SB)/8, $0x0000001c00000014
-DATA zq4pGather<>+320(SB)/8, $0x0000000d00000005
-DATA zq4pGather<>+328(SB)/8, $0x0000001d00000015
-DATA zq4pGather<>+336(SB)/8, $0x0000000d00000005
-DATA zq4pGather<>+344(SB)/8, $0x0000001d00000015
-DATA zq4pGather<>+352(SB)/8, $0x0000000d00000005
-DATA zq4pGather<>+360(SB)/8, $0x0000001d00000015
-DATA zq4pGather<>+368(SB)/8, $0x0000000d00000005
-DATA zq4pGather<>+376(SB)/8, $0x0000001d00000015
-DATA zq4pGather<>+384(SB)/8, $0x0000000e00000006
-DATA zq4pGather<>+392(SB)/8, $0x0000001e00000016
-DATA zq4pGather<>+400(SB)/8, $0x0000000e00000006
-DATA zq4pGather<>+408(SB)/8, $0x0000001e00000016
-DATA zq4pGather<>+416(SB)/8, $0x0000000e00000006
-DATA zq4pGather<>+424(SB)/8, $0x0000001e00000016
-DATA zq4pGather<>+432(SB)/8, $0x0000000e00000006
-DATA zq4pGather<>+440(SB)/8, $0x0000001e00000016
-DATA zq4pGather<>+448(SB)/8, $0x0000000f00000007
-DATA zq4pGather<>+456(SB)/8, $0x0000001f00000017
-DATA zq4pGather<>+464(SB)/8, $0x0000000f00000007
-DATA zq4pGather<>+472(SB)/8, $0x0000001f00000017
-DATA zq4pGather<>+480(SB)/8, $0x0000000f00000007
-DATA zq4pGather<>+488(SB)/8, $0x0000001f00000017
-DATA zq4pGather<>+496(SB)/8, $0x0000000f00000007
-DATA zq4pGather<>+504(SB)/8, $0x0000001f00000017
-GLOBL zq4pGather<>(SB), RODATA|NOPTR, $512
+DATA zq4pGather<>+32(SB)/8, $0x0000000900000001
+DATA zq4pGather<>+40(SB)/8, $0x0000001900000011
+DATA zq4pGather<>+48(SB)/8, $0x0000000900000001
+DATA zq4pGather<>+56(SB)/8, $0x0000001900000011
+DATA zq4pGather<>+64(SB)/8, $0x0000000a00000002
+DATA zq4pGather<>+72(SB)/8, $0x0000001a00000012
+DATA zq4pGather<>+80(SB)/8, $0x0000000a00000002
+DATA zq4pGather<>+88(SB)/8, $0x0000001a00000012
+DATA zq4pGather<>+96(SB)/8, $0x0000000b00000003
+DATA zq4pGather<>+104(SB)/8, $0x0000001b00000013
+DATA zq4pGather<>+112(SB)/8, $0x0000000b00000003
+DATA zq4pGather<>+120(SB)/8, $0x0000001b00000013
+DATA zq4pGather<>+128(SB)/8, $0x0000000c00000004
+DATA zq4pGather<>+136(SB)/8, $0x0000001c00000014
+DATA zq4pGather<>+144(SB)/8, $0x0000000c00000004
+DATA zq4pGather<>+152(SB)/8, $0x0000001c00000014
+DATA zq4pGather<>+160(SB)/8, $0x0000000d00000005
+DATA zq4pGather<>+168(SB)/8, $0x0000001d00000015
+DATA zq4pGather<>+176(SB)/8, $0x0000000d00000005
+DATA zq4pGather<>+184(SB)/8, $0x0000001d00000015
+DATA zq4pGather<>+192(SB)/8, $0x0000000e00000006
+DATA zq4pGather<>+200(SB)/8, $0x0000001e00000016
+DATA zq4pGather<>+208(SB)/8, $0x0000000e00000006
+DATA zq4pGather<>+216(SB)/8, $0x0000001e00000016
+DATA zq4pGather<>+224(SB)/8, $0x0000000f00000007
+DATA zq4pGather<>+232(SB)/8, $0x0000001f00000017
+DATA zq4pGather<>+240(SB)/8, $0x0000000f00000007
+DATA zq4pGather<>+248(SB)/8, $0x0000001f00000017
+GLOBL zq4pGather<>(SB), RODATA|NOPTR, $256
 
 DATA zq4pNib<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA zq4pNib<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
@@ -4911,11 +4879,15 @@ DATA zq4pPrep<>+496(SB)/8, $0x0000000f0000000d
 DATA zq4pPrep<>+504(SB)/8, $0x0000001f0000001d
 GLOBL zq4pPrep<>(SB), RODATA|NOPTR, $512
 
-// func gemvnPairQ4K(x *byte, nb int, dst *byte)
-TEXT ·gemvnPairQ4K(SB), NOSPLIT, $0-24
+// func gemvnPairQ4K(x *byte, nb int, dst *byte, second int)
+TEXT ·gemvnPairQ4K(SB), NOSPLIT, $0-32
 	MOVQ x+0(FP), BX
 	MOVQ nb+8(FP), CX
 	MOVQ dst+16(FP), DI
+	MOVQ second+24(FP), R8
+	SHLQ $6, R8
+	MOVQ $64, R9
+	SUBQ R8, R9
 	// words of 1 (Y15), to add the bsums in pairs
 	VPCMPEQW Y15, Y15, Y15
 	VPABSW Y15, Y15
@@ -4943,20 +4915,20 @@ gemvnPairQ4K_block:
 	// chunks 2k and 2k+1 in the lanes' order, each to its line
 	VMOVDQU64 zq4pPrep<>+256(SB), Z12
 	VPERMI2D Z10, Z8, Z12
-	VMOVDQU Y12, 128(DI)
-	VEXTRACTI64X4 $1, Z12, 192(DI)
+	VMOVDQU Y12, 128(DI)(R8*1)
+	VEXTRACTI64X4 $1, Z12, 128(DI)(R9*1)
 	VMOVDQU64 zq4pPrep<>+320(SB), Z12
 	VPERMI2D Z10, Z8, Z12
-	VMOVDQU Y12, 256(DI)
-	VEXTRACTI64X4 $1, Z12, 320(DI)
+	VMOVDQU Y12, 256(DI)(R8*1)
+	VEXTRACTI64X4 $1, Z12, 256(DI)(R9*1)
 	VMOVDQU64 zq4pPrep<>+384(SB), Z12
 	VPERMI2D Z11, Z9, Z12
-	VMOVDQU Y12, 384(DI)
-	VEXTRACTI64X4 $1, Z12, 448(DI)
+	VMOVDQU Y12, 384(DI)(R8*1)
+	VEXTRACTI64X4 $1, Z12, 384(DI)(R9*1)
 	VMOVDQU64 zq4pPrep<>+448(SB), Z12
 	VPERMI2D Z11, Z9, Z12
-	VMOVDQU Y12, 512(DI)
-	VEXTRACTI64X4 $1, Z12, 576(DI)
+	VMOVDQU Y12, 512(DI)(R8*1)
+	VEXTRACTI64X4 $1, Z12, 512(DI)(R9*1)
 	ADDQ $292, BX
 	ADDQ $640, DI
 	DECQ CX
@@ -5024,48 +4996,36 @@ gemvnQ4Kx1P_block:
 	// the 128 bytes of nibbles (Z10, Z11)
 	VMOVDQU64 16(AX), Z10
 	VMOVDQU64 80(AX), Z11
-	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	// chunks 0 | 1 (Z14), 1 | 0 (Z15): elements 0…7 of each sub-block
 	VMOVDQU64 zq4pGather<>+0(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPXORD Z16, Z16, Z16
 	VPDPBUSD 128(BX), Z14, Z16
-	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VPXORD Z17, Z17, Z17
+	VPDPBUSD 192(BX), Z15, Z17
+	// chunks 2 | 3 (Z14), 3 | 2 (Z15): elements 8…15 of each sub-block
 	VMOVDQU64 zq4pGather<>+64(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPXORD Z17, Z17, Z17
-	VPDPBUSD 192(BX), Z14, Z17
-	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
+	VPDPBUSD 256(BX), Z14, Z16
+	VPDPBUSD 320(BX), Z15, Z17
+	// chunks 4 | 5 (Z14), 5 | 4 (Z15): elements 16…23 of each sub-block
 	VMOVDQU64 zq4pGather<>+128(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 256(BX), Z14, Z16
-	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
+	VPDPBUSD 384(BX), Z14, Z16
+	VPDPBUSD 448(BX), Z15, Z17
+	// chunks 6 | 7 (Z14), 7 | 6 (Z15): elements 24…31 of each sub-block
 	VMOVDQU64 zq4pGather<>+192(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 320(BX), Z14, Z17
-	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+256(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 384(BX), Z14, Z16
-	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+320(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 448(BX), Z14, Z17
-	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+384(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 512(BX), Z14, Z16
-	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+448(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 576(BX), Z14, Z17
+	VPDPBUSD 576(BX), Z15, Z17
 	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
 	VPADDD Z17, Z16, Z16
 	VCVTDQ2PS Z16, Z16
@@ -5175,48 +5135,36 @@ gemvnQ4Kx2P_block:
 	// the 128 bytes of nibbles (Z10, Z11)
 	VMOVDQU64 16(AX), Z10
 	VMOVDQU64 80(AX), Z11
-	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	// chunks 0 | 1 (Z14), 1 | 0 (Z15): elements 0…7 of each sub-block
 	VMOVDQU64 zq4pGather<>+0(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPXORD Z16, Z16, Z16
 	VPDPBUSD 128(BX), Z14, Z16
-	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VPXORD Z17, Z17, Z17
+	VPDPBUSD 192(BX), Z15, Z17
+	// chunks 2 | 3 (Z14), 3 | 2 (Z15): elements 8…15 of each sub-block
 	VMOVDQU64 zq4pGather<>+64(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPXORD Z17, Z17, Z17
-	VPDPBUSD 192(BX), Z14, Z17
-	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
+	VPDPBUSD 256(BX), Z14, Z16
+	VPDPBUSD 320(BX), Z15, Z17
+	// chunks 4 | 5 (Z14), 5 | 4 (Z15): elements 16…23 of each sub-block
 	VMOVDQU64 zq4pGather<>+128(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 256(BX), Z14, Z16
-	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
+	VPDPBUSD 384(BX), Z14, Z16
+	VPDPBUSD 448(BX), Z15, Z17
+	// chunks 6 | 7 (Z14), 7 | 6 (Z15): elements 24…31 of each sub-block
 	VMOVDQU64 zq4pGather<>+192(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 320(BX), Z14, Z17
-	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+256(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 384(BX), Z14, Z16
-	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+320(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 448(BX), Z14, Z17
-	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+384(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 512(BX), Z14, Z16
-	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+448(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 576(BX), Z14, Z17
+	VPDPBUSD 576(BX), Z15, Z17
 	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
 	VPADDD Z17, Z16, Z16
 	VCVTDQ2PS Z16, Z16
@@ -5328,58 +5276,46 @@ gemvnQ4Kx3P_block:
 	// the 128 bytes of nibbles (Z10, Z11)
 	VMOVDQU64 16(AX), Z10
 	VMOVDQU64 80(AX), Z11
-	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	// chunks 0 | 1 (Z14), 1 | 0 (Z15): elements 0…7 of each sub-block
 	VMOVDQU64 zq4pGather<>+0(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPXORD Z16, Z16, Z16
 	VPDPBUSD 128(BX), Z14, Z16
 	VPXORD Z17, Z17, Z17
 	VPDPBUSD 128(BX)(R8*1), Z14, Z17
-	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VPXORD Z18, Z18, Z18
+	VPDPBUSD 192(BX), Z15, Z18
+	VPXORD Z19, Z19, Z19
+	VPDPBUSD 192(BX)(R8*1), Z15, Z19
+	// chunks 2 | 3 (Z14), 3 | 2 (Z15): elements 8…15 of each sub-block
 	VMOVDQU64 zq4pGather<>+64(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPXORD Z18, Z18, Z18
-	VPDPBUSD 192(BX), Z14, Z18
-	VPXORD Z19, Z19, Z19
-	VPDPBUSD 192(BX)(R8*1), Z14, Z19
-	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
+	VPDPBUSD 256(BX), Z14, Z16
+	VPDPBUSD 256(BX)(R8*1), Z14, Z17
+	VPDPBUSD 320(BX), Z15, Z18
+	VPDPBUSD 320(BX)(R8*1), Z15, Z19
+	// chunks 4 | 5 (Z14), 5 | 4 (Z15): elements 16…23 of each sub-block
 	VMOVDQU64 zq4pGather<>+128(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 256(BX), Z14, Z16
-	VPDPBUSD 256(BX)(R8*1), Z14, Z17
-	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
+	VPDPBUSD 384(BX), Z14, Z16
+	VPDPBUSD 384(BX)(R8*1), Z14, Z17
+	VPDPBUSD 448(BX), Z15, Z18
+	VPDPBUSD 448(BX)(R8*1), Z15, Z19
+	// chunks 6 | 7 (Z14), 7 | 6 (Z15): elements 24…31 of each sub-block
 	VMOVDQU64 zq4pGather<>+192(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 320(BX), Z14, Z18
-	VPDPBUSD 320(BX)(R8*1), Z14, Z19
-	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+256(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 384(BX), Z14, Z16
-	VPDPBUSD 384(BX)(R8*1), Z14, Z17
-	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+320(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 448(BX), Z14, Z18
-	VPDPBUSD 448(BX)(R8*1), Z14, Z19
-	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+384(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 512(BX), Z14, Z16
 	VPDPBUSD 512(BX)(R8*1), Z14, Z17
-	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+448(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 576(BX), Z14, Z18
-	VPDPBUSD 576(BX)(R8*1), Z14, Z19
+	VPDPBUSD 576(BX), Z15, Z18
+	VPDPBUSD 576(BX)(R8*1), Z15, Z19
 	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
 	VPADDD Z18, Z16, Z16
 	VCVTDQ2PS Z16, Z16
@@ -5499,58 +5435,46 @@ gemvnQ4Kx4P_block:
 	// the 128 bytes of nibbles (Z10, Z11)
 	VMOVDQU64 16(AX), Z10
 	VMOVDQU64 80(AX), Z11
-	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	// chunks 0 | 1 (Z14), 1 | 0 (Z15): elements 0…7 of each sub-block
 	VMOVDQU64 zq4pGather<>+0(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPXORD Z16, Z16, Z16
 	VPDPBUSD 128(BX), Z14, Z16
 	VPXORD Z17, Z17, Z17
 	VPDPBUSD 128(BX)(R8*1), Z14, Z17
-	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VPXORD Z18, Z18, Z18
+	VPDPBUSD 192(BX), Z15, Z18
+	VPXORD Z19, Z19, Z19
+	VPDPBUSD 192(BX)(R8*1), Z15, Z19
+	// chunks 2 | 3 (Z14), 3 | 2 (Z15): elements 8…15 of each sub-block
 	VMOVDQU64 zq4pGather<>+64(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPXORD Z18, Z18, Z18
-	VPDPBUSD 192(BX), Z14, Z18
-	VPXORD Z19, Z19, Z19
-	VPDPBUSD 192(BX)(R8*1), Z14, Z19
-	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
+	VPDPBUSD 256(BX), Z14, Z16
+	VPDPBUSD 256(BX)(R8*1), Z14, Z17
+	VPDPBUSD 320(BX), Z15, Z18
+	VPDPBUSD 320(BX)(R8*1), Z15, Z19
+	// chunks 4 | 5 (Z14), 5 | 4 (Z15): elements 16…23 of each sub-block
 	VMOVDQU64 zq4pGather<>+128(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 256(BX), Z14, Z16
-	VPDPBUSD 256(BX)(R8*1), Z14, Z17
-	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
+	VPDPBUSD 384(BX), Z14, Z16
+	VPDPBUSD 384(BX)(R8*1), Z14, Z17
+	VPDPBUSD 448(BX), Z15, Z18
+	VPDPBUSD 448(BX)(R8*1), Z15, Z19
+	// chunks 6 | 7 (Z14), 7 | 6 (Z15): elements 24…31 of each sub-block
 	VMOVDQU64 zq4pGather<>+192(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 320(BX), Z14, Z18
-	VPDPBUSD 320(BX)(R8*1), Z14, Z19
-	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+256(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 384(BX), Z14, Z16
-	VPDPBUSD 384(BX)(R8*1), Z14, Z17
-	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+320(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 448(BX), Z14, Z18
-	VPDPBUSD 448(BX)(R8*1), Z14, Z19
-	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+384(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 512(BX), Z14, Z16
 	VPDPBUSD 512(BX)(R8*1), Z14, Z17
-	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+448(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 576(BX), Z14, Z18
-	VPDPBUSD 576(BX)(R8*1), Z14, Z19
+	VPDPBUSD 576(BX), Z15, Z18
+	VPDPBUSD 576(BX)(R8*1), Z15, Z19
 	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
 	VPADDD Z18, Z16, Z16
 	VCVTDQ2PS Z16, Z16
@@ -5672,68 +5596,56 @@ gemvnQ4Kx5P_block:
 	// the 128 bytes of nibbles (Z10, Z11)
 	VMOVDQU64 16(AX), Z10
 	VMOVDQU64 80(AX), Z11
-	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	// chunks 0 | 1 (Z14), 1 | 0 (Z15): elements 0…7 of each sub-block
 	VMOVDQU64 zq4pGather<>+0(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPXORD Z16, Z16, Z16
 	VPDPBUSD 128(BX), Z14, Z16
 	VPXORD Z17, Z17, Z17
 	VPDPBUSD 128(BX)(R8*1), Z14, Z17
 	VPXORD Z18, Z18, Z18
 	VPDPBUSD 128(BX)(R8*2), Z14, Z18
-	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VPXORD Z19, Z19, Z19
+	VPDPBUSD 192(BX), Z15, Z19
+	VPXORD Z20, Z20, Z20
+	VPDPBUSD 192(BX)(R8*1), Z15, Z20
+	VPXORD Z21, Z21, Z21
+	VPDPBUSD 192(BX)(R8*2), Z15, Z21
+	// chunks 2 | 3 (Z14), 3 | 2 (Z15): elements 8…15 of each sub-block
 	VMOVDQU64 zq4pGather<>+64(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPXORD Z19, Z19, Z19
-	VPDPBUSD 192(BX), Z14, Z19
-	VPXORD Z20, Z20, Z20
-	VPDPBUSD 192(BX)(R8*1), Z14, Z20
-	VPXORD Z21, Z21, Z21
-	VPDPBUSD 192(BX)(R8*2), Z14, Z21
-	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+128(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 256(BX), Z14, Z16
 	VPDPBUSD 256(BX)(R8*1), Z14, Z17
 	VPDPBUSD 256(BX)(R8*2), Z14, Z18
-	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+192(SB), Z14
+	VPDPBUSD 320(BX), Z15, Z19
+	VPDPBUSD 320(BX)(R8*1), Z15, Z20
+	VPDPBUSD 320(BX)(R8*2), Z15, Z21
+	// chunks 4 | 5 (Z14), 5 | 4 (Z15): elements 16…23 of each sub-block
+	VMOVDQU64 zq4pGather<>+128(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 320(BX), Z14, Z19
-	VPDPBUSD 320(BX)(R8*1), Z14, Z20
-	VPDPBUSD 320(BX)(R8*2), Z14, Z21
-	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+256(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 384(BX), Z14, Z16
 	VPDPBUSD 384(BX)(R8*1), Z14, Z17
 	VPDPBUSD 384(BX)(R8*2), Z14, Z18
-	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+320(SB), Z14
+	VPDPBUSD 448(BX), Z15, Z19
+	VPDPBUSD 448(BX)(R8*1), Z15, Z20
+	VPDPBUSD 448(BX)(R8*2), Z15, Z21
+	// chunks 6 | 7 (Z14), 7 | 6 (Z15): elements 24…31 of each sub-block
+	VMOVDQU64 zq4pGather<>+192(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 448(BX), Z14, Z19
-	VPDPBUSD 448(BX)(R8*1), Z14, Z20
-	VPDPBUSD 448(BX)(R8*2), Z14, Z21
-	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+384(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 512(BX), Z14, Z16
 	VPDPBUSD 512(BX)(R8*1), Z14, Z17
 	VPDPBUSD 512(BX)(R8*2), Z14, Z18
-	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+448(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 576(BX), Z14, Z19
-	VPDPBUSD 576(BX)(R8*1), Z14, Z20
-	VPDPBUSD 576(BX)(R8*2), Z14, Z21
+	VPDPBUSD 576(BX), Z15, Z19
+	VPDPBUSD 576(BX)(R8*1), Z15, Z20
+	VPDPBUSD 576(BX)(R8*2), Z15, Z21
 	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
 	VPADDD Z19, Z16, Z16
 	VCVTDQ2PS Z16, Z16
@@ -5864,68 +5776,56 @@ gemvnQ4Kx6P_block:
 	// the 128 bytes of nibbles (Z10, Z11)
 	VMOVDQU64 16(AX), Z10
 	VMOVDQU64 80(AX), Z11
-	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	// chunks 0 | 1 (Z14), 1 | 0 (Z15): elements 0…7 of each sub-block
 	VMOVDQU64 zq4pGather<>+0(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPXORD Z16, Z16, Z16
 	VPDPBUSD 128(BX), Z14, Z16
 	VPXORD Z17, Z17, Z17
 	VPDPBUSD 128(BX)(R8*1), Z14, Z17
 	VPXORD Z18, Z18, Z18
 	VPDPBUSD 128(BX)(R8*2), Z14, Z18
-	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VPXORD Z19, Z19, Z19
+	VPDPBUSD 192(BX), Z15, Z19
+	VPXORD Z20, Z20, Z20
+	VPDPBUSD 192(BX)(R8*1), Z15, Z20
+	VPXORD Z21, Z21, Z21
+	VPDPBUSD 192(BX)(R8*2), Z15, Z21
+	// chunks 2 | 3 (Z14), 3 | 2 (Z15): elements 8…15 of each sub-block
 	VMOVDQU64 zq4pGather<>+64(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPXORD Z19, Z19, Z19
-	VPDPBUSD 192(BX), Z14, Z19
-	VPXORD Z20, Z20, Z20
-	VPDPBUSD 192(BX)(R8*1), Z14, Z20
-	VPXORD Z21, Z21, Z21
-	VPDPBUSD 192(BX)(R8*2), Z14, Z21
-	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+128(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 256(BX), Z14, Z16
 	VPDPBUSD 256(BX)(R8*1), Z14, Z17
 	VPDPBUSD 256(BX)(R8*2), Z14, Z18
-	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+192(SB), Z14
+	VPDPBUSD 320(BX), Z15, Z19
+	VPDPBUSD 320(BX)(R8*1), Z15, Z20
+	VPDPBUSD 320(BX)(R8*2), Z15, Z21
+	// chunks 4 | 5 (Z14), 5 | 4 (Z15): elements 16…23 of each sub-block
+	VMOVDQU64 zq4pGather<>+128(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 320(BX), Z14, Z19
-	VPDPBUSD 320(BX)(R8*1), Z14, Z20
-	VPDPBUSD 320(BX)(R8*2), Z14, Z21
-	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+256(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 384(BX), Z14, Z16
 	VPDPBUSD 384(BX)(R8*1), Z14, Z17
 	VPDPBUSD 384(BX)(R8*2), Z14, Z18
-	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+320(SB), Z14
+	VPDPBUSD 448(BX), Z15, Z19
+	VPDPBUSD 448(BX)(R8*1), Z15, Z20
+	VPDPBUSD 448(BX)(R8*2), Z15, Z21
+	// chunks 6 | 7 (Z14), 7 | 6 (Z15): elements 24…31 of each sub-block
+	VMOVDQU64 zq4pGather<>+192(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 448(BX), Z14, Z19
-	VPDPBUSD 448(BX)(R8*1), Z14, Z20
-	VPDPBUSD 448(BX)(R8*2), Z14, Z21
-	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+384(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 512(BX), Z14, Z16
 	VPDPBUSD 512(BX)(R8*1), Z14, Z17
 	VPDPBUSD 512(BX)(R8*2), Z14, Z18
-	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+448(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 576(BX), Z14, Z19
-	VPDPBUSD 576(BX)(R8*1), Z14, Z20
-	VPDPBUSD 576(BX)(R8*2), Z14, Z21
+	VPDPBUSD 576(BX), Z15, Z19
+	VPDPBUSD 576(BX)(R8*1), Z15, Z20
+	VPDPBUSD 576(BX)(R8*2), Z15, Z21
 	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
 	VPADDD Z19, Z16, Z16
 	VCVTDQ2PS Z16, Z16
@@ -6058,10 +5958,11 @@ gemvnQ4Kx7P_block:
 	// the 128 bytes of nibbles (Z10, Z11)
 	VMOVDQU64 16(AX), Z10
 	VMOVDQU64 80(AX), Z11
-	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	// chunks 0 | 1 (Z14), 1 | 0 (Z15): elements 0…7 of each sub-block
 	VMOVDQU64 zq4pGather<>+0(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPXORD Z16, Z16, Z16
 	VPDPBUSD 128(BX), Z14, Z16
 	VPXORD Z17, Z17, Z17
@@ -6070,66 +5971,53 @@ gemvnQ4Kx7P_block:
 	VPDPBUSD 128(BX)(R8*2), Z14, Z18
 	VPXORD Z19, Z19, Z19
 	VPDPBUSD 128(BX)(R9*1), Z14, Z19
-	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VPXORD Z20, Z20, Z20
+	VPDPBUSD 192(BX), Z15, Z20
+	VPXORD Z21, Z21, Z21
+	VPDPBUSD 192(BX)(R8*1), Z15, Z21
+	VPXORD Z22, Z22, Z22
+	VPDPBUSD 192(BX)(R8*2), Z15, Z22
+	VPXORD Z23, Z23, Z23
+	VPDPBUSD 192(BX)(R9*1), Z15, Z23
+	// chunks 2 | 3 (Z14), 3 | 2 (Z15): elements 8…15 of each sub-block
 	VMOVDQU64 zq4pGather<>+64(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPXORD Z20, Z20, Z20
-	VPDPBUSD 192(BX), Z14, Z20
-	VPXORD Z21, Z21, Z21
-	VPDPBUSD 192(BX)(R8*1), Z14, Z21
-	VPXORD Z22, Z22, Z22
-	VPDPBUSD 192(BX)(R8*2), Z14, Z22
-	VPXORD Z23, Z23, Z23
-	VPDPBUSD 192(BX)(R9*1), Z14, Z23
-	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+128(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 256(BX), Z14, Z16
 	VPDPBUSD 256(BX)(R8*1), Z14, Z17
 	VPDPBUSD 256(BX)(R8*2), Z14, Z18
 	VPDPBUSD 256(BX)(R9*1), Z14, Z19
-	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+192(SB), Z14
+	VPDPBUSD 320(BX), Z15, Z20
+	VPDPBUSD 320(BX)(R8*1), Z15, Z21
+	VPDPBUSD 320(BX)(R8*2), Z15, Z22
+	VPDPBUSD 320(BX)(R9*1), Z15, Z23
+	// chunks 4 | 5 (Z14), 5 | 4 (Z15): elements 16…23 of each sub-block
+	VMOVDQU64 zq4pGather<>+128(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 320(BX), Z14, Z20
-	VPDPBUSD 320(BX)(R8*1), Z14, Z21
-	VPDPBUSD 320(BX)(R8*2), Z14, Z22
-	VPDPBUSD 320(BX)(R9*1), Z14, Z23
-	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+256(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 384(BX), Z14, Z16
 	VPDPBUSD 384(BX)(R8*1), Z14, Z17
 	VPDPBUSD 384(BX)(R8*2), Z14, Z18
 	VPDPBUSD 384(BX)(R9*1), Z14, Z19
-	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+320(SB), Z14
+	VPDPBUSD 448(BX), Z15, Z20
+	VPDPBUSD 448(BX)(R8*1), Z15, Z21
+	VPDPBUSD 448(BX)(R8*2), Z15, Z22
+	VPDPBUSD 448(BX)(R9*1), Z15, Z23
+	// chunks 6 | 7 (Z14), 7 | 6 (Z15): elements 24…31 of each sub-block
+	VMOVDQU64 zq4pGather<>+192(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 448(BX), Z14, Z20
-	VPDPBUSD 448(BX)(R8*1), Z14, Z21
-	VPDPBUSD 448(BX)(R8*2), Z14, Z22
-	VPDPBUSD 448(BX)(R9*1), Z14, Z23
-	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+384(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 512(BX), Z14, Z16
 	VPDPBUSD 512(BX)(R8*1), Z14, Z17
 	VPDPBUSD 512(BX)(R8*2), Z14, Z18
 	VPDPBUSD 512(BX)(R9*1), Z14, Z19
-	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+448(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 576(BX), Z14, Z20
-	VPDPBUSD 576(BX)(R8*1), Z14, Z21
-	VPDPBUSD 576(BX)(R8*2), Z14, Z22
-	VPDPBUSD 576(BX)(R9*1), Z14, Z23
+	VPDPBUSD 576(BX), Z15, Z20
+	VPDPBUSD 576(BX)(R8*1), Z15, Z21
+	VPDPBUSD 576(BX)(R8*2), Z15, Z22
+	VPDPBUSD 576(BX)(R9*1), Z15, Z23
 	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
 	VPADDD Z20, Z16, Z16
 	VCVTDQ2PS Z16, Z16
@@ -6270,10 +6158,11 @@ gemvnQ4Kx8P_block:
 	// the 128 bytes of nibbles (Z10, Z11)
 	VMOVDQU64 16(AX), Z10
 	VMOVDQU64 80(AX), Z11
-	// chunk 0 (Z14): elements 0…3 of each sub-block, twice
+	// chunks 0 | 1 (Z14), 1 | 0 (Z15): elements 0…7 of each sub-block
 	VMOVDQU64 zq4pGather<>+0(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPXORD Z16, Z16, Z16
 	VPDPBUSD 128(BX), Z14, Z16
 	VPXORD Z17, Z17, Z17
@@ -6282,66 +6171,53 @@ gemvnQ4Kx8P_block:
 	VPDPBUSD 128(BX)(R8*2), Z14, Z18
 	VPXORD Z19, Z19, Z19
 	VPDPBUSD 128(BX)(R9*1), Z14, Z19
-	// chunk 1 (Z14): elements 4…7 of each sub-block, twice
+	VPXORD Z20, Z20, Z20
+	VPDPBUSD 192(BX), Z15, Z20
+	VPXORD Z21, Z21, Z21
+	VPDPBUSD 192(BX)(R8*1), Z15, Z21
+	VPXORD Z22, Z22, Z22
+	VPDPBUSD 192(BX)(R8*2), Z15, Z22
+	VPXORD Z23, Z23, Z23
+	VPDPBUSD 192(BX)(R9*1), Z15, Z23
+	// chunks 2 | 3 (Z14), 3 | 2 (Z15): elements 8…15 of each sub-block
 	VMOVDQU64 zq4pGather<>+64(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPXORD Z20, Z20, Z20
-	VPDPBUSD 192(BX), Z14, Z20
-	VPXORD Z21, Z21, Z21
-	VPDPBUSD 192(BX)(R8*1), Z14, Z21
-	VPXORD Z22, Z22, Z22
-	VPDPBUSD 192(BX)(R8*2), Z14, Z22
-	VPXORD Z23, Z23, Z23
-	VPDPBUSD 192(BX)(R9*1), Z14, Z23
-	// chunk 2 (Z14): elements 8…11 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+128(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 256(BX), Z14, Z16
 	VPDPBUSD 256(BX)(R8*1), Z14, Z17
 	VPDPBUSD 256(BX)(R8*2), Z14, Z18
 	VPDPBUSD 256(BX)(R9*1), Z14, Z19
-	// chunk 3 (Z14): elements 12…15 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+192(SB), Z14
+	VPDPBUSD 320(BX), Z15, Z20
+	VPDPBUSD 320(BX)(R8*1), Z15, Z21
+	VPDPBUSD 320(BX)(R8*2), Z15, Z22
+	VPDPBUSD 320(BX)(R9*1), Z15, Z23
+	// chunks 4 | 5 (Z14), 5 | 4 (Z15): elements 16…23 of each sub-block
+	VMOVDQU64 zq4pGather<>+128(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 320(BX), Z14, Z20
-	VPDPBUSD 320(BX)(R8*1), Z14, Z21
-	VPDPBUSD 320(BX)(R8*2), Z14, Z22
-	VPDPBUSD 320(BX)(R9*1), Z14, Z23
-	// chunk 4 (Z14): elements 16…19 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+256(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 384(BX), Z14, Z16
 	VPDPBUSD 384(BX)(R8*1), Z14, Z17
 	VPDPBUSD 384(BX)(R8*2), Z14, Z18
 	VPDPBUSD 384(BX)(R9*1), Z14, Z19
-	// chunk 5 (Z14): elements 20…23 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+320(SB), Z14
+	VPDPBUSD 448(BX), Z15, Z20
+	VPDPBUSD 448(BX)(R8*1), Z15, Z21
+	VPDPBUSD 448(BX)(R8*2), Z15, Z22
+	VPDPBUSD 448(BX)(R9*1), Z15, Z23
+	// chunks 6 | 7 (Z14), 7 | 6 (Z15): elements 24…31 of each sub-block
+	VMOVDQU64 zq4pGather<>+192(SB), Z14
 	VPERMI2D Z11, Z10, Z14
 	VPANDD Z24, Z14, Z14
-	VPDPBUSD 448(BX), Z14, Z20
-	VPDPBUSD 448(BX)(R8*1), Z14, Z21
-	VPDPBUSD 448(BX)(R8*2), Z14, Z22
-	VPDPBUSD 448(BX)(R9*1), Z14, Z23
-	// chunk 6 (Z14): elements 24…27 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+384(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
+	VSHUFI64X2 $0x4e, Z14, Z14, Z15
 	VPDPBUSD 512(BX), Z14, Z16
 	VPDPBUSD 512(BX)(R8*1), Z14, Z17
 	VPDPBUSD 512(BX)(R8*2), Z14, Z18
 	VPDPBUSD 512(BX)(R9*1), Z14, Z19
-	// chunk 7 (Z14): elements 28…31 of each sub-block, twice
-	VMOVDQU64 zq4pGather<>+448(SB), Z14
-	VPERMI2D Z11, Z10, Z14
-	VPANDD Z24, Z14, Z14
-	VPDPBUSD 576(BX), Z14, Z20
-	VPDPBUSD 576(BX)(R8*1), Z14, Z21
-	VPDPBUSD 576(BX)(R8*2), Z14, Z22
-	VPDPBUSD 576(BX)(R9*1), Z14, Z23
+	VPDPBUSD 576(BX), Z15, Z20
+	VPDPBUSD 576(BX)(R8*1), Z15, Z21
+	VPDPBUSD 576(BX)(R8*2), Z15, Z22
+	VPDPBUSD 576(BX)(R9*1), Z15, Z23
 	// pair 0: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum
 	VPADDD Z20, Z16, Z16
 	VCVTDQ2PS Z16, Z16

@@ -35,8 +35,9 @@ func gemvnPairRef(dst, x []byte, xStride, nb, cols int) {
 				binary.LittleEndian.PutUint32(to[64+4*i:], math.Float32bits(float32(bsum)*d8))
 			}
 			for ch := range 8 {
+				line := ch ^ c%2 // the second vector's chunks swapped in pairs
 				for i, sb := range sbs {
-					copy(to[128+64*ch+4*i:128+64*ch+4*i+4], from[4+32*sb+4*ch:])
+					copy(to[128+64*line+4*i:128+64*line+4*i+4], from[4+32*sb+4*ch:])
 				}
 			}
 		}
@@ -77,7 +78,7 @@ func TestGemvNPairQ4K(t *testing.T) {
 				clear(got[(pairs-1)*nb*gemvnPairBlock:])
 			}
 			for c := range cols {
-				gemvnPairQ4K(&src[c*xStride], nb, &got[c/2*nb*gemvnPairBlock+c%2*32])
+				gemvnPairQ4K(&src[c*xStride], nb, &got[c/2*nb*gemvnPairBlock+c%2*32], c%2)
 			}
 			if !assert.True(t, bytes.Equal(want, got), "%d vectors of %d blocks", cols, nb) {
 				for i := range want {

@@ -633,10 +633,10 @@ for C in range(2, 9):
 # 32·240·128, exact), and the d8 of those lanes is stored divided by 16, which
 # is exact too: the float sums come out as if the nibbles had been shifted.
 pairSB = [0, 2, 4, 6, 1, 3, 5, 7]
-# zq4pGather: for chunk c, the dwords of the 128 bytes of nibbles (two
-# registers) that each lane reads, in both halves.
-data("zq4pGather", [b for c in range(8) for l in range(16)
-                    for b in ((8 * (l % 4) + c), 0, 0, 0)])
+# zq4pGather: for chunks 2k and 2k+1 (one per half), the dwords of the 128
+# bytes of nibbles (two registers) that each lane reads.
+data("zq4pGather", [b for k in range(4) for l in range(16)
+                    for b in ((8 * (l % 4) + 2*k + l // 8), 0, 0, 0)])
 # zq4pNib: the mask of each lane's nibbles.
 data("zq4pNib", ([0x0f] * 16 + [0xf0] * 16) * 2)
 # zq4pD8: the factors of d8 in the lanes of a half.
@@ -650,8 +650,11 @@ data("zq4pMin", [b for l in range(16) for b in (8 + l % 8, 0, 0, 0)])
 
 # A pair's block of activations as gemvnPairQ4K lays them out (see
 # gemvnPairBlock in gemvn_amd64.go): at 0 the two vectors' d8 for each lane
-# (d8/16 in lanes 4…7), at 64 their floats d8·bsum per sub-block (in the sub-blocks' order),
-# at 128+64c chunk c of the first vector then of the second.
+# (d8/16 in lanes 4…7), at 64 their floats d8·bsum per sub-block (in the
+# sub-blocks' order), at 128+64c chunk c of the first vector then chunk c^1
+# of the second: the kernels gather chunks 2k and 2k+1 in the two halves of
+# one register and swap the halves for the other two products, which costs
+# one instruction (VSHUFI64X2) where gathering both twice would cost two.
 PAIRBLOCK = 640
 
 
@@ -688,15 +691,21 @@ data("zq4pPrep", [b for v in idx for b in (v, 0, 0, 0)])
 
 def pairq4k():
     """gemvnPairQ4K: one Q8_K vector of nb blocks at x into its half of the
-    pair blocks at dst (dst+32 for the second vector of a pair), PAIRBLOCK
-    bytes apart: d8 per lane (d8/16 in lanes 4…7), d8·bsum per sub-block,
-    and its 256 quants
-    as the 8 chunks of 32 the pair kernels multiply (4 loads, 8 VPERMI2D)."""
-    e("// func gemvnPairQ4K(x *byte, nb int, dst *byte)")
-    e("TEXT ·gemvnPairQ4K(SB), NOSPLIT, $0-24")
+    pair blocks at dst (dst+32 and second = 1 for the second vector of a
+    pair), PAIRBLOCK bytes apart: d8 per lane (d8/16 in lanes 4…7), d8·bsum
+    per sub-block, and its 256 quants as the 8 chunks of 32 the pair kernels
+    multiply (4 loads, 8 VPERMI2D), chunk c of the second vector in line
+    c^1. The stores take the even chunks to R8 = 64·second past their line
+    and the odd ones to R9 = 64 − R8."""
+    e("// func gemvnPairQ4K(x *byte, nb int, dst *byte, second int)")
+    e("TEXT ·gemvnPairQ4K(SB), NOSPLIT, $0-32")
     e("\tMOVQ x+0(FP), BX")
     e("\tMOVQ nb+8(FP), CX")
     e("\tMOVQ dst+16(FP), DI")
+    e("\tMOVQ second+24(FP), R8")
+    e("\tSHLQ $6, R8")
+    e("\tMOVQ $64, R9")
+    e("\tSUBQ R8, R9")
     e("\t// words of 1 (Y15), to add the bsums in pairs")
     e("\tVPCMPEQW Y15, Y15, Y15")
     e("\tVPABSW Y15, Y15")
@@ -718,8 +727,8 @@ def pairq4k():
     for k, (a, b, _) in enumerate(step2):
         e("\tVMOVDQU64 zq4pPrep<>+%d(SB), Z12" % (64*(4 + k)))
         e("\tVPERMI2D Z%d, Z%d, Z12" % (8 + b, 8 + a))
-        e("\tVMOVDQU Y12, %d(DI)" % (128 + 64*2*k))
-        e("\tVEXTRACTI64X4 $1, Z12, %d(DI)" % (128 + 64*(2*k + 1)))
+        e("\tVMOVDQU Y12, %d(DI)(R8*1)" % (128 + 64*2*k))
+        e("\tVEXTRACTI64X4 $1, Z12, %d(DI)(R9*1)" % (128 + 64*2*k))
     e("\tADDQ $292, BX")
     e("\tADDQ $%d, DI" % PAIRBLOCK)
     e("\tDECQ CX")
@@ -736,9 +745,10 @@ def q4kp(C):
     lower half), integer sums in Z(16+p+P·a) (isumP), a < A."""
     name = "gemvnQ4Kx%dP" % C
     P = (C + 1) // 2
-    # Two integer sums per pair, the even and the odd chunks': the 8 VPDPBUSD
-    # of a pair's block in one chain would wait on each other's latency (one
-    # sum measured 4 % slower with 8 vectors, four sums slower with 2 and 4).
+    # Two integer sums per pair, of the products with Z14 and with Z15: the
+    # 8 VPDPBUSD of a pair's block in one chain would wait on each other's
+    # latency (one sum measured 4 % slower with 8 vectors, four sums slower
+    # with 2 and 4).
     A = 2
     isumP = lambda p, a: 16 + p + P*a
     pair = lambda p, off: ["%d(BX)", "%d(BX)(R8*1)", "%d(BX)(R8*2)", "%d(BX)(R9*1)"][p] % off
@@ -775,16 +785,18 @@ def q4kp(C):
     e("\t// the 128 bytes of nibbles (Z10, Z11)")
     e("\tVMOVDQU64 16(AX), Z10")
     e("\tVMOVDQU64 80(AX), Z11")
-    for c in range(8):
-        e("\t// chunk %d (Z14): elements %d…%d of each sub-block, twice" % (c, 4*c, 4*c + 3))
-        e("\tVMOVDQU64 zq4pGather<>+%d(SB), Z14" % (64*c))
+    for k in range(4):
+        e("\t// chunks %d | %d (Z14), %d | %d (Z15): elements %d…%d of each sub-block" % (2*k, 2*k + 1, 2*k + 1, 2*k, 8*k, 8*k + 7))
+        e("\tVMOVDQU64 zq4pGather<>+%d(SB), Z14" % (64*k))
         e("\tVPERMI2D Z11, Z10, Z14")
         e("\tVPANDD Z24, Z14, Z14")
-        for p in range(P):
-            r = isumP(p, c % A)
-            if c < A:
-                e("\tVPXORD Z%d, Z%d, Z%d" % (r, r, r))
-            e("\tVPDPBUSD %s, Z14, Z%d" % (pair(p, 128 + 64*c), r))
+        e("\tVSHUFI64X2 $0x4e, Z14, Z14, Z15")
+        for h, r in enumerate(("Z14", "Z15")):
+            for p in range(P):
+                a = isumP(p, h)
+                if k == 0:
+                    e("\tVPXORD Z%d, Z%d, Z%d" % (a, a, a))
+                e("\tVPDPBUSD %s, %s, Z%d" % (pair(p, 128 + 64*(2*k + h)), r, a))
     for p in range(P):
         e("\t// pair %d: += d8·d·sc·Σ q·x, −= dmin·m·d8·bsum" % p)
         e("\tVPADDD Z%d, Z%d, Z%d" % (isumP(p, 1), isumP(p, 0), isumP(p, 0)))
