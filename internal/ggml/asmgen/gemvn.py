@@ -461,10 +461,10 @@ def q6kz(C):
     e("\tVCVTPH2PS X9, X9")
     e("\tVBROADCASTSS X9, Z9")
     for j in range(C):
-        e("\tVBROADCASTSS %s, Z10" % col(j, 0))
-        e("\tVMULPS Z10, Z9, Z10")
+        e("\t// vector %d: += d8·d·Σ sc·Σ q·x" % j)
         e("\tVCVTDQ2PS Z%d, Z%d" % (16 + j, 16 + j))
-        e("\tVFMADD231PS Z10, Z%d, Z%d" % (16 + j, j))
+        e("\tVMULPS Z9, Z%d, Z%d" % (16 + j, 16 + j))
+        e("\tVFMADD231PS.BCST %s, Z%d, Z%d" % (col(j, 0), 16 + j, j))
     epilogue(name, C, 210, zmm=True)
 
 
