@@ -70,6 +70,30 @@ func gemvnQ6Kx7Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32
 func gemvnQ6Kx8Z(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
 
 //go:noescape
+func gemvnQ6Kx2ZG(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
+
+//go:noescape
+func gemvnQ6Kx3ZG(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
+
+//go:noescape
+func gemvnQ6Kx4ZG(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
+
+//go:noescape
+func gemvnQ6Kx5ZG(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
+
+//go:noescape
+func gemvnQ6Kx6ZG(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
+
+//go:noescape
+func gemvnQ6Kx7ZG(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
+
+//go:noescape
+func gemvnQ6Kx8ZG(w *byte, stride int, x *byte, xStride int, nb int, out *float32, outStride int, rows int, scr *float32, scrStride int, scrEnd uintptr, add int)
+
+//go:noescape
+func gemvnQ6PrepZ(x *byte, xStride int, nb int, cols int, dst *byte)
+
+//go:noescape
 func gemvnPermuteZ(x *byte, xStride int, nb int, cols int, dst *byte)
 
 //go:noescape
@@ -120,6 +144,25 @@ var gemvnKernelsZ = map[Type][]gemvnKernelZ{
 	Q4_K: {gemvnQ4Kx2Z, gemvnQ4Kx3Z, gemvnQ4Kx4Z, gemvnQ4Kx5Z, gemvnQ4Kx6Z, gemvnQ4Kx7Z, gemvnQ4Kx8Z},
 	Q6_K: {gemvnQ6Kx2Z, gemvnQ6Kx3Z, gemvnQ6Kx4Z, gemvnQ6Kx5Z, gemvnQ6Kx6Z, gemvnQ6Kx7Z, gemvnQ6Kx8Z},
 }
+
+// gemvnKernelsQ6G replaces gemvnKernelsZ's Q6_K kernels on CPUs that also
+// have AVX-512 GFNI. They work as the Q4_K ones do: each dword lane of a
+// vector's integer sums belongs to one of the block's 16 sub-blocks for the
+// whole block (VGF2P8AFFINEQB picks each lane's nibble and high bits after
+// two dword gathers), so one VPDPBUSD per 64 weights and vector, and the
+// scales applied once per block as floats. The −32 offset of the quants
+// starts each lane's sum as −32·bsum, which gemvnQ6PrepZ writes once per
+// call next to the activations it reorders (see gemvnQ6Block). The sums are
+// exact integers as before; only the float rounding of the scales differs.
+var gemvnKernelsQ6G = []gemvnKernelZ{gemvnQ6Kx2ZG, gemvnQ6Kx3ZG, gemvnQ6Kx4ZG, gemvnQ6Kx5ZG, gemvnQ6Kx6ZG, gemvnQ6Kx7ZG, gemvnQ6Kx8ZG}
+
+// gemvnQ6Block is the size of a block of the activations as gemvnQ6PrepZ
+// lays them out for gemvnKernelsQ6G: cols Q8_K vectors of nb blocks on a
+// 64-byte boundary, nb·gemvnQ6Block bytes apart; each block's d at 0, at 64
+// the 16 int32 −32·bsum of its sub-blocks, and from 128 its quants as four
+// chunks of 64 bytes, dword L of chunk c being elements 4c…4c+3 of
+// sub-block L (quants 16L+4c…16L+4c+3).
+const gemvnQ6Block = 384
 
 // gemvnBufs is what the kernels in gemvnKernelsZ read besides the weights:
 // for Q4_K the floats d8·bsum of the activations' sub-blocks (see
@@ -247,6 +290,13 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 		gemvnPermuteZ(&x[0], xStride, nb, cols, &xp[0])
 		xk, xkStride, xks = xp, nb*gemvnPermBlock, gemvnPermBlock
 	case Q6_K:
+		if useGFNI {
+			ks = gemvnKernelsQ6G
+			xp := aligned64(&p.acts, cols*nb*gemvnQ6Block)
+			gemvnQ6PrepZ(&x[0], xStride, nb, cols, &xp[0])
+			xk, xkStride, xks = xp, nb*gemvnQ6Block, gemvnQ6Block
+			break
+		}
 		xp := aligned64(&p.acts, cols*nb*gemvnAlignBlock)
 		gemvnAlignZ(&x[0], xStride, nb, cols, &xp[0])
 		xk, xkStride, xks = xp, nb*gemvnAlignBlock, gemvnAlignBlock
