@@ -29,6 +29,8 @@ type benchResult struct {
 	Name         string  `json:"name"`
 	Quantization string  `json:"quantization"`
 	FileBytes    int64   `json:"file_bytes"`
+	Parameters   int64   `json:"parameters"`
+	DecodeParams int64   `json:"decode_parameters"` // read per decoded token: all but the unread rows of an untied embedding table
 	KVBytes      int64   `json:"kv_cache_bytes"`
 	Threads      int     `json:"threads"`
 	LoadSeconds  float64 `json:"load_seconds"`
@@ -172,6 +174,7 @@ func benchOne(ctx context.Context, path string, threads, depth, promptTokens, ge
 	defer m.Close()
 	info := m.Info()
 	r := benchResult{Model: path, Name: displayName(info, path), Quantization: info.Quantization, FileBytes: m.FileSize(),
+		Parameters: info.Parameters, DecodeParams: info.DecodeParameters,
 		KVBytes: m.KVCacheBytes(), Threads: threads, LoadSeconds: m.LoadDuration().Seconds(),
 		Depth: depth, PromptTokens: promptTokens, GenTokens: genTokens}
 	vocab := m.Config().VocabSize

@@ -157,6 +157,8 @@ func TestBenchMeasuresInFreshProcesses(t *testing.T) {
 		assert.Greater(t, r.PeakRSS, int64(0))
 		assert.Equal(t, "Q4_K_M", r.Quantization)
 		assert.Equal(t, r.FileBytes+r.KVBytes+100<<20, r.RSSBudget)
+		assert.Greater(t, r.DecodeParams, int64(0))
+		assert.Less(t, r.DecodeParams, r.Parameters, "an untied embedding table is read one row per token")
 		assert.LessOrEqual(t, r.PeakRSS, r.RSSBudget, "peak RSS within file + KV cache + 100 MiB")
 	}
 }

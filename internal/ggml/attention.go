@@ -81,9 +81,8 @@ func attendF16(hd, n, g int, q []float32, k []byte, kStride int, v []byte, vStri
 	}
 	a.grow(g, hd, n)
 	q, out = q[:g*hd], out[:g*hd]
-	for i, x := range q {
-		a.q[i] = F16ToF32(F32ToF16(x))
-	}
+	copy(a.q, q)
+	roundF16(a.q[:g*hd])
 	// Index expressions check against len (a reslice would only check cap).
 	_ = k[(n-1)*kStride+2*hd-1]
 	_ = v[(hd-1)*vStride+2*n-1]
@@ -196,6 +195,21 @@ func attnValues(v *byte, vStride, nch int, p *float32, pStride, g, hd int, out *
 		default:
 			attnValues4AVX2(v, vStride, nch, pp, pStride, hd, op, 4*hd)
 		}
+	}
+}
+
+// roundF16 rounds each element of x to the nearest F16 value (kept as
+// float32), as F16ToF32(F32ToF16(v)) does, 8 at a time with AVX2.
+func roundF16(x []float32) {
+	nch := 0
+	if useAVX2 {
+		nch = len(x) / 8
+		if nch > 0 {
+			scaleRoundF16AVX2(&x[0], nch, 1)
+		}
+	}
+	for i := 8 * nch; i < len(x); i++ {
+		x[i] = F16ToF32(F32ToF16(x[i]))
 	}
 }
 

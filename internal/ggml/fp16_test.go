@@ -90,6 +90,26 @@ func TestF32ToF16SliceMatches(t *testing.T) {
 	assert.Panics(t, func() { F32ToF16Slice(make([]uint16, 3), make([]float32, 4)) })
 }
 
+func TestRoundF16Matches(t *testing.T) {
+	var src []float32
+	for e := uint32(0); e < 255; e++ { // every exponent but NaN and infinity
+		for _, m := range []uint32{0, 1, 0x1000, 0x2000, 0x3000, 0x7fe000, 0x7ff000, 0x7fffff, 0x400001} {
+			for _, sign := range []uint32{0, 1 << 31} {
+				src = append(src, math.Float32frombits(sign|e<<23|m))
+			}
+		}
+	}
+	src = append(src, float32(math.Inf(1)), float32(math.Inf(-1)))
+	for _, n := range []int{1, 7, 8, 9, 31, len(src)} {
+		x := append([]float32(nil), src[:n]...)
+		roundF16(x)
+		for i := range x {
+			want := F16ToF32(F32ToF16(src[i]))
+			require.Equal(t, math.Float32bits(want), math.Float32bits(x[i]), "n=%d element %d (%08x)", n, i, math.Float32bits(src[i]))
+		}
+	}
+}
+
 func BenchmarkF32ToF16Slice(b *testing.B) {
 	src := make([]float32, 4096)
 	for i := range src {

@@ -226,9 +226,11 @@ const gemvnTileBytes = 16 << 10
 const gemvnPartBytes = 28 << 10
 
 // gemvnSIMD runs GemvN with the assembly kernels when the CPU has AVX2 and
-// the type has them, and reports whether it did. It checks the slice bounds
-// the kernels rely on (panicking like an index expression when one is short).
-func gemvnSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int) bool {
+// the type has them, and reports whether it did. With AVX-512 VNNI, pre is
+// the activations already prepared for the kernels (see GemvNActs), or nil
+// to prepare them here for this call alone. It checks the slice bounds the
+// kernels rely on (panicking like an index expression when one is short).
+func gemvnSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int, pre *gemvnPrepared) bool {
 	if !useAVX2 || stride < 0 || xStride < 0 || outStride < 0 {
 		return false
 	}
@@ -255,7 +257,14 @@ func gemvnSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, col
 	_ = out[(cols-1)*outStride+rows-1]
 	tile := max(1, gemvnTileBytes/max(stride, rowBytes))
 	if kz, ok := gemvnKernelsZ[t]; ok && useVNNI {
-		gemvnZ(kz, t, n, w, stride, rows, x, xStride, cols, out, outStride, tile)
+		if pre == nil {
+			p := gemvnScratch.Get().(*gemvnBufs)
+			defer gemvnScratch.Put(p)
+			var z gemvnPrepared
+			z.prepare(t, nb, x, xStride, cols, p)
+			pre = &z
+		}
+		gemvnZ(kz, t, n, w, stride, rows, x, xStride, cols, out, outStride, tile, pre)
 		return true
 	}
 	for r0 := 0; r0 < rows; r0 += tile {
@@ -276,33 +285,69 @@ func gemvnSIMD(t Type, n int, w []byte, stride, rows int, x []byte, xStride, col
 	return true
 }
 
-// gemvnZ is gemvnSIMD with the kernels ks of gemvnKernelsZ, once the
-// arguments are checked.
-func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int, tile int) {
-	nb := n / t.BlockSize()
-	ts, xs := t.TypeSize(), VecDotType(t).TypeSize()
-	var scr []float32
-	xk, xkStride, xks := x, xStride, xs // the activations the kernels read, their blocks' size
-	p := gemvnScratch.Get().(*gemvnBufs)
-	defer gemvnScratch.Put(p)
+// gemvnPrepared is what the kernels of gemvnKernelsZ read besides the
+// weights, made from cols activation vectors of nb blocks: xk the
+// activations as the kernels read them (xkStride bytes between vectors,
+// blocks of xks bytes) and, for Q4_K, scr the floats d8·bsum (see
+// gemvnBsumsZ), in buffers of bufs; ks, when not nil, the kernels made for
+// that layout in place of gemvnKernelsZ's (gemvnKernelsQ6G).
+type gemvnPrepared struct {
+	xk            []byte
+	xkStride, xks int
+	scr           []float32
+	ks            []gemvnKernelZ
+}
+
+// prepare makes z from the activations x for weights of type t, in bufs.
+func (z *gemvnPrepared) prepare(t Type, nb int, x []byte, xStride, cols int, bufs *gemvnBufs) {
+	z.xk, z.xkStride, z.xks, z.scr, z.ks = x, xStride, VecDotType(t).TypeSize(), nil, nil
 	switch t {
 	case Q4_K:
-		scr = aligned64(&p.bsums, cols*nb*8)
-		gemvnBsumsZ(&x[0], xStride, nb, cols, &scr[0], cols*32)
-		xp := aligned64(&p.acts, cols*nb*gemvnPermBlock)
+		z.scr = aligned64(&bufs.bsums, cols*nb*8)
+		gemvnBsumsZ(&x[0], xStride, nb, cols, &z.scr[0], cols*32)
+		xp := aligned64(&bufs.acts, cols*nb*gemvnPermBlock)
 		gemvnPermuteZ(&x[0], xStride, nb, cols, &xp[0])
-		xk, xkStride, xks = xp, nb*gemvnPermBlock, gemvnPermBlock
+		z.xk, z.xkStride, z.xks = xp, nb*gemvnPermBlock, gemvnPermBlock
 	case Q6_K:
 		if useGFNI {
-			ks = gemvnKernelsQ6G
-			xp := aligned64(&p.acts, cols*nb*gemvnQ6Block)
+			xp := aligned64(&bufs.acts, cols*nb*gemvnQ6Block)
 			gemvnQ6PrepZ(&x[0], xStride, nb, cols, &xp[0])
-			xk, xkStride, xks = xp, nb*gemvnQ6Block, gemvnQ6Block
+			z.xk, z.xkStride, z.xks, z.ks = xp, nb*gemvnQ6Block, gemvnQ6Block, gemvnKernelsQ6G
 			break
 		}
-		xp := aligned64(&p.acts, cols*nb*gemvnAlignBlock)
+		xp := aligned64(&bufs.acts, cols*nb*gemvnAlignBlock)
 		gemvnAlignZ(&x[0], xStride, nb, cols, &xp[0])
-		xk, xkStride, xks = xp, nb*gemvnAlignBlock, gemvnAlignBlock
+		z.xk, z.xkStride, z.xks = xp, nb*gemvnAlignBlock, gemvnAlignBlock
+	}
+}
+
+// gemvnActsPrepare prepares a for the AVX-512 kernels when the CPU and the
+// type have them and the shapes suit them, and reports whether it did.
+func gemvnActsPrepare(a *GemvNActs) bool {
+	if !useAVX2 || !useVNNI || a.cols < 2 || a.xStride < 0 {
+		return false
+	}
+	if _, ok := gemvnKernelsZ[a.t]; !ok {
+		return false
+	}
+	bs := a.t.BlockSize()
+	nb := a.n / bs
+	if nb < 1 || a.n%bs != 0 {
+		return false
+	}
+	_ = a.x[(a.cols-1)*a.xStride+nb*VecDotType(a.t).TypeSize()-1]
+	a.z.prepare(a.t, nb, a.x, a.xStride, a.cols, &a.bufs)
+	return true
+}
+
+// gemvnZ is gemvnSIMD with the kernels ks of gemvnKernelsZ, once the
+// arguments are checked and the activations prepared (z).
+func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int, tile int, z *gemvnPrepared) {
+	nb := n / t.BlockSize()
+	ts := t.TypeSize()
+	scr, xk, xkStride, xks := z.scr, z.xk, z.xkStride, z.xks
+	if z.ks != nil {
+		ks = z.ks
 	}
 	maxC := len(ks) + 1
 	most := max(1, gemvnPartBytes/(min(cols, maxC)*xks))

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // runGemvN calls GemvN into a fresh output whose padding holds a sentinel.
@@ -220,6 +223,67 @@ func TestGemvNDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// TestGemvNActsMatchesGemvN: activations prepared once and used for bands
+// of rows on several goroutines at once (as the engine's threads do) give
+// bit for bit what GemvN gives on the whole matrix, for the types with
+// small-batch kernels and one without, at every kernel level; and a
+// GemvNActs prepared again for other activations forgets the first.
+func TestGemvNActsMatchesGemvN(t *testing.T) {
+	modes := []struct {
+		name string
+		wrap func(func())
+	}{
+		{"simd", func(f func()) { f() }},
+		{"avx2", withoutVNNI},
+		{"generic", withoutSIMD},
+	}
+	for _, typ := range []Type{Q4_K, Q6_K, Q8_0} {
+		n := dotSizes(typ)[len(dotSizes(typ))-2]
+		for _, cols := range []int{1, 2, 3, 5, 8, 9} {
+			for _, m := range modes {
+				m.wrap(func() {
+					var a GemvNActs
+					for round, rows := range []int{23, 40} {
+						c := newGemmCase(t, typ, n, rows, cols, round*5, true)
+						want := make([]float32, (cols-1)*c.outStride+rows)
+						GemvN(typ, n, c.w, c.stride, rows, c.x, c.xStride, cols, want, c.outStride)
+						a.Prepare(typ, n, c.x, c.xStride, cols)
+						got := make([]float32, len(want))
+						var wg sync.WaitGroup
+						for r0 := 0; r0 < rows; r0 += 8 {
+							wg.Go(func() {
+								a.GemvN(c.w[r0*c.stride:], c.stride, min(8, rows-r0), got[r0:], c.outStride)
+							})
+						}
+						wg.Wait()
+						for j := range want {
+							if j%c.outStride < rows {
+								require.Equal(t, math.Float32bits(want[j]), math.Float32bits(got[j]),
+									"%s %s cols=%d rows=%d output %d", m.name, typ, cols, rows, j)
+							}
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestGemvNActsDoesNotAllocate(t *testing.T) {
+	for _, typ := range []Type{Q4_K, Q6_K} {
+		n := dotSizes(typ)[2]
+		c := newGemmCase(t, typ, n, 16, 7, 0, true)
+		out := make([]float32, 16*7)
+		var a GemvNActs
+		a.Prepare(typ, n, c.x, c.xStride, c.cols)
+		allocs := testing.AllocsPerRun(10, func() {
+			a.Prepare(typ, n, c.x, c.xStride, c.cols)
+			a.GemvN(c.w, c.stride, c.rows, out, c.outStride)
+		})
+		assert.Zero(t, allocs, typ.String())
+	}
+}
+
 // TestGemvNKernelCoverage makes sure the kernels the tests above compare are
 // the ones GemvN picks on this machine.
 func TestGemvNKernelCoverage(t *testing.T) {
@@ -230,15 +294,15 @@ func TestGemvNKernelCoverage(t *testing.T) {
 		for _, typ := range []Type{Q4_K, Q6_K} {
 			c := newGemmCase(t, typ, typ.BlockSize()*2, 3, 4, 0, true)
 			out := make([]float32, 12)
-			assert.True(t, gemvnSIMD(typ, c.n, c.w, c.stride, 3, c.x, c.xStride, 4, out, 3), "%s %s", mode, typ)
+			assert.True(t, gemvnSIMD(typ, c.n, c.w, c.stride, 3, c.x, c.xStride, 4, out, 3, nil), "%s %s", mode, typ)
 		}
 	}
 	if useVNNI {
 		check("vnni")
 	}
 	withoutVNNI(func() { check("avx2") })
-	assert.False(t, gemvnSIMD(Q8_0, QK, make([]byte, 3*34), 34, 3, make([]byte, 2*34), 34, 2, make([]float32, 6), 3))
-	assert.False(t, gemvnSIMD(Q5_K, QKK, make([]byte, 3*176), 176, 3, make([]byte, 2*292), 292, 2, make([]float32, 6), 3))
+	assert.False(t, gemvnSIMD(Q8_0, QK, make([]byte, 3*34), 34, 3, make([]byte, 2*34), 34, 2, make([]float32, 6), 3, nil))
+	assert.False(t, gemvnSIMD(Q5_K, QKK, make([]byte, 3*176), 176, 3, make([]byte, 2*292), 292, 2, make([]float32, 6), 3, nil))
 }
 
 // BenchmarkGemvN multiplies a whole weight matrix, larger than the L2 cache

@@ -293,6 +293,14 @@ func TestLoadProgressAndInfo(t *testing.T) {
 	E, F, V, kv := spec.Embedding, spec.FeedForward, spec.Vocab, spec.HeadsKV*spec.Embedding/spec.Heads
 	perLayer := 2*E + 2*E*E + 2*kv*E + 3*F*E // norms, q and output, k and v, feed-forward
 	assert.EqualValues(t, 2*V*E+E+spec.Layers*perLayer, info.Parameters, "embedding, output head and norm, blocks")
+	assert.EqualValues(t, V*E+E+E+spec.Layers*perLayer, info.DecodeParameters, "one row of the embedding table, the rest whole")
+	tied := spec
+	tied.TiedOutput = true
+	mt, err := Load(t.Context(), writeModel(t, tied), Options{})
+	require.NoError(t, err)
+	defer mt.Close()
+	assert.EqualValues(t, V*E+E+spec.Layers*perLayer, mt.Info().Parameters)
+	assert.Equal(t, mt.Info().Parameters, mt.Info().DecodeParameters, "a tied table is the output head, read whole")
 	assert.Equal(t, m.FileSize(), info.FileSize)
 	assert.Equal(t, 512, m.Config().VocabSize)
 	assert.Equal(t, 512, m.Tokenizer().VocabSize())

@@ -36,12 +36,14 @@ type scratch struct {
 	x, xn, q, kcur, vcur, attn, gate, up, tmp []float32
 	cos, sin                                  []float32
 	wide                                      []float32 // fused projections' outputs (phi3), rows of qDim+2·kvDim or 2·FeedForward
+	vh                                        []uint16  // each row's values in F16, before they are scattered into the transposed cache
 	logits                                    []float32 // one row of VocabSize per row that wants logits
 	rows                                      []batchRow
 	sel                                       []int // rows that produce logits, ascending
 	acts                                      activations
 	prods                                     []product
-	xq                                        [][]byte // each product's activations, encoded for its weights
+	xq                                        [][]byte          // each product's activations, encoded for its weights
+	gv                                        []*ggml.GemvNActs // and prepared for GemvN, for a few tokens
 	bands                                     []band
 	work                                      []workerScratch
 }
@@ -66,6 +68,7 @@ func (sc *scratch) ensure(m *Model, n int) {
 	sc.q = make([]float32, n*qDim)
 	sc.kcur = make([]float32, n*kvDim)
 	sc.vcur = make([]float32, n*kvDim)
+	sc.vh = make([]uint16, n*kvDim)
 	sc.attn = make([]float32, n*qDim)
 	sc.gate = make([]float32, n*c.FeedForward)
 	sc.up = make([]float32, n*c.FeedForward)
@@ -171,9 +174,12 @@ func (m *Model) forward(parts []batchPart) error {
 			}
 			s, pos := sc.rows[r].s, sc.rows[r].pos
 			toF16(s.k[li][pos*kvDim:(pos+1)*kvDim], sc.kcur[r*kvDim:(r+1)*kvDim])
-			vt := s.v[li]
-			for i, val := range sc.vcur[r*kvDim : (r+1)*kvDim] {
-				vt[i*m.ctxSize+pos] = ggml.F32ToF16(val)
+			// The value cache is transposed (a column per position): convert
+			// the row at once, then scatter it.
+			vh, vt := sc.vh[r*kvDim:(r+1)*kvDim], s.v[li]
+			toF16(vh, sc.vcur[r*kvDim:(r+1)*kvDim])
+			for i, h := range vh {
+				vt[i*m.ctxSize+pos] = h
 			}
 		})
 		// In the last layer only the rows that produce logits matter: keys and
@@ -391,6 +397,15 @@ func (m *Model) matmuls(ps []product, after func(r0, r1 int)) {
 	for _, p := range ps {
 		sc.xq = append(sc.xq, a.quantized(ggml.VecDotType(p.w.typ), m.pool))
 	}
+	sc.gv = sc.gv[:0]
+	if T > 1 && T <= ggml.GemvNMaxCols {
+		// A few tokens (decode steps of several sessions): GemvN reads each
+		// weight once for all of them rather than repack it for Gemm, from
+		// activations prepared once here for all the bands.
+		for i, p := range ps {
+			sc.gv = append(sc.gv, a.gemvn(p.w.typ, sc.xq[i]))
+		}
+	}
 	sc.bands = sc.bands[:0]
 	if after != nil {
 		w := ps[0].w
@@ -408,34 +423,36 @@ func (m *Model) matmuls(ps []product, after func(r0, r1 int)) {
 			}
 		}
 	}
-	bands, xq := sc.bands, sc.xq
+	bands, xq, gv := sc.bands, sc.xq, sc.gv
 	n := a.n
+	band := func(i, r0, r1 int) {
+		p := ps[i]
+		if len(gv) > 0 {
+			gv[i].GemvN(p.w.data[r0*p.w.stride:], p.w.stride, r1-r0, p.out[r0:], p.w.rows)
+			return
+		}
+		mulBand(p.w, xq[i], ggml.VecDotType(p.w.typ).RowSize(n), T, r0, r1, p.out)
+	}
 	m.pool.run(len(bands), func(_, task int) {
 		b := bands[task]
 		if b.p >= 0 {
-			p := ps[b.p]
-			mulBand(p.w, xq[b.p], ggml.VecDotType(p.w.typ).RowSize(n), T, b.r0, b.r1, p.out)
+			band(b.p, b.r0, b.r1)
 			return
 		}
-		for i, p := range ps {
-			mulBand(p.w, xq[i], ggml.VecDotType(p.w.typ).RowSize(n), T, b.r0, b.r1, p.out)
+		for i := range ps {
+			band(i, b.r0, b.r1)
 		}
 		after(b.r0, b.r1)
 	})
 }
 
 // mulBand computes rows [r0, r1) of w times the T activation rows of xq (rs
-// bytes each) into out.
+// bytes each) into out, for one token (Gemv) or a prompt (Gemm); the few
+// tokens of a decode step of several sessions go through GemvN instead.
 func mulBand(w matrix, xq []byte, rs, T, r0, r1 int, out []float32) {
 	wb := w.data[r0*w.stride:]
 	if T == 1 {
 		ggml.Gemv(w.typ, w.cols, wb, w.stride, xq[:rs], out[r0:r1])
-		return
-	}
-	if T <= ggml.GemvNMaxCols {
-		// A few tokens (decode steps of several sessions): read each
-		// weight once for all of them rather than repack it for Gemm.
-		ggml.GemvN(w.typ, w.cols, wb, w.stride, r1-r0, xq, rs, T, out[r0:], w.rows)
 		return
 	}
 	ggml.Gemm(w.typ, w.cols, wb, w.stride, r1-r0, xq, rs, T, out[r0:], w.rows)
@@ -469,6 +486,17 @@ type activations struct {
 	rows int
 	n    int
 	enc  [3]encoded
+	prep [3]prepared
+}
+
+// prepared is an encoding of the activations made ready for GemvN with
+// weights of type wt (see ggml.GemvNActs): once per matrix multiply rather
+// than once per band of rows.
+type prepared struct {
+	wt    ggml.Type
+	valid bool
+	xq    *byte // the encoding it was made from
+	a     ggml.GemvNActs
 }
 
 type encoded struct {
@@ -482,6 +510,28 @@ func (a *activations) set(x []float32, rows, n int) {
 	for i := range a.enc {
 		a.enc[i].valid = false
 	}
+	for i := range a.prep {
+		a.prep[i].valid = false
+	}
+}
+
+// gemvn returns the activations, encoded as xq for weights of type wt,
+// prepared for GemvN: made on the first call after set, kept for the next.
+func (a *activations) gemvn(wt ggml.Type, xq []byte) *ggml.GemvNActs {
+	free := -1
+	for i := range a.prep {
+		p := &a.prep[i]
+		if p.valid && p.wt == wt && p.xq == &xq[0] {
+			return &p.a
+		}
+		if !p.valid && free < 0 {
+			free = i
+		}
+	}
+	p := &a.prep[max(free, 0)]
+	p.wt, p.valid, p.xq = wt, true, &xq[0]
+	p.a.Prepare(wt, a.n, xq, ggml.VecDotType(wt).RowSize(a.n), a.rows)
+	return &p.a
 }
 
 func (a *activations) quantized(t ggml.Type, p *pool) []byte {

@@ -163,6 +163,10 @@ func newModel(f *gguf.File, opts Options) (*Model, error) {
 	if err := m.bind(); err != nil {
 		return nil, err
 	}
+	m.info.DecodeParameters = m.info.Parameters
+	if m.output.data != nil && &m.output.data[0] != &m.embed.data[0] {
+		m.info.DecodeParameters -= int64(m.embed.rows-1) * int64(m.embed.cols)
+	}
 	m.qPreScale = cfg.Architecture == "phi3" || cfg.Architecture == "gemma2"
 	m.geluGate = cfg.Architecture == "gemma2"
 	return m, nil
@@ -388,8 +392,15 @@ type ModelInfo struct {
 	Quantization string
 	FileType     uint32 // general.file_type, llama.cpp's number for Quantization (0 when unknown)
 	Parameters   int64  // elements in all tensors
-	Tensors      int    // number of tensors
-	FileSize     int64  // bytes
+	// DecodeParameters is how many of them one decode step reads per
+	// token: all but the token-embedding table, of which it reads one row,
+	// unless the table is also the output head (tied embeddings, as in
+	// Gemma and small Qwen models), which reads it whole. Decode speed is
+	// bound by these reads, so tokens/s × DecodeParameters compares the
+	// speed of models of different shapes and families.
+	DecodeParameters int64
+	Tensors          int   // number of tensors
+	FileSize         int64 // bytes
 }
 
 // Info describes the model file.
