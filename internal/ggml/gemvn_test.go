@@ -236,6 +236,7 @@ func TestGemvNActsMatchesGemvN(t *testing.T) {
 		{"simd", func(f func()) { f() }},
 		{"avx2", withoutVNNI},
 		{"generic", withoutSIMD},
+		{"nogfni", withoutGFNI},
 	}
 	for _, typ := range []Type{Q4_K, Q6_K, Q8_0} {
 		n := dotSizes(typ)[len(dotSizes(typ))-2]
@@ -265,6 +266,28 @@ func TestGemvNActsMatchesGemvN(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// TestGemvNActsKeepsKernels: Q6_K activations prepared for the GFNI
+// kernels are multiplied by those kernels even if GFNI is turned off before
+// the product (the layout is theirs), and give GemvN's results bit for bit.
+func TestGemvNActsKeepsKernels(t *testing.T) {
+	if !useGFNI {
+		t.Skip("no AVX-512 GFNI")
+	}
+	n := 9 * QKK
+	c := newGemmCase(t, Q6_K, n, 19, 8, 3, true)
+	want := make([]float32, 7*c.outStride+19)
+	GemvN(Q6_K, n, c.w, c.stride, 19, c.x, c.xStride, 8, want, c.outStride)
+	var a GemvNActs
+	a.Prepare(Q6_K, n, c.x, c.xStride, 8)
+	got := make([]float32, len(want))
+	withoutGFNI(func() { a.GemvN(c.w, c.stride, 19, got, c.outStride) })
+	for j := range want {
+		if j%c.outStride < 19 {
+			require.Equal(t, math.Float32bits(want[j]), math.Float32bits(got[j]), "output %d", j)
 		}
 	}
 }
