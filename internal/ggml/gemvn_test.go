@@ -376,18 +376,19 @@ func withoutGFNI(f func()) {
 
 // gemvnQ6PrepQ8K is gemvnQ6PrepZ in plain Go, to check it: cols Q8_K
 // vectors of nb blocks from x (xStride bytes apart) rewritten into dst,
-// nb·gemvnQ6Block bytes apart, as gemvnQ6Block describes.
-func gemvnQ6PrepQ8K(dst, x []byte, xStride, nb, cols int) {
+// nb·gemvnQ6Block bytes apart, as gemvnQ6Block describes, and their blocks'
+// d into d8 (block b of vector c at b·cols + c).
+func gemvnQ6PrepQ8K(dst []byte, d8 []float32, x []byte, xStride, nb, cols int) {
 	const xs, ps = 292, gemvnQ6Block
 	for c := range cols {
 		for b := range nb {
 			from, to := x[c*xStride+b*xs:][:xs], dst[(c*nb+b)*ps:][:ps]
-			copy(to[:4], from[:4])
+			d8[b*cols+c] = math.Float32frombits(binary.LittleEndian.Uint32(from))
 			for sb := range 16 {
 				bsum := int16(binary.LittleEndian.Uint16(from[260+2*sb:]))
-				binary.LittleEndian.PutUint32(to[64+4*sb:], uint32(-32*int32(bsum)))
+				binary.LittleEndian.PutUint32(to[4*sb:], uint32(-32*int32(bsum)))
 				for k := range 4 {
-					copy(to[128+64*k+4*sb:][:4], from[4+16*sb+4*k:][:4])
+					copy(to[64+64*k+4*sb:][:4], from[4+16*sb+4*k:][:4])
 				}
 			}
 		}
@@ -413,9 +414,13 @@ func TestGemvNQ6PrepZ(t *testing.T) {
 				xStride := nb*xs + 13
 				want := make([]byte, cols*nb*gemvnQ6Block)
 				got := make([]byte, len(want))
-				gemvnQ6PrepQ8K(want, src, xStride, nb, cols)
-				gemvnQ6PrepZ(&src[0], xStride, nb, cols, &got[0])
+				wantD, gotD := make([]float32, cols*nb), make([]float32, cols*nb)
+				gemvnQ6PrepQ8K(want, wantD, src, xStride, nb, cols)
+				gemvnQ6PrepZ(&src[0], xStride, nb, cols, &got[0], &gotD[0])
 				assert.True(t, bytes.Equal(want, got), "%d vectors of %d blocks, bsum %d", cols, nb, v)
+				for i := range wantD {
+					assert.Equal(t, math.Float32bits(wantD[i]), math.Float32bits(gotD[i]), "d8 %d of %d vectors of %d blocks", i, cols, nb)
+				}
 			}
 		}
 	}

@@ -126,7 +126,7 @@ def prologue(name, C, extra=(), zmm=False, scr=False):
 PREFETCH = 4096
 
 
-def epilogue(name, C, size, zmm=False, scr=False):
+def epilogue(name, C, size, zmm=False, scr=False, end_row=()):
     for off in range(0, size, 64):
         e("\tPREFETCHT0 %d(AX)" % (PREFETCH + off))
     e("\tADDQ $%d, AX" % size)
@@ -182,6 +182,8 @@ def epilogue(name, C, size, zmm=False, scr=False):
         e("\tVMOVSS X%d, %s" % (j, dst[j]))
     e("\tADDQ $4, DI")
     e("\tADDQ stride+8(FP), SI")
+    for s_ in end_row:
+        e(s_)
     e("\tDECQ R11")
     e("\tJNZ %s_row" % name)
     e("\tVZEROUPPER")
@@ -654,29 +656,33 @@ data("zq6act", m)
 
 def q6prepz():
     """gemvnQ6PrepZ: the activations of the GFNI Q6_K kernels, cols Q8_K
-    vectors rewritten into blocks of 384 bytes on 64-byte boundaries (see
-    gemvnQ6Block in gemvn_amd64.go): d at 0; at 64 the 16 int32 −32·bsum,
-    which start each sub-block's integer sum with its share of the −32
-    offset of Q6_K's quants; from 128 the quants as 4 chunks of 64 bytes,
-    chunk c holding elements 4c…4c+3 of sub-block L in dword L."""
-    e("// func gemvnQ6PrepZ(x *byte, xStride int, nb int, cols int, dst *byte)")
-    e("TEXT ·gemvnQ6PrepZ(SB), NOSPLIT, $0-40")
+    vectors rewritten into blocks of 320 bytes on 64-byte boundaries (see
+    gemvnQ6Block in gemvn_amd64.go): at 0 the 16 int32 −32·bsum, which
+    start each sub-block's integer sum with its share of the −32 offset of
+    Q6_K's quants; from 64 the quants as 4 chunks of 64 bytes, chunk c
+    holding elements 4c…4c+3 of sub-block L in dword L. Each block's d goes
+    to d8[b·cols + c] (block b of vector c)."""
+    e("// func gemvnQ6PrepZ(x *byte, xStride int, nb int, cols int, dst *byte, d8 *float32)")
+    e("TEXT ·gemvnQ6PrepZ(SB), NOSPLIT, $0-48")
     e("\tMOVQ x+0(FP), SI")
     e("\tMOVQ dst+32(FP), DI")
+    e("\tMOVQ d8+40(FP), R10")
     e("\tMOVQ cols+24(FP), R11")
+    e("\tLEAQ (R11*4), R12")
     for c in range(4):
         e("\tVMOVDQU64 zq6act<>+%d(SB), Z%d" % (64*c, 8 + c))
     e("\tVPXORD Z15, Z15, Z15")
     e("gemvnQ6PrepZ_col:")
     e("\tMOVQ SI, BX")
+    e("\tMOVQ R10, DX")
     e("\tMOVQ nb+16(FP), CX")
     e("gemvnQ6PrepZ_block:")
     e("\tMOVL (BX), AX")
-    e("\tMOVL AX, (DI)")
+    e("\tMOVL AX, (DX)")
     e("\tVPMOVSXWD 260(BX), Z4")
     e("\tVPSLLD $5, Z4, Z4")
     e("\tVPSUBD Z4, Z15, Z4")
-    e("\tVMOVDQU64 Z4, 64(DI)")
+    e("\tVMOVDQU64 Z4, (DI)")
     for r in range(4):
         e("\tVMOVDQU64 %d(BX), Z%d" % (4 + 64*r, r))
     for c in range(4):
@@ -686,11 +692,13 @@ def q6prepz():
         e("\tVMOVDQA64 Z%d, Z13" % (8 + c))
         e("\tVPERMI2D Z3, Z2, Z13")
         e("\tVSHUFI64X2 $0xe4, Z13, Z12, Z12")
-        e("\tVMOVDQU64 Z12, %d(DI)" % (128 + 64*c))
+        e("\tVMOVDQU64 Z12, %d(DI)" % (64 + 64*c))
     e("\tADDQ $292, BX")
-    e("\tADDQ $384, DI")
+    e("\tADDQ $320, DI")
+    e("\tADDQ R12, DX")
     e("\tDECQ CX")
     e("\tJNZ gemvnQ6PrepZ_block")
+    e("\tADDQ $4, R10")
     e("\tADDQ xStride+8(FP), SI")
     e("\tDECQ R11")
     e("\tJNZ gemvnQ6PrepZ_col")
@@ -699,11 +707,17 @@ def q6prepz():
     e("")
 
 
-def epilogue8z(name, size):
-    """epilogue for 8 vectors on 512-bit vectors (no floats d8·bsum): the
-    row's 8 float sums are reduced together, halving and pairing the
-    vectors' registers as they go (30 instructions rather than 64 for eight
-    separate reductions), into lane 0 of X0…X7."""
+def q6kg_epilogue(name, C, size):
+    """epilogue for the GFNI Q6_K kernels: R14 walks the activations' d8
+    (scrStride bytes from one block's to the next's) and starts each row
+    again at scr. With 8 vectors, the row's 8 float sums are reduced
+    together, halving and pairing the vectors' registers as they go (30
+    instructions rather than 64 for eight separate reductions), into lane 0
+    of X0…X7."""
+    e("\tADDQ scrStride+72(FP), R14")
+    if C < 8:
+        epilogue(name, C, size, zmm=True, end_row=["\tMOVQ scr+64(FP), R14"])
+        return
     for off in range(0, size, 64):
         e("\tPREFETCHT0 %d(AX)" % (PREFETCH + off))
     e("\tADDQ $%d, AX" % size)
@@ -747,6 +761,7 @@ def epilogue8z(name, size):
         e("\tVMOVSS X%d, %s" % (j, dst[j]))
     e("\tADDQ $4, DI")
     e("\tADDQ stride+8(FP), SI")
+    e("\tMOVQ scr+64(FP), R14")
     e("\tDECQ R11")
     e("\tJNZ %s_row" % name)
     e("\tVZEROUPPER")
@@ -764,13 +779,15 @@ def q6kg(C):
     vector then sums 4 products into each lane, on top of the lane's
     −32·bsum (at most 16·32·128 in magnitude, exact), and the scales are
     applied once per block as floats d·sc. The activations must have been
-    rewritten by gemvnQ6PrepZ. Per vector: float sums in Z0…Z7, integer sums
+    rewritten by gemvnQ6PrepZ; R14 walks their d8 (scr+64(FP) on, block
+    by block). Per vector: float sums in Z0…Z7, integer sums
     in Z16…Z23."""
     name = "gemvnQ6Kx%dZG" % C
-    xsize[name] = 384
+    xsize[name] = 320
     prologue(name, C, ["\tVMOVDQU64 zq6qh<>+%d(SB), Z%d" % (64*c, 24 + c) for c in range(4)] +
              ["\tVMOVDQU64 zq6mat<>(SB), Z28",
-              "\tVMOVDQU64 zq6mat<>+64(SB), Z29"], zmm=True)
+              "\tVMOVDQU64 zq6mat<>+64(SB), Z29",
+              "\tMOVQ scr+64(FP), R14"], zmm=True)
     e("\t// ql (Z10, Z11)")
     e("\tVMOVDQU64 (AX), Z10")
     e("\tVMOVDQU64 64(AX), Z11")
@@ -784,8 +801,8 @@ def q6kg(C):
         e("\tVPORD Z14, Z13, Z12")
         for j in range(C):
             if c == 0:
-                e("\tVMOVDQA32 %s, Z%d" % (col(j, 64), 16 + j))
-            e("\tVPDPBUSD %s, Z12, Z%d" % (col(j, 128 + 64*c), 16 + j))
+                e("\tVMOVDQA32 %s, Z%d" % (col(j, 0), 16 + j))
+            e("\tVPDPBUSD %s, Z12, Z%d" % (col(j, 64 + 64*c), 16 + j))
     e("\t// d·sc of each lane's sub-block (Z8)")
     e("\tVPMOVSXBD 192(AX), Z8")
     e("\tVCVTDQ2PS Z8, Z8")
@@ -798,11 +815,8 @@ def q6kg(C):
         e("\t// vector %d: += d8·d·sc·Σ (q−32)·x" % j)
         e("\tVCVTDQ2PS Z%d, Z%d" % (16 + j, 16 + j))
         e("\tVMULPS Z8, Z%d, Z%d" % (16 + j, 16 + j))
-        e("\tVFMADD231PS.BCST %s, Z%d, Z%d" % (col(j, 0), 16 + j, j))
-    if C == 8:
-        epilogue8z(name, 210)
-    else:
-        epilogue(name, C, 210, zmm=True)
+        e("\tVFMADD231PS.BCST %d(R14), Z%d, Z%d" % (4*j, 16 + j, j))
+    q6kg_epilogue(name, C, 210)
 
 
 bsumsz()
