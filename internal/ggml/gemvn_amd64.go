@@ -167,7 +167,7 @@ var gemvnKernelsQ6G = []gemvnKernelZ{gemvnQ6Kx2ZG, gemvnQ6Kx3ZG, gemvnQ6Kx4ZG, g
 // (quants 16L+4c…16L+4c+3). The blocks' d go to a float array of their
 // own, block b of vector c at b·cols + c, so that the blocks stay as small
 // as gemvnAlignZ's and as many of them fit the L1 cache (with 64 bytes more
-// per block, rows of 22 blocks were taken in more parts, about 15 % slower
+// per block, rows of 22 blocks were taken in more parts, about 10 % slower
 // measured with 4 vectors).
 const gemvnQ6Block = 320
 
