@@ -9,6 +9,9 @@ import "golang.org/x/sys/cpu"
 var (
 	useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasAVX
 	useVNNI = useAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VNNI
+	// useGFNI adds, on top of useVNNI, the GemvN kernels for Q6_K that pick
+	// bits with VGF2P8AFFINEQB (AVX-512 GFNI).
+	useGFNI = useVNNI && cpu.X86.HasAVX512GFNI
 )
 
 // SIMD names the instruction set the kernels use on this machine

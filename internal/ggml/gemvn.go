@@ -16,8 +16,9 @@ package ggml
 // round the float combination of blocks differently from VecDot, within
 // float32 rounding of the same terms. It allocates nothing once warm: what
 // it derives from the activations on AVX-512 (a few floats per block and
-// vector, and for Q4_K a reordered copy of the activations, two vectors side
-// by side) lives in pooled buffers that grow to the largest call.
+// vector, and a reordered or aligned copy of the activations, for Q4_K two
+// vectors side by side) lives in pooled buffers that grow to the largest
+// call.
 func GemvN(t Type, n int, w []byte, stride, rows int, x []byte, xStride, cols int, out []float32, outStride int) {
 	if rows <= 0 || cols <= 0 {
 		return

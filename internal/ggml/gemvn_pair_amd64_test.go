@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // gemvnPairRef is gemvnPairQ4K in plain Go, to check it: vector c of cols
@@ -119,6 +120,30 @@ func TestGemvNPairKernels(t *testing.T) {
 					})
 				}
 			}
+		}
+	}
+}
+
+// TestGemvNActsKeepsPairs: activations prepared in pairs keep the pair
+// kernels, bit for bit, when the pair kernels are switched off after Prepare.
+func TestGemvNActsKeepsPairs(t *testing.T) {
+	if !useVNNI {
+		t.Skip("no AVX-512 VNNI")
+	}
+	n := 9 * QKK
+	c := newGemmCase(t, Q4_K, n, 19, 8, 3, true)
+	want := make([]float32, 7*c.outStride+19)
+	GemvN(Q4_K, n, c.w, c.stride, 19, c.x, c.xStride, 8, want, c.outStride)
+	var a GemvNActs
+	a.Prepare(Q4_K, n, c.x, c.xStride, 8)
+	got := make([]float32, len(want))
+	saved := gemvnPaired
+	gemvnPaired = false
+	a.GemvN(c.w, c.stride, 19, got, c.outStride)
+	gemvnPaired = saved
+	for j := range want {
+		if j%c.outStride < 19 {
+			require.Equal(t, math.Float32bits(want[j]), math.Float32bits(got[j]), "output %d", j)
 		}
 	}
 }

@@ -35,6 +35,7 @@ func TestGemvNMatchesVecDot(t *testing.T) {
 		{"simd", func(f func()) { f() }},
 		{"avx2", withoutVNNI},
 		{"generic", withoutSIMD},
+		{"nogfni", withoutGFNI},
 	}
 	for _, typ := range []Type{Q4_K, Q6_K} {
 		sizes := dotSizes(typ)
@@ -235,6 +236,7 @@ func TestGemvNActsMatchesGemvN(t *testing.T) {
 		{"simd", func(f func()) { f() }},
 		{"avx2", withoutVNNI},
 		{"generic", withoutSIMD},
+		{"nogfni", withoutGFNI},
 	}
 	for _, typ := range []Type{Q4_K, Q6_K, Q8_0} {
 		n := dotSizes(typ)[len(dotSizes(typ))-2]
@@ -264,6 +266,28 @@ func TestGemvNActsMatchesGemvN(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// TestGemvNActsKeepsKernels: Q6_K activations prepared for the GFNI
+// kernels are multiplied by those kernels even if GFNI is turned off before
+// the product (the layout is theirs), and give GemvN's results bit for bit.
+func TestGemvNActsKeepsKernels(t *testing.T) {
+	if !useGFNI {
+		t.Skip("no AVX-512 GFNI")
+	}
+	n := 9 * QKK
+	c := newGemmCase(t, Q6_K, n, 19, 8, 3, true)
+	want := make([]float32, 7*c.outStride+19)
+	GemvN(Q6_K, n, c.w, c.stride, 19, c.x, c.xStride, 8, want, c.outStride)
+	var a GemvNActs
+	a.Prepare(Q6_K, n, c.x, c.xStride, 8)
+	got := make([]float32, len(want))
+	withoutGFNI(func() { a.GemvN(c.w, c.stride, 19, got, c.outStride) })
+	for j := range want {
+		if j%c.outStride < 19 {
+			require.Equal(t, math.Float32bits(want[j]), math.Float32bits(got[j]), "output %d", j)
 		}
 	}
 }
@@ -336,6 +360,104 @@ func BenchmarkGemvN(b *testing.B) {
 				run("gemvn", func() { GemvN(typ, s.n, w, stride, s.rows, x, xs, cols, out, s.rows) })
 				run("gemm", func() { Gemm(typ, s.n, w, stride, s.rows, x, xs, cols, out, s.rows) })
 				run("gemv", func() { gemmByColumns(typ, s.n, w, stride, s.rows, x, xs, cols, out, s.rows) })
+			}
+		}
+	}
+}
+
+// withoutGFNI runs f with the AVX-512 Q6_K GemvN kernels that need no GFNI
+// (gemvnKernelsZ's), as on a CPU with AVX-512 VNNI but not GFNI.
+func withoutGFNI(f func()) {
+	saved := useGFNI
+	useGFNI = false
+	defer func() { useGFNI = saved }()
+	f()
+}
+
+// gemvnQ6PrepQ8K is gemvnQ6PrepZ in plain Go, to check it: cols Q8_K
+// vectors of nb blocks from x (xStride bytes apart) rewritten into dst,
+// nb·gemvnQ6Block bytes apart, as gemvnQ6Block describes, and their blocks'
+// d into d8 (block b of vector c at b·cols + c).
+func gemvnQ6PrepQ8K(dst []byte, d8 []float32, x []byte, xStride, nb, cols int) {
+	const xs, ps = 292, gemvnQ6Block
+	for c := range cols {
+		for b := range nb {
+			from, to := x[c*xStride+b*xs:][:xs], dst[(c*nb+b)*ps:][:ps]
+			d8[b*cols+c] = math.Float32frombits(binary.LittleEndian.Uint32(from))
+			for sb := range 16 {
+				bsum := int16(binary.LittleEndian.Uint16(from[260+2*sb:]))
+				binary.LittleEndian.PutUint32(to[4*sb:], uint32(-32*int32(bsum)))
+				for k := range 4 {
+					copy(to[64+64*k+4*sb:][:4], from[4+16*sb+4*k:][:4])
+				}
+			}
+		}
+	}
+}
+
+// TestGemvNQ6PrepZ checks gemvnQ6PrepZ byte for byte against
+// gemvnQ6PrepQ8K, for 1 to 9 vectors of 1 to 5 blocks with padded strides
+// and bsums of both signs up to the extremes of int16.
+func TestGemvNQ6PrepZ(t *testing.T) {
+	if !useGFNI {
+		t.Skip("no AVX-512 GFNI")
+	}
+	const xs = 292
+	src := make([]byte, 9*(5*xs+13))
+	for i := range src {
+		src[i] = byte(i*167 + i>>8)
+	}
+	for _, v := range []int16{-32768, 32767, -1, 0} {
+		binary.LittleEndian.PutUint16(src[260:], uint16(v))
+		for cols := 1; cols <= 9; cols++ {
+			for nb := 1; nb <= 5; nb++ {
+				xStride := nb*xs + 13
+				want := make([]byte, cols*nb*gemvnQ6Block)
+				got := make([]byte, len(want))
+				wantD, gotD := make([]float32, cols*nb), make([]float32, cols*nb)
+				gemvnQ6PrepQ8K(want, wantD, src, xStride, nb, cols)
+				gemvnQ6PrepZ(&src[0], xStride, nb, cols, &got[0], &gotD[0])
+				assert.True(t, bytes.Equal(want, got), "%d vectors of %d blocks, bsum %d", cols, nb, v)
+				for i := range wantD {
+					assert.Equal(t, math.Float32bits(wantD[i]), math.Float32bits(gotD[i]), "d8 %d of %d vectors of %d blocks", i, cols, nb)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkGemvNQ6KGFNI compares, in one process, the AVX-512 Q6_K GemvN
+// kernels with GFNI (gfni=on) and without (gfni=off) on a model's shapes;
+// with -count, the two alternate. The 512×2048 matrix (860 KB) stays in
+// the L2 cache, so that it measures the kernels' arithmetic.
+func BenchmarkGemvNQ6KGFNI(b *testing.B) {
+	if !useGFNI {
+		b.Skip("no AVX-512 GFNI")
+	}
+	for _, s := range []struct{ rows, n int }{{512, 2048}, {5632, 2048}, {2048, 5632}} {
+		w := randomWeights(Q6_K, s.n, s.rows, 1)
+		stride := Q6_K.RowSize(s.n)
+		xs := Q8_K.RowSize(s.n)
+		for _, cols := range []int{4, 8} {
+			x := make([]byte, cols*xs)
+			for c := range cols {
+				enc, err := Quantize(Q8_K, randFloats(uint64(2+c), s.n, 1))
+				if err != nil {
+					b.Fatal(err)
+				}
+				copy(x[c*xs:], enc)
+			}
+			out := make([]float32, cols*s.rows)
+			for _, on := range []bool{false, true} {
+				name := map[bool]string{false: "off", true: "on"}[on]
+				b.Run(fmt.Sprintf("shape=%dx%dx%d/gfni=%s", s.rows, s.n, cols, name), func(b *testing.B) {
+					saved := useGFNI
+					useGFNI = on
+					defer func() { useGFNI = saved }()
+					for b.Loop() {
+						GemvN(Q6_K, s.n, w, stride, s.rows, x, xs, cols, out, s.rows)
+					}
+				})
 			}
 		}
 	}

@@ -128,7 +128,7 @@ def prologue(name, C, extra=(), zmm=False, scr=False):
 PREFETCH = 4096
 
 
-def epilogue(name, C, size, zmm=False, scr=False):
+def epilogue(name, C, size, zmm=False, scr=False, end_row=()):
     for off in range(0, size, 64):
         e("\tPREFETCHT0 %d(AX)" % (PREFETCH + off))
     e("\tADDQ $%d, AX" % size)
@@ -184,6 +184,8 @@ def epilogue(name, C, size, zmm=False, scr=False):
         e("\tVMOVSS X%d, %s" % (j, dst[j]))
     e("\tADDQ $4, DI")
     e("\tADDQ stride+8(FP), SI")
+    for s_ in end_row:
+        e(s_)
     e("\tDECQ R11")
     e("\tJNZ %s_row" % name)
     e("\tVZEROUPPER")
@@ -463,10 +465,10 @@ def q6kz(C):
     e("\tVCVTPH2PS X9, X9")
     e("\tVBROADCASTSS X9, Z9")
     for j in range(C):
-        e("\tVBROADCASTSS %s, Z10" % col(j, 0))
-        e("\tVMULPS Z10, Z9, Z10")
+        e("\t// vector %d: += d8·d·Σ sc·Σ q·x" % j)
         e("\tVCVTDQ2PS Z%d, Z%d" % (16 + j, 16 + j))
-        e("\tVFMADD231PS Z10, Z%d, Z%d" % (16 + j, j))
+        e("\tVMULPS Z9, Z%d, Z%d" % (16 + j, 16 + j))
+        e("\tVFMADD231PS.BCST %s, Z%d, Z%d" % (col(j, 0), 16 + j, j))
     epilogue(name, C, 210, zmm=True)
 
 
@@ -606,6 +608,219 @@ def alignz():
     e("")
 
 
+# ---------- Q6_K on 512-bit vectors with GFNI: one lane per sub-block ----------
+# Lane L (0…15) of every chunk register belongs to sub-block L of the block
+# (h = L/8 its half, t = L%8 its place in the half); chunk c (0…3) holds
+# elements 4c…4c+3 of each sub-block. Element l of half h sits in the low
+# (l < 64) or high nibble of ql byte 64h + l%64 and in bits 2·(l/32) of qh
+# byte 32h + l%32, so those 4 elements of sub-block (h, t) are the 4 bytes of
+# ql dword 16h + 4·(t%4) + c and of qh dword 8h + 4·(t%2) + c.
+def dwords(f):
+    return [b for L in range(16) for b in (f(L), 0, 0, 0)]
+
+m = []
+for c in range(4):
+    m += dwords(lambda L: 16*(L//8) + 4*(L % 4) + c)
+data("zq6ql", m)
+m = []
+for c in range(4):
+    m += dwords(lambda L: 8*(L//8) + 4*(L % 2) + c)
+data("zq6qh", m)
+
+
+def affine(src_bit):
+    """The GF(2) matrix (a qword) of VGF2P8AFFINEQB that moves bit
+    src_bit[i] of each byte to bit i, for the i it names, and clears the
+    others: row 7−i of the matrix selects the input bits of output bit i."""
+    rows = [0]*8
+    for i, b in src_bit.items():
+        rows[7 - i] = 1 << b
+    return rows
+
+# zq6mat: per qword k (lanes 2k and 2k+1, t = 2k%8), the matrix taking the
+# nibble of ql (low for t < 4, high otherwise) to bits 0…3, then the one
+# taking bits 2·(t/2) and 2·(t/2)+1 of qh to bits 4 and 5.
+m = []
+for k in range(8):
+    n = (k % 4) // 2
+    m += affine({i: 4*n + i for i in range(4)})
+for k in range(8):
+    f = k % 4
+    m += affine({4: 2*f, 5: 2*f + 1})
+data("zq6mat", m)
+# zq6act: for chunk c, the dword of the activations' quants that lane L takes
+# from either 128 bytes (sub-blocks 0…7 or 8…15): 4·(L%8) + c.
+m = []
+for c in range(4):
+    m += dwords(lambda L: 4*(L % 8) + c)
+data("zq6act", m)
+
+
+def q6prepz():
+    """gemvnQ6PrepZ: the activations of the GFNI Q6_K kernels, cols Q8_K
+    vectors rewritten into blocks of 320 bytes on 64-byte boundaries (see
+    gemvnQ6Block in gemvn_amd64.go): at 0 the 16 int32 −32·bsum, which
+    start each sub-block's integer sum with its share of the −32 offset of
+    Q6_K's quants; from 64 the quants as 4 chunks of 64 bytes, chunk c
+    holding elements 4c…4c+3 of sub-block L in dword L. Each block's d goes
+    to d8[b·cols + c] (block b of vector c)."""
+    e("// func gemvnQ6PrepZ(x *byte, xStride int, nb int, cols int, dst *byte, d8 *float32)")
+    e("TEXT ·gemvnQ6PrepZ(SB), NOSPLIT, $0-48")
+    e("\tMOVQ x+0(FP), SI")
+    e("\tMOVQ dst+32(FP), DI")
+    e("\tMOVQ d8+40(FP), R10")
+    e("\tMOVQ cols+24(FP), R11")
+    e("\tLEAQ (R11*4), R12")
+    for c in range(4):
+        e("\tVMOVDQU64 zq6act<>+%d(SB), Z%d" % (64*c, 8 + c))
+    e("\tVPXORD Z15, Z15, Z15")
+    e("gemvnQ6PrepZ_col:")
+    e("\tMOVQ SI, BX")
+    e("\tMOVQ R10, DX")
+    e("\tMOVQ nb+16(FP), CX")
+    e("gemvnQ6PrepZ_block:")
+    e("\tMOVL (BX), AX")
+    e("\tMOVL AX, (DX)")
+    e("\tVPMOVSXWD 260(BX), Z4")
+    e("\tVPSLLD $5, Z4, Z4")
+    e("\tVPSUBD Z4, Z15, Z4")
+    e("\tVMOVDQU64 Z4, (DI)")
+    for r in range(4):
+        e("\tVMOVDQU64 %d(BX), Z%d" % (4 + 64*r, r))
+    for c in range(4):
+        e("\t// chunk %d: sub-blocks 0…7 from Z0, Z1 (Z12), 8…15 from Z2, Z3 (Z13)" % c)
+        e("\tVMOVDQA64 Z%d, Z12" % (8 + c))
+        e("\tVPERMI2D Z1, Z0, Z12")
+        e("\tVMOVDQA64 Z%d, Z13" % (8 + c))
+        e("\tVPERMI2D Z3, Z2, Z13")
+        e("\tVSHUFI64X2 $0xe4, Z13, Z12, Z12")
+        e("\tVMOVDQU64 Z12, %d(DI)" % (64 + 64*c))
+    e("\tADDQ $292, BX")
+    e("\tADDQ $320, DI")
+    e("\tADDQ R12, DX")
+    e("\tDECQ CX")
+    e("\tJNZ gemvnQ6PrepZ_block")
+    e("\tADDQ $4, R10")
+    e("\tADDQ xStride+8(FP), SI")
+    e("\tDECQ R11")
+    e("\tJNZ gemvnQ6PrepZ_col")
+    e("\tVZEROUPPER")
+    e("\tRET")
+    e("")
+
+
+def q6kg_epilogue(name, C, size):
+    """epilogue for the GFNI Q6_K kernels: R14 walks the activations' d8
+    (scrStride bytes from one block's to the next's) and starts each row
+    again at scr. With 8 vectors, the row's 8 float sums are reduced
+    together, halving and pairing the vectors' registers as they go (30
+    instructions rather than 64 for eight separate reductions), into lane 0
+    of X0…X7."""
+    e("\tADDQ scrStride+72(FP), R14")
+    if C < 8:
+        epilogue(name, C, size, zmm=True, end_row=["\tMOVQ scr+64(FP), R14"])
+        return
+    for off in range(0, size, 64):
+        e("\tPREFETCHT0 %d(AX)" % (PREFETCH + off))
+    e("\tADDQ $%d, AX" % size)
+    e("\tADDQ $%d, BX" % xsize[name])
+    e("\tADDQ $%d, R13" % xsize[name])
+    e("\tDECQ CX")
+    e("\tJNZ %s_block" % name)
+    e("\t// horizontal sums: the vectors' halves added in pairs (Z0, Z2, Z4, Z6),")
+    e("\t// their quarters in fours (Z0: vectors 0…3, Z4: 4…7, one per 128 bits),")
+    e("\t// then within each 128 bits: vector g at 0, vector 4+g at 2")
+    for a in (0, 2, 4, 6):
+        e("\tVSHUFF64X2 $0x44, Z%d, Z%d, Z8" % (a + 1, a))
+        e("\tVSHUFF64X2 $0xee, Z%d, Z%d, Z9" % (a + 1, a))
+        e("\tVADDPS Z9, Z8, Z%d" % a)
+    for a in (0, 4):
+        e("\tVSHUFF64X2 $0x88, Z%d, Z%d, Z8" % (a + 2, a))
+        e("\tVSHUFF64X2 $0xdd, Z%d, Z%d, Z9" % (a + 2, a))
+        e("\tVADDPS Z9, Z8, Z%d" % a)
+    e("\tVSHUFPS $0x88, Z4, Z0, Z8")
+    e("\tVSHUFPS $0xdd, Z4, Z0, Z9")
+    e("\tVADDPS Z9, Z8, Z0")
+    e("\tVPERMILPS $0xb1, Z0, Z8")
+    e("\tVADDPS Z8, Z0, Z0")
+    for g in (1, 2, 3):
+        e("\tVEXTRACTF32X4 $%d, Z0, X%d" % (g, g))
+    for g in range(4):
+        e("\tVMOVHLPS X%d, X%d, X%d" % (g, g, 4 + g))
+    e("\tMOVQ outStride+48(FP), DX")
+    e("\tSHLQ $2, DX")
+    e("\tLEAQ (DX)(DX*2), R10")
+    e("\tLEAQ (DI)(DX*4), R12")
+    dst = ["(DI)", "(DI)(DX*1)", "(DI)(DX*2)", "(DI)(R10*1)",
+           "(R12)", "(R12)(DX*1)", "(R12)(DX*2)", "(R12)(R10*1)"]
+    e("\t// with add, the sums of the blocks before (a part of the row)")
+    e("\tCMPQ add+88(FP), $0")
+    e("\tJEQ %s_store" % name)
+    for j in range(8):
+        e("\tVADDSS %s, X%d, X%d" % (dst[j], j, j))
+    e("%s_store:" % name)
+    for j in range(8):
+        e("\tVMOVSS X%d, %s" % (j, dst[j]))
+    e("\tADDQ $4, DI")
+    e("\tADDQ stride+8(FP), SI")
+    e("\tMOVQ scr+64(FP), R14")
+    e("\tDECQ R11")
+    e("\tJNZ %s_row" % name)
+    e("\tVZEROUPPER")
+    e("\tRET")
+    e("")
+
+
+def q6kg(C):
+    """The Q6_K kernel for AVX-512 with GFNI, in the manner of q4kz: each
+    chunk of 64 weights is gathered from ql (VPERMI2D) and qh (VPERMD), a
+    VGF2P8AFFINEQB per source with a matrix per qword takes each lane's
+    nibble to bits 0…3 and its two high bits to bits 4 and 5, and an OR
+    joins them, so that every dword lane holds 4 weights of the one
+    sub-block it stands for in the whole block. One VPDPBUSD per chunk and
+    vector then sums 4 products into each lane, on top of the lane's
+    −32·bsum (at most 16·32·128 in magnitude, exact), and the scales are
+    applied once per block as floats d·sc. The activations must have been
+    rewritten by gemvnQ6PrepZ; R14 walks their d8 (scr+64(FP) on, block
+    by block). Per vector: float sums in Z0…Z7, integer sums
+    in Z16…Z23."""
+    name = "gemvnQ6Kx%dZG" % C
+    xsize[name] = 320
+    prologue(name, C, ["\tVMOVDQU64 zq6qh<>+%d(SB), Z%d" % (64*c, 24 + c) for c in range(4)] +
+             ["\tVMOVDQU64 zq6mat<>(SB), Z28",
+              "\tVMOVDQU64 zq6mat<>+64(SB), Z29",
+              "\tMOVQ scr+64(FP), R14"], zmm=True)
+    e("\t// ql (Z10, Z11)")
+    e("\tVMOVDQU64 (AX), Z10")
+    e("\tVMOVDQU64 64(AX), Z11")
+    for c in range(4):
+        e("\t// chunk %d: elements %d…%d of each sub-block (Z12)" % (c, 4*c, 4*c + 3))
+        e("\tVMOVDQU64 zq6ql<>+%d(SB), Z13" % (64*c))
+        e("\tVPERMI2D Z11, Z10, Z13")
+        e("\tVPERMD 128(AX), Z%d, Z14" % (24 + c))
+        e("\tVGF2P8AFFINEQB $0, Z28, Z13, Z13")
+        e("\tVGF2P8AFFINEQB $0, Z29, Z14, Z14")
+        e("\tVPORD Z14, Z13, Z12")
+        for j in range(C):
+            if c == 0:
+                e("\tVMOVDQA32 %s, Z%d" % (col(j, 0), 16 + j))
+            e("\tVPDPBUSD %s, Z12, Z%d" % (col(j, 64 + 64*c), 16 + j))
+    e("\t// d·sc of each lane's sub-block (Z8)")
+    e("\tVPMOVSXBD 192(AX), Z8")
+    e("\tVCVTDQ2PS Z8, Z8")
+    e("\tMOVWLZX 208(AX), DX")
+    e("\tVMOVD DX, X9")
+    e("\tVCVTPH2PS X9, X9")
+    e("\tVBROADCASTSS X9, Z9")
+    e("\tVMULPS Z9, Z8, Z8")
+    for j in range(C):
+        e("\t// vector %d: += d8·d·sc·Σ (q−32)·x" % j)
+        e("\tVCVTDQ2PS Z%d, Z%d" % (16 + j, 16 + j))
+        e("\tVMULPS Z8, Z%d, Z%d" % (16 + j, 16 + j))
+        e("\tVFMADD231PS.BCST %d(R14), Z%d, Z%d" % (4*j, 16 + j, j))
+    q6kg_epilogue(name, C, 210)
+
+
 bsumsz()
 permutez()
 alignz()
@@ -613,6 +828,9 @@ for C in range(2, 9):
     q4kz(C)
 for C in range(2, 9):
     q6kz(C)
+q6prepz()
+for C in range(2, 9):
+    q6kg(C)
 
 # ---------- Q4_K on 512-bit vectors, two activation vectors per register ----------
 # With 8 vectors the AVX-512 Q4_K kernels above spend as many instructions
