@@ -241,70 +241,74 @@ sc_chunk:
 	RET
 
 // func attnValues1AVX2(v *byte, vStride int, nch int, p *float32, pStride int, hd int, out *float32, oStride int)
-// For each of hd rows of F16 values (vStride bytes apart) and each of 1
-// probability vectors (float32, pStride bytes apart), stores the dot
-// product over nch·8 positions at out + h·oStride + 4·row. Two sets of
-// accumulators take alternate chunks.
+// For each of hd rows of F16 values (vStride bytes apart; hd even) and each
+// of 1 probability vectors (float32, pStride bytes apart), stores the dot
+// product over nch·8 positions at out + h·oStride + 4·row, two rows at a
+// time, their 2·1 sums reduced together.
 TEXT ·attnValues1AVX2(SB), NOSPLIT, $0-64
 	MOVQ v+0(FP), SI
+	MOVQ vStride+8(FP), R12
 	MOVQ out+48(FP), DI
 	MOVQ pStride+32(FP), R8
 	LEAQ (R8)(R8*2), R9
 	MOVQ oStride+56(FP), R10
 	LEAQ (R10)(R10*2), R11
 	MOVQ hd+40(FP), DX
-v1_row:
+	SHRQ $1, DX
+	VXORPS Y12, Y12, Y12
+v1_rows:
 	MOVQ SI, AX
 	MOVQ p+24(FP), BX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	MOVQ nch+16(FP), CX
-	SHRQ $1, CX
-	JZ v1_odd
-v1_pair:
+v1_chunk:
 	VCVTPH2PS (AX), Y14
-	VCVTPH2PS 16(AX), Y13
+	VCVTPH2PS (AX)(R12*1), Y13
 	VFMADD231PS (BX), Y14, Y0
-	VFMADD231PS 32(BX), Y13, Y1
-	ADDQ $32, AX
-	ADDQ $64, BX
+	VFMADD231PS (BX), Y13, Y1
+	ADDQ $16, AX
+	ADDQ $32, BX
 	DECQ CX
-	JNZ v1_pair
-v1_odd:
-	TESTQ $1, nch+16(FP)
-	JZ v1_sum
-	VCVTPH2PS (AX), Y14
-	VFMADD231PS (BX), Y14, Y0
-v1_sum:
-	VADDPS Y1, Y0, Y0
-	VEXTRACTF128 $1, Y0, X14
-	VADDPS X14, X0, X0
-	VMOVHLPS X0, X0, X14
-	VADDPS X14, X0, X0
-	VMOVSHDUP X0, X14
-	VADDSS X14, X0, X0
-	VMOVSS X0, (DI)
-	ADDQ vStride+8(FP), SI
-	ADDQ $4, DI
+	JNZ v1_chunk
+	// per row: Y8/Y9 = horizontal pairs of heads 0,1 / 2,3, then Y10/Y11 =
+	// each 128-bit lane's partial sums of heads 0…3 (row 0 / row 1)
+	VHADDPS Y12, Y0, Y8
+	VHADDPS Y12, Y12, Y9
+	VHADDPS Y9, Y8, Y10
+	VHADDPS Y12, Y1, Y8
+	VHADDPS Y12, Y12, Y9
+	VHADDPS Y9, Y8, Y11
+	// interleave the rows (heads 0,1 in Y8, 2,3 in Y9), add the lanes
+	VUNPCKLPS Y11, Y10, Y8
+	VUNPCKHPS Y11, Y10, Y9
+	VEXTRACTF128 $1, Y8, X10
+	VADDPS X10, X8, X8
+	VMOVLPS X8, (DI)
+	LEAQ (SI)(R12*2), SI
+	ADDQ $8, DI
 	DECQ DX
-	JNZ v1_row
+	JNZ v1_rows
 	VZEROUPPER
 	RET
 
 // func attnValues2AVX2(v *byte, vStride int, nch int, p *float32, pStride int, hd int, out *float32, oStride int)
-// For each of hd rows of F16 values (vStride bytes apart) and each of 2
-// probability vectors (float32, pStride bytes apart), stores the dot
-// product over nch·8 positions at out + h·oStride + 4·row. Two sets of
-// accumulators take alternate chunks.
+// For each of hd rows of F16 values (vStride bytes apart; hd even) and each
+// of 2 probability vectors (float32, pStride bytes apart), stores the dot
+// product over nch·8 positions at out + h·oStride + 4·row, two rows at a
+// time, their 2·2 sums reduced together.
 TEXT ·attnValues2AVX2(SB), NOSPLIT, $0-64
 	MOVQ v+0(FP), SI
+	MOVQ vStride+8(FP), R12
 	MOVQ out+48(FP), DI
 	MOVQ pStride+32(FP), R8
 	LEAQ (R8)(R8*2), R9
 	MOVQ oStride+56(FP), R10
 	LEAQ (R10)(R10*2), R11
 	MOVQ hd+40(FP), DX
-v2_row:
+	SHRQ $1, DX
+	VXORPS Y12, Y12, Y12
+v2_rows:
 	MOVQ SI, AX
 	MOVQ p+24(FP), BX
 	VXORPS Y0, Y0, Y0
@@ -312,63 +316,56 @@ v2_row:
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 	MOVQ nch+16(FP), CX
-	SHRQ $1, CX
-	JZ v2_odd
-v2_pair:
+v2_chunk:
 	VCVTPH2PS (AX), Y14
-	VCVTPH2PS 16(AX), Y13
+	VCVTPH2PS (AX)(R12*1), Y13
 	VFMADD231PS (BX), Y14, Y0
-	VFMADD231PS 32(BX), Y13, Y2
+	VFMADD231PS (BX), Y13, Y2
 	VFMADD231PS (BX)(R8*1), Y14, Y1
-	VFMADD231PS 32(BX)(R8*1), Y13, Y3
-	ADDQ $32, AX
-	ADDQ $64, BX
+	VFMADD231PS (BX)(R8*1), Y13, Y3
+	ADDQ $16, AX
+	ADDQ $32, BX
 	DECQ CX
-	JNZ v2_pair
-v2_odd:
-	TESTQ $1, nch+16(FP)
-	JZ v2_sum
-	VCVTPH2PS (AX), Y14
-	VFMADD231PS (BX), Y14, Y0
-	VFMADD231PS (BX)(R8*1), Y14, Y1
-v2_sum:
-	VADDPS Y2, Y0, Y0
-	VEXTRACTF128 $1, Y0, X14
-	VADDPS X14, X0, X0
-	VMOVHLPS X0, X0, X14
-	VADDPS X14, X0, X0
-	VMOVSHDUP X0, X14
-	VADDSS X14, X0, X0
-	VMOVSS X0, (DI)
-	VADDPS Y3, Y1, Y1
-	VEXTRACTF128 $1, Y1, X14
-	VADDPS X14, X1, X1
-	VMOVHLPS X1, X1, X14
-	VADDPS X14, X1, X1
-	VMOVSHDUP X1, X14
-	VADDSS X14, X1, X1
-	VMOVSS X1, (DI)(R10*1)
-	ADDQ vStride+8(FP), SI
-	ADDQ $4, DI
+	JNZ v2_chunk
+	// per row: Y8/Y9 = horizontal pairs of heads 0,1 / 2,3, then Y10/Y11 =
+	// each 128-bit lane's partial sums of heads 0…3 (row 0 / row 1)
+	VHADDPS Y1, Y0, Y8
+	VHADDPS Y12, Y12, Y9
+	VHADDPS Y9, Y8, Y10
+	VHADDPS Y3, Y2, Y8
+	VHADDPS Y12, Y12, Y9
+	VHADDPS Y9, Y8, Y11
+	// interleave the rows (heads 0,1 in Y8, 2,3 in Y9), add the lanes
+	VUNPCKLPS Y11, Y10, Y8
+	VUNPCKHPS Y11, Y10, Y9
+	VEXTRACTF128 $1, Y8, X10
+	VADDPS X10, X8, X8
+	VMOVLPS X8, (DI)
+	VMOVHPS X8, (DI)(R10*1)
+	LEAQ (SI)(R12*2), SI
+	ADDQ $8, DI
 	DECQ DX
-	JNZ v2_row
+	JNZ v2_rows
 	VZEROUPPER
 	RET
 
 // func attnValues3AVX2(v *byte, vStride int, nch int, p *float32, pStride int, hd int, out *float32, oStride int)
-// For each of hd rows of F16 values (vStride bytes apart) and each of 3
-// probability vectors (float32, pStride bytes apart), stores the dot
-// product over nch·8 positions at out + h·oStride + 4·row. Two sets of
-// accumulators take alternate chunks.
+// For each of hd rows of F16 values (vStride bytes apart; hd even) and each
+// of 3 probability vectors (float32, pStride bytes apart), stores the dot
+// product over nch·8 positions at out + h·oStride + 4·row, two rows at a
+// time, their 2·3 sums reduced together.
 TEXT ·attnValues3AVX2(SB), NOSPLIT, $0-64
 	MOVQ v+0(FP), SI
+	MOVQ vStride+8(FP), R12
 	MOVQ out+48(FP), DI
 	MOVQ pStride+32(FP), R8
 	LEAQ (R8)(R8*2), R9
 	MOVQ oStride+56(FP), R10
 	LEAQ (R10)(R10*2), R11
 	MOVQ hd+40(FP), DX
-v3_row:
+	SHRQ $1, DX
+	VXORPS Y12, Y12, Y12
+v3_rows:
 	MOVQ SI, AX
 	MOVQ p+24(FP), BX
 	VXORPS Y0, Y0, Y0
@@ -378,74 +375,60 @@ v3_row:
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
 	MOVQ nch+16(FP), CX
-	SHRQ $1, CX
-	JZ v3_odd
-v3_pair:
+v3_chunk:
 	VCVTPH2PS (AX), Y14
-	VCVTPH2PS 16(AX), Y13
+	VCVTPH2PS (AX)(R12*1), Y13
 	VFMADD231PS (BX), Y14, Y0
-	VFMADD231PS 32(BX), Y13, Y3
+	VFMADD231PS (BX), Y13, Y3
 	VFMADD231PS (BX)(R8*1), Y14, Y1
-	VFMADD231PS 32(BX)(R8*1), Y13, Y4
+	VFMADD231PS (BX)(R8*1), Y13, Y4
 	VFMADD231PS (BX)(R8*2), Y14, Y2
-	VFMADD231PS 32(BX)(R8*2), Y13, Y5
-	ADDQ $32, AX
-	ADDQ $64, BX
+	VFMADD231PS (BX)(R8*2), Y13, Y5
+	ADDQ $16, AX
+	ADDQ $32, BX
 	DECQ CX
-	JNZ v3_pair
-v3_odd:
-	TESTQ $1, nch+16(FP)
-	JZ v3_sum
-	VCVTPH2PS (AX), Y14
-	VFMADD231PS (BX), Y14, Y0
-	VFMADD231PS (BX)(R8*1), Y14, Y1
-	VFMADD231PS (BX)(R8*2), Y14, Y2
-v3_sum:
-	VADDPS Y3, Y0, Y0
-	VEXTRACTF128 $1, Y0, X14
-	VADDPS X14, X0, X0
-	VMOVHLPS X0, X0, X14
-	VADDPS X14, X0, X0
-	VMOVSHDUP X0, X14
-	VADDSS X14, X0, X0
-	VMOVSS X0, (DI)
-	VADDPS Y4, Y1, Y1
-	VEXTRACTF128 $1, Y1, X14
-	VADDPS X14, X1, X1
-	VMOVHLPS X1, X1, X14
-	VADDPS X14, X1, X1
-	VMOVSHDUP X1, X14
-	VADDSS X14, X1, X1
-	VMOVSS X1, (DI)(R10*1)
-	VADDPS Y5, Y2, Y2
-	VEXTRACTF128 $1, Y2, X14
-	VADDPS X14, X2, X2
-	VMOVHLPS X2, X2, X14
-	VADDPS X14, X2, X2
-	VMOVSHDUP X2, X14
-	VADDSS X14, X2, X2
-	VMOVSS X2, (DI)(R10*2)
-	ADDQ vStride+8(FP), SI
-	ADDQ $4, DI
+	JNZ v3_chunk
+	// per row: Y8/Y9 = horizontal pairs of heads 0,1 / 2,3, then Y10/Y11 =
+	// each 128-bit lane's partial sums of heads 0…3 (row 0 / row 1)
+	VHADDPS Y1, Y0, Y8
+	VHADDPS Y12, Y2, Y9
+	VHADDPS Y9, Y8, Y10
+	VHADDPS Y4, Y3, Y8
+	VHADDPS Y12, Y5, Y9
+	VHADDPS Y9, Y8, Y11
+	// interleave the rows (heads 0,1 in Y8, 2,3 in Y9), add the lanes
+	VUNPCKLPS Y11, Y10, Y8
+	VUNPCKHPS Y11, Y10, Y9
+	VEXTRACTF128 $1, Y8, X10
+	VADDPS X10, X8, X8
+	VMOVLPS X8, (DI)
+	VMOVHPS X8, (DI)(R10*1)
+	VEXTRACTF128 $1, Y9, X11
+	VADDPS X11, X9, X9
+	VMOVLPS X9, (DI)(R10*2)
+	LEAQ (SI)(R12*2), SI
+	ADDQ $8, DI
 	DECQ DX
-	JNZ v3_row
+	JNZ v3_rows
 	VZEROUPPER
 	RET
 
 // func attnValues4AVX2(v *byte, vStride int, nch int, p *float32, pStride int, hd int, out *float32, oStride int)
-// For each of hd rows of F16 values (vStride bytes apart) and each of 4
-// probability vectors (float32, pStride bytes apart), stores the dot
-// product over nch·8 positions at out + h·oStride + 4·row. Two sets of
-// accumulators take alternate chunks.
+// For each of hd rows of F16 values (vStride bytes apart; hd even) and each
+// of 4 probability vectors (float32, pStride bytes apart), stores the dot
+// product over nch·8 positions at out + h·oStride + 4·row, two rows at a
+// time, their 2·4 sums reduced together.
 TEXT ·attnValues4AVX2(SB), NOSPLIT, $0-64
 	MOVQ v+0(FP), SI
+	MOVQ vStride+8(FP), R12
 	MOVQ out+48(FP), DI
 	MOVQ pStride+32(FP), R8
 	LEAQ (R8)(R8*2), R9
 	MOVQ oStride+56(FP), R10
 	LEAQ (R10)(R10*2), R11
 	MOVQ hd+40(FP), DX
-v4_row:
+	SHRQ $1, DX
+v4_rows:
 	MOVQ SI, AX
 	MOVQ p+24(FP), BX
 	VXORPS Y0, Y0, Y0
@@ -457,68 +440,44 @@ v4_row:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 	MOVQ nch+16(FP), CX
-	SHRQ $1, CX
-	JZ v4_odd
-v4_pair:
+v4_chunk:
 	VCVTPH2PS (AX), Y14
-	VCVTPH2PS 16(AX), Y13
+	VCVTPH2PS (AX)(R12*1), Y13
 	VFMADD231PS (BX), Y14, Y0
-	VFMADD231PS 32(BX), Y13, Y4
+	VFMADD231PS (BX), Y13, Y4
 	VFMADD231PS (BX)(R8*1), Y14, Y1
-	VFMADD231PS 32(BX)(R8*1), Y13, Y5
+	VFMADD231PS (BX)(R8*1), Y13, Y5
 	VFMADD231PS (BX)(R8*2), Y14, Y2
-	VFMADD231PS 32(BX)(R8*2), Y13, Y6
+	VFMADD231PS (BX)(R8*2), Y13, Y6
 	VFMADD231PS (BX)(R9*1), Y14, Y3
-	VFMADD231PS 32(BX)(R9*1), Y13, Y7
-	ADDQ $32, AX
-	ADDQ $64, BX
+	VFMADD231PS (BX)(R9*1), Y13, Y7
+	ADDQ $16, AX
+	ADDQ $32, BX
 	DECQ CX
-	JNZ v4_pair
-v4_odd:
-	TESTQ $1, nch+16(FP)
-	JZ v4_sum
-	VCVTPH2PS (AX), Y14
-	VFMADD231PS (BX), Y14, Y0
-	VFMADD231PS (BX)(R8*1), Y14, Y1
-	VFMADD231PS (BX)(R8*2), Y14, Y2
-	VFMADD231PS (BX)(R9*1), Y14, Y3
-v4_sum:
-	VADDPS Y4, Y0, Y0
-	VEXTRACTF128 $1, Y0, X14
-	VADDPS X14, X0, X0
-	VMOVHLPS X0, X0, X14
-	VADDPS X14, X0, X0
-	VMOVSHDUP X0, X14
-	VADDSS X14, X0, X0
-	VMOVSS X0, (DI)
-	VADDPS Y5, Y1, Y1
-	VEXTRACTF128 $1, Y1, X14
-	VADDPS X14, X1, X1
-	VMOVHLPS X1, X1, X14
-	VADDPS X14, X1, X1
-	VMOVSHDUP X1, X14
-	VADDSS X14, X1, X1
-	VMOVSS X1, (DI)(R10*1)
-	VADDPS Y6, Y2, Y2
-	VEXTRACTF128 $1, Y2, X14
-	VADDPS X14, X2, X2
-	VMOVHLPS X2, X2, X14
-	VADDPS X14, X2, X2
-	VMOVSHDUP X2, X14
-	VADDSS X14, X2, X2
-	VMOVSS X2, (DI)(R10*2)
-	VADDPS Y7, Y3, Y3
-	VEXTRACTF128 $1, Y3, X14
-	VADDPS X14, X3, X3
-	VMOVHLPS X3, X3, X14
-	VADDPS X14, X3, X3
-	VMOVSHDUP X3, X14
-	VADDSS X14, X3, X3
-	VMOVSS X3, (DI)(R11*1)
-	ADDQ vStride+8(FP), SI
-	ADDQ $4, DI
+	JNZ v4_chunk
+	// per row: Y8/Y9 = horizontal pairs of heads 0,1 / 2,3, then Y10/Y11 =
+	// each 128-bit lane's partial sums of heads 0…3 (row 0 / row 1)
+	VHADDPS Y1, Y0, Y8
+	VHADDPS Y3, Y2, Y9
+	VHADDPS Y9, Y8, Y10
+	VHADDPS Y5, Y4, Y8
+	VHADDPS Y7, Y6, Y9
+	VHADDPS Y9, Y8, Y11
+	// interleave the rows (heads 0,1 in Y8, 2,3 in Y9), add the lanes
+	VUNPCKLPS Y11, Y10, Y8
+	VUNPCKHPS Y11, Y10, Y9
+	VEXTRACTF128 $1, Y8, X10
+	VADDPS X10, X8, X8
+	VMOVLPS X8, (DI)
+	VMOVHPS X8, (DI)(R10*1)
+	VEXTRACTF128 $1, Y9, X11
+	VADDPS X11, X9, X9
+	VMOVLPS X9, (DI)(R10*2)
+	VMOVHPS X9, (DI)(R11*1)
+	LEAQ (SI)(R12*2), SI
+	ADDQ $8, DI
 	DECQ DX
-	JNZ v4_row
+	JNZ v4_rows
 	VZEROUPPER
 	RET
 
