@@ -47,10 +47,17 @@ type poolWorker struct {
 
 // Spin budgets: long enough to bridge the gaps between the jobs of a forward
 // pass (and a helper's lateness when the machine is busy), short enough that
-// idle workers soon stop using the CPU.
+// idle workers soon stop using the CPU. In a decode step of 8 sessions the
+// last task of a matrix multiply takes tens of microseconds; the caller of
+// run waits for it, and once parked it comes back late (a futex wake-up and
+// a context switch) while the next job waits on it. At 15 µs for the caller
+// and 30 µs for the helpers, threads parked about 1,700 times a second and
+// the two cores were idle 5–6 % of such a step; at 60 µs they park half as
+// often and are idle under 3 % (BenchmarkStepDecode/sessions=8, per-thread
+// schedstat over 10 s).
 const (
-	workerSpin = 30 * time.Microsecond
-	waitSpin   = 15 * time.Microsecond
+	workerSpin = 60 * time.Microsecond
+	waitSpin   = 60 * time.Microsecond
 )
 
 // spin calls done until it reports true or the budget has passed, and
