@@ -419,3 +419,20 @@ func TestQueueManyTasks(t *testing.T) {
 	assert.Zero(t, depth)
 	assert.Empty(t, counts)
 }
+
+// TestSlotsInUse: a busy worker's narrated slots in use are the more of the
+// hive's count and the queen's, and never more than the worker has (a task
+// on its way to be turned away does not use a slot).
+func TestSlotsInUse(t *testing.T) {
+	for _, c := range []struct{ total, available, queenBusy, want int }{
+		{1, 0, 1, 1},
+		{1, 0, 2, 1}, // one running, one in flight to be turned away
+		{1, 1, 1, 1}, // the hive's list lags the queen's own count
+		{4, 1, 2, 3},
+		{4, 3, 2, 2},
+		{4, 0, 9, 4},
+		{0, 0, 2, 2}, // slots unknown: the queen's count as it is
+	} {
+		assert.Equal(t, c.want, slotsInUse(c.total, c.available, c.queenBusy), "%+v", c)
+	}
+}

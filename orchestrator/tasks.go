@@ -472,7 +472,7 @@ func (r *taskRun) worker(ctx context.Context, hive *hiveClient) (*ticket, error)
 			}
 		}
 		r.workerID, r.slots = busy.ID, busy.SlotsTotal
-		inUse := max(busy.SlotsTotal-busy.SlotsAvailable, r.q.queue.busyOn(r.key(), busy.ID))
+		inUse := slotsInUse(busy.SlotsTotal, busy.SlotsAvailable, r.q.queue.busyOn(r.key(), busy.ID))
 		r.narrate("worker_busy", fmt.Sprintf("Worker %s with %s on %s is busy (%d/%d slots in use); waiting for a free slot",
 			busy.ID, busy.ModelRef, r.req.Node, inUse, busy.SlotsTotal))
 		return r.ticket(), nil
@@ -874,4 +874,18 @@ func slotsText(e *api.Error) string {
 		return "state " + s
 	}
 	return "all slots in use"
+}
+
+// slotsInUse is what the narration says of a busy worker's slots: the more
+// of the hive's count (total − available, which lags) and the queen's own
+// count of its tasks holding a slot there, at most total. The queen's count
+// can briefly pass total: a task that took a slot by the queen's count is on
+// its way to the worker, which will turn it away, while the one running
+// there still holds its own; a worker never runs more than total at once.
+func slotsInUse(total, available, queenBusy int) int {
+	n := max(total-available, queenBusy)
+	if total > 0 {
+		n = min(n, total)
+	}
+	return n
 }
