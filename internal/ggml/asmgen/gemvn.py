@@ -128,6 +128,19 @@ def prologue(name, C, extra=(), zmm=False, scr=False):
 PREFETCH = 4096
 
 
+def out_addrs8():
+    """Sets DX to the bytes between the outputs of two vectors (outStride
+    floats), R10 to three times that and R12 to vector 4's output, and
+    returns the addresses of the row's outputs of vectors 0…7 (DI is
+    vector 0's)."""
+    e("\tMOVQ outStride+48(FP), DX")
+    e("\tSHLQ $2, DX")
+    e("\tLEAQ (DX)(DX*2), R10")
+    e("\tLEAQ (DI)(DX*4), R12")
+    return ["(DI)", "(DI)(DX*1)", "(DI)(DX*2)", "(DI)(R10*1)",
+            "(R12)", "(R12)(DX*1)", "(R12)(DX*2)", "(R12)(R10*1)"]
+
+
 def epilogue(name, C, size, zmm=False, scr=False, end_row=()):
     for off in range(0, size, 64):
         e("\tPREFETCHT0 %d(AX)" % (PREFETCH + off))
@@ -167,12 +180,7 @@ def epilogue(name, C, size, zmm=False, scr=False, end_row=()):
             e("\tLEAQ (R13)(R13*2), DX")
         dst = ["(DI)", "(DI)(R13*1)", "(DI)(R13*2)", "(DI)(DX*1)"]
     else:
-        e("\tMOVQ outStride+48(FP), DX")
-        e("\tSHLQ $2, DX")
-        e("\tLEAQ (DX)(DX*2), R10")
-        e("\tLEAQ (DI)(DX*4), R12")
-        dst = ["(DI)", "(DI)(DX*1)", "(DI)(DX*2)", "(DI)(R10*1)",
-               "(R12)", "(R12)(DX*1)", "(R12)(DX*2)", "(R12)(R10*1)"]
+        dst = out_addrs8()
     if zmm:
         e("\t// with add, the sums of the blocks before (a part of the row)")
         e("\tCMPQ add+88(FP), $0")
@@ -747,12 +755,7 @@ def q6kg_epilogue(name, C, size):
         e("\tVEXTRACTF32X4 $%d, Z0, X%d" % (g, g))
     for g in range(4):
         e("\tVMOVHLPS X%d, X%d, X%d" % (g, g, 4 + g))
-    e("\tMOVQ outStride+48(FP), DX")
-    e("\tSHLQ $2, DX")
-    e("\tLEAQ (DX)(DX*2), R10")
-    e("\tLEAQ (DI)(DX*4), R12")
-    dst = ["(DI)", "(DI)(DX*1)", "(DI)(DX*2)", "(DI)(R10*1)",
-           "(R12)", "(R12)(DX*1)", "(R12)(DX*2)", "(R12)(R10*1)"]
+    dst = out_addrs8()
     e("\t// with add, the sums of the blocks before (a part of the row)")
     e("\tCMPQ add+88(FP), $0")
     e("\tJEQ %s_store" % name)
@@ -1046,12 +1049,7 @@ def q4kp(C):
     e("\tVUNPCKLPS X6, X5, X4")
     e("\tVUNPCKHPS X6, X5, X5")
     e("\t// the outputs: DX the bytes between vectors', R10 three times as many")
-    e("\tMOVQ outStride+48(FP), DX")
-    e("\tSHLQ $2, DX")
-    e("\tLEAQ (DX)(DX*2), R10")
-    e("\tLEAQ (DI)(DX*4), R12")
-    dst = ["(DI)", "(DI)(DX*1)", "(DI)(DX*2)", "(DI)(R10*1)",
-           "(R12)", "(R12)(DX*1)", "(R12)(DX*2)", "(R12)(R10*1)"]
+    dst = out_addrs8()
     e("\t// with add, the sums of the blocks before (a part of the row)")
     e("\tCMPQ add+64(FP), $0")
     e("\tJEQ %s_store" % name)
