@@ -230,6 +230,21 @@ const gemvnTileBytes = 16 << 10
 // activations a tile's rows share is read from the L1 cache.
 const gemvnPartBytes = 28 << 10
 
+// gemvnParts splits rows of nb blocks into parts of about equal length
+// whose activations, groupBytes per block for one group of vectors, fit in
+// gemvnPartBytes, and returns the blocks per part and the tile of rows
+// (widened when rows are split, so that a tile bounds the weights of one
+// part of its rows, ts bytes per block).
+func gemvnParts(nb, groupBytes, ts, tile int) (part, tiled int) {
+	most := max(1, gemvnPartBytes/groupBytes)
+	parts := (nb + most - 1) / most
+	part = (nb + parts - 1) / parts
+	if parts > 1 {
+		tile = max(tile, gemvnTileBytes/(part*ts))
+	}
+	return part, tile
+}
+
 // gemvnSIMD runs GemvN with the assembly kernels when the CPU has AVX2 and
 // the type has them, and reports whether it did. With AVX-512 VNNI, pre is
 // the activations already prepared for the kernels (see GemvNActs), or nil
@@ -370,13 +385,7 @@ func gemvnZ(ks []gemvnKernelZ, t Type, n int, w []byte, stride, rows int, x []by
 		ks = z.ks
 	}
 	maxC := len(ks) + 1
-	most := max(1, gemvnPartBytes/(min(cols, maxC)*xks))
-	parts := (nb + most - 1) / most
-	part := (nb + parts - 1) / parts
-	if parts > 1 {
-		// The tile bounds the weights of one part of its rows.
-		tile = max(tile, gemvnTileBytes/(part*ts))
-	}
+	part, tile := gemvnParts(nb, min(cols, maxC)*xks, ts, tile)
 	for r0 := 0; r0 < rows; r0 += tile {
 		tr := min(tile, rows-r0)
 		for k0 := 0; k0 < nb; k0 += part {
@@ -502,13 +511,7 @@ func gemvnQ4KPairs(w []byte, stride, rows, cols int, out []float32, outStride in
 	xp, pStride := z.xk, z.xkStride
 	// A pair's block is as long as two vectors' blocks in gemvnZ: parts of
 	// the same length.
-	most := max(1, gemvnPartBytes/(min((cols+1)/2, 4)*gemvnPairBlock))
-	parts := (nb + most - 1) / most
-	part := (nb + parts - 1) / parts
-	if parts > 1 {
-		// The tile bounds the weights of one part of its rows.
-		tile = max(tile, gemvnTileBytes/(part*ts))
-	}
+	part, tile := gemvnParts(nb, min((cols+1)/2, 4)*gemvnPairBlock, ts, tile)
 	for r0 := 0; r0 < rows; r0 += tile {
 		tr := min(tile, rows-r0)
 		for k0 := 0; k0 < nb; k0 += part {
